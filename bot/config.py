@@ -1,0 +1,174 @@
+"""Settings, read once from the environment through tiny helpers that fail loudly.
+
+A bad setting stops the process at start with one line naming the variable and what it needs
+(`ConfigError`), never a traceback deep inside a request.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import time
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; the message is one line naming the variable."""
+
+
+@dataclass(frozen=True)
+class QuietWindow:
+    start: time
+    end: time
+
+    def __str__(self) -> str:
+        return f"{self.start:%H:%M}-{self.end:%H:%M}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    redis_url: str | None
+    admin_token: str | None
+    public_base_url: str
+    twilio_account_sid: str | None
+    twilio_auth_token: str | None
+    twilio_from_number: str | None
+    twilio_api_base_url: str
+    telegram_bot_token: str | None
+    telegram_webhook_secret: str | None
+    telegram_api_base_url: str
+    conversations_dir: Path
+    timezone: ZoneInfo
+    quiet_hours: tuple[QuietWindow, ...]
+    send_rate: float
+    instance_path: Path
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def twilio_enabled(self) -> bool:
+        return bool(self.twilio_account_sid and self.twilio_auth_token)
+
+    @property
+    def telegram_enabled(self) -> bool:
+        return bool(self.telegram_bot_token)
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
+
+
+def _text(env: Mapping[str, str], name: str, default: str | None = None) -> str | None:
+    value = env.get(name)
+    if value is None or value.strip() == "":
+        return default
+    return value.strip()
+
+
+def _url(env: Mapping[str, str], name: str, default: str) -> str:
+    value = _text(env, name, default) or default
+    if not re.match(r"^https?://[^/\s]+", value):
+        raise ConfigError(
+            f"{name} must be an http(s) URL such as https://example.org, got {value!r}"
+        )
+    return value.rstrip("/")
+
+
+def _positive_float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = _text(env, name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number greater than 0, got {raw!r}") from None
+    if not value > 0:
+        raise ConfigError(f"{name} must be a number greater than 0, got {raw!r}")
+    return value
+
+
+def _timezone(env: Mapping[str, str], name: str, default: str) -> ZoneInfo:
+    raw = _text(env, name, default) or default
+    try:
+        return ZoneInfo(raw)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(
+            f"{name} must be an IANA time zone such as Europe/London, got {raw!r}"
+        ) from None
+
+
+def parse_quiet_hours(raw: str, name: str = "QUIET_HOURS") -> tuple[QuietWindow, ...]:
+    """`20:00-10:00,15:00-16:00` -> windows; a window may wrap past midnight. Empty means none."""
+    windows = []
+    for part in (p.strip() for p in raw.split(",")):
+        if not part:
+            continue
+        match = re.fullmatch(r"(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})", part)
+        if not match:
+            raise ConfigError(f"{name} must be windows like 20:00-10:00,15:00-16:00, got {part!r}")
+        h1, m1, h2, m2 = (int(g) for g in match.groups())
+        if h1 > 23 or h2 > 23 or m1 > 59 or m2 > 59:
+            raise ConfigError(f"{name} has a time that does not exist: {part!r}")
+        start, end = time(h1, m1), time(h2, m2)
+        if start == end:
+            raise ConfigError(f"{name} window {part!r} starts and ends at the same time")
+        windows.append(QuietWindow(start, end))
+    return tuple(windows)
+
+
+def load_settings(
+    env: Mapping[str, str] | None = None, instance_path: Path | None = None
+) -> Settings:
+    env = os.environ if env is None else env
+    instance = Path(instance_path or _text(env, "INVOLVE_INSTANCE_PATH") or "instance").absolute()
+    database_url = _text(env, "DATABASE_URL") or f"sqlite:///{instance / 'involve.sqlite3'}"
+    if not re.match(r"^(sqlite|postgres(ql)?)(\+\w+)?://", database_url):
+        raise ConfigError(
+            "DATABASE_URL must be a sqlite:/// or postgresql:// URL, "
+            f"got {database_url.split('://')[0]!r}"
+        )
+    if database_url.startswith("postgres://"):
+        # Heroku-style URLs; SQLAlchemy wants the full dialect name.
+        database_url = "postgresql://" + database_url[len("postgres://") :]
+    if database_url.startswith("postgresql://"):
+        database_url = "postgresql+psycopg://" + database_url[len("postgresql://") :]
+    redis_url = _text(env, "REDIS_URL")
+    if redis_url and not re.match(r"^(redis|rediss|unix)://", redis_url):
+        raise ConfigError(
+            f"REDIS_URL must be a redis://, rediss:// or unix:// URL, got {redis_url!r}"
+        )
+    sid, token = _text(env, "TWILIO_ACCOUNT_SID"), _text(env, "TWILIO_AUTH_TOKEN")
+    if bool(sid) != bool(token):
+        missing = "TWILIO_AUTH_TOKEN" if sid else "TWILIO_ACCOUNT_SID"
+        raise ConfigError(f"{missing} must be set too: Twilio needs both the account SID and token")
+    from_number = _text(env, "TWILIO_FROM_NUMBER")
+    if from_number is not None:
+        from bot.phone import InvalidPhoneNumber, normalise_phone
+
+        try:
+            from_number = normalise_phone(from_number)
+        except InvalidPhoneNumber as exc:
+            raise ConfigError(f"TWILIO_FROM_NUMBER must be a phone number: {exc}") from None
+    return Settings(
+        database_url=database_url,
+        redis_url=redis_url,
+        admin_token=_text(env, "ADMIN_TOKEN"),
+        public_base_url=_url(env, "PUBLIC_BASE_URL", "http://localhost:5000"),
+        twilio_account_sid=sid,
+        twilio_auth_token=token,
+        twilio_from_number=from_number,
+        twilio_api_base_url=_url(env, "TWILIO_API_BASE_URL", "https://api.twilio.com"),
+        telegram_bot_token=_text(env, "TELEGRAM_BOT_TOKEN"),
+        telegram_webhook_secret=_text(env, "TELEGRAM_WEBHOOK_SECRET"),
+        telegram_api_base_url=_url(env, "TELEGRAM_API_BASE_URL", "https://api.telegram.org"),
+        conversations_dir=Path(_text(env, "CONVERSATIONS_DIR", "conversations") or "conversations"),
+        timezone=_timezone(env, "INVOLVE_TIMEZONE", "Europe/London"),
+        quiet_hours=parse_quiet_hours(
+            env.get("QUIET_HOURS", "20:00-10:00,15:00-16:00") or "", "QUIET_HOURS"
+        ),
+        send_rate=_positive_float(env, "SEND_RATE", 1.0),
+        instance_path=instance,
+    )

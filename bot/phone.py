@@ -1,0 +1,36 @@
+"""Phone numbers as people write them (`07700 900123`) into E.164 (`+447700900123`)."""
+
+from __future__ import annotations
+
+import phonenumbers
+
+DEFAULT_REGION = "GB"
+
+
+class InvalidPhoneNumber(ValueError):
+    """The text is not a phone number we could ever call or text."""
+
+
+def normalise_phone(raw: str, region: str = DEFAULT_REGION) -> str:
+    text = (raw or "").strip()
+    if not text:
+        raise InvalidPhoneNumber("no phone number given")
+    if text.startswith("00"):
+        text = "+" + text[2:]
+    try:
+        number = phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException as exc:
+        raise InvalidPhoneNumber(f"{raw!r} is not a phone number ({exc._msg})") from None
+    if not phonenumbers.is_possible_number(number) or not phonenumbers.is_valid_number(number):
+        raise InvalidPhoneNumber(f"{raw!r} is not a valid phone number")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def is_mobile(e164: str) -> bool:
+    """Landlines cannot read texts; callers use this to pick the keypad channel."""
+    number = phonenumbers.parse(e164, None)
+    kind = phonenumbers.number_type(number)
+    return kind in (
+        phonenumbers.PhoneNumberType.MOBILE,
+        phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE,
+    )
