@@ -47,6 +47,7 @@ class Settings:
     quiet_hours: tuple[QuietWindow, ...]
     send_rate: float
     instance_path: Path
+    org_name: str = "our involvement team"
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -171,4 +172,5 @@ def load_settings(
         ),
         send_rate=_positive_float(env, "SEND_RATE", 1.0),
         instance_path=instance,
+        org_name=_text(env, "ORG_NAME", "our involvement team") or "our involvement team",
     )

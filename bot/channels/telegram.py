@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -19,6 +20,16 @@ TELEGRAM_TEXT = {
     ),
     "stopped": "You will not hear from {org} again. Thank you for your help so far. Send /start if you change your mind.",
 }
+
+
+_REPLY_WORD = re.compile(r"\b([Rr])eply (STOP|SKIP|START|HELP|REPEAT)\b")
+
+
+def _for_telegram(text: str) -> str:
+    """Scripts say "Reply STOP"; in Telegram the same words are commands: "send /stop"."""
+    return _REPLY_WORD.sub(
+        lambda m: f"{'S' if m.group(1) == 'R' else 's'}end /{m.group(2).lower()}", text
+    )
 
 
 @dataclass(frozen=True)
@@ -65,9 +76,12 @@ def render(prompts: Iterable[Prompt], org: str = "us") -> list[TelegramMessage]:
         if isinstance(prompt, Ask):
             messages.append(TelegramMessage(question_text(prompt), _keyboard(prompt)))
         elif isinstance(prompt, Say):
-            messages.append(
-                TelegramMessage(TELEGRAM_TEXT.get(prompt.kind, prompt.text).format(org=org))
+            text = (
+                TELEGRAM_TEXT[prompt.kind].format(org=org)
+                if prompt.kind in TELEGRAM_TEXT
+                else prompt.text
             )
+            messages.append(TelegramMessage(_for_telegram(text)))
     return messages
 
 

@@ -6,6 +6,7 @@ Landlines cannot read texts, so nothing here assumes a screen.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -15,6 +16,8 @@ from bot.survey import Question
 
 REPEAT_KEY, SKIP_KEY, STOP_KEY = "*", "0", "#"
 STOP_OFFER = "If you would rather we did not call you again, press hash."
+# Scripts are written for texts; "Reply STOP to opt out." means nothing on a call.
+_TEXT_ONLY = re.compile(r"\s*(?:Or )?[Rr]eply (?:STOP|SKIP|START)\b[^.!?]*[.!?]?")
 
 SPOKEN = {
     "help": (
@@ -85,7 +88,8 @@ def render(prompts: Iterable[Prompt], org: str = "us") -> VoiceTurn:
             said.append(question_speech(prompt))
             gather = gather_for(prompt.question)
         elif isinstance(prompt, Say):
-            said.append(SPOKEN.get(prompt.kind, prompt.text).format(org=org))
+            spoken = SPOKEN[prompt.kind].format(org=org) if prompt.kind in SPOKEN else prompt.text
+            said.append(_TEXT_ONLY.sub("", spoken).strip())
             if prompt.kind == "intro":
                 said.append(STOP_OFFER)
     return VoiceTurn(said, gather)

@@ -1,0 +1,134 @@
+"""The process's settings, database and Redis, built once on first use.
+
+The web app, the worker, rq jobs and the CLI all reach them here, so a job that receives only a
+row id can open the same database the web process wrote to. Tests call `configure`.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from redis import Redis
+
+from bot.config import Settings, load_settings
+from bot.db import Database
+from bot.survey import Survey, SurveyError, discover, load_file
+
+_lock = threading.Lock()
+_settings: Settings | None = None
+_database: Database | None = None
+_redis: Redis | None = None
+_library: SurveyLibrary | None = None
+
+
+class SurveyLibrary:
+    """The scripts in CONVERSATIONS_DIR, re-read when a file changes."""
+
+    def __init__(self, directory: Path):
+        self.directory = Path(directory)
+        self._stamp: tuple = ()
+        self._surveys: dict[str, Survey] = {}
+        self._keywords: dict[str, Survey] = {}
+        self.problems: list[str] = []
+
+    def _current_stamp(self) -> tuple:
+        try:
+            return tuple(
+                sorted((p.name, p.stat().st_mtime_ns) for p in self.directory.glob("*.y*ml"))
+            )
+        except OSError:
+            return ()
+
+    def _refresh(self) -> None:
+        stamp = self._current_stamp()
+        if stamp == self._stamp:
+            return
+        surveys, keywords, problems = {}, {}, []
+        for survey_id, path in discover(self.directory).items():
+            try:
+                survey = load_file(path)
+            except SurveyError as exc:
+                problems.extend(exc.problems)
+                continue
+            surveys[survey_id] = survey
+            if survey.keyword:
+                keywords[survey.keyword] = survey
+        self._surveys, self._keywords, self.problems, self._stamp = (
+            surveys,
+            keywords,
+            problems,
+            stamp,
+        )
+
+    def surveys(self) -> dict[str, Survey]:
+        self._refresh()
+        return self._surveys
+
+    def keywords(self) -> dict[str, Survey]:
+        self._refresh()
+        return self._keywords
+
+    def get(self, survey_id: str) -> Survey:
+        surveys = self.surveys()
+        if survey_id not in surveys:
+            raise SurveyError([f"no survey {survey_id!r} in {self.directory}"])
+        return surveys[survey_id]
+
+
+def configure(settings: Settings) -> None:
+    """Use these settings from now on (closing what was opened for earlier ones)."""
+    global _settings, _database, _redis, _library
+    with _lock:
+        if _database is not None:
+            _database.dispose()
+        if _redis is not None:
+            _redis.close()
+        _settings, _database, _redis, _library = settings, None, None, None
+
+
+def settings() -> Settings:
+    global _settings
+    with _lock:
+        if _settings is None:
+            _settings = load_settings()
+        return _settings
+
+
+def database() -> Database:
+    global _database
+    current = settings()
+    with _lock:
+        if _database is None:
+            _database = Database(current.database_url)
+        return _database
+
+
+def redis() -> Redis:
+    global _redis
+    current = settings()
+    with _lock:
+        if _redis is None:
+            if not current.redis_url:
+                raise RuntimeError(
+                    "REDIS_URL is not set: start the service with `involve serve`, which embeds one"
+                )
+            _redis = Redis.from_url(current.redis_url)
+        return _redis
+
+
+def library() -> SurveyLibrary:
+    global _library
+    current = settings()
+    with _lock:
+        if _library is None:
+            _library = SurveyLibrary(current.conversations_dir)
+        return _library
+
+
+def reset_after_fork() -> None:
+    """Connections must not be shared with a forked child (rq's work horse)."""
+    global _database, _redis
+    if _database is not None:
+        _database.engine.dispose(close=False)
+    _redis = None
