@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -109,3 +110,41 @@ def db_upgrade(revision: str) -> None:
     settings = _settings()
     database.upgrade(settings.database_url, revision)
     click.echo(f"database at revision {database.current_revision(settings.database_url)}")
+
+
+@main.command()
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="0.0.0.0 to accept outside connections."
+)
+@click.option(
+    "--port",
+    default=lambda: int(os.environ.get("PORT", "5000")),
+    show_default="5000 or $PORT",
+    type=int,
+)
+@click.option("--web-workers", default=2, show_default=True, type=int)
+def serve(host: str, port: int, web_workers: int) -> None:
+    """Run everything on this machine: web app, worker, and Redis/SQLite where none is set."""
+    from bot import serve as serving
+
+    sys.exit(serving.serve(_settings(), host, port, web_workers))
+
+
+@main.command()
+@click.option("--burst", is_flag=True, help="Stop when the queue is empty.")
+def worker(burst: bool) -> None:
+    """An rq worker with the scheduler, for the Procfile."""
+    from bot import runtime
+    from bot import worker as working
+
+    _settings()
+    try:
+        connection = runtime.redis()
+        connection.ping()
+    except Exception as exc:
+        raise click.ClickException(f"REDIS_URL: cannot reach Redis ({exc})") from None
+    working.run(connection, burst=burst)
+
+
+if __name__ == "__main__":
+    main()

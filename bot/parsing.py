@@ -37,6 +37,8 @@ NUMBER_WORDS = {
     "eighteen": 18,
     "nineteen": 19,
     "twenty": 20,
+}
+ORDINAL_WORDS = {
     "first": 1,
     "second": 2,
     "third": 3,
@@ -46,6 +48,37 @@ NUMBER_WORDS = {
     "seventh": 7,
     "eighth": 8,
     "ninth": 9,
+    "1st": 1,
+    "2nd": 2,
+    "3rd": 3,
+    "4th": 4,
+    "5th": 5,
+}
+FILLER_WORDS = {
+    "option",
+    "number",
+    "no",
+    "please",
+    "its",
+    "it",
+    "is",
+    "i",
+    "choose",
+    "pick",
+    "say",
+    "the",
+    "answer",
+    "thanks",
+    "ok",
+    "id",
+    "like",
+    "go",
+    "for",
+    "about",
+    "around",
+    "maybe",
+    "just",
+    "only",
 }
 YES_WORDS = {
     "yes",
@@ -120,8 +153,16 @@ def _as_number(text: str) -> float | None:
             return None
         return number
     words = simplify(text).split()
+    if len(words) > 4:
+        return None
+    # "the second one": the ordinal is the answer, "one" is just a word.
+    ordinals = [ORDINAL_WORDS[w] for w in words if w in ORDINAL_WORDS]
+    if len(ordinals) == 1:
+        return float(ordinals[0])
+    # "two please" is 2; "the green one" is not 1.
     found = [NUMBER_WORDS[w] for w in words if w in NUMBER_WORDS]
-    if len(found) == 1 and len(words) <= 4:
+    others = [w for w in words if w not in NUMBER_WORDS]
+    if len(found) == 1 and not ordinals and all(w in FILLER_WORDS for w in others):
         return float(found[0])
     return None
 
@@ -219,6 +260,8 @@ def parse(question: Question, text: str) -> Answer | Miss:
             ):
                 return Answer(str(point), question.labels.get(point, str(point)))
             return Miss(expected(question))
+        if number is not None:
+            return Miss(expected(question))  # 4.5 is between points, not a point
         return _pick(question, text) or Miss(expected(question))
     # number
     number = _as_number(text)

@@ -6,7 +6,9 @@ row id can open the same database the web process wrote to. Tests call `configur
 
 from __future__ import annotations
 
+import os
 import threading
+import time
 from pathlib import Path
 
 from redis import Redis
@@ -20,6 +22,7 @@ _settings: Settings | None = None
 _database: Database | None = None
 _redis: Redis | None = None
 _library: SurveyLibrary | None = None
+RESCAN_SECONDS = 2.0
 
 
 class SurveyLibrary:
@@ -28,6 +31,7 @@ class SurveyLibrary:
     def __init__(self, directory: Path):
         self.directory = Path(directory)
         self._stamp: tuple = ()
+        self._checked_at = float("-inf")
         self._surveys: dict[str, Survey] = {}
         self._keywords: dict[str, Survey] = {}
         self.problems: list[str] = []
@@ -41,6 +45,10 @@ class SurveyLibrary:
             return ()
 
     def _refresh(self) -> None:
+        # Look at the folder at most every couple of seconds: this sits on the webhook path.
+        if time.monotonic() - self._checked_at < RESCAN_SECONDS:
+            return
+        self._checked_at = time.monotonic()
         stamp = self._current_stamp()
         if stamp == self._stamp:
             return
@@ -126,9 +134,12 @@ def library() -> SurveyLibrary:
         return _library
 
 
-def reset_after_fork() -> None:
-    """Connections must not be shared with a forked child (rq's work horse)."""
-    global _database, _redis
+def _reset_after_fork() -> None:
+    """A forked child (rq's work horse) must not share its parent's connections."""
+    global _redis
     if _database is not None:
         _database.engine.dispose(close=False)
     _redis = None
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)

@@ -1,0 +1,146 @@
+"""Twilio's REST API: the one place texts (and calls) are handed over.
+
+Failures are classified here (see `bot.errors`); nothing else looks at Twilio's error codes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import requests
+from twilio.base.exceptions import TwilioRestException
+from twilio.http.http_client import TwilioHttpClient
+from twilio.rest import Client
+
+from bot.config import Settings
+from bot.errors import ChannelOff, PermanentError, RecipientOptedOut, SendError, TemporaryError
+
+TWILIO_ORIGIN = "https://api.twilio.com"
+TIMEOUT_SECONDS = 15
+
+OPTED_OUT = {21610}  # "Attempt to send to unsubscribed recipient"
+# Numbers we can never reach: invalid, not a mobile, landline for SMS, region not enabled,
+# blocked or unreachable destination, and the like.
+BAD_NUMBER = {
+    21211,
+    21214,
+    21217,
+    21219,
+    21401,
+    21407,
+    21408,
+    21421,
+    21612,
+    21614,
+    21635,
+    30003,
+    30005,
+    30006,
+}
+TEMPORARY_CODES = {20429, 20500, 20503, 30001, 30008}
+
+
+class RebasedHttpClient(TwilioHttpClient):
+    """Sends what twilio's client builds for api.twilio.com to TWILIO_API_BASE_URL instead."""
+
+    def __init__(self, base_url: str, timeout: float = TIMEOUT_SECONDS):
+        super().__init__(timeout=timeout)
+        self.base_url = base_url.rstrip("/")
+
+    def request(self, method, url, *args, **kwargs):  # type: ignore[override]
+        if self.base_url != TWILIO_ORIGIN and url.startswith(TWILIO_ORIGIN):
+            url = self.base_url + url[len(TWILIO_ORIGIN) :]
+        return super().request(method, url, *args, **kwargs)
+
+
+def classify(exc: Exception) -> SendError:
+    if isinstance(exc, TwilioRestException):
+        code = exc.code
+        text = f"Twilio {exc.status}{f' error {code}' if code else ''}: {exc.msg}"
+        if code in OPTED_OUT:
+            return RecipientOptedOut(text, str(code))
+        if code in BAD_NUMBER:
+            return PermanentError(text, str(code))
+        if exc.status == 429 or exc.status >= 500 or code in TEMPORARY_CODES:
+            return TemporaryError(text, str(code or exc.status))
+        if exc.status in (401, 403):
+            return TemporaryError(
+                f"{text} (check TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN)", str(code or exc.status)
+            )
+        return PermanentError(text, str(code or exc.status))
+    if isinstance(exc, requests.Timeout):
+        return TemporaryError(f"Twilio did not answer in time: {exc}", "timeout")
+    if isinstance(exc, requests.ConnectionError):
+        return TemporaryError(f"could not reach Twilio: {exc}", "connection")
+    return TemporaryError(f"unexpected error talking to Twilio: {exc!r}", "unexpected")
+
+
+@dataclass(frozen=True)
+class Handed:
+    sid: str
+    status: str
+
+
+class TwilioSender:
+    channel = "sms"
+
+    def __init__(self, settings: Settings, http_client: TwilioHttpClient | None = None):
+        self.settings = settings
+        self._client: Client | None = None
+        self._http = http_client
+
+    @property
+    def sender_key(self) -> str:
+        return f"twilio:{self.settings.twilio_from_number}"
+
+    def client(self) -> Client:
+        if not self.settings.twilio_enabled:
+            raise ChannelOff(
+                "SMS and calls are off: TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN are not set"
+            )
+        if not self.settings.twilio_from_number:
+            raise ChannelOff("SMS and calls are off: TWILIO_FROM_NUMBER is not set")
+        if self._client is None:
+            self._client = Client(
+                self.settings.twilio_account_sid,
+                self.settings.twilio_auth_token,
+                http_client=self._http or RebasedHttpClient(self.settings.twilio_api_base_url),
+            )
+        return self._client
+
+    def status_callback(self, message_id: int) -> str:
+        return f"{self.settings.public_base_url}/webhooks/twilio/status?m={message_id}"
+
+    def send_sms(self, to: str, body: str, message_id: int) -> Handed:
+        client = self.client()
+        try:
+            sent = client.messages.create(
+                to=to,
+                from_=self.settings.twilio_from_number,
+                body=body,
+                status_callback=self.status_callback(message_id),
+            )
+        except Exception as exc:
+            raise classify(exc) from exc
+        return Handed(sent.sid, sent.status or "queued")
+
+    def find_sms(self, to: str, body: str, since: datetime) -> Handed | None:
+        """A text to `to` with this body created since `since`, if Twilio has one.
+
+        Twilio's API has no idempotency key, so this is how a send interrupted mid-call is
+        settled before it is ever tried again.
+        """
+        client = self.client()
+        try:
+            # No DateSent filter: a text still queued at Twilio has no send date yet.
+            recent = client.messages.list(to=to, from_=self.settings.twilio_from_number, limit=50)
+        except Exception as exc:
+            raise classify(exc) from exc
+        for message in recent:
+            created = message.date_created
+            if message.body == body and (
+                created is None or created >= since - timedelta(seconds=30)
+            ):
+                return Handed(message.sid, message.status or "queued")
+        return None

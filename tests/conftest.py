@@ -1,0 +1,146 @@
+"""Fixtures: real databases (SQLite always, PostgreSQL where TEST_DATABASE_URL is set) and a
+real Redis (TEST_REDIS_URL, else the local server's database 13, else an embedded server).
+
+Tests only ever wipe what they created: a fresh PostgreSQL database per run, dropped at the end,
+and a Redis database that carries our marker key (we refuse to touch one that holds other keys).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from redis import Redis
+from sqlalchemy import create_engine, make_url, text
+
+from bot import db as dbmod
+from bot import runtime
+from bot.config import Settings, load_settings
+from bot.db import Database
+from bot.models import Base
+
+ROOT = Path(__file__).resolve().parent.parent
+CONVERSATIONS = ROOT / "conversations"
+REDIS_MARKER = "involve:test-database"
+BACKENDS = ["sqlite"] + (["postgresql"] if os.environ.get("TEST_DATABASE_URL") else [])
+
+
+def _pg_url(raw: str):
+    url = make_url(raw)
+    if url.drivername in ("postgresql", "postgres"):
+        url = url.set(drivername="postgresql+psycopg")
+    return url
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'test.sqlite3'}"
+        dbmod.upgrade(url)
+        yield url
+        return
+    base = _pg_url(os.environ["TEST_DATABASE_URL"])
+    name = f"{base.database or 'involve_test'}_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = base.set(database=name).render_as_string(hide_password=False)
+    try:
+        dbmod.upgrade(url)
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def wipe(database: Database) -> None:
+    with database.engine.begin() as conn:
+        for table in reversed(Base.metadata.sorted_tables):
+            conn.execute(table.delete())
+
+
+@pytest.fixture
+def database(database_url: str) -> Iterator[Database]:
+    database = Database(database_url)
+    wipe(database)
+    yield database
+    wipe(database)
+    database.dispose()
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    from bot.embedded_redis import EmbeddedRedis
+
+    candidates = (
+        [os.environ["TEST_REDIS_URL"]]
+        if os.environ.get("TEST_REDIS_URL")
+        else ["redis://127.0.0.1:6379/13"]
+    )
+    server = None
+    for url in candidates:
+        try:
+            client = Redis.from_url(url, socket_connect_timeout=1)
+            client.ping()
+            break
+        except Exception:
+            continue
+    else:
+        # Short path: Unix socket paths are limited to about 100 characters.
+        server = EmbeddedRedis(
+            Path(f"/tmp/involve-test-redis-{uuid.uuid4().hex[:8]}"), persist=False
+        ).start()
+        url = server.url
+        client = Redis.from_url(url)
+    if client.dbsize() and not client.exists(REDIS_MARKER):
+        pytest.exit(
+            f"the Redis database at {url} holds keys that are not ours; set TEST_REDIS_URL to an empty one",
+            2,
+        )
+    client.flushdb()
+    client.set(REDIS_MARKER, "1")
+    client.close()
+    yield url
+    client = Redis.from_url(url)
+    client.flushdb()
+    client.close()
+    if server is not None:
+        server.stop()
+
+
+@pytest.fixture
+def redis_conn(redis_url: str) -> Iterator[Redis]:
+    client = Redis.from_url(redis_url)
+    client.flushdb()
+    client.set(REDIS_MARKER, "1")
+    yield client
+    client.flushdb()
+    client.set(REDIS_MARKER, "1")
+    client.close()
+
+
+def make_settings(database_url: str, redis_url: str | None = None, **env: str) -> Settings:
+    base = {
+        "DATABASE_URL": database_url,
+        "CONVERSATIONS_DIR": str(CONVERSATIONS),
+        "QUIET_HOURS": "",
+        "SEND_RATE": "1000",
+    }
+    if redis_url:
+        base["REDIS_URL"] = redis_url
+    base.update(env)
+    return load_settings(base)
+
+
+@pytest.fixture
+def settings(database: Database, tmp_path: Path) -> Iterator[Settings]:
+    current = make_settings(database.url, INVOLVE_INSTANCE_PATH=str(tmp_path))
+    runtime.configure(current)
+    yield current
+    runtime.configure(current)

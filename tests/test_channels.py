@@ -1,0 +1,129 @@
+from bot import engine
+from bot.channels import sms, telegram, voice
+from bot.engine import Reply
+from bot.keywords import Command
+from bot.survey import load_text
+
+SURVEY = load_text(
+    """
+id: c
+title: Channels
+intro: "Hello {{ name }}. Reply STOP to opt out."
+questions:
+  - id: format
+    type: choice
+    ask: Which format?
+    options:
+      - {value: printed, label: Printed}
+      - {value: digital, label: Digital}
+      - {value: both, label: Both}
+  - id: useful
+    type: scale
+    ask: How useful?
+    min: 1
+    max: 5
+    labels: {1: Not useful, 5: Very useful}
+  - id: why
+    type: text
+    ask: Why?
+    optional: true
+  - id: ok
+    type: yesno
+    ask: May we tell you?
+  - id: many
+    type: number
+    ask: How many?
+""",
+    "c.yaml",
+)
+CTX = {"name": "Ann", "org": "Age Better"}
+
+
+def ask(qid, retry=None):
+    return engine.ask(SURVEY, SURVEY.question(qid), CTX, retry)
+
+
+def test_sms_choice_is_one_short_line():
+    (text,) = sms.render([ask("format")])
+    assert text == "Which format?\nReply 1 for Printed, 2 for Digital, 3 for Both"
+
+
+def test_sms_scale_yesno_and_optional_text():
+    assert sms.render([ask("useful")]) == [
+        "How useful?\nReply with a number from 1 (Not useful) to 5 (Very useful)"
+    ]
+    assert sms.render([ask("ok")]) == ["May we tell you?\nReply YES or NO"]
+    assert sms.render([ask("why")]) == ["Why?\nOr reply SKIP to leave this one out."]
+
+
+def test_sms_step_is_one_message_in_order():
+    step = engine.begin(SURVEY, CTX)
+    (text,) = sms.render(step.prompts)
+    assert text.startswith("Hello Ann. Reply STOP to opt out.\n\nWhich format?")
+
+
+def test_sms_parse():
+    assert sms.parse(" stop ") is Command.STOP
+    assert sms.parse("2") == Reply("2")
+
+
+def test_voice_choice_is_spoken_with_keys_and_repeat():
+    turn = voice.render([ask("format")])
+    assert turn.say == [
+        "Which format? Press 1 for Printed. Press 2 for Digital. Press 3 for Both. Press star to hear this again."
+    ]
+    assert turn.gather == voice.Gather(num_digits=1, finish_on_key="")
+
+
+def test_voice_text_question_is_recorded_and_skippable_with_zero():
+    turn = voice.render([ask("why")])
+    assert turn.gather.record
+    assert "Press 0 to skip this question." in turn.say[0]
+    assert voice.parse("0", SURVEY.question("why")) is Command.SKIP
+    assert voice.parse("0", SURVEY.question("format")) == Reply(
+        "0"
+    )  # not optional: an ordinary miss
+
+
+def test_voice_number_waits_for_hash_and_keys_mean_commands():
+    assert voice.render([ask("many")]).gather == voice.Gather(num_digits=None, finish_on_key="#")
+    assert voice.parse("*", SURVEY.question("format")) is Command.REPEAT
+    assert voice.parse("#", SURVEY.question("format")) is Command.STOP
+    assert voice.parse("12#", SURVEY.question("many")) == Reply("12")
+
+
+def test_voice_intro_offers_a_way_to_stop_and_drops_text_words():
+    turn = voice.render(engine.begin(SURVEY, CTX).prompts, org="Age Better")
+    assert turn.say[0] == "Hello Ann."
+    assert turn.say[1] == voice.STOP_OFFER
+
+
+def test_voice_outro_ends_the_call():
+    assert voice.render([engine.Say("Thank you.", "outro")]).gather is None
+
+
+def test_telegram_buttons_for_closed_questions():
+    (message,) = telegram.render([ask("format")])
+    rows = message.keyboard.inline_keyboard
+    assert [[(b.text, b.callback_data) for b in row] for row in rows] == [
+        [("Printed", "1")],
+        [("Digital", "2")],
+        [("Both", "3")],
+    ]
+    (yesno,) = telegram.render([ask("ok")])
+    assert [(b.text, b.callback_data) for b in yesno.keyboard.inline_keyboard[0]] == [
+        ("Yes", "1"),
+        ("No", "2"),
+    ]
+    (free,) = telegram.render([ask("many")])
+    assert free.keyboard is None
+    (optional,) = telegram.render([ask("why")])
+    assert optional.keyboard.inline_keyboard[-1][0].callback_data == "/skip"
+
+
+def test_telegram_words_become_commands():
+    (intro, _) = telegram.render(engine.begin(SURVEY, CTX).prompts)
+    assert intro.text == "Hello Ann. Send /stop to opt out."
+    assert telegram.parse(text="/stop") is Command.STOP
+    assert telegram.parse(callback_data="/skip") is Command.SKIP
+    assert telegram.parse(callback_data="2") == Reply("2")

@@ -1,0 +1,162 @@
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from bot import conversations
+from bot.engine import Reply
+from bot.keywords import Command
+from bot.models import Answer, ConsentEvent, Conversation, Participant, SurveyVersion
+from bot.survey import load_file
+from tests.conftest import CONVERSATIONS
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+SURVEY = load_file(CONVERSATIONS / "guide-title.yaml")
+KEYWORDS = {SURVEY.keyword: SURVEY}
+ORG = "Age Better"
+
+
+def person(session, phone="+447700900123", name="Margaret"):
+    p = Participant(phone=phone, name=name, tags=[])
+    session.add(p)
+    session.flush()
+    return p
+
+
+def send(database, pid, text, inbound=None, at=NOW):
+    with database.session() as session:
+        who = session.get(Participant, pid)
+        return conversations.handle_inbound(
+            session,
+            who,
+            "sms",
+            inbound
+            or (
+                Command(text.lower())
+                if text.upper() in ("STOP", "START", "HELP", "REPEAT", "SKIP")
+                else Reply(text)
+            ),
+            at,
+            ORG,
+            KEYWORDS,
+            raw=text,
+        )
+
+
+def test_keyword_starts_a_survey_and_answers_are_stored(database):
+    with database.session() as session:
+        pid = person(session).id
+    first = send(database, pid, "title")
+    assert [type(p).__name__ for p in first.prompts] == ["Say", "Ask"]
+    for text in ["2", "Short and clear", "5", "yes"]:
+        send(database, pid, text)
+    with database.session() as session:
+        rows = session.scalars(select(Answer).order_by(Answer.id)).all()
+        assert [(a.question_id, a.value, a.label, a.channel) for a in rows] == [
+            ("title", "your-health", "Your health, your way", "sms"),
+            ("why", "Short and clear", "Short and clear", "sms"),
+            ("useful", "5", "Very useful", "sms"),
+            ("recontact", "yes", "Yes", "sms"),
+        ]
+        conv = session.scalars(select(Conversation)).one()
+        assert conv.status == "completed" and conv.completed_at == NOW
+        who = session.get(Participant, pid)
+        assert who.recontact is True and who.joined_via == "keyword TITLE"
+        assert [e.kind for e in who.consent_events] == ["recontact_yes"]
+        version = session.get(SurveyVersion, conv.survey_version_id)
+        assert version.source == SURVEY.source and version.content_hash == SURVEY.content_hash
+
+
+def test_unknown_text_without_a_conversation_gets_who_we_are(database):
+    with database.session() as session:
+        pid = person(session).id
+    outcome = send(database, pid, "hello")
+    assert outcome.conversation is None
+    assert outcome.prompts[0].kind == "help" and ORG in outcome.prompts[0].text
+
+
+def test_stop_is_confirmed_once_logged_and_start_lifts_it(database):
+    with database.session() as session:
+        pid = person(session).id
+    send(database, pid, "title")
+    assert send(database, pid, "STOP").prompts[0].kind == "stopped"
+    assert send(database, pid, "STOP").prompts == ()
+    blocked = send(database, pid, "2")
+    assert "START" in blocked.prompts[0].text
+    started = send(database, pid, "START")
+    assert started.prompts[0].kind == "started"
+    with database.session() as session:
+        who = session.get(Participant, pid)
+        assert not who.opted_out
+        assert [(e.kind, e.how) for e in who.consent_events] == [
+            ("opt_out", "sms"),
+            ("opt_in", "sms"),
+        ]
+        assert session.scalars(select(Conversation)).one().status == "stopped"
+        assert session.scalar(select(func.count(Answer.id))) == 0
+
+
+def test_idle_conversation_expires_after_seven_days(database):
+    with database.session() as session:
+        pid = person(session).id
+    send(database, pid, "title")
+    later = send(database, pid, "2", at=NOW + timedelta(days=8))
+    assert later.conversation is None
+    with database.session() as session:
+        assert session.scalars(select(Conversation)).one().status == "expired"
+        assert session.scalar(select(func.count(Answer.id))) == 0
+
+
+def test_one_active_conversation_per_person_is_enforced_by_the_database(database):
+    with database.session() as session:
+        who = person(session)
+        conversations.start_conversation(session, who, SURVEY, "sms", NOW, ORG)
+    with pytest.raises(IntegrityError), database.session() as session:
+        who = session.get(Participant, who.id)
+        conversations.start_conversation(session, who, SURVEY, "sms", NOW, ORG)
+
+
+def test_a_conversation_follows_the_person_across_channels(database):
+    with database.session() as session:
+        pid = person(session).id
+    send(database, pid, "title")
+    with database.session() as session:
+        who = session.get(Participant, pid)
+        conversations.handle_inbound(session, who, "telegram", Reply("1"), NOW, ORG)
+    with database.session() as session:
+        (answer,) = session.scalars(select(Answer)).all()
+        assert (answer.question_id, answer.channel) == ("title", "telegram")
+
+
+def test_same_script_is_stored_once(database):
+    with database.session() as session:
+        a = conversations.survey_version(session, SURVEY)
+        b = conversations.survey_version(session, SURVEY)
+        assert a.id == b.id
+        assert session.scalar(select(func.count(SurveyVersion.id))) == 1
+
+
+def test_unparsed_answer_is_kept_after_two_misses(database):
+    with database.session() as session:
+        pid = person(session).id
+    send(database, pid, "title")
+    send(database, pid, "the green one")
+    send(database, pid, "the one with the picture")
+    with database.session() as session:
+        (answer,) = session.scalars(select(Answer)).all()
+        assert (answer.value, answer.unparsed, answer.raw_text) == (
+            "the one with the picture",
+            True,
+            "the one with the picture",
+        )
+
+
+def test_consent_log_is_append_only_history(database):
+    with database.session() as session:
+        who = person(session)
+        for kind in ["opt_out", "opt_in", "recontact_no"]:
+            conversations.record_consent(session, who, kind, "api", now=NOW)
+    with database.session() as session:
+        kinds = session.scalars(select(ConsentEvent.kind).order_by(ConsentEvent.id)).all()
+        assert kinds == ["opt_out", "opt_in", "recontact_no"]

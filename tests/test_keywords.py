@@ -1,0 +1,53 @@
+import pytest
+
+from bot.keywords import Command, classify, start_payload
+
+
+@pytest.mark.parametrize(
+    "typed",
+    [
+        "STOP",
+        "stop",
+        " Stop. ",
+        "StopAll",
+        "UNSUBSCRIBE",
+        "cancel",
+        "End",
+        "quit",
+        "/stop",
+        "stop please",
+        "STOP!",
+    ],
+)
+def test_stop_words(typed):
+    assert classify(typed) is Command.STOP
+
+
+@pytest.mark.parametrize(
+    ("typed", "command"),
+    [
+        ("START", Command.START),
+        ("/start", Command.START),
+        ("help", Command.HELP),
+        ("/help", Command.HELP),
+        ("Repeat", Command.REPEAT),
+        ("/repeat", Command.REPEAT),
+        ("skip", Command.SKIP),
+        ("/skip", Command.SKIP),
+        ("/start title", Command.START),
+    ],
+)
+def test_other_words(typed, command):
+    assert classify(typed) is command
+
+
+@pytest.mark.parametrize(
+    "typed", ["make the pain stop", "I can't stop worrying", "2", "yes", "", "don't stop"]
+)
+def test_ordinary_replies_are_not_commands(typed):
+    assert classify(typed) is None
+
+
+def test_start_payload():
+    assert start_payload("/start title") == "TITLE"
+    assert start_payload("start") is None

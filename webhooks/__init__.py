@@ -1,0 +1,36 @@
+"""The web app: thin blueprints that parse, check signatures, call the core and render."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+
+from bot import runtime
+from bot.config import Settings
+
+
+def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the app. `test_config` may carry SETTINGS (a bot.config.Settings) and Flask keys."""
+    config = dict(test_config or {})
+    settings: Settings | None = config.pop("SETTINGS", None)
+    if settings is not None:
+        runtime.configure(settings)
+    settings = runtime.settings()  # a bad setting fails here, at start, in one line
+
+    app = Flask(__name__, instance_path=str(settings.instance_path))
+    app.config.from_mapping(JSON_SORT_KEYS=False, MAX_CONTENT_LENGTH=20 * 1024 * 1024)
+    app.config.update(config)
+    app.extensions["involve.settings"] = settings
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+    from webhooks import health, twilio_sms, twilio_status
+
+    app.register_blueprint(health.bp)
+    app.register_blueprint(twilio_sms.bp)
+    app.register_blueprint(twilio_status.bp)
+    return app

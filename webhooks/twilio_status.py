@@ -1,0 +1,54 @@
+"""POST /webhooks/twilio/status: delivery callbacks for texts and calls we sent."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, request
+from sqlalchemy import select
+
+from bot import conversations, delivery, runtime
+from bot.models import Message, Participant
+from webhooks.signatures import twilio_signed
+
+bp = Blueprint("twilio_status", __name__, url_prefix="/webhooks/twilio")
+
+
+@bp.post("/status")
+@twilio_signed
+def status_callback() -> Response:
+    form = request.form
+    sid = form.get("MessageSid") or form.get("CallSid")
+    raw_status = (
+        form.get("MessageStatus") or form.get("SmsStatus") or form.get("CallStatus") or ""
+    ).lower()
+    status = delivery.TWILIO_STATUS.get(raw_status)
+    error_code = form.get("ErrorCode") or None
+    if not sid or status is None:
+        return Response(status=204)
+    message_id = request.args.get("m", type=int)
+    with runtime.database().session() as session:
+        message = None
+        if message_id is not None:
+            message = session.get(Message, message_id, with_for_update=True)
+            if message is not None and (
+                message.direction != "out" or message.provider_id not in (None, sid)
+            ):
+                message = None
+        if message is None:
+            message = session.scalar(
+                select(Message)
+                .where(Message.direction == "out", Message.provider_id == sid)
+                .with_for_update()
+            )
+        if message is None:
+            return Response(status=204)  # not ours, or already erased: nothing to update
+        message.provider_id = message.provider_id or sid
+        if message.status in ("pending", "claimed"):
+            # The callback beat the sender's own write: Twilio has it, so it was handed over.
+            message.status = "pending"
+        delivery.advance(message, status, error_code, form.get("ErrorMessage") or None)
+        if error_code == "21610" and message.participant_id:
+            person = session.get(Participant, message.participant_id)
+            conversations.record_consent(
+                session, person, "opt_out", "carrier", detail="Twilio 21610"
+            )
+    return Response(status=204)
