@@ -77,7 +77,9 @@ def survey_of(version: SurveyVersion) -> Survey:
 # --- people ------------------------------------------------------------------------------
 
 
-def participant_by_phone(session: Session, phone: str, joined_via: str) -> Participant:
+def participant_by_phone(
+    session: Session, phone: str, joined_via: str | None = None
+) -> Participant:
     person = session.scalar(select(Participant).where(Participant.phone == phone))
     if person is not None:
         return person
@@ -264,6 +266,8 @@ def handle_inbound(
         survey = _keyword_survey(raw, keywords)
         if survey is not None:
             return _begin(session, person, survey, channel, now, org)
+        if person.joined_via is None:
+            person.joined_via = f"wrote by {channel}"
         return Outcome(engine.after_end(inbound, context).prompts, None, person)
     step = engine.step(
         survey_of(conv.survey_version), engine.State.from_json(conv.state), inbound, context

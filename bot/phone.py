@@ -21,8 +21,11 @@ def normalise_phone(raw: str, region: str = DEFAULT_REGION) -> str:
         number = phonenumbers.parse(text, region)
     except phonenumbers.NumberParseException as exc:
         raise InvalidPhoneNumber(f"{raw!r} is not a phone number ({exc._msg})") from None
-    if not phonenumbers.is_possible_number(number) or not phonenumbers.is_valid_number(number):
-        raise InvalidPhoneNumber(f"{raw!r} is not a valid phone number")
+    # "Possible" (the right length for its country) rather than "valid": numbers in ranges the
+    # metadata does not know yet, or Ofcom's drama range, are real to somebody; Twilio tells
+    # us (permanently) if one cannot be reached.
+    if not phonenumbers.is_possible_number(number):
+        raise InvalidPhoneNumber(f"{raw!r} is not a phone number of the right length")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 

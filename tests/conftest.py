@@ -21,6 +21,7 @@ from bot import runtime
 from bot.config import Settings, load_settings
 from bot.db import Database
 from bot.models import Base
+from tests.fakes import ACCOUNT_SID, AUTH_TOKEN, FROM_NUMBER, FakeTwilio
 
 ROOT = Path(__file__).resolve().parent.parent
 CONVERSATIONS = ROOT / "conversations"
@@ -109,6 +110,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     yield url
     client = Redis.from_url(url)
     client.flushdb()
+    client.set(REDIS_MARKER, "1")  # still ours next time, even if a killed worker writes late
     client.close()
     if server is not None:
         server.stop()
@@ -144,3 +146,63 @@ def settings(database: Database, tmp_path: Path) -> Iterator[Settings]:
     runtime.configure(current)
     yield current
     runtime.configure(current)
+
+
+@pytest.fixture
+def twilio_fake() -> Iterator[FakeTwilio]:
+    fake = FakeTwilio().start()
+    yield fake
+    fake.stop()
+
+
+PUBLIC = "https://involve.example.org"
+
+
+def app_env(
+    database_url: str, redis_url: str, twilio_url: str, instance: Path, **extra: str
+) -> dict[str, str]:
+    env = {
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "CONVERSATIONS_DIR": str(CONVERSATIONS),
+        "QUIET_HOURS": "",
+        "SEND_RATE": "1000",
+        "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+        "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+        "TWILIO_FROM_NUMBER": FROM_NUMBER,
+        "TWILIO_API_BASE_URL": twilio_url,
+        "PUBLIC_BASE_URL": PUBLIC,
+        "INVOLVE_INSTANCE_PATH": str(instance),
+        "ORG_NAME": "Age Better",
+    }
+    env.update(extra)
+    return env
+
+
+@pytest.fixture
+def app_settings(
+    database: Database, redis_conn: Redis, redis_url: str, twilio_fake: FakeTwilio, tmp_path: Path
+) -> Iterator[Settings]:
+    current = load_settings(app_env(database.url, redis_url, twilio_fake.url, tmp_path))
+    runtime.configure(current)
+    yield current
+    runtime.configure(current)
+
+
+@pytest.fixture
+def app(app_settings: Settings):
+    from webhooks import create_app
+
+    return create_app({"SETTINGS": app_settings, "TESTING": True})
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def run_worker(redis: Redis) -> None:
+    """A real rq worker in burst mode: runs what is queued now, then returns."""
+    from bot.worker import make_worker
+
+    make_worker(redis).work(burst=True, with_scheduler=False)

@@ -59,7 +59,7 @@ def inbound_sms() -> Response:
                     session.add(inbound)
             except IntegrityError:
                 return twiml([])  # seen before: a retry or a duplicate delivery changes nothing
-            person = conversations.participant_by_phone(session, phone, joined_via="sms")
+            person = conversations.participant_by_phone(session, phone)
             inbound.participant_id = person.id
             outcome = conversations.handle_inbound(
                 session,

@@ -44,8 +44,8 @@ TEMPORARY_CODES = {20429, 20500, 20503, 30001, 30008}
 class RebasedHttpClient(TwilioHttpClient):
     """Sends what twilio's client builds for api.twilio.com to TWILIO_API_BASE_URL instead."""
 
-    def __init__(self, base_url: str, timeout: float = TIMEOUT_SECONDS):
-        super().__init__(timeout=timeout)
+    def __init__(self, base_url: str, timeout: float | None = None):
+        super().__init__(timeout=timeout or TIMEOUT_SECONDS)
         self.base_url = base_url.rstrip("/")
 
     def request(self, method, url, *args, **kwargs):  # type: ignore[override]

@@ -1,0 +1,203 @@
+import os
+import signal
+import subprocess
+import sys
+from datetime import timedelta
+
+import pytest
+from rq.registry import ScheduledJobRegistry
+from sqlalchemy import select
+
+from bot import jobs, outbox, runtime
+from bot.models import ConsentEvent, Message, Participant, utcnow
+from tests.conftest import app_env, run_worker
+from tests.fakes import FROM_NUMBER, Scripted
+
+
+def queue_text(
+    database, body="Hello from us", kind="reply", phone="+447700900123", opted_out=False
+):
+    with database.session() as session:
+        person = session.scalar(select(Participant).where(Participant.phone == phone))
+        if person is None:
+            person = Participant(phone=phone, name="Ann", tags=[], opted_out=opted_out)
+            session.add(person)
+            session.flush()
+        message = outbox.add(session, person, "sms", body, kind)
+        return message.id, person.id
+
+
+def row(database, message_id):
+    with database.session() as session:
+        return session.get(Message, message_id)
+
+
+def test_a_queued_text_is_sent_once_with_a_status_callback(
+    app_settings, database, redis_conn, twilio_fake
+):
+    message_id, _ = queue_text(database)
+    outbox.dispatch(redis_conn, [(message_id, None)])
+    outbox.dispatch(redis_conn, [(message_id, None)])  # the same job twice
+    run_worker(redis_conn)
+    (sent,) = twilio_fake.sends()
+    assert (
+        sent["To"] == "+447700900123"
+        and sent["From"] == FROM_NUMBER
+        and sent["Body"] == "Hello from us"
+    )
+    assert (
+        sent["StatusCallback"]
+        == f"https://involve.example.org/webhooks/twilio/status?m={message_id}"
+    )
+    stored = row(database, message_id)
+    assert (
+        stored.status == "queued" and stored.provider_id.startswith("SM") and stored.attempts == 1
+    )
+
+
+def test_carrier_unsubscribed_21610_marks_the_person_opted_out(
+    app_settings, database, redis_conn, twilio_fake
+):
+    twilio_fake.script.append(
+        Scripted(status=400, code=21610, message="Attempt to send to unsubscribed recipient")
+    )
+    message_id, person_id = queue_text(database)
+    outbox.dispatch(redis_conn, [(message_id, None)])
+    run_worker(redis_conn)
+    stored = row(database, message_id)
+    assert (stored.status, stored.error_code) == ("failed", "21610")
+    with database.session() as session:
+        assert session.get(Participant, person_id).opted_out
+        assert session.scalars(select(ConsentEvent.how)).all() == ["carrier"]
+
+
+def test_an_invalid_number_fails_permanently_with_the_reason(
+    app_settings, database, redis_conn, twilio_fake
+):
+    twilio_fake.script.append(
+        Scripted(status=400, code=21211, message="The 'To' number is not a valid phone number.")
+    )
+    message_id, _ = queue_text(database)
+    outbox.dispatch(redis_conn, [(message_id, None)])
+    run_worker(redis_conn)
+    stored = row(database, message_id)
+    assert stored.status == "failed" and stored.error_code == "21211"
+    assert "not a valid phone number" in stored.error_message
+    assert len(twilio_fake.sends()) == 1
+    assert ScheduledJobRegistry("involve", connection=redis_conn).count == 0
+
+
+@pytest.mark.parametrize("status", [500, 503, 429])
+def test_server_errors_and_rate_limits_retry_with_back_off(
+    app_settings, database, redis_conn, twilio_fake, status
+):
+    twilio_fake.script.append(Scripted(status=status, code=None, message="try later"))
+    message_id, _ = queue_text(database)
+    before = utcnow()
+    outbox.dispatch(redis_conn, [(message_id, None)])
+    run_worker(redis_conn)
+    stored = row(database, message_id)
+    assert stored.status == "pending" and stored.attempts == 1
+    assert stored.send_after >= before + timedelta(seconds=20)
+    assert ScheduledJobRegistry("involve", connection=redis_conn).count == 1
+    # When the retry comes due it goes through.
+    with database.session() as session:
+        session.get(Message, message_id).send_after = utcnow()
+    outbox.dispatch(redis_conn, [(message_id, None)])
+    run_worker(redis_conn)
+    assert row(database, message_id).status == "queued"
+    assert len(twilio_fake.sends()) == 2
+
+
+def test_a_timeout_is_retried(app_settings, database, redis_conn, twilio_fake, monkeypatch):
+    monkeypatch.setattr("bot.providers.twilio.TIMEOUT_SECONDS", 0.3)
+    jobs._senders.clear()
+    twilio_fake.script.append(Scripted(delay=1.0, record=False))
+    message_id, _ = queue_text(database)
+    outbox.dispatch(redis_conn, [(message_id, None)])
+    run_worker(redis_conn)
+    stored = row(database, message_id)
+    assert stored.status == "pending" and stored.error_code == "timeout"
+
+
+def test_opted_out_is_checked_at_send_time(app_settings, database, redis_conn, twilio_fake):
+    message_id, person_id = queue_text(database)
+    with database.session() as session:
+        session.get(
+            Participant, person_id
+        ).opted_out = True  # STOP arrived after the row was queued
+    outbox.dispatch(redis_conn, [(message_id, None)])
+    run_worker(redis_conn)
+    assert row(database, message_id).status == "cancelled"
+    assert twilio_fake.sends() == []
+
+
+def test_sms_off_without_credentials_says_so(
+    database, redis_conn, redis_url, twilio_fake, tmp_path
+):
+    from bot.config import load_settings
+
+    env = app_env(database.url, redis_url, twilio_fake.url, tmp_path)
+    del env["TWILIO_ACCOUNT_SID"], env["TWILIO_AUTH_TOKEN"]
+    runtime.configure(load_settings(env))
+    message_id, _ = queue_text(database)
+    outbox.dispatch(redis_conn, [(message_id, None)])
+    run_worker(redis_conn)
+    stored = row(database, message_id)
+    assert (
+        stored.status == "failed"
+        and "TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN are not set" in stored.error_message
+    )
+
+
+def test_reconciler_requeues_rows_redis_lost(app_settings, database, redis_conn, twilio_fake):
+    message_id, _ = queue_text(database)  # written, but its job never reached Redis
+    result = jobs.reconcile_outbox(now=utcnow() + timedelta(minutes=2))
+    assert result["requeued"] == 1
+    run_worker(redis_conn)
+    assert row(database, message_id).status == "queued"
+    assert len(twilio_fake.sends()) == 1
+
+
+def _worker_process(env):
+    return subprocess.Popen(
+        [sys.executable, "-m", "bot.cli", "worker"],
+        env={**os.environ, **env},
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+@pytest.mark.parametrize("twilio_got_it", [True, False])
+def test_worker_killed_mid_send_neither_loses_nor_doubles(
+    app_settings, database, redis_conn, redis_url, twilio_fake, tmp_path, twilio_got_it
+):
+    env = app_env(database.url, redis_url, twilio_fake.url, tmp_path)
+    twilio_fake.script.append(Scripted(delay=30, record=twilio_got_it))
+    message_id, _ = queue_text(database)
+    outbox.dispatch(redis_conn, [(message_id, None)])
+    worker = _worker_process(env)
+    try:
+        assert twilio_fake.received.wait(30), "the worker never called Twilio"
+    finally:
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait()
+    stuck = row(database, message_id)
+    assert stuck.status == "claimed" and stuck.provider_id is None
+    # Too early to judge: a send may still be under way.
+    assert jobs.reconcile_outbox()["settled"] + jobs.reconcile_outbox()["resent"] == 0
+    result = jobs.reconcile_outbox(now=utcnow() + jobs.CLAIM_TIMEOUT + timedelta(seconds=5))
+    run_worker(redis_conn)
+    settled = row(database, message_id)
+    created = twilio_fake.created
+    assert len(created) == 1, "the person must get exactly one text"
+    assert settled.provider_id == created[0]["sid"] and settled.status == "queued"
+    if twilio_got_it:
+        assert result["settled"] == 1 and len(twilio_fake.sends()) == 1
+    else:
+        assert result["resent"] == 1 and len(twilio_fake.sends()) == 2
+
+
+def test_jobs_take_ids_and_a_missing_row_is_harmless(app_settings):
+    assert jobs.send_message(999999) == "no such outbound message"

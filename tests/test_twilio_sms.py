@@ -1,0 +1,173 @@
+import threading
+import xml.etree.ElementTree as ET
+
+import requests
+from sqlalchemy import func, select
+from werkzeug.serving import make_server
+
+from bot.models import Answer, Message, Participant
+from tests.conftest import PUBLIC
+from tests.fakes import post_twilio, sign, sms_params
+
+PATH = "/webhooks/twilio/sms"
+
+
+def texts(response) -> list[str]:
+    assert response.status_code == 200
+    assert response.mimetype == "application/xml"
+    return [m.text for m in ET.fromstring(response.data).findall("Message")]
+
+
+def text(client, body, sid=None, sender="+447700900123"):
+    return post_twilio(client, PUBLIC, PATH, sms_params(body, sid=sid, sender=sender))
+
+
+def count(database, model):
+    with database.session() as session:
+        return session.scalar(select(func.count()).select_from(model))
+
+
+def test_keyword_starts_the_survey_for_a_new_number(client, database):
+    (reply,) = texts(text(client, "Title", sender="07700 900123"))
+    assert reply.startswith("Hello there. Could you help us choose a title")
+    assert "Which title do you like best?" in reply
+    with database.session() as session:
+        person = session.scalars(select(Participant)).one()
+        assert (person.phone, person.joined_via) == ("+447700900123", "keyword TITLE")
+        rows = session.scalars(select(Message).order_by(Message.id)).all()
+        assert [(m.direction, m.kind, m.status) for m in rows] == [
+            ("in", "inbound", "processed"),
+            ("out", "reply", "replied"),
+        ]
+        assert rows[1].in_reply_to_id == rows[0].id and rows[1].body == reply
+
+
+def test_a_whole_survey_by_text(client, database):
+    text(client, "TITLE")
+    assert "What made you choose it?" in texts(text(client, "2"))[0]
+    assert "How useful" in texts(text(client, "skip"))[0]
+    texts(text(client, "5"))
+    (last,) = texts(text(client, "Yes please"))
+    assert last == "Thank you. We will tell you what we decide."
+    with database.session() as session:
+        answers = session.scalars(select(Answer).order_by(Answer.id)).all()
+        assert [(a.question_id, a.value, a.skipped) for a in answers] == [
+            ("title", "your-health", False),
+            ("why", None, True),
+            ("useful", "5", False),
+            ("recontact", "yes", False),
+        ]
+        assert session.scalars(select(Participant)).one().recontact is True
+
+
+def test_unknown_text_gets_who_we_are_and_what_to_reply(client):
+    (reply,) = texts(text(client, "Hello, who is this?"))
+    assert "This is Age Better" in reply and "STOP" in reply
+
+
+def test_stop_is_confirmed_once(client, database):
+    text(client, "TITLE")
+    (confirm,) = texts(text(client, "Stop"))
+    assert "You will not hear from Age Better again" in confirm
+    assert texts(text(client, "STOP ")) == []
+    with database.session() as session:
+        person = session.scalars(select(Participant)).one()
+        assert person.opted_out
+        assert [e.kind for e in person.consent_events] == ["opt_out"]
+    assert "Welcome back" in texts(text(client, "start"))[0]
+
+
+def test_forged_unsigned_and_tampered_requests_get_403_and_store_nothing(client, database):
+    params = sms_params("TITLE")
+    assert client.post(PATH, data=params).status_code == 403
+    assert (
+        post_twilio(client, PUBLIC, PATH, params, signature="bm90IGEgc2lnbmF0dXJl").status_code
+        == 403
+    )
+    assert post_twilio(client, PUBLIC, PATH, params, token="someone-elses-token").status_code == 403
+    signed = sign(PUBLIC + PATH, params)
+    tampered = dict(params, Body="STOP")
+    assert (
+        client.post(PATH, data=tampered, headers={"X-Twilio-Signature": signed}).status_code == 403
+    )
+    # Signed for another URL (the signature covers the query too).
+    assert (
+        client.post(PATH + "?x=1", data=params, headers={"X-Twilio-Signature": signed}).status_code
+        == 403
+    )
+    assert count(database, Message) == 0 and count(database, Participant) == 0
+
+
+def test_signature_uses_the_public_url_not_the_request_host(client):
+    params = sms_params("hello")
+    wrong = sign("http://localhost" + PATH, params)
+    assert client.post(PATH, data=params, headers={"X-Twilio-Signature": wrong}).status_code == 403
+
+
+def test_a_redelivered_message_changes_nothing_twice(client, database):
+    text(client, "TITLE", sid="SM-first")
+    first = texts(text(client, "1", sid="SM-answer"))
+    again = texts(text(client, "1", sid="SM-answer"))
+    assert first and again == []
+    assert count(database, Answer) == 1
+
+
+def test_same_message_sid_ten_times_at_once_gives_one_answer_and_one_reply(app, client, database):
+    text(client, "TITLE")
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    params = sms_params("2", sid="SM-concurrent")
+    headers = {"X-Twilio-Signature": sign(PUBLIC + PATH, params)}
+    url = f"http://127.0.0.1:{server.server_port}{PATH}"
+    barrier = threading.Barrier(10)
+    replies: list[list[str]] = []
+
+    def deliver():
+        barrier.wait()
+        response = requests.post(url, data=params, headers=headers, timeout=30)
+        replies.append(
+            [m.text for m in ET.fromstring(response.content).findall("Message")]
+            if response.status_code == 200
+            else ["HTTP %d" % response.status_code]
+        )
+
+    workers = [threading.Thread(target=deliver) for _ in range(10)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    server.shutdown()
+    assert len(replies) == 10
+    answered = [r for r in replies if r]
+    assert len(answered) == 1 and "What made you choose it?" in answered[0][0], replies
+    assert count(database, Answer) == 1
+    with database.session() as session:
+        assert (
+            session.scalar(
+                select(func.count())
+                .select_from(Message)
+                .where(Message.provider_id == "SM-concurrent")
+            )
+            == 1
+        )
+
+
+def test_a_failure_while_processing_keeps_the_message_and_says_sorry(client, database, monkeypatch):
+    from bot import conversations
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(conversations, "handle_inbound", broken)
+    (reply,) = texts(text(client, "My answer", sid="SM-broken"))
+    assert reply.startswith("Sorry, something went wrong on our side")
+    with database.session() as session:
+        kept = session.scalars(select(Message)).one()
+        assert (kept.body, kept.status, kept.provider_id) == ("My answer", "error", "SM-broken")
+
+
+def test_missing_fields_are_a_clear_400(client):
+    params = {"Body": "hi", "AccountSid": "AC1"}
+    response = post_twilio(client, PUBLIC, PATH, params)
+    assert response.status_code == 400 and b"MessageSid and From are required" in response.data
