@@ -129,7 +129,7 @@ def test_same_message_sid_ten_times_at_once_gives_one_answer_and_one_reply(app, 
         replies.append(
             [m.text for m in ET.fromstring(response.content).findall("Message")]
             if response.status_code == 200
-            else ["HTTP %d" % response.status_code]
+            else [f"HTTP {response.status_code}"]
         )
 
     workers = [threading.Thread(target=deliver) for _ in range(10)]

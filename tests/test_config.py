@@ -1,0 +1,57 @@
+import pytest
+
+from bot.config import ConfigError, load_settings
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"DATABASE_URL": "mysql://x"}, "DATABASE_URL must be a sqlite:/// or postgresql:// URL"),
+        ({"REDIS_URL": "localhost:6379"}, "REDIS_URL must be a redis://"),
+        ({"PUBLIC_BASE_URL": "example.org"}, "PUBLIC_BASE_URL must be an http(s) URL"),
+        ({"SEND_RATE": "fast"}, "SEND_RATE must be a number greater than 0"),
+        ({"SEND_RATE": "0"}, "SEND_RATE must be a number greater than 0"),
+        ({"QUIET_HOURS": "evenings"}, "QUIET_HOURS must be windows like 20:00-10:00"),
+        ({"QUIET_HOURS": "25:00-10:00"}, "QUIET_HOURS has a time that does not exist"),
+        ({"INVOLVE_TIMEZONE": "Mars/Olympus"}, "INVOLVE_TIMEZONE must be an IANA time zone"),
+        ({"TWILIO_ACCOUNT_SID": "AC1"}, "TWILIO_AUTH_TOKEN must be set too"),
+        ({"TWILIO_FROM_NUMBER": "call me"}, "TWILIO_FROM_NUMBER must be a phone number"),
+    ],
+)
+def test_a_bad_setting_is_one_line_naming_the_variable(env, message):
+    with pytest.raises(ConfigError) as caught:
+        load_settings(env)
+    assert str(caught.value).startswith(message)
+    assert "\n" not in str(caught.value)
+
+
+def test_defaults(tmp_path):
+    settings = load_settings({}, instance_path=tmp_path)
+    assert settings.database_url == f"sqlite:///{tmp_path / 'involve.sqlite3'}"
+    assert settings.public_base_url == "http://localhost:5000"
+    assert [str(w) for w in settings.quiet_hours] == ["20:00-10:00", "15:00-16:00"]
+    assert settings.send_rate == 1.0 and str(settings.timezone) == "Europe/London"
+    assert not settings.twilio_enabled and not settings.telegram_enabled
+
+
+def test_postgres_urls_get_the_psycopg_driver():
+    assert (
+        load_settings({"DATABASE_URL": "postgres://u@h/db"}).database_url
+        == "postgresql+psycopg://u@h/db"
+    )
+
+
+def test_cli_reports_a_bad_setting_in_one_line(monkeypatch):
+    from click.testing import CliRunner
+
+    from bot import runtime
+    from bot.cli import main
+
+    runtime._settings = None
+    monkeypatch.setenv("SEND_RATE", "lots")
+    result = CliRunner().invoke(main, ["db", "upgrade"])
+    assert (
+        result.exit_code == 1
+        and "Error: SEND_RATE must be a number greater than 0" in result.output
+    )
+    runtime._settings = None
