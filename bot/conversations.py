@@ -30,7 +30,7 @@ from bot.models import (
     SurveyVersion,
     utcnow,
 )
-from bot.survey import Question, Survey, load_text
+from bot.survey import Survey, load_text
 
 
 @dataclass(frozen=True)
@@ -72,6 +72,69 @@ def survey_of(version: SurveyVersion) -> Survey:
     return _parse_version(
         version.content_hash, version.source, f"{version.survey_id}@{version.content_hash[:8]}"
     )
+
+
+_by_version_id: dict[tuple[str, int], Survey] = {}
+
+
+def survey_for(session: Session, version_id: int) -> Survey:
+    """The script a conversation uses. Stored versions never change, so each is read once."""
+    key = (str(session.get_bind().url), version_id)
+    survey = _by_version_id.get(key)
+    if survey is None:
+        survey = survey_of(session.get(SurveyVersion, version_id))
+        if len(_by_version_id) > 1024:
+            _by_version_id.clear()
+        _by_version_id[key] = survey
+    return survey
+
+
+_insert_once: dict[str, Any] = {}
+
+
+def insert_inbound_once(session: Session, **values: Any) -> int | None:
+    """Store an inbound message unless its provider id is already stored; its id, or None.
+
+    One statement (INSERT ... ON CONFLICT DO NOTHING): a concurrent duplicate waits for the
+    first to commit and then inserts nothing. The statement is built once per dialect: this is
+    the webhook's hot path.
+    """
+    dialect = session.get_bind().dialect.name
+    statement = _insert_once.get(dialect)
+    if statement is None:
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        statement = _insert_once[dialect] = (
+            insert(Message.__table__)
+            .on_conflict_do_nothing(index_elements=["channel", "direction", "provider_id"])
+            .returning(Message.__table__.c.id)
+        )
+    row = {column: None for column in _INBOUND_COLUMNS}
+    row.update(direction="in", attempts=0, created_at=values.get("created_at") or utcnow())
+    row.update(values)
+    row["updated_at"] = row["created_at"]
+    return session.connection().execute(statement, row).scalar()
+
+
+_INBOUND_COLUMNS = (
+    "participant_id",
+    "conversation_id",
+    "campaign_id",
+    "in_reply_to_id",
+    "channel",
+    "kind",
+    "address",
+    "body",
+    "provider_id",
+    "status",
+    "error_code",
+    "error_message",
+    "send_after",
+    "claimed_at",
+    "sent_at",
+)
 
 
 # --- people ------------------------------------------------------------------------------
@@ -252,7 +315,10 @@ def handle_inbound(
             (Say(engine.started_text(context), "started"),) if changed else ()
         )
         if conv is not None:
-            prompts += (engine.ask(survey_of(conv.survey_version), _current(conv), context),)
+            survey_now = survey_for(session, conv.survey_version_id)
+            prompts += (
+                engine.ask(survey_now, survey_now.question(conv.state["question_id"]), context),
+            )
         elif not changed:
             prompts = (Say(engine.help_text(context), "help"),)
         return Outcome(prompts, conv, person)
@@ -269,9 +335,8 @@ def handle_inbound(
         if person.joined_via is None:
             person.joined_via = f"wrote by {channel}"
         return Outcome(engine.after_end(inbound, context).prompts, None, person)
-    step = engine.step(
-        survey_of(conv.survey_version), engine.State.from_json(conv.state), inbound, context
-    )
+    survey = survey_for(session, conv.survey_version_id)
+    step = engine.step(survey, engine.State.from_json(conv.state), inbound, context)
     _apply(session, person, conv, step, channel, now)
     for kind in step.consent:
         record_consent(
@@ -279,14 +344,10 @@ def handle_inbound(
             person,
             kind,
             channel,
-            detail=f"survey {conv.survey_version.survey_id}",
+            detail=f"survey {survey.id}",
             now=now,
         )
     return Outcome(step.prompts, conv, person)
-
-
-def _current(conv: Conversation) -> Question:
-    return survey_of(conv.survey_version).question(conv.state["question_id"])
 
 
 def _keyword_survey(raw: str | None, keywords: Mapping[str, Survey] | None) -> Survey | None:

@@ -7,9 +7,10 @@ not print an empty gap in a text to six hundred people.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, meta
+from jinja2 import StrictUndefined, Template, TemplateSyntaxError, UndefinedError, meta
 from jinja2.sandbox import SandboxedEnvironment, SecurityError
 
 _env = SandboxedEnvironment(
@@ -42,9 +43,16 @@ def check(source: str, allowed_names: Iterable[str]) -> None:
         raise TemplateProblem(f"unknown name {unknown[0]!r} (you can use: {allowed})")
 
 
+@lru_cache(maxsize=4096)
+def _compiled(source: str) -> Template:
+    return _env.from_string(source)
+
+
 def render(source: str, context: Mapping[str, Any]) -> str:
+    if "{" not in source:
+        return source.strip()  # most prompts are plain text: no need to run a template
     try:
-        return _env.from_string(source).render(**context).strip()
+        return _compiled(source).render(**context).strip()
     except TemplateSyntaxError as exc:
         raise TemplateProblem(exc.message or "syntax error", exc.lineno) from None
     except UndefinedError as exc:

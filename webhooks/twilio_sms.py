@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 
 from flask import Blueprint, Response, current_app, request
-from sqlalchemy.exc import IntegrityError
 from twilio.twiml.messaging_response import MessagingResponse
 
 from bot import conversations, runtime
@@ -42,25 +41,9 @@ def inbound_sms() -> Response:
     except InvalidPhoneNumber:
         phone = sender  # a short code or alphanumeric sender: keep it as it came
     database, now = runtime.database(), utcnow()
-    inbound = Message(
-        direction="in",
-        channel="sms",
-        kind="inbound",
-        address=phone,
-        body=body,
-        provider_id=sid,
-        status="received",
-        created_at=now,
-    )
     try:
         with database.session() as session:
-            try:
-                with session.begin_nested():
-                    session.add(inbound)
-            except IntegrityError:
-                return twiml([])  # seen before: a retry or a duplicate delivery changes nothing
             person = conversations.participant_by_phone(session, phone)
-            inbound.participant_id = person.id
             outcome = conversations.handle_inbound(
                 session,
                 person,
@@ -71,8 +54,23 @@ def inbound_sms() -> Response:
                 keywords=runtime.library().keywords(),
                 raw=body,
             )
-            inbound.conversation_id = outcome.conversation.id if outcome.conversation else None
-            inbound.status = "processed"
+            conversation_id = outcome.conversation.id if outcome.conversation else None
+            # Recorded last, in the same transaction: a delivery seen before rolls back all of
+            # the above, and a concurrent one waits here for the first to commit.
+            inbound_id = conversations.insert_inbound_once(
+                session,
+                channel="sms",
+                kind="inbound",
+                address=phone,
+                body=body,
+                provider_id=sid,
+                status="processed",
+                participant_id=person.id,
+                conversation_id=conversation_id,
+                created_at=now,
+            )
+            if inbound_id is None:
+                raise _SeenBefore
             texts = sms.render(outcome.prompts)
             for text in texts:
                 session.add(
@@ -84,31 +82,33 @@ def inbound_sms() -> Response:
                         body=text,
                         status="replied",
                         participant_id=person.id,
-                        in_reply_to_id=inbound.id,
-                        conversation_id=inbound.conversation_id,
+                        in_reply_to_id=inbound_id,
+                        conversation_id=conversation_id,
                         created_at=now,
                         sent_at=now,
+                        attempts=0,
                     )
                 )
         return twiml(texts)
+    except _SeenBefore:
+        return twiml([])  # a retry or a duplicate delivery changes nothing
     except Exception:
         log.exception("could not process SMS %s", sid)
     # Keep what they sent even when handling it failed, so nothing is lost.
-    try:
-        with database.session() as session:
-            session.add(
-                Message(
-                    direction="in",
-                    channel="sms",
-                    kind="inbound",
-                    address=phone,
-                    body=body,
-                    provider_id=sid,
-                    status="error",
-                    error_message="processing failed; see logs",
-                    created_at=now,
-                )
-            )
-    except IntegrityError:
-        return twiml([])
-    return twiml([SORRY])
+    with database.session() as session:
+        kept = conversations.insert_inbound_once(
+            session,
+            channel="sms",
+            kind="inbound",
+            address=phone,
+            body=body,
+            provider_id=sid,
+            status="error",
+            error_message="processing failed; see logs",
+            created_at=now,
+        )
+    return twiml([SORRY] if kept is not None else [])
+
+
+class _SeenBefore(Exception):
+    pass
