@@ -179,14 +179,19 @@ def measure_involve(backend: str, url: str, workdir: Path) -> tuple[load.Result,
     server = gunicorn("webhooks:create_app()", port, env)
     try:
         load.run(port, [b[:50] for b in batches], 1.0)  # warm up: imports, connections, caches
+        before = count_answers(url)
         result = load.run(port, [b[50:] for b in batches], SECONDS)
     finally:
         stop(server)
+    return result, count_answers(url) - before
+
+
+def count_answers(url: str) -> int:
     database = db.Database(url)
     with database.session() as session:
-        stored = session.scalar(select(func.count(Answer.id)))
+        stored = session.scalar(select(func.count(Answer.id))) or 0
     database.dispose()
-    return result, stored
+    return stored
 
 
 def measure_bare() -> load.Result:

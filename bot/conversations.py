@@ -14,9 +14,10 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from bot import engine
 from bot.engine import Inbound, Prompt, Say
@@ -75,6 +76,10 @@ def survey_of(version: SurveyVersion) -> Survey:
 
 
 _by_version_id: dict[tuple[str, int], Survey] = {}
+
+
+def survey_for_source(content_hash: str, source: str, survey_id: str) -> Survey:
+    return _parse_version(content_hash, source, f"{survey_id}@{content_hash[:8]}")
 
 
 def survey_for(session: Session, version_id: int) -> Survey:
@@ -257,26 +262,39 @@ def _apply(
     channel: str,
     now: datetime,
 ) -> None:
-    conv.state = step.state.to_json()
-    conv.status = step.state.status
-    conv.last_activity_at = now
-    conv.channel = channel
+    """Write a step's result with plain statements (this is every webhook's hot path), and keep
+    the loaded conversation in step without marking it for the ORM to write again."""
+    changes: dict[str, Any] = {
+        "state": step.state.to_json(),
+        "status": step.state.status,
+        "last_activity_at": now,
+        "channel": channel,
+    }
     if step.state.status == engine.COMPLETED:
-        conv.completed_at = now
-    for recorded in step.answers:
-        session.add(
-            Answer(
-                conversation_id=conv.id,
-                participant_id=person.id,
-                question_id=recorded.question_id,
-                value=recorded.value,
-                label=recorded.label,
-                raw_text=recorded.raw,
-                unparsed=recorded.unparsed,
-                skipped=recorded.skipped,
-                channel=channel,
-                answered_at=now,
-            )
+        changes["completed_at"] = now
+    session.execute(
+        update(Conversation.__table__).where(Conversation.__table__.c.id == conv.id).values(changes)
+    )
+    for key, value in changes.items():
+        set_committed_value(conv, key, value)
+    if step.answers:
+        session.execute(
+            insert(Answer.__table__),
+            [
+                {
+                    "conversation_id": conv.id,
+                    "participant_id": person.id,
+                    "question_id": recorded.question_id,
+                    "value": recorded.value,
+                    "label": recorded.label,
+                    "raw_text": recorded.raw,
+                    "unparsed": recorded.unparsed,
+                    "skipped": recorded.skipped,
+                    "channel": channel,
+                    "answered_at": now,
+                }
+                for recorded in step.answers
+            ],
         )
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 
 from flask import Blueprint, Response, current_app, request
+from sqlalchemy import insert
 from twilio.twiml.messaging_response import MessagingResponse
 
-from bot import conversations, runtime
+from bot import conversations, fastpath, runtime
 from bot.channels import sms
 from bot.config import Settings
 from bot.models import Message, utcnow
@@ -41,14 +42,21 @@ def inbound_sms() -> Response:
     except InvalidPhoneNumber:
         phone = sender  # a short code or alphanumeric sender: keep it as it came
     database, now = runtime.database(), utcnow()
+    inbound = sms.parse(body)
     try:
+        # A known person answering their current question: the common case, done directly.
+        fast = fastpath.handle_reply(
+            database, "sms", phone, sid, body, inbound, now, settings.org_name, sms.render
+        )
+        if fast is not None:
+            return twiml(list(fast[1]))
         with database.session() as session:
             person = conversations.participant_by_phone(session, phone)
             outcome = conversations.handle_inbound(
                 session,
                 person,
                 "sms",
-                sms.parse(body),
+                inbound,
                 now,
                 settings.org_name,
                 keywords=runtime.library().keywords(),
@@ -72,25 +80,30 @@ def inbound_sms() -> Response:
             if inbound_id is None:
                 raise _SeenBefore
             texts = sms.render(outcome.prompts)
-            for text in texts:
-                session.add(
-                    Message(
-                        direction="out",
-                        channel="sms",
-                        kind="reply",
-                        address=phone,
-                        body=text,
-                        status="replied",
-                        participant_id=person.id,
-                        in_reply_to_id=inbound_id,
-                        conversation_id=conversation_id,
-                        created_at=now,
-                        sent_at=now,
-                        attempts=0,
-                    )
+            if texts:
+                session.execute(
+                    insert(Message.__table__),
+                    [
+                        {
+                            "direction": "out",
+                            "channel": "sms",
+                            "kind": "reply",
+                            "address": phone,
+                            "body": text,
+                            "status": "replied",
+                            "participant_id": person.id,
+                            "in_reply_to_id": inbound_id,
+                            "conversation_id": conversation_id,
+                            "created_at": now,
+                            "updated_at": now,
+                            "sent_at": now,
+                            "attempts": 0,
+                        }
+                        for text in texts
+                    ],
                 )
         return twiml(texts)
-    except _SeenBefore:
+    except (_SeenBefore, fastpath.SeenBefore):
         return twiml([])  # a retry or a duplicate delivery changes nothing
     except Exception:
         log.exception("could not process SMS %s", sid)
