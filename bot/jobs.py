@@ -1,6 +1,6 @@
 """rq jobs. Each takes ids, never objects, and may run twice without doing anything twice.
 
-`send_message` claims its outbox row (pending -> claimed) before calling the provider, so two
+`send_messages` claims its outbox rows (pending -> claimed) before calling the provider, so two
 runs of the same job send once. A worker that dies between the claim and recording the result
 leaves the row claimed; `reconcile_outbox` settles it by asking the provider whether it went.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
@@ -25,6 +26,7 @@ MAX_ATTEMPTS = 8
 CLAIM_TIMEOUT = timedelta(minutes=3)  # longer than any send can take (the HTTP timeout is 15 s)
 STALE_PENDING = timedelta(seconds=60)
 MAX_PACING_WAIT = 20.0  # seconds a job may wait for its rate slot before handing back
+RECORD_EVERY = 25  # results written per transaction while a batch is sent
 RECONCILE_BATCH = 2000
 
 _senders: dict[str, TwilioSender] = {}
@@ -39,110 +41,180 @@ def sender_for(channel: str) -> TwilioSender:
     return _senders[channel]
 
 
-def _hand_over(sender: TwilioSender, message: Message) -> Handed:
-    if not message.address:
-        raise PermanentError(f"no {message.channel} address for this person")
-    return sender.send_sms(message.address, message.body or "", message.id)
-
-
 def backoff(attempts: int, retry_after: float | None = None) -> timedelta:
     base = min(30 * 2 ** max(attempts - 1, 0), 3600)
     return timedelta(seconds=max(base * random.uniform(0.8, 1.2), retry_after or 0))
 
 
 def send_message(message_id: int) -> str:
+    """Send one outbox row; what happened to it, in words."""
+    return send_messages([message_id]).get(message_id, "no such outbound message")
+
+
+@dataclass
+class _Claimed:
+    id: int
+    channel: str
+    address: str | None
+    body: str | None
+    attempts: int
+
+
+def send_messages(message_ids: list[int]) -> dict[int, str]:
+    """Send a batch of outbox rows over one provider connection, paced by SEND_RATE.
+
+    Rows are claimed (pending -> claimed) in one transaction and their results recorded every
+    few sends, so a job that runs twice sends nothing twice, and a worker killed mid-batch
+    leaves only claimed rows for the reconciler to settle.
+    """
     settings, database = runtime.settings(), runtime.database()
     now = utcnow()
-    later: datetime | None = None
+    outcome: dict[int, str] = {}
+    held: dict[datetime, list[int]] = {}
+    claimed: list[_Claimed] = []
     with database.session() as session:
-        message = session.get(Message, message_id, with_for_update=True)
-        if message is None or message.direction != "out":
-            return "no such outbound message"
-        if message.status != "pending":
-            return f"already {message.status}"
-        person = (
-            session.get(Participant, message.participant_id) if message.participant_id else None
-        )
-        if person is None or person.opted_out or person.erased_at is not None:
-            message.status, message.error_message = (
-                "cancelled",
-                "the person opted out or was erased",
-            )
-            return "cancelled"
-        due = max(message.send_after or now, now)
-        if message.kind in pacing.NEW_CONTACT:
-            due = pacing.next_allowed(due, settings.quiet_hours, settings.timezone)
-        if due > now + timedelta(seconds=1):
-            message.send_after = later = due
-        else:
+        rows = session.execute(
+            select(Message, Participant.opted_out, Participant.erased_at)
+            .outerjoin(Participant, Participant.id == Message.participant_id)
+            .where(Message.id.in_(message_ids))
+            .order_by(Message.id)
+            .with_for_update(of=Message)
+        ).all()
+        for message, opted_out, erased_at in rows:
+            if message.direction != "out":
+                continue
+            if message.status != "pending":
+                outcome[message.id] = f"already {message.status}"
+                continue
+            if message.participant_id is None or opted_out or erased_at is not None:
+                message.status, message.error_message = (
+                    "cancelled",
+                    "the person opted out or was erased",
+                )
+                outcome[message.id] = "cancelled"
+                continue
+            due = max(message.send_after or now, now)
+            if message.kind in pacing.NEW_CONTACT:
+                due = pacing.next_allowed(due, settings.quiet_hours, settings.timezone)
+            if due > now + timedelta(seconds=1):
+                message.send_after = due
+                held.setdefault(due, []).append(message.id)
+                outcome[message.id] = f"held until {due.isoformat()}"
+                continue
             message.status, message.claimed_at = "claimed", now
             message.attempts += 1
-    if later is not None:
-        outbox.dispatch(runtime.redis(), [(message_id, later)])
-        return f"held until {later.isoformat()}"
-
-    try:
-        sender = sender_for(message.channel)
-        wait = pacing.RateLimiter(runtime.redis(), settings.send_rate).reserve(sender.sender_key)
-        if wait > MAX_PACING_WAIT:
-            return _retry_later(
-                message_id, now + timedelta(seconds=wait), "waiting for a send slot", count=False
+            claimed.append(
+                _Claimed(
+                    message.id, message.channel, message.address, message.body, message.attempts
+                )
             )
+    if held:
+        outbox.dispatch_many(runtime.redis(), [(ids, due) for due, ids in held.items()])
+    if claimed:
+        outcome.update(_send_claimed(claimed, settings.send_rate))
+    return outcome
+
+
+def _send_claimed(claimed: list[_Claimed], rate: float) -> dict[int, str]:
+    outcome: dict[int, str] = {}
+    results: list[tuple[_Claimed, Handed | SendError]] = []
+    limiter = pacing.RateLimiter(runtime.redis(), rate)
+    for index, message in enumerate(claimed):
+        try:
+            sender = sender_for(message.channel)
+        except SendError as exc:
+            results.append((message, exc))
+            continue
+        wait = limiter.reserve(sender.sender_key)
+        if wait > MAX_PACING_WAIT:
+            # The queue ahead is long: hand the rest back to wait in the scheduler.
+            later = utcnow() + timedelta(seconds=wait)
+            outcome.update(_record(results))
+            outcome.update(_hand_back([m.id for m in claimed[index:]], later))
+            return outcome
         time.sleep(wait)
-        handed = _hand_over(sender, message)
-    except RecipientOptedOut as exc:
-        return _failed(message_id, exc, opted_out=True)
-    except PermanentError as exc:
-        return _failed(message_id, exc)
-    except TemporaryError as exc:
-        if message.attempts >= MAX_ATTEMPTS:
-            return _failed(message_id, exc, note=f"gave up after {message.attempts} attempts: ")
-        return _retry_later(
-            message_id,
-            utcnow() + backoff(message.attempts, exc.retry_after),
-            str(exc),
-            code=exc.code,
-        )
-    return _record_handed(message_id, handed)
+        try:
+            if not message.address:
+                raise PermanentError(f"no {message.channel} address for this person")
+            results.append(
+                (message, sender.send_sms(message.address, message.body or "", message.id))
+            )
+        except SendError as exc:
+            results.append((message, exc))
+        if len(results) >= RECORD_EVERY:
+            outcome.update(_record(results))
+            results = []
+    outcome.update(_record(results))
+    return outcome
+
+
+def _record(results: list[tuple[_Claimed, Handed | SendError]]) -> dict[int, str]:
+    """Write what happened to each claimed row, in one transaction."""
+    if not results:
+        return {}
+    outcome: dict[int, str] = {}
+    retries: list[tuple[int, datetime]] = []
+    now = utcnow()
+    with runtime.database().session() as session:
+        rows = {
+            m.id: m
+            for m in session.scalars(
+                select(Message).where(Message.id.in_([c.id for c, _ in results])).with_for_update()
+            )
+        }
+        for claimed, result in results:
+            message = rows[claimed.id]
+            if isinstance(result, Handed):
+                message.provider_id = message.provider_id or result.sid
+                message.sent_at = now
+                if message.status == "claimed":
+                    message.status = "pending"  # so that advance() may move it on from here
+                    delivery.advance(message, delivery.TWILIO_STATUS.get(result.status, "queued"))
+                outcome[claimed.id] = f"handed over as {result.sid}"
+            elif isinstance(result, TemporaryError) and claimed.attempts < MAX_ATTEMPTS:
+                when = now + backoff(claimed.attempts, result.retry_after)
+                if message.status == "claimed":
+                    message.status, message.send_after = "pending", when
+                message.error_message, message.error_code = str(result), result.code
+                retries.append((claimed.id, when))
+                outcome[claimed.id] = f"retry at {when.isoformat()}: {result}"
+            else:
+                note = (
+                    f"gave up after {claimed.attempts} attempts: "
+                    if isinstance(result, TemporaryError)
+                    else ""
+                )
+                message.status = "failed"
+                message.error_code, message.error_message = result.code, f"{note}{result}"
+                if isinstance(result, RecipientOptedOut) and message.participant_id:
+                    person = session.get(Participant, message.participant_id)
+                    conversations.record_consent(
+                        session, person, "opt_out", "carrier", detail=str(result)
+                    )
+                log.warning("message %s failed: %s", claimed.id, result)
+                outcome[claimed.id] = f"failed: {result}"
+    if retries:
+        outbox.dispatch_many(runtime.redis(), [([mid], when) for mid, when in retries])
+    return outcome
+
+
+def _hand_back(message_ids: list[int], when: datetime) -> dict[int, str]:
+    with runtime.database().session() as session:
+        for message in session.scalars(
+            select(Message).where(Message.id.in_(message_ids)).with_for_update()
+        ):
+            if message.status == "claimed":
+                message.status, message.send_after = "pending", when
+                message.attempts = max(message.attempts - 1, 0)
+    outbox.dispatch_many(runtime.redis(), [(message_ids, when)])
+    return dict.fromkeys(message_ids, f"waiting for a send slot until {when.isoformat()}")
 
 
 def _record_handed(message_id: int, handed: Handed) -> str:
     with runtime.database().session() as session:
-        message = session.get(Message, message_id, with_for_update=True)
-        message.provider_id = message.provider_id or handed.sid
-        message.sent_at = utcnow()
-        if message.status == "claimed":
-            message.status = "pending"  # so that advance() may move it on from here
-            delivery.advance(message, delivery.TWILIO_STATUS.get(handed.status, "queued"))
-    return f"handed over as {handed.sid}"
-
-
-def _retry_later(
-    message_id: int, when: datetime, reason: str, code: str | None = None, count: bool = True
-) -> str:
-    with runtime.database().session() as session:
-        message = session.get(Message, message_id, with_for_update=True)
-        if message.status != "claimed":
-            return f"already {message.status}"
-        message.status, message.send_after = "pending", when
-        message.error_message, message.error_code = reason, code
-        if not count:
-            message.attempts = max(message.attempts - 1, 0)
-    outbox.dispatch(runtime.redis(), [(message_id, when)])
-    return f"retry at {when.isoformat()}: {reason}"
-
-
-def _failed(message_id: int, exc: SendError, opted_out: bool = False, note: str = "") -> str:
-    with runtime.database().session() as session:
-        message = session.get(Message, message_id, with_for_update=True)
-        message.status = "failed"
-        message.error_code, message.error_message = exc.code, f"{note}{exc}"
-        message.updated_at = utcnow()
-        if opted_out and message.participant_id:
-            person = session.get(Participant, message.participant_id)
-            conversations.record_consent(session, person, "opt_out", "carrier", detail=str(exc))
-    log.warning("message %s failed: %s", message_id, exc)
-    return f"failed: {exc}"
+        attempts = session.get(Message, message_id).attempts
+    claimed = _Claimed(message_id, "sms", None, None, attempts)
+    return _record([(claimed, handed)])[message_id]
 
 
 def reconcile_outbox(now: datetime | None = None) -> dict[str, int]:

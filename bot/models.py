@@ -124,6 +124,8 @@ class Campaign(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     launched_at: Mapped[datetime | None]
     closed_at: Mapped[datetime | None]
+    fanout_done_at: Mapped[datetime | None]
+    reminders_sent_at: Mapped[datetime | None]
 
 
 class Conversation(Base):
@@ -204,3 +206,38 @@ class Message(Base):
     sent_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Invitation(Base):
+    """One person in one campaign: created once, however often the campaign is launched."""
+
+    __tablename__ = "invitations"
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "participant_id"),
+        Index("ix_invitations_participant_status", "participant_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"))
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id"))
+    channel: Mapped[str | None] = mapped_column(String(10))
+    # invited | waiting (in another survey) | skipped (opted out, no address)
+    status: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str | None] = mapped_column(Text)
+    conversation_id: Mapped[int | None] = mapped_column(ForeignKey("conversations.id"))
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
+    reminder_message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    invited_at: Mapped[datetime | None]
+    reminded_at: Mapped[datetime | None]
+
+
+class Suppression(Base):
+    """Hashed numbers and chat ids of erased people who had opted out: never contacted again."""
+
+    __tablename__ = "suppressions"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    address_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    reason: Mapped[str] = mapped_column(String(40))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -61,14 +61,33 @@ def queue(redis: Redis) -> Queue:
     return Queue(QUEUE, connection=redis)
 
 
-def dispatch(redis: Redis, messages: Iterable[tuple[int, datetime | None]]) -> None:
-    """Enqueue a send job for each (message id, send_after); future ones wait in rq's scheduler."""
-    from bot.jobs import send_message
+BATCH = 100  # messages a send job carries: one provider connection, one claim, few commits
 
-    q = queue(redis)
-    now = utcnow()
+
+def dispatch(redis: Redis, messages: Iterable[tuple[int, datetime | None]]) -> None:
+    """Enqueue send jobs for (message id, send_after) pairs; future ones wait in rq's scheduler."""
+    groups: dict[datetime | None, list[int]] = {}
     for message_id, send_after in messages:
-        if send_after is not None and send_after > now:
-            q.enqueue_at(send_after, send_message, message_id, job_timeout=120)
-        else:
-            q.enqueue(send_message, message_id, job_timeout=120)
+        groups.setdefault(send_after, []).append(message_id)
+    dispatch_many(redis, [(ids, when) for when, ids in groups.items()])
+
+
+def dispatch_many(redis: Redis, groups: Iterable[tuple[list[int], datetime | None]]) -> None:
+    from rq import Queue as RqQueue
+
+    from bot.jobs import send_messages
+
+    q: RqQueue = queue(redis)
+    now = utcnow()
+    jobs = []
+    for ids, when in groups:
+        for start in range(0, len(ids), BATCH):
+            chunk = ids[start : start + BATCH]
+            # Long enough to pace a whole batch at a slow SEND_RATE.
+            timeout = 120 + 30 * len(chunk)
+            if when is not None and when > now:
+                q.enqueue_at(when, send_messages, chunk, job_timeout=timeout)
+            else:
+                jobs.append(RqQueue.prepare_data(send_messages, (chunk,), timeout=timeout))
+    if jobs:
+        q.enqueue_many(jobs)
