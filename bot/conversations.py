@@ -39,6 +39,7 @@ class Outcome:
     prompts: tuple[Prompt, ...]
     conversation: Conversation | None = None
     participant: Participant | None = None
+    queued: tuple[int, ...] = ()  # outbox rows to dispatch once this unit of work commits
 
 
 # --- surveys as stored ---------------------------------------------------------------------
@@ -272,6 +273,8 @@ def _apply(
     }
     if step.state.status == engine.COMPLETED:
         changes["completed_at"] = now
+    if conv.started_at is None and step.answers:
+        changes["started_at"] = now
     session.execute(
         update(Conversation.__table__).where(Conversation.__table__.c.id == conv.id).values(changes)
     )
@@ -356,6 +359,12 @@ def handle_inbound(
     survey = survey_for(session, conv.survey_version_id)
     step = engine.step(survey, engine.State.from_json(conv.state), inbound, context)
     _apply(session, person, conv, step, channel, now)
+    queued: tuple[int, ...] = ()
+    if step.finished:
+        from bot.campaigns import promote_waiting
+        from bot.runtime import settings as current_settings
+
+        queued = tuple(promote_waiting(session, person.id, current_settings()))
     for kind in step.consent:
         record_consent(
             session,
@@ -365,7 +374,7 @@ def handle_inbound(
             detail=f"survey {survey.id}",
             now=now,
         )
-    return Outcome(step.prompts, conv, person)
+    return Outcome(step.prompts, conv, person, queued)
 
 
 def _keyword_survey(raw: str | None, keywords: Mapping[str, Survey] | None) -> Survey | None:

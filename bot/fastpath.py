@@ -57,7 +57,7 @@ class _Sql:
         )
         self.update_conversation = self._q(
             f"UPDATE conversations SET state = {json_param}, status = ?, last_activity_at = ?, channel = ?,"
-            " completed_at = COALESCE(?, completed_at) WHERE id = ?"
+            " completed_at = COALESCE(?, completed_at), started_at = COALESCE(started_at, ?) WHERE id = ?"
         )
         self.insert_answer = self._q(
             "INSERT INTO answers (conversation_id, participant_id, question_id, value, label, raw_text,"
@@ -165,8 +165,8 @@ def handle_reply(
                 state_json if isinstance(state_json, dict) else json.loads(state_json)
             )
             step = engine.step(survey, state, inbound, {"name": name, "org": org})
-            if step.consent:
-                raise _NotCommon  # consent changes are logged by the general path
+            if step.consent or step.finished:
+                raise _NotCommon  # consent and a survey's end (which may start the next) go the general way
             cursor.execute(
                 sql.update_conversation,
                 (
@@ -175,6 +175,7 @@ def handle_reply(
                     sql.when(now),
                     channel,
                     sql.when(now) if step.state.status == engine.COMPLETED else None,
+                    sql.when(now) if step.answers else None,
                     conversation_id,
                 ),
             )

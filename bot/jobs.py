@@ -28,6 +28,7 @@ STALE_PENDING = timedelta(seconds=60)
 MAX_PACING_WAIT = 20.0  # seconds a job may wait for its rate slot before handing back
 RECORD_EVERY = 25  # results written per transaction while a batch is sent
 RECONCILE_BATCH = 2000
+FANOUT_STALL = timedelta(minutes=10)
 
 _senders: dict[str, TwilioSender] = {}
 
@@ -256,7 +257,7 @@ def reconcile_outbox(now: datetime | None = None) -> dict[str, int]:
         settled += outcome == "settled"
         resent += outcome == "resend"
     outbox.dispatch(redis, [(message_id, None) for message_id in due])
-    return {"requeued": len(due), "settled": settled, "resent": resent}
+    return {"requeued": len(due), "settled": settled, "resent": resent, **_campaign_upkeep(now)}
 
 
 def _settle(message: Message, now: datetime) -> str:
@@ -281,3 +282,69 @@ def _settle(message: Message, now: datetime) -> str:
         row.status, row.updated_at = "pending", now
     outbox.dispatch(runtime.redis(), [(message.id, None)])
     return "resend"
+
+
+def fan_out_job(campaign_id: int) -> dict[str, int]:
+    from bot import campaigns
+
+    return campaigns.fan_out(runtime.redis(), campaign_id)
+
+
+def _campaign_upkeep(now: datetime) -> dict[str, int]:
+    """Resume fan-outs and reminders whose jobs were lost; move on people whose survey went idle."""
+    from bot import campaigns, engine
+    from bot.models import Campaign, Conversation, Invitation
+
+    database, redis = runtime.database(), runtime.redis()
+    resumed = reminded = promoted = 0
+    with database.session() as session:
+        stalled = session.scalars(
+            select(Campaign.id).where(
+                Campaign.status.in_(("launching", "launched")),
+                Campaign.fanout_done_at.is_(None),
+                Campaign.launched_at <= now - FANOUT_STALL,
+                (Campaign.send_at.is_(None)) | (Campaign.send_at <= now - FANOUT_STALL),
+            )
+        ).all()
+        due_reminders = [
+            c.id
+            for c in session.scalars(
+                select(Campaign).where(
+                    Campaign.status == "launched",
+                    Campaign.reminder_after_hours.is_not(None),
+                    Campaign.reminders_sent_at.is_(None),
+                    Campaign.fanout_done_at.is_not(None),
+                )
+            )
+            if max(c.send_at or c.launched_at, c.launched_at)
+            + timedelta(hours=c.reminder_after_hours)
+            <= now - FANOUT_STALL
+        ]
+        idle = session.execute(
+            select(Conversation.id, Conversation.participant_id)
+            .join(
+                Invitation,
+                (Invitation.participant_id == Conversation.participant_id)
+                & (Invitation.status == "waiting"),
+            )
+            .where(
+                Conversation.status == engine.ACTIVE,
+                Conversation.last_activity_at <= now - engine.IDLE_EXPIRY,
+            )
+            .limit(RECONCILE_BATCH)
+        ).all()
+    for campaign_id in stalled:
+        outbox.queue(redis).enqueue(fan_out_job, campaign_id, job_timeout=3600)
+        resumed += 1
+    for campaign_id in due_reminders:
+        reminded += campaigns.send_reminders(redis, campaign_id)
+    for conversation_id, participant_id in idle:
+        with database.session() as session:
+            conv = session.get(Conversation, conversation_id, with_for_update=True)
+            if conv.status != engine.ACTIVE:
+                continue
+            conv.status = engine.EXPIRED
+            ids = campaigns.promote_waiting(session, participant_id, runtime.settings())
+        outbox.dispatch(redis, [(mid, None) for mid in ids])
+        promoted += len(ids)
+    return {"fanouts_resumed": resumed, "reminders_sent": reminded, "waiting_invited": promoted}

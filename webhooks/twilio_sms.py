@@ -8,7 +8,7 @@ from flask import Blueprint, Response, current_app, request
 from sqlalchemy import insert
 from twilio.twiml.messaging_response import MessagingResponse
 
-from bot import conversations, fastpath, runtime
+from bot import conversations, fastpath, outbox, runtime
 from bot.channels import sms
 from bot.config import Settings
 from bot.models import Message, utcnow
@@ -102,6 +102,8 @@ def inbound_sms() -> Response:
                         for text in texts
                     ],
                 )
+        if outcome.queued:
+            _dispatch_quietly(outcome.queued)
         return twiml(texts)
     except (_SeenBefore, fastpath.SeenBefore):
         return twiml([])  # a retry or a duplicate delivery changes nothing
@@ -125,3 +127,11 @@ def inbound_sms() -> Response:
 
 class _SeenBefore(Exception):
     pass
+
+
+def _dispatch_quietly(message_ids: tuple[int, ...]) -> None:
+    """Enqueue follow-on sends; if Redis is away, the worker's reconciler finds the rows."""
+    try:
+        outbox.dispatch(runtime.redis(), [(mid, None) for mid in message_ids])
+    except Exception:
+        log.warning("could not enqueue messages %s now; the reconciler will", message_ids)
