@@ -164,7 +164,7 @@ def create(
 # --- launching -------------------------------------------------------------------------
 
 
-def launch(session: Session, campaign: Campaign, redis: Redis) -> bool:
+def launch(session: Session, campaign: Campaign) -> bool:
     """Start the fan-out; False (and nothing new) if it was launched already."""
     if campaign.status == "closed":
         raise CampaignError("this campaign is closed", 409)

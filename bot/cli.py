@@ -146,5 +146,209 @@ def worker(burst: bool) -> None:
     working.run(connection, burst=burst)
 
 
+def _redis():
+    from bot import runtime
+
+    try:
+        connection = runtime.redis()
+        connection.ping()
+        return connection
+    except Exception as exc:
+        raise click.ClickException(
+            f"cannot reach Redis ({exc}); set REDIS_URL or run `involve serve`"
+        ) from None
+
+
+@main.group()
+def participants() -> None:
+    """The panel."""
+
+
+@participants.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--replace-tags", is_flag=True, help="Replace each person's tags instead of adding to them."
+)
+def participants_import(file: str, replace_tags: bool) -> None:
+    """Import or update a panel from FILE.csv (name, phone, telegram_chat_id, channel, tags, recontact, external_id)."""
+    from tqdm import tqdm
+
+    from bot import runtime
+    from bot.panel import import_rows, read_csv
+
+    _settings()
+    try:
+        text = Path(file).read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise click.ClickException(f"{file} is not UTF-8 text; save it as 'CSV UTF-8'") from None
+    rows, problems = read_csv(text)
+    with (
+        tqdm(total=len(rows), unit="row", desc="importing", disable=None) as bar,
+        runtime.database().session() as session,
+    ):
+        report = import_rows(
+            session,
+            rows,
+            replace_tags=replace_tags,
+            source="import",
+            first_row=2,
+            progress=bar.update,
+        )
+    rejected = problems + report.rejected
+    click.echo(f"created {report.created}, updated {report.updated}, rejected {len(rejected)}")
+    for problem in rejected:
+        click.echo(f"  row {problem['row']}: {problem['error']}")
+
+
+@main.group()
+def campaign() -> None:
+    """Campaigns: the admin API's verbs from the shell."""
+
+
+@campaign.command("create")
+@click.argument("survey")
+@click.option("--tag", "tags", multiple=True, help="Invite people with this tag (repeatable).")
+@click.option(
+    "--participant", "people", multiple=True, help="Invite this id or external id (repeatable)."
+)
+@click.option("--all", "everyone", is_flag=True, help="Invite the whole panel.")
+@click.option(
+    "--channel",
+    type=click.Choice(["sms", "voice", "telegram"]),
+    default=None,
+    help="Default: each person's preferred channel.",
+)
+@click.option("--send-at", default=None, help="ISO 8601 time to start, e.g. 2026-12-01T10:00")
+@click.option("--reminder-after-hours", type=float, default=None)
+def campaign_create(survey, tags, people, everyone, channel, send_at, reminder_after_hours) -> None:
+    """Create a draft campaign for SURVEY."""
+    from bot import campaigns, runtime
+
+    chosen = [bool(tags), bool(people), everyone]
+    if sum(chosen) != 1:
+        raise click.UsageError(
+            "choose the audience with --tag, --participant or --all (one of them)"
+        )
+    audience = (
+        {"tags": list(tags)}
+        if tags
+        else {"participants": list(people)}
+        if people
+        else {"all": True}
+    )
+    payload = {
+        "survey": survey,
+        "audience": audience,
+        "channel": channel,
+        "send_at": send_at,
+        "reminder_after_hours": reminder_after_hours,
+    }
+    settings = _settings()
+    try:
+        with runtime.database().session() as session:
+            created, size = campaigns.create(
+                session, payload, runtime.library().surveys(), settings
+            )
+    except campaigns.CampaignError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(
+        f"campaign {created.id} created (draft) for {size} people; launch it with: involve campaign launch {created.id}"
+    )
+
+
+@campaign.command("launch")
+@click.argument("campaign_id", type=int)
+def campaign_launch(campaign_id: int) -> None:
+    """Send the invitations (a worker does the sending)."""
+    from bot import campaigns, runtime
+
+    _settings()
+    redis = _redis()
+    try:
+        with runtime.database().session() as session:
+            found = campaigns.get_or_404(session, campaign_id)
+            started = campaigns.launch(session, found)
+    except campaigns.CampaignError as exc:
+        raise click.ClickException(str(exc)) from None
+    if started:
+        campaigns.enqueue_fan_out(redis, found)
+        click.echo(f"campaign {campaign_id} launching: the worker is sending the invitations")
+    else:
+        click.echo(f"campaign {campaign_id} was launched already; nothing is sent twice")
+
+
+@campaign.command("status")
+@click.argument("campaign_id", type=int)
+def campaign_status(campaign_id: int) -> None:
+    """Progress counts."""
+    from bot import campaigns, runtime
+
+    _settings()
+    try:
+        with runtime.database().read() as session:
+            found = campaigns.get_or_404(session, campaign_id)
+            counts = campaigns.counts(session, campaign_id).as_json()
+    except campaigns.CampaignError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"campaign {campaign_id}: {found.survey_id}, {found.status}")
+    for key, value in counts.items():
+        click.echo(f"  {key.replace('_', ' '):12} {value}")
+
+
+@campaign.command("close")
+@click.argument("campaign_id", type=int)
+def campaign_close(campaign_id: int) -> None:
+    """No more invitations or reminders."""
+    from bot import campaigns, runtime
+
+    _settings()
+    try:
+        with runtime.database().session() as session:
+            campaigns.close(session, campaigns.get_or_404(session, campaign_id))
+    except campaigns.CampaignError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"campaign {campaign_id} closed")
+
+
+@campaign.command("export")
+@click.argument("campaign_id", type=int)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, writable=True),
+    default=None,
+    help="Default: campaign-ID-responses.csv",
+)
+def campaign_export(campaign_id: int, output: str | None) -> None:
+    """Write responses.csv (the same as the admin API's), with a progress bar."""
+    from sqlalchemy import func, select
+    from tqdm import tqdm
+
+    from bot import campaigns, exports, runtime
+    from bot.models import Invitation
+
+    _settings()
+    target = Path(output or f"campaign-{campaign_id}-responses.csv")
+    try:
+        with runtime.database().read() as session:
+            found = campaigns.get_or_404(session, campaign_id)
+            total = session.scalar(
+                select(func.count())
+                .select_from(Invitation)
+                .where(Invitation.campaign_id == campaign_id)
+            )
+            with (
+                target.open("w", encoding="utf-8", newline="") as out,
+                tqdm(total=total, unit="row", desc="exporting", disable=None) as bar,
+            ):
+                rows = exports.response_rows(session, found)
+                for chunk in exports.csv_chunks(rows, rows_per_chunk=1000):
+                    out.write(chunk)
+                    bar.update(chunk.count("\r\n"))
+    except campaigns.CampaignError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"wrote {target}")
+
+
 if __name__ == "__main__":
     main()

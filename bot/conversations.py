@@ -28,6 +28,7 @@ from bot.models import (
     Conversation,
     Message,
     Participant,
+    Suppression,
     SurveyVersion,
     utcnow,
 )
@@ -152,7 +153,15 @@ def participant_by_phone(
     person = session.scalar(select(Participant).where(Participant.phone == phone))
     if person is not None:
         return person
-    person = Participant(phone=phone, channel="sms", joined_via=joined_via, tags=[])
+    from bot.panel import suppression_hash
+
+    suppressed = session.scalar(
+        select(Suppression.id).where(Suppression.address_hash == suppression_hash(phone))
+    )
+    # Someone erased after opting out who writes again starts opted out: START lets them back.
+    person = Participant(
+        phone=phone, channel="sms", joined_via=joined_via, tags=[], opted_out=suppressed is not None
+    )
     try:
         with session.begin_nested():
             session.add(person)

@@ -117,11 +117,12 @@ def redis() -> Redis:
     current = settings()
     with _lock:
         if _redis is None:
-            if not current.redis_url:
+            url = current.redis_url or _embedded_redis_url(current)
+            if not url:
                 raise RuntimeError(
-                    "REDIS_URL is not set: start the service with `involve serve`, which embeds one"
+                    "REDIS_URL is not set and `involve serve` is not running here to lend its Redis"
                 )
-            _redis = Redis.from_url(current.redis_url)
+            _redis = Redis.from_url(url)
         return _redis
 
 
@@ -143,3 +144,11 @@ def _reset_after_fork() -> None:
 
 
 os.register_at_fork(after_in_child=_reset_after_fork)
+
+
+def _embedded_redis_url(current: Settings) -> str | None:
+    """The Redis that `involve serve` embeds for this instance folder, while it runs."""
+    from bot.serve import _redis_dir
+
+    socket = _redis_dir(current) / "redis.sock"
+    return f"unix://{socket}" if socket.exists() else None

@@ -156,6 +156,8 @@ def twilio_fake() -> Iterator[FakeTwilio]:
 
 
 PUBLIC = "https://involve.example.org"
+ADMIN_TOKEN = "test-admin-token-0123456789"
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
 def app_env(
@@ -174,6 +176,7 @@ def app_env(
         "PUBLIC_BASE_URL": PUBLIC,
         "INVOLVE_INSTANCE_PATH": str(instance),
         "ORG_NAME": "Age Better",
+        "ADMIN_TOKEN": ADMIN_TOKEN,
     }
     env.update(extra)
     return env

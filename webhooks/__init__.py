@@ -28,8 +28,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
 
-    from webhooks import health, twilio_sms, twilio_status
+    from webhooks import admin, health, twilio_sms, twilio_status
 
+    app.register_blueprint(admin.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(twilio_sms.bp)
     app.register_blueprint(twilio_status.bp)

@@ -1,0 +1,199 @@
+"""What people said: `responses.csv` streamed a page at a time, and a per-question summary.
+
+The CSV's memory does not grow with the campaign: invitations are read a thousand at a time
+with their answers. Any cell a spreadsheet would run as a formula is defused.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from bot import conversations, engine
+from bot.models import Answer, Campaign, Conversation, Invitation, Participant, SurveyVersion
+from bot.survey import Survey
+
+PAGE = 1000
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+FIXED_COLUMNS = ["participant", "channel", "status", "started_at", "completed_at"]
+
+
+def defuse(value: Any) -> str:
+    """Text a spreadsheet shows as text: a leading quote before =, +, -, @, tab or CR."""
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+def _survey(session: Session, campaign: Campaign) -> Survey:
+    return conversations.survey_of(session.get(SurveyVersion, campaign.survey_version_id))
+
+
+def _status(invitation_status: str, conv_status: str | None, answered: bool) -> str:
+    if invitation_status != "invited":
+        return invitation_status  # waiting | skipped
+    if conv_status == engine.ACTIVE:
+        return "started" if answered else "invited"
+    return conv_status or "invited"
+
+
+def _iso(moment: Any) -> str:
+    return moment.isoformat() if moment is not None else ""
+
+
+def response_rows(session: Session, campaign: Campaign) -> Iterator[list[str]]:
+    """The header, then one row per invited person, in the order they were invited."""
+    survey = _survey(session, campaign)
+    question_ids = [q.id for q in survey.questions]
+    yield FIXED_COLUMNS + question_ids
+    last_id = 0
+    while True:
+        page = session.execute(
+            select(
+                Invitation.id,
+                Invitation.status,
+                Invitation.channel,
+                Invitation.conversation_id,
+                Participant.id,
+                Participant.external_id,
+                Participant.erased_at,
+                Conversation.status,
+                Conversation.started_at,
+                Conversation.completed_at,
+                Conversation.channel,
+            )
+            .join(Participant, Participant.id == Invitation.participant_id)
+            .outerjoin(Conversation, Conversation.id == Invitation.conversation_id)
+            .where(Invitation.campaign_id == campaign.id, Invitation.id > last_id)
+            .order_by(Invitation.id)
+            .limit(PAGE)
+        ).all()
+        if not page:
+            return
+        last_id = page[-1][0]
+        conv_ids = [row[3] for row in page if row[3] is not None]
+        answers: dict[int, dict[str, str]] = {}
+        for conv_id, question_id, label, skipped in session.execute(
+            select(Answer.conversation_id, Answer.question_id, Answer.label, Answer.skipped).where(
+                Answer.conversation_id.in_(conv_ids)
+            )
+        ):
+            answers.setdefault(conv_id, {})[question_id] = "(skipped)" if skipped else (label or "")
+        for (
+            _,
+            inv_status,
+            inv_channel,
+            conv_id,
+            pid,
+            external,
+            erased,
+            conv_status,
+            started,
+            completed,
+            conv_channel,
+        ) in page:
+            given = answers.get(conv_id, {})
+            who = "(erased)" if erased else (external or str(pid))
+            row = [
+                who,
+                conv_channel or inv_channel or "",
+                _status(inv_status, conv_status, bool(given)),
+                _iso(started),
+                _iso(completed),
+            ]
+            row += [given.get(qid, "") for qid in question_ids]
+            yield [defuse(cell) for cell in row]
+
+
+def csv_chunks(rows: Iterator[list[str]], rows_per_chunk: int = 500) -> Iterator[str]:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    for count, row in enumerate(rows, start=1):
+        writer.writerow(row)
+        if count % rows_per_chunk == 0:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    if buffer.tell():
+        yield buffer.getvalue()
+
+
+def summary(session: Session, campaign: Campaign) -> dict[str, Any]:
+    """Per question: counts and percentages per option, or the text answers."""
+    survey = _survey(session, campaign)
+    in_campaign = (
+        select(Conversation.id).where(Conversation.campaign_id == campaign.id).scalar_subquery()
+    )
+    questions = []
+    for question in survey.questions:
+        base = select(Answer).where(
+            Answer.conversation_id.in_(in_campaign), Answer.question_id == question.id
+        )
+        answered = (
+            session.scalar(
+                select(func.count())
+                .select_from(Answer)
+                .where(
+                    Answer.conversation_id.in_(in_campaign),
+                    Answer.question_id == question.id,
+                    Answer.skipped.is_(False),
+                )
+            )
+            or 0
+        )
+        entry: dict[str, Any] = {
+            "id": question.id,
+            "type": question.type,
+            "ask": question.ask,
+            "answered": answered,
+        }
+        if question.choices:
+            counts = dict(
+                session.execute(
+                    select(Answer.value, func.count())
+                    .where(
+                        Answer.conversation_id.in_(in_campaign),
+                        Answer.question_id == question.id,
+                        Answer.skipped.is_(False),
+                        Answer.unparsed.is_(False),
+                    )
+                    .group_by(Answer.value)
+                ).all()
+            )
+            entry["options"] = [
+                {
+                    "value": o.value,
+                    "label": o.label,
+                    "count": counts.get(o.value, 0),
+                    "percent": round(100 * counts.get(o.value, 0) / answered, 1)
+                    if answered
+                    else 0.0,
+                }
+                for o in question.choices
+            ]
+            other = answered - sum(counts.get(o.value, 0) for o in question.choices)
+            entry["other"] = (
+                [
+                    a.label
+                    for a in session.scalars(
+                        base.where(Answer.unparsed.is_(True), Answer.label.is_not(None))
+                    )
+                ]
+                if other
+                else []
+            )
+        else:
+            entry["answers"] = [
+                a.label
+                for a in session.scalars(
+                    base.where(Answer.skipped.is_(False), Answer.label.is_not(None)).order_by(
+                        Answer.id
+                    )
+                )
+            ]
+        questions.append(entry)
+    return {"campaign": campaign.id, "survey": survey.id, "questions": questions}

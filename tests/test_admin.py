@@ -1,0 +1,194 @@
+import csv
+import io
+
+from click.testing import CliRunner
+from sqlalchemy import select
+
+from bot.models import ConsentEvent, Participant
+from tests.conftest import ADMIN
+
+
+def people(database):
+    with database.session() as session:
+        return {p.external_id or p.phone: p for p in session.scalars(select(Participant))}
+
+
+def test_token_is_required_and_compared(client):
+    assert client.get("/admin/api/surveys").status_code == 401
+    assert (
+        client.get("/admin/api/surveys", headers={"Authorization": "Bearer wrong"}).status_code
+        == 401
+    )
+    response = client.get("/admin/api/surveys", headers={"Authorization": "Basic abc"})
+    assert response.status_code == 401 and response.json["error"].startswith(
+        "a valid 'Authorization: Bearer"
+    )
+    assert client.get("/admin/api/surveys", headers=ADMIN).status_code == 200
+
+
+def test_refuses_everything_until_the_token_is_set(app_settings):
+    from webhooks import create_app
+
+    off = create_app({"SETTINGS": app_settings.with_overrides(admin_token=None)}).test_client()
+    response = off.get("/admin/api/surveys", headers=ADMIN)
+    assert response.status_code == 403 and "ADMIN_TOKEN" in response.json["error"]
+
+
+def test_rate_limited_per_client(app):
+    app.config["ADMIN_RATE_LIMIT"] = 3
+    client = app.test_client()
+    codes = [client.get("/admin/api/surveys", headers=ADMIN).status_code for _ in range(5)]
+    assert codes == [200, 200, 200, 429, 429]
+    assert "at most 3 a minute" in client.get("/admin/api/surveys", headers=ADMIN).json["error"]
+
+
+def test_surveys(client):
+    surveys = {s["id"]: s for s in client.get("/admin/api/surveys", headers=ADMIN).json}
+    assert surveys["guide-title"] == {
+        "id": "guide-title",
+        "title": "Choose a title for our new guide",
+        "questions": 4,
+    }
+
+
+def test_openapi_description_is_served(client):
+    spec = client.get("/admin/api/openapi.json").json
+    assert (
+        spec["openapi"].startswith("3.")
+        and "/admin/api/campaigns/{campaign_id}/responses.csv" in spec["paths"]
+    )
+
+
+def test_errors_are_json_with_the_right_code(client):
+    assert client.post("/admin/api/campaigns", headers=ADMIN, data="x").status_code == 415
+    bad = client.post(
+        "/admin/api/campaigns", headers={**ADMIN, "Content-Type": "application/json"}, data="{nope"
+    )
+    assert bad.status_code == 400 and bad.json["error"] == "the body is not valid JSON"
+    assert client.get("/admin/api/campaigns/999", headers=ADMIN).json == {
+        "error": "no campaign 999"
+    }
+    assert client.get("/admin/api/campaigns/abc", headers=ADMIN).status_code == 404
+    assert client.get("/admin/api/nothing-here", headers=ADMIN).status_code == 404
+    assert client.delete("/admin/api/surveys", headers=ADMIN).status_code == 405
+
+
+def test_import_json_upserts_and_reports_bad_rows(client, database):
+    body = {
+        "participants": [
+            {
+                "name": "Ann",
+                "phone": "07700 900123",
+                "tags": ["readers"],
+                "recontact": True,
+                "external_id": "A1",
+            },
+            {"name": "Bob", "phone": "not a number"},
+            {"name": "Cy", "telegram_chat_id": 12345, "channel": "telegram", "tags": ["focus"]},
+            {"name": "Di"},
+            {"name": "Ed", "phone": "+44 7700 900456", "channel": "fax"},
+        ]
+    }
+    report = client.post("/admin/api/participants", json=body, headers=ADMIN).json
+    assert (report["created"], report["updated"]) == (2, 0)
+    assert [r["row"] for r in report["rejected"]] == [2, 4, 5]
+    assert "not a phone number" in report["rejected"][0]["error"]
+    assert report["rejected"][1]["error"] == "needs a phone, a telegram_chat_id or an external_id"
+    assert "channel must be one of" in report["rejected"][2]["error"]
+    again = client.post(
+        "/admin/api/participants",
+        json={"participants": [{"external_id": "A1", "tags": ["panel"]}]},
+        headers=ADMIN,
+    ).json
+    assert (again["created"], again["updated"]) == (0, 1)
+    found = people(database)
+    assert found["A1"].phone == "+447700900123" and found["A1"].tags == ["readers", "panel"]
+    assert found["A1"].name == "Ann"  # fields a row leaves out are kept
+    replaced = client.post(
+        "/admin/api/participants?replace_tags=true",
+        json={"participants": [{"external_id": "A1", "tags": ["new"]}]},
+        headers=ADMIN,
+    )
+    assert replaced.json["updated"] == 1 and people(database)["A1"].tags == ["new"]
+    with database.session() as session:
+        assert session.scalars(select(ConsentEvent.kind)).all() == ["recontact_yes"]
+
+
+def test_import_matches_by_phone_then_chat_and_refuses_to_steal_numbers(client, database):
+    client.post(
+        "/admin/api/participants",
+        json={
+            "participants": [
+                {"phone": "07700900123", "name": "Ann"},
+                {"phone": "07700900124", "external_id": "B2"},
+            ]
+        },
+        headers=ADMIN,
+    )
+    report = client.post(
+        "/admin/api/participants",
+        json={
+            "participants": [
+                {"phone": "+447700900123", "name": "Ann Smith"},
+                {"external_id": "C3", "phone": "07700900124"},
+            ]
+        },
+        headers=ADMIN,
+    ).json
+    assert report["updated"] == 1 and report["created"] == 0
+    assert (
+        report["rejected"][0]["row"] == 2
+        and "belongs to participant 'B2'" in report["rejected"][0]["error"]
+    )
+    assert people(database)["+447700900123"].name == "Ann Smith"
+
+
+def test_import_csv_keeps_good_rows(client, database):
+    text = "name,phone,tags,recontact,external_id\nAnn,07700 900123,readers;focus,yes,A1\nBob,12,,,B1\nCy,07700 900125,,maybe,C1\nDi,07700 900126,,no,D1\n"
+    report = client.post(
+        "/admin/api/participants", data=text.encode(), headers={**ADMIN, "Content-Type": "text/csv"}
+    ).json
+    assert report["created"] == 2
+    assert [(r["row"], r["error"][:20]) for r in report["rejected"]] == [
+        (3, "'12' is not a phone "),
+        (4, "recontact must be ye"),
+    ]
+    found = people(database)
+    assert (
+        found["A1"].tags == ["readers", "focus"]
+        and found["A1"].recontact is True
+        and found["D1"].recontact is False
+    )
+    second = client.post(
+        "/admin/api/participants", data=text.encode(), headers={**ADMIN, "Content-Type": "text/csv"}
+    ).json
+    assert second["created"] == 0 and second["updated"] == 2
+
+
+def test_csv_with_a_wrong_header(client):
+    report = client.post(
+        "/admin/api/participants",
+        data=b"who,where\nAnn,Leeds\n",
+        headers={**ADMIN, "Content-Type": "text/csv"},
+    ).json
+    assert report["created"] == 0 and report["rejected"][0]["row"] == 1
+
+
+def test_cli_import_shows_the_same_report(app_settings, database, tmp_path):
+    from bot.cli import main
+
+    path = tmp_path / "panel.csv"
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["name", "phone", "external_id"])
+        writer.writerow(["Ann", "07700 900123", "A1"])
+        writer.writerow(["Bob", "nope", "B1"])
+    result = CliRunner().invoke(main, ["participants", "import", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "created 1, updated 0, rejected 1" in result.output
+    assert "row 3: 'nope' is not a phone number" in result.output
+    assert list(people(database)) == ["A1"]
+
+
+def _csv(text):
+    return list(csv.reader(io.StringIO(text)))

@@ -1,0 +1,239 @@
+"""/admin/api: the staff tools' contract (CONTRACT.md), JSON in and out, CSV for exports.
+
+Bearer token compared in constant time; refused entirely while ADMIN_TOKEN is unset; rate
+limited per client through Redis; every bad input is a JSON error with the right 4xx.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, request, stream_with_context
+from werkzeug.exceptions import HTTPException
+
+from bot import campaigns, exports, panel, privacy, runtime
+from bot.config import Settings
+from bot.models import Campaign
+
+bp = Blueprint("admin", __name__, url_prefix="/admin/api")
+log = logging.getLogger(__name__)
+RATE_LIMIT_PER_MINUTE = 600
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, **extra: Any):
+        super().__init__(message)
+        self.status, self.message, self.extra = status, message, extra
+
+
+def _settings() -> Settings:
+    return current_app.extensions["involve.settings"]
+
+
+@bp.errorhandler(ApiError)
+def _api_error(exc: ApiError):
+    response = jsonify(error=exc.message, **exc.extra)
+    response.status_code = exc.status
+    if exc.status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="involve admin"'
+    return response
+
+
+@bp.errorhandler(campaigns.CampaignError)
+def _campaign_error(exc: campaigns.CampaignError):
+    return jsonify(error=str(exc)), exc.status
+
+
+@bp.errorhandler(HTTPException)
+def _http_error(exc: HTTPException):
+    return jsonify(error=exc.description or exc.name), exc.code or 500
+
+
+@bp.errorhandler(Exception)
+def _server_error(exc: Exception):
+    log.exception("admin API error")
+    return jsonify(error="something went wrong on our side; it has been logged"), 500
+
+
+@bp.before_request
+def _authenticate() -> None:
+    if request.endpoint == "admin.openapi":
+        return
+    token = _settings().admin_token
+    if not token:
+        raise ApiError(403, "the admin API is off until ADMIN_TOKEN is set")
+    given = request.headers.get("Authorization", "")
+    scheme, _, credentials = given.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        credentials.strip().encode(), token.encode()
+    ):
+        raise ApiError(401, "a valid 'Authorization: Bearer <ADMIN_TOKEN>' header is required")
+    _rate_limit(request.remote_addr or "unknown")
+
+
+def _rate_limit(client: str) -> None:
+    limit = int(current_app.config.get("ADMIN_RATE_LIMIT", RATE_LIMIT_PER_MINUTE))
+    window = int(time.time() // 60)
+    key = f"involve:admin-rate:{client}:{window}"
+    try:
+        redis = runtime.redis()
+        pipe = redis.pipeline()
+        pipe.incr(key)
+        pipe.expire(key, 120)
+        used = pipe.execute()[0]
+    except Exception:
+        log.warning("admin rate limit unavailable (Redis down); allowing the call")
+        return
+    if used > limit:
+        retry = 60 - int(time.time() % 60)
+        raise ApiError(429, f"too many requests: at most {limit} a minute", retry_after=retry)
+
+
+def _json_body() -> Any:
+    if not request.is_json:
+        raise ApiError(415, "send JSON with Content-Type: application/json")
+    body = request.get_json(silent=True)
+    if body is None:
+        raise ApiError(400, "the body is not valid JSON")
+    return body
+
+
+def _campaign_id(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise ApiError(404, f"no campaign {value!r}") from None
+    if not 0 < number < 2**62:
+        raise ApiError(404, f"no campaign {value!r}")
+    return number
+
+
+# --- surveys and participants ------------------------------------------------------------
+
+
+@bp.get("/surveys")
+def list_surveys():
+    surveys = runtime.library().surveys()
+    return jsonify(
+        [{"id": s.id, "title": s.title, "questions": len(s.questions)} for s in surveys.values()]
+    )
+
+
+@bp.post("/participants")
+def import_participants():
+    replace_tags = request.args.get("replace_tags", "").lower() in ("1", "true", "yes")
+    if request.mimetype in ("text/csv", "application/csv"):
+        try:
+            text = request.get_data(as_text=False).decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise ApiError(400, "the CSV is not UTF-8 text") from None
+        rows, problems = panel.read_csv(text)
+        first_row = 2  # the header is row 1
+    else:
+        body = _json_body()
+        if not isinstance(body, dict) or not isinstance(body.get("participants"), list):
+            raise ApiError(400, 'send {"participants": [{"name", "phone", ...}, ...]}')
+        rows, problems, first_row = body["participants"], [], 1
+    with runtime.database().session() as session:
+        report = panel.import_rows(
+            session, rows, replace_tags=replace_tags, source="api", first_row=first_row
+        )
+    result = report.as_json()
+    result["rejected"] = problems + result["rejected"]
+    return jsonify(result)
+
+
+def _person_or_404(session, key: str):
+    person = privacy.find(session, key)
+    if person is None or person.erased_at is not None:
+        raise ApiError(404, f"no participant {key!r}")
+    return person
+
+
+@bp.get("/participants/<key>")
+def subject_access(key: str):
+    with runtime.database().session() as session:
+        return jsonify(privacy.subject_access(session, _person_or_404(session, key)))
+
+
+@bp.delete("/participants/<key>")
+def erase(key: str):
+    with runtime.database().session() as session:
+        removed = privacy.erase(session, _person_or_404(session, key))
+    return jsonify(erased=True, **removed)
+
+
+# --- campaigns -------------------------------------------------------------------------
+
+
+@bp.post("/campaigns")
+def create_campaign():
+    body = _json_body()
+    with runtime.database().session() as session:
+        campaign, size = campaigns.create(session, body, runtime.library().surveys(), _settings())
+        result = {"id": campaign.id, "status": campaign.status, "audience_size": size}
+    return jsonify(result), 201
+
+
+@bp.post("/campaigns/<campaign_id>/launch")
+def launch_campaign(campaign_id: str):
+    with runtime.database().session() as session:
+        campaign = campaigns.get_or_404(session, _campaign_id(campaign_id))
+        started = campaigns.launch(session, campaign)
+    if started:
+        campaigns.enqueue_fan_out(runtime.redis(), campaign)
+    return jsonify(id=campaign.id, status="launching" if started else campaign.status), 202
+
+
+@bp.post("/campaigns/<campaign_id>/close")
+def close_campaign(campaign_id: str):
+    with runtime.database().session() as session:
+        campaign = campaigns.get_or_404(session, _campaign_id(campaign_id))
+        campaigns.close(session, campaign)
+    return jsonify(id=campaign.id, status="closed")
+
+
+@bp.get("/campaigns/<campaign_id>")
+def campaign_status(campaign_id: str):
+    with runtime.database().read() as session:
+        campaign = campaigns.get_or_404(session, _campaign_id(campaign_id))
+        counts = campaigns.counts(session, campaign.id)
+        return jsonify(
+            id=campaign.id,
+            survey=campaign.survey_id,
+            status=campaign.status,
+            channel=campaign.channel,
+            counts=counts.as_json(),
+        )
+
+
+@bp.get("/campaigns/<campaign_id>/responses.csv")
+def responses_csv(campaign_id: str):
+    number = _campaign_id(campaign_id)
+    with runtime.database().read() as session:
+        campaigns.get_or_404(session, number)
+
+    def generate():
+        with runtime.database().read() as session:
+            campaign = session.get(Campaign, number)
+            yield from exports.csv_chunks(exports.response_rows(session, campaign))
+
+    headers = {"Content-Disposition": f'attachment; filename="campaign-{number}-responses.csv"'}
+    return Response(stream_with_context(generate()), mimetype="text/csv", headers=headers)
+
+
+@bp.get("/campaigns/<campaign_id>/summary")
+def campaign_summary(campaign_id: str):
+    with runtime.database().read() as session:
+        campaign = campaigns.get_or_404(session, _campaign_id(campaign_id))
+        return jsonify(exports.summary(session, campaign))
+
+
+@bp.get("/openapi.json")
+def openapi():
+    from webhooks.openapi import spec
+
+    return jsonify(spec(_settings().public_base_url))
