@@ -30,6 +30,7 @@ from bot.models import (
     SurveyVersion,
     utcnow,
 )
+from bot.panel import clean_text
 from bot.survey import Survey, SurveyError
 
 BATCH = 1000
@@ -81,7 +82,11 @@ def _audience(raw: Any) -> dict[str, Any]:
             or not all(isinstance(v, str | int) and not isinstance(v, bool) for v in value)
         ):
             raise CampaignError(f"audience {kind} must be a non-empty list")
-        return {kind: [str(v) for v in value] if kind == "tags" else value}
+        return {
+            kind: [clean_text(v) for v in value]
+            if kind == "tags"
+            else [v if isinstance(v, int) else clean_text(v) for v in value]
+        }
     raise CampaignError(f"unknown audience {kind!r}: use tags, participants or all")
 
 
@@ -97,16 +102,15 @@ def audience_ids(session: Session, audience: Mapping[str, Any]) -> list[int]:
             select(Participant.id, Participant.tags).where(live).order_by(Participant.id)
         )
         return [pid for pid, tags in rows if wanted & set(tags or [])]
-    ids = {
-        v
-        for v in audience["participants"]
-        if isinstance(v, int) or (isinstance(v, str) and v.isdigit())
-    }
-    externals = {str(v) for v in audience["participants"]}
+    ids: set[int] = set()
+    for value in audience["participants"]:
+        text = str(value)
+        if text.isdigit() and 0 < int(text) < 2**62:  # anything else cannot be one of our ids
+            ids.add(int(text))
+    externals = {str(v)[:100] for v in audience["participants"]}
     found = session.scalars(
         select(Participant.id).where(
-            live,
-            (Participant.id.in_({int(i) for i in ids})) | (Participant.external_id.in_(externals)),
+            live, Participant.id.in_(ids) | Participant.external_id.in_(externals)
         )
     )
     return sorted(set(found))

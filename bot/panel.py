@@ -54,6 +54,11 @@ class CleanRow:
     given: frozenset[str]  # which fields the row actually set
 
 
+def clean_text(value: Any) -> str:
+    """Text any database will store: no NUL characters, no unpaired surrogates."""
+    return str(value).encode("utf-8", "replace").decode("utf-8").replace("\x00", "")
+
+
 def suppression_hash(address: str) -> str:
     return hashlib.sha256(f"involve-suppression:{address}".encode()).hexdigest()
 
@@ -81,6 +86,7 @@ def read_csv(text: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
 def clean(number: int, raw: Mapping[str, Any]) -> CleanRow:
     if not isinstance(raw, Mapping):
         raise RowError("each participant must be an object with name, phone, ...")
+    raw = {k: clean_text(v) if isinstance(v, str) else v for k, v in raw.items()}
     unknown = sorted(set(raw) - set(COLUMNS))
     if unknown:
         raise RowError(f"unknown field {unknown[0]!r} (known: {', '.join(COLUMNS)})")
@@ -99,6 +105,8 @@ def clean(number: int, raw: Mapping[str, Any]) -> CleanRow:
             chat = int(str(chat).strip())
         except ValueError:
             raise RowError(f"telegram_chat_id must be a whole number, got {chat!r}") from None
+        if not -(2**53) < chat < 2**53:
+            raise RowError("telegram_chat_id is not a Telegram chat id (too large)")
     else:
         chat = None
     external = raw.get("external_id")
@@ -121,6 +129,7 @@ def clean(number: int, raw: Mapping[str, Any]) -> CleanRow:
         tags = [t.strip() for t in tags.split(";")]
     if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
         raise RowError("tags must be a list of words")
+    tags = [clean_text(t)[:100] for t in tags]
     recontact = raw.get("recontact")
     if isinstance(recontact, str):
         lowered = recontact.strip().lower()

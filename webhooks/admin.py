@@ -236,4 +236,4 @@ def campaign_summary(campaign_id: str):
 def openapi():
     from webhooks.openapi import spec
 
-    return jsonify(spec(_settings().public_base_url))
+    return jsonify(spec(_settings().public_base_url, sorted(runtime.library().surveys())))

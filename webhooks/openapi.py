@@ -52,7 +52,7 @@ PARTICIPANT = {
 }
 
 
-def spec(server: str) -> dict[str, Any]:
+def spec(server: str, survey_ids: list[str]) -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {
@@ -95,7 +95,7 @@ def spec(server: str) -> dict[str, Any]:
                     "required": ["id", "survey", "status", "counts"],
                     "properties": {
                         "id": {"type": "integer"},
-                        "survey": {"type": "string"},
+                        "survey": {"type": "string", "enum": survey_ids or [""]},
                         "status": {"type": "string"},
                         "channel": {"type": ["string", "null"]},
                         "counts": {
@@ -218,7 +218,7 @@ def spec(server: str) -> dict[str, Any]:
                                     "required": ["survey", "audience"],
                                     "additionalProperties": False,
                                     "properties": {
-                                        "survey": {"type": "string"},
+                                        "survey": {"type": "string", "enum": survey_ids or [""]},
                                         "audience": {
                                             "oneOf": [
                                                 {

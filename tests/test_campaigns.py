@@ -1,0 +1,303 @@
+import csv
+import io
+import xml.etree.ElementTree as ET
+from datetime import timedelta
+
+from rq.registry import ScheduledJobRegistry
+from sqlalchemy import select
+
+from bot import campaigns, jobs, runtime
+from bot.config import parse_quiet_hours
+from bot.models import Invitation, Message, Participant, utcnow
+from tests.conftest import ADMIN, PUBLIC, run_worker
+from tests.fakes import post_twilio, sms_params
+
+PANEL = {
+    "participants": [
+        {"name": "Ann Jones", "phone": "07700 900001", "tags": ["readers"], "external_id": "A"},
+        {"name": "Bob", "phone": "07700 900002", "tags": ["readers"], "external_id": "B"},
+        {"name": "Cy", "phone": "07700 900003", "tags": ["readers"], "external_id": "C"},
+        {
+            "name": "Di",
+            "telegram_chat_id": 555,
+            "tags": ["readers"],
+            "channel": "telegram",
+            "external_id": "D",
+        },
+        {"name": "Ed", "phone": "07700 900005", "tags": ["focus"], "external_id": "E"},
+    ]
+}
+
+
+def setup_panel(client, database, opted_out=("C",)):
+    assert client.post("/admin/api/participants", json=PANEL, headers=ADMIN).json["created"] == 5
+    with database.session() as session:
+        for person in session.scalars(
+            select(Participant).where(Participant.external_id.in_(opted_out))
+        ):
+            person.opted_out = True
+
+
+def create(client, **body):
+    payload = {"survey": "guide-title", "audience": {"tags": ["readers"]}, "channel": None, **body}
+    response = client.post("/admin/api/campaigns", json=payload, headers=ADMIN)
+    assert response.status_code == 201, response.json
+    return response.json
+
+
+def status(client, campaign_id):
+    return client.get(f"/admin/api/campaigns/{campaign_id}", headers=ADMIN).json
+
+
+def reply(client, phone, body):
+    response = post_twilio(client, PUBLIC, "/webhooks/twilio/sms", sms_params(body, sender=phone))
+    return [m.text for m in ET.fromstring(response.data).findall("Message")]
+
+
+def test_create_validates_every_field(client):
+    bad = [
+        ({"survey": "nope", "audience": {"all": True}}, "survey must be the id of a survey script"),
+        ({"survey": "guide-title", "audience": {"everyone": True}}, "unknown audience 'everyone'"),
+        (
+            {"survey": "guide-title", "audience": {"tags": []}},
+            "audience tags must be a non-empty list",
+        ),
+        (
+            {"survey": "guide-title", "audience": {"all": True}, "channel": "pigeon"},
+            "channel must be null",
+        ),
+        (
+            {"survey": "guide-title", "audience": {"all": True}, "send_at": "tomorrow"},
+            "send_at must be an ISO 8601 time",
+        ),
+        (
+            {"survey": "guide-title", "audience": {"all": True}, "reminder_after_hours": -1},
+            "reminder_after_hours must be",
+        ),
+        (
+            {"survey": "guide-title", "audience": {"all": True}, "colour": "red"},
+            "unknown field 'colour'",
+        ),
+        (
+            {"survey": "guide-title", "audience": {"all": True}, "channel": "telegram"},
+            "Telegram is off",
+        ),
+    ]
+    for body, message in bad:
+        response = client.post("/admin/api/campaigns", json=body, headers=ADMIN)
+        assert response.status_code in (400, 409) and response.json["error"].startswith(message), (
+            body,
+            response.json,
+        )
+
+
+def test_launch_invites_by_text_skips_and_counts(client, database, redis_conn, twilio_fake):
+    setup_panel(client, database)
+    created = create(client)
+    assert created["status"] == "draft" and created["audience_size"] == 4
+    launched = client.post(f"/admin/api/campaigns/{created['id']}/launch", headers=ADMIN)
+    assert launched.status_code == 202
+    run_worker(redis_conn)
+    sent = twilio_fake.sends()
+    assert sorted(s["To"] for s in sent) == ["+447700900001", "+447700900002"]
+    ann = next(s for s in sent if s["To"] == "+447700900001")
+    assert (
+        ann["Body"].startswith("Hello Ann. Could you help us choose a title")
+        and "Which title" in ann["Body"]
+    )
+    counts = status(client, created["id"])["counts"]
+    assert counts == {
+        "invited": 2,
+        "started": 0,
+        "completed": 0,
+        "opted_out": 1,
+        "failed": 0,
+        "not_reached": 1,
+        "waiting": 0,
+    }
+    assert status(client, created["id"])["status"] == "launched"
+    with database.session() as session:
+        reasons = {
+            i.participant_id: (i.status, i.reason) for i in session.scalars(select(Invitation))
+        }
+        assert sorted(reasons.values()) == [
+            ("invited", None),
+            ("invited", None),
+            ("skipped", "opted out"),
+            ("skipped", "telegram is off"),
+        ]
+
+
+def test_launching_twice_sends_nothing_twice(client, database, redis_conn, twilio_fake):
+    setup_panel(client, database)
+    campaign_id = create(client)["id"]
+    client.post(f"/admin/api/campaigns/{campaign_id}/launch", headers=ADMIN)
+    run_worker(redis_conn)
+    again = client.post(f"/admin/api/campaigns/{campaign_id}/launch", headers=ADMIN)
+    assert again.status_code == 202 and again.json["status"] == "launched"
+    campaigns.fan_out(redis_conn, campaign_id)  # even the fan-out itself, run again by hand
+    run_worker(redis_conn)
+    assert len(twilio_fake.sends()) == 2
+
+
+def test_answers_by_text_move_the_counts_and_export(client, database, redis_conn, twilio_fake):
+    setup_panel(client, database)
+    campaign_id = create(client)["id"]
+    client.post(f"/admin/api/campaigns/{campaign_id}/launch", headers=ADMIN)
+    run_worker(redis_conn)
+    assert "What made you choose it?" in reply(client, "+447700900001", "2")[0]
+    reply(client, "+447700900001", '=HYPERLINK("http://x")')
+    reply(client, "+447700900001", "5")
+    assert reply(client, "+447700900001", "yes") == ["Thank you. We will tell you what we decide."]
+    reply(client, "+447700900002", "1")
+    counts = status(client, campaign_id)["counts"]
+    assert (counts["started"], counts["completed"]) == (2, 1)
+    response = client.get(f"/admin/api/campaigns/{campaign_id}/responses.csv", headers=ADMIN)
+    assert response.mimetype == "text/csv"
+    rows = list(csv.reader(io.StringIO(response.get_data(as_text=True))))
+    assert rows[0] == [
+        "participant",
+        "channel",
+        "status",
+        "started_at",
+        "completed_at",
+        "title",
+        "why",
+        "useful",
+        "recontact",
+    ]
+    by_person = {r[0]: r for r in rows[1:]}
+    assert set(by_person) == {"A", "B", "C", "D"}
+    assert by_person["A"][2] == "completed" and by_person["A"][5:] == [
+        "Your health, your way",
+        '\'=HYPERLINK("http://x")',
+        "Very useful",
+        "Yes",
+    ]
+    assert (
+        by_person["B"][2] == "started"
+        and by_person["B"][5] == "Living well with long-term health conditions"
+    )
+    assert by_person["C"][2] == "skipped"
+    summary = client.get(f"/admin/api/campaigns/{campaign_id}/summary", headers=ADMIN).json
+    title = next(q for q in summary["questions"] if q["id"] == "title")
+    assert title["answered"] == 2
+    assert {o["value"]: (o["count"], o["percent"]) for o in title["options"]}["your-health"] == (
+        1,
+        50.0,
+    )
+    why = next(q for q in summary["questions"] if q["id"] == "why")
+    assert why["answers"] == ['=HYPERLINK("http://x")']
+
+
+def test_one_reminder_to_those_not_finished_picking_up_where_they_stopped(
+    client, database, redis_conn, twilio_fake
+):
+    setup_panel(client, database, opted_out=())
+    campaign_id = create(client, reminder_after_hours=24)["id"]
+    client.post(f"/admin/api/campaigns/{campaign_id}/launch", headers=ADMIN)
+    assert (
+        ScheduledJobRegistry("involve", connection=redis_conn).count == 1
+    )  # the reminder, a day later
+    run_worker(redis_conn)
+    reply(client, "+447700900001", "2")  # Ann is part-way
+    for text in ["1", "skip", "4", "no"]:
+        reply(client, "+447700900002", text)  # Bob finished
+    reply(client, "+447700900003", "STOP")  # Cy stopped
+    before = len(twilio_fake.sends())
+    assert campaigns.send_reminders(redis_conn, campaign_id) == 1
+    run_worker(redis_conn)
+    (reminder,) = twilio_fake.sends()[before:]
+    assert reminder["To"] == "+447700900001"
+    assert (
+        reminder["Body"].startswith("A gentle reminder")
+        and "What made you choose it?" in reminder["Body"]
+    )
+    assert campaigns.send_reminders(redis_conn, campaign_id) == 0  # only ever one
+
+
+def test_someone_in_another_survey_is_invited_when_it_ends(
+    client, database, redis_conn, twilio_fake
+):
+    setup_panel(client, database, opted_out=())
+    reply(client, "+447700900001", "TITLE")  # Ann starts the title survey by keyword
+    campaign = client.post(
+        "/admin/api/campaigns",
+        json={
+            "survey": "readers-panel-review",
+            "audience": {"participants": ["A"]},
+            "channel": "sms",
+        },
+        headers=ADMIN,
+    ).json
+    client.post(f"/admin/api/campaigns/{campaign['id']}/launch", headers=ADMIN)
+    run_worker(redis_conn)
+    assert twilio_fake.sends() == []
+    assert status(client, campaign["id"])["counts"]["waiting"] == 1
+    for text in ["1", "skip", "3", "yes"]:
+        reply(client, "+447700900001", text)
+    run_worker(redis_conn)
+    (invitation,) = twilio_fake.sends()
+    assert "Thank you for reading our draft guide" in invitation["Body"]
+    assert status(client, campaign["id"])["counts"]["invited"] == 1
+
+
+def test_an_idle_survey_expires_and_the_waiting_invitation_goes_out(
+    client, database, redis_conn, twilio_fake, app_settings
+):
+    setup_panel(client, database, opted_out=())
+    reply(client, "+447700900001", "TITLE")
+    campaign = client.post(
+        "/admin/api/campaigns",
+        json={"survey": "hear-back", "audience": {"participants": ["A"]}, "channel": "sms"},
+        headers=ADMIN,
+    ).json
+    client.post(f"/admin/api/campaigns/{campaign['id']}/launch", headers=ADMIN)
+    run_worker(redis_conn)
+    result = jobs.reconcile_outbox(now=utcnow() + timedelta(days=8))
+    assert result["waiting_invited"] == 1
+    run_worker(redis_conn)
+    assert len(twilio_fake.sends()) == 1
+
+
+def test_close_stops_waiting_and_pending_invitations(client, database, redis_conn, twilio_fake):
+    setup_panel(client, database, opted_out=())
+    campaign_id = create(client)["id"]
+    client.post(f"/admin/api/campaigns/{campaign_id}/launch", headers=ADMIN)
+    # Close before the worker runs: nothing goes out.
+    assert (
+        client.post(f"/admin/api/campaigns/{campaign_id}/close", headers=ADMIN).json["status"]
+        == "closed"
+    )
+    run_worker(redis_conn)
+    assert twilio_fake.sends() == []
+    assert (
+        client.post(f"/admin/api/campaigns/{campaign_id}/launch", headers=ADMIN).status_code == 409
+    )
+
+
+def test_a_lost_fan_out_is_resumed_by_the_reconciler(client, database, redis_conn, twilio_fake):
+    setup_panel(client, database)
+    campaign_id = create(client)["id"]
+    client.post(f"/admin/api/campaigns/{campaign_id}/launch", headers=ADMIN)
+    redis_conn.flushdb()  # Redis lost everything
+    result = jobs.reconcile_outbox(now=utcnow() + timedelta(minutes=15))
+    assert result["fanouts_resumed"] == 1
+    run_worker(redis_conn)
+    assert len(twilio_fake.sends()) == 2
+
+
+def test_invitations_are_held_in_quiet_hours(
+    client, database, redis_conn, twilio_fake, app_settings
+):
+    runtime.configure(app_settings.with_overrides(quiet_hours=parse_quiet_hours("00:00-23:59")))
+    setup_panel(client, database)
+    campaign_id = create(client)["id"]
+    client.post(f"/admin/api/campaigns/{campaign_id}/launch", headers=ADMIN)
+    run_worker(redis_conn)
+    assert twilio_fake.sends() == []
+    with database.session() as session:
+        held = session.scalars(select(Message).where(Message.kind == "invitation")).all()
+        assert len(held) == 2 and all(
+            m.status == "pending" and m.send_after > utcnow() for m in held
+        )

@@ -1,0 +1,24 @@
+"""A schemathesis run of the admin API's OpenAPI description: no server errors, answers that
+match what the description says."""
+
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+
+from tests.conftest import ADMIN
+
+
+def test_admin_api_matches_its_description(app):
+    app.config["ADMIN_RATE_LIMIT"] = 10**9
+    schema = schemathesis.openapi.from_wsgi("/admin/api/openapi.json", app)
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert len(operations) >= 10
+    for operation in operations:
+
+        @given(case=operation.as_strategy())
+        @settings(
+            max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), database=None
+        )
+        def check(case):
+            case.call_and_validate(headers=ADMIN)
+
+        check()
