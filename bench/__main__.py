@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import sys
 
-from bench import webhooks
+from bench import campaigns, webhooks
 
-BENCHMARKS = {"webhooks": webhooks.main}
+BENCHMARKS = {
+    "webhooks": webhooks.main,
+    "launch": lambda: campaigns.main(("launch",)),
+    "export": lambda: campaigns.main(("export",)),
+    "import": lambda: campaigns.main(("import",)),
+}
 
 
 def main(argv: list[str]) -> int:

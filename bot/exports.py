@@ -18,7 +18,7 @@ from bot import conversations, engine
 from bot.models import Answer, Campaign, Conversation, Invitation, Participant, SurveyVersion
 from bot.survey import Survey
 
-PAGE = 1000
+PAGE = 2000
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 FIXED_COLUMNS = ["participant", "channel", "status", "started_at", "completed_at"]
 
@@ -51,8 +51,10 @@ def response_rows(session: Session, campaign: Campaign) -> Iterator[list[str]]:
     question_ids = [q.id for q in survey.questions]
     yield FIXED_COLUMNS + question_ids
     last_id = 0
+    # Plain Core rows, not ORM ones: this loop runs once per person in the campaign.
+    connection = session.connection()
     while True:
-        page = session.execute(
+        page = connection.execute(
             select(
                 Invitation.id,
                 Invitation.status,
@@ -77,36 +79,37 @@ def response_rows(session: Session, campaign: Campaign) -> Iterator[list[str]]:
         last_id = page[-1][0]
         conv_ids = [row[3] for row in page if row[3] is not None]
         answers: dict[int, dict[str, str]] = {}
-        for conv_id, question_id, label, skipped in session.execute(
-            select(Answer.conversation_id, Answer.question_id, Answer.label, Answer.skipped).where(
-                Answer.conversation_id.in_(conv_ids)
-            )
-        ):
+        for conv_id, question_id, label, skipped in _answers_of(connection, conv_ids):
             answers.setdefault(conv_id, {})[question_id] = "(skipped)" if skipped else (label or "")
-        for (
-            _,
-            inv_status,
-            inv_channel,
-            conv_id,
-            pid,
-            external,
-            erased,
-            conv_status,
-            started,
-            completed,
-            conv_channel,
-        ) in page:
-            given = answers.get(conv_id, {})
+        for (_, inv_status, inv_channel, conv_id, pid, external, erased, conv_status, started, completed, conv_channel) in page:  # fmt: skip
+            given = answers.get(conv_id, _NONE)
             who = "(erased)" if erased else (external or str(pid))
-            row = [
-                who,
-                conv_channel or inv_channel or "",
-                _status(inv_status, conv_status, bool(given)),
-                _iso(started),
-                _iso(completed),
-            ]
+            row = [who, conv_channel or inv_channel or "", _status(inv_status, conv_status, bool(given)), _iso(started), _iso(completed)]  # fmt: skip
             row += [given.get(qid, "") for qid in question_ids]
-            yield [defuse(cell) for cell in row]
+            # Inline rather than defuse() per cell: this is the export's hottest line.
+            yield [("'" + cell) if cell and cell[0] in _FORMULA_FIRST else cell for cell in row]
+
+
+_NONE: dict[str, str] = {}
+_FORMULA_FIRST = frozenset(FORMULA_STARTS)
+
+
+def _answers_of(connection: Any, conversation_ids: list[int]) -> list[tuple[Any, ...]]:
+    """The answers of these conversations as plain tuples, straight from the driver: building a
+    SQLAlchemy row for each of ten answers a person was most of the export's time."""
+    if not conversation_ids:
+        return []
+    mark = "%s" if connection.dialect.name == "postgresql" else "?"
+    cursor = connection.connection.dbapi_connection.cursor()
+    try:
+        cursor.execute(
+            "SELECT conversation_id, question_id, label, skipped FROM answers"
+            f" WHERE conversation_id IN ({', '.join([mark] * len(conversation_ids))})",
+            conversation_ids,
+        )
+        return cursor.fetchall()
+    finally:
+        cursor.close()
 
 
 def csv_chunks(rows: Iterator[list[str]], rows_per_chunk: int = 500) -> Iterator[str]:

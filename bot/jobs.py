@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -27,6 +28,7 @@ CLAIM_TIMEOUT = timedelta(minutes=3)  # longer than any send can take (the HTTP 
 STALE_PENDING = timedelta(seconds=60)
 MAX_PACING_WAIT = 20.0  # seconds a job may wait for its rate slot before handing back
 RECORD_EVERY = 25  # results written per transaction while a batch is sent
+SEND_THREADS = 4  # provider calls in flight at once within one job
 RECONCILE_BATCH = 2000
 FANOUT_STALL = timedelta(minutes=10)
 
@@ -117,36 +119,56 @@ def send_messages(message_ids: list[int]) -> dict[int, str]:
 
 
 def _send_claimed(claimed: list[_Claimed], rate: float) -> dict[int, str]:
+    """Hand the claimed rows over, a few at a time in parallel (the provider call is mostly
+    waiting on the network), each at the moment its rate slot begins."""
     outcome: dict[int, str] = {}
-    results: list[tuple[_Claimed, Handed | SendError]] = []
     limiter = pacing.RateLimiter(runtime.redis(), rate)
-    for index, message in enumerate(claimed):
-        try:
-            sender = sender_for(message.channel)
-        except SendError as exc:
-            results.append((message, exc))
-            continue
-        wait = limiter.reserve(sender.sender_key)
-        if wait > MAX_PACING_WAIT:
-            # The queue ahead is long: hand the rest back to wait in the scheduler.
-            later = utcnow() + timedelta(seconds=wait)
-            outcome.update(_record(results))
-            outcome.update(_hand_back([m.id for m in claimed[index:]], later))
-            return outcome
-        time.sleep(wait)
+    start = time.monotonic()
+    with ThreadPoolExecutor(max_workers=SEND_THREADS) as pool:
+        for first in range(0, len(claimed), RECORD_EVERY):
+            group = claimed[first : first + RECORD_EVERY]
+            planned: list[tuple[_Claimed, float | SendError]] = []
+            for index, message in enumerate(group):
+                try:
+                    sender = sender_for(message.channel)
+                except SendError as exc:
+                    planned.append((message, exc))
+                    continue
+                wait = limiter.reserve(sender.sender_key)
+                if wait > MAX_PACING_WAIT:
+                    # The queue ahead is long: hand the rest back to wait in the scheduler.
+                    later = utcnow() + timedelta(seconds=wait)
+                    rest = [m.id for m in group[index:]] + [
+                        m.id for m in claimed[first + RECORD_EVERY :]
+                    ]
+                    outcome.update(_record(_run(pool, planned, start)))
+                    outcome.update(_hand_back(rest, later))
+                    return outcome
+                planned.append((message, time.monotonic() - start + wait))
+            outcome.update(_record(_run(pool, planned, start)))
+    return outcome
+
+
+def _run(
+    pool: ThreadPoolExecutor, planned: list[tuple[_Claimed, float | SendError]], start: float
+) -> list[tuple[_Claimed, Handed | SendError]]:
+    def send(message: _Claimed, at: float | SendError) -> Handed | SendError:
+        if isinstance(at, SendError):
+            return at
+        delay = start + at - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
         try:
             if not message.address:
                 raise PermanentError(f"no {message.channel} address for this person")
-            results.append(
-                (message, sender.send_sms(message.address, message.body or "", message.id))
+            return sender_for(message.channel).send_sms(
+                message.address, message.body or "", message.id
             )
         except SendError as exc:
-            results.append((message, exc))
-        if len(results) >= RECORD_EVERY:
-            outcome.update(_record(results))
-            results = []
-    outcome.update(_record(results))
-    return outcome
+            return exc
+
+    futures = [(message, pool.submit(send, message, at)) for message, at in planned]
+    return [(message, future.result()) for message, future in futures]
 
 
 def _record(results: list[tuple[_Claimed, Handed | SendError]]) -> dict[int, str]:
