@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -348,6 +351,71 @@ def campaign_export(campaign_id: int, output: str | None) -> None:
     except campaigns.CampaignError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"wrote {target}")
+
+
+@main.group("feedback")
+def feedback_group() -> None:
+    """ "You said, we did": tell each person how their input was used."""
+
+
+@contextmanager
+def _feedback_plan(campaign_id: int, file: str | None) -> Iterator[tuple[Any, Any, Any]]:
+    """(session, campaign, plan) inside one unit of work holding the campaign's row lock."""
+    from bot import campaigns, conversations, runtime
+    from bot import feedback as fb
+
+    settings = _settings()
+    try:
+        with runtime.database().session() as session:
+            campaign = campaigns.get_or_404(session, campaign_id)
+            session.refresh(campaign, with_for_update=True)
+            survey = conversations.survey_for(session, campaign.survey_version_id)
+            path = Path(file) if file else settings.conversations_dir / f"{survey.id}.feedback.yaml"
+            planned = fb.plan(session, campaign, fb.load_file(path, survey), settings.org_name)
+            yield session, campaign, planned
+    except (campaigns.CampaignError, fb.FeedbackError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@feedback_group.command("preview")
+@click.argument("campaign_id", type=int)
+@click.option(
+    "--file", "file", default=None, help="Default: CONVERSATIONS_DIR/<survey>.feedback.yaml"
+)
+def feedback_preview(campaign_id: int, file: str | None) -> None:
+    """Show each recipient's message without sending anything."""
+    from bot import feedback as fb
+
+    with _feedback_plan(campaign_id, file) as (_session, _campaign, planned):
+        shown = fb.preview(planned)
+    for entry in shown["recipients"]:
+        size = (
+            f", {entry['segments']} segment(s) {entry['encoding']}" if "segments" in entry else ""
+        )
+        click.echo(f"--- {entry['participant']} by {entry['channel']}{size}")
+        click.echo(entry["message"])
+        for warning in entry["warnings"]:
+            click.echo(f"warning: {warning}")
+    click.echo(f"{len(shown['recipients'])} to send, {len(shown['skipped'])} skipped")
+    for skip in shown["skipped"]:
+        click.echo(f"  skipped {skip['participant']}: {skip['reason']}")
+
+
+@feedback_group.command("send")
+@click.argument("campaign_id", type=int)
+@click.option(
+    "--file", "file", default=None, help="Default: CONVERSATIONS_DIR/<survey>.feedback.yaml"
+)
+def feedback_send(campaign_id: int, file: str | None) -> None:
+    """Queue the messages (a worker sends them, honouring quiet hours and SEND_RATE)."""
+    from bot import feedback as fb
+    from bot import outbox
+
+    redis = _redis()
+    with _feedback_plan(campaign_id, file) as (session, campaign, planned):
+        queued = fb.send(session, campaign, planned)
+    outbox.dispatch(redis, [(mid, None) for mid in queued])
+    click.echo(f"queued {len(queued)} message(s); {len(planned.skipped)} skipped")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request, stream_with_context
 from werkzeug.exceptions import HTTPException
 
-from bot import campaigns, exports, panel, privacy, runtime
+from bot import campaigns, conversations, exports, feedback, outbox, panel, privacy, runtime
 from bot.config import Settings
 from bot.models import Campaign
 
@@ -230,6 +230,38 @@ def campaign_summary(campaign_id: str):
     with runtime.database().read() as session:
         campaign = campaigns.get_or_404(session, _campaign_id(campaign_id))
         return jsonify(exports.summary(session, campaign))
+
+
+@bp.post("/campaigns/<campaign_id>/feedback")
+def campaign_feedback(campaign_id: str):
+    body = _json_body()
+    dry_run = body.get("dry_run", False) if isinstance(body, dict) else False
+    if not isinstance(dry_run, bool):
+        raise ApiError(400, "dry_run must be true or false")
+    number = _campaign_id(campaign_id)
+    try:
+        with runtime.database().session() as session:
+            campaign = campaigns.get_or_404(session, number)
+            session.refresh(
+                campaign, with_for_update=True
+            )  # one feedback send at a time per campaign
+            survey = conversations.survey_for(session, campaign.survey_version_id)
+            definition = feedback.parse_definition(body, survey)
+            planned = feedback.plan(session, campaign, definition, _settings().org_name)
+            if dry_run:
+                return jsonify(feedback.preview(planned))
+            queued = feedback.send(session, campaign, planned)
+    except feedback.FeedbackError as exc:
+        raise ApiError(400, str(exc)) from None
+    outbox.dispatch(runtime.redis(), [(mid, None) for mid in queued])
+    return jsonify(queued=len(queued), skipped=planned.skipped), 202
+
+
+@bp.get("/campaigns/<campaign_id>/feedback")
+def campaign_feedback_counts(campaign_id: str):
+    with runtime.database().read() as session:
+        campaign = campaigns.get_or_404(session, _campaign_id(campaign_id))
+        return jsonify(counts=feedback.counts(session, campaign))
 
 
 @bp.get("/openapi.json")

@@ -108,3 +108,11 @@ def parse(digits: str, question: Question | None, recording: str | None = None) 
     if recording is not None and question is not None and question.type == "text":
         return Reply(recording)
     return Reply(pressed.rstrip("#"))
+
+
+def feedback_call(text: str) -> VoiceTurn:
+    """A "you said, we did" message for a landline: read slowly, with star to hear it again."""
+    return VoiceTurn(
+        say=[text, "Press star to hear this message again, or simply hang up. Thank you."],
+        gather=Gather(num_digits=1, finish_on_key=""),
+    )
