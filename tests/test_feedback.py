@@ -1,0 +1,268 @@
+from datetime import UTC, datetime
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import select
+
+from bot import conversations, feedback, runtime
+from bot.channels import voice
+from bot.config import parse_quiet_hours
+from bot.engine import Reply
+from bot.models import Message, Participant
+from bot.survey import load_file
+from tests.conftest import ADMIN, CONVERSATIONS, PUBLIC, run_worker
+from tests.fakes import Scripted, post_twilio, sms_params, status_params
+
+MESSAGE = "Hello {{ name }}. You chose {{ answers.title }}. {{ summary.title }}. {{ outcomes }}"
+OUTCOMES = {
+    "title": {"your-health": "It is the new title.", "*": "Thank you for choosing."},
+    "why": {"*": "We read every reason."},
+}
+PANEL = {
+    "participants": [
+        {"name": "Ann Jones", "phone": "07700 900001", "external_id": "A", "tags": ["p"]},
+        {"name": "Bob", "phone": "07700 900002", "external_id": "B", "tags": ["p"]},
+        {"name": "Cy", "phone": "07700 900003", "external_id": "C", "tags": ["p"]},
+        {"name": "Di", "phone": "07700 900004", "external_id": "D", "tags": ["p"]},
+    ]
+}
+
+
+def text(client, phone, body):
+    post_twilio(client, PUBLIC, "/webhooks/twilio/sms", sms_params(body, sender=phone))
+
+
+@pytest.fixture
+def finished(client, database, redis_conn, twilio_fake):
+    """A campaign where Ann agreed to hear back, Bob did not, Cy never answered, Di stopped."""
+    client.post("/admin/api/participants", json=PANEL, headers=ADMIN)
+    campaign_id = client.post(
+        "/admin/api/campaigns",
+        json={"survey": "guide-title", "audience": {"tags": ["p"]}},
+        headers=ADMIN,
+    ).json["id"]
+    client.post(f"/admin/api/campaigns/{campaign_id}/launch", headers=ADMIN)
+    run_worker(redis_conn)
+    for body in ["2", "Short and clear", "5", "yes"]:
+        text(client, "+447700900001", body)
+    for body in ["1", "skip", "3", "no"]:
+        text(client, "+447700900002", body)
+    for body in ["2", "skip", "4", "yes"]:
+        text(client, "+447700900004", body)
+    text(client, "+447700900004", "STOP")
+    twilio_fake.requests.clear()
+    return campaign_id
+
+
+def post_feedback(client, campaign_id, **body):
+    return client.post(
+        f"/admin/api/campaigns/{campaign_id}/feedback",
+        json={"message": MESSAGE, "outcomes": OUTCOMES, **body},
+        headers=ADMIN,
+    )
+
+
+def test_preview_names_each_persons_own_answer_and_who_is_skipped(client, finished):
+    response = post_feedback(client, finished, dry_run=True)
+    assert response.status_code == 200, response.json
+    (ann,) = response.json["recipients"]
+    assert ann["participant"] == "A" and ann["channel"] == "sms"
+    assert ann["message"] == (
+        "Hello Ann. You chose Your health, your way. Your health, your way was chosen by 67% of 3 people. "
+        "It is the new title. We read every reason."
+    )
+    assert (ann["segments"], ann["encoding"], ann["warnings"]) == (1, "GSM-7", [])
+    assert sorted((s["participant"], s["reason"]) for s in response.json["skipped"]) == [
+        ("B", "did not agree to hear back"),
+        ("C", "did not answer"),
+        ("D", "opted out"),
+    ]
+
+
+def test_send_goes_once_through_the_outbox_and_counts_follow_delivery(
+    client, database, redis_conn, twilio_fake, finished
+):
+    response = post_feedback(client, finished)
+    assert response.status_code == 202 and response.json["queued"] == 1
+    assert client.get(f"/admin/api/campaigns/{finished}/feedback", headers=ADMIN).json[
+        "counts"
+    ] == {"queued": 1, "sent": 0, "delivered": 0, "failed": 0, "skipped": 3}
+    run_worker(redis_conn)
+    (sent,) = twilio_fake.sends()
+    assert sent["To"] == "+447700900001" and sent["Body"].startswith(
+        "Hello Ann. You chose Your health, your way."
+    )
+    with database.session() as session:
+        message = session.scalars(select(Message).where(Message.kind == "feedback")).one()
+    post_twilio(
+        client,
+        PUBLIC,
+        f"/webhooks/twilio/status?m={message.id}",
+        status_params(message.provider_id, "delivered"),
+    )
+    assert (
+        client.get(f"/admin/api/campaigns/{finished}/feedback", headers=ADMIN).json["counts"][
+            "delivered"
+        ]
+        == 1
+    )
+    again = post_feedback(client, finished)
+    assert (
+        again.json["queued"] == 0
+        and {"participant": "A", "reason": "already sent"} in again.json["skipped"]
+    )
+    history = client.get("/admin/api/participants/A", headers=ADMIN).json["messages"]
+    assert [m["status"] for m in history if m["kind"] == "feedback"] == ["delivered"]
+
+
+def test_sending_again_reaches_only_those_who_have_not_had_it(
+    client, redis_conn, twilio_fake, finished
+):
+    twilio_fake.script.append(Scripted(status=400, code=21211, message="invalid"))
+    post_feedback(client, finished)
+    run_worker(redis_conn)
+    assert (
+        client.get(f"/admin/api/campaigns/{finished}/feedback", headers=ADMIN).json["counts"][
+            "failed"
+        ]
+        == 1
+    )
+    assert post_feedback(client, finished).json["queued"] == 1
+    run_worker(redis_conn)
+    assert len(twilio_fake.sends()) == 2
+
+
+def test_feedback_waits_for_quiet_hours(
+    client, database, redis_conn, twilio_fake, finished, app_settings
+):
+    runtime.configure(app_settings.with_overrides(quiet_hours=parse_quiet_hours("00:00-23:59")))
+    post_feedback(client, finished)
+    run_worker(redis_conn)
+    assert twilio_fake.sends() == []
+    with database.session() as session:
+        held = session.scalars(select(Message).where(Message.kind == "feedback")).one()
+        assert held.status == "pending" and held.send_after is not None
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        ("Hello {{ name ", "message: line 1: unexpected end of template"),
+        ("Hello {{ surname }}", "message: unknown name 'surname'"),
+        ("You said {{ answers.colour }}", "message: "),
+        ("{{ name.__class__.__mro__ }}", "message: "),
+        ("{{ summary.title.__init__.__globals__ }}", "message: "),
+        ("{% for x in ().__class__.__base__.__subclasses__() %}{{ x }}{% endfor %}", "message: "),
+    ],
+)
+def test_template_problems_and_sandbox_escapes_are_a_clear_400(client, finished, message, expected):
+    response = client.post(
+        f"/admin/api/campaigns/{finished}/feedback",
+        json={"message": message, "dry_run": True},
+        headers=ADMIN,
+    )
+    assert response.status_code == 400, response.json
+    assert response.json["error"].startswith(expected)
+
+
+@pytest.mark.parametrize(
+    ("outcomes", "expected"),
+    [
+        ({"colour": {"*": "x"}}, "outcomes: 'colour' is not a question"),
+        ({"title": {"purple": "x"}}, "outcomes.title: 'purple' is not an answer"),
+        ({"why": {"short": "x"}}, "outcomes.why: free answers can only use '*'"),
+        ({"title": {"*": ""}}, "outcomes.title.* must be a sentence"),
+    ],
+)
+def test_outcome_mistakes_are_a_clear_400(client, finished, outcomes, expected):
+    response = client.post(
+        f"/admin/api/campaigns/{finished}/feedback",
+        json={"message": "Hi", "outcomes": outcomes, "dry_run": True},
+        headers=ADMIN,
+    )
+    assert response.status_code == 400 and response.json["error"].startswith(expected), (
+        response.json
+    )
+
+
+def test_long_or_curly_messages_are_warned_in_preview(client, finished):
+    response = client.post(
+        f"/admin/api/campaigns/{finished}/feedback",
+        json={"message": "It’s done. " + "More news. " * 40, "dry_run": True},
+        headers=ADMIN,
+    )
+    (ann,) = response.json["recipients"]
+    assert ann["encoding"] == "UCS-2" and ann["segments"] > 2
+    assert any("segments" in w for w in ann["warnings"]) and any(
+        "outside GSM-7" in w for w in ann["warnings"]
+    )
+
+
+def test_each_person_hears_back_on_the_channel_they_answered_on(database, app_settings):
+    survey = load_file(CONVERSATIONS / "guide-title.yaml")
+    now = datetime.now(UTC)
+    with database.session() as session:
+        from bot.models import Campaign
+
+        version = conversations.survey_version(session, survey)
+        campaign = Campaign(
+            survey_id=survey.id,
+            survey_version_id=version.id,
+            status="launched",
+            audience={"all": True},
+        )
+        session.add(campaign)
+        session.flush()
+        for n, channel in enumerate(["sms", "voice", "telegram"]):
+            person = Participant(
+                name=f"P{n}",
+                phone=f"+4477009000{n}0",
+                telegram_chat_id=100 + n,
+                tags=[],
+                recontact=True,
+            )
+            session.add(person)
+            session.flush()
+            _conv, _ = conversations.start_conversation(
+                session, person, survey, channel, now, "Age Better", campaign_id=campaign.id
+            )
+            conversations.handle_inbound(session, person, channel, Reply("1"), now, "Age Better")
+        planned = feedback.plan(
+            session, campaign, feedback.Definition("You chose {{ answers.title }}."), "Age Better"
+        )
+        assert sorted(r.channel for r in planned.recipients) == ["sms", "telegram", "voice"]
+        feedback.send(session, campaign, planned)
+        rows = session.scalars(select(Message).where(Message.kind == "feedback")).all()
+        assert {(m.channel, m.address) for m in rows} == {
+            ("sms", "+447700900000"),
+            ("voice", "+447700900010"),
+            ("telegram", "102"),
+        }
+    call = voice.feedback_call("You chose Living well.")
+    assert (
+        call.say[0] == "You chose Living well."
+        and "Press star to hear this message again" in call.say[1]
+    )
+
+
+def test_every_example_survey_has_a_feedback_file_that_loads():
+    surveys = [p for p in CONVERSATIONS.glob("*.yaml") if ".feedback." not in p.name]
+    for path in surveys:
+        survey = load_file(path)
+        definition = feedback.load_file(CONVERSATIONS / f"{survey.id}.feedback.yaml", survey)
+        assert definition.message and definition.outcomes
+
+
+def test_cli_preview_and_send(client, redis_conn, twilio_fake, finished):
+    from bot.cli import main
+
+    preview = CliRunner().invoke(main, ["feedback", "preview", str(finished)])
+    assert preview.exit_code == 0, preview.output
+    assert "--- A by sms, 2 segment(s) GSM-7" in preview.output
+    assert "You chose Your health, your way as the title for our new guide." in preview.output
+    assert "skipped B: did not agree to hear back" in preview.output
+    sent = CliRunner().invoke(main, ["feedback", "send", str(finished)])
+    assert sent.exit_code == 0 and "queued 1 message(s)" in sent.output, sent.output
+    run_worker(redis_conn)
+    assert len(twilio_fake.sends()) == 1
+    assert CliRunner().invoke(main, ["feedback", "preview", "999"]).exit_code == 1
