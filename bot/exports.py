@@ -9,13 +9,14 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bot import conversations, engine
-from bot.models import Answer, Campaign, Conversation, Invitation, Participant, SurveyVersion
+from bot.models import Answer, Campaign, Conversation, SurveyVersion
 from bot.survey import Survey
 
 PAGE = 2000
@@ -42,7 +43,12 @@ def _status(invitation_status: str, conv_status: str | None, answered: bool) -> 
 
 
 def _iso(moment: Any) -> str:
-    return moment.isoformat() if moment is not None else ""
+    """UTC ISO 8601, from a datetime (PostgreSQL) or SQLite's stored text (naive UTC)."""
+    if moment is None:
+        return ""
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment).replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat()
 
 
 def response_rows(session: Session, campaign: Campaign) -> Iterator[list[str]]:
@@ -51,29 +57,10 @@ def response_rows(session: Session, campaign: Campaign) -> Iterator[list[str]]:
     question_ids = [q.id for q in survey.questions]
     yield FIXED_COLUMNS + question_ids
     last_id = 0
-    # Plain Core rows, not ORM ones: this loop runs once per person in the campaign.
+    # Plain driver rows, not SQLAlchemy ones: this loop runs once per person in the campaign.
     connection = session.connection()
     while True:
-        page = connection.execute(
-            select(
-                Invitation.id,
-                Invitation.status,
-                Invitation.channel,
-                Invitation.conversation_id,
-                Participant.id,
-                Participant.external_id,
-                Participant.erased_at,
-                Conversation.status,
-                Conversation.started_at,
-                Conversation.completed_at,
-                Conversation.channel,
-            )
-            .join(Participant, Participant.id == Invitation.participant_id)
-            .outerjoin(Conversation, Conversation.id == Invitation.conversation_id)
-            .where(Invitation.campaign_id == campaign.id, Invitation.id > last_id)
-            .order_by(Invitation.id)
-            .limit(PAGE)
-        ).all()
+        page = _fetch(connection, _PAGE_SQL, [campaign.id, last_id, PAGE])
         if not page:
             return
         last_id = page[-1][0]
@@ -94,22 +81,34 @@ _NONE: dict[str, str] = {}
 _FORMULA_FIRST = frozenset(FORMULA_STARTS)
 
 
-def _answers_of(connection: Any, conversation_ids: list[int]) -> list[tuple[Any, ...]]:
-    """The answers of these conversations as plain tuples, straight from the driver: building a
+_PAGE_SQL = (
+    "SELECT i.id, i.status, i.channel, i.conversation_id, p.id, p.external_id, p.erased_at,"
+    " c.status, c.started_at, c.completed_at, c.channel"
+    " FROM invitations i JOIN participants p ON p.id = i.participant_id"
+    " LEFT JOIN conversations c ON c.id = i.conversation_id"
+    " WHERE i.campaign_id = ? AND i.id > ? ORDER BY i.id LIMIT ?"
+)
+
+
+def _fetch(connection: Any, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+    """Plain tuples straight from the driver, in the transaction `connection` is in: building a
     SQLAlchemy row for each of ten answers a person was most of the export's time."""
-    if not conversation_ids:
-        return []
-    mark = "%s" if connection.dialect.name == "postgresql" else "?"
+    if connection.dialect.name == "postgresql":
+        sql = sql.replace("?", "%s")
     cursor = connection.connection.dbapi_connection.cursor()
     try:
-        cursor.execute(
-            "SELECT conversation_id, question_id, label, skipped FROM answers"
-            f" WHERE conversation_id IN ({', '.join([mark] * len(conversation_ids))})",
-            conversation_ids,
-        )
+        cursor.execute(sql, params)
         return cursor.fetchall()
     finally:
         cursor.close()
+
+
+def _answers_of(connection: Any, conversation_ids: list[int]) -> list[tuple[Any, ...]]:
+    if not conversation_ids:
+        return []
+    marks = ", ".join(["?"] * len(conversation_ids))
+    sql = f"SELECT conversation_id, question_id, label, skipped FROM answers WHERE conversation_id IN ({marks})"
+    return _fetch(connection, sql, conversation_ids)
 
 
 def csv_chunks(rows: Iterator[list[str]], rows_per_chunk: int = 500) -> Iterator[str]:

@@ -5,7 +5,16 @@ from tests.conftest import app_env
 def test_healthy(client):
     response = client.get("/healthz")
     assert response.status_code == 200
-    assert response.json == {"status": "ok", "database": "ok", "redis": "ok"}
+    assert response.json == {
+        "status": "ok",
+        "database": "ok",
+        "redis": "ok",
+        "channels": {
+            "sms": "on",
+            "voice": "on",
+            "telegram": "off: set TELEGRAM_BOT_TOKEN and TELEGRAM_WEBHOOK_SECRET",
+        },
+    }
 
 
 def test_redis_down_is_503(database, twilio_fake, tmp_path):

@@ -43,6 +43,14 @@ def inbound_sms() -> Response:
         phone = sender  # a short code or alphanumeric sender: keep it as it came
     database, now = runtime.database(), utcnow()
     inbound = sms.parse(body)
+    received = {
+        "channel": "sms",
+        "kind": "inbound",
+        "address": phone,
+        "body": body,
+        "provider_id": sid,
+        "created_at": now,
+    }
     try:
         # A known person answering their current question: the common case, done directly.
         fast = fastpath.handle_reply(
@@ -67,15 +75,10 @@ def inbound_sms() -> Response:
             # the above, and a concurrent one waits here for the first to commit.
             inbound_id = conversations.insert_inbound_once(
                 session,
-                channel="sms",
-                kind="inbound",
-                address=phone,
-                body=body,
-                provider_id=sid,
+                **received,
                 status="processed",
                 participant_id=person.id,
                 conversation_id=conversation_id,
-                created_at=now,
             )
             if inbound_id is None:
                 raise _SeenBefore
@@ -112,15 +115,7 @@ def inbound_sms() -> Response:
     # Keep what they sent even when handling it failed, so nothing is lost.
     with database.session() as session:
         kept = conversations.insert_inbound_once(
-            session,
-            channel="sms",
-            kind="inbound",
-            address=phone,
-            body=body,
-            provider_id=sid,
-            status="error",
-            error_message="processing failed; see logs",
-            created_at=now,
+            session, **received, status="error", error_message="processing failed; see logs"
         )
     return twiml([SORRY] if kept is not None else [])
 
