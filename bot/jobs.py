@@ -123,29 +123,40 @@ def _send_claimed(claimed: list[_Claimed], rate: float) -> dict[int, str]:
     waiting on the network), each at the moment its rate slot begins."""
     outcome: dict[int, str] = {}
     limiter = pacing.RateLimiter(runtime.redis(), rate)
+    interval = 1.0 / rate
     start = time.monotonic()
     with ThreadPoolExecutor(max_workers=SEND_THREADS) as pool:
         for first in range(0, len(claimed), RECORD_EVERY):
             group = claimed[first : first + RECORD_EVERY]
             planned: list[tuple[_Claimed, float | SendError]] = []
-            for index, message in enumerate(group):
+            sendable: list[_Claimed] = []
+            for message in group:
                 try:
-                    sender = sender_for(message.channel)
+                    sender_for(message.channel)
+                    sendable.append(message)
                 except SendError as exc:
                     planned.append((message, exc))
-                    continue
-                wait = limiter.reserve(sender.sender_key)
-                if wait > MAX_PACING_WAIT:
-                    # The queue ahead is long: hand the rest back to wait in the scheduler.
-                    later = utcnow() + timedelta(seconds=wait)
-                    rest = [m.id for m in group[index:]] + [
-                        m.id for m in claimed[first + RECORD_EVERY :]
-                    ]
-                    outcome.update(_record(_run(pool, planned, start)))
-                    outcome.update(_hand_back(rest, later))
-                    return outcome
-                planned.append((message, time.monotonic() - start + wait))
+            by_sender: dict[str, list[_Claimed]] = {}
+            for message in sendable:
+                by_sender.setdefault(sender_for(message.channel).sender_key, []).append(message)
+            later: list[int] = []
+            resume_at: datetime | None = None
+            for key, messages in by_sender.items():
+                wait, granted = limiter.reserve(key, count=len(messages), within=MAX_PACING_WAIT)
+                now = time.monotonic() - start
+                planned += [
+                    (m, now + wait + i * interval) for i, m in enumerate(messages[:granted])
+                ]
+                if granted < len(messages):
+                    # The queue ahead is long: the rest wait in the scheduler, not in this job.
+                    later += [m.id for m in messages[granted:]]
+                    at = utcnow() + timedelta(seconds=wait + granted * interval)
+                    resume_at = at if resume_at is None else max(resume_at, at)
             outcome.update(_record(_run(pool, planned, start)))
+            if later:
+                rest = later + [m.id for m in claimed[first + RECORD_EVERY :]]
+                outcome.update(_hand_back(rest, resume_at or utcnow()))
+                return outcome
     return outcome
 
 

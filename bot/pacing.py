@@ -49,17 +49,26 @@ def in_quiet_hours(now: datetime, windows: Sequence[QuietWindow], zone: ZoneInfo
     return next_allowed(now, windows, zone) > now
 
 
-# Reserves the next free slot for a sender and returns how long to wait for it (microseconds).
-# The clock is Redis's own, so workers on several machines agree.
+# Reserves up to ARGV[2] consecutive slots for a sender, but only those that begin within ARGV[3]
+# microseconds, and returns {microseconds until the first, how many were granted}. The clock is
+# Redis's own, so workers on several machines agree; nothing is reserved that will not be used.
 _RESERVE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local interval = tonumber(ARGV[1])
+local wanted = tonumber(ARGV[2])
+local horizon = tonumber(ARGV[3])
 local free = tonumber(redis.call('GET', KEYS[1]) or '0')
 local slot = math.max(now, free)
-local ttl = math.ceil((slot + interval - now) / 1000) + 1000
-redis.call('SET', KEYS[1], tostring(slot + interval), 'PX', ttl)
-return slot - now
+local granted = 0
+if slot - now <= horizon then
+  granted = math.min(wanted, math.floor((horizon - (slot - now)) / interval) + 1)
+end
+if granted > 0 then
+  local ttl = math.ceil((slot + interval * granted - now) / 1000) + 1000
+  redis.call('SET', KEYS[1], tostring(slot + interval * granted), 'PX', ttl)
+end
+return {slot - now, granted}
 """
 
 
@@ -71,7 +80,15 @@ class RateLimiter:
         self.interval_us = max(1, int(1_000_000 / rate))
         self._script = redis.register_script(_RESERVE)
 
-    def reserve(self, sender_key: str, count: int = 1) -> float:
-        """Seconds until the reserved slot(s) begin; the caller waits that long, then sends."""
-        waited = self._script(keys=[f"involve:rate:{sender_key}"], args=[self.interval_us * count])
-        return int(waited) / 1_000_000
+    def reserve(self, sender_key: str, count: int = 1, within: float = 3600.0) -> tuple[float, int]:
+        """Up to `count` consecutive send slots that begin within `within` seconds.
+
+        Returns (seconds until the first slot, how many were granted); slot i begins
+        `i / rate` seconds after the first. Zero granted means the queue ahead is longer than
+        `within`, and the first free slot is that many seconds away.
+        """
+        wait_us, granted = self._script(
+            keys=[f"involve:rate:{sender_key}"],
+            args=[self.interval_us, count, int(within * 1_000_000)],
+        )
+        return int(wait_us) / 1_000_000, int(granted)

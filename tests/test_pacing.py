@@ -106,17 +106,42 @@ def test_invitations_wait_for_quiet_hours_to_end_but_replies_do_not(
 def test_rate_limiter_spaces_slots_across_workers(redis_conn):
     a, b = RateLimiter(redis_conn, rate=4), RateLimiter(redis_conn, rate=4)
     waits = [
-        a.reserve("twilio:+44"),
-        b.reserve("twilio:+44"),
-        a.reserve("twilio:+44"),
-        b.reserve("twilio:+44"),
+        a.reserve("twilio:+44")[0],
+        b.reserve("twilio:+44")[0],
+        a.reserve("twilio:+44")[0],
+        b.reserve("twilio:+44")[0],
     ]
     assert waits[0] < 0.05
     for earlier, later in itertools.pairwise(waits):
         assert 0.2 <= later - earlier <= 0.3
     assert (
-        RateLimiter(redis_conn, rate=4).reserve("telegram") < 0.05
+        RateLimiter(redis_conn, rate=4).reserve("telegram")[0] < 0.05
     )  # each sender has its own pace
+
+
+def test_rate_limiter_grants_only_slots_within_the_horizon(redis_conn):
+    limiter = RateLimiter(redis_conn, rate=1)
+    wait, granted = limiter.reserve("k", count=10, within=3)
+    assert wait < 0.05 and granted == 4  # slots at 0, 1, 2 and 3 seconds
+    wait, granted = limiter.reserve("k", count=5, within=3)
+    assert 3.9 < wait <= 4.0 and granted == 0  # nothing reserved that would not be used
+    assert 3.9 < limiter.reserve("k", count=1, within=10)[0] <= 4.0
+
+
+def test_a_long_queue_waits_in_the_scheduler_not_in_the_job(
+    database, redis_conn, redis_url, twilio_fake, tmp_path
+):
+    runtime.configure(
+        load_settings(app_env(database.url, redis_url, twilio_fake.url, tmp_path, SEND_RATE="0.04"))
+    )
+    ids = [_queue(database, "reply") for _ in range(4)]
+    outbox.dispatch(redis_conn, [(i, None) for i in ids])
+    run_worker(redis_conn)  # 0.04/s: the second slot is 25 s away, beyond the 20 s horizon
+    assert len(twilio_fake.sends()) == 1
+    with database.session() as session:
+        rows = {m.id: m for m in session.scalars(select(Message).where(Message.id.in_(ids)))}
+    assert sorted(m.status for m in rows.values()) == ["pending", "pending", "pending", "queued"]
+    assert ScheduledJobRegistry("involve", connection=redis_conn).count == 1
 
 
 def test_send_rate_paces_real_sends(database, redis_conn, redis_url, twilio_fake, tmp_path):
