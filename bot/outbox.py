@@ -61,7 +61,7 @@ def queue(redis: Redis) -> Queue:
     return Queue(QUEUE, connection=redis)
 
 
-BATCH = 100  # messages a send job carries: one provider connection, one claim, few commits
+BATCH = 500  # messages a send job carries: one provider connection, one claim, few commits
 
 
 def dispatch(redis: Redis, messages: Iterable[tuple[int, datetime | None]]) -> None:
