@@ -134,6 +134,13 @@ def create(
         raise CampaignError(
             f"channel must be null (each person's preferred channel) or one of {', '.join(CHANNELS)}"
         )
+    from bot.jobs import SENDING_CHANNELS
+
+    if channel is not None and channel not in SENDING_CHANNELS:
+        raise CampaignError(
+            f"inviting by {channel} is not available yet: use sms, or null for each person's own channel",
+            409,
+        )
     if channel in ("sms", "voice") and not settings.twilio_enabled:
         raise CampaignError(
             "SMS and calls are off: set TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and TWILIO_FROM_NUMBER first",
@@ -212,6 +219,10 @@ def _channel_for(
     )
     if choice is None:
         return None, "no phone number or Telegram chat"
+    from bot.jobs import SENDING_CHANNELS
+
+    if choice not in SENDING_CHANNELS:
+        return None, f"{choice} invitations are not available yet"
     address = outbox.address_for(person, choice)
     if address is None:
         return None, f"no {choice} address"

@@ -52,7 +52,7 @@ def _iso(moment: Any) -> str:
 
 
 def response_rows(session: Session, campaign: Campaign) -> Iterator[list[str]]:
-    """The header, then one row per invited person, in the order they were invited."""
+    """The header, then one row per invited person, in the order they joined the panel."""
     survey = _survey(session, campaign)
     question_ids = [q.id for q in survey.questions]
     yield FIXED_COLUMNS + question_ids
@@ -63,7 +63,7 @@ def response_rows(session: Session, campaign: Campaign) -> Iterator[list[str]]:
         page = _fetch(connection, _PAGE_SQL, [campaign.id, last_id, PAGE])
         if not page:
             return
-        last_id = page[-1][0]
+        last_id = page[-1][4]
         conv_ids = [row[3] for row in page if row[3] is not None]
         answers: dict[int, dict[str, str]] = {}
         for conv_id, question_id, label, skipped in _answers_of(connection, conv_ids):
@@ -86,7 +86,8 @@ _PAGE_SQL = (
     " c.status, c.started_at, c.completed_at, c.channel"
     " FROM invitations i JOIN participants p ON p.id = i.participant_id"
     " LEFT JOIN conversations c ON c.id = i.conversation_id"
-    " WHERE i.campaign_id = ? AND i.id > ? ORDER BY i.id LIMIT ?"
+    # Keyset pages on (campaign_id, participant_id), the unique index: each page is a seek.
+    " WHERE i.campaign_id = ? AND i.participant_id > ? ORDER BY i.participant_id LIMIT ?"
 )
 
 

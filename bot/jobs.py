@@ -35,9 +35,12 @@ FANOUT_STALL = timedelta(minutes=10)
 _senders: dict[str, TwilioSender] = {}
 
 
+SENDING_CHANNELS = ("sms",)  # keypad calls and Telegram plug in here when their senders land
+
+
 def sender_for(channel: str) -> TwilioSender:
     settings = runtime.settings()
-    if channel not in ("sms",):
+    if channel not in SENDING_CHANNELS:
         raise ChannelOff(f"sending by {channel} is not available yet")
     if channel not in _senders or _senders[channel].settings is not settings:
         _senders[channel] = TwilioSender(settings)
