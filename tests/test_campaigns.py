@@ -80,7 +80,11 @@ def test_create_validates_every_field(client):
         ),
         (
             {"survey": "guide-title", "audience": {"all": True}, "channel": "telegram"},
-            "Telegram is off",
+            "inviting by telegram is not available yet",
+        ),
+        (
+            {"survey": "guide-title", "audience": {"all": True}, "channel": "voice"},
+            "inviting by voice is not available yet",
         ),
     ]
     for body, message in bad:
@@ -124,7 +128,7 @@ def test_launch_invites_by_text_skips_and_counts(client, database, redis_conn, t
             ("invited", None),
             ("invited", None),
             ("skipped", "opted out"),
-            ("skipped", "telegram is off"),
+            ("skipped", "telegram invitations are not available yet"),
         ]
 
 
