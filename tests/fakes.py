@@ -135,6 +135,8 @@ class FakeTwilio:
                 )
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        # A client that went away mid-answer (a killed worker) is expected here, not news.
+        self.server.handle_error = lambda request, address: None  # type: ignore[method-assign]
         self.server.daemon_threads = True
         self.thread = threading.Thread(
             target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
