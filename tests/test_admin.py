@@ -44,11 +44,14 @@ def test_rate_limited_per_client(app):
 
 def test_surveys(client):
     surveys = {s["id"]: s for s in client.get("/admin/api/surveys", headers=ADMIN).json}
-    assert surveys["guide-title"] == {
-        "id": "guide-title",
-        "title": "Choose a title for our new guide",
-        "questions": 4,
+    title = surveys["guide-title"]
+    assert title["title"] == "Choose a title for our new guide"
+    assert [q["id"] for q in title["questions"]] == ["title", "why", "useful", "recontact"]
+    assert title["questions"][0]["options"][1] == {
+        "value": "your-health",
+        "label": "Your health, your way",
     }
+    assert title["questions"][1]["optional"] is True and "options" not in title["questions"][1]
 
 
 def test_openapi_description_is_served(client):

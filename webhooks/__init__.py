@@ -9,7 +9,7 @@ from typing import Any
 from flask import Flask
 
 from bot import runtime
-from bot.config import Settings
+from bot.config import ConfigError, Settings
 
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
@@ -18,7 +18,11 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     settings: Settings | None = config.pop("SETTINGS", None)
     if settings is not None:
         runtime.configure(settings)
-    settings = runtime.settings()  # a bad setting fails here, at start, in one line
+    try:
+        settings = runtime.settings()
+    except ConfigError as exc:
+        # A bad setting stops the process at start, in one line naming the variable.
+        raise SystemExit(f"involve: {exc}") from None
 
     app = Flask(__name__, instance_path=str(settings.instance_path))
     app.config.from_mapping(JSON_SORT_KEYS=False, MAX_CONTENT_LENGTH=20 * 1024 * 1024)

@@ -17,6 +17,7 @@ from werkzeug.exceptions import HTTPException
 from bot import campaigns, conversations, exports, feedback, outbox, panel, privacy, runtime
 from bot.config import Settings
 from bot.models import Campaign
+from bot.survey import Question
 
 bp = Blueprint("admin", __name__, url_prefix="/admin/api")
 log = logging.getLogger(__name__)
@@ -118,8 +119,25 @@ def _campaign_id(value: str) -> int:
 def list_surveys():
     surveys = runtime.library().surveys()
     return jsonify(
-        [{"id": s.id, "title": s.title, "questions": len(s.questions)} for s in surveys.values()]
+        [
+            {"id": s.id, "title": s.title, "questions": [_question(q) for q in s.questions]}
+            for s in surveys.values()
+        ]
     )
+
+
+def _question(question: Question) -> dict[str, Any]:
+    described: dict[str, Any] = {
+        "id": question.id,
+        "type": question.type,
+        "ask": question.ask,
+        "optional": question.optional,
+    }
+    if question.choices:
+        described["options"] = [{"value": o.value, "label": o.label} for o in question.choices]
+    if question.when:
+        described["when"] = {k: list(v) for k, v in question.when.items()}
+    return described
 
 
 @bp.post("/participants")

@@ -125,7 +125,13 @@ def spec(server: str, survey_ids: list[str]) -> dict[str, Any]:
                                             "properties": {
                                                 "id": {"type": "string"},
                                                 "title": {"type": "string"},
-                                                "questions": {"type": "integer"},
+                                                "questions": {
+                                                    "type": "array",
+                                                    "items": {
+                                                        "type": "object",
+                                                        "required": ["id", "type", "ask"],
+                                                    },
+                                                },
                                             },
                                         },
                                     }
