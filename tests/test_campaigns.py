@@ -305,3 +305,30 @@ def test_invitations_are_held_in_quiet_hours(
         assert len(held) == 2 and all(
             m.status == "pending" and m.send_after > utcnow() for m in held
         )
+
+
+def test_the_whole_cycle_from_the_shell(client, database, redis_conn, twilio_fake, tmp_path):
+    from click.testing import CliRunner
+
+    from bot.cli import main
+
+    setup_panel(client, database, opted_out=())
+    runner = CliRunner()
+    created = runner.invoke(main, ["campaign", "create", "guide-title", "--tag", "readers", "--channel", "sms"])
+    assert created.exit_code == 0 and "created (draft) for 4 people" in created.output, created.output
+    campaign_id = created.output.split()[1]
+    assert runner.invoke(main, ["campaign", "launch", campaign_id]).exit_code == 0
+    run_worker(redis_conn)
+    assert "was launched already" in runner.invoke(main, ["campaign", "launch", campaign_id]).output
+    reply(client, "+447700900001", "1")
+    status_out = runner.invoke(main, ["campaign", "status", campaign_id]).output
+    assert "invited      3" in status_out and "started      1" in status_out, status_out
+    target = tmp_path / "out.csv"
+    exported = runner.invoke(main, ["campaign", "export", campaign_id, "-o", str(target)])
+    assert exported.exit_code == 0, exported.output
+    rows = list(csv.reader(target.open()))
+    assert rows[0][:3] == ["participant", "channel", "status"] and len(rows) == 5
+    assert runner.invoke(main, ["campaign", "close", campaign_id]).exit_code == 0
+    assert runner.invoke(main, ["campaign", "status", "999"]).exit_code == 1
+    bad = runner.invoke(main, ["campaign", "create", "guide-title"])
+    assert bad.exit_code == 2 and "choose the audience" in bad.output
