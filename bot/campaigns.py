@@ -9,19 +9,17 @@ when that one ends or expires.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from redis import Redis
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from bot import conversations, engine, outbox, runtime
 from bot.channels import sms, telegram, voice
 from bot.config import Settings
 from bot.models import (
-    Answer,
     Campaign,
     Conversation,
     Invitation,
@@ -35,7 +33,6 @@ from bot.survey import Survey, SurveyError
 
 BATCH = 1000
 CHANNELS = ("sms", "voice", "telegram")
-REMINDER_LEAD = "A gentle reminder: we would still love your views."
 
 
 class CampaignError(ValueError):
@@ -187,6 +184,7 @@ def launch(session: Session, campaign: Campaign) -> bool:
 
 
 def enqueue_fan_out(redis: Redis, campaign: Campaign) -> None:
+    from bot import reminders
     from bot.jobs import fan_out_job
 
     queue = outbox.queue(redis)
@@ -198,14 +196,10 @@ def enqueue_fan_out(redis: Redis, campaign: Campaign) -> None:
         start = max(campaign.send_at or utcnow(), utcnow())
         queue.enqueue_at(
             start + timedelta(hours=campaign.reminder_after_hours),
-            send_reminders_job,
+            reminders.send_reminders_job,
             campaign.id,
             job_timeout=3600,
         )
-
-
-def send_reminders_job(campaign_id: int) -> int:
-    return send_reminders(runtime.redis(), campaign_id)
 
 
 def _channel_for(
@@ -458,151 +452,6 @@ def promote_waiting(session: Session, participant_id: int, settings: Settings) -
     return message_ids
 
 
-# --- reminders ---------------------------------------------------------------------------
-
-
-def send_reminders(redis: Redis, campaign_id: int) -> int:
-    """One reminder to each invited person who has not finished, picking up where they stopped."""
-    settings, database = runtime.settings(), runtime.database()
-    queued: list[int] = []
-    with database.session() as session:
-        campaign = session.get(Campaign, campaign_id)
-        if (
-            campaign is None
-            or campaign.status == "closed"
-            or campaign.reminders_sent_at is not None
-        ):
-            return 0
-        survey = conversations.survey_of(session.get(SurveyVersion, campaign.survey_version_id))
-        rows = session.execute(
-            select(Invitation, Conversation, Participant)
-            .join(Conversation, Conversation.id == Invitation.conversation_id)
-            .join(Participant, Participant.id == Invitation.participant_id)
-            .where(
-                Invitation.campaign_id == campaign_id,
-                Invitation.status == "invited",
-                Invitation.reminded_at.is_(None),
-                Conversation.status == engine.ACTIVE,
-                Participant.opted_out.is_(False),
-                Participant.erased_at.is_(None),
-            )
-        ).all()
-        now = utcnow()
-        for invitation, conv, person in rows:
-            question_id = conv.state.get("question_id")
-            if question_id is None:
-                continue
-            prompt = engine.ask(
-                survey,
-                survey.question(question_id),
-                conversations.context_for(person, settings.org_name),
-            )
-            body = render_for(
-                invitation.channel or conv.channel,
-                [engine.Say(REMINDER_LEAD), prompt],
-                settings.org_name,
-            )
-            message = outbox.add(
-                session,
-                person,
-                invitation.channel or conv.channel,
-                body,
-                "reminder",
-                campaign_id=campaign_id,
-                conversation_id=conv.id,
-            )
-            invitation.reminder_message_id, invitation.reminded_at = message.id, now
-            queued.append(message.id)
-        campaign.reminders_sent_at = now
-    outbox.dispatch(redis, [(mid, None) for mid in queued])
-    return len(queued)
-
-
-# --- progress ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Counts:
-    invited: int
-    started: int
-    completed: int
-    opted_out: int
-    failed: int
-    not_reached: int
-    waiting: int
-
-    def as_json(self) -> dict[str, int]:
-        return dict(self.__dict__)
-
-
-def counts(session: Session, campaign_id: int) -> Counts:
-    by_status = dict(
-        session.execute(
-            select(Invitation.status, func.count())
-            .where(Invitation.campaign_id == campaign_id)
-            .group_by(Invitation.status)
-        ).all()
-    )
-    conv_status = dict(
-        session.execute(
-            select(Conversation.status, func.count())
-            .join(Invitation, Invitation.conversation_id == Conversation.id)
-            .where(Invitation.campaign_id == campaign_id)
-            .group_by(Conversation.status)
-        ).all()
-    )
-    started = (
-        session.scalar(
-            select(func.count(func.distinct(Answer.conversation_id)))
-            .join(Invitation, Invitation.conversation_id == Answer.conversation_id)
-            .where(Invitation.campaign_id == campaign_id)
-        )
-        or 0
-    )
-    opted_out = (
-        session.scalar(
-            select(func.count())
-            .select_from(Invitation)
-            .join(Participant, Participant.id == Invitation.participant_id)
-            .where(Invitation.campaign_id == campaign_id, Participant.opted_out.is_(True))
-        )
-        or 0
-    )
-    failed = (
-        session.scalar(
-            select(func.count())
-            .select_from(Invitation)
-            .join(Message, Message.id == Invitation.message_id)
-            .where(
-                Invitation.campaign_id == campaign_id, Message.status.in_(("failed", "undelivered"))
-            )
-        )
-        or 0
-    )
-    not_reached = (
-        session.scalar(
-            select(func.count())
-            .select_from(Invitation)
-            .join(Participant, Participant.id == Invitation.participant_id)
-            .where(
-                Invitation.campaign_id == campaign_id,
-                Invitation.status == "skipped",
-                Participant.opted_out.is_(False),
-            )
-        )
-        or 0
-    )
-    return Counts(
-        invited=by_status.get("invited", 0),
-        started=started,
-        completed=conv_status.get(engine.COMPLETED, 0),
-        opted_out=opted_out,
-        failed=failed,
-        not_reached=not_reached,
-        waiting=by_status.get("waiting", 0),
-    )
-
-
 def close(session: Session, campaign: Campaign) -> None:
     """No more invitations or reminders; conversations in progress may still finish."""
     campaign.status, campaign.closed_at = "closed", utcnow()
@@ -629,13 +478,4 @@ def get_or_404(session: Session, campaign_id: int) -> Campaign:
     return campaign
 
 
-__all__ = [
-    "CampaignError",
-    "SurveyError",
-    "close",
-    "counts",
-    "create",
-    "fan_out",
-    "launch",
-    "send_reminders",
-]
+__all__ = ["CampaignError", "SurveyError", "close", "create", "fan_out", "launch"]

@@ -284,13 +284,13 @@ def campaign_launch(campaign_id: int) -> None:
 @click.argument("campaign_id", type=int)
 def campaign_status(campaign_id: int) -> None:
     """Progress counts."""
-    from bot import campaigns, runtime
+    from bot import campaigns, progress, runtime
 
     _settings()
     try:
         with runtime.database().read() as session:
             found = campaigns.get_or_404(session, campaign_id)
-            counts = campaigns.counts(session, campaign_id).as_json()
+            counts = progress.counts(session, campaign_id).as_json()
     except campaigns.CampaignError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"campaign {campaign_id}: {found.survey_id}, {found.status}")

@@ -328,7 +328,7 @@ def fan_out_job(campaign_id: int) -> dict[str, int]:
 
 def _campaign_upkeep(now: datetime) -> dict[str, int]:
     """Resume fan-outs and reminders whose jobs were lost; move on people whose survey went idle."""
-    from bot import campaigns, engine
+    from bot import campaigns, engine, reminders
     from bot.models import Campaign, Conversation, Invitation
 
     database, redis = runtime.database(), runtime.redis()
@@ -373,7 +373,7 @@ def _campaign_upkeep(now: datetime) -> dict[str, int]:
         outbox.queue(redis).enqueue(fan_out_job, campaign_id, job_timeout=3600)
         resumed += 1
     for campaign_id in due_reminders:
-        reminded += campaigns.send_reminders(redis, campaign_id)
+        reminded += reminders.send_reminders(redis, campaign_id)
     for conversation_id, participant_id in idle:
         with database.session() as session:
             conv = session.get(Conversation, conversation_id, with_for_update=True)

@@ -6,7 +6,7 @@ from datetime import timedelta
 from rq.registry import ScheduledJobRegistry
 from sqlalchemy import select
 
-from bot import campaigns, jobs, runtime
+from bot import campaigns, jobs, reminders, runtime
 from bot.config import parse_quiet_hours
 from bot.models import Invitation, Message, Participant, utcnow
 from tests.conftest import ADMIN, PUBLIC, run_worker
@@ -209,7 +209,7 @@ def test_one_reminder_to_those_not_finished_picking_up_where_they_stopped(
         reply(client, "+447700900002", text)  # Bob finished
     reply(client, "+447700900003", "STOP")  # Cy stopped
     before = len(twilio_fake.sends())
-    assert campaigns.send_reminders(redis_conn, campaign_id) == 1
+    assert reminders.send_reminders(redis_conn, campaign_id) == 1
     run_worker(redis_conn)
     (reminder,) = twilio_fake.sends()[before:]
     assert reminder["To"] == "+447700900001"
@@ -217,7 +217,7 @@ def test_one_reminder_to_those_not_finished_picking_up_where_they_stopped(
         reminder["Body"].startswith("A gentle reminder")
         and "What made you choose it?" in reminder["Body"]
     )
-    assert campaigns.send_reminders(redis_conn, campaign_id) == 0  # only ever one
+    assert reminders.send_reminders(redis_conn, campaign_id) == 0  # only ever one
 
 
 def test_someone_in_another_survey_is_invited_when_it_ends(
@@ -314,8 +314,12 @@ def test_the_whole_cycle_from_the_shell(client, database, redis_conn, twilio_fak
 
     setup_panel(client, database, opted_out=())
     runner = CliRunner()
-    created = runner.invoke(main, ["campaign", "create", "guide-title", "--tag", "readers", "--channel", "sms"])
-    assert created.exit_code == 0 and "created (draft) for 4 people" in created.output, created.output
+    created = runner.invoke(
+        main, ["campaign", "create", "guide-title", "--tag", "readers", "--channel", "sms"]
+    )
+    assert created.exit_code == 0 and "created (draft) for 4 people" in created.output, (
+        created.output
+    )
     campaign_id = created.output.split()[1]
     assert runner.invoke(main, ["campaign", "launch", campaign_id]).exit_code == 0
     run_worker(redis_conn)

@@ -14,7 +14,17 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request, stream_with_context
 from werkzeug.exceptions import HTTPException
 
-from bot import campaigns, conversations, exports, feedback, outbox, panel, privacy, runtime
+from bot import (
+    campaigns,
+    conversations,
+    exports,
+    feedback,
+    outbox,
+    panel,
+    privacy,
+    progress,
+    runtime,
+)
 from bot.config import Settings
 from bot.models import Campaign
 from bot.survey import Question
@@ -218,7 +228,7 @@ def close_campaign(campaign_id: str):
 def campaign_status(campaign_id: str):
     with runtime.database().read() as session:
         campaign = campaigns.get_or_404(session, _campaign_id(campaign_id))
-        counts = campaigns.counts(session, campaign.id)
+        counts = progress.counts(session, campaign.id)
         return jsonify(
             id=campaign.id,
             survey=campaign.survey_id,
