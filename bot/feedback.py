@@ -38,11 +38,16 @@ class QuestionSummary:
     winner: str | None = None
     percent: int | None = None
     count: int | None = None
+    tied: tuple[str, ...] = ()  # every option sharing the top count, when more than one does
 
     def __str__(self) -> str:
+        people = f"{self.answered} {'person' if self.answered == 1 else 'people'}"
         if self.winner is None:
-            return f"{self.answered} {'person' if self.answered == 1 else 'people'} answered"
-        return f"{self.winner} was chosen by {self.percent}% of {self.answered} {'person' if self.answered == 1 else 'people'}"
+            return f"{people} answered"
+        if len(self.tied) > 1:
+            names = ", ".join(self.tied[:-1]) + f" and {self.tied[-1]}"
+            return f"{names} were chosen equally, each by {self.percent}% of {people}"
+        return f"{self.winner} was chosen by {self.percent}% of {people}"
 
 
 @dataclass(frozen=True)
@@ -120,8 +125,9 @@ def summaries(session: Session, campaign: Campaign) -> dict[str, QuestionSummary
         if options:
             best = max(options, key=lambda o: o["count"])
             if best["count"]:
+                tied = tuple(o["label"] for o in options if o["count"] == best["count"])
                 result[entry["id"]] = QuestionSummary(
-                    entry["answered"], best["label"], round(best["percent"]), best["count"]
+                    entry["answered"], best["label"], round(best["percent"]), best["count"], tied
                 )
                 continue
         result[entry["id"]] = QuestionSummary(entry["answered"])

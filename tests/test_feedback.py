@@ -266,3 +266,13 @@ def test_cli_preview_and_send(client, redis_conn, twilio_fake, finished):
     run_worker(redis_conn)
     assert len(twilio_fake.sends()) == 1
     assert CliRunner().invoke(main, ["feedback", "preview", "999"]).exit_code == 1
+
+
+def test_summary_reads_naturally_for_a_winner_a_tie_and_free_text():
+    assert (
+        str(feedback.QuestionSummary(212, "Your health, your way", 61, 129))
+        == "Your health, your way was chosen by 61% of 212 people"
+    )
+    tie = feedback.QuestionSummary(2, "Printed", 50, 1, ("Printed", "Online"))
+    assert str(tie) == "Printed and Online were chosen equally, each by 50% of 2 people"
+    assert str(feedback.QuestionSummary(1)) == "1 person answered"
