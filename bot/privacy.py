@@ -105,6 +105,22 @@ def subject_access(session: Session, person: Participant) -> dict[str, Any]:
                 select(Message).where(Message.participant_id == person.id).order_by(Message.id)
             )
         ],
+        # Proof the loop was closed: what "you said, we did" message they got, and when.
+        "feedback": [
+            {
+                "campaign": m.campaign_id,
+                "channel": m.channel,
+                "body": m.body,
+                "status": m.status,
+                "queued_at": _iso(m.created_at),
+                "sent_at": _iso(m.sent_at),
+            }
+            for m in session.scalars(
+                select(Message)
+                .where(Message.participant_id == person.id, Message.kind == "feedback")
+                .order_by(Message.id)
+            )
+        ],
         "invitations": [
             {
                 "campaign": i.campaign_id,

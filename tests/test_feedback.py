@@ -111,8 +111,11 @@ def test_send_goes_once_through_the_outbox_and_counts_follow_delivery(
         again.json["queued"] == 0
         and {"participant": "A", "reason": "already sent"} in again.json["skipped"]
     )
-    history = client.get("/admin/api/participants/A", headers=ADMIN).json["messages"]
-    assert [m["status"] for m in history if m["kind"] == "feedback"] == ["delivered"]
+    history = client.get("/admin/api/participants/A", headers=ADMIN).json
+    assert [m["status"] for m in history["messages"] if m["kind"] == "feedback"] == ["delivered"]
+    (given,) = history["feedback"]
+    assert given["campaign"] == finished and given["status"] == "delivered" and given["sent_at"]
+    assert given["body"].startswith("Hello Ann. You chose Your health, your way.")
 
 
 def test_sending_again_reaches_only_those_who_have_not_had_it(

@@ -42,6 +42,7 @@ class Gather:
 class VoiceTurn:
     say: list[str]
     gather: Gather | None  # None: the call ends after speaking
+    pace: str = "medium"  # SSML prosody rate for the words: "slow" for a message to take in
 
 
 def _two_digit(q: Question) -> bool:
@@ -115,4 +116,5 @@ def feedback_call(text: str) -> VoiceTurn:
     return VoiceTurn(
         say=[text, "Press star to hear this message again, or simply hang up. Thank you."],
         gather=Gather(num_digits=1, finish_on_key=""),
+        pace="slow",
     )
