@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 from flask import Blueprint, Response, current_app, request
 from sqlalchemy import insert
@@ -17,6 +18,7 @@ from webhooks.signatures import twilio_signed
 
 bp = Blueprint("twilio_sms", __name__, url_prefix="/webhooks/twilio")
 log = logging.getLogger(__name__)
+E164 = re.compile(r"\+[1-9]\d{7,14}")
 SORRY = "Sorry, something went wrong on our side. We have kept your message and will look into it."
 
 
@@ -37,10 +39,13 @@ def inbound_sms() -> Response:
     if not sid or not sender:
         return Response("MessageSid and From are required", status=400, mimetype="text/plain")
     body = form.get("Body", "")
-    try:
-        phone = normalise_phone(sender)
-    except InvalidPhoneNumber:
-        phone = sender  # a short code or alphanumeric sender: keep it as it came
+    if E164.fullmatch(sender):
+        phone = sender  # Twilio sends E.164 already; parsing it again is a tenth of the request
+    else:
+        try:
+            phone = normalise_phone(sender)
+        except InvalidPhoneNumber:
+            phone = sender  # a short code or alphanumeric sender: keep it as it came
     database, now = runtime.database(), utcnow()
     inbound = sms.parse(body)
     received = {
