@@ -70,17 +70,18 @@ def gunicorn(app: str, port: int, env: dict[str, str]) -> subprocess.Popen:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
-            requests.get(f"http://127.0.0.1:{port}/", timeout=1)
+            requests.get(f"http://127.0.0.1:{port}/", timeout=2)
             return process
-        except requests.ConnectionError:
+        except requests.RequestException:  # not listening yet, or still booting its workers
             if process.poll() is not None:
                 raise RuntimeError(
                     process.stderr.read().decode() if process.stderr else "gunicorn exited"
                 ) from None
             time.sleep(0.1)
+    stop(process)
     raise RuntimeError("gunicorn did not start")
 
 
