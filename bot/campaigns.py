@@ -26,6 +26,7 @@ from bot.models import (
     Message,
     Participant,
     SurveyVersion,
+    as_id,
     utcnow,
 )
 from bot.panel import clean_text
@@ -99,11 +100,7 @@ def audience_ids(session: Session, audience: Mapping[str, Any]) -> list[int]:
             select(Participant.id, Participant.tags).where(live).order_by(Participant.id)
         )
         return [pid for pid, tags in rows if wanted & set(tags or [])]
-    ids: set[int] = set()
-    for value in audience["participants"]:
-        text = str(value)
-        if text.isdigit() and 0 < int(text) < 2**62:  # anything else cannot be one of our ids
-            ids.add(int(text))
+    ids = {n for n in (as_id(v) for v in audience["participants"]) if n is not None}
     externals = {str(v)[:100] for v in audience["participants"]}
     found = session.scalars(
         select(Participant.id).where(

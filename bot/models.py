@@ -28,6 +28,18 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 Id = BigInteger().with_variant(Integer, "sqlite")
 
 
+MAX_ID = 2**62
+
+
+def as_id(value: object) -> int | None:
+    """The row id a person typed, or None if it cannot be one: "12" yes; "²", "-3", "9" * 30 no."""
+    text = str(value).strip()
+    if not (text.isascii() and text.isdigit()):
+        return None
+    number = int(text)
+    return number if 0 < number < MAX_ID else None
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 

@@ -16,6 +16,7 @@ from bot.models import (
     Message,
     Participant,
     Suppression,
+    as_id,
     utcnow,
 )
 from bot.panel import suppression_hash
@@ -24,8 +25,9 @@ from bot.panel import suppression_hash
 def find(session: Session, key: str) -> Participant | None:
     """A person by our id or their external id (an external id wins if both could match)."""
     person = session.scalar(select(Participant).where(Participant.external_id == key))
-    if person is None and key.isdigit():
-        person = session.get(Participant, int(key))
+    number = as_id(key)
+    if person is None and number is not None:
+        person = session.get(Participant, number)
     return person
 
 

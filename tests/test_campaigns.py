@@ -336,3 +336,12 @@ def test_the_whole_cycle_from_the_shell(client, database, redis_conn, twilio_fak
     assert runner.invoke(main, ["campaign", "status", "999"]).exit_code == 1
     bad = runner.invoke(main, ["campaign", "create", "guide-title"])
     assert bad.exit_code == 2 and "choose the audience" in bad.output
+
+
+def test_audience_entries_that_cannot_be_ids_match_nobody(client):
+    response = client.post(
+        "/admin/api/campaigns",
+        json={"survey": "guide-title", "audience": {"participants": ["²", "9" * 30, -4]}},
+        headers=ADMIN,
+    )
+    assert response.status_code == 201 and response.json["audience_size"] == 0

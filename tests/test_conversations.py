@@ -160,3 +160,19 @@ def test_consent_log_is_append_only_history(database):
     with database.session() as session:
         kinds = session.scalars(select(ConsentEvent.kind).order_by(ConsentEvent.id)).all()
         assert kinds == ["opt_out", "opt_in", "recontact_no"]
+
+
+def test_as_id_accepts_only_plain_positive_numbers():
+    from bot.models import as_id
+
+    assert [as_id(v) for v in ["12", " 7 ", 5, "²", "-3", "0", "9" * 30, "1.5", "abc"]] == [
+        12,
+        7,
+        5,
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+    ]

@@ -86,3 +86,9 @@ def test_an_erased_person_who_opted_out_is_never_contacted_again(client, databas
             .one()
             .opted_out
         )
+
+
+def test_keys_that_cannot_be_ids_are_not_found_not_errors(client):
+    for key in ["%C2%B2", "99999999999999999999999", "-3", "0"]:
+        response = client.get(f"/admin/api/participants/{key}", headers=ADMIN)
+        assert response.status_code == 404, (key, response.json)
