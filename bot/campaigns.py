@@ -29,8 +29,8 @@ from bot.models import (
     as_id,
     utcnow,
 )
-from bot.panel import clean_text
 from bot.survey import Survey, SurveyError
+from bot.text import clean_text
 
 BATCH = 1000
 CHANNELS = ("sms", "voice", "telegram")

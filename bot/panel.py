@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from bot.models import ConsentEvent, Participant, Suppression, utcnow
 from bot.phone import InvalidPhoneNumber, normalise_phone
+from bot.text import clean_text
 
 COLUMNS = ("name", "phone", "telegram_chat_id", "channel", "tags", "recontact", "external_id")
 CHANNELS = ("sms", "voice", "telegram")
@@ -52,11 +53,6 @@ class CleanRow:
     recontact: bool | None
     external_id: str | None
     given: frozenset[str]  # which fields the row actually set
-
-
-def clean_text(value: Any) -> str:
-    """Text any database will store: no NUL characters, no unpaired surrogates."""
-    return str(value).encode("utf-8", "replace").decode("utf-8").replace("\x00", "")
 
 
 def suppression_hash(address: str) -> str:

@@ -171,3 +171,15 @@ def test_missing_fields_are_a_clear_400(client):
     params = {"Body": "hi", "AccountSid": "AC1"}
     response = post_twilio(client, PUBLIC, PATH, params)
     assert response.status_code == 400 and b"MessageSid and From are required" in response.data
+
+
+def test_a_nul_character_is_dropped_and_the_text_kept(client, database):
+    response = post_twilio(
+        client, PUBLIC, "/webhooks/twilio/sms", sms_params("TI\x00TLE", sid="SMnul")
+    )
+    assert response.status_code == 200
+    (reply,) = [m.text for m in ET.fromstring(response.data).findall("Message")]
+    assert "Which title do you like best?" in reply
+    with database.session() as session:
+        kept = session.scalars(select(Message).where(Message.provider_id == "SMnul")).one()
+        assert kept.body == "TITLE" and kept.status == "processed"

@@ -14,6 +14,7 @@ from bot.channels import sms
 from bot.config import Settings
 from bot.models import Message, utcnow
 from bot.phone import InvalidPhoneNumber, normalise_phone
+from bot.text import clean_text
 from webhooks.signatures import twilio_signed
 
 bp = Blueprint("twilio_sms", __name__, url_prefix="/webhooks/twilio")
@@ -35,10 +36,10 @@ def inbound_sms() -> Response:
     settings: Settings = current_app.extensions["involve.settings"]
     form = request.form
     sid = form.get("MessageSid") or form.get("SmsSid")
-    sender = form.get("From", "")
+    sender = clean_text(form.get("From", ""))
     if not sid or not sender:
         return Response("MessageSid and From are required", status=400, mimetype="text/plain")
-    body = form.get("Body", "")
+    body = clean_text(form.get("Body", ""))
     if E164.fullmatch(sender):
         phone = sender  # Twilio sends E.164 already; parsing it again is a tenth of the request
     else:
