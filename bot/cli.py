@@ -371,7 +371,7 @@ def _feedback_plan(campaign_id: int, file: str | None) -> Iterator[tuple[Any, An
             session.refresh(campaign, with_for_update=True)
             survey = conversations.survey_for(session, campaign.survey_version_id)
             path = Path(file) if file else settings.conversations_dir / f"{survey.id}.feedback.yaml"
-            planned = fb.plan(session, campaign, fb.load_file(path, survey), settings.org_name)
+            planned = fb.plan(session, campaign, fb.load_file(path, survey))
             yield session, campaign, planned
     except (campaigns.CampaignError, fb.FeedbackError) as exc:
         raise click.ClickException(str(exc)) from None

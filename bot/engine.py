@@ -102,9 +102,14 @@ class Step:
         return self.state.status != ACTIVE
 
 
+def first_name(name: str | None) -> str:
+    """How we greet someone: "Margaret Jones" -> "Margaret"; nobody's name -> "there"."""
+    words = (name or "").split()
+    return words[0] if words else "there"
+
+
 def _ctx(context: Mapping[str, Any]) -> dict[str, Any]:
-    name = (context.get("name") or "").strip()
-    return {"name": name.split()[0] if name else "there", "org": context.get("org") or "us"}
+    return {"name": first_name(context.get("name")), "org": context.get("org") or "us"}
 
 
 def ask(

@@ -17,7 +17,7 @@ import yaml
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from bot import conversations, exports, gsm, outbox, templates
+from bot import conversations, engine, exports, gsm, outbox, templates
 from bot.models import Answer, Campaign, Conversation, Message, Participant, SurveyVersion
 from bot.survey import Survey
 
@@ -148,7 +148,7 @@ class Plan:
     skipped: list[dict[str, Any]] = field(default_factory=list)
 
 
-def plan(session: Session, campaign: Campaign, definition: Definition, org: str) -> Plan:
+def plan(session: Session, campaign: Campaign, definition: Definition) -> Plan:
     """Who gets what, and who is skipped and why; renders every message (so errors show now)."""
     survey = conversations.survey_of(session.get(SurveyVersion, campaign.survey_version_id))
     overall = summaries(session, campaign)
@@ -168,27 +168,29 @@ def plan(session: Session, campaign: Campaign, definition: Definition, org: str)
             )
         )
     )
+    # Every answer in the campaign in one query, not one query a person.
+    by_conversation: dict[int, dict[str, Answer]] = {}
+    for answer in session.scalars(
+        select(Answer)
+        .join(Conversation, Conversation.id == Answer.conversation_id)
+        .where(Conversation.campaign_id == campaign.id, Answer.skipped.is_(False))
+    ):
+        by_conversation.setdefault(answer.conversation_id, {})[answer.question_id] = answer
     for conv, person in rows:
-        answers = {
-            a.question_id: a
-            for a in session.scalars(
-                select(Answer).where(Answer.conversation_id == conv.id, Answer.skipped.is_(False))
-            )
-        }
+        answers = by_conversation.get(conv.id, {})
         who = person.external_id or str(person.id)
         reason = _why_not(person, answers, had)
         if reason:
             result.skipped.append({"participant": who, "reason": reason})
             continue
         context = {
-            "name": (person.name or "").split()[0] if person.name else "there",
+            "name": engine.first_name(person.name),
             "answers": {
                 q.id: (answers[q.id].label or "") if q.id in answers else ""
                 for q in survey.questions
             },
             "outcomes": _outcomes(survey, definition, answers),
             "summary": overall,
-            "org": org,
         }
         try:
             text = templates.render(definition.message, context)

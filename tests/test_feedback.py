@@ -231,7 +231,7 @@ def test_each_person_hears_back_on_the_channel_they_answered_on(database, app_se
             )
             conversations.handle_inbound(session, person, channel, Reply("1"), now, "Age Better")
         planned = feedback.plan(
-            session, campaign, feedback.Definition("You chose {{ answers.title }}."), "Age Better"
+            session, campaign, feedback.Definition("You chose {{ answers.title }}.")
         )
         assert sorted(r.channel for r in planned.recipients) == ["sms", "telegram", "voice"]
         feedback.send(session, campaign, planned)

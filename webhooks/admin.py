@@ -275,7 +275,7 @@ def campaign_feedback(campaign_id: str):
             )  # one feedback send at a time per campaign
             survey = conversations.survey_for(session, campaign.survey_version_id)
             definition = feedback.parse_definition(body, survey)
-            planned = feedback.plan(session, campaign, definition, _settings().org_name)
+            planned = feedback.plan(session, campaign, definition)
             if dry_run:
                 return jsonify(feedback.preview(planned))
             queued = feedback.send(session, campaign, planned)
