@@ -27,6 +27,9 @@ def test_migrations_run_up_from_empty_and_match_the_models(database_url):
         engine.dispose()
 
 
-def test_upgrade_twice_is_harmless(database_url):
+def test_upgrade_twice_is_harmless_and_reaches_head(database_url):
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(db.alembic_config(database_url)).get_current_head()
     db.upgrade(database_url)
-    assert db.current_revision(database_url) is not None
+    assert db.current_revision(database_url) == head
