@@ -146,6 +146,10 @@ def load_settings(
         missing = "TWILIO_AUTH_TOKEN" if sid else "TWILIO_ACCOUNT_SID"
         raise ConfigError(f"{missing} must be set too: Twilio needs both the account SID and token")
     from_number = _text(env, "TWILIO_FROM_NUMBER")
+    if sid and from_number is None:
+        raise ConfigError(
+            "TWILIO_FROM_NUMBER must be set too: texts and calls need a number to come from"
+        )
     if from_number is not None:
         from bot.phone import InvalidPhoneNumber, normalise_phone
 

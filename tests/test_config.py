@@ -16,6 +16,10 @@ from bot.config import ConfigError, load_settings
         ({"INVOLVE_TIMEZONE": "Mars/Olympus"}, "INVOLVE_TIMEZONE must be an IANA time zone"),
         ({"TWILIO_ACCOUNT_SID": "AC1"}, "TWILIO_AUTH_TOKEN must be set too"),
         ({"TWILIO_FROM_NUMBER": "call me"}, "TWILIO_FROM_NUMBER must be a phone number"),
+        (
+            {"TWILIO_ACCOUNT_SID": "AC1", "TWILIO_AUTH_TOKEN": "t"},
+            "TWILIO_FROM_NUMBER must be set too",
+        ),
     ],
 )
 def test_a_bad_setting_is_one_line_naming_the_variable(env, message):
