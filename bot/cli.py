@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from bot import channels
 from bot.config import ConfigError
 
 
@@ -60,7 +61,7 @@ def lint(files: tuple[str, ...], strict: bool) -> None:
 @main.command()
 @click.argument("survey")
 @click.option(
-    "--channel", type=click.Choice(["sms", "voice", "telegram"]), default="sms", show_default=True
+    "--channel", type=click.Choice(channels.NAMES), default=channels.NAMES[0], show_default=True
 )
 @click.option(
     "--name", default="Sam", show_default=True, help="The participant's name, for {{ name }}."
@@ -78,12 +79,8 @@ def simulate(survey: str, channel: str, name: str) -> None:
         raise click.ClickException(str(exc)) from None
     db.upgrade(settings.database_url)
     interactive = sys.stdin.isatty()
-    hint = {
-        "sms": "type a reply",
-        "voice": "type keys: 1-9, * repeats, 0 skips, # stops",
-        "telegram": "type a button number or text",
-    }
-    click.echo(f"Simulating {script.title!r} by {channel} ({hint[channel]}; Ctrl-D ends).")
+    hint = channels.get(channel).simulate_hint
+    click.echo(f"Simulating {script.title!r} by {channel} ({hint}; Ctrl-D ends).")
 
     def read() -> str | None:
         try:
@@ -92,7 +89,7 @@ def simulate(survey: str, channel: str, name: str) -> None:
             return None
 
     conversation_id = sim.run(
-        runtime.database(), script, channel, read, click.echo, name=name, org=settings.org_name
+        runtime.database(), settings, script, channel, read, click.echo, name=name
     )
     click.echo(
         f"Stored as conversation {conversation_id} in {settings.database_url.split('@')[-1]}."
@@ -217,7 +214,7 @@ def campaign() -> None:
 @click.option("--all", "everyone", is_flag=True, help="Invite the whole panel.")
 @click.option(
     "--channel",
-    type=click.Choice(["sms", "voice", "telegram"]),
+    type=click.Choice(channels.NAMES),
     default=None,
     help="Default: each person's preferred channel.",
 )
@@ -409,12 +406,10 @@ def feedback_preview(campaign_id: int, file: str | None) -> None:
 def feedback_send(campaign_id: int, file: str | None) -> None:
     """Queue the messages (a worker sends them, honouring quiet hours and SEND_RATE)."""
     from bot import feedback as fb
-    from bot import outbox
 
-    redis = _redis()
+    _redis()  # fail now, in one line, rather than leave the messages for the reconciler
     with _feedback_plan(campaign_id, file) as (session, campaign, planned):
         queued = fb.send(session, campaign, planned)
-    outbox.dispatch(redis, [(mid, None) for mid in queued])
     click.echo(f"queued {len(queued)} message(s); {len(planned.skipped)} skipped")
 
 

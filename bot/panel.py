@@ -17,12 +17,13 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
+from bot import channels
 from bot.models import ConsentEvent, Participant, Suppression, utcnow
 from bot.phone import InvalidPhoneNumber, normalise_phone
 from bot.text import clean_text
 
 COLUMNS = ("name", "phone", "telegram_chat_id", "channel", "tags", "recontact", "external_id")
-CHANNELS = ("sms", "voice", "telegram")
+CHANNELS = channels.NAMES
 BATCH = 1000
 YES = {"yes", "y", "true", "1"}
 NO = {"no", "n", "false", "0"}

@@ -56,7 +56,7 @@ def reply(client, phone, body):
 
 def test_create_validates_every_field(client):
     bad = [
-        ({"survey": "nope", "audience": {"all": True}}, "survey must be the id of a survey script"),
+        ({"survey": "nope", "audience": {"all": True}}, "there is no survey 'nope'"),
         ({"survey": "guide-title", "audience": {"everyone": True}}, "unknown audience 'everyone'"),
         (
             {"survey": "guide-title", "audience": {"tags": []}},
@@ -80,11 +80,11 @@ def test_create_validates_every_field(client):
         ),
         (
             {"survey": "guide-title", "audience": {"all": True}, "channel": "telegram"},
-            "inviting by telegram is not available yet",
+            "cannot invite by telegram now: not available yet",
         ),
         (
             {"survey": "guide-title", "audience": {"all": True}, "channel": "voice"},
-            "inviting by voice is not available yet",
+            "cannot invite by voice now: not available yet",
         ),
     ]
     for body, message in bad:
@@ -127,8 +127,8 @@ def test_launch_invites_by_text_skips_and_counts(client, database, redis_conn, t
         assert sorted(reasons.values()) == [
             ("invited", None),
             ("invited", None),
+            ("skipped", "Telegram is off: not available yet"),
             ("skipped", "opted out"),
-            ("skipped", "telegram invitations are not available yet"),
         ]
 
 
@@ -139,7 +139,9 @@ def test_launching_twice_sends_nothing_twice(client, database, redis_conn, twili
     run_worker(redis_conn)
     again = client.post(f"/admin/api/campaigns/{campaign_id}/launch", headers=ADMIN)
     assert again.status_code == 202 and again.json["status"] == "launched"
-    campaigns.fan_out(redis_conn, campaign_id)  # even the fan-out itself, run again by hand
+    campaigns.fan_out(
+        runtime.database(), runtime.settings(), campaign_id
+    )  # even the fan-out itself, run again by hand
     run_worker(redis_conn)
     assert len(twilio_fake.sends()) == 2
 
@@ -209,7 +211,7 @@ def test_one_reminder_to_those_not_finished_picking_up_where_they_stopped(
         reply(client, "+447700900002", text)  # Bob finished
     reply(client, "+447700900003", "STOP")  # Cy stopped
     before = len(twilio_fake.sends())
-    assert reminders.send_reminders(redis_conn, campaign_id) == 1
+    assert reminders.send_reminders(runtime.database(), runtime.settings(), campaign_id) == 1
     run_worker(redis_conn)
     (reminder,) = twilio_fake.sends()[before:]
     assert reminder["To"] == "+447700900001"
@@ -217,7 +219,9 @@ def test_one_reminder_to_those_not_finished_picking_up_where_they_stopped(
         reminder["Body"].startswith("A gentle reminder")
         and "What made you choose it?" in reminder["Body"]
     )
-    assert reminders.send_reminders(redis_conn, campaign_id) == 0  # only ever one
+    assert (
+        reminders.send_reminders(runtime.database(), runtime.settings(), campaign_id) == 0
+    )  # only ever one
 
 
 def test_someone_in_another_survey_is_invited_when_it_ends(

@@ -19,7 +19,6 @@ from bot import (
     conversations,
     exports,
     feedback,
-    outbox,
     panel,
     privacy,
     progress,
@@ -281,7 +280,6 @@ def campaign_feedback(campaign_id: str):
             queued = feedback.send(session, campaign, planned)
     except feedback.FeedbackError as exc:
         raise ApiError(400, str(exc)) from None
-    outbox.dispatch(runtime.redis(), [(mid, None) for mid in queued])
     return jsonify(queued=len(queued), skipped=planned.skipped), 202
 
 
