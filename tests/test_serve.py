@@ -43,9 +43,9 @@ def test_serve_runs_web_worker_embedded_redis_and_sqlite_then_stops_cleanly(tmp_
         health = None
         while time.monotonic() < deadline:
             try:
-                health = requests.get(base + "/healthz", timeout=2)
+                health = requests.get(base + "/healthz", timeout=5)
                 break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # still starting; a busy machine
                 time.sleep(0.2)
         assert health is not None and health.status_code == 200, health and health.text
         assert {k: health.json()[k] for k in ("status", "database", "redis")} == {
