@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from bot import channels
+
 ERROR = {"$ref": "#/components/schemas/Error"}
 
 
@@ -44,7 +46,7 @@ PARTICIPANT = {
         "name": {"type": ["string", "null"]},
         "phone": {"type": ["string", "null"], "example": "07700 900123"},
         "telegram_chat_id": {"type": ["integer", "string", "null"]},
-        "channel": {"type": ["string", "null"], "enum": ["sms", "voice", "telegram", None]},
+        "channel": {"type": ["string", "null"], "enum": [*channels.NAMES, None]},
         "tags": {"type": ["array", "null"], "items": {"type": "string"}},
         "recontact": {"type": ["boolean", "string", "null"]},
         "external_id": {"type": ["string", "null"]},
@@ -263,7 +265,7 @@ def spec(server: str, survey_ids: list[str]) -> dict[str, Any]:
                                         },
                                         "channel": {
                                             "type": ["string", "null"],
-                                            "enum": ["sms", "voice", "telegram", None],
+                                            "enum": [*channels.NAMES, None],
                                         },
                                         "send_at": {
                                             "type": ["string", "null"],
