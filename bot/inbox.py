@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -38,7 +38,12 @@ from bot.keywords import Command, start_payload
 from bot.models import Conversation, Message, Participant, utcnow
 from bot.status import Consent, Direction, Kind, Outbound
 from bot.status import Inbound as InboundStatus
-from bot.survey import Survey
+from bot.survey import Question, Survey
+
+# What a person sent, as the channel reads it; a channel whose keys mean different things at
+# different questions (the keypad: is 0 an answer or "skip"?) passes a function of the question
+# in front of the person, which the writer calls once it holds their conversation.
+Interpret = Inbound | Callable[[Question | None], Inbound]
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +66,7 @@ class Received:
 
     channel: str
     text: str  # as it arrived; stored
-    inbound: Inbound  # what the channel read it as
+    inbound: Interpret  # what the channel read it as
     address: str | None = None  # how the channel reaches them
     provider_id: str | None = None  # the provider's id for this delivery: the dedupe key
     participant_id: int | None = None  # for callers that know the person (the simulator)
@@ -271,7 +276,7 @@ def _reply(
     bodies = channel.render_replies(prompts, settings.org_name)
     if not bodies:
         return []
-    if not inline:
+    if not (inline and channel.replies_inline):
         # Handled later than the request: the answer goes out like any other message.
         for body in bodies:
             outbox.add(
@@ -320,9 +325,9 @@ def _decide(
 ) -> _Decided:
     """What this input means for the person and their conversation, written as it is decided."""
     org = settings.org_name
-    inbound = received.inbound
     context = conversations.context_for(person, org)
     conv = conversations.active_conversation(session, person, now)
+    inbound = _interpret(session, received.inbound, conv)
     if inbound is Command.STOP:
         changed = conversations.record_consent(session, person, Consent.OPT_OUT, channel, now=now)
         if conv is not None:
@@ -364,6 +369,16 @@ def _decide(
             session, person, kind, channel, detail=f"survey {survey.id}", now=now
         )
     return _Decided(step.prompts, conv, finished=step.finished)
+
+
+def _interpret(session: Session, inbound: Interpret, conv: Conversation | None) -> Inbound:
+    if not callable(inbound):
+        return inbound
+    question = None
+    if conv is not None and conv.state.get("question_id"):
+        survey = conversations.survey_for(session, conv.survey_version_id)
+        question = survey.question(conv.state["question_id"])
+    return inbound(question)
 
 
 def _keyword_survey(raw: str | None, keywords: Mapping[str, Survey] | None) -> Survey | None:

@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 RECONCILE_INTERVAL = 60  # seconds
 
 
-def make_cron(redis: Redis) -> CronScheduler:
+def make_cron(redis: Redis, interval: int = RECONCILE_INTERVAL) -> CronScheduler:
     """What the worker runs on a schedule. A job still waiting after its interval is dropped
     (`ttl`), so a busy worker does not collect a pile of them."""
     from bot.jobs import reconcile_outbox
@@ -30,9 +30,9 @@ def make_cron(redis: Redis) -> CronScheduler:
     cron.register(
         reconcile_outbox,
         outbox.QUEUE,
-        interval=RECONCILE_INTERVAL,
+        interval=interval,
         job_timeout=600,
-        ttl=RECONCILE_INTERVAL,
+        ttl=interval,
         result_ttl=600,
     )
     return cron
@@ -41,10 +41,11 @@ def make_cron(redis: Redis) -> CronScheduler:
 class CronThread(threading.Thread):
     """Enqueues the cron jobs as they fall due, until stopped."""
 
-    def __init__(self, redis: Redis):
+    def __init__(self, redis: Redis, interval: int = RECONCILE_INTERVAL):
         super().__init__(name="involve-cron", daemon=True)
         # redis-py's pool is thread-safe, and it starts afresh in a forked work horse.
-        self.cron = make_cron(redis)
+        self.cron = make_cron(redis, interval)
+        self.interval = interval
         self.stopping = threading.Event()
 
     def run(self) -> None:
@@ -55,7 +56,7 @@ class CronThread(threading.Thread):
             except Exception:  # Redis away: try again shortly, never stop
                 log.warning("could not enqueue scheduled jobs; trying again in 5 s")
                 wait = 5
-            self.stopping.wait(max(min(wait, RECONCILE_INTERVAL), 0.5))
+            self.stopping.wait(max(min(wait, self.interval), 0.2))
 
     def stop(self) -> None:
         self.stopping.set()

@@ -67,6 +67,9 @@ class Channel:
     address_field: ClassVar[str]  # the Participant attribute that holds the address
     can_start: ClassVar[bool] = True  # may we contact people first (invitations, feedback)?
     buttons: ClassVar[bool] = False  # can a question be answered by tapping?
+    # Are replies carried in the provider's webhook answer (TwiML)? If not, the writer puts
+    # them in the outbox and the channel's sender delivers them (Telegram's Bot API calls).
+    replies_inline: ClassVar[bool] = True
     segment_counted: ClassVar[bool] = False  # is length billed in SMS segments?
     simulate_hint: ClassVar[str] = "type a reply"
     # The Flask blueprints that receive from this channel's provider, as "module:attribute".
