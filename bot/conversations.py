@@ -88,6 +88,12 @@ def survey_for(session: Session, version_id: int) -> Survey:
     return survey
 
 
+def forget_cached_surveys() -> None:
+    """Stored versions never change or go, so they are cached by id; only a database wiped
+    under a running process (the tests) needs this."""
+    _by_version_id.clear()
+
+
 _insert_once: dict[str, Any] = {}
 
 

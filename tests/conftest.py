@@ -61,6 +61,9 @@ def database_url(
 
 
 def wipe(database: Database) -> None:
+    from bot.conversations import forget_cached_surveys
+
+    forget_cached_surveys()  # ids are reused after a wipe
     with database.engine.begin() as conn:
         for table in reversed(Base.metadata.sorted_tables):
             conn.execute(table.delete())
