@@ -255,7 +255,25 @@ def _person(session: Any, key: str) -> Any:
 
 @main.group()
 def privacy() -> None:
-    """The audit log."""
+    """Retention and the audit log."""
+
+
+@privacy.command("purge")
+def privacy_purge() -> None:
+    """Purge message bodies and free text older than RETENTION_DAYS now (the worker does it daily)."""
+    from bot import audit, retention, runtime
+    from bot.models import utcnow
+
+    settings = _settings()
+    if settings.retention_days is None:
+        raise click.ClickException("RETENTION_DAYS is not set: nothing is purged by age")
+    counts = retention.purge_expired(
+        runtime.database(), settings, utcnow(), actor=audit.cli_actor()
+    )
+    click.echo(
+        f"purged {counts['messages']} message(s), {counts['answers']} answer(s) and "
+        f"{counts['conversations']} conversation state(s) older than {settings.retention_days} days"
+    )
 
 
 @privacy.command("audit")
