@@ -7,7 +7,7 @@ import zlib
 from typing import Any
 
 from redis import Redis
-from sqlalchemy import or_, select, update
+from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from bot import conversations, engine
@@ -64,6 +64,21 @@ def key_of(person_id: int, external_id: str | None) -> str:
     """How exports name a person: `ext:<external id>` where they have one, else our id, so the
     two kinds never share a column unmarked and every cell works as an admin API key."""
     return f"{EXTERNAL_PREFIX}{external_id}" if external_id else str(person_id)
+
+
+def _messages_of(person: Participant) -> ColumnElement[bool]:
+    """Their messages: those linked to them, and those only their number or chat id ties to
+    them (a text the webhook kept after failing to handle it has no participant yet)."""
+    addresses = [a for a in (person.phone, _chat(person)) if a]
+    linked = Message.participant_id == person.id
+    if not addresses:
+        return linked
+    # Unlinked rows only: a number can have moved to this person from someone else.
+    return or_(linked, and_(Message.participant_id.is_(None), Message.address.in_(addresses)))
+
+
+def _chat(person: Participant) -> str | None:
+    return str(person.telegram_chat_id) if person.telegram_chat_id is not None else None
 
 
 def _iso(moment: Any) -> str | None:
@@ -139,7 +154,7 @@ def subject_access(session: Session, person: Participant) -> dict[str, Any]:
                 "sent_at": _iso(m.sent_at),
             }
             for m in session.scalars(
-                select(Message).where(Message.participant_id == person.id).order_by(Message.id)
+                select(Message).where(_messages_of(person)).order_by(Message.id)
             )
         ],
         # Proof the loop was closed: what "you said, we did" message they got, and when.
@@ -223,8 +238,9 @@ def erase(session: Session, person: Participant) -> dict[str, int]:
     )
     messages = session.execute(
         update(Message)
-        .where(Message.participant_id == person.id)
+        .where(_messages_of(person))
         .values(body=None, address=None, error_message=None, updated_at=now)
+        .execution_options(synchronize_session=False)
     ).rowcount
     session.execute(
         update(Message)

@@ -205,3 +205,27 @@ def test_the_export_tells_our_ids_from_external_ids(client, database, redis_conn
         )
         clear = cell if cell.startswith("ext:") else f"id:{cell}"
         assert client.get(f"/admin/api/participants/{clear}", headers=ADMIN).json["name"] == name
+
+
+def test_a_text_kept_after_a_failure_is_theirs_too(client, database):
+    # When handling an SMS fails, the webhook keeps the text (status error) before it knows
+    # whose it is: only the number ties it to the person.
+    _import(client, {"name": "Ann", "phone": "07700 900001", "external_id": "A"})
+    with database.session() as session:
+        session.add(
+            Message(
+                direction="in",
+                channel="sms",
+                kind="inbound",
+                address="+447700900001",
+                body=WORDS,
+                provider_id="SMfailed",
+                status="error",
+            )
+        )
+    held = client.get("/admin/api/participants/ext:A", headers=ADMIN).json
+    assert [m["body"] for m in held["messages"]] == [WORDS]
+    assert client.delete("/admin/api/participants/ext:A", headers=ADMIN).status_code == 200
+    with database.session() as session:
+        (kept,) = session.scalars(select(Message)).all()
+        assert (kept.body, kept.address) == (None, None)
