@@ -6,7 +6,8 @@ import json
 
 from sqlalchemy import select
 
-from bot.models import Answer, Conversation, Message, Participant, Suppression
+from bot.campaigns import audience_ids
+from bot.models import Answer, Campaign, Conversation, Message, Participant, Suppression
 from tests.conftest import ADMIN, PUBLIC, run_worker
 from tests.fakes import post_twilio, sms_params
 
@@ -229,3 +230,26 @@ def test_a_text_kept_after_a_failure_is_theirs_too(client, database):
     with database.session() as session:
         (kept,) = session.scalars(select(Message)).all()
         assert (kept.body, kept.address) == (None, None)
+
+
+def test_a_campaign_audience_names_people_as_clearly_as_the_urls(client, database):
+    _import(client, {"name": "Ann", "phone": "07700 900001"})
+    ann = _ids(database)["Ann"]
+    _import(client, {"name": "Bob", "phone": "07700 900002", "external_id": str(ann)})
+    bob = _ids(database)["Bob"]
+
+    def create(people):
+        return client.post(
+            "/admin/api/campaigns",
+            json={"survey": "guide-title", "audience": {"participants": people}, "channel": "sms"},
+            headers=ADMIN,
+        )
+
+    ambiguous = create([str(ann)])
+    assert ambiguous.status_code == 409 and "ext:" in ambiguous.json["error"], ambiguous.json
+    for people, who in [([f"ext:{ann}"], bob), ([f"id:{ann}"], ann), ([ann], ann)]:
+        response = create(people)
+        assert response.status_code == 201 and response.json["audience_size"] == 1, people
+        with database.session() as session:
+            campaign = session.get(Campaign, response.json["id"])
+            assert audience_ids(session, campaign.audience) == [who], people
