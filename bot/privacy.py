@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import zlib
 from typing import Any
@@ -321,9 +322,16 @@ def _redis_texts(redis: Redis, key: bytes) -> list[bytes]:
         values = [v for _, fields in redis.xrange(key) for v in fields.values()]
     elif kind == b"list":
         values = list(redis.lrange(key, 0, -1))
-    texts = []
-    for value in values:
-        texts.append(value)
+    return [text for value in values for text in _unwrapped(value)]
+
+
+def _unwrapped(value: bytes) -> list[bytes]:
+    """The value, and what it holds where rq wrapped it: job data and errors are compressed,
+    results base64 of a pickle, errors in results base64 of compressed text."""
+    texts = [value]
+    with contextlib.suppress(ValueError):
+        texts.append(base64.b64decode(value, validate=True))
+    for text in list(texts):
         with contextlib.suppress(zlib.error):
-            texts.append(zlib.decompress(value))  # rq compresses job data and errors
+            texts.append(zlib.decompress(text))
     return texts
