@@ -300,7 +300,10 @@ def campaign() -> None:
 @click.argument("survey")
 @click.option("--tag", "tags", multiple=True, help="Invite people with this tag (repeatable).")
 @click.option(
-    "--participant", "people", multiple=True, help="Invite this id or external id (repeatable)."
+    "--participant",
+    "people",
+    multiple=True,
+    help="Invite this person: id:N, ext:X, or either bare where unambiguous (repeatable).",
 )
 @click.option("--all", "everyone", is_flag=True, help="Invite the whole panel.")
 @click.option(
