@@ -81,3 +81,13 @@ def test_cli_reports_a_bad_setting_in_one_line(monkeypatch):
         and "Error: SEND_RATE must be a number greater than 0" in result.output
     )
     runtime._settings = None
+
+
+def test_without_a_channel_a_key_is_made_once_in_the_instance_folder(tmp_path):
+    from bot.panel import suppression_hash, suppression_key
+
+    settings = load_settings({}, instance_path=tmp_path)
+    key = suppression_key(settings)
+    assert len(key) == 64 and suppression_key(settings) == key
+    assert (tmp_path / "suppression.key").stat().st_mode & 0o077 == 0  # only the owner reads it
+    assert suppression_hash("+447700900001", key) != suppression_hash("+447700900001", b"k" * 32)
