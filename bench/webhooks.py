@@ -135,6 +135,7 @@ def seed(url: str, workdir: Path) -> list[str]:
             "TWILIO_FROM_NUMBER": "+441234567890",
             "CONVERSATIONS_DIR": str(workdir),
             "QUIET_HOURS": "",
+            "SUPPRESSION_KEY": "bench-suppression-key-" + "0" * 32,
         }
     )
     database = db.Database(url)  # no dispatcher: the invitations stay in the outbox
