@@ -48,6 +48,8 @@ class Settings:
     send_rate: float
     instance_path: Path
     org_name: str = "our involvement team"
+    # The bot's @username for deep links; asked of Telegram (getMe) when unset.
+    telegram_bot_username: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -177,4 +179,16 @@ def load_settings(
         send_rate=_positive_float(env, "SEND_RATE", 1.0),
         instance_path=instance,
         org_name=_text(env, "ORG_NAME", "our involvement team") or "our involvement team",
+        telegram_bot_username=_bot_username(env, "TELEGRAM_BOT_USERNAME"),
     )
+
+
+def _bot_username(env: Mapping[str, str], name: str) -> str | None:
+    raw = _text(env, name)
+    if raw is None:
+        return None
+    value = raw.removeprefix("@")
+    # Telegram's rule for bot usernames: 5-32 letters, digits or underscores.
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{4,31}", value):
+        raise ConfigError(f"{name} must be a bot username such as InvolveBot, got {raw!r}")
+    return value

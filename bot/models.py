@@ -253,3 +253,20 @@ class Suppression(Base):
     address_hash: Mapped[str] = mapped_column(String(64), unique=True)
     reason: Mapped[str] = mapped_column(String(40))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TelegramLink(Base):
+    """A single-use code behind a `t.me/<bot>?start=<code>` deep link, issued for one person.
+
+    Only the code's hash is kept, so a copy of the database cannot be used to take over a
+    person's chat; the code itself is shown once, to staff, when it is issued.
+    """
+
+    __tablename__ = "telegram_links"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
