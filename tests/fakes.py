@@ -73,6 +73,9 @@ class FakeTwilio:
                         "at": time.monotonic(),
                     }
                 )
+                if "/IncomingPhoneNumbers/" in self.path:
+                    self._reply(200, {**fake.number(), **{_snake(k): v for k, v in form.items()}})
+                    return
                 step = fake.script.popleft() if fake.script else Scripted()
                 if step.status >= 300:
                     fake.received.set()
@@ -113,6 +116,23 @@ class FakeTwilio:
                 url = urlparse(self.path)
                 query = {k: v[0] for k, v in parse_qs(url.query).items()}
                 fake.requests.append({"method": "GET", "path": self.path, "query": query})
+                if url.path.endswith("/IncomingPhoneNumbers.json"):
+                    found = [fake.number()] if query.get("PhoneNumber") == FROM_NUMBER else []
+                    self._reply(
+                        200,
+                        {
+                            "incoming_phone_numbers": found,
+                            "next_page_uri": None,
+                            "page": 0,
+                            "page_size": 50,
+                            "uri": url.path,
+                            "first_page_uri": url.path,
+                            "previous_page_uri": None,
+                            "start": 0,
+                            "end": len(found),
+                        },
+                    )
+                    return
                 found = [
                     m
                     for m in reversed(fake.created)
@@ -148,12 +168,26 @@ class FakeTwilio:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}"
 
+    def number(self) -> dict[str, Any]:
+        """The account's one phone number, as IncomingPhoneNumbers describes it."""
+        return {
+            "sid": "PN" + "1" * 32,
+            "account_sid": ACCOUNT_SID,
+            "phone_number": FROM_NUMBER,
+            "sms_url": "",
+            "sms_method": "POST",
+        }
+
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
 
     def sends(self) -> list[dict[str, str]]:
         return [r["form"] for r in self.requests if r["method"] == "POST"]
+
+
+def _snake(name: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
 
 
 def _now():

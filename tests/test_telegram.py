@@ -23,6 +23,7 @@ from tests.fakes import (
     BOT_TOKEN,
     CHAT_NOT_FOUND,
     WEBHOOK_SECRET,
+    BotApiAnswer,
     FakeTelegram,
     FakeTwilio,
     callback_update,
@@ -425,7 +426,7 @@ def test_telegram_is_off_until_token_and_secret_are_set(telegram_fake):
 def test_feedback_reaches_people_on_telegram(chat, tg, database, telegram_fake):
     chat.send("/start TITLE")
     chat.deliver()
-    for typed in ["2", "5", "yes"]:
+    for typed in ["2", "/skip", "5", "yes"]:
         chat.send(typed)
         chat.deliver()
     with database.session() as session:
@@ -452,3 +453,203 @@ def test_feedback_reaches_people_on_telegram(chat, tg, database, telegram_fake):
     (sent,) = chat.deliver()
     # Written for every channel, read here as the command it is.
     assert sent["text"] == "Hello there. You chose Your health, your way. Send /stop to stop."
+
+
+# --- campaigns --------------------------------------------------------------------------
+
+
+def test_a_campaign_invites_people_in_telegram_with_buttons(chat, tg, database):
+    imported = tg.post(
+        "/admin/api/participants",
+        json={"participants": [{"name": "Ann Jones", "telegram_chat_id": CHAT, "tags": ["tg"]}]},
+        headers=ADMIN,
+    )
+    assert imported.json["created"] == 1, imported.json
+    created = tg.post(
+        "/admin/api/campaigns",
+        json={"survey": "hear-back", "audience": {"tags": ["tg"]}, "channel": "telegram"},
+        headers=ADMIN,
+    )
+    assert created.status_code == 201, created.json
+    assert (
+        tg.post(f"/admin/api/campaigns/{created.json['id']}/launch", headers=ADMIN).status_code
+        == 202
+    )
+    run_worker(chat.redis)  # the fan-out
+    (invitation,) = chat.deliver()
+    assert invitation["text"].startswith("Hello Ann.") and "reply_markup" in invitation
+    chat.press(invitation, invitation["reply_markup"]["inline_keyboard"][0][0]["text"])
+    assert len(chat.deliver()) == 1
+    status = tg.get(f"/admin/api/campaigns/{created.json['id']}", headers=ADMIN).json
+    assert status["counts"]["invited"] == 1 and status["counts"]["started"] == 1
+
+
+# --- joining by deep link -----------------------------------------------------------------
+
+
+def _person(database: Database, **fields: Any) -> int:
+    with runtime.database().session() as session:
+        person = Participant(**{"tags": ["panel"], **fields})
+        session.add(person)
+        session.flush()
+        return person.id
+
+
+def _link(tg, key: Any, **body: Any) -> str:
+    response = tg.post(
+        f"/admin/api/participants/{key}/telegram-link", json=body or None, headers=ADMIN
+    )
+    assert response.status_code == 201, response.json
+    link = response.json["link"]
+    assert link.startswith("https://t.me/InvolveTestBot?start=")  # asked of Telegram: getMe
+    return link.rsplit("=", 1)[1]
+
+
+def test_joining_by_deep_link_links_the_chat_to_the_person(chat, tg, database, telegram_fake):
+    person_id = _person(database, name="Margaret Jones", phone="+447700900555", external_id="M1")
+    code = _link(tg, "M1")
+    assert telegram_fake.of("getMe")
+    chat.send("/start")  # a stranger first: a record for the chat alone
+    chat.deliver()
+    chat.send(f"/start {code}")
+    (welcome,) = chat.deliver()
+    assert "/stop" in welcome["text"]
+    with database.session() as session:
+        person = session.get(Participant, person_id)
+        assert person.telegram_chat_id == CHAT and person.channel == "telegram"
+        # The code is a credential until used: it is not kept in the message log.
+        bodies = session.scalars(select(Message.body)).all()
+        assert not any(code in (body or "") for body in bodies)
+        from bot.models import TelegramLink
+
+        (stored,) = session.scalars(select(TelegramLink)).all()
+        assert stored.used_at is not None and code not in stored.code_hash
+    # Tapping the same link again from the same chat is harmless.
+    chat.send(f"/start {code}")
+    (again,) = chat.deliver()
+    assert "already been used" not in again["text"]
+
+
+def test_a_used_code_does_not_link_another_chat(chat, tg, database, telegram_fake, redis_conn):
+    person_id = _person(database, name="Ann", external_id="A1")
+    code = _link(tg, person_id)
+    chat.send(f"/start {code}")
+    chat.deliver()
+    other = Chat(chat.client, telegram_fake, redis_conn, chat_id=CHAT + 50)
+    other.send(f"/start {code}")
+    sent = other.deliver()
+    assert any("already been used" in m["text"] for m in sent)
+    with database.session() as session:
+        assert session.get(Participant, person_id).telegram_chat_id == CHAT
+
+
+def test_an_expired_code_does_not_link(chat, tg, database):
+    from datetime import timedelta
+
+    from bot.models import TelegramLink, utcnow
+
+    person_id = _person(database, name="Ann", external_id="A2")
+    code = _link(tg, "A2", days=1)
+    with database.session() as session:
+        for link in session.scalars(select(TelegramLink)):
+            link.expires_at = utcnow() - timedelta(minutes=1)
+    chat.send(f"/start {code}")
+    sent = chat.deliver()
+    assert any("expired" in m["text"] for m in sent)
+    with database.session() as session:
+        assert session.get(Participant, person_id).telegram_chat_id is None
+
+
+def test_a_repeated_deep_link_update_changes_nothing_twice(chat, tg, database):
+    person_id = _person(database, name="Ann", external_id="A3")
+    code = _link(tg, "A3")
+    update = message_update(CHAT, f"/start {code}")
+    for _ in range(2):
+        assert post_telegram(chat.client, update).status_code == 200
+    assert len(chat.deliver()) == 1
+    with database.session() as session:
+        assert session.get(Participant, person_id).telegram_chat_id == CHAT
+
+
+def test_an_unknown_code_or_keyword_start_is_a_welcome(chat, database):
+    chat.send("/start " + "x" * 22)
+    (welcome,) = chat.deliver()
+    assert "/stop" in welcome["text"]
+
+
+def test_links_are_refused_for_unknown_people_and_bad_days(tg, database):
+    assert tg.post("/admin/api/participants/nobody/telegram-link", headers=ADMIN).status_code == 404
+    _person(database, external_id="B1")
+    response = tg.post("/admin/api/participants/B1/telegram-link", json={"days": 0}, headers=ADMIN)
+    assert response.status_code == 400
+
+
+def test_links_without_telegram_say_what_to_set(client, database):
+    _person(database, external_id="C1")
+    response = client.post("/admin/api/participants/C1/telegram-link", headers=ADMIN)
+    assert response.status_code == 409 and "TELEGRAM_BOT_USERNAME" in response.json["error"]
+
+
+def test_cli_links_for_one_person_and_a_csv_for_a_mail_out(tg_settings, database, tmp_path):
+    import csv
+
+    from click.testing import CliRunner
+
+    from bot.cli import main
+
+    _person(database, name="Ann", external_id="P1", tags=["readers"])
+    _person(database, name="=cmd|' /C calc'!A0", external_id="P2")
+    _person(database, name="In Telegram", telegram_chat_id=CHAT + 9)
+    one = CliRunner().invoke(main, ["participants", "telegram-links", "--participant", "P1"])
+    assert one.exit_code == 0, one.output
+    assert "https://t.me/InvolveTestBot?start=" in one.output and "single use" in one.output
+    out = tmp_path / "links.csv"
+    many = CliRunner().invoke(main, ["participants", "telegram-links", str(out), "--days", "14"])
+    assert many.exit_code == 0, many.output
+    assert "wrote 2 single-use links" in many.output
+    rows = list(csv.DictReader(out.open()))
+    assert [r["external_id"] for r in rows] == ["P1", "P2"]
+    assert rows[1]["name"].startswith("'=")  # a spreadsheet will not run it
+    assert len({r["link"] for r in rows}) == 2
+    neither = CliRunner().invoke(main, ["participants", "telegram-links"])
+    assert neither.exit_code == 2
+
+
+# --- involve webhooks set -----------------------------------------------------------------
+
+
+def test_webhooks_set_points_telegram_and_twilio_at_the_public_url(
+    tg_settings, telegram_fake, twilio_fake
+):
+    from click.testing import CliRunner
+
+    from bot.cli import main
+
+    result = CliRunner().invoke(main, ["webhooks", "set"])
+    assert result.exit_code == 0, result.output
+    (call,) = telegram_fake.of("setWebhook")
+    assert call["url"] == "https://involve.example.org/webhooks/telegram"
+    assert call["secret_token"] == WEBHOOK_SECRET
+    assert call["allowed_updates"] == ["message", "callback_query"]
+    (update,) = [r for r in twilio_fake.requests if "/IncomingPhoneNumbers/" in r["path"]]
+    assert update["form"]["SmsUrl"] == "https://involve.example.org/webhooks/twilio/sms"
+    assert "telegram: setWebhook https://involve.example.org/webhooks/telegram" in result.output
+    assert (
+        "sms: +441234567890 posts texts to https://involve.example.org/webhooks/twilio/sms"
+        in result.output
+    )
+    assert "voice: off" in result.output
+
+
+def test_webhooks_set_says_when_telegram_refuses(tg_settings, telegram_fake):
+    from click.testing import CliRunner
+
+    from bot.cli import main
+
+    telegram_fake.scripted_methods = ("setWebhook",)
+    telegram_fake.script.append(
+        BotApiAnswer(400, "Bad Request: bad webhook: HTTPS url must be provided")
+    )
+    result = CliRunner().invoke(main, ["webhooks", "set"])
+    assert result.exit_code == 1
+    assert "telegram: could not set: Telegram 400" in result.output

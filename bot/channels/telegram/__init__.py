@@ -88,6 +88,13 @@ class TelegramChannel(Channel):
         self.require_on(settings)
         return telegram_sender(settings)
 
+    def point_webhooks(self, settings: Settings) -> list[str]:
+        from bot.channels.telegram.sender import UPDATES, telegram_sender
+
+        url = f"{settings.public_base_url}/webhooks/telegram"
+        telegram_sender(settings).set_webhook(url, UPDATES)
+        return [f"setWebhook {url} with the secret token, for {', '.join(UPDATES)} updates"]
+
     def render_body(self, prompts: Iterable[Prompt], org: str) -> str:
         message = render.combine(render.render(prompts, org))
         return render.to_body(message) if message is not None else ""

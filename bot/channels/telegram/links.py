@@ -166,3 +166,40 @@ def _note(session: Session, settings: Settings, chat_id: int, text: str) -> None
     person = conversations.lock_person_at(session, TELEGRAM, str(chat_id))
     if not person.opted_out:
         outbox.add(session, person, TELEGRAM.name, text.format(org=settings.org_name), Kind.REPLY)
+
+
+def panel_links(
+    session: Session,
+    username: str,
+    tags: tuple[str, ...] = (),
+    days: float = DEFAULT_DAYS,
+    now: datetime | None = None,
+) -> list[list[str]]:
+    """A link for everyone who could join by Telegram and has not (no chat yet, not opted out,
+    not erased), with any of these tags: rows for a mail-out, with a header row first."""
+    from bot.exports import defuse
+
+    query = (
+        select(Participant)
+        .where(
+            Participant.telegram_chat_id.is_(None),
+            Participant.opted_out.is_(False),
+            Participant.erased_at.is_(None),
+        )
+        .order_by(Participant.id)
+    )
+    rows = [["participant", "external_id", "name", "link", "expires_at"]]
+    for person in session.scalars(query):
+        if tags and not set(tags) & set(person.tags or ()):
+            continue
+        issued = issue(session, person, days=days, now=now)
+        rows.append(
+            [
+                str(person.id),
+                defuse(person.external_id or ""),
+                defuse(person.name or ""),
+                issued.link(username),
+                issued.expires_at.isoformat(),
+            ]
+        )
+    return rows
