@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from bot import conversations
@@ -16,6 +16,7 @@ from bot.models import (
     Message,
     Participant,
     Suppression,
+    TelegramLink,
     as_id,
     utcnow,
 )
@@ -209,6 +210,8 @@ def erase(session: Session, person: Participant) -> dict[str, int]:
         .where(Invitation.participant_id == person.id, Invitation.status == "waiting")
         .values(status="skipped", reason="erased")
     )
+    # Unused deep-link codes would join a chat to nobody; they go with the rest.
+    session.execute(delete(TelegramLink).where(TelegramLink.participant_id == person.id))
     person.name = person.phone = person.external_id = person.joined_via = None
     person.telegram_chat_id = None
     person.tags = []

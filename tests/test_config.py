@@ -59,3 +59,11 @@ def test_cli_reports_a_bad_setting_in_one_line(monkeypatch):
         and "Error: SEND_RATE must be a number greater than 0" in result.output
     )
     runtime._settings = None
+
+
+def test_telegram_bot_username_is_checked_at_start():
+    assert load_settings({"TELEGRAM_BOT_USERNAME": "@InvolveBot"}).telegram_bot_username == (
+        "InvolveBot"
+    )
+    with pytest.raises(ConfigError, match="TELEGRAM_BOT_USERNAME must be a bot username"):
+        load_settings({"TELEGRAM_BOT_USERNAME": "not a name"})

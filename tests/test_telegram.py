@@ -653,3 +653,22 @@ def test_webhooks_set_says_when_telegram_refuses(tg_settings, telegram_fake):
     result = CliRunner().invoke(main, ["webhooks", "set"])
     assert result.exit_code == 1
     assert "telegram: could not set: Telegram 400" in result.output
+
+
+def test_erasing_a_person_removes_their_unused_links(chat, tg, database):
+    from bot.models import TelegramLink
+
+    _person(database, name="Ann", external_id="E1")
+    code = _link(tg, "E1")
+    assert tg.delete("/admin/api/participants/E1", headers=ADMIN).status_code == 200
+    with database.session() as session:
+        assert session.scalars(select(TelegramLink)).all() == []
+    chat.send(f"/start {code}")
+    chat.deliver()
+    with database.session() as session:
+        assert (
+            session.scalar(
+                select(Participant).where(Participant.telegram_chat_id == CHAT)
+            ).external_id
+            is None
+        )

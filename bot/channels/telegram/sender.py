@@ -202,16 +202,19 @@ class TelegramSender:
 
 
 _senders: dict[tuple[int, int], TelegramSender] = {}
+_senders_lock = threading.Lock()
 
 
 def telegram_sender(settings: Settings) -> TelegramSender:
-    """One sender (one loop, one connection pool) per settings object, per process."""
+    """One sender (one loop, one connection pool) per settings object, per process; the
+    sending threads ask at once, and two senders would mean two loops."""
     key = (id(settings), os.getpid())
-    sender = _senders.get(key)
-    if sender is None or sender.settings is not settings:
-        _senders.clear()
-        sender = _senders[key] = TelegramSender(settings)
-    return sender
+    with _senders_lock:
+        sender = _senders.get(key)
+        if sender is None or sender.settings is not settings:
+            _senders.clear()
+            sender = _senders[key] = TelegramSender(settings)
+        return sender
 
 
 def clear_keyboard_job(chat_id: int, message_id: int) -> bool:
