@@ -672,3 +672,15 @@ def test_erasing_a_person_removes_their_unused_links(chat, tg, database):
             ).external_id
             is None
         )
+
+
+def test_a_button_that_is_not_ours_is_acknowledged_and_nothing_is_stored(tg, database):
+    update = callback_update(CHAT, {"text": "old"}, "not-ours", 55)
+    response = post_telegram(tg, update)
+    assert response.status_code == 200
+    assert response.json == {
+        "method": "answerCallbackQuery",
+        "callback_query_id": update["callback_query"]["id"],
+    }
+    with database.session() as session:
+        assert session.scalars(select(Message)).all() == []

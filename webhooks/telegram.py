@@ -46,7 +46,12 @@ def inbound_update() -> Response:
         log.warning("an update we could not read was answered 400")
         return Response("not a Telegram update", status=400)
     if read is None:
-        return _ok()  # not something we handle: 200, so Telegram does not send it again
+        # Not something we handle: 200, so Telegram does not send it again. A button that is
+        # not ours is still acknowledged, or the person's app shows it loading for a while.
+        query = data.get("callback_query")
+        if isinstance(query, dict) and isinstance(query.get("id"), str):
+            return jsonify(method="answerCallbackQuery", callback_query_id=query["id"])
+        return _ok()
     return _apply(settings, read)
 
 
