@@ -288,6 +288,83 @@ def privacy_audit(limit: int) -> None:
             )
 
 
+@participants.command("telegram-links")
+@click.argument("file", type=click.Path(dir_okay=False, writable=True), required=False)
+@click.option(
+    "--participant", "key", help="One person (our id or the external id): print their link."
+)
+@click.option("--tag", "tags", multiple=True, help="Only people with this tag (repeatable).")
+@click.option(
+    "--days",
+    type=click.FloatRange(min=0, min_open=True, max=365),
+    default=28,
+    show_default=True,
+    help="Days until the links expire.",
+)
+def participants_telegram_links(
+    file: str | None, key: str | None, tags: tuple[str, ...], days: float
+) -> None:
+    """Single-use Telegram deep links: FILE.csv for a panel mail-out (everyone not yet in
+    Telegram, or --tag), or one person's with --participant."""
+    import csv
+
+    from bot import privacy, runtime
+    from bot.channels.telegram import links
+
+    settings = _settings()
+    if (file is None) == (key is None):
+        raise click.UsageError("give FILE.csv or --participant ID (one of them)")
+    try:
+        username = links.bot_username(settings)
+    except links.LinkError as exc:
+        raise click.ClickException(str(exc)) from None
+    with runtime.database().session() as session:
+        if key is not None:
+            person = privacy.find(session, key)
+            if person is None or person.erased_at is not None:
+                raise click.ClickException(f"no participant {key!r}")
+            try:
+                issued = links.issue(session, person, days=days)
+            except links.LinkError as exc:
+                raise click.ClickException(str(exc)) from None
+            click.echo(
+                f"{issued.link(username)}  (single use, expires {issued.expires_at:%Y-%m-%d %H:%M} UTC)"
+            )
+            return
+        rows = links.panel_links(session, username, tags=tags, days=days)
+    assert file is not None
+    with open(file, "w", newline="", encoding="utf-8") as out:
+        csv.writer(out).writerows(rows)
+    click.echo(f"wrote {len(rows) - 1} single-use links to {file} (expire in {days:g} days)")
+
+
+@main.group("webhooks")
+def webhooks_group() -> None:
+    """Where Twilio and Telegram send what people write."""
+
+
+@webhooks_group.command("set")
+def webhooks_set() -> None:
+    """Point each channel that is on at PUBLIC_BASE_URL, and say what was set."""
+    from bot.errors import SendError
+
+    settings = _settings()
+    failed = False
+    for channel in channels.all_channels():
+        why_not = channel.off_reason(settings)
+        if why_not is not None:
+            click.echo(f"{channel.name}: off ({why_not}); not set")
+            continue
+        try:
+            for line in channel.point_webhooks(settings):
+                click.echo(f"{channel.name}: {line}")
+        except SendError as exc:
+            failed = True
+            click.echo(f"{channel.name}: could not set: {exc}", err=True)
+    if failed:
+        raise SystemExit(1)
+
+
 @main.group()
 def campaign() -> None:
     """Campaigns: the admin API's verbs from the shell."""

@@ -53,6 +53,8 @@ class Settings:
     # channel is on; then a key kept in the instance folder is used (bot/privacy.py).
     suppression_key: str | None = None
     retention_days: int | None = None  # message bodies and free text older than this are purged
+    # The bot's @username for deep links; asked of Telegram (getMe) when unset.
+    telegram_bot_username: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -214,4 +216,16 @@ def load_settings(
         org_name=_text(env, "ORG_NAME", "our involvement team") or "our involvement team",
         suppression_key=_suppression_key(env, bool(sid) or bool(_text(env, "TELEGRAM_BOT_TOKEN"))),
         retention_days=_retention_days(env, "RETENTION_DAYS"),
+        telegram_bot_username=_bot_username(env, "TELEGRAM_BOT_USERNAME"),
     )
+
+
+def _bot_username(env: Mapping[str, str], name: str) -> str | None:
+    raw = _text(env, name)
+    if raw is None:
+        return None
+    value = raw.removeprefix("@")
+    # Telegram's rule for bot usernames: 5-32 letters, digits or underscores.
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{4,31}", value):
+        raise ConfigError(f"{name} must be a bot username such as InvolveBot, got {raw!r}")
+    return value

@@ -233,6 +233,9 @@ def _handle(
         events.survey_ended.send(
             survey_id, session=session, participant_id=person.id, settings=settings
         )
+    # A channel whose provider takes no reply in its webhook answer (Telegram) answers through
+    # the outbox; the simulator (a known person, no address) shows its replies where it is.
+    inline_reply = inline and (channel.replies_inline or received.address is None)
     replies = _reply(
         session,
         channel,
@@ -241,7 +244,7 @@ def _handle(
         conversation_id,
         inbound_id,
         now,
-        inline,
+        inline_reply,
         settings,
     )
     state = engine.State.from_json(conv.state) if conv is not None else None
@@ -298,8 +301,9 @@ def _reply(
     bodies = channel.render_replies(prompts, settings.org_name)
     if not bodies:
         return []
-    if not (inline and channel.replies_inline):
-        # Handled later than the request: the answer goes out like any other message.
+    if not inline:
+        # Handled later than the request, or by a channel that cannot answer in its webhook
+        # response: the answer goes out like any other message.
         for body in bodies:
             outbox.add(
                 session, person, channel.name, body, Kind.REPLY, conversation_id=conversation_id

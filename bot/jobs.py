@@ -22,15 +22,16 @@ from datetime import datetime, timedelta
 from redis import Redis
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
 
 from bot import channels, conversations, delivery, inbox, outbox, pacing, runtime
 from bot.channels import Handed, Outgoing, Sender
 from bot.config import Settings
 from bot.db import Database
 from bot.errors import RecipientOptedOut, SendError, TemporaryError
-from bot.models import Message, Participant, utcnow
-from bot.status import CampaignStatus, Direction, InvitationStatus, Outbound
+from bot.models import ConsentEvent, Message, Participant, utcnow
+from bot.status import CampaignStatus, Consent, Direction, InvitationStatus, Kind, Outbound
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +115,11 @@ def send_batch(
             if message.status != Outbound.PENDING:
                 outcome[message.id] = f"already {message.status}"
                 continue
-            if message.participant_id is None or opted_out or erased_at is not None:
+            if (
+                message.participant_id is None
+                or erased_at is not None
+                or (opted_out and not _answers_since_stop(session, message))
+            ):
                 message.status = Outbound.CANCELLED
                 message.error_message = "the person opted out or was erased"
                 outcome[message.id] = "cancelled"
@@ -147,6 +152,21 @@ def send_batch(
     if ready:
         outcome.update(_send_paced(database, redis, settings, ready))
     return outcome
+
+
+def _answers_since_stop(session: Session, message: Message) -> bool:
+    """A reply written after the person's STOP answers what they sent since (the STOP's own
+    confirmation, "send START to hear from us again"): on a channel that replies through the
+    outbox it must still go. Anything written before the STOP does not."""
+    if message.kind != Kind.REPLY:
+        return False
+    stopped_at = session.scalar(
+        select(func.max(ConsentEvent.at)).where(
+            ConsentEvent.participant_id == message.participant_id,
+            ConsentEvent.kind == Consent.OPT_OUT,
+        )
+    )
+    return stopped_at is not None and message.created_at >= stopped_at
 
 
 def _sender(settings: Settings, channel: str) -> Sender:

@@ -272,3 +272,20 @@ class AuditEvent(Base):
     )  # subject_access | erasure | export | launch | retention_purge
     target: Mapped[str | None] = mapped_column(String(100))
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class TelegramLink(Base):
+    """A single-use code behind a `t.me/<bot>?start=<code>` deep link, issued for one person.
+
+    Only the code's hash is kept, so a copy of the database cannot be used to take over a
+    person's chat; the code itself is shown once, to staff, when it is issued.
+    """
+
+    __tablename__ = "telegram_links"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]

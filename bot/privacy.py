@@ -8,7 +8,7 @@ import zlib
 from typing import Any
 
 from redis import Redis
-from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy import ColumnElement, and_, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from bot import conversations, engine
@@ -21,6 +21,7 @@ from bot.models import (
     Message,
     Participant,
     Suppression,
+    TelegramLink,
     as_id,
     utcnow,
 )
@@ -264,6 +265,8 @@ def erase(session: Session, person: Participant) -> dict[str, int]:
         .where(Invitation.participant_id == person.id, Invitation.status == "waiting")
         .values(status="skipped", reason="erased")
     )
+    # Unused deep-link codes would join a chat to nobody; they go with the rest.
+    session.execute(delete(TelegramLink).where(TelegramLink.participant_id == person.id))
     person.name = person.phone = person.external_id = person.joined_via = None
     person.telegram_chat_id = None
     person.tags = []

@@ -73,6 +73,9 @@ class FakeTwilio:
                         "at": time.monotonic(),
                     }
                 )
+                if "/IncomingPhoneNumbers/" in self.path:
+                    self._reply(200, {**fake.number(), **{_snake(k): v for k, v in form.items()}})
+                    return
                 step = fake.script.popleft() if fake.script else Scripted()
                 if step.status >= 300:
                     fake.received.set()
@@ -113,6 +116,23 @@ class FakeTwilio:
                 url = urlparse(self.path)
                 query = {k: v[0] for k, v in parse_qs(url.query).items()}
                 fake.requests.append({"method": "GET", "path": self.path, "query": query})
+                if url.path.endswith("/IncomingPhoneNumbers.json"):
+                    found = [fake.number()] if query.get("PhoneNumber") == FROM_NUMBER else []
+                    self._reply(
+                        200,
+                        {
+                            "incoming_phone_numbers": found,
+                            "next_page_uri": None,
+                            "page": 0,
+                            "page_size": 50,
+                            "uri": url.path,
+                            "first_page_uri": url.path,
+                            "previous_page_uri": None,
+                            "start": 0,
+                            "end": len(found),
+                        },
+                    )
+                    return
                 found = [
                     m
                     for m in reversed(fake.created)
@@ -148,12 +168,26 @@ class FakeTwilio:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}"
 
+    def number(self) -> dict[str, Any]:
+        """The account's one phone number, as IncomingPhoneNumbers describes it."""
+        return {
+            "sid": "PN" + "1" * 32,
+            "account_sid": ACCOUNT_SID,
+            "phone_number": FROM_NUMBER,
+            "sms_url": "",
+            "sms_method": "POST",
+        }
+
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
 
     def sends(self) -> list[dict[str, str]]:
         return [r["form"] for r in self.requests if r["method"] == "POST"]
+
+
+def _snake(name: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
 
 
 def _now():
@@ -228,3 +262,241 @@ def post_twilio(
         else sign(base_url + path, params, token)
     }
     return client.post(path, data=params, headers=headers)
+
+
+# --- Telegram ------------------------------------------------------------------------------
+
+BOT_TOKEN = "123456789:TEST-bot-token-abcdefghijklmnopqrstuv"
+BOT_USERNAME = "InvolveTestBot"
+WEBHOOK_SECRET = "test-webhook-secret-0123456789"
+
+
+@dataclass
+class BotApiAnswer:
+    """A scripted Bot API failure: the status and Telegram's own description."""
+
+    status: int
+    description: str
+    retry_after: int | None = None
+
+
+BLOCKED = BotApiAnswer(403, "Forbidden: bot was blocked by the user")
+CHAT_NOT_FOUND = BotApiAnswer(400, "Bad Request: chat not found")
+
+
+def flood(seconds: int) -> BotApiAnswer:
+    return BotApiAnswer(429, f"Too Many Requests: retry after {seconds}", seconds)
+
+
+@dataclass
+class FakeTelegram:
+    """Telegram's Bot API on 127.0.0.1: answers as Telegram does and records every call.
+
+    Scripted answers (`script`) apply, in order, to calls of the methods in `scripted_methods`
+    (sendMessage by default), so a test can make one send fail without touching the rest.
+    """
+
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    script: deque[BotApiAnswer] = field(default_factory=deque)
+    scripted_methods: tuple[str, ...] = ("sendMessage",)
+    next_message_id: int = 1000
+
+    def start(self) -> FakeTelegram:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _reply(self, status: int, payload: dict[str, Any]) -> None:
+                body = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", 0))
+                raw = self.rfile.read(length).decode()
+                token, _, method = self.path.lstrip("/").removeprefix("bot").partition("/")
+                if self.headers.get("Content-Type", "").startswith("application/json"):
+                    params = json.loads(raw or "{}")
+                else:
+                    # python-telegram-bot posts a form whose values are JSON-encoded.
+                    params = {k: _json_or_text(v[0]) for k, v in parse_qs(raw).items()}
+                fake.calls.append({"method": method, "token": token, "params": params})
+                if token != BOT_TOKEN:
+                    self._reply(
+                        401, {"ok": False, "error_code": 401, "description": "Unauthorized"}
+                    )
+                    return
+                if method in fake.scripted_methods and fake.script:
+                    step = fake.script.popleft()
+                    error: dict[str, Any] = {
+                        "ok": False,
+                        "error_code": step.status,
+                        "description": step.description,
+                    }
+                    if step.retry_after is not None:
+                        error["parameters"] = {"retry_after": step.retry_after}
+                    self._reply(step.status, error)
+                    return
+                self._reply(200, {"ok": True, "result": fake.result(method, params)})
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.handle_error = lambda request, address: None  # type: ignore[method-assign]
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self.thread.start()
+        return self
+
+    def result(self, method: str, params: dict[str, Any]) -> Any:
+        if method == "getMe":
+            return {
+                "id": int(BOT_TOKEN.split(":")[0]),
+                "is_bot": True,
+                "first_name": "Involve",
+                "username": BOT_USERNAME,
+            }
+        if method == "sendMessage":
+            self.next_message_id += 1
+            message = {
+                "message_id": self.next_message_id,
+                "date": int(time.time()),
+                "chat": {"id": int(params["chat_id"]), "type": "private", "first_name": "Ann"},
+                "from": {
+                    "id": int(BOT_TOKEN.split(":")[0]),
+                    "is_bot": True,
+                    "first_name": "Involve",
+                },
+                "text": params.get("text", ""),
+            }
+            if params.get("reply_markup"):
+                message["reply_markup"] = params["reply_markup"]
+            return message
+        return True  # setWebhook, answerCallbackQuery, editMessageReplyMarkup...
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def of(self, method: str) -> list[dict[str, Any]]:
+        return [c["params"] for c in self.calls if c["method"] == method]
+
+    def sent(self) -> list[dict[str, Any]]:
+        return self.of("sendMessage")
+
+
+def _json_or_text(value: str) -> Any:
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+_update_ids = iter(range(500_000, 10**9))
+
+
+def next_update_id() -> int:
+    return next(_update_ids)
+
+
+def _user(chat_id: int) -> dict[str, Any]:
+    return {"id": chat_id, "is_bot": False, "first_name": "Ann", "language_code": "en-GB"}
+
+
+def _chat(chat_id: int, kind: str = "private") -> dict[str, Any]:
+    if kind == "private":
+        return {"id": chat_id, "type": "private", "first_name": "Ann"}
+    return {"id": chat_id, "type": kind, "title": "Readers' panel"}
+
+
+def message_update(
+    chat_id: int, text: str, update_id: int | None = None, chat_type: str = "private"
+) -> dict[str, Any]:
+    """A text message as Telegram sends it; a leading /command carries its bot_command entity."""
+    message: dict[str, Any] = {
+        "message_id": next_update_id() % 100_000,
+        "from": _user(chat_id if chat_type == "private" else 4242),
+        "chat": _chat(chat_id, chat_type),
+        "date": int(time.time()),
+        "text": text,
+    }
+    if text.startswith("/"):
+        message["entities"] = [
+            {"offset": 0, "length": len(text.split(" ", 1)[0]), "type": "bot_command"}
+        ]
+    return {"update_id": update_id or next_update_id(), "message": message}
+
+
+def callback_update(
+    chat_id: int, sent: dict[str, Any], data: str, message_id: int, update_id: int | None = None
+) -> dict[str, Any]:
+    """A button pressed on a message we sent (`sent`: the sendMessage call's parameters)."""
+    message: dict[str, Any] = {
+        "message_id": message_id,
+        "from": {"id": int(BOT_TOKEN.split(":")[0]), "is_bot": True, "first_name": "Involve"},
+        "chat": _chat(chat_id),
+        "date": int(time.time()),
+        "text": sent.get("text", ""),
+    }
+    if sent.get("reply_markup"):
+        message["reply_markup"] = sent["reply_markup"]
+    return {
+        "update_id": update_id or next_update_id(),
+        "callback_query": {
+            "id": str(uuid.uuid4().int)[:19],
+            "from": _user(chat_id),
+            "message": message,
+            "chat_instance": str(-uuid.uuid4().int % 10**19),
+            "data": data,
+        },
+    }
+
+
+def edited_message_update(chat_id: int, text: str) -> dict[str, Any]:
+    update = message_update(chat_id, text)
+    update["edited_message"] = {**update.pop("message"), "edit_date": int(time.time())}
+    return update
+
+
+def sticker_update(chat_id: int) -> dict[str, Any]:
+    update = message_update(chat_id, "x")
+    del update["message"]["text"]
+    update["message"]["sticker"] = {
+        "file_id": "CAACAgIAAxkBAAEB",
+        "file_unique_id": "AgADAQAD",
+        "type": "regular",
+        "width": 512,
+        "height": 512,
+        "is_animated": False,
+        "is_video": False,
+    }
+    return update
+
+
+def channel_post_update(chat_id: int, text: str) -> dict[str, Any]:
+    return {
+        "update_id": next_update_id(),
+        "channel_post": {
+            "message_id": 7,
+            "chat": {"id": chat_id, "type": "channel", "title": "News"},
+            "date": int(time.time()),
+            "text": text,
+        },
+    }
+
+
+def post_telegram(client: Any, update: dict[str, Any], secret: str | None = WEBHOOK_SECRET):
+    headers = {} if secret is None else {"X-Telegram-Bot-Api-Secret-Token": secret}
+    return client.post("/webhooks/telegram", json=update, headers=headers)

@@ -82,7 +82,7 @@ def test_create_validates_every_field(client):
         ),
         (
             {"survey": "guide-title", "audience": {"all": True}, "channel": "telegram"},
-            "cannot invite by telegram now: not available yet",
+            "cannot invite by telegram now: set TELEGRAM_BOT_TOKEN and TELEGRAM_WEBHOOK_SECRET",
         ),
         (
             {"survey": "guide-title", "audience": {"all": True}, "channel": "voice"},
@@ -129,7 +129,7 @@ def test_launch_invites_by_text_skips_and_counts(client, database, redis_conn, t
         assert sorted(reasons.values()) == [
             ("invited", None),
             ("invited", None),
-            ("skipped", "Telegram is off: not available yet"),
+            ("skipped", "Telegram is off: set TELEGRAM_BOT_TOKEN and TELEGRAM_WEBHOOK_SECRET"),
             ("skipped", "opted out"),
         ]
 

@@ -107,25 +107,45 @@ def test_voice_outro_ends_the_call():
 def test_telegram_buttons_for_closed_questions():
     (message,) = telegram.render([ask("format")])
     rows = message.keyboard.inline_keyboard
+    # Each button names its question, so one left on an old message answers nothing later.
     assert [[(b.text, b.callback_data) for b in row] for row in rows] == [
-        [("Printed", "1")],
-        [("Digital", "2")],
-        [("Both", "3")],
+        [("Printed", "format:1")],
+        [("Digital", "format:2")],
+        [("Both", "format:3")],
     ]
     (yesno,) = telegram.render([ask("ok")])
     assert [(b.text, b.callback_data) for b in yesno.keyboard.inline_keyboard[0]] == [
-        ("Yes", "1"),
-        ("No", "2"),
+        ("Yes", "ok:1"),
+        ("No", "ok:2"),
     ]
     (free,) = telegram.render([ask("many")])
     assert free.keyboard is None
     (optional,) = telegram.render([ask("why")])
-    assert optional.keyboard.inline_keyboard[-1][0].callback_data == "/skip"
+    assert optional.keyboard.inline_keyboard[-1][0].callback_data == "why:skip"
 
 
 def test_telegram_words_become_commands():
     (intro, _) = telegram.render(engine.begin(SURVEY, CTX).prompts)
     assert intro.text == "Hello Ann. Send /stop to opt out."
     assert telegram.parse(text="/stop") is Command.STOP
-    assert telegram.parse(callback_data="/skip") is Command.SKIP
-    assert telegram.parse(callback_data="2") == Reply("2")
+    question = SURVEY.question("why")
+    assert telegram.Press.read("why:skip")(question) is Command.SKIP
+    assert telegram.Press.read("why:2")(question) == Reply("2")
+    stale = telegram.Press.read("format:2")
+    assert stale(question) is Command.REPEAT and stale.stale
+
+
+def test_telegram_stored_body_reads_as_words_and_rebuilds_the_keyboard():
+    (message,) = telegram.render([ask("format")])
+    body = telegram.to_body(message)
+    assert body.split("\n\n")[0] == message.text
+    assert telegram.from_body(body) == message
+    assert telegram.from_body("Just words") == telegram.TelegramMessage("Just words")
+    # Something that only looks like ours is sent as the words it is.
+    odd = "Words\n\n" + telegram.KEYBOARD_MARK + "not json"
+    assert telegram.from_body(odd).text == odd
+
+
+def test_telegram_callback_data_fits_for_the_longest_question_id():
+    data = telegram.callback("q" * 100, "10")
+    assert len(data.encode()) <= 64 and telegram.Press.read(data).value == "10"

@@ -91,3 +91,11 @@ def test_without_a_channel_a_key_is_made_once_in_the_instance_folder(tmp_path):
     assert len(key) == 64 and suppression_key(settings) == key
     assert (tmp_path / "suppression.key").stat().st_mode & 0o077 == 0  # only the owner reads it
     assert suppression_hash("+447700900001", key) != suppression_hash("+447700900001", b"k" * 32)
+
+
+def test_telegram_bot_username_is_checked_at_start():
+    assert load_settings({"TELEGRAM_BOT_USERNAME": "@InvolveBot"}).telegram_bot_username == (
+        "InvolveBot"
+    )
+    with pytest.raises(ConfigError, match="TELEGRAM_BOT_USERNAME must be a bot username"):
+        load_settings({"TELEGRAM_BOT_USERNAME": "not a name"})

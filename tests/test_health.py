@@ -12,7 +12,7 @@ def test_healthy(client):
         "channels": {
             "sms": "on",
             "voice": "off: not available yet",
-            "telegram": "off: not available yet",
+            "telegram": "off: set TELEGRAM_BOT_TOKEN and TELEGRAM_WEBHOOK_SECRET",
         },
         "inbound": {"retrying": 0, "failed": 0},
     }

@@ -68,7 +68,7 @@ def test_serve_runs_web_worker_embedded_redis_and_sqlite_then_stops_cleanly(tmp_
         output, _ = process.communicate(timeout=30)
     assert process.returncode == 0, output
     assert "involve: stopped" in output
-    assert "involve: sms on" in output and "involve: telegram off: not available yet" in output
+    assert "involve: sms on" in output and "involve: telegram off: set TELEGRAM_BOT_TOKEN" in output
     from bot.config import load_settings
     from bot.serve import _redis_dir
 

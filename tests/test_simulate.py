@@ -55,7 +55,9 @@ def test_simulate_telegram_shows_buttons(settings, database):
         main, ["simulate", "guide-title", "--channel", "telegram"], input="3\n"
     )
     assert result.exit_code == 0, result.output
-    assert "buttons: [1] Living well" in result.output
+    # Laid out as in the chat: a row a line, each button with what typing does the same.
+    assert "           [1] Living well with long-term health conditions\n" in result.output
+    assert "           [Skip this question]\n" in result.output
     assert "[input ended; the conversation stays open]" in result.output
 
 

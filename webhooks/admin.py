@@ -224,6 +224,41 @@ def audit_log():
     return jsonify(events=events)
 
 
+@bp.post("/participants/<key>/telegram-link")
+def telegram_link(key: str):
+    """A single-use deep link that joins the person's Telegram chat to them when tapped."""
+    from bot.channels.telegram import links
+
+    days: Any = links.DEFAULT_DAYS
+    if request.content_length:
+        body = _json_body()
+        if not isinstance(body, dict) or set(body) - {"days"}:
+            raise ApiError(400, 'the body is {"days": N} or nothing')
+        days = body.get("days", days)
+        if isinstance(days, bool) or not isinstance(days, int | float):
+            raise ApiError(400, "days must be a number")
+    settings = _settings()
+    try:
+        username = links.bot_username(settings)
+    except links.LinkError as exc:
+        raise ApiError(409, str(exc)) from None
+    with runtime.database().session() as session:
+        person = _person_or_404(session, key)
+        try:
+            issued = links.issue(session, person, days=days)
+        except links.LinkError as exc:
+            raise ApiError(400, str(exc)) from None
+        external_id = person.external_id
+    response = jsonify(
+        participant=issued.participant_id,
+        external_id=external_id,
+        link=issued.link(username),
+        expires_at=issued.expires_at.isoformat(),
+    )
+    response.status_code = 201
+    return response
+
+
 # --- campaigns -------------------------------------------------------------------------
 
 

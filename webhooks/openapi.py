@@ -274,6 +274,51 @@ def spec(server: str, survey_ids: list[str]) -> dict[str, Any]:
                     },
                 }
             },
+            "/admin/api/participants/{key}/telegram-link": {
+                "post": {
+                    "summary": "A single-use Telegram deep link that joins a chat to this person",
+                    "operationId": "telegramLink",
+                    "parameters": [PARTICIPANT_KEY],
+                    "requestBody": {
+                        "required": False,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "days": {
+                                            "type": "number",
+                                            "exclusiveMinimum": 0,
+                                            "maximum": 365,
+                                        }
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "201": {
+                            "description": "The link, shown once (only a hash of its code is kept)",
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "type": "object",
+                                        "required": ["participant", "link", "expires_at"],
+                                        "properties": {
+                                            "participant": {"type": "integer"},
+                                            "external_id": {"type": ["string", "null"]},
+                                            "link": {"type": "string"},
+                                            "expires_at": {"type": "string"},
+                                        },
+                                    }
+                                }
+                            },
+                        },
+                        **_errors(400, 404, 409, 415, *COMMON),
+                    },
+                }
+            },
             "/admin/api/campaigns": {
                 "post": {
                     "summary": "Create a campaign (a draft)",

@@ -108,6 +108,11 @@ class Channel:
         """The sender for these settings; raises `ChannelOff` when it cannot send."""
         raise NotImplementedError
 
+    def point_webhooks(self, settings: Settings) -> list[str]:
+        """Tell the provider where to send what people write (`involve webhooks set`): what
+        was set, a line each. Raises a `bot.errors.SendError` when the provider refuses."""
+        return []
+
     # --- words -------------------------------------------------------------------------
 
     def render_body(self, prompts: Iterable[Prompt], org: str) -> str:

@@ -208,6 +208,26 @@ class TwilioSender:
         return None
 
 
+def point_sms_webhook(settings: Settings, url: str) -> str:
+    """Set the Twilio number's messaging webhook to `url`; what was set, in words."""
+    client = sms_sender(settings).client()
+    try:
+        numbers = client.incoming_phone_numbers.list(
+            phone_number=settings.twilio_from_number, limit=1
+        )
+        if not numbers:
+            raise PermanentError(
+                f"{settings.twilio_from_number} is not a number on this Twilio account "
+                "(check TWILIO_FROM_NUMBER)"
+            )
+        numbers[0].update(sms_url=url, sms_method="POST")
+    except SendError:
+        raise
+    except Exception as exc:
+        raise classify(exc) from exc
+    return f"{settings.twilio_from_number} posts texts to {url}"
+
+
 _sms_senders: dict[int, TwilioSender] = {}
 
 

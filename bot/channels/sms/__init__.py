@@ -48,6 +48,11 @@ class SmsChannel(Channel):
         self.require_on(settings)
         return sms_sender(settings)
 
+    def point_webhooks(self, settings: Settings) -> list[str]:
+        from bot.providers.twilio import point_sms_webhook
+
+        return [point_sms_webhook(settings, f"{settings.public_base_url}/webhooks/twilio/sms")]
+
     def render_body(self, prompts: Iterable[Prompt], org: str) -> str:
         return "\n\n".join(render.render(prompts))
 

@@ -1,13 +1,18 @@
 """Telegram: a chat id is the address; closed questions are answered by tapping buttons.
 
-Rendering and parsing are here; the webhook and the sender arrive with the Telegram work, so
-until then the channel cannot send (`sender` says so).
+The webhook (`webhooks/telegram.py`) reads each update here (`read_update`), applies it through
+the one writer, and answers 200 at once; everything said back goes through the outbox and the
+sender (`replies_inline = False`), the one place the Bot API is called.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from telegram import Update
 
 from bot.channels.base import Channel, InvalidAddress, Sender
 from bot.channels.telegram import render
@@ -15,9 +20,42 @@ from bot.engine import Inbound, Prompt
 
 if TYPE_CHECKING:
     from bot.config import Settings
+    from bot.inbox import Interpret
     from bot.survey import Question
 
 MAX_CHAT_ID = 2**52  # Telegram promises chat ids fit in 52 bits
+MAX_TEXT = 4096  # Telegram's longest message; anything longer is not from Telegram
+# A deep-link code as `links.new_code` makes them: URL-safe base64, as /start payloads allow.
+LINK_CODE = re.compile(r"[A-Za-z0-9_-]{20,64}")
+
+
+@dataclass(frozen=True)
+class ReadUpdate:
+    """An update we handle, as the writer needs it."""
+
+    update_id: int
+    chat_id: int
+    text: str  # what is stored: the words, the label of a pressed button, or "/start"
+    inbound: Interpret
+    link_code: str | None = None  # from `/start <code>` (or a keyword; the links table says)
+    callback_query_id: str | None = None
+    pressed_message_id: int | None = None  # the message whose button was pressed
+    press: render.Press | None = None
+
+    @property
+    def provider_id(self) -> str:
+        return str(self.update_id)
+
+
+def _command_text(message: Any) -> str:
+    """The message's words, with a leading command as we read it: `/stop@InvolveBot` is /stop."""
+    text: str = message.text or ""
+    for entity in message.entities or ():
+        if entity.type == "bot_command" and entity.offset == 0:
+            command = text[: entity.length].split("@", 1)[0].lower()
+            rest = text[entity.length :].strip()
+            return f"{command} {rest}".strip()
+    return text
 
 
 class TelegramChannel(Channel):
@@ -25,7 +63,9 @@ class TelegramChannel(Channel):
     title = "Telegram"
     address_field = "telegram_chat_id"
     buttons = True
-    simulate_hint = "type a button number or text"
+    replies_inline = False  # the Bot API is called by the sender, never in the webhook
+    simulate_hint = "type a button's number or text, or your own words"
+    webhooks = ("webhooks.telegram:bp",)
 
     def normalise(self, raw: str) -> str:
         text = str(raw).strip()
@@ -38,40 +78,108 @@ class TelegramChannel(Channel):
         return int(address)
 
     def off_reason(self, settings: Settings) -> str | None:
-        # Until the Telegram sender lands, no setting turns it on.
-        return "not available yet"
+        if settings.telegram_bot_token and settings.telegram_webhook_secret:
+            return None
+        return "set TELEGRAM_BOT_TOKEN and TELEGRAM_WEBHOOK_SECRET"
 
     def sender(self, settings: Settings) -> Sender:
+        from bot.channels.telegram.sender import telegram_sender
+
         self.require_on(settings)
-        raise AssertionError("unreachable: this channel has no sender yet")
+        return telegram_sender(settings)
+
+    def point_webhooks(self, settings: Settings) -> list[str]:
+        from bot.channels.telegram.sender import UPDATES, telegram_sender
+
+        url = f"{settings.public_base_url}/webhooks/telegram"
+        telegram_sender(settings).set_webhook(url, UPDATES)
+        return [f"setWebhook {url} with the secret token, for {', '.join(UPDATES)} updates"]
 
     def render_body(self, prompts: Iterable[Prompt], org: str) -> str:
-        return "\n\n".join(m.text for m in render.render(prompts, org))
+        message = render.combine(render.render(prompts, org))
+        return render.to_body(message) if message is not None else ""
 
     def parse_stored(self, body: str) -> Inbound:
         return render.parse(text=body)
 
+    # --- reading what Telegram sends --------------------------------------------------
+
+    def read_update(self, data: dict[str, Any]) -> ReadUpdate | None:
+        """What an update means for us, or None for one we do not handle (stickers, edits,
+        groups, channel posts...), which is answered 200 and forgotten."""
+        update = Update.de_json(data, None)
+        if update.message is not None:
+            message = update.message
+            if message.chat.type != "private" or message.text is None:
+                return None
+            text = _command_text(message)[:MAX_TEXT]
+            payload = text.split(" ", 1)[1].strip() if text.startswith("/start ") else ""
+            if payload and LINK_CODE.fullmatch(payload):
+                return ReadUpdate(
+                    update.update_id,
+                    message.chat.id,
+                    text,
+                    render.parse(text=text),
+                    link_code=payload,
+                )
+            return ReadUpdate(update.update_id, message.chat.id, text, render.parse(text=text))
+        query = update.callback_query
+        if query is not None and query.data:
+            pressed = query.message
+            if pressed is not None and pressed.chat.type != "private":
+                return None
+            press = render.Press.read(query.data)
+            chat_id = pressed.chat.id if pressed is not None else query.from_user.id
+            message_id = pressed.message_id if pressed is not None else None
+            if press is None:
+                # Not one of our buttons: acknowledged so the spinner stops, nothing applied.
+                return None
+            label = press.value
+            markup = getattr(pressed, "reply_markup", None)
+            for row in markup.inline_keyboard if markup is not None else ():
+                for button in row:
+                    if button.callback_data == query.data:
+                        label = button.text
+            # Stored as the person would have typed it, so a retry reads it the same way.
+            text = "/skip" if press.value == render.SKIP_VALUE else label
+            return ReadUpdate(
+                update.update_id,
+                chat_id,
+                text,
+                press,
+                callback_query_id=query.id,
+                pressed_message_id=message_id,
+                press=press,
+            )
+        return None
+
+    # --- the simulator -----------------------------------------------------------------
+
     def simulate_show(self, prompts: Sequence[Prompt], org: str) -> list[str]:
-        lines = []
-        for message in render.render(prompts, org):
-            lines.append(f"[telegram] {message.text}")
-            if message.keyboard is not None:
-                buttons = [
-                    f"[{b.callback_data}] {b.text}"
-                    for row in message.keyboard.inline_keyboard
-                    for b in row
-                ]
-                lines.append("           buttons: " + "   ".join(buttons))
+        message = render.combine(render.render(prompts, org))
+        if message is None:
+            return []
+        lines = [
+            f"[telegram] {line}" if i == 0 else f"           {line}"
+            for i, line in enumerate(message.text.splitlines())
+        ]
+        if message.keyboard is not None:
+            # As laid out in the chat, one line per row; each button with what typing does
+            # the same: its number (the point itself on a scale).
+            for row in message.keyboard.inline_keyboard:
+                shown = []
+                for button in row:
+                    press = render.Press.read(str(button.callback_data))
+                    value = press.value if press is not None else ""
+                    if value in (render.SKIP_VALUE, button.text):
+                        shown.append(f"[{button.text}]")
+                    else:
+                        shown.append(f"[{value}] {button.text}")
+                lines.append("           " + "   ".join(shown))
         return lines
 
     def simulate_parse(self, typed: str, question: Question | None) -> Inbound:
-        stripped = typed.strip()
-        if (
-            question is not None
-            and question.type in ("choice", "yesno", "scale")
-            and stripped.isdigit()
-        ):
-            return render.parse(callback_data=stripped)  # tapping the button with that number
+        # A button's number typed is what pressing it sends ("2", the point on a scale).
         return render.parse(text=typed)
 
 

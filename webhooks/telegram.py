@@ -1,0 +1,101 @@
+"""POST /webhooks/telegram: an update from Telegram's Bot API, answered 200 at once.
+
+Thin on purpose: the secret token is checked, the channel reads the update, a deep-link code is
+redeemed, the one writer (`bot.inbox.receive`) applies it and stores what to say back in the
+outbox, where the sender delivers it. A button press is acknowledged in this response (the
+Bot API takes one method call as a webhook's answer), and its keyboard is cleared by a job.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from bot import channels, inbox, outbox, runtime
+from bot.channels.telegram import ReadUpdate, links
+from bot.config import Settings
+
+bp = Blueprint("telegram", __name__, url_prefix="/webhooks")
+CHANNEL = channels.get("telegram")
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+STALE_TEXT = "That question has been answered already. Here is the one we are on now."
+log = logging.getLogger(__name__)
+
+
+def _ok() -> Response:
+    return Response("", status=200)
+
+
+@bp.post("/telegram")
+def inbound_update() -> Response:
+    settings: Settings = current_app.extensions["involve.settings"]
+    secret = settings.telegram_webhook_secret
+    given = request.headers.get(SECRET_HEADER, "")
+    if not secret or not hmac.compare_digest(given.encode(), secret.encode()):
+        return Response("forbidden", status=403, mimetype="text/plain")
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict) or not isinstance(data.get("update_id"), int):
+        return Response("a JSON update with an update_id is required", status=400)
+    try:
+        read = CHANNEL.read_update(data)  # type: ignore[attr-defined]
+    except (KeyError, TypeError, ValueError, AttributeError):
+        # Signed with our secret, yet not an update python-telegram-bot can read.
+        log.warning("an update we could not read was answered 400")
+        return Response("not a Telegram update", status=400)
+    if read is None:
+        # Not something we handle: 200, so Telegram does not send it again. A button that is
+        # not ours is still acknowledged, or the person's app shows it loading for a while.
+        query = data.get("callback_query")
+        if isinstance(query, dict) and isinstance(query.get("id"), str):
+            return jsonify(method="answerCallbackQuery", callback_query_id=query["id"])
+        return _ok()
+    return _apply(settings, read)
+
+
+def _apply(settings: Settings, read: ReadUpdate) -> Response:
+    database = runtime.database()
+    received_text, inbound = read.text, read.inbound
+    if read.link_code is not None:
+        result = links.redeem(database, settings, read.chat_id, read.link_code, read.provider_id)
+        if result != links.UNKNOWN:
+            # Joined (or refused, with a note): a plain /start from here on, stored without
+            # the code, which is a credential until used.
+            received_text, inbound = "/start", CHANNEL.parse_stored("/start")
+    outcome = inbox.receive(
+        database,
+        settings,
+        inbox.Received(
+            channel=CHANNEL.name,
+            text=received_text,
+            inbound=inbound,
+            address=str(read.chat_id),
+            provider_id=read.provider_id,
+        ),
+        keywords=runtime.library().keywords(),
+    )
+    if read.callback_query_id is None:
+        return _ok()
+    if read.pressed_message_id is not None and outcome.status != inbox.DUPLICATE:
+        _clear_keyboard_later(read.chat_id, read.pressed_message_id)
+    answer: dict[str, Any] = {
+        "method": "answerCallbackQuery",
+        "callback_query_id": read.callback_query_id,
+    }
+    if read.press is not None and read.press.stale:
+        answer["text"] = STALE_TEXT
+    return jsonify(answer)
+
+
+def _clear_keyboard_later(chat_id: int, message_id: int) -> None:
+    from bot.channels.telegram.sender import clear_keyboard_job
+
+    try:
+        outbox.queue(runtime.redis()).enqueue(
+            clear_keyboard_job, chat_id, message_id, job_timeout=60, result_ttl=0
+        )
+    except Exception as exc:
+        # Only tidiness is lost: a press on a keyboard left behind is refused as stale.
+        log.warning("could not queue clearing a keyboard (%s)", type(exc).__name__)
