@@ -8,12 +8,14 @@ when that one ends or expires.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from redis import Redis
-from sqlalchemy import insert, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from bot import conversations, engine, outbox, runtime
@@ -42,6 +44,41 @@ class CampaignError(ValueError):
     def __init__(self, message: str, status: int = 400):
         super().__init__(message)
         self.status = status
+
+
+# --- can a channel send ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChannelOff:
+    """Why invitations cannot go out on a channel now."""
+
+    reason: str  # stored on each skipped invitation: "sms is off"
+    fix: str | None  # the settings that would switch it on; None when no setting can
+
+    def __str__(self) -> str:
+        return f"{self.reason}: {self.fix}" if self.fix else self.reason
+
+
+def channel_off(channel: str, settings: Settings) -> ChannelOff | None:
+    """None when invitations on `channel` can go out now.
+
+    The one place that answers "can this channel send", so that launching, fan-out and health
+    agree (and a channel registry can take over the question later).
+    """
+    from bot.jobs import SENDING_CHANNELS
+
+    if channel not in SENDING_CHANNELS:
+        return ChannelOff(f"{channel} invitations are not available yet", None)
+    if channel in ("sms", "voice") and not (
+        settings.twilio_enabled and settings.twilio_from_number
+    ):
+        return ChannelOff(
+            f"{channel} is off", "set TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and TWILIO_FROM_NUMBER"
+        )
+    if channel == "telegram" and not settings.telegram_enabled:
+        return ChannelOff("telegram is off", "set TELEGRAM_BOT_TOKEN and TELEGRAM_WEBHOOK_SECRET")
+    return None
 
 
 # --- creating --------------------------------------------------------------------------
@@ -128,20 +165,14 @@ def create(
         raise CampaignError(
             f"channel must be null (each person's preferred channel) or one of {', '.join(CHANNELS)}"
         )
-    from bot.jobs import SENDING_CHANNELS
-
-    if channel is not None and channel not in SENDING_CHANNELS:
+    off = channel_off(channel, settings) if channel is not None else None
+    if off is not None and off.fix is None:
         raise CampaignError(
             f"inviting by {channel} is not available yet: use sms, or null for each person's own channel",
             409,
         )
-    if channel in ("sms", "voice") and not settings.twilio_enabled:
-        raise CampaignError(
-            "SMS and calls are off: set TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and TWILIO_FROM_NUMBER first",
-            409,
-        )
-    if channel == "telegram" and not settings.telegram_enabled:
-        raise CampaignError("Telegram is off: set TELEGRAM_BOT_TOKEN first", 409)
+    if off is not None:
+        raise CampaignError(f"{off.reason}: {off.fix} first", 409)
     reminder = payload.get("reminder_after_hours")
     if reminder is not None and (
         isinstance(reminder, bool)
@@ -169,14 +200,87 @@ def create(
 # --- launching -------------------------------------------------------------------------
 
 
-def launch(session: Session, campaign: Campaign) -> bool:
-    """Start the fan-out; False (and nothing new) if it was launched already."""
+def _preferred(
+    campaign: Campaign, channel: str | None, phone: str | None, chat: int | None
+) -> str | None:
+    return campaign.channel or channel or ("sms" if phone else "telegram" if chat else None)
+
+
+def _channels_needed(session: Session, campaign: Campaign) -> Counter[str]:
+    """How many people in the audience (not opted out) each channel would have to reach."""
+    ids = audience_ids(session, campaign.audience)
+    needed: Counter[str] = Counter()
+    for start in range(0, len(ids), BATCH * 10):
+        rows = session.execute(
+            select(Participant.channel, Participant.phone, Participant.telegram_chat_id).where(
+                Participant.id.in_(ids[start : start + BATCH * 10]),
+                Participant.opted_out.is_(False),
+            )
+        )
+        for channel, phone, chat in rows:
+            choice = _preferred(campaign, channel, phone, chat)
+            if choice is not None:
+                needed[choice] += 1
+    return needed
+
+
+def _refuse_if_cannot_send(session: Session, campaign: Campaign, settings: Settings) -> None:
+    """A launch that would mark people "not reached" for a missing setting uses them up: refuse.
+
+    Channels no setting can switch on (not built yet) are skipped and counted, as before.
+    """
+    problems = []
+    for channel, people in sorted(_channels_needed(session, campaign).items()):
+        off = channel_off(channel, settings)
+        if off is not None and off.fix is not None:
+            problems.append(
+                f"{off.reason} ({people} {'person' if people == 1 else 'people'}): {off.fix}"
+            )
+    if problems:
+        raise CampaignError(
+            "cannot launch, nobody would be reached on a channel that is off: "
+            + "; ".join(problems),
+            409,
+        )
+
+
+def _unreached_because_off(session: Session, campaign: Campaign, settings: Settings) -> list[int]:
+    """Invitation ids skipped only because a channel was off, on channels that can send now."""
+    rows = session.execute(
+        select(Invitation.id, Invitation.channel, Invitation.reason).where(
+            Invitation.campaign_id == campaign.id, Invitation.status == "skipped"
+        )
+    )
+    # Campaigns launched before the channel was kept on these rows have only the reason.
+    return [
+        iid
+        for iid, _channel, reason in rows
+        if (reason or "").endswith(" is off")
+        and channel_off(reason.split(" ", 1)[0], settings) is None
+    ]
+
+
+def launch(session: Session, campaign: Campaign, settings: Settings | None = None) -> bool:
+    """Start the fan-out; False (and nothing new) if it was launched already.
+
+    A launched campaign whose people were not reached only because their channel was off is
+    launched again for them, once the channel can send.
+    """
+    settings = settings or runtime.settings()
     if campaign.status == "closed":
         raise CampaignError("this campaign is closed", 409)
-    if campaign.status != "draft":
+    _refuse_if_cannot_send(session, campaign, settings)
+    if campaign.status == "draft":
+        campaign.status = "launching"
+        campaign.launched_at = utcnow()
+        return True
+    retry = _unreached_because_off(session, campaign, settings)
+    if not retry:
         return False
+    # The fan-out invites everyone without an invitation row, so removing these rows is all a
+    # second pass needs; each person is still invited at most once.
+    session.execute(delete(Invitation).where(Invitation.id.in_(retry)))
     campaign.status = "launching"
-    campaign.launched_at = utcnow()
     return True
 
 
@@ -203,24 +307,18 @@ def _channel_for(
     campaign: Campaign, person: Participant, settings: Settings
 ) -> tuple[str | None, str | None]:
     """The channel to invite this person on, or (None, why not)."""
-    choice = (
-        campaign.channel
-        or person.channel
-        or ("sms" if person.phone else "telegram" if person.telegram_chat_id else None)
-    )
+    choice = _preferred(campaign, person.channel, person.phone, person.telegram_chat_id)
     if choice is None:
         return None, "no phone number or Telegram chat"
-    from bot.jobs import SENDING_CHANNELS
-
-    if choice not in SENDING_CHANNELS:
-        return None, f"{choice} invitations are not available yet"
+    off = channel_off(choice, settings)
+    if off is not None and off.fix is None:
+        return None, off.reason
     address = outbox.address_for(person, choice)
     if address is None:
         return None, f"no {choice} address"
-    if choice in ("sms", "voice") and not settings.twilio_enabled:
-        return None, f"{choice} is off"
-    if choice == "telegram" and not settings.telegram_enabled:
-        return None, "telegram is off"
+    if off is not None:
+        # The channel is kept so a launch after the setting is fixed can find these people.
+        return choice, off.reason
     return choice, None
 
 

@@ -265,12 +265,12 @@ def campaign_launch(campaign_id: int) -> None:
     """Send the invitations (a worker does the sending)."""
     from bot import campaigns, runtime
 
-    _settings()
+    settings = _settings()
     redis = _redis()
     try:
         with runtime.database().session() as session:
             found = campaigns.get_or_404(session, campaign_id)
-            started = campaigns.launch(session, found)
+            started = campaigns.launch(session, found, settings)
     except campaigns.CampaignError as exc:
         raise click.ClickException(str(exc)) from None
     if started:

@@ -345,3 +345,62 @@ def test_audience_entries_that_cannot_be_ids_match_nobody(client):
         headers=ADMIN,
     )
     assert response.status_code == 201 and response.json["audience_size"] == 0
+
+
+def _without_twilio(app_settings):
+    from webhooks import create_app
+
+    off = app_settings.with_overrides(
+        twilio_account_sid=None, twilio_auth_token=None, twilio_from_number=None
+    )
+    runtime.configure(off)
+    return create_app({"SETTINGS": off, "TESTING": True}).test_client()
+
+
+def test_launch_is_refused_while_the_channel_cannot_send_and_works_once_it_can(
+    client, database, redis_conn, twilio_fake, app_settings
+):
+    setup_panel(client, database)
+    off_client = _without_twilio(app_settings)
+    campaign_id = create(off_client)["id"]
+    refused = off_client.post(f"/admin/api/campaigns/{campaign_id}/launch", headers=ADMIN)
+    assert refused.status_code == 409, refused.json
+    assert "sms is off" in refused.json["error"] and "TWILIO_FROM_NUMBER" in refused.json["error"]
+    assert status(off_client, campaign_id)["status"] == "draft"
+
+    from click.testing import CliRunner
+
+    from bot.cli import main
+
+    result = CliRunner().invoke(main, ["campaign", "launch", str(campaign_id)])
+    assert result.exit_code == 1 and "TWILIO_ACCOUNT_SID" in result.output, result.output
+
+    runtime.configure(app_settings)
+    launched = client.post(f"/admin/api/campaigns/{campaign_id}/launch", headers=ADMIN)
+    assert launched.status_code == 202 and launched.json["status"] == "launching"
+    run_worker(redis_conn)
+    assert len(twilio_fake.sends()) == 2
+
+
+def test_people_not_reached_because_sms_was_off_are_invited_by_a_later_launch(
+    client, database, redis_conn, twilio_fake, app_settings
+):
+    setup_panel(client, database)
+    off_client = _without_twilio(app_settings)
+    campaign_id = create(off_client)["id"]
+    # A campaign launched before launches were refused: everyone by text was "not reached".
+    with database.session() as session:
+        session.get(campaigns.Campaign, campaign_id).status = "launching"
+    campaigns.fan_out(redis_conn, campaign_id)
+    assert status(off_client, campaign_id)["counts"]["not_reached"] == 3
+    runtime.configure(app_settings)
+    again = client.post(f"/admin/api/campaigns/{campaign_id}/launch", headers=ADMIN)
+    assert again.status_code == 202 and again.json["status"] == "launching"
+    run_worker(redis_conn)
+    assert sorted(s["To"] for s in twilio_fake.sends()) == ["+447700900001", "+447700900002"]
+    counts = status(client, campaign_id)["counts"]
+    assert counts["invited"] == 2 and counts["not_reached"] == 1  # Di: Telegram is not built yet
+    again = client.post(f"/admin/api/campaigns/{campaign_id}/launch", headers=ADMIN)
+    assert again.json["status"] == "launched"
+    run_worker(redis_conn)
+    assert len(twilio_fake.sends()) == 2
