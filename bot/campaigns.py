@@ -547,8 +547,17 @@ def promote_waiting(session: Session, participant_id: int, settings: Settings) -
     return message_ids
 
 
-def close(session: Session, campaign: Campaign) -> None:
-    """No more invitations or reminders; conversations in progress may still finish."""
+def close(
+    session: Session, campaign: Campaign, settings: Settings | None = None
+) -> tuple[list[int], int]:
+    """No more invitations or reminders, and its conversations in progress end.
+
+    Left open, they would keep their people "in a survey" for up to 7 days, and the next
+    campaign to the same people would wait behind them. Returns (ids of messages now queued for
+    invitations that were waiting behind these conversations, how many conversations ended):
+    the caller dispatches the messages after the commit.
+    """
+    settings = settings or runtime.settings()
     campaign.status, campaign.closed_at = "closed", utcnow()
     session.execute(
         update(Invitation)
@@ -564,6 +573,20 @@ def close(session: Session, campaign: Campaign) -> None:
         )
         .values(status="cancelled", error_message="campaign closed", updated_at=utcnow())
     )
+    open_conversations = session.scalars(
+        select(Conversation)
+        .where(Conversation.campaign_id == campaign.id, Conversation.status == engine.ACTIVE)
+        .order_by(Conversation.id)
+        .with_for_update()
+    ).all()
+    queued: list[int] = []
+    for conv in open_conversations:
+        conv.status = engine.EXPIRED
+        conv.state = {**conv.state, "status": engine.EXPIRED}
+    session.flush()
+    for conv in open_conversations:
+        queued += promote_waiting(session, conv.participant_id, settings)
+    return queued, len(open_conversations)
 
 
 def get_or_404(session: Session, campaign_id: int) -> Campaign:

@@ -286,31 +286,42 @@ def campaign_status(campaign_id: int) -> None:
     """Progress counts."""
     from bot import campaigns, progress, runtime
 
-    _settings()
+    settings = _settings()
     try:
         with runtime.database().read() as session:
             found = campaigns.get_or_404(session, campaign_id)
             counts = progress.counts(session, campaign_id).as_json()
+            held = progress.held(session, campaign_id, settings)
     except campaigns.CampaignError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"campaign {campaign_id}: {found.survey_id}, {found.status}")
+    if found.send_at is not None and found.status != "closed":
+        local = found.send_at.astimezone(settings.timezone)
+        click.echo(f"  starts at     {local:%H:%M on %a %d %b %Y} ({settings.timezone})")
     for key, value in counts.items():
         click.echo(f"  {key.replace('_', ' '):12} {value}")
+    # "invited" means written, not sent: say what is still waiting and until when.
+    click.echo(f"  {'held':12} {held.describe(settings)}")
 
 
 @campaign.command("close")
 @click.argument("campaign_id", type=int)
 def campaign_close(campaign_id: int) -> None:
-    """No more invitations or reminders."""
-    from bot import campaigns, runtime
+    """No more invitations or reminders; conversations in progress end."""
+    from bot import campaigns, outbox, runtime
 
     _settings()
     try:
         with runtime.database().session() as session:
-            campaigns.close(session, campaigns.get_or_404(session, campaign_id))
+            queued, ended = campaigns.close(session, campaigns.get_or_404(session, campaign_id))
     except campaigns.CampaignError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"campaign {campaign_id} closed")
+    if queued:
+        outbox.dispatch(_redis(), [(mid, None) for mid in queued])
+    click.echo(
+        f"campaign {campaign_id} closed; {ended} conversation(s) in progress ended"
+        + (f", {len(queued)} waiting invitation(s) to other campaigns sent" if queued else "")
+    )
 
 
 @campaign.command("export")

@@ -404,3 +404,60 @@ def test_people_not_reached_because_sms_was_off_are_invited_by_a_later_launch(
     assert again.json["status"] == "launched"
     run_worker(redis_conn)
     assert len(twilio_fake.sends()) == 2
+
+
+def test_status_shows_invitations_held_by_quiet_hours_and_when_they_go(
+    client, database, redis_conn, twilio_fake, app_settings
+):
+    from click.testing import CliRunner
+
+    from bot.cli import main
+
+    quiet = app_settings.with_overrides(quiet_hours=parse_quiet_hours("00:00-23:59"))
+    runtime.configure(quiet)
+    setup_panel(client, database)
+    campaign_id = create(client)["id"]
+    client.post(f"/admin/api/campaigns/{campaign_id}/launch", headers=ADMIN)
+    run_worker(redis_conn)
+    assert twilio_fake.sends() == []
+    shown = status(client, campaign_id)
+    assert shown["counts"]["invited"] == 2
+    held = shown["held"]
+    assert held["messages"] == 2 and held["reason"] == "quiet hours", held
+    assert "T23:59:00" in held["until"], held  # the end of the window, local time
+    assert held["quiet_hours"] == "00:00-23:59" and held["timezone"] == "Europe/London"
+    out = CliRunner().invoke(main, ["campaign", "status", str(campaign_id)]).output
+    assert "held         2 until 23:59" in out and "quiet hours 00:00-23:59" in out, out
+
+
+def test_nothing_held_shows_zero(client, database, redis_conn, twilio_fake):
+    setup_panel(client, database)
+    campaign_id = create(client)["id"]
+    client.post(f"/admin/api/campaigns/{campaign_id}/launch", headers=ADMIN)
+    run_worker(redis_conn)
+    assert status(client, campaign_id)["held"]["messages"] == 0
+
+
+def test_closing_a_campaign_ends_its_conversations_and_the_next_campaign_goes_out(
+    client, database, redis_conn, twilio_fake
+):
+    from bot.models import Conversation
+
+    setup_panel(client, database, opted_out=())
+    first = create(client, audience={"participants": ["A"]}, channel="sms")["id"]
+    client.post(f"/admin/api/campaigns/{first}/launch", headers=ADMIN)
+    run_worker(redis_conn)
+    second = create(client, survey="hear-back", audience={"participants": ["A"]}, channel="sms")[
+        "id"
+    ]
+    client.post(f"/admin/api/campaigns/{second}/launch", headers=ADMIN)
+    run_worker(redis_conn)
+    assert status(client, second)["counts"]["waiting"] == 1
+    closed = client.post(f"/admin/api/campaigns/{first}/close", headers=ADMIN)
+    assert closed.json["conversations_ended"] == 1
+    run_worker(redis_conn)
+    assert len(twilio_fake.sends()) == 2
+    assert status(client, second)["counts"]["invited"] == 1
+    with database.session() as session:
+        statuses = {c.campaign_id: c.status for c in session.scalars(select(Conversation))}
+    assert statuses == {first: "expired", second: "active"}

@@ -220,8 +220,9 @@ def launch_campaign(campaign_id: str):
 def close_campaign(campaign_id: str):
     with runtime.database().session() as session:
         campaign = campaigns.get_or_404(session, _campaign_id(campaign_id))
-        campaigns.close(session, campaign)
-    return jsonify(id=campaign.id, status="closed")
+        queued, ended = campaigns.close(session, campaign)
+    outbox.dispatch(runtime.redis(), [(mid, None) for mid in queued])
+    return jsonify(id=campaign.id, status="closed", conversations_ended=ended)
 
 
 @bp.get("/campaigns/<campaign_id>")
@@ -229,12 +230,15 @@ def campaign_status(campaign_id: str):
     with runtime.database().read() as session:
         campaign = campaigns.get_or_404(session, _campaign_id(campaign_id))
         counts = progress.counts(session, campaign.id)
+        settings = runtime.settings()
         return jsonify(
             id=campaign.id,
             survey=campaign.survey_id,
             status=campaign.status,
             channel=campaign.channel,
+            send_at=campaign.send_at.isoformat() if campaign.send_at else None,
             counts=counts.as_json(),
+            held=progress.held(session, campaign.id, settings).as_json(settings),
         )
 
 
