@@ -148,8 +148,14 @@ def audience_ids(session: Session, audience: Mapping[str, Any]) -> list[int]:
 
 
 def create(
-    session: Session, payload: Mapping[str, Any], surveys: Mapping[str, Survey], settings: Settings
+    session: Session,
+    payload: Mapping[str, Any],
+    surveys: Mapping[str, Survey],
+    settings: Settings,
+    broken: Mapping[str, list[str]] | None = None,
 ) -> tuple[Campaign, int]:
+    """A draft campaign. `broken` names scripts that did not load, so staff learn why theirs
+    is missing instead of only that it is."""
     if not isinstance(payload, Mapping):
         raise CampaignError("the body must be a JSON object")
     allowed = {"survey", "audience", "channel", "send_at", "reminder_after_hours"}
@@ -159,7 +165,14 @@ def create(
     survey_id = payload.get("survey")
     if not isinstance(survey_id, str) or survey_id not in surveys:
         known = ", ".join(sorted(surveys)) or "none"
-        raise CampaignError(f"survey must be the id of a survey script (there are: {known})")
+        not_loaded = "".join(
+            f"; {name} did not load: {problems[0]}"
+            + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
+            for name, problems in sorted((broken or {}).items())
+        )
+        raise CampaignError(
+            f"survey must be the id of a survey script (there are: {known}){not_loaded}"
+        )
     channel = payload.get("channel")
     if channel is not None and channel not in CHANNELS:
         raise CampaignError(

@@ -32,27 +32,26 @@ def main() -> None:
 @click.argument("files", nargs=-1, type=click.Path(dir_okay=False))
 @click.option("--strict", is_flag=True, help="Exit 1 on warnings too.")
 def lint(files: tuple[str, ...], strict: bool) -> None:
-    """Check survey scripts (all of CONVERSATIONS_DIR when no file is named)."""
-    from bot.lint import lint_file
+    """Check survey scripts and their *.feedback.yaml files (all of CONVERSATIONS_DIR when no
+    file is named)."""
+    from bot.lint import lint_paths
 
-    paths = [Path(f) for f in files] or sorted(
-        p for p in _settings().conversations_dir.glob("*.y*ml") if ".feedback." not in p.name
-    )
+    paths = [Path(f) for f in files] or sorted(_settings().conversations_dir.glob("*.y*ml"))
     if not paths:
-        raise click.ClickException("no survey scripts to check")
+        raise click.ClickException(f"no survey scripts to check in {_settings().conversations_dir}")
     errors = warnings = 0
-    for path in paths:
-        report = lint_file(path)
+    for report in lint_paths(paths):
+        # One stream, in file order: a file's warnings sit beside its errors.
         for line in report.errors:
-            click.echo(f"error: {line}", err=True)
+            click.echo(f"error: {line}")
         for line in report.warnings:
-            click.echo(f"warning: {line}", err=True)
+            click.echo(f"warning: {line}")
         errors += len(report.errors)
         warnings += len(report.warnings)
         if not report.errors and not report.warnings:
-            click.echo(f"ok: {path}")
+            click.echo(f"ok: {report.path}")
     if errors or warnings:
-        click.echo(f"{len(paths)} file(s): {errors} error(s), {warnings} warning(s)", err=True)
+        click.echo(f"{len(paths)} file(s): {errors} error(s), {warnings} warning(s)")
     if errors or (strict and warnings):
         sys.exit(1)
 
@@ -249,8 +248,9 @@ def campaign_create(survey, tags, people, everyone, channel, send_at, reminder_a
     settings = _settings()
     try:
         with runtime.database().session() as session:
+            library = runtime.library()
             created, size = campaigns.create(
-                session, payload, runtime.library().surveys(), settings
+                session, payload, library.surveys(), settings, broken=library.broken
             )
     except campaigns.CampaignError as exc:
         raise click.ClickException(str(exc)) from None

@@ -95,6 +95,10 @@ def _serve(settings: Settings, host: str, port: int, web_workers: int, env: dict
 
     for channel, state in channel_states(settings).items():
         click.echo(f"involve: {channel} {state}")
+    from bot.runtime import SurveyLibrary
+
+    for problem in SurveyLibrary(settings.conversations_dir).check():
+        click.echo(f"involve: survey script not loaded: {problem}", err=True)
     click.echo(
         f"involve: serving on http://{host}:{port} (public URL {settings.public_base_url}); Ctrl-C stops"
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hmac
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request, stream_with_context
@@ -127,13 +128,29 @@ def _campaign_id(value: str) -> int:
 
 @bp.get("/surveys")
 def list_surveys():
-    surveys = runtime.library().surveys()
-    return jsonify(
-        [
-            {"id": s.id, "title": s.title, "questions": [_question(q) for q in s.questions]}
-            for s in surveys.values()
-        ]
-    )
+    library = runtime.library()
+    surveys = library.surveys()
+    listed: list[dict[str, Any]] = [
+        {
+            "id": s.id,
+            "title": s.title,
+            "questions": [_question(q) for q in s.questions],
+            "loaded": True,
+        }
+        for s in surveys.values()
+    ]
+    # A script with a mistake is named, not left out: staff would otherwise look for it in vain.
+    listed += [
+        {
+            "id": Path(name).stem,
+            "title": name,
+            "questions": [],
+            "loaded": False,
+            "problems": problems,
+        }
+        for name, problems in sorted(library.broken.items())
+    ]
+    return jsonify(listed)
 
 
 def _question(question: Question) -> dict[str, Any]:
@@ -201,7 +218,10 @@ def erase(key: str):
 def create_campaign():
     body = _json_body()
     with runtime.database().session() as session:
-        campaign, size = campaigns.create(session, body, runtime.library().surveys(), _settings())
+        library = runtime.library()
+        campaign, size = campaigns.create(
+            session, body, library.surveys(), _settings(), broken=library.broken
+        )
         result = {"id": campaign.id, "status": campaign.status, "audience_size": size}
     return jsonify(result), 201
 
