@@ -88,10 +88,7 @@ def _texts(survey: Survey) -> Iterator[tuple[str, str]]:
 
 
 def _retry(survey: Survey, question: Question) -> Ask:
-    from bot.parsing import expected
-
-    hint = f"Sorry, we didn't quite catch that. Please reply with {expected(question)}."
-    return engine.ask(survey, question, SAMPLE_CONTEXT, retry=hint)
+    return engine.ask_again(survey, question, SAMPLE_CONTEXT, "")
 
 
 def _not_gsm(text: str, found: tuple[tuple[int, str], ...] | list[tuple[int, str]]) -> str:

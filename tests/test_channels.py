@@ -127,3 +127,14 @@ def test_telegram_words_become_commands():
     assert telegram.parse(text="/stop") is Command.STOP
     assert telegram.parse(callback_data="/skip") is Command.SKIP
     assert telegram.parse(callback_data="2") == Reply("2")
+
+
+def test_voice_reprompts_say_press_never_reply():
+    for qid, wrong in (("format", "9"), ("many", "99999"), ("why", "")):
+        question = SURVEY.question(qid)
+        prompt = engine.ask_again(SURVEY, question, CTX, wrong)
+        spoken = " ".join(voice.render([prompt]).say)
+        assert "reply" not in spoken.casefold(), spoken
+        assert "Sorry" in spoken
+    sms_text = sms.render([engine.ask_again(SURVEY, SURVEY.question("format"), CTX, "9")])[0]
+    assert sms_text.startswith("Sorry, we didn't quite catch that. Please reply with")

@@ -59,7 +59,9 @@ def gather_for(q: Question) -> Gather:
 
 def question_speech(prompt: Ask) -> str:
     q = prompt.question
-    parts = [prompt.retry] if prompt.retry else []
+    parts = (
+        [prompt.sorry] if prompt.sorry else []
+    )  # the keys are named below: "press", never "reply"
     parts.append(prompt.text)
     if q.type in ("choice", "yesno"):
         parts.extend(
