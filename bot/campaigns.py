@@ -35,6 +35,7 @@ from bot.survey import Survey, SurveyError
 from bot.text import clean_text
 
 BATCH = 1000
+SIMULATOR = "simulate"  # Participant.joined_via of the people `involve simulate` plays
 CHANNELS = ("sms", "voice", "telegram")
 
 
@@ -129,7 +130,12 @@ def audience_ids(session: Session, audience: Mapping[str, Any]) -> list[int]:
     """Ids of the people an audience names (erased people never), in id order."""
     live = Participant.erased_at.is_(None)
     if audience.get("all"):
-        return list(session.scalars(select(Participant.id).where(live).order_by(Participant.id)))
+        # "Everyone" means the panel: the people `involve simulate` made to try scripts are not
+        # in it (they can still be named, or tagged, on purpose).
+        real = Participant.joined_via.is_(None) | (Participant.joined_via != SIMULATOR)
+        return list(
+            session.scalars(select(Participant.id).where(live, real).order_by(Participant.id))
+        )
     if "tags" in audience:
         wanted = set(audience["tags"])
         # Tags are a small JSON list per person; filtering here works the same on every database.
@@ -205,9 +211,20 @@ def create(
         send_at=send_at,
         reminder_after_hours=reminder,
     )
+    size = len(audience_ids(session, audience))
+    if size == 0:
+        raise CampaignError(f"nobody to invite: {_why_empty(audience)}")
     session.add(campaign)
     session.flush()
-    return campaign, len(audience_ids(session, audience))
+    return campaign, size
+
+
+def _why_empty(audience: Mapping[str, Any]) -> str:
+    if audience.get("all"):
+        return "the panel is empty; import people first (involve participants import FILE.csv)"
+    if "tags" in audience:
+        return f"nobody has the tag(s) {', '.join(map(str, audience['tags']))}"
+    return "none of these ids or external ids is a participant"
 
 
 # --- launching -------------------------------------------------------------------------

@@ -200,6 +200,9 @@ def participants_import(file: str, replace_tags: bool) -> None:
     click.echo(f"created {report.created}, updated {report.updated}, rejected {len(rejected)}")
     for problem in rejected:
         click.echo(f"  row {problem['row']}: {problem['error']}")
+    if not report.created and not report.updated:
+        # A script or a person checking `$?` must see that nothing was imported.
+        raise click.ClickException(f"no rows imported from {file}")
 
 
 @main.group()

@@ -219,3 +219,14 @@ def test_a_script_that_does_not_load_is_named_where_surveys_are_listed(app_setti
         "/admin/api/campaigns", json={"survey": "broken", "audience": {"all": True}}, headers=ADMIN
     )
     assert refused.status_code == 400 and "broken.yaml did not load" in refused.json["error"]
+
+
+def test_an_import_with_no_good_row_exits_non_zero(app_settings, database, tmp_path):
+    from bot.cli import main
+
+    path = tmp_path / "panel.csv"
+    path.write_text("name,phone\nBob,nope\nCy,\n", encoding="utf-8")
+    result = CliRunner().invoke(main, ["participants", "import", str(path)])
+    assert result.exit_code == 1, result.output
+    assert "created 0, updated 0, rejected 2" in result.output
+    assert "no rows imported" in result.output

@@ -158,7 +158,9 @@ def test_answers_by_text_move_the_counts_and_export(client, database, redis_conn
     assert (counts["started"], counts["completed"]) == (2, 1)
     response = client.get(f"/admin/api/campaigns/{campaign_id}/responses.csv", headers=ADMIN)
     assert response.mimetype == "text/csv"
-    rows = list(csv.reader(io.StringIO(response.get_data(as_text=True))))
+    raw = response.get_data()
+    assert raw.startswith("\ufeff".encode()), "Excel needs the BOM to read UTF-8 (emoji, accents)"
+    rows = list(csv.reader(io.StringIO(raw.decode("utf-8-sig"))))
     assert rows[0] == [
         "participant",
         "channel",
@@ -330,7 +332,8 @@ def test_the_whole_cycle_from_the_shell(client, database, redis_conn, twilio_fak
     target = tmp_path / "out.csv"
     exported = runner.invoke(main, ["campaign", "export", campaign_id, "-o", str(target)])
     assert exported.exit_code == 0, exported.output
-    rows = list(csv.reader(target.open()))
+    assert target.read_bytes().startswith(b"\xef\xbb\xbf")
+    rows = list(csv.reader(target.open(encoding="utf-8-sig")))
     assert rows[0][:3] == ["participant", "channel", "status"] and len(rows) == 5
     assert runner.invoke(main, ["campaign", "close", campaign_id]).exit_code == 0
     assert runner.invoke(main, ["campaign", "status", "999"]).exit_code == 1
@@ -344,7 +347,47 @@ def test_audience_entries_that_cannot_be_ids_match_nobody(client):
         json={"survey": "guide-title", "audience": {"participants": ["²", "9" * 30, -4]}},
         headers=ADMIN,
     )
-    assert response.status_code == 201 and response.json["audience_size"] == 0
+    assert response.status_code == 400
+    assert response.json["error"] == (
+        "nobody to invite: none of these ids or external ids is a participant"
+    )
+
+
+def test_a_campaign_for_nobody_is_refused_with_the_reason(client, database):
+    from click.testing import CliRunner
+
+    from bot.cli import main
+
+    empty = client.post(
+        "/admin/api/campaigns",
+        json={"survey": "guide-title", "audience": {"all": True}},
+        headers=ADMIN,
+    )
+    assert empty.status_code == 400 and "the panel is empty" in empty.json["error"]
+    setup_panel(client, database)
+    result = CliRunner().invoke(main, ["campaign", "create", "guide-title", "--tag", "nobody"])
+    assert result.exit_code == 1 and "nobody has the tag(s) nobody" in result.output, result.output
+
+
+def test_simulator_people_are_not_in_everyone(client, database):
+    from bot import simulate
+    from bot.survey import resolve
+
+    setup_panel(client, database, opted_out=())
+    inputs = iter(["1"])
+    simulate.run(
+        runtime.database(),
+        resolve("guide-title", runtime.settings().conversations_dir),
+        "sms",
+        lambda: next(inputs, None),
+        lambda *_: None,
+        name="Sam",
+        org="Age Better",
+    )
+    with database.session() as session:
+        assert session.scalar(select(Participant).where(Participant.joined_via == "simulate"))
+    everyone = create(client, audience={"all": True})
+    assert everyone["audience_size"] == 5
 
 
 def _without_twilio(app_settings):

@@ -28,7 +28,7 @@ from bot import (
 )
 from bot.config import Settings
 from bot.models import Campaign
-from bot.survey import Question
+from bot.survey import Question, Survey
 
 bp = Blueprint("admin", __name__, url_prefix="/admin/api")
 log = logging.getLogger(__name__)
@@ -274,7 +274,9 @@ def responses_csv(campaign_id: str):
             yield from exports.csv_chunks(exports.response_rows(session, campaign))
 
     headers = {"Content-Disposition": f'attachment; filename="campaign-{number}-responses.csv"'}
-    return Response(stream_with_context(generate()), mimetype="text/csv", headers=headers)
+    return Response(
+        stream_with_context(generate()), content_type="text/csv; charset=utf-8", headers=headers
+    )
 
 
 @bp.get("/campaigns/<campaign_id>/summary")
@@ -298,7 +300,7 @@ def campaign_feedback(campaign_id: str):
                 campaign, with_for_update=True
             )  # one feedback send at a time per campaign
             survey = conversations.survey_for(session, campaign.survey_version_id)
-            definition = feedback.parse_definition(body, survey)
+            definition = _feedback_definition(body, survey)
             planned = feedback.plan(session, campaign, definition)
             if dry_run:
                 return jsonify(feedback.preview(planned))
@@ -307,6 +309,15 @@ def campaign_feedback(campaign_id: str):
         raise ApiError(400, str(exc)) from None
     outbox.dispatch(runtime.redis(), [(mid, None) for mid in queued])
     return jsonify(queued=len(queued), skipped=planned.skipped), 202
+
+
+def _feedback_definition(body: Any, survey: Survey) -> feedback.Definition:
+    """The message and outcomes in the body, else the survey's `<id>.feedback.yaml`, as the
+    CLI uses: staff write it once and preview or send it from either place."""
+    if isinstance(body, dict) and "message" not in body and "outcomes" not in body:
+        path = runtime.settings().conversations_dir / f"{survey.id}.feedback.yaml"
+        return feedback.load_file(path, survey)
+    return feedback.parse_definition(body, survey)
 
 
 @bp.get("/campaigns/<campaign_id>/feedback")
