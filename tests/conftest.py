@@ -7,7 +7,12 @@ and a Redis database that carries our marker key (we refuse to touch one that ho
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import getpass
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +32,19 @@ ROOT = Path(__file__).resolve().parent.parent
 CONVERSATIONS = ROOT / "conversations"
 REDIS_MARKER = "involve:test-database"
 BACKENDS = ["sqlite"] + (["postgresql"] if os.environ.get("TEST_DATABASE_URL") else [])
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # pytest removes its own run folder (tmp_path_retention_policy = "none" in pyproject.toml)
+    # but keeps its per-user parent; take that too when no other run is using it. At exit,
+    # because pytest's own clean-up runs after every hook.
+    parent = Path(tempfile.gettempdir()) / f"pytest-of-{getpass.getuser()}"
+    atexit.register(_remove_if_empty, parent)
+
+
+def _remove_if_empty(folder: Path) -> None:
+    with contextlib.suppress(OSError):  # absent, or another run's folders are in it
+        folder.rmdir()
 
 
 def _pg_url(raw: str):
@@ -114,6 +132,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     client.close()
     if server is not None:
         server.stop()
+        shutil.rmtree(server.directory, ignore_errors=True)
 
 
 @pytest.fixture

@@ -1,12 +1,14 @@
 """The quick start: `involve serve` with nothing configured runs the whole service."""
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
 
+import pytest
 import requests
 
 from tests.conftest import CONVERSATIONS
@@ -50,6 +52,15 @@ def _wait_for_health(base: str) -> requests.Response | None:
         except requests.ConnectionError:
             time.sleep(0.2)
     return None
+
+
+@pytest.fixture(autouse=True)
+def _no_redis_folder_left_behind(tmp_path):
+    """Where tmp_path is too long for a socket, serve keeps its Redis in the temp folder."""
+    yield
+    folder = _socket_path(tmp_path).parent
+    if tmp_path not in folder.parents:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _socket_path(tmp_path):
