@@ -48,8 +48,8 @@ def _wait_for_health(base: str) -> requests.Response | None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
-            return requests.get(base + "/healthz", timeout=2)
-        except requests.ConnectionError:
+            return requests.get(base + "/healthz", timeout=10)
+        except (requests.ConnectionError, requests.Timeout):  # still starting, on a busy machine
             time.sleep(0.2)
     return None
 
