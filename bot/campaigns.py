@@ -264,14 +264,11 @@ def _refuse_if_cannot_send(session: Session, campaign: Campaign, settings: Setti
         off = channel_off(channel, settings)
         if off is not None and off.fix is not None:
             problems.append(
-                f"{off.reason} ({people} {'person' if people == 1 else 'people'}): {off.fix}"
+                f"{off.reason} and {people} {'person' if people == 1 else 'people'} "
+                f"would not be reached: {off.fix}"
             )
     if problems:
-        raise CampaignError(
-            "cannot launch, nobody would be reached on a channel that is off: "
-            + "; ".join(problems),
-            409,
-        )
+        raise CampaignError(f"cannot launch: {'; '.join(problems)}; then launch again", 409)
 
 
 def _unreached_because_off(session: Session, campaign: Campaign, settings: Settings) -> list[int]:

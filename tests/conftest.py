@@ -8,8 +8,6 @@ and a Redis database that carries our marker key (we refuse to touch one that ho
 from __future__ import annotations
 
 import atexit
-import contextlib
-import getpass
 import os
 import shutil
 import tempfile
@@ -34,17 +32,18 @@ REDIS_MARKER = "involve:test-database"
 BACKENDS = ["sqlite"] + (["postgresql"] if os.environ.get("TEST_DATABASE_URL") else [])
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
-    # pytest removes its own run folder (tmp_path_retention_policy = "none" in pyproject.toml)
-    # but keeps its per-user parent; take that too when no other run is using it. At exit,
-    # because pytest's own clean-up runs after every hook.
-    parent = Path(tempfile.gettempdir()) / f"pytest-of-{getpass.getuser()}"
-    atexit.register(_remove_if_empty, parent)
+    """Each run gets its own temp folder, removed when the run ends, pass or fail.
 
-
-def _remove_if_empty(folder: Path) -> None:
-    with contextlib.suppress(OSError):  # absent, or another run's folders are in it
-        folder.rmdir()
+    pytest's default keeps the last three runs in the temp folder; its "none" policy instead
+    deletes every unlocked run folder there, another run's in progress included. A folder of
+    our own, named before pytest makes one, avoids both. `--basetemp` still wins.
+    """
+    if config.option.basetemp is None:
+        base = tempfile.mkdtemp(prefix="involve-tests-")  # short: Unix socket paths are limited
+        config.option.basetemp = base
+        atexit.register(shutil.rmtree, base, ignore_errors=True)
 
 
 def _pg_url(raw: str):
