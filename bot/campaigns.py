@@ -213,7 +213,8 @@ def create(
     )
     size = len(audience_ids(session, audience))
     if size == 0:
-        raise CampaignError(f"nobody to invite: {_why_empty(audience)}")
+        # 409, like a channel that is off: the request is well formed, the panel is what lacks.
+        raise CampaignError(f"nobody to invite: {_why_empty(audience)}", 409)
     session.add(campaign)
     session.flush()
     return campaign, size

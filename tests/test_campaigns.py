@@ -347,7 +347,7 @@ def test_audience_entries_that_cannot_be_ids_match_nobody(client):
         json={"survey": "guide-title", "audience": {"participants": ["²", "9" * 30, -4]}},
         headers=ADMIN,
     )
-    assert response.status_code == 400
+    assert response.status_code == 409
     assert response.json["error"] == (
         "nobody to invite: none of these ids or external ids is a participant"
     )
@@ -363,7 +363,7 @@ def test_a_campaign_for_nobody_is_refused_with_the_reason(client, database):
         json={"survey": "guide-title", "audience": {"all": True}},
         headers=ADMIN,
     )
-    assert empty.status_code == 400 and "the panel is empty" in empty.json["error"]
+    assert empty.status_code == 409 and "the panel is empty" in empty.json["error"]
     setup_panel(client, database)
     result = CliRunner().invoke(main, ["campaign", "create", "guide-title", "--tag", "nobody"])
     assert result.exit_code == 1 and "nobody has the tag(s) nobody" in result.output, result.output
