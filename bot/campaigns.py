@@ -308,7 +308,9 @@ def launch(session: Session, campaign: Campaign, settings: Settings | None = Non
     # The fan-out invites everyone without an invitation row, so removing these rows is all a
     # second pass needs; each person is still invited at most once.
     session.execute(delete(Invitation).where(Invitation.id.in_(retry)))
-    campaign.status = "launching"
+    # As a fresh launch for the reconciler: it resumes this fan-out if the job is lost, and
+    # does not race the job just enqueued (it waits FANOUT_STALL after launched_at).
+    campaign.status, campaign.launched_at, campaign.fanout_done_at = "launching", utcnow(), None
     return True
 
 

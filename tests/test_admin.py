@@ -230,3 +230,14 @@ def test_an_import_with_no_good_row_exits_non_zero(app_settings, database, tmp_p
     assert result.exit_code == 1, result.output
     assert "created 0, updated 0, rejected 2" in result.output
     assert "no rows imported" in result.output
+
+
+def test_csv_with_a_stray_carriage_return_is_a_report_not_a_500(client):
+    """Found by schemathesis: a lone \r inside an unquoted field."""
+    response = client.post(
+        "/admin/api/participants",
+        data="name,phone\nAnn\r x,07700 900123\n\"Bob,07700 900124\n".encode(),
+        headers={**ADMIN, "Content-Type": "text/csv"},
+    )
+    assert response.status_code == 200, response.json
+    assert response.json["rejected"], response.json

@@ -439,6 +439,9 @@ def test_people_not_reached_because_sms_was_off_are_invited_by_a_later_launch(
     runtime.configure(app_settings)
     again = client.post(f"/admin/api/campaigns/{campaign_id}/launch", headers=ADMIN)
     assert again.status_code == 202 and again.json["status"] == "launching"
+    with database.session() as session:
+        # A fan-out in progress again, so the reconciler would resume it if its job were lost.
+        assert session.get(campaigns.Campaign, campaign_id).fanout_done_at is None
     run_worker(redis_conn)
     assert sorted(s["To"] for s in twilio_fake.sends()) == ["+447700900001", "+447700900002"]
     counts = status(client, campaign_id)["counts"]
