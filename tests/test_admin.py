@@ -236,7 +236,7 @@ def test_csv_with_a_stray_carriage_return_is_a_report_not_a_500(client):
     """Found by schemathesis: a lone \r inside an unquoted field."""
     response = client.post(
         "/admin/api/participants",
-        data="name,phone\nAnn\r x,07700 900123\n\"Bob,07700 900124\n".encode(),
+        data=b'name,phone\nAnn\r x,07700 900123\n"Bob,07700 900124\n',
         headers={**ADMIN, "Content-Type": "text/csv"},
     )
     assert response.status_code == 200, response.json
