@@ -10,17 +10,17 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 from redis import Redis
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
-from bot import conversations, engine, outbox, runtime
-from bot.channels import sms, telegram, voice
+from bot import channels, conversations, engine, events, outbox
 from bot.config import Settings
+from bot.db import Database, queue_after_commit
 from bot.models import (
     Campaign,
     Conversation,
@@ -36,7 +36,6 @@ from bot.text import clean_text
 
 BATCH = 1000
 SIMULATOR = "simulate"  # Participant.joined_via of the people `involve simulate` plays
-CHANNELS = ("sms", "voice", "telegram")
 
 
 class CampaignError(ValueError):
@@ -50,42 +49,26 @@ class CampaignError(ValueError):
 # --- can a channel send ----------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ChannelOff:
-    """Why invitations cannot go out on a channel now."""
+def channel_off(channel: str, settings: Settings) -> str | None:
+    """None when invitations on `channel` can go out now, else why not (and what to set).
 
-    reason: str  # stored on each skipped invitation: "sms is off"
-    fix: str | None  # the settings that would switch it on; None when no setting can
-
-    def __str__(self) -> str:
-        return f"{self.reason}: {self.fix}" if self.fix else self.reason
-
-
-def channel_off(channel: str, settings: Settings) -> ChannelOff | None:
-    """None when invitations on `channel` can go out now.
-
-    The one place that answers "can this channel send", so that launching, fan-out and health
-    agree (and a channel registry can take over the question later).
+    The one question launching, fan-out and creating ask; the channel registry answers it.
     """
-    from bot.jobs import SENDING_CHANNELS
+    return channels.get(channel).off_reason(settings)
 
-    if channel not in SENDING_CHANNELS:
-        return ChannelOff(f"{channel} invitations are not available yet", None)
-    if channel in ("sms", "voice") and not (
-        settings.twilio_enabled and settings.twilio_from_number
-    ):
-        return ChannelOff(
-            f"{channel} is off", "set TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and TWILIO_FROM_NUMBER"
-        )
-    if channel == "telegram" and not settings.telegram_enabled:
-        return ChannelOff("telegram is off", "set TELEGRAM_BOT_TOKEN and TELEGRAM_WEBHOOK_SECRET")
-    return None
+
+def settable(why_not: str) -> bool:
+    """Would a setting switch the channel on ("set TWILIO_..."), or is it not built yet?
+
+    Only the first kind refuses a launch: people skipped for the second are counted as before.
+    """
+    return why_not.startswith("set ")
 
 
 # --- creating --------------------------------------------------------------------------
 
 
-def _parse_time(value: Any, name: str) -> datetime | None:
+def _parse_time(value: Any, name: str, settings: Settings) -> datetime | None:
     if value in (None, ""):
         return None
     if not isinstance(value, str):
@@ -97,7 +80,7 @@ def _parse_time(value: Any, name: str) -> datetime | None:
             f"{name} must be an ISO 8601 time such as 2026-12-01T10:00:00Z, got {value!r}"
         ) from None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=runtime.settings().timezone)
+        moment = moment.replace(tzinfo=settings.timezone)
     return moment
 
 
@@ -143,14 +126,47 @@ def audience_ids(session: Session, audience: Mapping[str, Any]) -> list[int]:
             select(Participant.id, Participant.tags).where(live).order_by(Participant.id)
         )
         return [pid for pid, tags in rows if wanted & set(tags or [])]
-    ids = {n for n in (as_id(v) for v in audience["participants"]) if n is not None}
-    externals = {str(v)[:100] for v in audience["participants"]}
+    ids: set[int] = set()
+    externals: set[str] = set()
+    for value in audience["participants"]:
+        text = str(value)
+        if isinstance(value, int) or text.startswith("id:"):
+            number = as_id(text.removeprefix("id:"))
+            ids.update([number] if number is not None else [])
+        elif text.startswith("ext:"):
+            externals.add(text.removeprefix("ext:")[:100])
+        else:
+            # A bare key from before create() resolved them: either kind, as it was then.
+            number = as_id(text)
+            ids.update([number] if number is not None else [])
+            externals.add(text[:100])
     found = session.scalars(
         select(Participant.id).where(
             live, Participant.id.in_(ids) | Participant.external_id.in_(externals)
         )
     )
     return sorted(set(found))
+
+
+def _person_key(session: Session, value: str | int) -> str | int:
+    """One audience entry made explicit: our id as a number, an external id as `ext:<x>`.
+
+    A bare text that is one person's id and another person's external id is refused (409), as
+    in the admin API's URLs, rather than inviting both. A key nobody has yet is kept as given.
+    """
+    from bot import privacy
+
+    if isinstance(value, int):
+        return value
+    try:
+        person = privacy.find(session, value)
+    except privacy.AmbiguousKey as exc:
+        raise CampaignError(f"audience participants: {exc}", 409) from None
+    if person is None:
+        return value
+    if value.startswith("ext:") or (not value.startswith("id:") and value == person.external_id):
+        return f"ext:{person.external_id}"
+    return person.id
 
 
 def create(
@@ -171,27 +187,29 @@ def create(
     survey_id = payload.get("survey")
     if not isinstance(survey_id, str) or survey_id not in surveys:
         known = ", ".join(sorted(surveys)) or "none"
+        sent = (
+            f"there is no survey {survey_id!r}"
+            if isinstance(survey_id, str)
+            else "survey is missing"
+        )
         not_loaded = "".join(
             f"; {name} did not load: {problems[0]}"
             + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
             for name, problems in sorted((broken or {}).items())
         )
         raise CampaignError(
-            f"survey must be the id of a survey script (there are: {known}){not_loaded}"
+            f"{sent}: survey must be the id of a survey script (there are: {known}){not_loaded}"
         )
     channel = payload.get("channel")
-    if channel is not None and channel not in CHANNELS:
+    if channel is not None and channel not in channels.NAMES:
         raise CampaignError(
-            f"channel must be null (each person's preferred channel) or one of {', '.join(CHANNELS)}"
+            "channel must be null (each person's preferred channel) or one of "
+            + ", ".join(channels.NAMES)
         )
-    off = channel_off(channel, settings) if channel is not None else None
-    if off is not None and off.fix is None:
-        raise CampaignError(
-            f"inviting by {channel} is not available yet: use sms, or null for each person's own channel",
-            409,
-        )
-    if off is not None:
-        raise CampaignError(f"{off.reason}: {off.fix} first", 409)
+    if channel is not None:
+        why_not = channel_off(channel, settings)
+        if why_not is not None:
+            raise CampaignError(f"cannot invite by {channel} now: {why_not}", 409)
     reminder = payload.get("reminder_after_hours")
     if reminder is not None and (
         isinstance(reminder, bool)
@@ -200,7 +218,9 @@ def create(
     ):
         raise CampaignError("reminder_after_hours must be null or a number of hours from 1 to 1440")
     audience = _audience(payload.get("audience"))
-    send_at = _parse_time(payload.get("send_at"), "send_at")
+    if "participants" in audience:
+        audience = {"participants": [_person_key(session, v) for v in audience["participants"]]}
+    send_at = _parse_time(payload.get("send_at"), "send_at", settings)
     version = conversations.survey_version(session, surveys[survey_id])
     campaign = Campaign(
         survey_id=survey_id,
@@ -231,25 +251,23 @@ def _why_empty(audience: Mapping[str, Any]) -> str:
 # --- launching -------------------------------------------------------------------------
 
 
-def _preferred(
-    campaign: Campaign, channel: str | None, phone: str | None, chat: int | None
-) -> str | None:
-    return campaign.channel or channel or ("sms" if phone else "telegram" if chat else None)
-
-
 def _channels_needed(session: Session, campaign: Campaign) -> Counter[str]:
     """How many people in the audience (not opted out) each channel would have to reach."""
     ids = audience_ids(session, campaign.audience)
+    fields = channels.ADDRESS_FIELDS
+    columns = [Participant.channel, *(getattr(Participant, f) for f in fields)]
     needed: Counter[str] = Counter()
     for start in range(0, len(ids), BATCH * 10):
         rows = session.execute(
-            select(Participant.channel, Participant.phone, Participant.telegram_chat_id).where(
+            select(*columns).where(
                 Participant.id.in_(ids[start : start + BATCH * 10]),
                 Participant.opted_out.is_(False),
             )
         )
-        for channel, phone, chat in rows:
-            choice = _preferred(campaign, channel, phone, chat)
+        for preferred, *addresses in rows:
+            # Just the columns the registry looks at, not 100,000 loaded people.
+            person = SimpleNamespace(channel=preferred, **dict(zip(fields, addresses, strict=True)))
+            choice = campaign.channel or channels.default_for(person)  # type: ignore[arg-type]
             if choice is not None:
                 needed[choice] += 1
     return needed
@@ -261,15 +279,29 @@ def _refuse_if_cannot_send(session: Session, campaign: Campaign, settings: Setti
     Channels no setting can switch on (not built yet) are skipped and counted, as before.
     """
     problems = []
-    for channel, people in sorted(_channels_needed(session, campaign).items()):
-        off = channel_off(channel, settings)
-        if off is not None and off.fix is not None:
+    for name, people in sorted(_channels_needed(session, campaign).items()):
+        why_not = channel_off(name, settings)
+        if why_not is not None and settable(why_not):
+            title = channels.get(name).title
             problems.append(
-                f"{off.reason} and {people} {'person' if people == 1 else 'people'} "
-                f"would not be reached: {off.fix}"
+                f"{title} is off and {people} {'person' if people == 1 else 'people'} "
+                f"would not be reached: {why_not}"
             )
     if problems:
         raise CampaignError(f"cannot launch: {'; '.join(problems)}; then launch again", 409)
+
+
+def _off_channel(channel: str | None, reason: str | None) -> str | None:
+    """The channel a skipped invitation waits for, when it was skipped only because that
+    channel was off ("text message is off: set ..."); rows from before the channel was kept
+    on them name it only in the reason."""
+    if not reason or " is off" not in reason:
+        return None
+    if channel in channels.NAMES:
+        return channel
+    said = reason.split(" is off", 1)[0]
+    by_title = {c.title: c.name for c in channels.all_channels()}
+    return by_title.get(said) or (said if said in channels.NAMES else None)
 
 
 def _unreached_because_off(session: Session, campaign: Campaign, settings: Settings) -> list[int]:
@@ -279,22 +311,20 @@ def _unreached_because_off(session: Session, campaign: Campaign, settings: Setti
             Invitation.campaign_id == campaign.id, Invitation.status == "skipped"
         )
     )
-    # Campaigns launched before the channel was kept on these rows have only the reason.
     return [
         iid
-        for iid, _channel, reason in rows
-        if (reason or "").endswith(" is off")
-        and channel_off(reason.split(" ", 1)[0], settings) is None
+        for iid, channel, reason in rows
+        if (name := _off_channel(channel, reason)) is not None
+        and channel_off(name, settings) is None
     ]
 
 
-def launch(session: Session, campaign: Campaign, settings: Settings | None = None) -> bool:
+def launch(session: Session, campaign: Campaign, settings: Settings) -> bool:
     """Start the fan-out; False (and nothing new) if it was launched already.
 
     A launched campaign whose people were not reached only because their channel was off is
     launched again for them, once the channel can send.
     """
-    settings = settings or runtime.settings()
     if campaign.status == "closed":
         raise CampaignError("this campaign is closed", 409)
     _refuse_if_cannot_send(session, campaign, settings)
@@ -314,22 +344,36 @@ def launch(session: Session, campaign: Campaign, settings: Settings | None = Non
     return True
 
 
-def enqueue_fan_out(redis: Redis, campaign: Campaign) -> None:
+def fan_out_job_id(campaign_id: int) -> str:
+    # A fixed id per campaign, so the reconciler can ask Redis whether the job still exists.
+    return f"involve-fanout-{campaign_id}"
+
+
+def reminder_due(campaign: Campaign) -> datetime | None:
+    if not campaign.reminder_after_hours or campaign.launched_at is None:
+        return None
+    start = max(campaign.send_at or campaign.launched_at, campaign.launched_at)
+    return start + timedelta(hours=campaign.reminder_after_hours)
+
+
+def enqueue_fan_out(redis: Redis, campaign: Campaign, reminder: bool = True) -> None:
+    """Enqueue the fan-out (at `send_at`, if that is to come) and the reminder when it is due.
+    If Redis loses either, the reconciler enqueues it again (`bot.jobs`)."""
     from bot import reminders
     from bot.jobs import fan_out_job
 
     queue = outbox.queue(redis)
+    job_id = fan_out_job_id(campaign.id)
     if campaign.send_at is not None and campaign.send_at > utcnow():
-        queue.enqueue_at(campaign.send_at, fan_out_job, campaign.id, job_timeout=3600)
-    else:
-        queue.enqueue(fan_out_job, campaign.id, job_timeout=3600)
-    if campaign.reminder_after_hours:
-        start = max(campaign.send_at or utcnow(), utcnow())
         queue.enqueue_at(
-            start + timedelta(hours=campaign.reminder_after_hours),
-            reminders.send_reminders_job,
-            campaign.id,
-            job_timeout=3600,
+            campaign.send_at, fan_out_job, campaign.id, job_timeout=3600, job_id=job_id
+        )
+    else:
+        queue.enqueue(fan_out_job, campaign.id, job_timeout=3600, job_id=job_id)
+    due = reminder_due(campaign) if reminder else None
+    if due is not None:
+        queue.enqueue_at(
+            max(due, utcnow()), reminders.send_reminders_job, campaign.id, job_timeout=3600
         )
 
 
@@ -337,34 +381,27 @@ def _channel_for(
     campaign: Campaign, person: Participant, settings: Settings
 ) -> tuple[str | None, str | None]:
     """The channel to invite this person on, or (None, why not)."""
-    choice = _preferred(campaign, person.channel, person.phone, person.telegram_chat_id)
+    choice = campaign.channel or channels.default_for(person)
     if choice is None:
-        return None, "no phone number or Telegram chat"
-    off = channel_off(choice, settings)
-    if off is not None and off.fix is None:
-        return None, off.reason
-    address = outbox.address_for(person, choice)
-    if address is None:
-        return None, f"no {choice} address"
-    if off is not None:
-        # The channel is kept so a launch after the setting is fixed can find these people.
-        return choice, off.reason
+        return None, "no address on any channel"
+    channel = channels.get(choice)
+    if channel.address_of(person) is None:
+        return None, f"no {channel.title} address"
+    why_not = channel_off(choice, settings)
+    if why_not is not None:
+        # The channel is kept when a setting would turn it on, so that a launch once it is set
+        # finds these people again (`_unreached_because_off`).
+        return (choice if settable(why_not) else None), f"{channel.title} is off: {why_not}"
     return choice, None
 
 
 def render_for(channel: str, prompts: Iterable[engine.Prompt], org: str) -> str:
     """What an outbound message says, as stored in the outbox, for each channel."""
-    prompts = list(prompts)
-    if channel == "voice":
-        return " ".join(voice.render(prompts, org).say)
-    if channel == "telegram":
-        return "\n\n".join(m.text for m in telegram.render(prompts, org))
-    return "\n\n".join(sms.render(prompts))
+    return channels.get(channel).render_body(list(prompts), org)
 
 
-def fan_out(redis: Redis, campaign_id: int) -> dict[str, int]:
+def fan_out(database: Database, settings: Settings, campaign_id: int) -> dict[str, int]:
     """Invite everyone in the audience not yet invited. Safe to run again at any point."""
-    settings, database = runtime.settings(), runtime.database()
     with database.session() as session:
         campaign = session.get(Campaign, campaign_id)
         if campaign is None or campaign.status == "closed":
@@ -376,10 +413,9 @@ def fan_out(redis: Redis, campaign_id: int) -> dict[str, int]:
         chunk = ids[start : start + BATCH]
         with database.session() as session:
             campaign = session.get(Campaign, campaign_id)
-            made, message_ids = _invite_chunk(session, campaign, survey, chunk, settings)
+            made = _invite_chunk(session, campaign, survey, chunk, settings)
         for key, value in made.items():
             totals[key] += value
-        outbox.dispatch(redis, [(mid, None) for mid in message_ids])
     with database.session() as session:
         campaign = session.get(Campaign, campaign_id)
         if campaign.status == "launching":
@@ -390,7 +426,7 @@ def fan_out(redis: Redis, campaign_id: int) -> dict[str, int]:
 
 def _invite_chunk(
     session: Session, campaign: Campaign, survey: Survey, chunk: list[int], settings: Settings
-) -> tuple[dict[str, int], list[int]]:
+) -> dict[str, int]:
     done = set(
         session.scalars(
             select(Invitation.participant_id).where(
@@ -433,11 +469,11 @@ def _invite_chunk(
             counts["waiting"] += 1
         else:
             starting.append((person, channel))
-    message_ids = _start_many(session, campaign, survey, starting, settings, now, invitations)
+    _start_many(session, campaign, survey, starting, settings, now, invitations)
     counts["invited"] = len(starting)
     if invitations:
         session.execute(insert(Invitation.__table__), invitations)
-    return counts, message_ids
+    return counts
 
 
 def _invitation(
@@ -473,7 +509,8 @@ def _start_many(
     now: datetime,
     invitations: list[dict[str, Any]],
 ) -> list[int]:
-    """Begin each person's conversation and queue their invitation, with bulk inserts."""
+    """Begin each person's conversation and queue their invitation, with bulk inserts; the
+    invitations are sent once the caller's unit of work commits."""
     if not starting:
         return []
     steps = [
@@ -540,11 +577,20 @@ def _start_many(
                 invited_at=now,
             )
         )
+    queue_after_commit(session, [(message_id, None) for message_id in message_ids])
     return list(message_ids)
 
 
+@events.survey_ended.connect
+def _on_survey_ended(
+    _survey_id: str, *, session: Session, participant_id: int, settings: Settings, **_: Any
+) -> None:
+    promote_waiting(session, participant_id, settings)
+
+
 def promote_waiting(session: Session, participant_id: int, settings: Settings) -> list[int]:
-    """Their survey just ended: invite them to the oldest campaign they were waiting for."""
+    """Their survey just ended: invite them to the oldest campaign they were waiting for.
+    The caller holds the person's lock (`conversations.lock_person`)."""
     invitation = session.scalar(
         select(Invitation)
         .where(Invitation.participant_id == participant_id, Invitation.status == "waiting")
@@ -565,9 +611,11 @@ def promote_waiting(session: Session, participant_id: int, settings: Settings) -
     survey = conversations.survey_of(session.get(SurveyVersion, campaign.survey_version_id))
     now = utcnow()
     made: list[dict[str, Any]] = []
-    message_ids = _start_many(
-        session, campaign, survey, [(person, invitation.channel or "sms")], settings, now, made
-    )
+    channel = invitation.channel or channels.default_for(person)
+    if channel is None:
+        invitation.status, invitation.reason = "skipped", "no address on any channel"
+        return []
+    message_ids = _start_many(session, campaign, survey, [(person, channel)], settings, now, made)
     invitation.status, invitation.reason = "invited", None
     invitation.conversation_id, invitation.message_id, invitation.invited_at = (
         made[0]["conversation_id"],
@@ -577,17 +625,13 @@ def promote_waiting(session: Session, participant_id: int, settings: Settings) -
     return message_ids
 
 
-def close(
-    session: Session, campaign: Campaign, settings: Settings | None = None
-) -> tuple[list[int], int]:
+def close(session: Session, campaign: Campaign, settings: Settings) -> int:
     """No more invitations or reminders, and its conversations in progress end.
 
     Left open, they would keep their people "in a survey" for up to 7 days, and the next
-    campaign to the same people would wait behind them. Returns (ids of messages now queued for
-    invitations that were waiting behind these conversations, how many conversations ended):
-    the caller dispatches the messages after the commit.
+    campaign to the same people would wait behind them: whoever waited is invited now (the
+    messages go when the unit of work commits). Returns how many conversations ended.
     """
-    settings = settings or runtime.settings()
     campaign.status, campaign.closed_at = "closed", utcnow()
     session.execute(
         update(Invitation)
@@ -603,20 +647,32 @@ def close(
         )
         .values(status="cancelled", error_message="campaign closed", updated_at=utcnow())
     )
-    open_conversations = session.scalars(
-        select(Conversation)
+    people = session.scalars(
+        select(Conversation.participant_id)
         .where(Conversation.campaign_id == campaign.id, Conversation.status == engine.ACTIVE)
-        .order_by(Conversation.id)
-        .with_for_update()
+        .order_by(Conversation.participant_id)
     ).all()
-    queued: list[int] = []
-    for conv in open_conversations:
+    ended = 0
+    for participant_id in people:
+        # The person's lock first, as every writer of their data takes it.
+        conversations.lock_person(session, participant_id)
+        conv = session.scalar(
+            select(Conversation)
+            .where(
+                Conversation.campaign_id == campaign.id,
+                Conversation.participant_id == participant_id,
+                Conversation.status == engine.ACTIVE,
+            )
+            .with_for_update()
+        )
+        if conv is None:  # they finished meanwhile
+            continue
         conv.status = engine.EXPIRED
         conv.state = {**conv.state, "status": engine.EXPIRED}
-    session.flush()
-    for conv in open_conversations:
-        queued += promote_waiting(session, conv.participant_id, settings)
-    return queued, len(open_conversations)
+        ended += 1
+        session.flush()
+        promote_waiting(session, participant_id, settings)
+    return ended
 
 
 def get_or_404(session: Session, campaign_id: int) -> Campaign:

@@ -64,7 +64,7 @@ class State:
 @dataclass(frozen=True)
 class Say:
     text: str
-    kind: str = "info"  # intro | outro | help | stopped | started | confirm_stop | info
+    kind: str = "info"  # intro | outro | help | stopped | started | confirm_stop | thanks | info
 
 
 @dataclass(frozen=True)
@@ -116,6 +116,7 @@ def _ctx(context: Mapping[str, Any]) -> dict[str, Any]:
 
 
 SORRY = "Sorry, we didn't quite catch that."
+WELCOME = "You're welcome. Thank you for your help."
 
 
 def retry_text(sorry: str, expected: str | None) -> str:
@@ -273,8 +274,9 @@ def after_end(inbound: Inbound, context: Mapping[str, Any]) -> Step:
         return Step(idle, (Say(started_text(context), "started"),), (), ("opt_in",))
     meant = intent(inbound.text) if isinstance(inbound, Reply) else None
     if meant is Intent.THANKS:
-        # "thanks" or a thumbs up after the last question needs nothing back; HELP would puzzle.
-        return Step(idle)
+        # "thanks" or a thumbs up after the last question: HELP would puzzle; a short word
+        # back says it arrived, and asks nothing, so it does not start a conversation.
+        return Step(idle, (Say(WELCOME, "thanks"),))
     if meant is Intent.STOP_REQUEST:
         return Step(idle, (Say(confirm_stop_text(context), "confirm_stop"),))
     if meant is Intent.WHO:

@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from bot import engine, gsm
-from bot.channels import sms
+from bot.channels.sms import render as sms
 from bot.engine import Ask, Say
 from bot.survey import Question, Survey, SurveyError, is_feedback_file, load_file, scan
 

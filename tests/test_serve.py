@@ -11,7 +11,7 @@ import time
 import pytest
 import requests
 
-from tests.conftest import CONVERSATIONS
+from tests.conftest import CONVERSATIONS, SUPPRESSION_KEY
 from tests.fakes import ACCOUNT_SID, AUTH_TOKEN, FROM_NUMBER, sign, sms_params
 
 
@@ -30,6 +30,7 @@ def _serve_env(tmp_path, base: str) -> dict[str, str]:
         TWILIO_ACCOUNT_SID=ACCOUNT_SID,
         TWILIO_AUTH_TOKEN=AUTH_TOKEN,
         TWILIO_FROM_NUMBER=FROM_NUMBER,
+        SUPPRESSION_KEY=SUPPRESSION_KEY,
     )
     return env
 
@@ -99,7 +100,7 @@ def test_serve_runs_web_worker_embedded_redis_and_sqlite_then_stops_cleanly(tmp_
         output, _ = process.communicate(timeout=30)
     assert process.returncode == 0, output
     assert "involve: stopped" in output
-    assert "involve: sms on" in output and "involve: telegram off: set TELEGRAM_BOT_TOKEN" in output
+    assert "involve: sms on" in output and "involve: telegram off: not available yet" in output
     socket_path = _socket_path(tmp_path)
     assert "embedded Redis at unix://" + str(socket_path) in output
     assert not _redis_alive(socket_path), "the embedded Redis must stop with the service"

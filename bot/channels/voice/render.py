@@ -59,9 +59,8 @@ def gather_for(q: Question) -> Gather:
 
 def question_speech(prompt: Ask) -> str:
     q = prompt.question
-    parts = (
-        [prompt.sorry] if prompt.sorry else []
-    )  # the keys are named below: "press", never "reply"
+    # The retry without its verb: the keys are named below, "press", never "reply".
+    parts = [prompt.sorry] if prompt.sorry else []
     parts.append(prompt.text)
     if q.type in ("choice", "yesno"):
         parts.extend(
