@@ -133,7 +133,7 @@ def bench_launch(workdir: Path) -> list[str]:
                 runtime.library().surveys(),
                 settings,
             )
-            campaigns.launch(session, campaign)
+            campaigns.launch(session, campaign, settings)
         started = time.perf_counter()
         campaigns.enqueue_fan_out(redis, campaign)
         make_worker(redis).work(burst=True, with_scheduler=False, logging_level="WARNING")

@@ -145,7 +145,7 @@ def seed(url: str, workdir: Path) -> list[str]:
     with database.session() as session:
         payload = {"survey": "bench", "audience": {"tags": ["panel"]}, "channel": None}
         campaign, _size = campaigns.create(session, payload, {"bench": survey}, settings)
-        campaigns.launch(session, campaign)
+        campaigns.launch(session, campaign, settings)
         campaign_id = campaign.id
     campaigns.fan_out(database, settings, campaign_id)
     database.dispose()

@@ -8,12 +8,14 @@ when that one ends or expires.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 from redis import Redis
-from sqlalchemy import insert, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from bot import channels, conversations, engine, events, outbox
@@ -33,6 +35,7 @@ from bot.survey import Survey, SurveyError
 from bot.text import clean_text
 
 BATCH = 1000
+SIMULATOR = "simulate"  # Participant.joined_via of the people `involve simulate` plays
 
 
 class CampaignError(ValueError):
@@ -41,6 +44,17 @@ class CampaignError(ValueError):
     def __init__(self, message: str, status: int = 400):
         super().__init__(message)
         self.status = status
+
+
+# --- can a channel send ----------------------------------------------------------------
+
+
+def channel_off(channel: str, settings: Settings) -> str | None:
+    """None when invitations on `channel` can go out now, else why not (and what to set).
+
+    The one question launching, fan-out and creating ask; the channel registry answers it.
+    """
+    return channels.get(channel).off_reason(settings)
 
 
 # --- creating --------------------------------------------------------------------------
@@ -91,7 +105,12 @@ def audience_ids(session: Session, audience: Mapping[str, Any]) -> list[int]:
     """Ids of the people an audience names (erased people never), in id order."""
     live = Participant.erased_at.is_(None)
     if audience.get("all"):
-        return list(session.scalars(select(Participant.id).where(live).order_by(Participant.id)))
+        # "Everyone" means the panel: the people `involve simulate` made to try scripts are not
+        # in it (they can still be named, or tagged, on purpose).
+        real = Participant.joined_via.is_(None) | (Participant.joined_via != SIMULATOR)
+        return list(
+            session.scalars(select(Participant.id).where(live, real).order_by(Participant.id))
+        )
     if "tags" in audience:
         wanted = set(audience["tags"])
         # Tags are a small JSON list per person; filtering here works the same on every database.
@@ -143,8 +162,14 @@ def _person_key(session: Session, value: str | int) -> str | int:
 
 
 def create(
-    session: Session, payload: Mapping[str, Any], surveys: Mapping[str, Survey], settings: Settings
+    session: Session,
+    payload: Mapping[str, Any],
+    surveys: Mapping[str, Survey],
+    settings: Settings,
+    broken: Mapping[str, list[str]] | None = None,
 ) -> tuple[Campaign, int]:
+    """A draft campaign. `broken` names scripts that did not load, so staff learn why theirs
+    is missing instead of only that it is."""
     if not isinstance(payload, Mapping):
         raise CampaignError("the body must be a JSON object")
     allowed = {"survey", "audience", "channel", "send_at", "reminder_after_hours"}
@@ -159,8 +184,13 @@ def create(
             if isinstance(survey_id, str)
             else "survey is missing"
         )
+        not_loaded = "".join(
+            f"; {name} did not load: {problems[0]}"
+            + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
+            for name, problems in sorted((broken or {}).items())
+        )
         raise CampaignError(
-            f"{sent}: survey must be the id of a survey script (there are: {known})"
+            f"{sent}: survey must be the id of a survey script (there are: {known}){not_loaded}"
         )
     channel = payload.get("channel")
     if channel is not None and channel not in channels.NAMES:
@@ -169,7 +199,7 @@ def create(
             + ", ".join(channels.NAMES)
         )
     if channel is not None:
-        why_not = channels.get(channel).off_reason(settings)
+        why_not = channel_off(channel, settings)
         if why_not is not None:
             raise CampaignError(f"cannot invite by {channel} now: {why_not}", 409)
     reminder = payload.get("reminder_after_hours")
@@ -193,22 +223,114 @@ def create(
         send_at=send_at,
         reminder_after_hours=reminder,
     )
+    size = len(audience_ids(session, audience))
+    if size == 0:
+        # 409, like a channel that is off: the request is well formed, the panel is what lacks.
+        raise CampaignError(f"nobody to invite: {_why_empty(audience)}", 409)
     session.add(campaign)
     session.flush()
-    return campaign, len(audience_ids(session, audience))
+    return campaign, size
+
+
+def _why_empty(audience: Mapping[str, Any]) -> str:
+    if audience.get("all"):
+        return "the panel is empty; import people first (involve participants import FILE.csv)"
+    if "tags" in audience:
+        return f"nobody has the tag(s) {', '.join(map(str, audience['tags']))}"
+    return "none of these ids or external ids is a participant"
 
 
 # --- launching -------------------------------------------------------------------------
 
 
-def launch(session: Session, campaign: Campaign) -> bool:
-    """Start the fan-out; False (and nothing new) if it was launched already."""
+def _channels_needed(session: Session, campaign: Campaign) -> Counter[str]:
+    """How many people in the audience (not opted out) each channel would have to reach."""
+    ids = audience_ids(session, campaign.audience)
+    fields = channels.ADDRESS_FIELDS
+    columns = [Participant.channel, *(getattr(Participant, f) for f in fields)]
+    needed: Counter[str] = Counter()
+    for start in range(0, len(ids), BATCH * 10):
+        rows = session.execute(
+            select(*columns).where(
+                Participant.id.in_(ids[start : start + BATCH * 10]),
+                Participant.opted_out.is_(False),
+            )
+        )
+        for preferred, *addresses in rows:
+            # Just the columns the registry looks at, not 100,000 loaded people.
+            person = SimpleNamespace(channel=preferred, **dict(zip(fields, addresses, strict=True)))
+            choice = campaign.channel or channels.default_for(person)  # type: ignore[arg-type]
+            if choice is not None:
+                needed[choice] += 1
+    return needed
+
+
+def _refuse_if_cannot_send(session: Session, campaign: Campaign, settings: Settings) -> None:
+    """A launch that could reach nobody would only use the campaign up: refuse it, naming what
+    to set. When some people can be reached it goes ahead; those whose channel is off are
+    skipped with the reason, and a later launch (once it is on) invites them."""
+    needed = _channels_needed(session, campaign)
+    off = {name: why for name in needed if (why := channel_off(name, settings)) is not None}
+    if not needed or len(off) < len(needed):
+        return
+    problems = [
+        f"{channels.get(name).title} is off and {people} "
+        f"{'person' if people == 1 else 'people'} would not be reached: {off[name]}"
+        for name, people in sorted(needed.items())
+    ]
+    raise CampaignError(f"cannot launch: {'; '.join(problems)}; then launch again", 409)
+
+
+def _off_channel(channel: str | None, reason: str | None) -> str | None:
+    """The channel a skipped invitation waits for, when it was skipped only because that
+    channel was off ("text message is off: set ..."); rows from before the channel was kept
+    on them name it only in the reason."""
+    if not reason or " is off" not in reason:
+        return None
+    if channel in channels.NAMES:
+        return channel
+    said = reason.split(" is off", 1)[0]
+    by_title = {c.title: c.name for c in channels.all_channels()}
+    return by_title.get(said) or (said if said in channels.NAMES else None)
+
+
+def _unreached_because_off(session: Session, campaign: Campaign, settings: Settings) -> list[int]:
+    """Invitation ids skipped only because a channel was off, on channels that can send now."""
+    rows = session.execute(
+        select(Invitation.id, Invitation.channel, Invitation.reason).where(
+            Invitation.campaign_id == campaign.id, Invitation.status == "skipped"
+        )
+    )
+    return [
+        iid
+        for iid, channel, reason in rows
+        if (name := _off_channel(channel, reason)) is not None
+        and channel_off(name, settings) is None
+    ]
+
+
+def launch(session: Session, campaign: Campaign, settings: Settings) -> bool:
+    """Start the fan-out; False (and nothing new) if it was launched already.
+
+    A launched campaign whose people were not reached only because their channel was off is
+    launched again for them, once the channel can send.
+    """
     if campaign.status == "closed":
         raise CampaignError("this campaign is closed", 409)
-    if campaign.status != "draft":
+    _refuse_if_cannot_send(session, campaign, settings)
+    if campaign.status == "draft":
+        campaign.status = "launching"
+        campaign.launched_at = utcnow()
+        return True
+    retry = _unreached_because_off(session, campaign, settings)
+    if not retry:
         return False
-    campaign.status = "launching"
-    campaign.launched_at = utcnow()
+    # The fan-out invites everyone without an invitation row, so removing these rows is all a
+    # second pass needs; each person is still invited at most once.
+    session.execute(delete(Invitation).where(Invitation.id.in_(retry)))
+    # As a fresh launch for the reconciler: it resumes this fan-out if the job is lost, and
+    # does not race the job just enqueued (it waits FANOUT_STALL after launched_at).
+    campaign.status, campaign.launched_at, campaign.fanout_done_at = "launching", utcnow(), None
     return True
 
 
@@ -255,9 +377,11 @@ def _channel_for(
     channel = channels.get(choice)
     if channel.address_of(person) is None:
         return None, f"no {channel.title} address"
-    why_not = channel.off_reason(settings)
+    why_not = channel_off(choice, settings)
     if why_not is not None:
-        return None, f"{channel.title} is off: {why_not}"
+        # The channel is kept, so that a launch once it is on finds these people again
+        # (`_unreached_because_off`).
+        return choice, f"{channel.title} is off: {why_not}"
     return choice, None
 
 
@@ -491,8 +615,13 @@ def promote_waiting(session: Session, participant_id: int, settings: Settings) -
     return message_ids
 
 
-def close(session: Session, campaign: Campaign) -> None:
-    """No more invitations or reminders; conversations in progress may still finish."""
+def close(session: Session, campaign: Campaign, settings: Settings) -> int:
+    """No more invitations or reminders, and its conversations in progress end.
+
+    Left open, they would keep their people "in a survey" for up to 7 days, and the next
+    campaign to the same people would wait behind them: whoever waited is invited now (the
+    messages go when the unit of work commits). Returns how many conversations ended.
+    """
     campaign.status, campaign.closed_at = "closed", utcnow()
     session.execute(
         update(Invitation)
@@ -508,6 +637,32 @@ def close(session: Session, campaign: Campaign) -> None:
         )
         .values(status="cancelled", error_message="campaign closed", updated_at=utcnow())
     )
+    people = session.scalars(
+        select(Conversation.participant_id)
+        .where(Conversation.campaign_id == campaign.id, Conversation.status == engine.ACTIVE)
+        .order_by(Conversation.participant_id)
+    ).all()
+    ended = 0
+    for participant_id in people:
+        # The person's lock first, as every writer of their data takes it.
+        conversations.lock_person(session, participant_id)
+        conv = session.scalar(
+            select(Conversation)
+            .where(
+                Conversation.campaign_id == campaign.id,
+                Conversation.participant_id == participant_id,
+                Conversation.status == engine.ACTIVE,
+            )
+            .with_for_update()
+        )
+        if conv is None:  # they finished meanwhile
+            continue
+        conv.status = engine.EXPIRED
+        conv.state = {**conv.state, "status": engine.EXPIRED}
+        ended += 1
+        session.flush()
+        promote_waiting(session, participant_id, settings)
+    return ended
 
 
 def get_or_404(session: Session, campaign_id: int) -> Campaign:

@@ -33,27 +33,26 @@ def main() -> None:
 @click.argument("files", nargs=-1, type=click.Path(dir_okay=False))
 @click.option("--strict", is_flag=True, help="Exit 1 on warnings too.")
 def lint(files: tuple[str, ...], strict: bool) -> None:
-    """Check survey scripts (all of CONVERSATIONS_DIR when no file is named)."""
-    from bot.lint import lint_file
+    """Check survey scripts and their *.feedback.yaml files (all of CONVERSATIONS_DIR when no
+    file is named)."""
+    from bot.lint import lint_paths
 
-    paths = [Path(f) for f in files] or sorted(
-        p for p in _settings().conversations_dir.glob("*.y*ml") if ".feedback." not in p.name
-    )
+    paths = [Path(f) for f in files] or sorted(_settings().conversations_dir.glob("*.y*ml"))
     if not paths:
-        raise click.ClickException("no survey scripts to check")
+        raise click.ClickException(f"no survey scripts to check in {_settings().conversations_dir}")
     errors = warnings = 0
-    for path in paths:
-        report = lint_file(path)
+    for report in lint_paths(paths):
+        # One stream, in file order: a file's warnings sit beside its errors.
         for line in report.errors:
-            click.echo(f"error: {line}", err=True)
+            click.echo(f"error: {line}")
         for line in report.warnings:
-            click.echo(f"warning: {line}", err=True)
+            click.echo(f"warning: {line}")
         errors += len(report.errors)
         warnings += len(report.warnings)
         if not report.errors and not report.warnings:
-            click.echo(f"ok: {path}")
+            click.echo(f"ok: {report.path}")
     if errors or warnings:
-        click.echo(f"{len(paths)} file(s): {errors} error(s), {warnings} warning(s)", err=True)
+        click.echo(f"{len(paths)} file(s): {errors} error(s), {warnings} warning(s)")
     if errors or (strict and warnings):
         sys.exit(1)
 
@@ -198,6 +197,9 @@ def participants_import(file: str, replace_tags: bool) -> None:
     click.echo(f"created {report.created}, updated {report.updated}, rejected {len(rejected)}")
     for problem in rejected:
         click.echo(f"  row {problem['row']}: {problem['error']}")
+    if not report.created and not report.updated:
+        # A script or a person checking `$?` must see that nothing was imported.
+        raise click.ClickException(f"no rows imported from {file}")
 
 
 @participants.command("show")
@@ -414,8 +416,9 @@ def campaign_create(survey, tags, people, everyone, channel, send_at, reminder_a
     settings = _settings()
     try:
         with runtime.database().session() as session:
+            library = runtime.library()
             created, size = campaigns.create(
-                session, payload, runtime.library().surveys(), settings
+                session, payload, library.surveys(), settings, broken=library.broken
             )
     except campaigns.CampaignError as exc:
         raise click.ClickException(str(exc)) from None
@@ -430,12 +433,12 @@ def campaign_launch(campaign_id: int) -> None:
     """Send the invitations (a worker does the sending)."""
     from bot import audit, campaigns, runtime
 
-    _settings()
+    settings = _settings()
     redis = _redis()
     try:
         with runtime.database().session() as session:
             found = campaigns.get_or_404(session, campaign_id)
-            started = campaigns.launch(session, found)
+            started = campaigns.launch(session, found, settings)
             if started:
                 audit.record(session, audit.cli_actor(), "launch", f"campaign {campaign_id}")
     except campaigns.CampaignError as exc:
@@ -453,31 +456,38 @@ def campaign_status(campaign_id: int) -> None:
     """Progress counts."""
     from bot import campaigns, progress, runtime
 
-    _settings()
+    settings = _settings()
     try:
         with runtime.database().read() as session:
             found = campaigns.get_or_404(session, campaign_id)
             counts = progress.counts(session, campaign_id).as_json()
+            held = progress.held(session, campaign_id, settings)
     except campaigns.CampaignError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"campaign {campaign_id}: {found.survey_id}, {found.status}")
+    if found.send_at is not None and found.status != "closed":
+        local = found.send_at.astimezone(settings.timezone)
+        click.echo(f"  starts at     {local:%H:%M on %a %d %b %Y} ({settings.timezone})")
     for key, value in counts.items():
         click.echo(f"  {key.replace('_', ' '):12} {value}")
+    # "invited" means written, not sent: say what is still waiting and until when.
+    click.echo(f"  {'held':12} {held.describe(settings)}")
 
 
 @campaign.command("close")
 @click.argument("campaign_id", type=int)
 def campaign_close(campaign_id: int) -> None:
-    """No more invitations or reminders."""
+    """No more invitations or reminders; conversations in progress end."""
     from bot import campaigns, runtime
 
-    _settings()
+    settings = _settings()
     try:
         with runtime.database().session() as session:
-            campaigns.close(session, campaigns.get_or_404(session, campaign_id))
+            found = campaigns.get_or_404(session, campaign_id)
+            ended = campaigns.close(session, found, settings)
     except campaigns.CampaignError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"campaign {campaign_id} closed")
+    click.echo(f"campaign {campaign_id} closed; {ended} conversation(s) in progress ended")
 
 
 @campaign.command("export")

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bot import parsing, templates
-from bot.keywords import Command
+from bot.keywords import Command, Intent, intent
 from bot.survey import Question, Survey
 
 MAX_MISSES = 2
@@ -64,7 +64,7 @@ class State:
 @dataclass(frozen=True)
 class Say:
     text: str
-    kind: str = "info"  # intro | outro | help | stopped | started | info
+    kind: str = "info"  # intro | outro | help | stopped | started | confirm_stop | thanks | info
 
 
 @dataclass(frozen=True)
@@ -73,8 +73,11 @@ class Ask:
     text: str  # the rendered `ask`
     number: int  # 1-based position in the survey, for "Question 2 of 5"
     total: int
-    retry: str | None = None  # why we are asking again, with what we expect
+    retry: str | None = None  # why we are asking again, with what we expect, worded for text
     choices: tuple[tuple[str, str], ...] = ()  # (value, rendered label)
+    # The same retry, structured, for channels that word it themselves (a call says "press"):
+    sorry: str | None = None  # "Sorry, we didn't quite catch that." - no verb, any channel
+    expected: str | None = None  # "a number from 1 to 3" - what we expect, without "reply with"
 
 
 Prompt = Say | Ask
@@ -112,10 +115,27 @@ def _ctx(context: Mapping[str, Any]) -> dict[str, Any]:
     return {"name": first_name(context.get("name")), "org": context.get("org") or "us"}
 
 
+SORRY = "Sorry, we didn't quite catch that."
+WELCOME = "You're welcome. Thank you for your help."
+
+
+def retry_text(sorry: str, expected: str | None) -> str:
+    """The retry as a text says it; a call words `sorry` and `expected` its own way."""
+    return f"{sorry} Please reply with {expected}." if expected else sorry
+
+
 def ask(
-    survey: Survey, question: Question, context: Mapping[str, Any], retry: str | None = None
+    survey: Survey,
+    question: Question,
+    context: Mapping[str, Any],
+    retry: str | None = None,
+    *,
+    sorry: str | None = None,
+    expected: str | None = None,
 ) -> Ask:
     ctx = _ctx(context)
+    if retry is None and sorry is not None:
+        retry = retry_text(sorry, expected)
     return Ask(
         question=question,
         text=templates.render(question.ask, ctx),
@@ -123,7 +143,22 @@ def ask(
         total=len(survey.questions),
         retry=retry,
         choices=tuple((o.value, templates.render(o.label, ctx)) for o in question.choices),
+        sorry=sorry if sorry is not None else retry,
+        expected=expected,
     )
+
+
+def ask_again(survey: Survey, question: Question, context: Mapping[str, Any], text: str) -> Ask:
+    """The question again after a reply we could not use, saying why and what we expect."""
+    limit = question.max_length
+    length = len((text or "").strip())
+    if question.type == "text" and length > limit:
+        sorry = (
+            f"Sorry, that is too long for us: please keep it to {limit} characters "
+            f"(yours had {length})."
+        )
+        return ask(survey, question, context, sorry=sorry)
+    return ask(survey, question, context, sorry=SORRY, expected=parsing.expected(question))
 
 
 def _applies(question: Question, answered: Mapping[str, str]) -> bool:
@@ -207,6 +242,12 @@ def step(survey: Survey, state: State, inbound: Inbound, context: Mapping[str, A
         skipped = RecordedAnswer(question.id, None, None, None, skipped=True)
         return _advance(survey, state, skipped, context)
     assert isinstance(inbound, Reply)
+    meant = intent(inbound.text)
+    # Neither is an answer, so neither is stored nor counted as a miss.
+    if meant is Intent.STOP_REQUEST:
+        return Step(state, (Say(confirm_stop_text(context), "confirm_stop"),))
+    if meant is Intent.WHO:
+        return Step(state, (Say(who_text(context), "help"), ask(survey, question, context)))
     parsed = parsing.parse(question, inbound.text)
     if isinstance(parsed, parsing.Answer):
         recorded = RecordedAnswer(question.id, parsed.value, parsed.label, inbound.text)
@@ -218,9 +259,9 @@ def step(survey: Survey, state: State, inbound: Inbound, context: Mapping[str, A
         )
         thanks = Say("Thank you, we have noted that.", "info")
         return _advance(survey, replace(state, misses=0), recorded, context, lead=(thanks,))
-    hint = f"Sorry, we didn't quite catch that. Please reply with {parsed.expected}."
     return Step(
-        replace(state, misses=state.misses + 1), (ask(survey, question, context, retry=hint),)
+        replace(state, misses=state.misses + 1),
+        (ask_again(survey, question, context, inbound.text),),
     )
 
 
@@ -231,6 +272,15 @@ def after_end(inbound: Inbound, context: Mapping[str, Any]) -> Step:
         return Step(idle, (Say(stopped_text(context), "stopped"),), (), ("opt_out",))
     if inbound is Command.START:
         return Step(idle, (Say(started_text(context), "started"),), (), ("opt_in",))
+    meant = intent(inbound.text) if isinstance(inbound, Reply) else None
+    if meant is Intent.THANKS:
+        # "thanks" or a thumbs up after the last question: HELP would puzzle; a short word
+        # back says it arrived, and asks nothing, so it does not start a conversation.
+        return Step(idle, (Say(WELCOME, "thanks"),))
+    if meant is Intent.STOP_REQUEST:
+        return Step(idle, (Say(confirm_stop_text(context), "confirm_stop"),))
+    if meant is Intent.WHO:
+        return Step(idle, (Say(who_text(context), "help"),))
     return Step(idle, (Say(help_text(context), "help"),))
 
 
@@ -247,6 +297,19 @@ def stopped_text(context: Mapping[str, Any]) -> str:
 
 def started_text(context: Mapping[str, Any]) -> str:
     return f"Welcome back. {_ctx(context)['org']} may contact you again. Reply STOP at any time to stop."
+
+
+def confirm_stop_text(context: Mapping[str, Any]) -> str:
+    # Asked, not acted on: a free-text "stop" might be about something else, and STOP is the
+    # one word carriers and the contract both honour.
+    return "Do you want us to stop all messages? Reply STOP to confirm."
+
+
+def who_text(context: Mapping[str, Any]) -> str:
+    return (
+        f"This is {_ctx(context)['org']}. We ask people for their views to improve our services. "
+        "Reply STOP if you would rather we did not contact you."
+    )
 
 
 def help_text(context: Mapping[str, Any]) -> str:

@@ -113,7 +113,17 @@ def _answers_of(connection: Any, conversation_ids: list[int]) -> list[tuple[Any,
     return _fetch(connection, sql, conversation_ids)
 
 
-def csv_chunks(rows: Iterator[list[str]], rows_per_chunk: int = 500) -> Iterator[str]:
+# Excel opens a .csv as the computer's legacy code page unless the file starts with a UTF-8
+# byte order mark; without it "José 👍" arrives as "JosÃ© ðŸ‘". Python's csv module and
+# LibreOffice read past the mark ("utf-8-sig").
+BOM = "\ufeff"
+
+
+def csv_chunks(
+    rows: Iterator[list[str]], rows_per_chunk: int = 500, bom: bool = True
+) -> Iterator[str]:
+    if bom:
+        yield BOM
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     for count, row in enumerate(rows, start=1):

@@ -1,9 +1,11 @@
-"""The words a participant can always use (CONTRACT.md), recognised before anything else."""
+"""The words a participant can always use (CONTRACT.md), recognised before anything else,
+and the few everyday things people write that are not answers (`intent`)."""
 
 from __future__ import annotations
 
 import enum
 import re
+import unicodedata
 
 
 class Command(enum.Enum):
@@ -49,4 +51,95 @@ def start_payload(text: str) -> str | None:
     words = (text or "").strip().split()
     if len(words) == 2 and words[0].lstrip("/").casefold() == "start":
         return words[1].upper()
+    return None
+
+
+class Intent(enum.Enum):
+    """Not a command and not an answer: what a person meant by an everyday message."""
+
+    STOP_REQUEST = "stop_request"  # "please stop texting me": ask before acting on it
+    WHO = "who"  # "hello, who is this?"
+    THANKS = "thanks"  # "thanks", "ok", a thumbs up
+
+
+# Stop requests in the words people use. Only short messages count: a long text answer that
+# mentions "stop sending me letters" is an answer about letters, not a request to us.
+_STOP_REQUEST = re.compile(
+    r"\b(?:"
+    r"stop (?:texting|messaging|sending|contacting|calling|phoning|bothering|pestering)(?: me| us)?"
+    r"|(?:do not|dont|don t|never) (?:text|message|contact|call|phone|send)(?: me| us)?"
+    r"|unsubscribe me|remove me|take me off|opt me out|leave me alone|no more (?:texts|messages)"
+    r"|(?:want|like) (?:to|you to) stop"
+    r")\b"
+)
+_WHO = re.compile(
+    r"\b(?:who (?:is|s) (?:this|that|it|texting|messaging)|who are (?:you|u)|whos this"
+    r"|who sent (?:this|me this)|what is this about|what s this about"
+    r"|how did you get (?:my|this) number|do i know you)\b"
+)
+_THANKS_WORDS = {
+    "thanks",
+    "thank",
+    "you",
+    "thankyou",
+    "ta",
+    "cheers",
+    "ok",
+    "okay",
+    "k",
+    "great",
+    "lovely",
+    "brilliant",
+    "fine",
+    "good",
+    "many",
+    "very",
+    "much",
+    "so",
+    "will",
+    "do",
+    "bye",
+    "goodbye",
+    "x",
+    "xx",
+    "xxx",
+    "cool",
+    "nice",
+    "done",
+    "welcome",
+    "and",
+    "again",
+}
+_STOP_REQUEST_MAX_WORDS = 8
+_WHO_MAX_WORDS = 10
+
+
+def _plain(text: str) -> str:
+    text = (text or "").casefold().replace("’", "'").replace("'", " ")
+    return re.sub(r"\s+", " ", re.sub(r"[^\w\s]", " ", text)).strip()
+
+
+def _only_emoji(text: str) -> bool:
+    """A message of symbols alone (👍, 🙂🙏, ❤️): a thumbs up, not an answer."""
+    kept = [ch for ch in text if not ch.isspace()]
+    return bool(kept) and all(
+        unicodedata.category(ch) in ("So", "Sk", "Mn", "Cf") or ch in "!.❤" for ch in kept
+    )
+
+
+def intent(text: str) -> Intent | None:
+    """What an everyday message that is neither a command nor an answer means, if anything."""
+    plain = _plain(text)
+    words = plain.split()
+    if words and len(words) <= _STOP_REQUEST_MAX_WORDS and _STOP_REQUEST.search(plain):
+        return Intent.STOP_REQUEST
+    if words and len(words) <= _WHO_MAX_WORDS and _WHO.search(plain):
+        return Intent.WHO
+    if _only_emoji(text or "") or (
+        words
+        and len(words) <= 6
+        and all(w in _THANKS_WORDS for w in words)
+        and any(w in ("thanks", "thank", "thankyou", "ta", "cheers", "ok", "okay") for w in words)
+    ):
+        return Intent.THANKS
     return None

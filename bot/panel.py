@@ -128,7 +128,17 @@ def suppressed(session: Session, addresses: Iterable[str]) -> set[str]:
 
 def read_csv(text: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """CSV text -> (rows as dicts, header problems). Tags are `;`-separated, recontact yes/no."""
-    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
+    # newline="": the csv module itself must see \r, or a stray one is an error (and was a 500).
+    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff"), newline=""))
+    try:
+        return _read_rows(reader)
+    except csv.Error as exc:
+        return [], [{"row": reader.line_num, "error": f"not readable as CSV: {exc}"}]
+
+
+def _read_rows(
+    reader: csv.DictReader[str],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     headers = [h.strip().lower() for h in (reader.fieldnames or [])]
     unknown = [h for h in headers if h and h not in COLUMNS]
     if not headers or not ({"phone", "telegram_chat_id", "external_id"} & set(headers)):

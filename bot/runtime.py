@@ -15,7 +15,7 @@ from redis import Redis
 
 from bot.config import Settings, load_settings
 from bot.db import INBOX, OUTBOX, Database, Queued
-from bot.survey import Survey, SurveyError, discover, load_file
+from bot.survey import Survey, SurveyError, scan
 
 _lock = threading.Lock()
 _settings: Settings | None = None
@@ -35,6 +35,7 @@ class SurveyLibrary:
         self._surveys: dict[str, Survey] = {}
         self._keywords: dict[str, Survey] = {}
         self.problems: list[str] = []
+        self.broken: dict[str, list[str]] = {}  # file name -> why it did not load
 
     def _current_stamp(self) -> tuple:
         try:
@@ -52,20 +53,12 @@ class SurveyLibrary:
         stamp = self._current_stamp()
         if stamp == self._stamp:
             return
-        surveys, keywords, problems = {}, {}, []
-        for survey_id, path in discover(self.directory).items():
-            try:
-                survey = load_file(path)
-            except SurveyError as exc:
-                problems.extend(exc.problems)
-                continue
-            surveys[survey_id] = survey
-            if survey.keyword:
-                keywords[survey.keyword] = survey
-        self._surveys, self._keywords, self.problems, self._stamp = (
-            surveys,
-            keywords,
-            problems,
+        found = scan(self.directory)
+        self._surveys, self._keywords, self.problems, self.broken, self._stamp = (
+            found.surveys,
+            found.keywords,
+            found.problems,
+            found.broken,
             stamp,
         )
 
@@ -76,6 +69,11 @@ class SurveyLibrary:
     def keywords(self) -> dict[str, Survey]:
         self._refresh()
         return self._keywords
+
+    def check(self) -> list[str]:
+        """Scripts that did not load and scripts that clash, one line each (re-reads the folder)."""
+        self._refresh()
+        return self.problems
 
     def get(self, survey_id: str) -> Survey:
         surveys = self.surveys()

@@ -17,6 +17,11 @@ from pathlib import Path
 
 import click
 
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; the lock below is then advisory only
+    fcntl = None  # type: ignore[assignment]
+
 from bot import db
 from bot.config import Settings
 from bot.embedded_redis import EmbeddedRedis
@@ -32,10 +37,50 @@ def _redis_dir(settings: Settings) -> Path:
     return Path(tempfile.gettempdir()) / f"involve-{digest}"
 
 
+class AlreadyServing(RuntimeError):
+    pass
+
+
+def _hold_instance_lock(instance: Path) -> int:
+    """Take `serve.lock` in the instance folder for as long as this process lives.
+
+    A second `involve serve` in the same folder would replace the first one's embedded Redis
+    socket and leave its worker failing every job, so it must stop before touching anything.
+    The kernel drops an flock when its holder dies, so a crash never leaves a stale lock.
+    """
+    path = instance / "serve.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    if fcntl is not None:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise AlreadyServing(
+                f"`involve serve` is already running in {instance} (pid {holder}); "
+                "stop it first, or set INVOLVE_INSTANCE_PATH to another folder"
+            ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return fd
+
+
 def serve(settings: Settings, host: str, port: int, web_workers: int) -> int:
     env = dict(os.environ, INVOLVE_INSTANCE_PATH=str(settings.instance_path))
     env.setdefault("PUBLIC_BASE_URL", settings.public_base_url)
     settings.instance_path.mkdir(parents=True, exist_ok=True)
+    try:
+        lock_fd = _hold_instance_lock(settings.instance_path)
+    except AlreadyServing as exc:
+        click.echo(f"involve: {exc}", err=True)
+        return 1
+    try:
+        return _serve(settings, host, port, web_workers, env)
+    finally:
+        os.close(lock_fd)
+
+
+def _serve(settings: Settings, host: str, port: int, web_workers: int, env: dict[str, str]) -> int:
     embedded: EmbeddedRedis | None = None
     if not settings.redis_url:
         embedded = EmbeddedRedis(_redis_dir(settings)).start()
@@ -50,6 +95,10 @@ def serve(settings: Settings, host: str, port: int, web_workers: int) -> int:
 
     for channel, state in channel_states(settings).items():
         click.echo(f"involve: {channel} {state}")
+    from bot.runtime import SurveyLibrary
+
+    for problem in SurveyLibrary(settings.conversations_dir).check():
+        click.echo(f"involve: survey script not loaded: {problem}", err=True)
     click.echo(
         f"involve: serving on http://{host}:{port} (public URL {settings.public_base_url}); Ctrl-C stops"
     )

@@ -409,6 +409,62 @@ def discover(directory: str | Path) -> dict[str, Path]:
     return found
 
 
+def is_feedback_file(path: str | Path) -> bool:
+    return ".feedback." in Path(path).name
+
+
+@dataclass
+class Scan:
+    """Every script in a folder: those that load, and a line for each that does not."""
+
+    surveys: dict[str, Survey] = field(default_factory=dict)
+    keywords: dict[str, Survey] = field(default_factory=dict)
+    broken: dict[str, list[str]] = field(default_factory=dict)  # file name -> its problems
+    clashes: list[str] = field(default_factory=list)  # two scripts claiming one id or keyword
+
+    @property
+    def problems(self) -> list[str]:
+        return [line for lines in self.broken.values() for line in lines] + self.clashes
+
+
+def scan(directory: str | Path, extra: tuple[Survey, ...] = ()) -> Scan:
+    """Load every survey script in `directory` (and `extra`, already loaded, first).
+
+    A script that fails to load is kept as a problem naming the file, never silently dropped;
+    two scripts with one keyword or id are a problem too, and the first file (by name) keeps
+    it, so which one answers never depends on the order a folder happens to list.
+    """
+    result = Scan()
+    seen: dict[str, str] = {}
+    loaded: list[Survey] = list(extra)
+    taken = {Path(s.path).resolve() for s in extra if s.path}
+    for path in sorted(Path(directory).glob("*.y*ml")):
+        if is_feedback_file(path) or path.resolve() in taken:
+            continue
+        try:
+            loaded.append(load_file(path))
+        except SurveyError as exc:
+            result.broken[path.name] = exc.problems
+    for survey in loaded:
+        where = survey.path or survey.id
+        if survey.id in result.surveys:
+            result.clashes.append(
+                f"{where}: id {survey.id!r} is also the id of {result.surveys[survey.id].path}"
+            )
+            continue
+        result.surveys[survey.id] = survey
+        if survey.keyword:
+            if survey.keyword in seen:
+                result.clashes.append(
+                    f"{where}: keyword {survey.keyword!r} is also the keyword of "
+                    f"{seen[survey.keyword]}; texting it must start one survey: change one"
+                )
+                continue
+            seen[survey.keyword] = where
+            result.keywords[survey.keyword] = survey
+    return result
+
+
 def resolve(name_or_path: str, directory: str | Path) -> Survey:
     """A survey by file path, or by id within the conversations folder."""
     candidate = Path(name_or_path)

@@ -7,7 +7,10 @@ and a Redis database that carries our marker key (we refuse to touch one that ho
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +30,20 @@ ROOT = Path(__file__).resolve().parent.parent
 CONVERSATIONS = ROOT / "conversations"
 REDIS_MARKER = "involve:test-database"
 BACKENDS = ["sqlite"] + (["postgresql"] if os.environ.get("TEST_DATABASE_URL") else [])
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """Each run gets its own temp folder, removed when the run ends, pass or fail.
+
+    pytest's default keeps the last three runs in the temp folder; its "none" policy instead
+    deletes every unlocked run folder there, another run's in progress included. A folder of
+    our own, named before pytest makes one, avoids both. `--basetemp` still wins.
+    """
+    if config.option.basetemp is None:
+        base = tempfile.mkdtemp(prefix="involve-tests-")  # short: Unix socket paths are limited
+        config.option.basetemp = base
+        atexit.register(shutil.rmtree, base, ignore_errors=True)
 
 
 def _pg_url(raw: str):
@@ -117,6 +134,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     client.close()
     if server is not None:
         server.stop()
+        shutil.rmtree(server.directory, ignore_errors=True)
 
 
 @pytest.fixture

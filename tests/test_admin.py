@@ -5,7 +5,7 @@ from click.testing import CliRunner
 from sqlalchemy import select
 
 from bot.models import ConsentEvent, Participant
-from tests.conftest import ADMIN
+from tests.conftest import ADMIN, CONVERSATIONS
 
 
 def people(database):
@@ -195,3 +195,49 @@ def test_cli_import_shows_the_same_report(app_settings, database, tmp_path):
 
 def _csv(text):
     return list(csv.reader(io.StringIO(text)))
+
+
+def test_a_script_that_does_not_load_is_named_where_surveys_are_listed(app_settings, tmp_path):
+    from bot import runtime
+    from webhooks import create_app
+
+    folder = tmp_path / "scripts"
+    folder.mkdir()
+    good = (CONVERSATIONS / "guide-title.yaml").read_text(encoding="utf-8")
+    (folder / "guide-title.yaml").write_text(good, encoding="utf-8")
+    (folder / "broken.yaml").write_text(
+        good.replace("id: guide-title", "id: broken").replace("type: choice", "type: pick"),
+        encoding="utf-8",
+    )
+    current = app_settings.with_overrides(conversations_dir=folder)
+    runtime.configure(current)
+    client = create_app({"SETTINGS": current, "TESTING": True}).test_client()
+    listed = client.get("/admin/api/surveys", headers=ADMIN).json
+    assert [(s["id"], s["loaded"]) for s in listed] == [("guide-title", True), ("broken", False)]
+    assert "type must be one of" in listed[1]["problems"][0]
+    refused = client.post(
+        "/admin/api/campaigns", json={"survey": "broken", "audience": {"all": True}}, headers=ADMIN
+    )
+    assert refused.status_code == 400 and "broken.yaml did not load" in refused.json["error"]
+
+
+def test_an_import_with_no_good_row_exits_non_zero(app_settings, database, tmp_path):
+    from bot.cli import main
+
+    path = tmp_path / "panel.csv"
+    path.write_text("name,phone\nBob,nope\nCy,\n", encoding="utf-8")
+    result = CliRunner().invoke(main, ["participants", "import", str(path)])
+    assert result.exit_code == 1, result.output
+    assert "created 0, updated 0, rejected 2" in result.output
+    assert "no rows imported" in result.output
+
+
+def test_csv_with_a_stray_carriage_return_is_a_report_not_a_500(client):
+    """Found by schemathesis: a lone \r inside an unquoted field."""
+    response = client.post(
+        "/admin/api/participants",
+        data=b'name,phone\nAnn\r x,07700 900123\n"Bob,07700 900124\n',
+        headers={**ADMIN, "Content-Type": "text/csv"},
+    )
+    assert response.status_code == 200, response.json
+    assert response.json["rejected"], response.json

@@ -162,7 +162,9 @@ def test_answers_by_text_move_the_counts_and_export(client, database, redis_conn
     assert (counts["started"], counts["completed"]) == (2, 1)
     response = client.get(f"/admin/api/campaigns/{campaign_id}/responses.csv", headers=ADMIN)
     assert response.mimetype == "text/csv"
-    rows = list(csv.reader(io.StringIO(response.get_data(as_text=True))))
+    raw = response.get_data()
+    assert raw.startswith("\ufeff".encode()), "Excel needs the BOM to read UTF-8 (emoji, accents)"
+    rows = list(csv.reader(io.StringIO(raw.decode("utf-8-sig"))))
     assert rows[0] == [
         "participant",
         "channel",
@@ -336,7 +338,8 @@ def test_the_whole_cycle_from_the_shell(client, database, redis_conn, twilio_fak
     target = tmp_path / "out.csv"
     exported = runner.invoke(main, ["campaign", "export", campaign_id, "-o", str(target)])
     assert exported.exit_code == 0, exported.output
-    rows = list(csv.reader(target.open()))
+    assert target.read_bytes().startswith(b"\xef\xbb\xbf")
+    rows = list(csv.reader(target.open(encoding="utf-8-sig")))
     assert rows[0][:3] == ["participant", "channel", "status"] and len(rows) == 5
     assert runner.invoke(main, ["campaign", "close", campaign_id]).exit_code == 0
     assert runner.invoke(main, ["campaign", "status", "999"]).exit_code == 1
@@ -350,7 +353,167 @@ def test_audience_entries_that_cannot_be_ids_match_nobody(client):
         json={"survey": "guide-title", "audience": {"participants": ["²", "9" * 30, -4]}},
         headers=ADMIN,
     )
-    assert response.status_code == 201 and response.json["audience_size"] == 0
+    assert response.status_code == 409
+    assert response.json["error"] == (
+        "nobody to invite: none of these ids or external ids is a participant"
+    )
+
+
+def test_a_campaign_for_nobody_is_refused_with_the_reason(client, database):
+    from click.testing import CliRunner
+
+    from bot.cli import main
+
+    empty = client.post(
+        "/admin/api/campaigns",
+        json={"survey": "guide-title", "audience": {"all": True}},
+        headers=ADMIN,
+    )
+    assert empty.status_code == 409 and "the panel is empty" in empty.json["error"]
+    setup_panel(client, database)
+    result = CliRunner().invoke(main, ["campaign", "create", "guide-title", "--tag", "nobody"])
+    assert result.exit_code == 1 and "nobody has the tag(s) nobody" in result.output, result.output
+
+
+def test_simulator_people_are_not_in_everyone(client, database):
+    from bot import simulate
+    from bot.survey import resolve
+
+    setup_panel(client, database, opted_out=())
+    inputs = iter(["1"])
+    simulate.run(
+        runtime.database(),
+        runtime.settings(),
+        resolve("guide-title", runtime.settings().conversations_dir),
+        "sms",
+        lambda: next(inputs, None),
+        lambda *_: None,
+        name="Sam",
+    )
+    with database.session() as session:
+        assert session.scalar(select(Participant).where(Participant.joined_via == "simulate"))
+    everyone = create(client, audience={"all": True})
+    assert everyone["audience_size"] == 5
+
+
+def _without_twilio(app_settings):
+    from webhooks import create_app
+
+    off = app_settings.with_overrides(
+        twilio_account_sid=None, twilio_auth_token=None, twilio_from_number=None
+    )
+    runtime.configure(off)
+    return create_app({"SETTINGS": off, "TESTING": True}).test_client()
+
+
+def test_launch_is_refused_while_the_channel_cannot_send_and_works_once_it_can(
+    client, database, redis_conn, twilio_fake, app_settings
+):
+    setup_panel(client, database)
+    off_client = _without_twilio(app_settings)
+    campaign_id = create(off_client)["id"]
+    refused = off_client.post(f"/admin/api/campaigns/{campaign_id}/launch", headers=ADMIN)
+    assert refused.status_code == 409, refused.json
+    assert "text message is off" in refused.json["error"]
+    assert "TWILIO_FROM_NUMBER" in refused.json["error"]
+    assert status(off_client, campaign_id)["status"] == "draft"
+
+    from click.testing import CliRunner
+
+    from bot.cli import main
+
+    result = CliRunner().invoke(main, ["campaign", "launch", str(campaign_id)])
+    assert result.exit_code == 1 and "TWILIO_ACCOUNT_SID" in result.output, result.output
+
+    runtime.configure(app_settings)
+    launched = client.post(f"/admin/api/campaigns/{campaign_id}/launch", headers=ADMIN)
+    assert launched.status_code == 202 and launched.json["status"] == "launching"
+    run_worker(redis_conn)
+    assert len(twilio_fake.sends()) == 2
+
+
+def test_people_not_reached_because_sms_was_off_are_invited_by_a_later_launch(
+    client, database, redis_conn, twilio_fake, app_settings
+):
+    setup_panel(client, database)
+    off_client = _without_twilio(app_settings)
+    campaign_id = create(off_client)["id"]
+    # A campaign launched before launches were refused: everyone by text was "not reached".
+    with database.session() as session:
+        session.get(campaigns.Campaign, campaign_id).status = "launching"
+    campaigns.fan_out(runtime.database(), runtime.settings(), campaign_id)
+    assert status(off_client, campaign_id)["counts"]["not_reached"] == 3
+    runtime.configure(app_settings)
+    again = client.post(f"/admin/api/campaigns/{campaign_id}/launch", headers=ADMIN)
+    assert again.status_code == 202 and again.json["status"] == "launching"
+    with database.session() as session:
+        # A fan-out in progress again, so the reconciler would resume it if its job were lost.
+        assert session.get(campaigns.Campaign, campaign_id).fanout_done_at is None
+    run_worker(redis_conn)
+    assert sorted(s["To"] for s in twilio_fake.sends()) == ["+447700900001", "+447700900002"]
+    counts = status(client, campaign_id)["counts"]
+    assert counts["invited"] == 2 and counts["not_reached"] == 1  # Di: Telegram is not built yet
+    again = client.post(f"/admin/api/campaigns/{campaign_id}/launch", headers=ADMIN)
+    assert again.json["status"] == "launched"
+    run_worker(redis_conn)
+    assert len(twilio_fake.sends()) == 2
+
+
+def test_status_shows_invitations_held_by_quiet_hours_and_when_they_go(
+    client, database, redis_conn, twilio_fake, app_settings
+):
+    from click.testing import CliRunner
+
+    from bot.cli import main
+
+    quiet = app_settings.with_overrides(quiet_hours=parse_quiet_hours("00:00-23:59"))
+    runtime.configure(quiet)
+    setup_panel(client, database)
+    campaign_id = create(client)["id"]
+    client.post(f"/admin/api/campaigns/{campaign_id}/launch", headers=ADMIN)
+    run_worker(redis_conn)
+    assert twilio_fake.sends() == []
+    shown = status(client, campaign_id)
+    assert shown["counts"]["invited"] == 2
+    held = shown["held"]
+    assert held["messages"] == 2 and held["reason"] == "quiet hours", held
+    assert "T23:59:00" in held["until"], held  # the end of the window, local time
+    assert held["quiet_hours"] == "00:00-23:59" and held["timezone"] == "Europe/London"
+    out = CliRunner().invoke(main, ["campaign", "status", str(campaign_id)]).output
+    assert "held         2 until 23:59" in out and "quiet hours 00:00-23:59" in out, out
+
+
+def test_nothing_held_shows_zero(client, database, redis_conn, twilio_fake):
+    setup_panel(client, database)
+    campaign_id = create(client)["id"]
+    client.post(f"/admin/api/campaigns/{campaign_id}/launch", headers=ADMIN)
+    run_worker(redis_conn)
+    assert status(client, campaign_id)["held"]["messages"] == 0
+
+
+def test_closing_a_campaign_ends_its_conversations_and_the_next_campaign_goes_out(
+    client, database, redis_conn, twilio_fake
+):
+    from bot.models import Conversation
+
+    setup_panel(client, database, opted_out=())
+    first = create(client, audience={"participants": ["A"]}, channel="sms")["id"]
+    client.post(f"/admin/api/campaigns/{first}/launch", headers=ADMIN)
+    run_worker(redis_conn)
+    second = create(client, survey="hear-back", audience={"participants": ["A"]}, channel="sms")[
+        "id"
+    ]
+    client.post(f"/admin/api/campaigns/{second}/launch", headers=ADMIN)
+    run_worker(redis_conn)
+    assert status(client, second)["counts"]["waiting"] == 1
+    closed = client.post(f"/admin/api/campaigns/{first}/close", headers=ADMIN)
+    assert closed.json["conversations_ended"] == 1
+    run_worker(redis_conn)
+    assert len(twilio_fake.sends()) == 2
+    assert status(client, second)["counts"]["invited"] == 1
+    with database.session() as session:
+        statuses = {c.campaign_id: c.status for c in session.scalars(select(Conversation))}
+    assert statuses == {first: "expired", second: "active"}
 
 
 def test_the_reminder_is_scheduled_for_when_it_is_due(client, database, redis_conn, twilio_fake):

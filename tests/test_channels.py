@@ -149,3 +149,14 @@ def test_telegram_stored_body_reads_as_words_and_rebuilds_the_keyboard():
 def test_telegram_callback_data_fits_for_the_longest_question_id():
     data = telegram.callback("q" * 100, "10")
     assert len(data.encode()) <= 64 and telegram.Press.read(data).value == "10"
+
+
+def test_voice_reprompts_say_press_never_reply():
+    for qid, wrong in (("format", "9"), ("many", "99999"), ("why", "")):
+        question = SURVEY.question(qid)
+        prompt = engine.ask_again(SURVEY, question, CTX, wrong)
+        spoken = " ".join(voice.render([prompt]).say)
+        assert "reply" not in spoken.casefold(), spoken
+        assert "Sorry" in spoken
+    sms_text = sms.render([engine.ask_again(SURVEY, SURVEY.question("format"), CTX, "9")])[0]
+    assert sms_text.startswith("Sorry, we didn't quite catch that. Please reply with")

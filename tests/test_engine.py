@@ -167,3 +167,64 @@ def test_expiry_after_seven_idle_days():
     start = datetime(2026, 1, 1, tzinfo=UTC)
     assert not engine.is_expired(start, start + timedelta(days=6, hours=23))
     assert engine.is_expired(start, start + timedelta(days=7))
+
+
+def test_a_stop_request_in_words_is_asked_to_confirm_not_stored_and_not_a_miss():
+    for text in (
+        "Please stop texting me",
+        "unsubscribe me",
+        "don't text me again",
+        "Don’t text me again!",
+    ):
+        step = play("purple", text)[-1]
+        assert step.answers == () and step.consent == (), text
+        assert step.prompts == (
+            Say("Do you want us to stop all messages? Reply STOP to confirm.", "confirm_stop"),
+        ), text
+        assert step.state.misses == 1, "the earlier miss stands; this one is not counted"
+        assert "HELP" not in step.prompts[0].text and "REPEAT" not in step.prompts[0].text
+
+
+def test_a_stop_request_on_a_text_question_is_not_kept_as_the_answer():
+    step = play("1", "Please stop texting me")[-1]
+    assert step.answers == () and step.state.question_id == "why-printed"
+
+
+def test_who_is_this_gets_who_we_are_then_the_question():
+    step = play("1", "Hello, who is this?")[-1]
+    assert step.answers == () and step.state.misses == 0
+    who, again = step.prompts
+    assert who.text.startswith("This is Age Better.") and "catch that" not in who.text
+    assert isinstance(again, Ask) and again.question.id == "why-printed" and again.retry is None
+
+
+def test_a_text_over_the_length_limit_is_told_it_is_too_long_and_the_limit():
+    survey = load_text(
+        "id: t\ntitle: T\nquestions:\n  - {id: why, type: text, ask: Why, max_length: 20}\n",
+        "t.yaml",
+    )
+    state = engine.begin(survey, CTX).state
+    step = engine.step(survey, state, Reply("x" * 25), CTX)
+    (prompt,) = step.prompts
+    assert step.answers == ()
+    assert (
+        prompt.retry
+        == "Sorry, that is too long for us: please keep it to 20 characters (yours had 25)."
+    )
+
+
+def test_thanks_or_a_thumbs_up_after_the_end_gets_no_help_text():
+    for text in ("thanks", "Thank you!", "👍", "ok thanks", "Cheers 🙂"):
+        step = engine.after_end(Reply(text), CTX)
+        assert step.prompts == (Say("You're welcome. Thank you for your help.", "thanks"),), text
+    who = engine.after_end(Reply("Hello, who is this?"), CTX)
+    assert who.prompts[0].text.startswith("This is Age Better.")
+    stop = engine.after_end(Reply("please stop texting me"), CTX)
+    assert stop.prompts[0].kind == "confirm_stop" and stop.consent == ()
+    assert engine.after_end(Reply("what?"), CTX).prompts[0].kind == "help"
+
+
+def test_a_retry_is_structured_so_each_channel_can_word_it():
+    (prompt,) = play("purple")[-1].prompts
+    assert prompt.sorry == "Sorry, we didn't quite catch that."
+    assert prompt.expected == "a number from 1 to 2"

@@ -286,3 +286,19 @@ def test_summary_reads_naturally_for_a_winner_a_tie_and_free_text():
     tie = feedback.QuestionSummary(2, "Printed", 50, 1, ("Printed", "Online"))
     assert str(tie) == "Printed and Online were chosen equally, each by 50% of 2 people"
     assert str(feedback.QuestionSummary(1)) == "1 person answered"
+
+
+def test_api_feedback_without_a_message_uses_the_surveys_feedback_file(
+    client, redis_conn, twilio_fake, finished
+):
+    """As `involve feedback preview` does: conversations/<survey>.feedback.yaml."""
+    preview = client.post(
+        f"/admin/api/campaigns/{finished}/feedback", json={"dry_run": True}, headers=ADMIN
+    )
+    assert preview.status_code == 200, preview.json
+    (ann,) = preview.json["recipients"]
+    assert "You chose Your health, your way as the title for our new guide." in ann["message"]
+    sent = client.post(f"/admin/api/campaigns/{finished}/feedback", json={}, headers=ADMIN)
+    assert sent.status_code == 202 and sent.json["queued"] == 1, sent.json
+    run_worker(redis_conn)
+    assert len(twilio_fake.sends()) == 1

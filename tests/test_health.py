@@ -40,3 +40,32 @@ def test_database_down_is_503(redis_url, twilio_fake, tmp_path):
     assert response.status_code == 503 and response.json["database"].startswith(
         "down: OperationalError"
     )
+
+
+def test_redis_whose_socket_was_removed_is_down_even_with_a_pooled_connection(
+    database, twilio_fake, tmp_path
+):
+    """A second `involve serve` once removed the first one's socket: jobs failed, /healthz said ok."""
+    import shutil
+
+    from bot import runtime
+    from bot.embedded_redis import EmbeddedRedis
+    from bot.serve import _redis_dir
+    from webhooks import create_app
+
+    env = app_env(database.url, "", twilio_fake.url, tmp_path / "instance")
+    del env["REDIS_URL"]
+    settings = load_settings(env)
+    server = EmbeddedRedis(_redis_dir(settings), persist=False).start()
+    try:
+        runtime.configure(settings)
+        client = create_app({"SETTINGS": settings}).test_client()
+        assert client.get("/healthz").json["redis"] == "ok"
+        server.socket.unlink()  # what the second `involve serve` did
+        response = client.get("/healthz")
+        assert response.status_code == 503, response.json
+        assert response.json["redis"].startswith("down: ")
+    finally:
+        server.stop()
+        shutil.rmtree(server.directory, ignore_errors=True)
+        runtime.configure(settings)

@@ -57,7 +57,79 @@ def test_long_text_warns_with_segments(tmp_path):
 def test_curly_quote_warns_with_character_and_place(tmp_path):
     report = lint_file(write(tmp_path, BASE.replace('ask: "B?"', 'ask: "Isn’t it?"')))
     hits = [w for w in report.warnings if "question 'b'" in w and "outside GSM-7" in w]
-    assert hits and "'’' (right single quotation mark)" in hits[0] and "line 1, column 4" in hits[0]
+    assert hits and "'’' (right single quotation mark, use \"'\")" in hits[0], hits
+    assert "line 1, column 4" in hits[0]
+
+
+def test_gsm_warning_is_one_line_per_prompt_naming_each_character_and_its_stand_in(tmp_path):
+    ask = 'ask: "Isn’t it – really – “good”?"'
+    report = lint_file(write(tmp_path, BASE.replace('ask: "B?"', ask)))
+    hits = [w for w in report.warnings if "question 'b':" in w and "outside GSM-7" in w]
+    assert len(hits) == 1, hits  # not one line per character
+    (line,) = hits
+    assert "\n" not in line
+    for named in ("'’' (right single quotation mark, use \"'\")", "'–' (en dash, use '-')"):
+        assert named in line, line
+    assert "left double quotation mark" in line and line.count("en dash") == 1
+    asked_again = [w for w in report.warnings if "question 'b' asked again" in w]
+    assert len(asked_again) == 1
+
+
+def test_readme_lint_command_knows_feedback_files(tmp_path):
+    """`involve lint conversations/*.yaml` picked up *.feedback.yaml as surveys: 20 errors."""
+    files = sorted(str(p) for p in CONVERSATIONS.glob("*.yaml"))
+    assert any(f.endswith(".feedback.yaml") for f in files)
+    result = CliRunner().invoke(main, ["lint", "--strict", *files])
+    assert result.exit_code == 0, result.output
+    assert "error" not in result.output
+
+
+def test_a_bad_feedback_file_is_checked_against_its_survey(tmp_path):
+    write(tmp_path, BASE, "s.yaml")
+    bad = write(tmp_path, "message: Hi\noutcomes:\n  nope: {yes: Done}\n", "s.feedback.yaml")
+    orphan = write(tmp_path, "message: Hi\n", "gone.feedback.yaml")
+    result = CliRunner().invoke(main, ["lint", str(bad), str(orphan)])
+    assert result.exit_code == 1
+    assert f"error: {bad}: " in result.output and "nope" in result.output, result.output
+    assert f"error: {orphan}: no survey 'gone'" in result.output, result.output
+
+
+def test_lint_with_no_files_checks_scripts_and_feedback_in_conversations_dir(tmp_path, monkeypatch):
+    from bot import runtime
+    from bot.config import load_settings
+
+    write(tmp_path, BASE.replace("when: {a: no, b: yes}", "when: {b: yes}"), "s.yaml")
+    write(tmp_path, "message: Hi\noutcomes:\n  nope: {yes: Done}\n", "s.feedback.yaml")
+    monkeypatch.setattr(
+        runtime,
+        "_settings",
+        load_settings({"CONVERSATIONS_DIR": str(tmp_path), "INVOLVE_INSTANCE_PATH": str(tmp_path)}),
+    )
+    result = CliRunner().invoke(main, ["lint"])
+    assert result.exit_code == 1, result.output
+    assert f"ok: {tmp_path / 's.yaml'}" in result.output
+    assert f"error: {tmp_path / 's.feedback.yaml'}" in result.output
+
+
+def test_two_scripts_with_one_keyword_are_an_error(tmp_path):
+    from bot.runtime import SurveyLibrary
+
+    first = write(tmp_path, "keyword: TITLE\n" + BASE, "a.yaml")
+    second = write(tmp_path, "keyword: title\n" + BASE.replace("id: s", "id: t"), "b.yaml")
+    result = CliRunner().invoke(main, ["lint", str(second)])  # the other one is found beside it
+    assert result.exit_code == 1, result.output
+    assert f"keyword 'TITLE' is also the keyword of {first}" in result.output, result.output
+    library = SurveyLibrary(tmp_path)
+    assert library.keywords()["TITLE"].id == "s"  # the first file by name, never by chance
+    assert any("keyword 'TITLE'" in p for p in library.check())
+
+
+def test_warnings_are_shown_beside_the_errors_of_a_script_that_does_not_load(tmp_path):
+    broken = BASE.replace("type: text", "type: essay").replace('ask: "B?"', 'ask: "Isn’t it?"')
+    result = CliRunner().invoke(main, ["lint", str(write(tmp_path, broken))])
+    assert result.exit_code == 1
+    assert "error: " in result.output and "type must be one of" in result.output
+    assert "warning: " in result.output and "right single quotation mark" in result.output
 
 
 def test_intro_with_first_question_is_measured_together(tmp_path):
@@ -69,8 +141,11 @@ def test_intro_with_first_question_is_measured_together(tmp_path):
 def test_cli_exit_codes(tmp_path):
     runner = CliRunner()
     good = write(tmp_path, BASE.replace("when: {a: no, b: yes}", "when: {b: yes}"), "good.yaml")
-    warned = write(tmp_path, BASE, "warned.yaml")
-    broken = write(tmp_path, BASE.replace("type: text", "type: essay"), "broken.yaml")
+    # Each its own id: two scripts with one id in a folder are an error of their own.
+    warned = write(tmp_path, BASE.replace("id: s", "id: w"), "warned.yaml")
+    broken = write(
+        tmp_path, BASE.replace("type: text", "type: essay").replace("id: s", "id: b"), "broken.yaml"
+    )
     assert runner.invoke(main, ["lint", str(good)]).exit_code == 0
     result = runner.invoke(main, ["lint", str(warned)])
     assert result.exit_code == 0 and "warning:" in result.output

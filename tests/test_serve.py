@@ -1,12 +1,14 @@
 """The quick start: `involve serve` with nothing configured runs the whole service."""
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
 
+import pytest
 import requests
 
 from tests.conftest import CONVERSATIONS, SUPPRESSION_KEY
@@ -19,9 +21,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_serve_runs_web_worker_embedded_redis_and_sqlite_then_stops_cleanly(tmp_path):
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
+def _serve_env(tmp_path, base: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
     env.update(
         INVOLVE_INSTANCE_PATH=str(tmp_path / "instance"),
@@ -32,22 +32,54 @@ def test_serve_runs_web_worker_embedded_redis_and_sqlite_then_stops_cleanly(tmp_
         TWILIO_FROM_NUMBER=FROM_NUMBER,
         SUPPRESSION_KEY=SUPPRESSION_KEY,
     )
-    process = subprocess.Popen(
+    return env
+
+
+def _start_serve(tmp_path, port: int) -> subprocess.Popen:
+    return subprocess.Popen(
         [sys.executable, "-m", "bot.cli", "serve", "--port", str(port), "--web-workers", "1"],
-        env=env,
+        env=_serve_env(tmp_path, f"http://127.0.0.1:{port}"),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
+
+
+def _wait_for_health(base: str) -> requests.Response | None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            return requests.get(base + "/healthz", timeout=10)
+        except (requests.ConnectionError, requests.Timeout):  # still starting, on a busy machine
+            time.sleep(0.2)
+    return None
+
+
+@pytest.fixture(autouse=True)
+def _no_redis_folder_left_behind(tmp_path):
+    """Where tmp_path is too long for a socket, serve keeps its Redis in the temp folder."""
+    yield
+    folder = _socket_path(tmp_path).parent
+    if tmp_path not in folder.parents:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _socket_path(tmp_path):
+    from bot.config import load_settings
+    from bot.serve import _redis_dir
+
+    return (
+        _redis_dir(load_settings({"INVOLVE_INSTANCE_PATH": str(tmp_path / "instance")}))
+        / "redis.sock"
+    )
+
+
+def test_serve_runs_web_worker_embedded_redis_and_sqlite_then_stops_cleanly(tmp_path):
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    process = _start_serve(tmp_path, port)
     try:
-        deadline = time.monotonic() + 60
-        health = None
-        while time.monotonic() < deadline:
-            try:
-                health = requests.get(base + "/healthz", timeout=5)
-                break
-            except (requests.ConnectionError, requests.Timeout):  # still starting; a busy machine
-                time.sleep(0.2)
+        health = _wait_for_health(base)
         assert health is not None and health.status_code == 200, health and health.text
         assert {k: health.json()[k] for k in ("status", "database", "redis")} == {
             "status": "ok",
@@ -69,15 +101,32 @@ def test_serve_runs_web_worker_embedded_redis_and_sqlite_then_stops_cleanly(tmp_
     assert process.returncode == 0, output
     assert "involve: stopped" in output
     assert "involve: sms on" in output and "involve: telegram off: set TELEGRAM_BOT_TOKEN" in output
-    from bot.config import load_settings
-    from bot.serve import _redis_dir
-
-    socket_path = (
-        _redis_dir(load_settings({"INVOLVE_INSTANCE_PATH": str(tmp_path / "instance")}))
-        / "redis.sock"
-    )
+    socket_path = _socket_path(tmp_path)
     assert "embedded Redis at unix://" + str(socket_path) in output
     assert not _redis_alive(socket_path), "the embedded Redis must stop with the service"
+
+
+def test_a_second_serve_in_the_same_folder_is_refused_and_the_first_keeps_working(tmp_path):
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    first = _start_serve(tmp_path, port)
+    try:
+        health = _wait_for_health(base)
+        assert health is not None and health.status_code == 200, health and health.text
+        socket_path = _socket_path(tmp_path)
+        # The same port too, as a newcomer running the quick start twice would.
+        second = _start_serve(tmp_path, port)
+        output, _ = second.communicate(timeout=60)
+        assert second.returncode == 1, output
+        assert "already running in" in output and "INVOLVE_INSTANCE_PATH" in output, output
+        assert "embedded Redis" not in output, "the second must stop before starting anything"
+        assert _redis_alive(socket_path), "the first one's Redis socket must be left alone"
+        health = requests.get(base + "/healthz", timeout=5)
+        assert health.status_code == 200 and health.json()["redis"] == "ok", health.text
+    finally:
+        first.send_signal(signal.SIGINT)
+        output, _ = first.communicate(timeout=30)
+    assert first.returncode == 0, output
 
 
 def _redis_alive(path) -> bool:

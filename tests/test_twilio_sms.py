@@ -198,3 +198,20 @@ def test_a_nul_character_is_dropped_and_the_text_kept(client, database):
     with database.session() as session:
         kept = session.scalars(select(Message).where(Message.provider_id == "SMnul")).one()
         assert kept.body == "TITLE" and kept.status == "processed"
+
+
+def test_replies_a_person_would_be_puzzled_by(client, database):
+    """By text, end to end: the engine's answers reach the person through the webhook."""
+    text(client, "TITLE")
+    (confirm,) = texts(text(client, "Please stop texting me"))
+    assert confirm == "Do you want us to stop all messages? Reply STOP to confirm."
+    (who,) = texts(text(client, "Hello, who is this?"))
+    assert who.startswith("This is Age Better.") and "catch that" not in who
+    assert "Which title do you like best?" in who
+    assert count(database, Answer) == 0
+    with database.session() as session:
+        assert session.scalars(select(Participant)).one().opted_out is False
+    for reply in ("1", "Because it is clear", "5", "yes"):
+        texts(text(client, reply))
+    assert texts(text(client, "Thanks 👍")) == ["You're welcome. Thank you for your help."]
+    assert count(database, Answer) == 4

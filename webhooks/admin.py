@@ -9,6 +9,7 @@ from __future__ import annotations
 import hmac
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request, stream_with_context
@@ -27,7 +28,7 @@ from bot import (
 )
 from bot.config import Settings
 from bot.models import Campaign
-from bot.survey import Question
+from bot.survey import Question, Survey
 
 bp = Blueprint("admin", __name__, url_prefix="/admin/api")
 log = logging.getLogger(__name__)
@@ -127,13 +128,29 @@ def _campaign_id(value: str) -> int:
 
 @bp.get("/surveys")
 def list_surveys():
-    surveys = runtime.library().surveys()
-    return jsonify(
-        [
-            {"id": s.id, "title": s.title, "questions": [_question(q) for q in s.questions]}
-            for s in surveys.values()
-        ]
-    )
+    library = runtime.library()
+    surveys = library.surveys()
+    listed: list[dict[str, Any]] = [
+        {
+            "id": s.id,
+            "title": s.title,
+            "questions": [_question(q) for q in s.questions],
+            "loaded": True,
+        }
+        for s in surveys.values()
+    ]
+    # A script with a mistake is named, not left out: staff would otherwise look for it in vain.
+    listed += [
+        {
+            "id": Path(name).stem,
+            "title": name,
+            "questions": [],
+            "loaded": False,
+            "problems": problems,
+        }
+        for name, problems in sorted(library.broken.items())
+    ]
+    return jsonify(listed)
 
 
 def _question(question: Question) -> dict[str, Any]:
@@ -266,7 +283,10 @@ def telegram_link(key: str):
 def create_campaign():
     body = _json_body()
     with runtime.database().session() as session:
-        campaign, size = campaigns.create(session, body, runtime.library().surveys(), _settings())
+        library = runtime.library()
+        campaign, size = campaigns.create(
+            session, body, library.surveys(), _settings(), broken=library.broken
+        )
         result = {"id": campaign.id, "status": campaign.status, "audience_size": size}
     return jsonify(result), 201
 
@@ -275,7 +295,7 @@ def create_campaign():
 def launch_campaign(campaign_id: str):
     with runtime.database().session() as session:
         campaign = campaigns.get_or_404(session, _campaign_id(campaign_id))
-        started = campaigns.launch(session, campaign)
+        started = campaigns.launch(session, campaign, _settings())
         if started:
             audit.record(session, audit.ADMIN_API, "launch", f"campaign {campaign.id}")
     if started:
@@ -287,8 +307,8 @@ def launch_campaign(campaign_id: str):
 def close_campaign(campaign_id: str):
     with runtime.database().session() as session:
         campaign = campaigns.get_or_404(session, _campaign_id(campaign_id))
-        campaigns.close(session, campaign)
-    return jsonify(id=campaign.id, status="closed")
+        ended = campaigns.close(session, campaign, _settings())
+    return jsonify(id=campaign.id, status="closed", conversations_ended=ended)
 
 
 @bp.get("/campaigns/<campaign_id>")
@@ -296,12 +316,15 @@ def campaign_status(campaign_id: str):
     with runtime.database().read() as session:
         campaign = campaigns.get_or_404(session, _campaign_id(campaign_id))
         counts = progress.counts(session, campaign.id)
+        settings = runtime.settings()
         return jsonify(
             id=campaign.id,
             survey=campaign.survey_id,
             status=campaign.status,
             channel=campaign.channel,
+            send_at=campaign.send_at.isoformat() if campaign.send_at else None,
             counts=counts.as_json(),
+            held=progress.held(session, campaign.id, settings).as_json(settings),
         )
 
 
@@ -318,7 +341,9 @@ def responses_csv(campaign_id: str):
             yield from exports.csv_chunks(exports.response_rows(session, campaign))
 
     headers = {"Content-Disposition": f'attachment; filename="campaign-{number}-responses.csv"'}
-    return Response(stream_with_context(generate()), mimetype="text/csv", headers=headers)
+    return Response(
+        stream_with_context(generate()), content_type="text/csv; charset=utf-8", headers=headers
+    )
 
 
 @bp.get("/campaigns/<campaign_id>/summary")
@@ -342,7 +367,7 @@ def campaign_feedback(campaign_id: str):
                 campaign, with_for_update=True
             )  # one feedback send at a time per campaign
             survey = conversations.survey_for(session, campaign.survey_version_id)
-            definition = feedback.parse_definition(body, survey)
+            definition = _feedback_definition(body, survey)
             planned = feedback.plan(session, campaign, definition)
             if dry_run:
                 return jsonify(feedback.preview(planned))
@@ -350,6 +375,15 @@ def campaign_feedback(campaign_id: str):
     except feedback.FeedbackError as exc:
         raise ApiError(400, str(exc)) from None
     return jsonify(queued=len(queued), skipped=planned.skipped), 202
+
+
+def _feedback_definition(body: Any, survey: Survey) -> feedback.Definition:
+    """The message and outcomes in the body, else the survey's `<id>.feedback.yaml`, as the
+    CLI uses: staff write it once and preview or send it from either place."""
+    if isinstance(body, dict) and "message" not in body and "outcomes" not in body:
+        path = runtime.settings().conversations_dir / f"{survey.id}.feedback.yaml"
+        return feedback.load_file(path, survey)
+    return feedback.parse_definition(body, survey)
 
 
 @bp.get("/campaigns/<campaign_id>/feedback")

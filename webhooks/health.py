@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Blueprint, jsonify
+from redis import Redis
 
 from bot import channels, inbox, runtime
 
@@ -20,7 +21,7 @@ def healthz():
     except Exception as exc:
         checks["database"] = f"down: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
     try:
-        runtime.redis().ping()
+        _ping_fresh(runtime.redis())
         checks["redis"] = "ok"
     except Exception as exc:
         checks["redis"] = f"down: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
@@ -33,3 +34,20 @@ def healthz():
         # (those need a person to look: subject access shows them with their reason).
         inbound=inbound,
     ), (200 if healthy else 503)
+
+
+def _ping_fresh(client: Redis) -> None:
+    """PING over a new connection, as a worker's job would open one.
+
+    A pooled connection can outlive the server's socket file (another process removed it),
+    and would then report "ok" while every new connection, and so every job, fails.
+    """
+    pool = client.connection_pool
+    kwargs = {**pool.connection_kwargs, "socket_connect_timeout": 2, "socket_timeout": 2}
+    connection = pool.connection_class(**kwargs)
+    try:
+        connection.connect()
+        connection.send_command("PING")
+        connection.read_response()
+    finally:
+        connection.disconnect()

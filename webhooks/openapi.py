@@ -108,6 +108,19 @@ def spec(server: str, survey_ids: list[str]) -> dict[str, Any]:
                             "required": ["invited", "started", "completed", "opted_out", "failed"],
                             "additionalProperties": {"type": "integer"},
                         },
+                        "send_at": {"type": ["string", "null"], "format": "date-time"},
+                        "held": {
+                            "type": "object",
+                            "description": "Invitations and reminders written but not sent yet "
+                            "(quiet hours, a later start), and the earliest they may go",
+                            "properties": {
+                                "messages": {"type": "integer"},
+                                "until": {"type": ["string", "null"], "format": "date-time"},
+                                "quiet_hours": {"type": "string"},
+                                "timezone": {"type": "string"},
+                                "reason": {"type": ["string", "null"]},
+                            },
+                        },
                     },
                 },
             },

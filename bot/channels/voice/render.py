@@ -59,7 +59,8 @@ def gather_for(q: Question) -> Gather:
 
 def question_speech(prompt: Ask) -> str:
     q = prompt.question
-    parts = [prompt.retry] if prompt.retry else []
+    # The retry without its verb: the keys are named below, "press", never "reply".
+    parts = [prompt.sorry] if prompt.sorry else []
     parts.append(prompt.text)
     if q.type in ("choice", "yesno"):
         parts.extend(
