@@ -15,7 +15,7 @@ from bot.config import Settings
 from bot.models import Message, utcnow
 from bot.phone import InvalidPhoneNumber, normalise_phone
 from bot.text import clean_text
-from webhooks.signatures import twilio_signed
+from webhooks.signatures import twilio_signed_sms
 
 bp = Blueprint("twilio_sms", __name__, url_prefix="/webhooks/twilio")
 log = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ def twiml(texts: list[str]) -> Response:
 
 
 @bp.post("/sms")
-@twilio_signed
+@twilio_signed_sms
 def inbound_sms() -> Response:
     settings: Settings = current_app.extensions["involve.settings"]
     form = request.form
