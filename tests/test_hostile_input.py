@@ -12,7 +12,7 @@ import xml.etree.ElementTree as ET
 from sqlalchemy import func, select
 
 from bot.models import Message, Participant
-from tests.conftest import PUBLIC
+from tests.conftest import ADMIN, PUBLIC
 from tests.fakes import post_twilio, sms_params
 
 SMS = "/webhooks/twilio/sms"
@@ -109,3 +109,37 @@ def test_a_signed_text_from_an_over_long_sender_is_kept_not_500(client, database
         assert kept.body == "my answer" and kept.status == "error"
         assert "too long" in (kept.error_message or "")
     assert count(database, Participant) == 0
+
+
+# --- item 7: admin tokens -----------------------------------------------------------------
+
+
+def test_wrong_admin_tokens_are_slowed_down_with_retry_after(app):
+    app.config["ADMIN_FAILED_AUTH_LIMIT"] = 5
+    client = app.test_client()
+    wrong = {"Authorization": "Bearer " + "w" * 40}
+    codes = [client.get("/admin/api/surveys", headers=wrong).status_code for _ in range(8)]
+    assert codes[:5] == [401] * 5 and set(codes[5:]) == {429}
+    refused = client.get("/admin/api/surveys", headers=wrong)
+    assert refused.status_code == 429
+    assert 0 < int(refused.headers["Retry-After"]) <= 60
+    # The limit is on guessing: even the right token waits until the window passes, so a
+    # guesser cannot learn that a guess was right while blocked.
+    assert client.get("/admin/api/surveys", headers=ADMIN).status_code == 429
+
+
+def test_a_successful_client_is_not_blocked_by_another_clients_guessing(app):
+    app.config["ADMIN_FAILED_AUTH_LIMIT"] = 2
+    client = app.test_client()
+    wrong = {"Authorization": "Bearer nope"}
+    for _ in range(4):
+        client.get("/admin/api/surveys", headers=wrong, environ_base={"REMOTE_ADDR": "10.0.0.9"})
+    assert client.get("/admin/api/surveys", headers=ADMIN).status_code == 200
+
+
+def test_the_request_rate_limit_says_when_to_retry(app):
+    app.config["ADMIN_RATE_LIMIT"] = 1
+    client = app.test_client()
+    client.get("/admin/api/surveys", headers=ADMIN)
+    refused = client.get("/admin/api/surveys", headers=ADMIN)
+    assert refused.status_code == 429 and 0 < int(refused.headers["Retry-After"]) <= 60
