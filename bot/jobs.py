@@ -18,6 +18,7 @@ from sqlalchemy import select, update
 
 from bot import conversations, delivery, outbox, pacing, runtime
 from bot.errors import ChannelOff, PermanentError, RecipientOptedOut, SendError, TemporaryError
+from bot.logmask import mask_phones
 from bot.models import Message, Participant, utcnow
 from bot.providers.twilio import Handed, TwilioSender
 
@@ -214,7 +215,7 @@ def _record(results: list[tuple[_Claimed, Handed | SendError]]) -> dict[int, str
                     message.status, message.send_after = "pending", when
                 message.error_message, message.error_code = str(result), result.code
                 retries.append((claimed.id, when))
-                outcome[claimed.id] = f"retry at {when.isoformat()}: {result}"
+                outcome[claimed.id] = mask_phones(f"retry at {when.isoformat()}: {result}")
             else:
                 note = (
                     f"gave up after {claimed.attempts} attempts: "
@@ -228,8 +229,8 @@ def _record(results: list[tuple[_Claimed, Handed | SendError]]) -> dict[int, str
                     conversations.record_consent(
                         session, person, "opt_out", "carrier", detail=str(result)
                     )
-                log.warning("message %s failed: %s", claimed.id, result)
-                outcome[claimed.id] = f"failed: {result}"
+                log.warning("message %s failed: %s", claimed.id, mask_phones(str(result)))
+                outcome[claimed.id] = mask_phones(f"failed: {result}")
     if retries:
         outbox.dispatch_many(runtime.redis(), [([mid], when) for mid, when in retries])
     return outcome
@@ -303,7 +304,7 @@ def _settle(message: Message, now: datetime) -> str:
             message.address or "", message.body or "", message.claimed_at or now
         )
     except SendError as exc:
-        log.warning("could not settle message %s yet: %s", message.id, exc)
+        log.warning("could not settle message %s yet: %s", message.id, mask_phones(str(exc)))
         return "unknown"
     with runtime.database().session() as session:
         row = session.get(Message, message.id, with_for_update=True)

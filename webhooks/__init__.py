@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Flask
 
-from bot import runtime
+from bot import logmask, runtime
 from bot.config import ConfigError, Settings
 
 
@@ -31,6 +31,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    logmask.install()
 
     from webhooks import admin, health, twilio_sms, twilio_status
 
