@@ -247,3 +247,144 @@ def test_send_jobs_leave_no_message_text_or_number_in_redis(
                     kept.append(repr(pickle.loads(base64.b64decode(fields[b"return_value"]))))
     everything = "\n".join(kept)
     assert "About your hip" not in everything and "7700900" not in everything
+
+
+# --- item 8: staff templates are bounded and cannot reach each other --------------------
+
+
+def _refused_quickly(source: str, context: dict | None = None, within: float = 3.0) -> str:
+    import pytest
+
+    from bot import templates
+
+    started = time.perf_counter()
+    with pytest.raises(templates.TemplateProblem) as caught:
+        templates.render(source, context or {"name": "Ann"})
+    assert time.perf_counter() - started < within, source
+    return str(caught.value)
+
+
+def test_nested_loops_stop_at_the_time_limit():
+    problem = _refused_quickly(
+        "{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}"
+    )
+    assert "took too long" in problem
+
+
+def test_loops_over_a_string_without_calls_stop_too():
+    _refused_quickly(
+        "{% set s = 'abcdefghij' * 100 %}"
+        "{% for a in s %}{% for b in s %}{% for c in s %}{% endfor %}{% endfor %}{% endfor %}"
+    )
+
+
+def test_huge_powers_and_products_are_refused():
+    for source in (
+        "{{ 9 ** (9 ** 9) }}",
+        "{{ 10 ** 1000000 }}",
+        "{{ 'x' * 100000000 }}",
+        "{{ [1] * 100000000 }}",
+        "{{ 'x' | center(1000000000) }}",
+        "{{ 'x'.ljust(1000000000) }}",
+        "{{ '%1000000000d' % 1 }}",
+        "{{ '{:>1000000000}'.format(1) }}",
+    ):
+        _refused_quickly(source, within=1.0)
+
+
+def test_output_is_capped():
+    problem = _refused_quickly("{% for i in range(100000) %}{{ name }} {% endfor %}")
+    assert "too long" in problem
+
+
+def test_runtime_errors_in_a_template_are_a_problem_not_a_crash():
+    for source in (
+        "{{ 1 / 0 }}",
+        "{{ name + 1 }}",
+        "{% set name.x = 1 %}",
+        "{% macro m() %}{{ m() }}{% endmacro %}{{ m() }}",
+        "{{ 2.0 ** 5000 }}",
+    ):
+        _refused_quickly(source)
+
+
+def test_one_render_cannot_change_what_the_next_person_reads():
+    from bot import templates
+
+    shared = {"title": "Your health, your way was chosen by 61% of 212 people"}
+    source = "{{ summary.setdefault('who', name) }} {{ summary.who }}"
+    problem = None
+    seen = []
+    for name in ("Ann", "Bob"):
+        try:
+            seen.append(templates.render(source, {"name": name, "summary": shared}))
+        except templates.TemplateProblem as exc:
+            problem = str(exc)
+    assert seen == [] and problem is not None
+    assert shared == {"title": "Your health, your way was chosen by 61% of 212 people"}
+    for source in (
+        "{{ summary.update(title='changed') }}",
+        "{{ answers.pop('title') }}",
+        "{{ tags.append('x') }}",
+    ):
+        context = {"name": "Ann", "summary": dict(shared), "answers": {"title": "a"}, "tags": []}
+        _refused_quickly(source, context)
+
+
+def test_a_runaway_feedback_template_is_a_400_and_the_app_carries_on(client, database):
+    from tests.test_feedback import OUTCOMES, PANEL
+
+    client.post("/admin/api/participants", json=PANEL, headers=ADMIN)
+    with database.session() as session:
+        from bot import campaigns, conversations, runtime
+        from bot.models import Answer, Conversation
+
+        campaign, _ = campaigns.create(
+            session,
+            {"survey": "guide-title", "audience": {"all": True}},
+            runtime.library().surveys(),
+            runtime.settings(),
+        )
+        for person in session.scalars(select(Participant)):
+            person.recontact = True
+            conv = Conversation(
+                participant_id=person.id,
+                campaign_id=campaign.id,
+                survey_version_id=campaign.survey_version_id,
+                channel="sms",
+                status="completed",
+                state={},
+            )
+            session.add(conv)
+            session.flush()
+            session.add(
+                Answer(
+                    conversation_id=conv.id,
+                    participant_id=person.id,
+                    question_id="title",
+                    value="your-health",
+                    label="Your health, your way",
+                    channel="sms",
+                )
+            )
+        campaign_id = campaign.id
+        del conversations
+    started = time.perf_counter()
+    response = client.post(
+        f"/admin/api/campaigns/{campaign_id}/feedback",
+        json={
+            "message": "{% for a in range(99999) %}{% for b in range(99999) %}{% endfor %}"
+            "{% endfor %}{{ name }}",
+            "outcomes": OUTCOMES,
+            "dry_run": True,
+        },
+        headers=ADMIN,
+    )
+    assert response.status_code == 400 and "took too long" in response.json["error"]
+    assert time.perf_counter() - started < 5
+    ok = client.post(
+        f"/admin/api/campaigns/{campaign_id}/feedback",
+        json={"message": "Hello {{ name }}", "outcomes": OUTCOMES, "dry_run": True},
+        headers=ADMIN,
+    )
+    assert ok.status_code == 200 and len(ok.json["recipients"]) == 4
