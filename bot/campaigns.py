@@ -9,7 +9,7 @@ when that one ends or expires.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from redis import Redis
@@ -34,6 +34,8 @@ from bot.text import clean_text
 
 BATCH = 1000
 CHANNELS = ("sms", "voice", "telegram")
+EARLIEST_START = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST_START_DAYS = 5 * 365
 
 
 class CampaignError(ValueError):
@@ -60,6 +62,17 @@ def _parse_time(value: Any, name: str) -> datetime | None:
         ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=runtime.settings().timezone)
+    # Years 1 and 9999 parse, but cannot be moved to UTC or have a reminder added to them:
+    # keep to times a campaign could really start at.
+    latest = utcnow() + timedelta(days=LATEST_START_DAYS)
+    try:
+        in_utc = moment.astimezone(UTC)
+    except OverflowError:
+        in_utc = None
+    if in_utc is None or not EARLIEST_START <= in_utc <= latest:
+        raise CampaignError(
+            f"{name} must be a time between 2000 and {LATEST_START_DAYS // 365} years from now, got {value!r}"
+        )
     return moment
 
 

@@ -388,3 +388,78 @@ def test_a_runaway_feedback_template_is_a_400_and_the_app_carries_on(client, dat
         headers=ADMIN,
     )
     assert ok.status_code == 200 and len(ok.json["recipients"]) == 4
+
+
+# --- item 9: ordinary staff input that used to be a 500 ---------------------------------
+
+
+def _import_csv(client, text: str | bytes):
+    return client.post(
+        "/admin/api/participants",
+        data=text.encode() if isinstance(text, str) else text,
+        headers={**ADMIN, "Content-Type": "text/csv"},
+    )
+
+
+def test_a_csv_with_old_mac_line_endings_imports(client, database):
+    response = _import_csv(
+        client, "name,phone,external_id\rAnn,07700 900001,A\rBob,07700 900002,B\r"
+    )
+    assert response.status_code == 200, response.json
+    assert (response.json["created"], response.json["rejected"]) == (2, [])
+
+
+def test_a_csv_field_over_128_kb_is_a_reported_row_not_a_500(client, database):
+    big = "x" * (200 * 1024)
+    response = _import_csv(
+        client,
+        f"name,phone,external_id\nAnn,07700 900001,A\n{big},07700 900002,B\nCy,07700 900003,C\n",
+    )
+    assert response.status_code == 200, response.json
+    assert response.json["created"] >= 1
+    (problem,) = [r for r in response.json["rejected"] if r["row"] == 3]
+    assert "too long" in problem["error"]
+
+
+def test_deeply_nested_json_is_a_400(client):
+    deep = "[" * 100_000 + "]" * 100_000
+    for path in ("/admin/api/participants", "/admin/api/campaigns"):
+        response = client.post(
+            path, data=deep, headers={**ADMIN, "Content-Type": "application/json"}
+        )
+        assert response.status_code == 400, path
+        assert "nested" in response.json["error"]
+
+
+def test_send_at_at_the_ends_of_the_calendar_is_a_400(client):
+    for send_at in (
+        "0001-01-01T00:00:00+14:00",
+        "0001-01-01T00:00:00",
+        "9999-12-31T23:59:59-12:00",
+        "9999-12-31T23:59:59",
+    ):
+        response = client.post(
+            "/admin/api/campaigns",
+            json={"survey": "guide-title", "audience": {"all": True}, "send_at": send_at},
+            headers=ADMIN,
+        )
+        assert response.status_code == 400, (send_at, response.json)
+        assert "send_at" in response.json["error"]
+
+
+def test_a_nul_in_a_participant_key_is_not_found(client):
+    for method in (client.get, client.delete):
+        response = method("/admin/api/participants/ab%00cd", headers=ADMIN)
+        assert response.status_code == 404
+
+
+# --- item 10: numbers in responses.csv stay numbers ---------------------------------------
+
+
+def test_only_what_a_spreadsheet_would_run_is_defused():
+    from bot.exports import defuse
+
+    for plain in ("-2", "+447700900999", "-2.5", "+0.5", "1e5", "hello", "", "2-3"):
+        assert defuse(plain) == plain, plain
+    for formula in ("=1+1", "-2+3", "@SUM(A1)", "+A1", "-A1*2", '=HYPERLINK("x")', "\t=1", "\r=1"):
+        assert defuse(formula) == "'" + formula, formula

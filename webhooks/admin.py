@@ -130,7 +130,12 @@ def _refuse_over(prefix: str, limit: int, what: str, count: bool = True) -> None
 def _json_body() -> Any:
     if not request.is_json:
         raise ApiError(415, "send JSON with Content-Type: application/json")
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:
+        # json refuses nesting deeper than the interpreter's stack with RecursionError, not
+        # ValueError, so `silent` does not cover it.
+        raise ApiError(400, "the JSON is nested too deeply") from None
     if body is None:
         raise ApiError(400, "the body is not valid JSON")
     return body
@@ -199,6 +204,9 @@ def import_participants():
 
 
 def _person_or_404(session, key: str):
+    if "\x00" in key:
+        # No stored id holds a NUL, and PostgreSQL refuses one in a query (a 500).
+        raise ApiError(404, f"no participant {key!r}")
     person = privacy.find(session, key)
     if person is None or person.erased_at is not None:
         raise ApiError(404, f"no participant {key!r}")
