@@ -463,3 +463,12 @@ def test_only_what_a_spreadsheet_would_run_is_defused():
         assert defuse(plain) == plain, plain
     for formula in ("=1+1", "-2+3", "@SUM(A1)", "+A1", "-A1*2", '=HYPERLINK("x")', "\t=1", "\r=1"):
         assert defuse(formula) == "'" + formula, formula
+
+
+def test_a_signed_text_with_a_nul_in_its_message_sid_is_kept_not_500(client, database):
+    sid = "SM\x00" + "a" * 20
+    response = post_twilio(client, PUBLIC, SMS, sms_params("TITLE", sid=sid))
+    assert response.status_code == 200
+    with database.session() as session:
+        kept = session.scalars(select(Message).where(Message.direction == "in")).one()
+        assert kept.body == "TITLE" and kept.status == "error" and "\x00" not in kept.provider_id

@@ -77,12 +77,17 @@ def twilio_signed(view: Callable[..., Any]) -> Callable[..., Any]:
     return checked
 
 
+def _plausible_sid(sid: str) -> bool:
+    return len(sid) <= SID_LENGTH and sid.isascii() and sid.isprintable()
+
+
 def stable_sid(sid: str) -> str:
-    """A sid that fits the column: itself if Twilio-sized, else a digest that is the same for
-    every redelivery of the same over-long sid (so dedupe still holds)."""
-    if len(sid) <= SID_LENGTH:
+    """A sid that can be stored: itself if Twilio-like, else a digest that is the same for
+    every redelivery of the same odd sid (so dedupe still holds)."""
+    if _plausible_sid(sid):
         return sid
-    return sid[:2] + hashlib.sha256(sid.encode("utf-8", "replace")).hexdigest()[:32]
+    prefix = sid[:2] if sid[:2].isascii() and sid[:2].isalpha() else "XX"
+    return prefix + hashlib.sha256(sid.encode("utf-8", "replace")).hexdigest()[:32]
 
 
 def unreachable_sms_fields() -> str | None:
@@ -97,6 +102,9 @@ def unreachable_sms_fields() -> str | None:
     sender = form.get("From", "")
     if len(sid) > SID_LENGTH:
         return f"MessageSid is too long ({len(sid)} characters; Twilio's are {SID_LENGTH})"
+    if not _plausible_sid(sid):
+        # A NUL here is a 500 on PostgreSQL; Twilio's sids are plain letters and digits.
+        return "MessageSid has characters no Twilio sid has"
     if len(sender) > SENDER_LENGTH:
         return f"From is too long ({len(sender)} characters) to be a phone number"
     return None
@@ -126,7 +134,7 @@ def keep_unreachable_sms(problem: str) -> None:
     from bot.text import clean_text
 
     form = request.form
-    sid = stable_sid(clean_text(form.get("MessageSid") or form.get("SmsSid") or ""))
+    sid = stable_sid(form.get("MessageSid") or form.get("SmsSid") or "")
     address = clean_text(form.get("From", ""))[:64] or None
     log.warning("kept an inbound text we cannot answer: %s", problem)
     with runtime.database().session() as session:
