@@ -34,8 +34,7 @@ from bot.text import clean_text
 
 BATCH = 1000
 CHANNELS = ("sms", "voice", "telegram")
-EARLIEST_START = datetime(2000, 1, 1, tzinfo=UTC)
-LATEST_START_DAYS = 5 * 365
+SCHEDULING_MARGIN_DAYS = 90  # more than the longest reminder delay (1440 hours)
 
 
 class CampaignError(ValueError):
@@ -62,17 +61,17 @@ def _parse_time(value: Any, name: str) -> datetime | None:
         ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=runtime.settings().timezone)
-    # Years 1 and 9999 parse, but cannot be moved to UTC or have a reminder added to them:
-    # keep to times a campaign could really start at.
-    latest = utcnow() + timedelta(days=LATEST_START_DAYS)
+    # Times at the ends of the calendar parse, but cannot be moved to UTC, or have the reminder
+    # delay (at most 60 days) and the upkeep's margins added to them without overflowing: a
+    # 500 now, or a worker job failing every minute later. Past times stay allowed (= now).
     try:
         in_utc = moment.astimezone(UTC)
+        in_utc + timedelta(days=SCHEDULING_MARGIN_DAYS)
+        in_utc - timedelta(days=SCHEDULING_MARGIN_DAYS)
     except OverflowError:
-        in_utc = None
-    if in_utc is None or not EARLIEST_START <= in_utc <= latest:
         raise CampaignError(
-            f"{name} must be a time between 2000 and {LATEST_START_DAYS // 365} years from now, got {value!r}"
-        )
+            f"{name} is too near the end of the calendar to schedule, got {value!r}"
+        ) from None
     return moment
 
 
