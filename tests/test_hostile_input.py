@@ -335,40 +335,7 @@ def test_a_runaway_feedback_template_is_a_400_and_the_app_carries_on(client, dat
     from tests.test_feedback import OUTCOMES, PANEL
 
     client.post("/admin/api/participants", json=PANEL, headers=ADMIN)
-    with database.session() as session:
-        from bot import campaigns, conversations, runtime
-        from bot.models import Answer, Conversation
-
-        campaign, _ = campaigns.create(
-            session,
-            {"survey": "guide-title", "audience": {"all": True}},
-            runtime.library().surveys(),
-            runtime.settings(),
-        )
-        for person in session.scalars(select(Participant)):
-            person.recontact = True
-            conv = Conversation(
-                participant_id=person.id,
-                campaign_id=campaign.id,
-                survey_version_id=campaign.survey_version_id,
-                channel="sms",
-                status="completed",
-                state={},
-            )
-            session.add(conv)
-            session.flush()
-            session.add(
-                Answer(
-                    conversation_id=conv.id,
-                    participant_id=person.id,
-                    question_id="title",
-                    value="your-health",
-                    label="Your health, your way",
-                    channel="sms",
-                )
-            )
-        campaign_id = campaign.id
-        del conversations
+    campaign_id = _campaign_with_answers(database)
     started = time.perf_counter()
     response = client.post(
         f"/admin/api/campaigns/{campaign_id}/feedback",
@@ -472,3 +439,84 @@ def test_a_signed_text_with_a_nul_in_its_message_sid_is_kept_not_500(client, dat
     with database.session() as session:
         kept = session.scalars(select(Message).where(Message.direction == "in")).one()
         assert kept.body == "TITLE" and kept.status == "error" and "\x00" not in kept.provider_id
+
+
+def test_a_chunked_body_with_no_length_is_cut_off_at_the_limit(client, database):
+    import io
+
+    from tests.fakes import sign
+
+    # Behind gunicorn a chunked upload declares no length; werkzeug must stop reading at the cap.
+    body = b"Body=" + b"x" * (10 * 1024 * 1024)
+    started = time.perf_counter()
+    response = client.post(
+        SMS,
+        input_stream=io.BytesIO(body),
+        content_type="application/x-www-form-urlencoded",
+        headers={"X-Twilio-Signature": sign(PUBLIC + SMS, {"Body": "x"})},
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+    assert response.status_code == 413
+    assert time.perf_counter() - started < 0.5
+    assert count(database, Message) == 0
+
+
+def test_rendering_everyones_feedback_has_a_total_time_limit(client, database, monkeypatch):
+    from bot import feedback, templates
+
+    client.post(
+        "/admin/api/participants",
+        json={"participants": [{"phone": f"07700 90000{i}", "recontact": "yes"} for i in range(3)]},
+        headers=ADMIN,
+    )
+    campaign_id = _campaign_with_answers(database)
+    slow = templates.render
+
+    def a_little_slow(source, context):
+        time.sleep(0.05)
+        return slow(source, context)
+
+    monkeypatch.setattr(templates, "render", a_little_slow)
+    monkeypatch.setattr(feedback, "PLAN_TIME_LIMIT", 0.01)
+    response = client.post(
+        f"/admin/api/campaigns/{campaign_id}/feedback",
+        json={"message": "Hello {{ name }}", "dry_run": True},
+        headers=ADMIN,
+    )
+    assert response.status_code == 400 and "took too long" in response.json["error"]
+
+
+def _campaign_with_answers(database) -> int:
+    from bot import campaigns, runtime
+    from bot.models import Answer, Conversation
+
+    with database.session() as session:
+        campaign, _ = campaigns.create(
+            session,
+            {"survey": "guide-title", "audience": {"all": True}},
+            runtime.library().surveys(),
+            runtime.settings(),
+        )
+        for person in session.scalars(select(Participant)):
+            person.recontact = True
+            conv = Conversation(
+                participant_id=person.id,
+                campaign_id=campaign.id,
+                survey_version_id=campaign.survey_version_id,
+                channel="sms",
+                status="completed",
+                state={},
+            )
+            session.add(conv)
+            session.flush()
+            session.add(
+                Answer(
+                    conversation_id=conv.id,
+                    participant_id=person.id,
+                    question_id="title",
+                    value="your-health",
+                    label="Your health, your way",
+                    channel="sms",
+                )
+            )
+        return campaign.id
