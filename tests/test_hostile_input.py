@@ -520,3 +520,15 @@ def _campaign_with_answers(database) -> int:
                 )
             )
         return campaign.id
+
+
+def test_signed_status_callbacks_with_odd_ids_are_204_not_500(client):
+    from tests.fakes import status_params
+
+    for path, params in (
+        (STATUS + "?m=" + "9" * 30, status_params("SM1", "delivered")),
+        (STATUS, status_params("SM\x00x", "delivered")),
+        (STATUS, status_params("SM" + "a" * 200, "failed", error_code="2" * 50)),
+    ):
+        response = post_twilio(client, PUBLIC, path, params)
+        assert response.status_code == 204, path

@@ -191,3 +191,24 @@ def test_admin_calls_without_the_token_never_500_and_store_nothing(
     )
     assert response.status_code in (401, 429)
     assert stored(database, Participant) == 0 and stored(database, Campaign) == 0
+
+
+@BOUNDED
+@given(
+    fields=st.dictionaries(
+        st.sampled_from(["MessageSid", "CallSid", "MessageStatus", "ErrorCode", "ErrorMessage"]),
+        hostile_text | st.sampled_from(["delivered", "failed", "21610"]),
+        max_size=5,
+    ),
+    m=st.one_of(st.none(), st.integers().map(str), st.sampled_from(["9" * 30, "-1", "²", "1e3"])),
+)
+def test_signed_status_callbacks_with_any_fields_never_500(client, database, fields, m):
+    params = {
+        k: v.encode("utf-8", "replace").decode("utf-8")
+        for k, v in {"AccountSid": "AC1", "MessageStatus": "delivered", **fields}.items()
+    }
+    path = "/webhooks/twilio/status" + (f"?m={m}" if m is not None else "")
+    response = client.post(
+        path, data=params, headers={"X-Twilio-Signature": sign(PUBLIC + path, params)}
+    )
+    assert response.status_code < 500, (path, params)
