@@ -16,9 +16,9 @@ from redis import Redis
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
-from bot import conversations, engine, outbox, runtime
-from bot.channels import sms, telegram, voice
+from bot import channels, conversations, engine, events, outbox
 from bot.config import Settings
+from bot.db import Database, queue_after_commit
 from bot.models import (
     Campaign,
     Conversation,
@@ -33,7 +33,6 @@ from bot.survey import Survey, SurveyError
 from bot.text import clean_text
 
 BATCH = 1000
-CHANNELS = ("sms", "voice", "telegram")
 SCHEDULING_MARGIN_DAYS = 90  # more than the longest reminder delay (1440 hours)
 
 
@@ -48,7 +47,7 @@ class CampaignError(ValueError):
 # --- creating --------------------------------------------------------------------------
 
 
-def _parse_time(value: Any, name: str) -> datetime | None:
+def _parse_time(value: Any, name: str, settings: Settings) -> datetime | None:
     if value in (None, ""):
         return None
     if not isinstance(value, str):
@@ -60,7 +59,7 @@ def _parse_time(value: Any, name: str) -> datetime | None:
             f"{name} must be an ISO 8601 time such as 2026-12-01T10:00:00Z, got {value!r}"
         ) from None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=runtime.settings().timezone)
+        moment = moment.replace(tzinfo=settings.timezone)
     # Times at the ends of the calendar parse, but cannot be moved to UTC, or have the reminder
     # delay (at most 60 days) and the upkeep's margins added to them without overflowing: a
     # 500 now, or a worker job failing every minute later. Past times stay allowed (= now).
@@ -112,14 +111,47 @@ def audience_ids(session: Session, audience: Mapping[str, Any]) -> list[int]:
             select(Participant.id, Participant.tags).where(live).order_by(Participant.id)
         )
         return [pid for pid, tags in rows if wanted & set(tags or [])]
-    ids = {n for n in (as_id(v) for v in audience["participants"]) if n is not None}
-    externals = {str(v)[:100] for v in audience["participants"]}
+    ids: set[int] = set()
+    externals: set[str] = set()
+    for value in audience["participants"]:
+        text = str(value)
+        if isinstance(value, int) or text.startswith("id:"):
+            number = as_id(text.removeprefix("id:"))
+            ids.update([number] if number is not None else [])
+        elif text.startswith("ext:"):
+            externals.add(text.removeprefix("ext:")[:100])
+        else:
+            # A bare key from before create() resolved them: either kind, as it was then.
+            number = as_id(text)
+            ids.update([number] if number is not None else [])
+            externals.add(text[:100])
     found = session.scalars(
         select(Participant.id).where(
             live, Participant.id.in_(ids) | Participant.external_id.in_(externals)
         )
     )
     return sorted(set(found))
+
+
+def _person_key(session: Session, value: str | int) -> str | int:
+    """One audience entry made explicit: our id as a number, an external id as `ext:<x>`.
+
+    A bare text that is one person's id and another person's external id is refused (409), as
+    in the admin API's URLs, rather than inviting both. A key nobody has yet is kept as given.
+    """
+    from bot import privacy
+
+    if isinstance(value, int):
+        return value
+    try:
+        person = privacy.find(session, value)
+    except privacy.AmbiguousKey as exc:
+        raise CampaignError(f"audience participants: {exc}", 409) from None
+    if person is None:
+        return value
+    if value.startswith("ext:") or (not value.startswith("id:") and value == person.external_id):
+        return f"ext:{person.external_id}"
+    return person.id
 
 
 def create(
@@ -134,26 +166,24 @@ def create(
     survey_id = payload.get("survey")
     if not isinstance(survey_id, str) or survey_id not in surveys:
         known = ", ".join(sorted(surveys)) or "none"
-        raise CampaignError(f"survey must be the id of a survey script (there are: {known})")
+        sent = (
+            f"there is no survey {survey_id!r}"
+            if isinstance(survey_id, str)
+            else "survey is missing"
+        )
+        raise CampaignError(
+            f"{sent}: survey must be the id of a survey script (there are: {known})"
+        )
     channel = payload.get("channel")
-    if channel is not None and channel not in CHANNELS:
+    if channel is not None and channel not in channels.NAMES:
         raise CampaignError(
-            f"channel must be null (each person's preferred channel) or one of {', '.join(CHANNELS)}"
+            "channel must be null (each person's preferred channel) or one of "
+            + ", ".join(channels.NAMES)
         )
-    from bot.jobs import SENDING_CHANNELS
-
-    if channel is not None and channel not in SENDING_CHANNELS:
-        raise CampaignError(
-            f"inviting by {channel} is not available yet: use sms, or null for each person's own channel",
-            409,
-        )
-    if channel in ("sms", "voice") and not settings.twilio_enabled:
-        raise CampaignError(
-            "SMS and calls are off: set TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and TWILIO_FROM_NUMBER first",
-            409,
-        )
-    if channel == "telegram" and not settings.telegram_enabled:
-        raise CampaignError("Telegram is off: set TELEGRAM_BOT_TOKEN first", 409)
+    if channel is not None:
+        why_not = channels.get(channel).off_reason(settings)
+        if why_not is not None:
+            raise CampaignError(f"cannot invite by {channel} now: {why_not}", 409)
     reminder = payload.get("reminder_after_hours")
     if reminder is not None and (
         isinstance(reminder, bool)
@@ -162,7 +192,9 @@ def create(
     ):
         raise CampaignError("reminder_after_hours must be null or a number of hours from 1 to 1440")
     audience = _audience(payload.get("audience"))
-    send_at = _parse_time(payload.get("send_at"), "send_at")
+    if "participants" in audience:
+        audience = {"participants": [_person_key(session, v) for v in audience["participants"]]}
+    send_at = _parse_time(payload.get("send_at"), "send_at", settings)
     version = conversations.survey_version(session, surveys[survey_id])
     campaign = Campaign(
         survey_id=survey_id,
@@ -192,22 +224,36 @@ def launch(session: Session, campaign: Campaign) -> bool:
     return True
 
 
-def enqueue_fan_out(redis: Redis, campaign: Campaign) -> None:
+def fan_out_job_id(campaign_id: int) -> str:
+    # A fixed id per campaign, so the reconciler can ask Redis whether the job still exists.
+    return f"involve-fanout-{campaign_id}"
+
+
+def reminder_due(campaign: Campaign) -> datetime | None:
+    if not campaign.reminder_after_hours or campaign.launched_at is None:
+        return None
+    start = max(campaign.send_at or campaign.launched_at, campaign.launched_at)
+    return start + timedelta(hours=campaign.reminder_after_hours)
+
+
+def enqueue_fan_out(redis: Redis, campaign: Campaign, reminder: bool = True) -> None:
+    """Enqueue the fan-out (at `send_at`, if that is to come) and the reminder when it is due.
+    If Redis loses either, the reconciler enqueues it again (`bot.jobs`)."""
     from bot import reminders
     from bot.jobs import fan_out_job
 
     queue = outbox.queue(redis)
+    job_id = fan_out_job_id(campaign.id)
     if campaign.send_at is not None and campaign.send_at > utcnow():
-        queue.enqueue_at(campaign.send_at, fan_out_job, campaign.id, job_timeout=3600)
-    else:
-        queue.enqueue(fan_out_job, campaign.id, job_timeout=3600)
-    if campaign.reminder_after_hours:
-        start = max(campaign.send_at or utcnow(), utcnow())
         queue.enqueue_at(
-            start + timedelta(hours=campaign.reminder_after_hours),
-            reminders.send_reminders_job,
-            campaign.id,
-            job_timeout=3600,
+            campaign.send_at, fan_out_job, campaign.id, job_timeout=3600, job_id=job_id
+        )
+    else:
+        queue.enqueue(fan_out_job, campaign.id, job_timeout=3600, job_id=job_id)
+    due = reminder_due(campaign) if reminder else None
+    if due is not None:
+        queue.enqueue_at(
+            max(due, utcnow()), reminders.send_reminders_job, campaign.id, job_timeout=3600
         )
 
 
@@ -215,40 +261,25 @@ def _channel_for(
     campaign: Campaign, person: Participant, settings: Settings
 ) -> tuple[str | None, str | None]:
     """The channel to invite this person on, or (None, why not)."""
-    choice = (
-        campaign.channel
-        or person.channel
-        or ("sms" if person.phone else "telegram" if person.telegram_chat_id else None)
-    )
+    choice = campaign.channel or channels.default_for(person)
     if choice is None:
-        return None, "no phone number or Telegram chat"
-    from bot.jobs import SENDING_CHANNELS
-
-    if choice not in SENDING_CHANNELS:
-        return None, f"{choice} invitations are not available yet"
-    address = outbox.address_for(person, choice)
-    if address is None:
-        return None, f"no {choice} address"
-    if choice in ("sms", "voice") and not settings.twilio_enabled:
-        return None, f"{choice} is off"
-    if choice == "telegram" and not settings.telegram_enabled:
-        return None, "telegram is off"
+        return None, "no address on any channel"
+    channel = channels.get(choice)
+    if channel.address_of(person) is None:
+        return None, f"no {channel.title} address"
+    why_not = channel.off_reason(settings)
+    if why_not is not None:
+        return None, f"{channel.title} is off: {why_not}"
     return choice, None
 
 
 def render_for(channel: str, prompts: Iterable[engine.Prompt], org: str) -> str:
     """What an outbound message says, as stored in the outbox, for each channel."""
-    prompts = list(prompts)
-    if channel == "voice":
-        return " ".join(voice.render(prompts, org).say)
-    if channel == "telegram":
-        return "\n\n".join(m.text for m in telegram.render(prompts, org))
-    return "\n\n".join(sms.render(prompts))
+    return channels.get(channel).render_body(list(prompts), org)
 
 
-def fan_out(redis: Redis, campaign_id: int) -> dict[str, int]:
+def fan_out(database: Database, settings: Settings, campaign_id: int) -> dict[str, int]:
     """Invite everyone in the audience not yet invited. Safe to run again at any point."""
-    settings, database = runtime.settings(), runtime.database()
     with database.session() as session:
         campaign = session.get(Campaign, campaign_id)
         if campaign is None or campaign.status == "closed":
@@ -260,10 +291,9 @@ def fan_out(redis: Redis, campaign_id: int) -> dict[str, int]:
         chunk = ids[start : start + BATCH]
         with database.session() as session:
             campaign = session.get(Campaign, campaign_id)
-            made, message_ids = _invite_chunk(session, campaign, survey, chunk, settings)
+            made = _invite_chunk(session, campaign, survey, chunk, settings)
         for key, value in made.items():
             totals[key] += value
-        outbox.dispatch(redis, [(mid, None) for mid in message_ids])
     with database.session() as session:
         campaign = session.get(Campaign, campaign_id)
         if campaign.status == "launching":
@@ -274,7 +304,7 @@ def fan_out(redis: Redis, campaign_id: int) -> dict[str, int]:
 
 def _invite_chunk(
     session: Session, campaign: Campaign, survey: Survey, chunk: list[int], settings: Settings
-) -> tuple[dict[str, int], list[int]]:
+) -> dict[str, int]:
     done = set(
         session.scalars(
             select(Invitation.participant_id).where(
@@ -317,11 +347,11 @@ def _invite_chunk(
             counts["waiting"] += 1
         else:
             starting.append((person, channel))
-    message_ids = _start_many(session, campaign, survey, starting, settings, now, invitations)
+    _start_many(session, campaign, survey, starting, settings, now, invitations)
     counts["invited"] = len(starting)
     if invitations:
         session.execute(insert(Invitation.__table__), invitations)
-    return counts, message_ids
+    return counts
 
 
 def _invitation(
@@ -357,7 +387,8 @@ def _start_many(
     now: datetime,
     invitations: list[dict[str, Any]],
 ) -> list[int]:
-    """Begin each person's conversation and queue their invitation, with bulk inserts."""
+    """Begin each person's conversation and queue their invitation, with bulk inserts; the
+    invitations are sent once the caller's unit of work commits."""
     if not starting:
         return []
     steps = [
@@ -424,11 +455,20 @@ def _start_many(
                 invited_at=now,
             )
         )
+    queue_after_commit(session, [(message_id, None) for message_id in message_ids])
     return list(message_ids)
 
 
+@events.survey_ended.connect
+def _on_survey_ended(
+    _survey_id: str, *, session: Session, participant_id: int, settings: Settings, **_: Any
+) -> None:
+    promote_waiting(session, participant_id, settings)
+
+
 def promote_waiting(session: Session, participant_id: int, settings: Settings) -> list[int]:
-    """Their survey just ended: invite them to the oldest campaign they were waiting for."""
+    """Their survey just ended: invite them to the oldest campaign they were waiting for.
+    The caller holds the person's lock (`conversations.lock_person`)."""
     invitation = session.scalar(
         select(Invitation)
         .where(Invitation.participant_id == participant_id, Invitation.status == "waiting")
@@ -449,9 +489,11 @@ def promote_waiting(session: Session, participant_id: int, settings: Settings) -
     survey = conversations.survey_of(session.get(SurveyVersion, campaign.survey_version_id))
     now = utcnow()
     made: list[dict[str, Any]] = []
-    message_ids = _start_many(
-        session, campaign, survey, [(person, invitation.channel or "sms")], settings, now, made
-    )
+    channel = invitation.channel or channels.default_for(person)
+    if channel is None:
+        invitation.status, invitation.reason = "skipped", "no address on any channel"
+        return []
+    message_ids = _start_many(session, campaign, survey, [(person, channel)], settings, now, made)
     invitation.status, invitation.reason = "invited", None
     invitation.conversation_id, invitation.message_id, invitation.invited_at = (
         made[0]["conversation_id"],

@@ -1,15 +1,15 @@
-"""Applying the engine to stored conversations: the one path every channel's input takes.
+"""Conversations as stored: survey versions, people and their locks, consent, steps written.
 
-A channel parses what arrived into a `Reply` or `Command`, calls `handle_inbound`, and renders
-the prompts it gets back. This module decides which conversation the input belongs to (a person
-has at most one in progress, whatever the channel), runs one engine step, and writes its result:
-state, answers, consent. It never commits; the caller's unit of work does.
+`bot.inbox` is the one writer of what a person sends and uses these; campaigns use them to
+start conversations. Nothing here commits; the caller's unit of work does.
+
+The lock order, for everything a person touches: the participant row first (`lock_person`),
+then their conversation, then what hangs off them. Every writer keeps it, so two writers for
+one person queue instead of deadlocking.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -20,28 +20,19 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from bot import engine
-from bot.engine import Inbound, Prompt, Say
-from bot.keywords import Command, start_payload
+from bot.channels import Channel
+from bot.db import Database
 from bot.models import (
     Answer,
     ConsentEvent,
     Conversation,
     Message,
     Participant,
-    Suppression,
     SurveyVersion,
     utcnow,
 )
+from bot.status import Consent, Direction, Outbound
 from bot.survey import Survey, load_text
-
-
-@dataclass(frozen=True)
-class Outcome:
-    prompts: tuple[Prompt, ...]
-    conversation: Conversation | None = None
-    participant: Participant | None = None
-    queued: tuple[int, ...] = ()  # outbox rows to dispatch once this unit of work commits
-
 
 # --- surveys as stored ---------------------------------------------------------------------
 
@@ -96,6 +87,12 @@ def survey_for(session: Session, version_id: int) -> Survey:
     return survey
 
 
+def forget_cached_surveys() -> None:
+    """Stored versions never change or go, so they are cached by id; only a database wiped
+    under a running process (the tests) needs this."""
+    _by_version_id.clear()
+
+
 _insert_once: dict[str, Any] = {}
 
 
@@ -147,27 +144,47 @@ _INBOUND_COLUMNS = (
 # --- people ------------------------------------------------------------------------------
 
 
-def participant_by_phone(
-    session: Session, phone: str, joined_via: str | None = None
+def lock_person(session: Session, participant_id: int) -> Participant | None:
+    """Take the person's row lock: the first lock any writer of their data takes."""
+    return session.get(Participant, participant_id, with_for_update=True)
+
+
+def lock_person_at(
+    session: Session, channel: Channel, address: str, joined_via: str | None = None
 ) -> Participant:
-    person = session.scalar(select(Participant).where(Participant.phone == phone))
+    """The person at this address, locked; someone new is created (and locked) first."""
+    column = getattr(Participant, channel.address_field)
+    value = channel.column_value(address)
+    person = session.scalar(select(Participant).where(column == value).with_for_update())
     if person is not None:
         return person
-    from bot.panel import suppression_hash
+    from bot.panel import suppressed
 
-    suppressed = session.scalar(
-        select(Suppression.id).where(Suppression.address_hash == suppression_hash(phone))
-    )
     # Someone erased after opting out who writes again starts opted out: START lets them back.
     person = Participant(
-        phone=phone, channel="sms", joined_via=joined_via, tags=[], opted_out=suppressed is not None
+        channel=channel.name,
+        joined_via=joined_via,
+        tags=[],
+        opted_out=bool(suppressed(session, [address])),
     )
+    setattr(person, channel.address_field, value)
     try:
         with session.begin_nested():
             session.add(person)
     except IntegrityError:
-        return session.scalars(select(Participant).where(Participant.phone == phone)).one()
+        # They wrote twice at once: the other message created them a moment ago.
+        return session.scalars(select(Participant).where(column == value).with_for_update()).one()
     return person
+
+
+def person_at(session: Session, channel: Channel, address: str) -> Participant | None:
+    """The person at this address, if we know them (no lock: for bookkeeping only)."""
+    column = getattr(Participant, channel.address_field)
+    try:
+        value = channel.column_value(address)
+    except ValueError:
+        return None
+    return session.scalar(select(Participant).where(column == value))
 
 
 def record_consent(
@@ -179,16 +196,16 @@ def record_consent(
     now: datetime | None = None,
 ) -> bool:
     """Log a consent change and apply it; False when it changes nothing (STOP twice)."""
-    if kind == "opt_out":
+    if kind == Consent.OPT_OUT:
         if person.opted_out:
             return False
         person.opted_out = True
-    elif kind == "opt_in":
+    elif kind == Consent.OPT_IN:
         if not person.opted_out:
             return False
         person.opted_out = False
-    elif kind in ("recontact_yes", "recontact_no"):
-        person.recontact = kind == "recontact_yes"
+    elif kind in (Consent.RECONTACT_YES, Consent.RECONTACT_NO):
+        person.recontact = kind == Consent.RECONTACT_YES
     else:
         raise ValueError(f"unknown consent kind {kind!r}")
     session.add(
@@ -196,9 +213,18 @@ def record_consent(
             participant_id=person.id, kind=kind, how=how, detail=detail, at=now or utcnow()
         )
     )
-    if kind == "opt_out":
+    if kind == Consent.OPT_OUT:
         cancel_pending(session, person.id, reason="opted out")
     return True
+
+
+def opt_out_by_carrier(database: Database, participant_id: int, detail: str) -> None:
+    """The person unsubscribed at their carrier: logged like a STOP, in its own unit of work
+    that takes the person's lock first."""
+    with database.session() as session:
+        person = lock_person(session, participant_id)
+        if person is not None:
+            record_consent(session, person, Consent.OPT_OUT, "carrier", detail=detail)
 
 
 def cancel_pending(session: Session, participant_id: int, reason: str) -> None:
@@ -207,10 +233,10 @@ def cancel_pending(session: Session, participant_id: int, reason: str) -> None:
         update(Message)
         .where(
             Message.participant_id == participant_id,
-            Message.direction == "out",
-            Message.status == "pending",
+            Message.direction == Direction.OUT,
+            Message.status == Outbound.PENDING,
         )
-        .values(status="cancelled", error_message=reason, updated_at=utcnow())
+        .values(status=Outbound.CANCELLED, error_message=reason, updated_at=utcnow())
     )
 
 
@@ -264,7 +290,7 @@ def start_conversation(
     return conv, step
 
 
-def _apply(
+def write_step(
     session: Session,
     person: Participant,
     conv: Conversation,
@@ -308,95 +334,3 @@ def _apply(
                 for recorded in step.answers
             ],
         )
-
-
-def handle_inbound(
-    session: Session,
-    person: Participant,
-    channel: str,
-    inbound: Inbound,
-    now: datetime,
-    org: str,
-    keywords: Mapping[str, Survey] | None = None,
-    raw: str | None = None,
-) -> Outcome:
-    """One thing a person sent, on any channel: run it through their conversation.
-
-    `keywords` maps survey keywords to surveys a person may start by texting the word (or
-    `/start word`); `raw` is the text as sent, for finding that word.
-    """
-    context = context_for(person, org)
-    conv = active_conversation(session, person, now)
-    if inbound is Command.STOP:
-        changed = record_consent(session, person, "opt_out", channel, now=now)
-        if conv is not None:
-            conv.status = engine.STOPPED
-            conv.state = {**conv.state, "status": engine.STOPPED}
-            conv.last_activity_at = now
-        # Confirmed once: a second STOP gets no answer.
-        prompts = (Say(engine.stopped_text(context), "stopped"),) if changed else ()
-        return Outcome(prompts, conv, person)
-    if inbound is Command.START:
-        changed = record_consent(session, person, "opt_in", channel, now=now)
-        survey = _keyword_survey(raw, keywords)
-        if conv is None and survey is not None:
-            return _begin(session, person, survey, channel, now, org)
-        prompts: tuple[Prompt, ...] = (
-            (Say(engine.started_text(context), "started"),) if changed else ()
-        )
-        if conv is not None:
-            survey_now = survey_for(session, conv.survey_version_id)
-            prompts += (
-                engine.ask(survey_now, survey_now.question(conv.state["question_id"]), context),
-            )
-        elif not changed:
-            prompts = (Say(engine.help_text(context), "help"),)
-        return Outcome(prompts, conv, person)
-    if person.opted_out:
-        # They asked us to stop; answer only to say how to start again.
-        text = (
-            "You asked us not to contact you. Reply START if you would like to hear from us again."
-        )
-        return Outcome((Say(text, "help"),), conv, person)
-    if conv is None:
-        survey = _keyword_survey(raw, keywords)
-        if survey is not None:
-            return _begin(session, person, survey, channel, now, org)
-        if person.joined_via is None:
-            person.joined_via = f"wrote by {channel}"
-        return Outcome(engine.after_end(inbound, context).prompts, None, person)
-    survey = survey_for(session, conv.survey_version_id)
-    step = engine.step(survey, engine.State.from_json(conv.state), inbound, context)
-    _apply(session, person, conv, step, channel, now)
-    queued: tuple[int, ...] = ()
-    if step.finished:
-        from bot.campaigns import promote_waiting
-        from bot.runtime import settings as current_settings
-
-        queued = tuple(promote_waiting(session, person.id, current_settings()))
-    for kind in step.consent:
-        record_consent(
-            session,
-            person,
-            kind,
-            channel,
-            detail=f"survey {survey.id}",
-            now=now,
-        )
-    return Outcome(step.prompts, conv, person, queued)
-
-
-def _keyword_survey(raw: str | None, keywords: Mapping[str, Survey] | None) -> Survey | None:
-    if not keywords or not raw:
-        return None
-    word = start_payload(raw) or raw.strip().strip(".!").upper()
-    return keywords.get(word)
-
-
-def _begin(
-    session: Session, person: Participant, survey: Survey, channel: str, now: datetime, org: str
-) -> Outcome:
-    conv, step = start_conversation(session, person, survey, channel, now, org)
-    if person.joined_via is None:
-        person.joined_via = f"keyword {survey.keyword}"
-    return Outcome(step.prompts, conv, person)

@@ -1,11 +1,19 @@
-"""Database connections and migrations, for SQLite and PostgreSQL alike."""
+"""Database connections, units of work and migrations, for SQLite and PostgreSQL alike.
+
+A unit of work (`Database.session()`) owns what must happen after it commits: outbox rows
+added inside it (`queue_after_commit`) are handed to the database's `after_commit` dispatcher
+once, and only once, the rows exist for every other process to see. No caller pairs a write
+with its own dispatch.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +28,20 @@ except ImportError:  # Windows: SQLite's own locking still keeps the data safe
     fcntl = None  # type: ignore[assignment]
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+log = logging.getLogger(__name__)
+
+Queued = Sequence[tuple[int, datetime | None]]  # (row id, not before)
+OUTBOX, INBOX = "outbox", "inbox"  # rows to send; inbound rows to handle again
+_AFTER_COMMIT_KEY = "involve.after_commit"
+
+
+def queue_after_commit(session: Session, rows: Queued, what: str = OUTBOX) -> None:
+    """Dispatch these rows when the session's unit of work commits (never if it rolls back).
+    If the dispatch then fails, the rows are still in the database and the reconciler finds
+    them."""
+    pending: dict[str, list[tuple[int, datetime | None]]]
+    pending = session.info.setdefault(_AFTER_COMMIT_KEY, {})
+    pending.setdefault(what, []).extend(rows)
 
 
 def _sqlite_setup(engine: Engine) -> None:
@@ -59,6 +81,22 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     return create_engine(url, **kwargs)
 
 
+def is_transient(exc: BaseException) -> bool:
+    """A failure that the same work may not meet again: a deadlock, a serialization failure,
+    a lost connection, SQLite busy. Worth retrying; anything else is a bug or bad data."""
+    from sqlalchemy.exc import DBAPIError, OperationalError
+
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    code = getattr(getattr(exc, "orig", None), "sqlstate", None)
+    if code in ("40001", "40P01", "55P03", "57P01", "08006", "08003", "08000"):
+        return True
+    if isinstance(exc, OperationalError):
+        text = str(getattr(exc, "orig", exc)).lower()
+        return "locked" in text or "busy" in text or "connection" in text or "closed" in text
+    return False
+
+
 class _WriterQueue:
     """SQLite lets one writer in at a time and makes the others poll with growing sleeps (up to
     100 ms each). Queueing writers here instead, on a thread lock and an flock beside the file,
@@ -84,11 +122,15 @@ class _WriterQueue:
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
 
 
-class Database:
-    """One per process: an engine and a session factory."""
+Dispatcher = Callable[[str, Queued], None]  # (OUTBOX or INBOX, rows)
 
-    def __init__(self, url: str, **engine_kwargs: Any):
+
+class Database:
+    """One per process: an engine, a session factory, and who dispatches after commit."""
+
+    def __init__(self, url: str, after_commit: Dispatcher | None = None, **engine_kwargs: Any):
         self.url = url
+        self.after_commit = after_commit
         self.engine = make_engine(url, **engine_kwargs)
         path = url.split(":///", 1)[-1] if url.startswith("sqlite") else ""
         self._writers = _WriterQueue(path) if path and path != ":memory:" else None
@@ -99,13 +141,29 @@ class Database:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """A unit of work: committed on success, rolled back on any error."""
+        """A unit of work: committed on success, rolled back on any error; what it queued
+        for after the commit is dispatched once it has committed."""
         if self._writers is None:
             with self.sessions() as session, session.begin():
                 yield session
-            return
-        with self._writers.turn(), self.sessions() as session, session.begin():
-            yield session
+        else:
+            with self._writers.turn(), self.sessions() as session, session.begin():
+                yield session
+        for what, rows in session.info.pop(_AFTER_COMMIT_KEY, {}).items():
+            self._dispatch(what, rows)
+
+    def _dispatch(self, what: str, rows: Queued) -> None:
+        if self.after_commit is None or not rows:
+            return  # no queue in this process: the worker's reconciler finds the rows
+        try:
+            self.after_commit(what, rows)
+        except Exception as exc:  # Redis away: the rows are safe; the reconciler finds them
+            log.warning(
+                "could not enqueue %d %s rows now (%s); the reconciler will",
+                len(rows),
+                what,
+                type(exc).__name__,
+            )
 
     @contextmanager
     def read(self) -> Iterator[Session]:

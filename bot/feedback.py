@@ -18,7 +18,7 @@ import yaml
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from bot import conversations, engine, exports, gsm, outbox, templates
+from bot import channels, conversations, engine, exports, gsm, outbox, templates
 from bot.models import Answer, Campaign, Conversation, Message, Participant, SurveyVersion
 from bot.survey import Survey
 
@@ -254,7 +254,7 @@ def preview(plan_: Plan) -> dict[str, Any]:
             "message": r.message,
         }
         warnings = []
-        if r.channel in ("sms",):
+        if channels.get(r.channel).segment_counted:
             size = gsm.sms_size(r.message)
             entry.update(segments=size.segments, encoding=size.encoding)
             if size.segments > MAX_SEGMENTS:
@@ -269,7 +269,7 @@ def preview(plan_: Plan) -> dict[str, Any]:
 
 
 def send(session: Session, campaign: Campaign, plan_: Plan) -> list[int]:
-    """Queue each recipient's message in the outbox; the caller dispatches after commit."""
+    """Queue each recipient's message in the outbox; they go once the unit of work commits."""
     ids = []
     for recipient in plan_.recipients:
         person = session.get(Participant, recipient.participant_id)

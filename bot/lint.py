@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bot import engine, gsm
-from bot.channels import sms
+from bot.channels.sms import render as sms
 from bot.engine import Ask, Say
 from bot.survey import Question, Survey, SurveyError, load_file
 

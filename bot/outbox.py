@@ -1,8 +1,9 @@
 """The outbox: every outbound message is a row first, then an rq job carrying its id.
 
-`add` writes the row inside the caller's unit of work; `dispatch` enqueues the jobs after that
-work has committed (a job must never run before its row exists). If Redis loses the job, the
-reconciler finds the row still pending and enqueues it again.
+`add` writes the row inside the caller's unit of work and queues it for after the commit; the
+unit of work (`bot.db.Database.session`) then calls `dispatch`, so a job never runs before its
+row exists and no caller enqueues by hand. If Redis loses the job, the reconciler finds the row
+still pending and enqueues it again.
 """
 
 from __future__ import annotations
@@ -14,17 +15,15 @@ from redis import Redis
 from rq import Queue
 from sqlalchemy.orm import Session
 
+from bot import channels
+from bot.db import queue_after_commit
 from bot.models import Message, Participant, utcnow
 
 QUEUE = "involve"
 
 
 def address_for(person: Participant, channel: str) -> str | None:
-    if channel in ("sms", "voice"):
-        return person.phone
-    if channel == "telegram":
-        return str(person.telegram_chat_id) if person.telegram_chat_id is not None else None
-    return None
+    return channels.get(channel).address_of(person)
 
 
 def add(
@@ -54,6 +53,7 @@ def add(
     )
     session.add(message)
     session.flush()
+    queue_after_commit(session, [(message.id, send_after)])
     return message
 
 

@@ -23,8 +23,14 @@ def normalise_phone(raw: str, region: str = DEFAULT_REGION) -> str:
         raise InvalidPhoneNumber(f"{raw!r} is not a phone number ({exc._msg})") from None
     # "Possible" (the right length for its country) rather than "valid": numbers in ranges the
     # metadata does not know yet, or Ofcom's drama range, are real to somebody; Twilio tells
-    # us (permanently) if one cannot be reached.
-    if not phonenumbers.is_possible_number(number):
+    # us (permanently) if one cannot be reached. A number only dialable within its own area
+    # ("12345" is "possible" as a local number) is not one we can ever reach.
+    reason = phonenumbers.is_possible_number_with_reason(number)
+    if reason == phonenumbers.ValidationResult.IS_POSSIBLE_LOCAL_ONLY:
+        raise InvalidPhoneNumber(
+            f"{raw!r} is too short: give the whole number with its area code, like 07700 900123"
+        )
+    if reason != phonenumbers.ValidationResult.IS_POSSIBLE:
         raise InvalidPhoneNumber(f"{raw!r} is not a phone number of the right length")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 

@@ -6,23 +6,26 @@ It picks up where they stopped (their current question), goes through the outbox
 
 from __future__ import annotations
 
-from redis import Redis
 from sqlalchemy import select
 
-from bot import conversations, engine, outbox, runtime
+from bot import conversations, engine, outbox
 from bot.campaigns import render_for
+from bot.config import Settings
+from bot.db import Database
 from bot.models import Campaign, Conversation, Invitation, Participant, SurveyVersion, utcnow
 
 REMINDER_LEAD = "A gentle reminder: we would still love your views."
 
 
 def send_reminders_job(campaign_id: int) -> int:
-    return send_reminders(runtime.redis(), campaign_id)
+    from bot import runtime
+
+    return send_reminders(runtime.database(), runtime.settings(), campaign_id)
 
 
-def send_reminders(redis: Redis, campaign_id: int) -> int:
-    """One reminder to each invited person who has not finished, picking up where they stopped."""
-    settings, database = runtime.settings(), runtime.database()
+def send_reminders(database: Database, settings: Settings, campaign_id: int) -> int:
+    """One reminder to each invited person who has not finished, picking up where they stopped.
+    The reminders go once this unit of work commits."""
     queued: list[int] = []
     with database.session() as session:
         campaign = session.get(Campaign, campaign_id)
@@ -73,5 +76,4 @@ def send_reminders(redis: Redis, campaign_id: int) -> int:
             invitation.reminder_message_id, invitation.reminded_at = message.id, now
             queued.append(message.id)
         campaign.reminders_sent_at = now
-    outbox.dispatch(redis, [(mid, None) for mid in queued])
     return len(queued)

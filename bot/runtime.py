@@ -14,7 +14,7 @@ from pathlib import Path
 from redis import Redis
 
 from bot.config import Settings, load_settings
-from bot.db import Database
+from bot.db import INBOX, OUTBOX, Database, Queued
 from bot.survey import Survey, SurveyError, discover, load_file
 
 _lock = threading.Lock()
@@ -108,8 +108,25 @@ def database() -> Database:
     current = settings()
     with _lock:
         if _database is None:
-            _database = Database(current.database_url)
+            _database = Database(current.database_url, after_commit=_dispatch_after_commit)
         return _database
+
+
+def _dispatch_after_commit(what: str, rows: Queued) -> None:
+    """What a unit of work queued, handed to rq once it has committed."""
+    from bot import jobs, outbox
+
+    if what == OUTBOX:
+        outbox.dispatch(redis(), rows)
+    elif what == INBOX:
+        queue = outbox.queue(redis())
+        for message_id, when in rows:
+            if when is None:
+                queue.enqueue(jobs.retry_inbound, message_id, job_timeout=300, result_ttl=0)
+            else:
+                queue.enqueue_at(
+                    when, jobs.retry_inbound, message_id, job_timeout=300, result_ttl=0
+                )
 
 
 def redis() -> Redis:

@@ -46,7 +46,7 @@ def serve(settings: Settings, host: str, port: int, web_workers: int) -> int:
     redis_note = f"embedded Redis at {embedded.url}" if embedded else "Redis from REDIS_URL"
     database_note = settings.database_url.split("@")[-1]
     click.echo(f"involve: database {database_note}; {redis_note}")
-    from webhooks.health import channel_states
+    from bot.channels import states as channel_states
 
     for channel, state in channel_states(settings).items():
         click.echo(f"involve: {channel} {state}")

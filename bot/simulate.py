@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 
 from sqlalchemy import select
 
-from bot import conversations, engine
-from bot.channels import sms, telegram, voice
+from bot import channels, conversations, engine, inbox
+from bot.config import Settings
 from bot.db import Database
 from bot.engine import Inbound, Prompt
 from bot.models import Participant
@@ -21,67 +21,28 @@ from bot.survey import Question, Survey
 
 def show(channel: str, prompts: tuple[Prompt, ...], org: str) -> list[str]:
     """The lines a person would see or hear for these prompts."""
-    if channel == "sms":
-        return [
-            f"[text] {line}" if i == 0 else f"       {line}"
-            for text in sms.render(prompts)
-            for i, line in enumerate(text.splitlines())
-        ]
-    if channel == "voice":
-        turn = voice.render(prompts, org)
-        lines = [f"[spoken] {sentence}" for sentence in turn.say]
-        if turn.gather is None:
-            lines.append("[the call ends]")
-        elif turn.gather.record:
-            lines.append("[beep: recording; type what you would say]")
-        else:
-            lines.append("[waiting for keys]")
-        return lines
-    lines = []
-    for message in telegram.render(prompts, org):
-        lines.append(f"[telegram] {message.text}")
-        if message.keyboard is not None:
-            buttons = [
-                f"[{b.callback_data}] {b.text}"
-                for row in message.keyboard.inline_keyboard
-                for b in row
-            ]
-            lines.append("           buttons: " + "   ".join(buttons))
-    return lines
+    return channels.get(channel).simulate_show(prompts, org)
 
 
 def parse_typed(channel: str, typed: str, question: Question | None) -> Inbound:
-    if channel == "sms":
-        return sms.parse(typed)
-    if channel == "voice":
-        if (
-            question is not None
-            and question.type == "text"
-            and typed.strip() not in ("*", "#", "0")
-        ):
-            return voice.parse("", question, recording=typed)
-        return voice.parse(typed, question)
-    stripped = typed.strip()
-    if (
-        question is not None
-        and question.type in ("choice", "yesno", "scale")
-        and stripped.isdigit()
-    ):
-        return telegram.parse(callback_data=stripped)  # tapping the button with that number
-    return telegram.parse(text=typed)
+    return channels.get(channel).simulate_parse(typed, question)
 
 
 def run(
     database: Database,
+    settings: Settings,
     survey: Survey,
     channel: str,
     read: Callable[[], str | None],
     write: Callable[[str], None],
     name: str = "Sam",
-    org: str = "our involvement team",
 ) -> int:
-    """Play the survey until it ends or input runs out; returns the conversation id."""
+    """Play the survey until it ends or input runs out; returns the conversation id.
+
+    Every typed line goes through the one writer (`bot.inbox.receive`), as a real message would.
+    """
     now = datetime.now(UTC)
+    org = settings.org_name
     with database.session() as session:
         person = session.scalar(
             select(Participant).where(Participant.external_id == f"simulator-{channel}")
@@ -113,18 +74,18 @@ def run(
             write("[input ended; the conversation stays open]")
             break
         question = survey.question(state.question_id) if state.question_id else None
-        inbound = parse_typed(channel, typed, question)
-        with database.session() as session:
-            person = session.get(Participant, person_id)
-            outcome = conversations.handle_inbound(
-                session, person, channel, inbound, datetime.now(UTC), org, raw=typed
-            )
-            conv = outcome.conversation
-            state = (
-                engine.State.from_json(conv.state)
-                if conv is not None and conv.id == conversation_id
-                else engine.State(None, engine.STOPPED)
-            )
+        received = inbox.Received(
+            channel=channel,
+            text=typed,
+            inbound=parse_typed(channel, typed, question),
+            participant_id=person_id,
+        )
+        outcome = inbox.receive(database, settings, received)
+        state = (
+            outcome.state
+            if outcome.state is not None and outcome.conversation_id == conversation_id
+            else engine.State(None, engine.STOPPED)
+        )
         for line in show(channel, outcome.prompts, org):
             write(line)
     return conversation_id

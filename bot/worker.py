@@ -1,45 +1,69 @@
-"""The rq worker: runs jobs, runs rq's scheduler, and every minute enqueues the reconciler.
+"""The rq worker: runs jobs, runs rq's scheduler, and keeps the reconciler on a fixed beat.
 
-The reconciler is enqueued from the worker's own maintenance loop rather than scheduled in
-Redis, so a flushed or restarted Redis cannot lose it.
+The reconciler is enqueued by rq's own cron support (`rq.cron.CronScheduler`), driven from a
+thread of the worker process, so it comes every minute whatever the worker is doing — not
+only when an idle worker's blocking dequeue times out — and a flushed or restarted Redis cannot
+lose it (the schedule lives in this process, not in Redis).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 
 from redis import Redis
 from rq import Queue, Worker
+from rq.cron import CronScheduler
 
 from bot import outbox
 
-RECONCILE_JOB_ID = "involve-reconcile-outbox"
-RECONCILE_INTERVAL = 60
+log = logging.getLogger(__name__)
+RECONCILE_INTERVAL = 60  # seconds
 
 
-def enqueue_reconcile(redis: Redis) -> None:
-    from rq.job import Job, JobStatus
-
+def make_cron(redis: Redis, interval: int = RECONCILE_INTERVAL) -> CronScheduler:
+    """What the worker runs on a schedule. A job still waiting after its interval is dropped
+    (`ttl`), so a busy worker does not collect a pile of them."""
     from bot.jobs import reconcile_outbox
 
-    try:
-        existing = Job.fetch(RECONCILE_JOB_ID, connection=redis)
-        if existing.get_status(refresh=True) in (JobStatus.QUEUED, JobStatus.STARTED):
-            return
-    except Exception:
-        pass
-    Queue(outbox.QUEUE, connection=redis).enqueue(
-        reconcile_outbox, job_id=RECONCILE_JOB_ID, job_timeout=600, result_ttl=3600
+    cron = CronScheduler(connection=redis, logging_level=logging.WARNING)
+    cron.register(
+        reconcile_outbox,
+        outbox.QUEUE,
+        interval=interval,
+        job_timeout=600,
+        ttl=interval,
+        result_ttl=600,
     )
+    return cron
 
 
-class InvolveWorker(Worker):
-    def run_maintenance_tasks(self) -> None:
-        super().run_maintenance_tasks()
-        try:
-            enqueue_reconcile(self.connection)
-        except Exception:  # never let bookkeeping stop the worker
-            logging.getLogger(__name__).exception("could not enqueue the outbox reconciler")
+class CronThread(threading.Thread):
+    """Enqueues the cron jobs as they fall due, until stopped."""
+
+    def __init__(self, redis: Redis, interval: int = RECONCILE_INTERVAL):
+        super().__init__(name="involve-cron", daemon=True)
+        # redis-py's pool is thread-safe, and it starts afresh in a forked work horse.
+        self.cron = make_cron(redis, interval)
+        self.interval = interval
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        from bot import retention
+
+        while not self.stopping.is_set():
+            try:
+                self.cron.enqueue_jobs()
+                # Once a UTC day (its job id carries the date), when RETENTION_DAYS is set.
+                retention.enqueue_if_due(self.cron.connection)
+                wait = self.cron.calculate_sleep_interval()
+            except Exception:  # Redis away: try again shortly, never stop
+                log.warning("could not enqueue scheduled jobs; trying again in 5 s")
+                wait = 5
+            self.stopping.wait(max(min(wait, self.interval), 0.2))
+
+    def stop(self) -> None:
+        self.stopping.set()
 
 
 def preload() -> None:
@@ -50,20 +74,20 @@ def preload() -> None:
 
     import bot.campaigns
     import bot.feedback
-    import bot.jobs  # noqa: F401
+    import bot.jobs
+    import bot.retention  # noqa: F401
 
 
-def make_worker(redis: Redis, name: str | None = None) -> InvolveWorker:
+def make_worker(redis: Redis, name: str | None = None) -> Worker:
     preload()
-    return InvolveWorker(
-        [Queue(outbox.QUEUE, connection=redis)],
-        connection=redis,
-        name=name,
-        maintenance_interval=RECONCILE_INTERVAL,
-    )
+    return Worker([Queue(outbox.QUEUE, connection=redis)], connection=redis, name=name)
 
 
 def run(redis: Redis, burst: bool = False) -> None:
     worker = make_worker(redis)
-    enqueue_reconcile(redis)
-    worker.work(burst=burst, with_scheduler=True, logging_level="INFO")
+    cron = CronThread(redis)
+    cron.start()
+    try:
+        worker.work(burst=burst, with_scheduler=True, logging_level="INFO")
+    finally:
+        cron.stop()

@@ -61,6 +61,9 @@ def database_url(
 
 
 def wipe(database: Database) -> None:
+    from bot.conversations import forget_cached_surveys
+
+    forget_cached_surveys()  # ids are reused after a wipe
     with database.engine.begin() as conn:
         for table in reversed(Base.metadata.sorted_tables):
             conn.execute(table.delete())
@@ -158,6 +161,7 @@ def twilio_fake() -> Iterator[FakeTwilio]:
 PUBLIC = "https://involve.example.org"
 ADMIN_TOKEN = "test-admin-token-0123456789abcdefghijkl"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+SUPPRESSION_KEY = "test-suppression-key-0123456789abcdef"
 
 
 def app_env(
@@ -177,6 +181,7 @@ def app_env(
         "INVOLVE_INSTANCE_PATH": str(instance),
         "ORG_NAME": "Age Better",
         "ADMIN_TOKEN": ADMIN_TOKEN,
+        "SUPPRESSION_KEY": SUPPRESSION_KEY,
     }
     env.update(extra)
     return env

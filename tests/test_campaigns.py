@@ -3,10 +3,12 @@ import io
 import xml.etree.ElementTree as ET
 from datetime import timedelta
 
+from rq.job import Job
 from rq.registry import ScheduledJobRegistry
 from sqlalchemy import select
 
 from bot import campaigns, jobs, reminders, runtime
+from bot.channels import Outgoing
 from bot.config import parse_quiet_hours
 from bot.models import Invitation, Message, Participant, utcnow
 from tests.conftest import ADMIN, PUBLIC, run_worker
@@ -56,7 +58,7 @@ def reply(client, phone, body):
 
 def test_create_validates_every_field(client):
     bad = [
-        ({"survey": "nope", "audience": {"all": True}}, "survey must be the id of a survey script"),
+        ({"survey": "nope", "audience": {"all": True}}, "there is no survey 'nope'"),
         ({"survey": "guide-title", "audience": {"everyone": True}}, "unknown audience 'everyone'"),
         (
             {"survey": "guide-title", "audience": {"tags": []}},
@@ -80,11 +82,11 @@ def test_create_validates_every_field(client):
         ),
         (
             {"survey": "guide-title", "audience": {"all": True}, "channel": "telegram"},
-            "inviting by telegram is not available yet",
+            "cannot invite by telegram now: not available yet",
         ),
         (
             {"survey": "guide-title", "audience": {"all": True}, "channel": "voice"},
-            "inviting by voice is not available yet",
+            "cannot invite by voice now: not available yet",
         ),
     ]
     for body, message in bad:
@@ -127,8 +129,8 @@ def test_launch_invites_by_text_skips_and_counts(client, database, redis_conn, t
         assert sorted(reasons.values()) == [
             ("invited", None),
             ("invited", None),
+            ("skipped", "Telegram is off: not available yet"),
             ("skipped", "opted out"),
-            ("skipped", "telegram invitations are not available yet"),
         ]
 
 
@@ -139,7 +141,9 @@ def test_launching_twice_sends_nothing_twice(client, database, redis_conn, twili
     run_worker(redis_conn)
     again = client.post(f"/admin/api/campaigns/{campaign_id}/launch", headers=ADMIN)
     assert again.status_code == 202 and again.json["status"] == "launched"
-    campaigns.fan_out(redis_conn, campaign_id)  # even the fan-out itself, run again by hand
+    campaigns.fan_out(
+        runtime.database(), runtime.settings(), campaign_id
+    )  # even the fan-out itself, run again by hand
     run_worker(redis_conn)
     assert len(twilio_fake.sends()) == 2
 
@@ -170,8 +174,8 @@ def test_answers_by_text_move_the_counts_and_export(client, database, redis_conn
         "useful",
         "recontact",
     ]
-    by_person = {r[0]: r for r in rows[1:]}
-    assert set(by_person) == {"A", "B", "C", "D"}
+    by_person = {r[0].removeprefix("ext:"): r for r in rows[1:]}
+    assert {r[0] for r in rows[1:]} == {"ext:A", "ext:B", "ext:C", "ext:D"}
     assert by_person["A"][2] == "completed" and by_person["A"][5:] == [
         "Your health, your way",
         '\'=HYPERLINK("http://x")',
@@ -209,7 +213,7 @@ def test_one_reminder_to_those_not_finished_picking_up_where_they_stopped(
         reply(client, "+447700900002", text)  # Bob finished
     reply(client, "+447700900003", "STOP")  # Cy stopped
     before = len(twilio_fake.sends())
-    assert reminders.send_reminders(redis_conn, campaign_id) == 1
+    assert reminders.send_reminders(runtime.database(), runtime.settings(), campaign_id) == 1
     run_worker(redis_conn)
     (reminder,) = twilio_fake.sends()[before:]
     assert reminder["To"] == "+447700900001"
@@ -217,7 +221,9 @@ def test_one_reminder_to_those_not_finished_picking_up_where_they_stopped(
         reminder["Body"].startswith("A gentle reminder")
         and "What made you choose it?" in reminder["Body"]
     )
-    assert reminders.send_reminders(redis_conn, campaign_id) == 0  # only ever one
+    assert (
+        reminders.send_reminders(runtime.database(), runtime.settings(), campaign_id) == 0
+    )  # only ever one
 
 
 def test_someone_in_another_survey_is_invited_when_it_ends(
@@ -345,3 +351,116 @@ def test_audience_entries_that_cannot_be_ids_match_nobody(client):
         headers=ADMIN,
     )
     assert response.status_code == 201 and response.json["audience_size"] == 0
+
+
+def test_the_reminder_is_scheduled_for_when_it_is_due(client, database, redis_conn, twilio_fake):
+    """Not only that one is scheduled: that it comes reminder_after_hours after the start."""
+    setup_panel(client, database, opted_out=())
+    start = utcnow() + timedelta(hours=3)
+    campaign_id = create(client, reminder_after_hours=24, send_at=start.isoformat())["id"]
+    client.post(f"/admin/api/campaigns/{campaign_id}/launch", headers=ADMIN)
+    registry = ScheduledJobRegistry("involve", connection=redis_conn)
+    due = sorted(
+        (registry.get_scheduled_time(job_id), Job.fetch(job_id, connection=redis_conn).func_name)
+        for job_id in registry.get_job_ids()
+    )
+    assert [name for _, name in due] == [
+        "bot.jobs.fan_out_job",
+        "bot.reminders.send_reminders_job",
+    ]
+    assert abs((due[0][0] - start).total_seconds()) < 2
+    assert abs((due[1][0] - (start + timedelta(hours=24))).total_seconds()) < 2
+    # And the reconciler, standing in for a lost job, does not send it a moment early.
+    run_worker(redis_conn)
+    assert jobs.reconcile_outbox(now=start + timedelta(hours=23, minutes=50))["reminders_sent"] == 0
+
+
+def test_skipped_answers_are_not_counted_in_summaries(database, app_settings):
+    from bot import conversations, exports, feedback, inbox
+    from bot.engine import Reply
+    from bot.keywords import Command
+    from bot.models import Campaign
+    from bot.survey import load_text
+
+    survey = load_text(
+        """
+id: format
+title: Formats
+questions:
+  - id: format
+    type: choice
+    optional: true
+    ask: Which format?
+    options:
+      - {value: printed, label: Printed}
+      - {value: online, label: Online}
+""",
+        "format.yaml",
+    )
+    now = utcnow()
+    with database.session() as session:
+        version = conversations.survey_version(session, survey)
+        campaign = Campaign(
+            survey_id=survey.id, survey_version_id=version.id, status="launched", audience={}
+        )
+        session.add(campaign)
+        session.flush()
+        people = []
+        for n in range(3):
+            person = Participant(name=f"P{n}", phone=f"+4477009001{n}0", tags=[])
+            session.add(person)
+            session.flush()
+            conversations.start_conversation(
+                session, person, survey, "sms", now, "us", campaign_id=campaign.id
+            )
+            people.append(person.id)
+        campaign_id = campaign.id
+    for person_id, said in zip(people, ["1", "1", "SKIP"], strict=True):
+        inbound = Command.SKIP if said == "SKIP" else Reply(said)
+        received = inbox.Received("sms", said, inbound, participant_id=person_id)
+        assert inbox.receive(database, app_settings, received, now).status == inbox.PROCESSED
+    with database.session() as session:
+        campaign = session.get(Campaign, campaign_id)
+        (question,) = exports.summary(session, campaign)["questions"]
+        assert question["answered"] == 2
+        printed = next(o for o in question["options"] if o["value"] == "printed")
+        assert (printed["count"], printed["percent"]) == (2, 100.0)
+        said = str(feedback.summaries(session, campaign)["format"])
+        assert said == "Printed was chosen by 100% of 2 people"
+
+
+def test_a_campaign_resumes_after_redis_restarts_empty_mid_send(
+    client, database, redis_conn, twilio_fake, app_settings
+):
+    """Redis lost everything while invitations were going out, and one send was in flight when
+    the worker died: within two minutes the reconciler brings every invitation out, once."""
+    people = [
+        {"name": f"P{n}", "phone": f"+4477009002{n:02d}", "tags": ["readers"]} for n in range(30)
+    ]
+    client.post("/admin/api/participants", json={"participants": people}, headers=ADMIN)
+    campaign_id = create(client)["id"]
+    client.post(f"/admin/api/campaigns/{campaign_id}/launch", headers=ADMIN)
+    db = runtime.database()
+    campaigns.fan_out(db, app_settings, campaign_id)
+    with database.session() as session:
+        ids = session.scalars(
+            select(Message.id).where(Message.kind == "invitation").order_by(Message.id)
+        ).all()
+    assert len(ids) == 30
+    jobs.send_batch(db, redis_conn, app_settings, ids[:10])  # ten went out
+    # The eleventh was handed to Twilio, then the worker died before it wrote that down.
+    sent = jobs._Planned(ids[10], "sms", "", "", "invitation", 0)
+    with database.session() as session:
+        row = session.get(Message, ids[10])
+        sent.address, sent.body = row.address, row.body
+    assert jobs._claim(db, ids[10])
+    jobs._sender(app_settings, "sms").send(Outgoing(ids[10], sent.address, sent.body, "invitation"))
+    redis_conn.flushdb()  # and Redis restarted empty: the jobs for the rest are gone
+    assert len(twilio_fake.sends()) == 11
+    later = utcnow() + timedelta(minutes=2)
+    result = jobs.reconcile_outbox(now=later)
+    assert result["requeued"] == 19 and result["settled"] == 1 and result["resent"] == 0
+    run_worker(redis_conn)
+    to = [s["To"] for s in twilio_fake.sends()]
+    assert len(to) == 30 and len(set(to)) == 30  # everybody, nobody twice
+    assert status(client, campaign_id)["counts"]["invited"] == 30

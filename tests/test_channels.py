@@ -1,5 +1,7 @@
 from bot import engine
-from bot.channels import sms, telegram, voice
+from bot.channels.sms import render as sms
+from bot.channels.telegram import render as telegram
+from bot.channels.voice import render as voice
 from bot.engine import Reply
 from bot.keywords import Command
 from bot.survey import load_text

@@ -4,7 +4,8 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from bot import conversations
+from bot import conversations, inbox
+from bot.config import load_settings
 from bot.engine import Reply
 from bot.keywords import Command
 from bot.models import Answer, ConsentEvent, Conversation, Participant, SurveyVersion
@@ -15,6 +16,7 @@ NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 SURVEY = load_file(CONVERSATIONS / "guide-title.yaml")
 KEYWORDS = {SURVEY.keyword: SURVEY}
 ORG = "Age Better"
+SETTINGS = load_settings({"DATABASE_URL": "sqlite://", "ORG_NAME": ORG})
 
 
 def person(session, phone="+447700900123", name="Margaret"):
@@ -24,24 +26,20 @@ def person(session, phone="+447700900123", name="Margaret"):
     return p
 
 
-def send(database, pid, text, inbound=None, at=NOW):
-    with database.session() as session:
-        who = session.get(Participant, pid)
-        return conversations.handle_inbound(
-            session,
-            who,
-            "sms",
-            inbound
-            or (
-                Command(text.lower())
-                if text.upper() in ("STOP", "START", "HELP", "REPEAT", "SKIP")
-                else Reply(text)
-            ),
-            at,
-            ORG,
-            KEYWORDS,
-            raw=text,
-        )
+def send(database, pid, text, inbound=None, at=NOW, channel="sms"):
+    """What the person sent, through the one writer, as a known person (no provider id)."""
+    received = inbox.Received(
+        channel=channel,
+        text=text,
+        inbound=inbound
+        or (
+            Command(text.lower())
+            if text.upper() in ("STOP", "START", "HELP", "REPEAT", "SKIP")
+            else Reply(text)
+        ),
+        participant_id=pid,
+    )
+    return inbox.receive(database, SETTINGS, received, at, KEYWORDS)
 
 
 def test_keyword_starts_a_survey_and_answers_are_stored(database):
@@ -72,7 +70,7 @@ def test_unknown_text_without_a_conversation_gets_who_we_are(database):
     with database.session() as session:
         pid = person(session).id
     outcome = send(database, pid, "hello")
-    assert outcome.conversation is None
+    assert outcome.conversation_id is None
     assert outcome.prompts[0].kind == "help" and ORG in outcome.prompts[0].text
 
 
@@ -102,7 +100,7 @@ def test_idle_conversation_expires_after_seven_days(database):
         pid = person(session).id
     send(database, pid, "title")
     later = send(database, pid, "2", at=NOW + timedelta(days=8))
-    assert later.conversation is None
+    assert later.conversation_id is None
     with database.session() as session:
         assert session.scalars(select(Conversation)).one().status == "expired"
         assert session.scalar(select(func.count(Answer.id))) == 0
@@ -121,9 +119,7 @@ def test_a_conversation_follows_the_person_across_channels(database):
     with database.session() as session:
         pid = person(session).id
     send(database, pid, "title")
-    with database.session() as session:
-        who = session.get(Participant, pid)
-        conversations.handle_inbound(session, who, "telegram", Reply("1"), NOW, ORG)
+    send(database, pid, "1", channel="telegram")
     with database.session() as session:
         (answer,) = session.scalars(select(Answer)).all()
         assert (answer.question_id, answer.channel) == ("title", "telegram")

@@ -4,8 +4,8 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from bot import conversations, feedback, runtime
-from bot.channels import voice
+from bot import conversations, feedback, inbox, runtime
+from bot.channels.voice import render as voice
 from bot.config import parse_quiet_hours
 from bot.engine import Reply
 from bot.models import Message, Participant
@@ -216,6 +216,7 @@ def test_each_person_hears_back_on_the_channel_they_answered_on(database, app_se
         )
         session.add(campaign)
         session.flush()
+        people = []
         for n, channel in enumerate(["sms", "voice", "telegram"]):
             person = Participant(
                 name=f"P{n}",
@@ -229,7 +230,13 @@ def test_each_person_hears_back_on_the_channel_they_answered_on(database, app_se
             _conv, _ = conversations.start_conversation(
                 session, person, survey, channel, now, "Age Better", campaign_id=campaign.id
             )
-            conversations.handle_inbound(session, person, channel, Reply("1"), now, "Age Better")
+            people.append((person.id, channel))
+        campaign_id = campaign.id
+    for person_id, channel in people:
+        answered = inbox.Received(channel, "1", Reply("1"), participant_id=person_id)
+        assert inbox.receive(database, app_settings, answered, now).status == inbox.PROCESSED
+    with database.session() as session:
+        campaign = session.get(Campaign, campaign_id)
         planned = feedback.plan(
             session, campaign, feedback.Definition("You chose {{ answers.title }}.")
         )

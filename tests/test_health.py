@@ -11,9 +11,10 @@ def test_healthy(client):
         "redis": "ok",
         "channels": {
             "sms": "on",
-            "voice": "on",
-            "telegram": "off: set TELEGRAM_BOT_TOKEN and TELEGRAM_WEBHOOK_SECRET",
+            "voice": "off: not available yet",
+            "telegram": "off: not available yet",
         },
+        "inbound": {"retrying": 0, "failed": 0},
     }
 
 

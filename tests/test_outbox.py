@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from bot import jobs, outbox, runtime
 from bot.models import ConsentEvent, Message, Participant, utcnow
+from bot.providers.twilio import _sms_senders
 from tests.conftest import app_env, run_worker
 from tests.fakes import FROM_NUMBER, Scripted
 
@@ -111,7 +112,7 @@ def test_server_errors_and_rate_limits_retry_with_back_off(
 
 def test_a_timeout_is_retried(app_settings, database, redis_conn, twilio_fake, monkeypatch):
     monkeypatch.setattr("bot.providers.twilio.TIMEOUT_SECONDS", 0.3)
-    jobs._senders.clear()
+    _sms_senders.clear()
     twilio_fake.script.append(Scripted(delay=1.0, record=False))
     message_id, _ = queue_text(database)
     outbox.dispatch(redis_conn, [(message_id, None)])
@@ -146,7 +147,8 @@ def test_sms_off_without_credentials_says_so(
     stored = row(database, message_id)
     assert (
         stored.status == "failed"
-        and "TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN are not set" in stored.error_message
+        and "set TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and TWILIO_FROM_NUMBER"
+        in stored.error_message
     )
 
 

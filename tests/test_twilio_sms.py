@@ -5,8 +5,8 @@ import requests
 from sqlalchemy import func, select
 from werkzeug.serving import make_server
 
-from bot.models import Answer, Message, Participant
-from tests.conftest import PUBLIC
+from bot.models import Answer, Conversation, Message, Participant
+from tests.conftest import PUBLIC, run_worker
 from tests.fakes import post_twilio, sign, sms_params
 
 PATH = "/webhooks/twilio/sms"
@@ -153,18 +153,33 @@ def test_same_message_sid_ten_times_at_once_gives_one_answer_and_one_reply(app, 
         )
 
 
-def test_a_failure_while_processing_keeps_the_message_and_says_sorry(client, database, monkeypatch):
-    from bot import conversations
+def test_a_failure_while_handling_keeps_the_message_and_a_retry_answers_it(
+    client, database, redis_conn, twilio_fake, monkeypatch
+):
+    from bot import inbox, jobs
+
+    working = inbox._decide
 
     def broken(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(conversations, "handle_inbound", broken)
-    (reply,) = texts(text(client, "My answer", sid="SM-broken"))
-    assert reply.startswith("Sorry, something went wrong on our side")
+    monkeypatch.setattr(inbox, "_decide", broken)
+    assert texts(text(client, "TITLE", sid="SM-broken")) == []  # the retry will answer
     with database.session() as session:
         kept = session.scalars(select(Message)).one()
-        assert (kept.body, kept.status, kept.provider_id) == ("My answer", "error", "SM-broken")
+        assert (kept.body, kept.status, kept.provider_id) == ("TITLE", "retrying", "SM-broken")
+        # Kept as theirs, so subject access shows it and erasure removes it.
+        assert kept.participant_id == session.scalars(select(Participant.id)).one()
+    # A redelivery while it waits changes nothing.
+    assert texts(text(client, "TITLE", sid="SM-broken")) == []
+    monkeypatch.setattr(inbox, "_decide", working)
+    assert jobs.retry_inbound(kept.id) == {"processed": 1, "failed": 0, "waiting": 0}
+    run_worker(redis_conn)
+    (sent,) = twilio_fake.sends()
+    assert "Which title do you like best?" in sent["Body"]
+    with database.session() as session:
+        assert session.get(Message, kept.id).status == "processed"
+        assert session.scalars(select(Conversation)).one().status == "active"
 
 
 def test_missing_fields_are_a_clear_400(client):

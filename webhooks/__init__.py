@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Flask
+from flask import Blueprint, Flask
 
-from bot import logmask, runtime
+from bot import channels, logmask, runtime
 from bot.config import ConfigError, Settings
 
 
@@ -33,10 +34,22 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     )
     logmask.install()
 
-    from webhooks import admin, health, twilio_sms, twilio_status
+    from webhooks import admin, health, twilio_status
 
     app.register_blueprint(admin.bp)
     app.register_blueprint(health.bp)
-    app.register_blueprint(twilio_sms.bp)
     app.register_blueprint(twilio_status.bp)
+    for blueprint in channel_blueprints():
+        app.register_blueprint(blueprint)
     return app
+
+
+def channel_blueprints() -> list[Blueprint]:
+    """Each channel's endpoints, as its plug-in lists them (two channels may share one)."""
+    found: dict[str, Blueprint] = {}
+    for channel in channels.all_channels():
+        for target in channel.webhooks:
+            if target not in found:
+                module, attribute = target.split(":")
+                found[target] = getattr(importlib.import_module(module), attribute)
+    return list(found.values())

@@ -15,11 +15,11 @@ from flask import Blueprint, Response, current_app, jsonify, request, stream_wit
 from werkzeug.exceptions import HTTPException
 
 from bot import (
+    audit,
     campaigns,
     conversations,
     exports,
     feedback,
-    outbox,
     panel,
     privacy,
     progress,
@@ -207,7 +207,10 @@ def _person_or_404(session, key: str):
     if "\x00" in key:
         # No stored id holds a NUL, and PostgreSQL refuses one in a query (a 500).
         raise ApiError(404, f"no participant {key!r}")
-    person = privacy.find(session, key)
+    try:
+        person = privacy.find(session, key)
+    except privacy.AmbiguousKey as exc:
+        raise ApiError(409, str(exc)) from None
     if person is None or person.erased_at is not None:
         raise ApiError(404, f"no participant {key!r}")
     return person
@@ -216,14 +219,41 @@ def _person_or_404(session, key: str):
 @bp.get("/participants/<key>")
 def subject_access(key: str):
     with runtime.database().session() as session:
-        return jsonify(privacy.subject_access(session, _person_or_404(session, key)))
+        person = _person_or_404(session, key)
+        data = privacy.subject_access(session, person)
+        audit.record(session, audit.ADMIN_API, "subject_access", f"participant {person.id}")
+    return jsonify(data)
 
 
 @bp.delete("/participants/<key>")
 def erase(key: str):
     with runtime.database().session() as session:
-        removed = privacy.erase(session, _person_or_404(session, key))
+        person = _person_or_404(session, key)
+        addresses = privacy.addresses_of(person)
+        removed = privacy.erase(session, person)
+        audit.record(session, audit.ADMIN_API, "erasure", f"participant {person.id}", **removed)
+    try:
+        privacy.forget_in_redis(runtime.redis(), addresses)
+    except Exception:
+        # The database is erased; Redis's job history expires on its own (rq's result TTL).
+        log.warning("erasure: could not clean rq's job history in Redis")
     return jsonify(erased=True, **removed)
+
+
+@bp.get("/audit")
+def audit_log():
+    try:
+        limit = int(request.args.get("limit", 100))
+        before = int(request.args["before"]) if "before" in request.args else None
+    except ValueError:
+        raise ApiError(400, "limit and before must be whole numbers") from None
+    if not 1 <= limit <= 1000:
+        raise ApiError(400, "limit must be from 1 to 1000")
+    if before is not None and not -(2**62) < before < 2**62:
+        raise ApiError(400, "before must be an audit event id")
+    with runtime.database().read() as session:
+        events = [audit.as_json(e) for e in audit.recent(session, limit, before)]
+    return jsonify(events=events)
 
 
 # --- campaigns -------------------------------------------------------------------------
@@ -243,6 +273,8 @@ def launch_campaign(campaign_id: str):
     with runtime.database().session() as session:
         campaign = campaigns.get_or_404(session, _campaign_id(campaign_id))
         started = campaigns.launch(session, campaign)
+        if started:
+            audit.record(session, audit.ADMIN_API, "launch", f"campaign {campaign.id}")
     if started:
         campaigns.enqueue_fan_out(runtime.redis(), campaign)
     return jsonify(id=campaign.id, status="launching" if started else campaign.status), 202
@@ -273,8 +305,9 @@ def campaign_status(campaign_id: str):
 @bp.get("/campaigns/<campaign_id>/responses.csv")
 def responses_csv(campaign_id: str):
     number = _campaign_id(campaign_id)
-    with runtime.database().read() as session:
+    with runtime.database().session() as session:
         campaigns.get_or_404(session, number)
+        audit.record(session, audit.ADMIN_API, "export", f"campaign {number}", file="responses.csv")
 
     def generate():
         with runtime.database().read() as session:
@@ -313,7 +346,6 @@ def campaign_feedback(campaign_id: str):
             queued = feedback.send(session, campaign, planned)
     except feedback.FeedbackError as exc:
         raise ApiError(400, str(exc)) from None
-    outbox.dispatch(runtime.redis(), [(mid, None) for mid in queued])
     return jsonify(queued=len(queued), skipped=planned.skipped), 202
 
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
-from bot import runtime
-from bot.config import Settings
+from bot import channels, inbox, runtime
 
 bp = Blueprint("health", __name__)
 
@@ -13,8 +12,10 @@ bp = Blueprint("health", __name__)
 @bp.get("/healthz")
 def healthz():
     checks: dict[str, str] = {}
+    inbound: dict[str, int] | None = None
     try:
-        runtime.database().ping()
+        with runtime.database().read() as session:
+            inbound = inbox.problems(session)
         checks["database"] = "ok"
     except Exception as exc:
         checks["database"] = f"down: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
@@ -27,20 +28,8 @@ def healthz():
     return jsonify(
         status="ok" if healthy else "unhealthy",
         **checks,
-        channels=channel_states(runtime.settings()),
+        channels=channels.states(runtime.settings()),
+        # Messages from people whose handling failed: retried automatically, or given up on
+        # (those need a person to look: subject access shows them with their reason).
+        inbound=inbound,
     ), (200 if healthy else 503)
-
-
-def channel_states(settings: Settings) -> dict[str, str]:
-    """Which channels can reach people, and what to set where one cannot."""
-    twilio = (
-        "on"
-        if settings.twilio_enabled and settings.twilio_from_number
-        else ("off: set TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and TWILIO_FROM_NUMBER")
-    )
-    telegram = (
-        "on"
-        if settings.telegram_enabled
-        else "off: set TELEGRAM_BOT_TOKEN and TELEGRAM_WEBHOOK_SECRET"
-    )
-    return {"sms": twilio, "voice": twilio, "telegram": telegram}

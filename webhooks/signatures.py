@@ -110,25 +110,28 @@ def unreachable_sms_fields() -> str | None:
     return None
 
 
-def twilio_signed_sms(view: Callable[..., Any]) -> Callable[..., Any]:
-    """`twilio_signed`, then: a text whose sid or sender cannot be stored as they are is kept
-    (status `error`, with the reason) and answered with empty TwiML, never run through a
-    conversation: an over-long sender is not anyone we could reply to."""
+def twilio_signed_inbound(channel: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """`twilio_signed`, then: an inbound text whose sid or sender cannot be stored as they are is
+    kept (on `channel`, status `error`, with the reason) and answered with empty TwiML, never
+    run through a conversation: an over-long sender is not anyone we could reply to."""
 
-    @functools.wraps(view)
-    def checked(*args: Any, **kwargs: Any) -> Any:
-        problem = unreachable_sms_fields()
-        if problem is None:
-            return view(*args, **kwargs)
-        keep_unreachable_sms(problem)
-        return Response(
-            "<?xml version='1.0' encoding='UTF-8'?><Response />", mimetype="application/xml"
-        )
+    def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(view)
+        def checked(*args: Any, **kwargs: Any) -> Any:
+            problem = unreachable_sms_fields()
+            if problem is None:
+                return view(*args, **kwargs)
+            keep_unreachable_sms(channel, problem)
+            return Response(
+                "<?xml version='1.0' encoding='UTF-8'?><Response />", mimetype="application/xml"
+            )
 
-    return twilio_signed(checked)
+        return twilio_signed(checked)
+
+    return decorate
 
 
-def keep_unreachable_sms(problem: str) -> None:
+def keep_unreachable_sms(channel: str, problem: str) -> None:
     from bot import conversations, runtime
     from bot.models import utcnow
     from bot.text import clean_text
@@ -140,7 +143,7 @@ def keep_unreachable_sms(problem: str) -> None:
     with runtime.database().session() as session:
         conversations.insert_inbound_once(
             session,
-            channel="sms",
+            channel=channel,
             kind="inbound",
             address=address,
             body=clean_text(form.get("Body", "")),

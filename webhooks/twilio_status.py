@@ -6,7 +6,10 @@ from flask import Blueprint, Response, request
 from sqlalchemy import select
 
 from bot import conversations, delivery, runtime
-from bot.models import Message, Participant, as_id
+from bot.errors import RecipientOptedOut
+from bot.models import Message, as_id
+from bot.providers.twilio import classify_code
+from bot.status import Direction, Outbound
 from bot.text import clean_text
 from webhooks.signatures import stable_sid, twilio_signed
 
@@ -29,30 +32,33 @@ def status_callback() -> Response:
     if not sid or status is None or stable_sid(sid) != sid:
         return Response(status=204)  # no message of ours has a sid like that
     message_id = as_id(request.args.get("m", ""))
-    with runtime.database().session() as session:
+    database = runtime.database()
+    opted_out_person: int | None = None
+    with database.session() as session:
         message = None
         if message_id is not None:
             message = session.get(Message, message_id, with_for_update=True)
             if message is not None and (
-                message.direction != "out" or message.provider_id not in (None, sid)
+                message.direction != Direction.OUT or message.provider_id not in (None, sid)
             ):
                 message = None
         if message is None:
             message = session.scalar(
                 select(Message)
-                .where(Message.direction == "out", Message.provider_id == sid)
+                .where(Message.direction == Direction.OUT, Message.provider_id == sid)
                 .with_for_update()
             )
         if message is None:
             return Response(status=204)  # not ours, or already erased: nothing to update
         message.provider_id = message.provider_id or sid
-        if message.status in ("pending", "claimed"):
+        if message.status in (Outbound.PENDING, Outbound.CLAIMED):
             # The callback beat the sender's own write: Twilio has it, so it was handed over.
-            message.status = "pending"
+            message.status = Outbound.PENDING
         delivery.advance(message, status, error_code, error_text)
-        if error_code == "21610" and message.participant_id:
-            person = session.get(Participant, message.participant_id)
-            conversations.record_consent(
-                session, person, "opt_out", "carrier", detail="Twilio 21610"
-            )
+        error = classify_code(error_code)
+        if isinstance(error, RecipientOptedOut) and message.participant_id:
+            opted_out_person = message.participant_id
+    if opted_out_person is not None:
+        # After the message's transaction: the person's lock is always taken first.
+        conversations.opt_out_by_carrier(database, opted_out_person, f"Twilio {error_code}")
     return Response(status=204)

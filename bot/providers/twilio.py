@@ -9,7 +9,6 @@ import json
 import logging
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,6 +18,7 @@ from twilio.http import HttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
+from bot.channels.base import Handed, Outgoing
 from bot.config import Settings
 from bot.errors import ChannelOff, PermanentError, RecipientOptedOut, SendError, TemporaryError
 
@@ -106,6 +106,20 @@ class PooledHttpClient(HttpClient):
         return response
 
 
+def classify_code(code: str | None, text: str = "") -> SendError | None:
+    """What a Twilio error code in a status callback means, in the error tree; None if none."""
+    if not code or not code.isdigit():
+        return None
+    number, said = int(code), f"Twilio error {code}{f': {text}' if text else ''}"
+    if number in OPTED_OUT:
+        return RecipientOptedOut(said, code)
+    if number in BAD_NUMBER:
+        return PermanentError(said, code)
+    if number in TEMPORARY_CODES:
+        return TemporaryError(said, code)
+    return PermanentError(said, code)
+
+
 def classify(exc: Exception) -> SendError:
     if isinstance(exc, TwilioRestException):
         code = exc.code
@@ -128,14 +142,8 @@ def classify(exc: Exception) -> SendError:
     return TemporaryError(f"unexpected error talking to Twilio: {exc!r}", "unexpected")
 
 
-@dataclass(frozen=True)
-class Handed:
-    sid: str
-    status: str
-
-
 class TwilioSender:
-    channel = "sms"
+    """Texts through Twilio's Messaging API (the `sms` channel's sender)."""
 
     def __init__(self, settings: Settings, http_client: HttpClient | None = None):
         self.settings = settings
@@ -164,21 +172,21 @@ class TwilioSender:
     def status_callback(self, message_id: int) -> str:
         return f"{self.settings.public_base_url}/webhooks/twilio/status?m={message_id}"
 
-    def send_sms(self, to: str, body: str, message_id: int) -> Handed:
+    def send(self, message: Outgoing) -> Handed:
         client = self.client()
         try:
             sent = client.messages.create(
-                to=to,
+                to=message.address,
                 from_=self.settings.twilio_from_number,
-                body=body,
-                status_callback=self.status_callback(message_id),
+                body=message.body,
+                status_callback=self.status_callback(message.id),
             )
         except Exception as exc:
             raise classify(exc) from exc
         return Handed(sent.sid, sent.status or "queued")
 
-    def find_sms(self, to: str, body: str, since: datetime) -> Handed | None:
-        """A text to `to` with this body created since `since`, if Twilio has one.
+    def find(self, message: Outgoing, since: datetime) -> Handed | None:
+        """A text to this address with this body created since `since`, if Twilio has one.
 
         Twilio's API has no idempotency key, so this is how a send interrupted mid-call is
         settled before it is ever tried again.
@@ -186,13 +194,27 @@ class TwilioSender:
         client = self.client()
         try:
             # No DateSent filter: a text still queued at Twilio has no send date yet.
-            recent = client.messages.list(to=to, from_=self.settings.twilio_from_number, limit=50)
+            recent = client.messages.list(
+                to=message.address, from_=self.settings.twilio_from_number, limit=50
+            )
         except Exception as exc:
             raise classify(exc) from exc
-        for message in recent:
-            created = message.date_created
-            if message.body == body and (
+        for found in recent:
+            created = found.date_created
+            if found.body == message.body and (
                 created is None or created >= since - timedelta(seconds=30)
             ):
-                return Handed(message.sid, message.status or "queued")
+                return Handed(found.sid, found.status or "queued")
         return None
+
+
+_sms_senders: dict[int, TwilioSender] = {}
+
+
+def sms_sender(settings: Settings) -> TwilioSender:
+    """One sender (and so one connection pool) per settings object, kept for the process."""
+    sender = _sms_senders.get(id(settings))
+    if sender is None or sender.settings is not settings:
+        _sms_senders.clear()
+        sender = _sms_senders[id(settings)] = TwilioSender(settings)
+    return sender

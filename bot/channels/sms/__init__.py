@@ -1,0 +1,85 @@
+"""Texts over Twilio Messaging: an E.164 number is the address, one text answers each step."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from bot.channels.base import Channel, InvalidAddress, Sender
+from bot.channels.sms import render
+from bot.engine import Inbound, Prompt
+from bot.phone import InvalidPhoneNumber, normalise_phone
+from bot.text import clean_text
+
+if TYPE_CHECKING:
+    from bot.config import Settings
+
+E164 = re.compile(r"\+[1-9]\d{7,14}")
+MAX_SID = 64  # Twilio's are 34 characters; anything far longer is not from Twilio
+
+
+def twilio_off_reason(settings: Settings) -> str | None:
+    if settings.twilio_enabled and settings.twilio_from_number:
+        return None
+    return "set TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and TWILIO_FROM_NUMBER"
+
+
+class SmsChannel(Channel):
+    name = "sms"
+    title = "text message"
+    address_field = "phone"
+    segment_counted = True
+    simulate_hint = "type a reply"
+    webhooks = ("webhooks.twilio_sms:bp",)
+
+    def normalise(self, raw: str) -> str:
+        try:
+            return normalise_phone(raw)
+        except InvalidPhoneNumber as exc:
+            raise InvalidAddress(str(exc)) from None
+
+    def off_reason(self, settings: Settings) -> str | None:
+        return twilio_off_reason(settings)
+
+    def sender(self, settings: Settings) -> Sender:
+        from bot.providers.twilio import sms_sender
+
+        self.require_on(settings)
+        return sms_sender(settings)
+
+    def render_body(self, prompts: Iterable[Prompt], org: str) -> str:
+        return "\n\n".join(render.render(prompts))
+
+    def render_replies(self, prompts: Iterable[Prompt], org: str) -> list[str]:
+        return render.render(prompts)
+
+    def parse_stored(self, body: str) -> Inbound:
+        return render.parse(body)
+
+    def read_request(self, form: Mapping[str, str]) -> tuple[str, str, str] | str:
+        """(message sid, sender's address, body) from Twilio's form, or what is wrong with it."""
+        sid = form.get("MessageSid") or form.get("SmsSid") or ""
+        sender = clean_text(form.get("From", "")).strip()
+        if not sid or not sender:
+            return "MessageSid and From are required"
+        if len(sid) > MAX_SID or len(sender) > 64:
+            return "MessageSid or From is too long"
+        if E164.fullmatch(sender):
+            address = sender  # Twilio sends E.164 already; parsing it again costs a tenth
+        else:
+            try:
+                address = normalise_phone(sender)
+            except InvalidPhoneNumber:
+                address = sender  # a short code or an alphanumeric sender, kept as it came
+        return clean_text(sid), address, clean_text(form.get("Body", ""))
+
+    def simulate_show(self, prompts: Sequence[Prompt], org: str) -> list[str]:
+        return [
+            f"[text] {line}" if i == 0 else f"       {line}"
+            for text in render.render(prompts)
+            for i, line in enumerate(text.splitlines())
+        ]
+
+
+SMS = SmsChannel()

@@ -1,0 +1,70 @@
+"""The channel registry: every channel is a plug-in, and the core never names one."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+from bot import channels
+from bot.channels.base import Channel
+from bot.config import load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+NAMED = re.compile(r"""["'](sms|voice|telegram|whatsapp)["']""")
+
+
+def core_modules() -> list[Path]:
+    """Everything but the channel plug-ins, their providers, migrations and the thin endpoints
+    that a channel lists as its own (webhooks/twilio_*.py, webhooks/telegram*.py)."""
+    found = []
+    for path in [*(ROOT / "bot").rglob("*.py"), *(ROOT / "webhooks").rglob("*.py")]:
+        relative = path.relative_to(ROOT).as_posix()
+        if re.match(r"bot/(channels|providers|migrations)/", relative):
+            continue
+        if re.match(r"webhooks/(twilio|telegram)[^/]*\.py$", relative):
+            continue
+        found.append(path)
+    return found
+
+
+def test_no_core_module_names_a_channel():
+    offenders = [
+        f"{path.relative_to(ROOT)}:{n}: {line.strip()}"
+        for path in core_modules()
+        for n, line in enumerate(path.read_text().splitlines(), start=1)
+        if NAMED.search(line) and not line.lstrip().startswith("#")
+    ]
+    assert offenders == [], "ask bot.channels instead:\n" + "\n".join(offenders)
+
+
+@pytest.mark.parametrize("channel", channels.all_channels(), ids=lambda c: c.name)
+def test_every_channel_answers_what_the_core_asks(channel: Channel):
+    from bot.engine import Say
+
+    settings = load_settings({})
+    assert channel.name in channels.NAMES and channels.get(channel.name) is channel
+    assert channel.address_field in ("phone", "telegram_chat_id")
+    assert channel.render_body([Say("Hello there.")], "us")
+    assert channel.simulate_show([Say("Hello there.")], "us")
+    reason = channel.off_reason(settings)
+    assert reason is None or reason.strip()
+    for target in channel.webhooks:
+        assert re.fullmatch(r"webhooks\.\w+:\w+", target)
+
+
+def test_unknown_channel_names_the_ones_there_are():
+    with pytest.raises(channels.UnknownChannel, match="there are: sms, voice, telegram"):
+        channels.get("pigeon")
+
+
+def test_the_api_and_the_cli_offer_exactly_the_registered_channels(client):
+    from click.testing import CliRunner
+
+    from bot.cli import main
+
+    spec = client.get("/admin/api/openapi.json").json
+    text = str(spec)
+    for name in channels.NAMES:
+        assert f"'{name}'" in text
+    help_text = CliRunner().invoke(main, ["simulate", "--help"]).output
+    assert "[" + "|".join(channels.NAMES) + "]" in help_text.replace("\n", "").replace(" ", "")
