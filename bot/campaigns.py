@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
@@ -36,6 +36,7 @@ from bot.text import clean_text
 
 BATCH = 1000
 SIMULATOR = "simulate"  # Participant.joined_via of the people `involve simulate` plays
+SCHEDULING_MARGIN_DAYS = 90  # more than the longest reminder delay (1440 hours)
 
 
 class CampaignError(ValueError):
@@ -73,6 +74,17 @@ def _parse_time(value: Any, name: str, settings: Settings) -> datetime | None:
         ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=settings.timezone)
+    # Times at the ends of the calendar parse, but cannot be moved to UTC, or have the reminder
+    # delay (at most 60 days) and the upkeep's margins added to them without overflowing: a
+    # 500 now, or a worker job failing every minute later. Past times stay allowed (= now).
+    try:
+        in_utc = moment.astimezone(UTC)
+        in_utc + timedelta(days=SCHEDULING_MARGIN_DAYS)
+        in_utc - timedelta(days=SCHEDULING_MARGIN_DAYS)
+    except OverflowError:
+        raise CampaignError(
+            f"{name} is too near the end of the calendar to schedule, got {value!r}"
+        ) from None
     return moment
 
 

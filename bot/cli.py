@@ -27,6 +27,9 @@ def _settings():
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """involve: surveys by text, keypad call and Telegram, and telling people what changed."""
+    from bot import logmask
+
+    logmask.install()  # the worker and every command log without participants' numbers
 
 
 @main.command()

@@ -98,6 +98,20 @@ def _positive_float(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+MIN_ADMIN_TOKEN = 32
+
+
+def _secret(env: Mapping[str, str], name: str, minimum: int) -> str | None:
+    """A bearer secret: short ones can be guessed, so they stop the process (never echoed)."""
+    value = _text(env, name)
+    if value is not None and len(value) < minimum:
+        raise ConfigError(
+            f"{name} must be at least {minimum} characters (it has {len(value)}); "
+            "make one with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
+    return value
+
+
 SUPPRESSION_KEY_MIN = 32
 
 
@@ -197,7 +211,7 @@ def load_settings(
     return Settings(
         database_url=database_url,
         redis_url=redis_url,
-        admin_token=_text(env, "ADMIN_TOKEN"),
+        admin_token=_secret(env, "ADMIN_TOKEN", MIN_ADMIN_TOKEN),
         public_base_url=_url(env, "PUBLIC_BASE_URL", "http://localhost:5000"),
         twilio_account_sid=sid,
         twilio_auth_token=token,

@@ -64,6 +64,9 @@ def _sqlite_setup(engine: Engine) -> None:
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
+    # A failed statement's parameters are participants' numbers and words; SQLAlchemy would
+    # put them in the exception text, and from there into every log and error report.
+    kwargs.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
         path = url.split(":///", 1)[-1]
         if path and path != ":memory:":

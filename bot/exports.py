@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -21,13 +22,28 @@ from bot.survey import Survey
 
 PAGE = 2000
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_FORMULA_FIRST = frozenset(FORMULA_STARTS)
 FIXED_COLUMNS = ["participant", "channel", "status", "started_at", "completed_at"]
 
 
+# A signed number (`-2`, `+447700900999`, `-2.5`, `+1e3`) is a value to a spreadsheet, not a
+# formula: quoting it would change the number people see. Anything else after +/- is run.
+_PLAIN_NUMBER = re.compile(r"[+-](?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+
+
+def _formula(text: str) -> bool:
+    return (
+        bool(text)
+        and text[0] in _FORMULA_FIRST
+        and not (text[0] in "+-" and _PLAIN_NUMBER.fullmatch(text))
+    )
+
+
 def defuse(value: Any) -> str:
-    """Text a spreadsheet shows as text: a leading quote before =, +, -, @, tab or CR."""
+    """Text a spreadsheet shows as text: a leading quote before what it would run as a formula
+    (=, @, tab, CR, or + and - unless the whole cell is a number)."""
     text = "" if value is None else str(value)
-    return "'" + text if text.startswith(FORMULA_STARTS) else text
+    return "'" + text if _formula(text) else text
 
 
 def _survey(session: Session, campaign: Campaign) -> Survey:
@@ -75,11 +91,13 @@ def response_rows(session: Session, campaign: Campaign) -> Iterator[list[str]]:
             row = [who, conv_channel or inv_channel or "", _status(inv_status, conv_status, bool(given)), _iso(started), _iso(completed)]  # fmt: skip
             row += [given.get(qid, "") for qid in question_ids]
             # Inline rather than defuse() per cell: this is the export's hottest line.
-            yield [("'" + cell) if cell and cell[0] in _FORMULA_FIRST else cell for cell in row]
+            yield [
+                ("'" + cell) if cell and cell[0] in _FORMULA_FIRST and _formula(cell) else cell
+                for cell in row
+            ]
 
 
 _NONE: dict[str, str] = {}
-_FORMULA_FIRST = frozenset(FORMULA_STARTS)
 
 
 _PAGE_SQL = (

@@ -8,6 +8,7 @@ campaign: sending again reaches only those who have not had it.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,10 @@ from bot.models import Answer, Campaign, Conversation, Message, Participant, Sur
 from bot.survey import Survey
 
 TEMPLATE_NAMES = {"name", "answers", "outcomes", "summary"}
+# Seconds to render everyone's message. Each render has its own limit (bot.templates); this
+# one stops a template just under that limit, times thousands of people, holding a web
+# worker (and the campaign's row lock) for an hour. A normal message takes microseconds.
+PLAN_TIME_LIMIT = 30.0
 MAX_SEGMENTS = 2
 ALREADY = ("pending", "claimed", "queued", "sent", "delivered")
 
@@ -176,13 +181,21 @@ def plan(session: Session, campaign: Campaign, definition: Definition) -> Plan:
         .where(Conversation.campaign_id == campaign.id, Answer.skipped.is_(False))
     ):
         by_conversation.setdefault(answer.conversation_id, {})[answer.question_id] = answer
+    started = time.monotonic()
     for conv, person in rows:
+        if time.monotonic() - started > PLAN_TIME_LIMIT:
+            raise FeedbackError(
+                f"message: rendering everyone's message took too long (over {PLAN_TIME_LIMIT:g} s):"
+                " make the template simpler"
+            )
         answers = by_conversation.get(conv.id, {})
         who = person.external_id or str(person.id)
         reason = _why_not(person, answers, had)
         if reason:
             result.skipped.append({"participant": who, "reason": reason})
             continue
+        # Built afresh for each person, and frozen again by templates.render: nothing one
+        # person's render does can reach the next person's message.
         context = {
             "name": engine.first_name(person.name),
             "answers": {

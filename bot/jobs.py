@@ -30,6 +30,7 @@ from bot.channels import Handed, Outgoing, Sender
 from bot.config import Settings
 from bot.db import Database
 from bot.errors import RecipientOptedOut, SendError, TemporaryError
+from bot.logmask import mask_phones
 from bot.models import ConsentEvent, Message, Participant, utcnow
 from bot.status import CampaignStatus, Consent, Direction, InvitationStatus, Kind, Outbound
 
@@ -296,7 +297,7 @@ def _record(
                     message.status, message.send_after = Outbound.PENDING, when
                 message.error_message, message.error_code = str(result), result.code
                 retries.append((planned.id, when))
-                outcome[planned.id] = f"retry at {when.isoformat()}: {result}"
+                outcome[planned.id] = mask_phones(f"retry at {when.isoformat()}: {result}")
             else:
                 assert isinstance(result, SendError)
                 note = (
@@ -309,7 +310,7 @@ def _record(
                 if isinstance(result, RecipientOptedOut) and message.participant_id:
                     opted_out.append((message.participant_id, str(result)))
                 log.warning("message %s failed: %s", planned.id, result.code or "no code")
-                outcome[planned.id] = f"failed: {result}"
+                outcome[planned.id] = mask_phones(f"failed: {result}")
     for participant_id, detail in opted_out:
         conversations.opt_out_by_carrier(database, participant_id, detail)
     if retries:

@@ -85,9 +85,13 @@ def dispatch_many(redis: Redis, groups: Iterable[tuple[list[int], datetime | Non
             chunk = ids[start : start + BATCH]
             # Long enough to pace a whole batch at a slow SEND_RATE.
             timeout = 120 + 30 * len(chunk)
+            # result_ttl=0: rq would keep what a send returns (provider errors quoting the
+            # number) in Redis for an hour, beyond the reach of erasure; the row says it all.
             if when is not None and when > now:
-                q.enqueue_at(when, send_messages, chunk, job_timeout=timeout)
+                q.enqueue_at(when, send_messages, chunk, job_timeout=timeout, result_ttl=0)
             else:
-                jobs.append(RqQueue.prepare_data(send_messages, (chunk,), timeout=timeout))
+                jobs.append(
+                    RqQueue.prepare_data(send_messages, (chunk,), timeout=timeout, result_ttl=0)
+                )
     if jobs:
         q.enqueue_many(jobs)

@@ -29,6 +29,14 @@ from bot.text import clean_text
 COLUMNS = ("name", "phone", "telegram_chat_id", "channel", "tags", "recontact", "external_id")
 CHANNELS = channels.NAMES
 BATCH = 1000
+# Longest field we read from a CSV: names are cut to 200 and ids to 100; anything this long
+# is a mistake (a pasted document, a broken quote), reported on its row.
+MAX_CSV_FIELD = 10_000
+# csv's own limit (128 KB) raises mid-file and loses every row after it; the body is capped
+# at 20 MB before it gets here, so read anything and judge field lengths ourselves.
+csv.field_size_limit(max(csv.field_size_limit(), 32 * 1024 * 1024))
+# Marks a CSV row that could not be used; not a string, so JSON rows can never carry it.
+_UNREADABLE = object()
 YES = {"yes", "y", "true", "1"}
 NO = {"no", "n", "false", "0"}
 
@@ -127,19 +135,17 @@ def suppressed(session: Session, addresses: Iterable[str]) -> set[str]:
 
 
 def read_csv(text: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """CSV text -> (rows as dicts, header problems). Tags are `;`-separated, recontact yes/no."""
-    # newline="": the csv module itself must see \r, or a stray one is an error (and was a 500).
+    """CSV text -> (rows as dicts, header problems). Tags are `;`-separated, recontact yes/no.
+
+    Any line ending is accepted (`\n`, `\r\n`, and old Macs' `\r`): newline="" hands line
+    endings to the csv module, which knows all three.
+    """
     reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff"), newline=""))
     try:
-        return _read_rows(reader)
+        fieldnames = reader.fieldnames or []
     except csv.Error as exc:
-        return [], [{"row": reader.line_num, "error": f"not readable as CSV: {exc}"}]
-
-
-def _read_rows(
-    reader: csv.DictReader[str],
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    headers = [h.strip().lower() for h in (reader.fieldnames or [])]
+        return [], [{"row": 1, "error": f"the header cannot be read: {exc}"}]
+    headers = [h.strip().lower() for h in fieldnames]
     unknown = [h for h in headers if h and h not in COLUMNS]
     if not headers or not ({"phone", "telegram_chat_id", "external_id"} & set(headers)):
         return [], [{"row": 1, "error": f"the header must name some of: {', '.join(COLUMNS)}"}]
@@ -147,18 +153,39 @@ def _read_rows(
         {"row": 1, "error": f"unknown column {h!r} ignored (known: {', '.join(COLUMNS)})"}
         for h in unknown
     ]
-    rows = []
-    for raw in reader:
-        row = {(k or "").strip().lower(): (v or "").strip() for k, v in raw.items() if k}
-        if "tags" in row:
-            row["tags"] = [t.strip() for t in row["tags"].split(";") if t.strip()]
-        rows.append({k: v for k, v in row.items() if k in COLUMNS and v not in ("", [])})
+    rows: list[dict[str, Any]] = []
+    try:
+        for raw in reader:
+            rows.append(_csv_row(raw))
+    except csv.Error as exc:
+        problems.append(
+            {"row": len(rows) + 2, "error": f"the CSV cannot be read from this row on: {exc}"}
+        )
     return rows, problems
+
+
+def _csv_row(raw: Mapping[str | None, Any]) -> dict[Any, Any]:
+    values = [v for v in raw.values() if isinstance(v, str)]
+    longest = max((len(v) for v in values), default=0)
+    if longest > MAX_CSV_FIELD:
+        return {
+            _UNREADABLE: f"a field is too long ({longest:,} characters; at most {MAX_CSV_FIELD:,})"
+        }
+    row = {
+        (k or "").strip().lower(): (v or "").strip()
+        for k, v in raw.items()
+        if k and isinstance(v, str)
+    }
+    if "tags" in row:
+        row["tags"] = [t.strip() for t in row["tags"].split(";") if t.strip()]
+    return {k: v for k, v in row.items() if k in COLUMNS and v not in ("", [])}
 
 
 def clean(number: int, raw: Mapping[str, Any]) -> CleanRow:
     if not isinstance(raw, Mapping):
         raise RowError("each participant must be an object with name, phone, ...")
+    if _UNREADABLE in raw:
+        raise RowError(raw[_UNREADABLE])
     raw = {k: clean_text(v) if isinstance(v, str) else v for k, v in raw.items()}
     unknown = sorted(set(raw) - set(COLUMNS))
     if unknown:

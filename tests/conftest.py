@@ -177,7 +177,7 @@ def twilio_fake() -> Iterator[FakeTwilio]:
 
 
 PUBLIC = "https://involve.example.org"
-ADMIN_TOKEN = "test-admin-token-0123456789"
+ADMIN_TOKEN = "test-admin-token-0123456789abcdefghijkl"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 SUPPRESSION_KEY = "test-suppression-key-0123456789abcdef"
 

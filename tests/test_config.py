@@ -20,6 +20,8 @@ from bot.config import ConfigError, load_settings
             {"TWILIO_ACCOUNT_SID": "AC1", "TWILIO_AUTH_TOKEN": "t"},
             "TWILIO_FROM_NUMBER must be set too",
         ),
+        ({"ADMIN_TOKEN": "secret"}, "ADMIN_TOKEN must be at least 32 characters"),
+        ({"ADMIN_TOKEN": "x" * 31}, "ADMIN_TOKEN must be at least 32 characters"),
         (
             {
                 "TWILIO_ACCOUNT_SID": "AC1",
@@ -81,6 +83,26 @@ def test_cli_reports_a_bad_setting_in_one_line(monkeypatch):
         and "Error: SEND_RATE must be a number greater than 0" in result.output
     )
     runtime._settings = None
+
+
+def test_a_long_enough_admin_token_is_accepted():
+    assert load_settings({"ADMIN_TOKEN": "x" * 32}).admin_token == "x" * 32
+
+
+def test_the_web_app_stops_at_start_on_a_short_admin_token(monkeypatch, tmp_path):
+    from bot import runtime
+    from webhooks import create_app
+
+    runtime._settings = None
+    monkeypatch.setenv("ADMIN_TOKEN", "letmein")
+    monkeypatch.setenv("INVOLVE_INSTANCE_PATH", str(tmp_path))
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            create_app()
+        assert str(stopped.value).startswith("involve: ADMIN_TOKEN must be at least 32")
+        assert "letmein" not in str(stopped.value)  # a secret, even a bad one, is not echoed
+    finally:
+        runtime._settings = None
 
 
 def test_without_a_channel_a_key_is_made_once_in_the_instance_folder(tmp_path):

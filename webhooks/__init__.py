@@ -9,7 +9,7 @@ from typing import Any
 
 from flask import Blueprint, Flask
 
-from bot import channels, runtime
+from bot import channels, logmask, runtime
 from bot.config import ConfigError, Settings
 
 
@@ -32,6 +32,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    logmask.install()
 
     from webhooks import admin, health, twilio_status
 

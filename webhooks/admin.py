@@ -33,6 +33,9 @@ from bot.survey import Question, Survey
 bp = Blueprint("admin", __name__, url_prefix="/admin/api")
 log = logging.getLogger(__name__)
 RATE_LIMIT_PER_MINUTE = 600
+# Wrong tokens a client may send a minute before every call it makes waits: enough for a
+# person fixing a typo, far too few to guess a 32-character token.
+FAILED_AUTH_PER_MINUTE = 10
 
 
 class ApiError(Exception):
@@ -49,6 +52,8 @@ def _settings() -> Settings:
 def _api_error(exc: ApiError):
     response = jsonify(error=exc.message, **exc.extra)
     response.status_code = exc.status
+    if "retry_after" in exc.extra:
+        response.headers["Retry-After"] = str(exc.extra["retry_after"])
     if exc.status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="involve admin"'
     return response
@@ -77,37 +82,61 @@ def _authenticate() -> None:
     token = _settings().admin_token
     if not token:
         raise ApiError(403, "the admin API is off until ADMIN_TOKEN is set")
+    client = request.remote_addr or "unknown"
+    failures = f"involve:admin-auth-failures:{client}"
+    failed_limit = int(current_app.config.get("ADMIN_FAILED_AUTH_LIMIT", FAILED_AUTH_PER_MINUTE))
+    # Checked before the token, so a blocked guesser cannot tell a right guess from a wrong one.
+    _refuse_over(failures, failed_limit, "too many wrong tokens", count=False)
     given = request.headers.get("Authorization", "")
     scheme, _, credentials = given.partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(
-        credentials.strip().encode(), token.encode()
+        credentials.strip().encode("utf-8", "replace"), token.encode()
     ):
+        _count(failures)
         raise ApiError(401, "a valid 'Authorization: Bearer <ADMIN_TOKEN>' header is required")
-    _rate_limit(request.remote_addr or "unknown")
-
-
-def _rate_limit(client: str) -> None:
     limit = int(current_app.config.get("ADMIN_RATE_LIMIT", RATE_LIMIT_PER_MINUTE))
-    window = int(time.time() // 60)
-    key = f"involve:admin-rate:{client}:{window}"
+    _refuse_over(f"involve:admin-rate:{client}", limit, "too many requests")
+
+
+def _window_key(prefix: str) -> str:
+    return f"{prefix}:{int(time.time() // 60)}"
+
+
+def _count(prefix: str) -> int | None:
+    """One more in this minute's window; None when Redis is away (the limits are advisory)."""
+    key = _window_key(prefix)
     try:
-        redis = runtime.redis()
-        pipe = redis.pipeline()
+        pipe = runtime.redis().pipeline()
         pipe.incr(key)
         pipe.expire(key, 120)
-        used = pipe.execute()[0]
+        return int(pipe.execute()[0])
     except Exception:
         log.warning("admin rate limit unavailable (Redis down); allowing the call")
-        return
-    if used > limit:
+        return None
+
+
+def _refuse_over(prefix: str, limit: int, what: str, count: bool = True) -> None:
+    if count:
+        used = _count(prefix)
+    else:
+        try:
+            used = int(runtime.redis().get(_window_key(prefix)) or 0) + 1
+        except Exception:
+            used = None
+    if used is not None and used > limit:
         retry = 60 - int(time.time() % 60)
-        raise ApiError(429, f"too many requests: at most {limit} a minute", retry_after=retry)
+        raise ApiError(429, f"{what}: at most {limit} a minute", retry_after=retry)
 
 
 def _json_body() -> Any:
     if not request.is_json:
         raise ApiError(415, "send JSON with Content-Type: application/json")
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:
+        # json refuses nesting deeper than the interpreter's stack with RecursionError, not
+        # ValueError, so `silent` does not cover it.
+        raise ApiError(400, "the JSON is nested too deeply") from None
     if body is None:
         raise ApiError(400, "the body is not valid JSON")
     return body
@@ -192,6 +221,9 @@ def import_participants():
 
 
 def _person_or_404(session, key: str):
+    if "\x00" in key:
+        # No stored id holds a NUL, and PostgreSQL refuses one in a query (a 500).
+        raise ApiError(404, f"no participant {key!r}")
     try:
         person = privacy.find(session, key)
     except privacy.AmbiguousKey as exc:

@@ -1,15 +1,35 @@
-"""Webhook authenticity: Twilio's signature over PUBLIC_BASE_URL + path + query + params."""
+"""Webhook authenticity: Twilio's signature over PUBLIC_BASE_URL + path + query + params.
+
+Limits come before work: a stranger must not be able to make us parse or hash a large body
+just by sending some `X-Twilio-Signature`. So, in order: the declared size (413, nothing
+read), the signature's shape (403, nothing read), and only then the form, read with a hard cap
+even when no size was declared (chunked), and the HMAC.
+"""
 
 from __future__ import annotations
 
+import binascii
 import functools
+import hashlib
+import logging
 from collections.abc import Callable
 from typing import Any
 
-from flask import abort, current_app, request
+from flask import Response, abort, current_app, request
 from twilio.request_validator import RequestValidator
 
 from bot.config import Settings
+
+log = logging.getLogger(__name__)
+
+# Twilio's own requests are a few KB; 64 KB leaves room for long texts and every parameter.
+WEBHOOK_MAX_BODY = 64 * 1024
+# HMAC-SHA1 is 20 bytes, 28 characters of base64.
+SIGNATURE_LENGTH = 28
+# Twilio's MessageSid/SmsSid/CallSid: two letters and 32 hex digits.
+SID_LENGTH = 34
+# E.164: a plus and at most 15 digits. Short codes and alphanumeric senders are shorter.
+SENDER_LENGTH = 16
 
 
 def public_url() -> str:
@@ -19,14 +39,35 @@ def public_url() -> str:
     return settings.public_base_url + request.path + (f"?{query}" if query else "")
 
 
+def _plausible_signature(signature: str) -> bool:
+    if len(signature) != SIGNATURE_LENGTH or not signature.isascii():
+        return False
+    try:
+        return len(binascii.a2b_base64(signature)) == 20
+    except binascii.Error:
+        return False
+
+
+def limit_body() -> None:
+    """413 before anything is read when the body is declared too big; a hard cap otherwise.
+
+    Setting `max_content_length` on the request makes werkzeug stop reading a chunked body
+    (which declares no length) at the limit too, with the same 413.
+    """
+    if request.content_length is not None and request.content_length > WEBHOOK_MAX_BODY:
+        abort(413)
+    request.max_content_length = WEBHOOK_MAX_BODY
+
+
 def twilio_signed(view: Callable[..., Any]) -> Callable[..., Any]:
-    """403, before anything is read or stored, unless X-Twilio-Signature is right."""
+    """413 or 403, before anything is stored, unless the body is small and signed right."""
 
     @functools.wraps(view)
     def checked(*args: Any, **kwargs: Any) -> Any:
         settings: Settings = current_app.extensions["involve.settings"]
+        limit_body()
         signature = request.headers.get("X-Twilio-Signature", "")
-        if not settings.twilio_auth_token or not signature:
+        if not settings.twilio_auth_token or not _plausible_signature(signature):
             abort(403)
         validator = RequestValidator(settings.twilio_auth_token)
         if not validator.validate(public_url(), request.form, signature):
@@ -34,3 +75,80 @@ def twilio_signed(view: Callable[..., Any]) -> Callable[..., Any]:
         return view(*args, **kwargs)
 
     return checked
+
+
+def _plausible_sid(sid: str) -> bool:
+    return len(sid) <= SID_LENGTH and sid.isascii() and sid.isprintable()
+
+
+def stable_sid(sid: str) -> str:
+    """A sid that can be stored: itself if Twilio-like, else a digest that is the same for
+    every redelivery of the same odd sid (so dedupe still holds)."""
+    if _plausible_sid(sid):
+        return sid
+    prefix = sid[:2] if sid[:2].isascii() and sid[:2].isalpha() else "XX"
+    return prefix + hashlib.sha256(sid.encode("utf-8", "replace")).hexdigest()[:32]
+
+
+def unreachable_sms_fields() -> str | None:
+    """Why this signed inbound text cannot be handled as a person's message, or None.
+
+    Twilio never sends a MessageSid longer than 34 characters or a From longer than E.164's
+    16; a signed request that does (a misconfigured proxy, a test tool holding the auth
+    token) would otherwise overflow the columns, which PostgreSQL refuses with a 500.
+    """
+    form = request.form
+    sid = form.get("MessageSid") or form.get("SmsSid") or ""
+    sender = form.get("From", "")
+    if len(sid) > SID_LENGTH:
+        return f"MessageSid is too long ({len(sid)} characters; Twilio's are {SID_LENGTH})"
+    if not _plausible_sid(sid):
+        # A NUL here is a 500 on PostgreSQL; Twilio's sids are plain letters and digits.
+        return "MessageSid has characters no Twilio sid has"
+    if len(sender) > SENDER_LENGTH:
+        return f"From is too long ({len(sender)} characters) to be a phone number"
+    return None
+
+
+def twilio_signed_inbound(channel: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """`twilio_signed`, then: an inbound text whose sid or sender cannot be stored as they are is
+    kept (on `channel`, status `error`, with the reason) and answered with empty TwiML, never
+    run through a conversation: an over-long sender is not anyone we could reply to."""
+
+    def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(view)
+        def checked(*args: Any, **kwargs: Any) -> Any:
+            problem = unreachable_sms_fields()
+            if problem is None:
+                return view(*args, **kwargs)
+            keep_unreachable_sms(channel, problem)
+            return Response(
+                "<?xml version='1.0' encoding='UTF-8'?><Response />", mimetype="application/xml"
+            )
+
+        return twilio_signed(checked)
+
+    return decorate
+
+
+def keep_unreachable_sms(channel: str, problem: str) -> None:
+    from bot import conversations, runtime
+    from bot.models import utcnow
+    from bot.text import clean_text
+
+    form = request.form
+    sid = stable_sid(form.get("MessageSid") or form.get("SmsSid") or "")
+    address = clean_text(form.get("From", ""))[:64] or None
+    log.warning("kept an inbound text we cannot answer: %s", problem)
+    with runtime.database().session() as session:
+        conversations.insert_inbound_once(
+            session,
+            channel=channel,
+            kind="inbound",
+            address=address,
+            body=clean_text(form.get("Body", "")),
+            provider_id=sid or None,
+            created_at=utcnow(),
+            status="error",
+            error_message=problem,
+        )

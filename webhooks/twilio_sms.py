@@ -11,7 +11,7 @@ from twilio.twiml.messaging_response import MessagingResponse
 
 from bot import channels, inbox, runtime
 from bot.config import Settings
-from webhooks.signatures import twilio_signed
+from webhooks.signatures import twilio_signed_inbound
 
 bp = Blueprint("twilio_sms", __name__, url_prefix="/webhooks/twilio")
 CHANNEL = channels.get("sms")
@@ -25,7 +25,7 @@ def twiml(texts: list[str] | tuple[str, ...]) -> Response:
 
 
 @bp.post("/sms")
-@twilio_signed
+@twilio_signed_inbound(CHANNEL.name)
 def inbound_sms() -> Response:
     settings: Settings = current_app.extensions["involve.settings"]
     read = CHANNEL.read_request(request.form)

@@ -7,10 +7,11 @@ from sqlalchemy import select
 
 from bot import conversations, delivery, runtime
 from bot.errors import RecipientOptedOut
-from bot.models import Message
+from bot.models import Message, as_id
 from bot.providers.twilio import classify_code
 from bot.status import Direction, Outbound
-from webhooks.signatures import twilio_signed
+from bot.text import clean_text
+from webhooks.signatures import stable_sid, twilio_signed
 
 bp = Blueprint("twilio_status", __name__, url_prefix="/webhooks/twilio")
 
@@ -24,10 +25,13 @@ def status_callback() -> Response:
         form.get("MessageStatus") or form.get("SmsStatus") or form.get("CallStatus") or ""
     ).lower()
     status = delivery.TWILIO_STATUS.get(raw_status)
-    error_code = form.get("ErrorCode") or None
-    if not sid or status is None:
-        return Response(status=204)
-    message_id = request.args.get("m", type=int)
+    # Signed, but still only text: cut to what the columns hold, without NULs, so an odd
+    # callback is a 204 and never a database error.
+    error_code = clean_text(form.get("ErrorCode") or "")[:20] or None
+    error_text = clean_text(form.get("ErrorMessage") or "")[:1000] or None
+    if not sid or status is None or stable_sid(sid) != sid:
+        return Response(status=204)  # no message of ours has a sid like that
+    message_id = as_id(request.args.get("m", ""))
     database = runtime.database()
     opted_out_person: int | None = None
     with database.session() as session:
@@ -50,7 +54,7 @@ def status_callback() -> Response:
         if message.status in (Outbound.PENDING, Outbound.CLAIMED):
             # The callback beat the sender's own write: Twilio has it, so it was handed over.
             message.status = Outbound.PENDING
-        delivery.advance(message, status, error_code, form.get("ErrorMessage") or None)
+        delivery.advance(message, status, error_code, error_text)
         error = classify_code(error_code)
         if isinstance(error, RecipientOptedOut) and message.participant_id:
             opted_out_person = message.participant_id
