@@ -144,6 +144,13 @@ def test_a_forged_or_missing_secret_is_refused_and_nothing_is_stored(tg, databas
         assert session.scalars(select(Participant)).all() == []
 
 
+def test_an_update_over_the_size_limit_is_refused_before_it_is_parsed(tg, database):
+    update = message_update(CHAT, "x" * 70_000)
+    assert post_telegram(tg, update).status_code == 413
+    with database.session() as session:
+        assert session.scalars(select(Message)).all() == []
+
+
 def test_with_no_secret_configured_every_update_is_refused(client, database):
     # The ordinary app settings have no Telegram at all.
     response = post_telegram(client, message_update(CHAT, "/start"))

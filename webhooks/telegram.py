@@ -17,6 +17,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from bot import channels, inbox, outbox, runtime
 from bot.channels.telegram import ReadUpdate, links
 from bot.config import Settings
+from webhooks.signatures import limit_body
 
 bp = Blueprint("telegram", __name__, url_prefix="/webhooks")
 CHANNEL = channels.get("telegram")
@@ -36,6 +37,7 @@ def inbound_update() -> Response:
     given = request.headers.get(SECRET_HEADER, "")
     if not secret or not hmac.compare_digest(given.encode(), secret.encode()):
         return Response("forbidden", status=403, mimetype="text/plain")
+    limit_body()  # a real update is a few KB: nothing bigger is parsed
     data = request.get_json(silent=True)
     if not isinstance(data, dict) or not isinstance(data.get("update_id"), int):
         return Response("a JSON update with an update_id is required", status=400)
