@@ -11,7 +11,7 @@ def test_healthy(client):
         "redis": "ok",
         "channels": {
             "sms": "on",
-            "voice": "off: not available yet",
+            "voice": "on",
             "telegram": "off: not available yet",
         },
         "inbound": {"retrying": 0, "failed": 0},

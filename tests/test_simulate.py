@@ -39,7 +39,10 @@ def test_simulate_voice_uses_keys(settings, database):
         main, ["simulate", "guide-title", "--channel", "voice"], input="2\n0\n*\n3\n1\n"
     )
     assert result.exit_code == 0, result.output
-    assert "Press 1 for Living well" in result.output and "[the call ends]" in result.output
+    assert (
+        "For Living well with long-term health conditions, press 1." in result.output
+        and "[the call ends]" in result.output
+    )
     with database.session() as session:
         answers = session.scalars(select(Answer).order_by(Answer.id)).all()
         assert [(a.question_id, a.value, a.skipped) for a in answers] == [

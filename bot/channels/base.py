@@ -16,8 +16,10 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 from bot.engine import Inbound, Prompt
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
     from bot.config import Settings
-    from bot.models import Participant
+    from bot.models import Message, Participant
     from bot.survey import Question
 
 
@@ -107,6 +109,13 @@ class Channel:
     def sender(self, settings: Settings) -> Sender:
         """The sender for these settings; raises `ChannelOff` when it cannot send."""
         raise NotImplementedError
+
+    def after_status(
+        self, session: Session, message: Message, raw_status: str, settings: Settings
+    ) -> None:
+        """The provider's status callback just moved this outbound message on (in `session`,
+        its row locked): anything this channel does about it, such as calling again after no
+        answer. Most channels do nothing."""
 
     # --- words -------------------------------------------------------------------------
 

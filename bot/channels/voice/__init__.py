@@ -1,7 +1,8 @@
 """Keypad calls over Twilio Voice: the person's number is the address, keys are the answers.
 
-Rendering and parsing are here; placing and answering calls arrive with the voice webhooks,
-so until then the channel cannot send (`sender` says so).
+Rendering and key parsing are in `render`, the turns of a call in `call` (behind the thin
+endpoint `webhooks/twilio_voice.py`), placing calls in `sender`, and calling again after no
+answer in `retry`.
 """
 
 from __future__ import annotations
@@ -10,12 +11,16 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from bot.channels.base import Channel, InvalidAddress, Sender
+from bot.channels.sms import twilio_off_reason
 from bot.channels.voice import render
 from bot.engine import Inbound, Prompt
 from bot.phone import InvalidPhoneNumber, normalise_phone
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
     from bot.config import Settings
+    from bot.models import Message
     from bot.survey import Question
 
 
@@ -23,7 +28,8 @@ class VoiceChannel(Channel):
     name = "voice"
     title = "phone call (keypad)"
     address_field = "phone"
-    simulate_hint = "type keys: 1-9, * repeats, 0 skips, # stops"
+    simulate_hint = "type keys: 1-9, * repeats, 0 skips; or type what you would say"
+    webhooks = ("webhooks.twilio_voice:bp",)
 
     def normalise(self, raw: str) -> str:
         try:
@@ -32,12 +38,20 @@ class VoiceChannel(Channel):
             raise InvalidAddress(str(exc)) from None
 
     def off_reason(self, settings: Settings) -> str | None:
-        # Until placing calls lands, no setting turns it on.
-        return "not available yet"
+        return twilio_off_reason(settings)
 
     def sender(self, settings: Settings) -> Sender:
+        from bot.channels.voice.sender import call_sender
+
         self.require_on(settings)
-        raise AssertionError("unreachable: this channel has no sender yet")
+        return call_sender(settings)
+
+    def after_status(
+        self, session: Session, message: Message, raw_status: str, settings: Settings
+    ) -> None:
+        from bot.channels.voice.retry import after_status
+
+        after_status(session, message, raw_status, settings)
 
     def render_body(self, prompts: Iterable[Prompt], org: str) -> str:
         return " ".join(render.render(list(prompts), org).say)
