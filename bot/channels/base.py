@@ -8,7 +8,7 @@ called) and what it can do. The core asks these questions and never names a chan
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from bot.config import Settings
+    from bot.db import Database
     from bot.models import Message, Participant
     from bot.survey import Question
 
@@ -139,6 +140,18 @@ class Channel:
 
     def simulate_parse(self, typed: str, question: Question | None) -> Inbound:
         return self.parse_stored(typed)
+
+    def simulate_play(
+        self,
+        database: Database,
+        settings: Settings,
+        participant_id: int,
+        read: Callable[[], str | None],
+        write: Callable[[str], None],
+    ) -> bool:
+        """Play the person's survey in progress through this channel's own request path, where
+        it has one (a call's TwiML turns); False to use the simple prompt-and-reply loop."""
+        return False
 
     def __repr__(self) -> str:
         return f"<channel {self.name}>"

@@ -7,7 +7,7 @@ answer in `retry`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from bot.channels.base import Channel, InvalidAddress, Sender
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from bot.config import Settings
+    from bot.db import Database
     from bot.models import Message
     from bot.survey import Question
 
@@ -69,6 +70,19 @@ class VoiceChannel(Channel):
         else:
             lines.append("[waiting for keys]")
         return lines
+
+    def simulate_play(
+        self,
+        database: Database,
+        settings: Settings,
+        participant_id: int,
+        read: Callable[[], str | None],
+        write: Callable[[str], None],
+    ) -> bool:
+        from bot.channels.voice.simulate import play
+
+        play(database, settings, self, participant_id, read, write)
+        return True
 
     def simulate_parse(self, typed: str, question: Question | None) -> Inbound:
         if question is not None and question.type == "text" and typed.strip() not in "*#0":

@@ -59,6 +59,7 @@ class CallIn:
     recording_url: str = ""
     recording_seconds: int = 0
     params: Mapping[str, str] = field(default_factory=dict)
+    person_id: int | None = None  # the simulator's caller, who has no number
 
     @property
     def said_nothing(self) -> bool:
@@ -324,6 +325,8 @@ class CallFlow:
         return self.settings.org_name
 
     def _where(self, call: CallIn) -> Where | None:
+        if call.person_id is not None:
+            return where(self.database, self.settings, self.channel, person_id=call.person_id)
         return where(self.database, self.settings, self.channel, address=call.address)
 
     def _submit(
@@ -338,8 +341,9 @@ class CallFlow:
             channel=self.channel.name,
             text=text,
             inbound=inbound,
-            address=call.address,
+            address=call.address if call.person_id is None else None,
             provider_id=f"{call.sid}:{step}",
+            participant_id=call.person_id,
         )
         return inbox.receive(self.database, self.settings, received, keywords=keywords)
 
@@ -394,6 +398,10 @@ class CallFlow:
             else None
         )
         return self._opening(call, here, outbound=True)
+
+    def ring(self, call: CallIn) -> str:
+        """A call we placed, answered by a person: the simulator's way in."""
+        return self._opening(call, self._where(call), outbound=True)
 
     def _opening(self, call: CallIn, here: Where | None, outbound: bool) -> str:
         hello = (
