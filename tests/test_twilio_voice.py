@@ -4,15 +4,18 @@ calls placed against the local fake REST API."""
 
 from __future__ import annotations
 
+import re
 import uuid
 import xml.etree.ElementTree as ET
 from datetime import timedelta
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 from sqlalchemy import func, select
 
 from bot import runtime
+from bot.channels.voice import render
 from bot.config import load_settings
 from bot.models import Answer, ConsentEvent, Conversation, Invitation, Message, Participant
 from tests.conftest import ADMIN, PUBLIC, app_env, run_worker
@@ -38,6 +41,11 @@ def voice_settings(database, redis_conn, redis_url, twilio_fake, tmp_path):
     runtime.configure(current)
     yield current
     runtime.configure(current)
+
+
+@pytest.fixture
+def voice_library(voice_settings):
+    return runtime.library()
 
 
 @pytest.fixture
@@ -566,3 +574,113 @@ def test_feedback_by_call_is_read_slowly_and_star_hears_it_again(
     assert message in listener.said
     listener.press("1")
     assert listener.ended and "Thank you for listening." in listener.said
+
+
+# --- every survey, by keys and by speech, as by text ---------------------------------------
+
+SURVEYS = sorted(
+    p.stem
+    for p in (Path(__file__).resolve().parent.parent / "conversations").glob("*.yaml")
+    if not p.stem.endswith(".feedback")
+)
+WORDS = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 0: "zero", 10: "ten"}
+
+
+def current_question(database, phone):
+    with database.session() as session:
+        person = session.scalars(select(Participant).where(Participant.phone == phone)).one()
+        conv = session.scalars(
+            select(Conversation).where(Conversation.participant_id == person.id)
+        ).one()
+        if conv.status != "active":
+            return None
+        from bot.conversations import survey_for
+
+        return survey_for(session, conv.survey_version_id).question(conv.state["question_id"])
+
+
+def answers_of(database, phone):
+    with database.session() as session:
+        rows = session.execute(
+            select(Answer)
+            .join(Participant, Participant.id == Answer.participant_id)
+            .where(Participant.phone == phone)
+            .order_by(Answer.id)
+        ).scalars()
+        return [
+            (
+                a.question_id,
+                None if a.value and a.value.startswith("Spoken") else a.label,
+                a.skipped,
+                a.unparsed,
+            )
+            for a in rows
+        ]
+
+
+def by_text(q):
+    if q.type in ("choice", "yesno"):
+        return "1" if q.type == "choice" else "yes"
+    if q.type in ("scale", "number"):
+        return str(int(q.min if q.min is not None else 1))
+    return "Some words"
+
+
+@pytest.mark.parametrize("survey_id", SURVEYS)
+def test_every_survey_by_keys_outbound_and_by_speech_inbound_as_by_text(
+    survey_id, web, database, redis_conn, twilio_fake, voice_library
+):
+    survey = voice_library.get(survey_id)
+    texter, keys, speaker = "+447700900201", "+447700900202", "+447700900203"
+    sms = "/webhooks/twilio/sms"
+    post_twilio(web, PUBLIC, sms, sms_params(survey.keyword, sender=texter))
+    while (q := current_question(database, texter)) is not None:
+        post_twilio(web, PUBLIC, sms, sms_params(by_text(q), sender=texter))
+    expected = [
+        (qid, None if qid in {q.id for q in survey.questions if q.type == "text"} else label, s, u)
+        for qid, label, s, u in answers_of(database, texter)
+    ]
+    assert expected and not any(u for *_, u in expected)
+
+    # By keys, on a call we place for a campaign.
+    panel = {"participants": [{"name": "Kay", "phone": keys, "tags": ["k"]}]}
+    web.post("/admin/api/participants", json=panel, headers=ADMIN)
+    campaign = web.post(
+        "/admin/api/campaigns",
+        json={"survey": survey_id, "audience": {"tags": ["k"]}, "channel": "voice"},
+        headers=ADMIN,
+    ).json["id"]
+    web.post(f"/admin/api/campaigns/{campaign}/launch", headers=ADMIN)
+    run_worker(redis_conn)
+    placed = twilio_fake.calls[-1]
+    call = Phone(web, keys, direction="outbound-api", sid=placed["sid"], AnsweredBy="human")
+    call.post(placed["url"])
+    call.press("1")
+    while (q := current_question(database, keys)) is not None:
+        if q.type == "text":
+            call.record()
+        else:
+            pressed = by_text(q) if q.type != "yesno" else "1"
+            call.press(pressed + ("#" if render.gather_for(q).finish_on_key == "#" else ""))
+    assert call.ended
+    assert answers_of(database, keys) == expected
+
+    # By speech, calling in after the survey began by text.
+    post_twilio(web, PUBLIC, sms, sms_params(survey.keyword, sender=speaker))
+    call = Phone(web, speaker).dial()
+    call.speak("begin")
+    while (q := current_question(database, speaker)) is not None:
+        if q.type == "text":
+            call.record()
+        elif q.type == "choice":
+            call.speak(q.options[0].label)
+        elif q.type == "yesno":
+            call.speak("yes")
+        else:
+            call.speak(WORDS[int(q.min if q.min is not None else 1)])
+    assert call.ended
+    assert answers_of(database, speaker) == expected
+    # Script words for texts are never spoken, whole or cut short ("Thank you. You can").
+    heard = " ".join(call.history)
+    assert "STOP" not in heard and "reply" not in heard.lower() and "You can." not in heard
+    assert not re.search(r"You can\s*(Goodbye|$)", heard)
