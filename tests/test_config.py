@@ -20,6 +20,10 @@ from bot.config import ConfigError, load_settings
             {"TWILIO_ACCOUNT_SID": "AC1", "TWILIO_AUTH_TOKEN": "t"},
             "TWILIO_FROM_NUMBER must be set too",
         ),
+        ({"VOICE_RETRY": "soon"}, "VOICE_RETRY must be delays like 15m,1h,1d"),
+        ({"VOICE_WAIT_SECONDS": "5"}, "VOICE_WAIT_SECONDS must be a whole number from 10 to 60"),
+        ({"VOICE_CONFIDENCE": "high"}, "VOICE_CONFIDENCE must be a number from 0 to 1"),
+        ({"VOICE_TRANSCRIBE": "perhaps"}, "VOICE_TRANSCRIBE must be yes or no"),
     ],
 )
 def test_a_bad_setting_is_one_line_naming_the_variable(env, message):
@@ -59,3 +63,22 @@ def test_cli_reports_a_bad_setting_in_one_line(monkeypatch):
         and "Error: SEND_RATE must be a number greater than 0" in result.output
     )
     runtime._settings = None
+
+
+def test_voice_settings_and_their_defaults():
+    from datetime import timedelta
+
+    default = load_settings({})
+    assert (default.voice_name, default.voice_language, default.voice_wait_seconds) == (
+        "Polly.Amy",
+        "en-GB",
+        10,
+    )
+    assert default.voice_retry == (timedelta(minutes=15), timedelta(hours=1), timedelta(days=1))
+    assert default.inbound_call_survey is None and default.voice_transcribe is False
+    chosen = load_settings(
+        {"VOICE_RETRY": "30m, 2h", "VOICE_NAME": "alice", "INBOUND_CALL_SURVEY": "hear-back"}
+    )
+    assert chosen.voice_retry == (timedelta(minutes=30), timedelta(hours=2))
+    assert (chosen.voice_name, chosen.inbound_call_survey) == ("alice", "hear-back")
+    assert load_settings({"VOICE_RETRY": ""}).voice_retry == ()

@@ -684,3 +684,64 @@ def test_every_survey_by_keys_outbound_and_by_speech_inbound_as_by_text(
     heard = " ".join(call.history)
     assert "STOP" not in heard and "reply" not in heard.lower() and "You can." not in heard
     assert not re.search(r"You can\s*(Goodbye|$)", heard)
+
+
+def test_a_call_whose_worker_died_mid_send_is_settled_not_placed_twice(
+    web, database, redis_conn, twilio_fake
+):
+    from bot import jobs, outbox
+    from bot.models import utcnow
+
+    web.post("/admin/api/participants", json=PANEL, headers=ADMIN)
+    with database.session() as session:
+        person = session.scalars(select(Participant)).one()
+        message_id = outbox.add(session, person, "voice", "Hello.", "notice").id
+    # Twilio places the call, but the worker dies before it records the answer.
+    with database.session() as session:
+        row = session.get(Message, message_id)
+        row.status, row.claimed_at, row.attempts = "claimed", utcnow(), 1
+    from bot.channels.voice.sender import call_sender
+
+    placed = call_sender(runtime.settings()).send(
+        jobs.Outgoing(message_id, NUMBER, "Hello.", "notice")
+    )
+    result = jobs.reconcile_outbox(now=utcnow() + jobs.CLAIM_TIMEOUT + timedelta(seconds=5))
+    assert result["settled"] == 1 and len(twilio_fake.calls) == 1
+    with database.session() as session:
+        assert session.get(Message, message_id).provider_id == placed.sid
+
+
+def test_a_call_again_waits_for_quiet_hours_to_end(
+    web, database, redis_conn, twilio_fake, voice_settings
+):
+    from bot import jobs
+    from bot.config import parse_quiet_hours
+
+    launch_by_call(web, redis_conn)
+    status_of(web, twilio_fake.calls[-1], "no-answer")
+    with database.session() as session:
+        again = session.scalars(select(Message).where(Message.status == "pending")).one()
+        again.send_after = None
+    quiet = voice_settings.with_overrides(quiet_hours=parse_quiet_hours("00:00-23:59"))
+    (outcome,) = jobs.send_batch(database, redis_conn, quiet, [again.id]).values()
+    assert outcome.startswith("held until") and len(twilio_fake.calls) == 1
+
+
+def test_a_reminder_call_resumes_where_they_stopped(web, database, redis_conn, twilio_fake):
+    from bot import reminders
+
+    campaign_id = launch_by_call(web, redis_conn)
+    placed = twilio_fake.calls[-1]
+    call = Phone(web, direction="outbound-api", sid=placed["sid"], AnsweredBy="human")
+    call.post(placed["url"])
+    call.press("1").press("2")  # then they hang up
+    # Through the runtime's database, whose unit of work enqueues the send after commit.
+    assert reminders.send_reminders(runtime.database(), runtime.settings(), campaign_id) == 1
+    run_worker(redis_conn)
+    reminder = twilio_fake.calls[-1]
+    assert reminder["sid"] != placed["sid"]
+    again = Phone(web, direction="outbound-api", sid=reminder["sid"], AnsweredBy="human")
+    again.post(reminder["url"])
+    assert "Welcome back." in again.said
+    again.press("1")
+    assert "What made you choose it?" in again.said
