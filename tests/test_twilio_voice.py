@@ -247,6 +247,7 @@ def test_low_confidence_speech_is_confirmed_before_it_is_kept(web, database):
     call.press("2")
     assert "Which title do you like best?" in call.said and answers(database) == []
     call.speak("managing", confidence="0.2")
+    assert "said=managing" in call.gather().get("action")  # the value, not the words
     call.press("1")
     assert "What made you choose it?" in call.said
     assert answers(database) == [("title", "managing", False)]
@@ -745,3 +746,12 @@ def test_a_reminder_call_resumes_where_they_stopped(web, database, redis_conn, t
     assert "Welcome back." in again.said
     again.press("1")
     assert "What made you choose it?" in again.said
+
+
+def test_saying_stop_at_a_question_is_confirmed_first(web, database):
+    call = begin_inbound(web)
+    call.speak("stop")
+    assert call.said == "Press 1 to stop all contact. Press 2 to carry on."
+    assert the_person(database).opted_out is False
+    call.press("2")
+    assert "Which title do you like best?" in call.said and answers(database) == []

@@ -528,7 +528,8 @@ class CallFlow:
         ):
             heard_as = parsing.parse(q, call.speech)
             if isinstance(heard_as, parsing.Answer):
-                return self._confirm_turn(step, q.id, call.speech, heard_as.label)
+                # The URL carries the option's value, never the words said: URLs reach logs.
+                return self._confirm_turn(step, q.id, heard_as.value, heard_as.label)
         recording = self._recording_text(call) if q.type == "text" else None
         text = recording or call.speech or call.digits
 
