@@ -755,3 +755,13 @@ def test_saying_stop_at_a_question_is_confirmed_first(web, database):
     assert the_person(database).opted_out is False
     call.press("2")
     assert "Which title do you like best?" in call.said and answers(database) == []
+
+
+@pytest.mark.parametrize("withheld", ["anonymous", "+266696687", "Restricted"])
+def test_a_withheld_number_is_told_kindly_and_nothing_is_stored(web, database, withheld):
+    call = Phone(web, number=withheld).dial()
+    assert call.ended and "Your number is withheld" in call.said
+    call.post(PUBLIC + VOICE + "/open?s=1&begin=1", Digits="1")
+    with database.session() as session:
+        assert session.scalar(select(func.count()).select_from(Participant)) == 0
+        assert session.scalar(select(func.count()).select_from(Message)) == 0

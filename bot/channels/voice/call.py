@@ -39,11 +39,13 @@ log = logging.getLogger(__name__)
 
 BASE = "/webhooks/twilio/voice"
 MAX_SILENCES = 2  # asked again twice after silence, then we keep what we have
-RECORD_SECONDS = 180
 KEY_WINDOW = 2  # seconds after a text question for star or 0, before the tone
 MACHINE = {"machine_start", "machine_end_beep", "machine_end_silence", "machine_end_other", "fax"}
 BEGIN_WORDS = {"yes", "begin", "start", "ok", "okay", "yes please", "go ahead", "carry on"}
 GOODBYE = "Goodbye."
+# How Twilio shows a withheld number: nobody to keep answers for, or to call back.
+WITHHELD = {"anonymous", "restricted", "unknown", "unavailable", "+266696687", "+7378742833"}
+RECORD_SECONDS = 120  # Twilio transcribes recordings of up to two minutes
 
 
 @dataclass(frozen=True)
@@ -76,9 +78,9 @@ def read_call(channel: Channel, form: Mapping[str, str]) -> CallIn | str:
     if len(sid) > 64 or len(raw) > 64:
         return "CallSid or the number is too long"
     try:
-        address = channel.normalise(raw)
+        address = "" if raw.strip().lower() in WITHHELD else channel.normalise(raw)
     except ValueError:
-        address = raw.strip()  # a withheld or odd number: kept as it came
+        address = ""  # withheld or not a number we could ever call back
     try:
         confidence: float | None = float(form["Confidence"]) if form.get("Confidence") else None
     except ValueError:
@@ -337,6 +339,9 @@ class CallFlow:
         inbound: inbox.Interpret,
         keywords: Mapping[str, Survey] | None = None,
     ) -> inbox.Outcome:
+        if not call.address and call.person_id is None:
+            # A withheld number: there is nobody to keep this for, and nothing is stored.
+            return inbox.Outcome(inbox.DUPLICATE)
         received = inbox.Received(
             channel=self.channel.name,
             text=text,
@@ -372,6 +377,15 @@ class CallFlow:
 
     # POST /webhooks/twilio/voice
     def start(self, call: CallIn, message_id: int | None) -> str:
+        if message_id is None and not call.address and call.person_id is None:
+            return Turn(self.settings).end(
+                [
+                    f"Hello, this is {self.org}. Thank you for calling.",
+                    "Your number is withheld, so we cannot keep your answers.",
+                    "Please call again without withholding your number.",
+                    GOODBYE,
+                ]
+            )
         if message_id is None:
             return self._opening(call, self._where(call), outbound=False)
         with self.database.session() as session:
