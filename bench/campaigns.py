@@ -55,6 +55,7 @@ def _settings(workdir: Path, redis_url: str, twilio_url: str, **extra: str):
         "TWILIO_ACCOUNT_SID": "AC" + "0" * 32,
         "TWILIO_AUTH_TOKEN": "bench",
         "TWILIO_FROM_NUMBER": "+441234567890",
+        "SUPPRESSION_KEY": "bench-suppression-key-" + "0" * 32,
         "TWILIO_API_BASE_URL": twilio_url,
         "PUBLIC_BASE_URL": "https://bench.example.org",
         "INVOLVE_INSTANCE_PATH": str(workdir),

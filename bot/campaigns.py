@@ -99,14 +99,47 @@ def audience_ids(session: Session, audience: Mapping[str, Any]) -> list[int]:
             select(Participant.id, Participant.tags).where(live).order_by(Participant.id)
         )
         return [pid for pid, tags in rows if wanted & set(tags or [])]
-    ids = {n for n in (as_id(v) for v in audience["participants"]) if n is not None}
-    externals = {str(v)[:100] for v in audience["participants"]}
+    ids: set[int] = set()
+    externals: set[str] = set()
+    for value in audience["participants"]:
+        text = str(value)
+        if isinstance(value, int) or text.startswith("id:"):
+            number = as_id(text.removeprefix("id:"))
+            ids.update([number] if number is not None else [])
+        elif text.startswith("ext:"):
+            externals.add(text.removeprefix("ext:")[:100])
+        else:
+            # A bare key from before create() resolved them: either kind, as it was then.
+            number = as_id(text)
+            ids.update([number] if number is not None else [])
+            externals.add(text[:100])
     found = session.scalars(
         select(Participant.id).where(
             live, Participant.id.in_(ids) | Participant.external_id.in_(externals)
         )
     )
     return sorted(set(found))
+
+
+def _person_key(session: Session, value: str | int) -> str | int:
+    """One audience entry made explicit: our id as a number, an external id as `ext:<x>`.
+
+    A bare text that is one person's id and another person's external id is refused (409), as
+    in the admin API's URLs, rather than inviting both. A key nobody has yet is kept as given.
+    """
+    from bot import privacy
+
+    if isinstance(value, int):
+        return value
+    try:
+        person = privacy.find(session, value)
+    except privacy.AmbiguousKey as exc:
+        raise CampaignError(f"audience participants: {exc}", 409) from None
+    if person is None:
+        return value
+    if value.startswith("ext:") or (not value.startswith("id:") and value == person.external_id):
+        return f"ext:{person.external_id}"
+    return person.id
 
 
 def create(
@@ -147,6 +180,8 @@ def create(
     ):
         raise CampaignError("reminder_after_hours must be null or a number of hours from 1 to 1440")
     audience = _audience(payload.get("audience"))
+    if "participants" in audience:
+        audience = {"participants": [_person_key(session, v) for v in audience["participants"]]}
     send_at = _parse_time(payload.get("send_at"), "send_at", settings)
     version = conversations.survey_version(session, surveys[survey_id])
     campaign = Campaign(

@@ -200,6 +200,94 @@ def participants_import(file: str, replace_tags: bool) -> None:
         click.echo(f"  row {problem['row']}: {problem['error']}")
 
 
+@participants.command("show")
+@click.argument("key")
+def participants_show(key: str) -> None:
+    """Print all we hold about one person as JSON (subject access). KEY: id:N, ext:X or either."""
+    import json
+
+    from bot import audit, privacy, runtime
+
+    _settings()
+    with runtime.database().session() as session:
+        person = _person(session, key)
+        data = privacy.subject_access(session, person)
+        audit.record(session, audit.cli_actor(), "subject_access", f"participant {person.id}")
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+@participants.command("erase")
+@click.argument("key")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def participants_erase(key: str, yes: bool) -> None:
+    """Erase one person's personal data everywhere. KEY: id:N, ext:X or either."""
+    from bot import audit, privacy, runtime
+
+    _settings()
+    with runtime.database().session() as session:
+        person = _person(session, key)
+        if not yes:
+            click.confirm(f"Erase participant {person.id}? This cannot be undone", abort=True)
+        addresses = privacy.addresses_of(person)
+        removed = privacy.erase(session, person)
+        audit.record(session, audit.cli_actor(), "erasure", f"participant {person.id}", **removed)
+    try:
+        privacy.forget_in_redis(runtime.redis(), addresses)
+    except Exception:
+        click.echo("note: Redis was not reachable; rq's job history there expires on its own")
+    click.echo(f"participant {person.id} erased")
+
+
+def _person(session: Any, key: str) -> Any:
+    from bot import privacy
+
+    try:
+        person = privacy.find(session, key)
+    except privacy.AmbiguousKey as exc:
+        raise click.ClickException(str(exc)) from None
+    if person is None or person.erased_at is not None:
+        raise click.ClickException(f"no participant {key!r}")
+    return person
+
+
+@main.group()
+def privacy() -> None:
+    """Retention and the audit log."""
+
+
+@privacy.command("purge")
+def privacy_purge() -> None:
+    """Purge message bodies and free text older than RETENTION_DAYS now (the worker does it daily)."""
+    from bot import audit, retention, runtime
+    from bot.models import utcnow
+
+    settings = _settings()
+    if settings.retention_days is None:
+        raise click.ClickException("RETENTION_DAYS is not set: nothing is purged by age")
+    counts = retention.purge_expired(
+        runtime.database(), settings, utcnow(), actor=audit.cli_actor()
+    )
+    click.echo(
+        f"purged {counts['messages']} message(s), {counts['answers']} answer(s) and "
+        f"{counts['conversations']} conversation state(s) older than {settings.retention_days} days"
+    )
+
+
+@privacy.command("audit")
+@click.option("--limit", type=int, default=50, show_default=True)
+def privacy_audit(limit: int) -> None:
+    """The newest audit events: who looked at, erased, exported, launched or purged what."""
+    from bot import audit, runtime
+
+    _settings()
+    with runtime.database().read() as session:
+        for event in audit.recent(session, limit):
+            detail = " ".join(f"{k}={v}" for k, v in (event.detail or {}).items())
+            click.echo(
+                f"{event.at.isoformat()} {event.actor} {event.action} {event.target or '-'} {detail}".rstrip()
+            )
+
+
 @main.group()
 def campaign() -> None:
     """Campaigns: the admin API's verbs from the shell."""
@@ -209,7 +297,10 @@ def campaign() -> None:
 @click.argument("survey")
 @click.option("--tag", "tags", multiple=True, help="Invite people with this tag (repeatable).")
 @click.option(
-    "--participant", "people", multiple=True, help="Invite this id or external id (repeatable)."
+    "--participant",
+    "people",
+    multiple=True,
+    help="Invite this person: id:N, ext:X, or either bare where unambiguous (repeatable).",
 )
 @click.option("--all", "everyone", is_flag=True, help="Invite the whole panel.")
 @click.option(
@@ -260,7 +351,7 @@ def campaign_create(survey, tags, people, everyone, channel, send_at, reminder_a
 @click.argument("campaign_id", type=int)
 def campaign_launch(campaign_id: int) -> None:
     """Send the invitations (a worker does the sending)."""
-    from bot import campaigns, runtime
+    from bot import audit, campaigns, runtime
 
     _settings()
     redis = _redis()
@@ -268,6 +359,8 @@ def campaign_launch(campaign_id: int) -> None:
         with runtime.database().session() as session:
             found = campaigns.get_or_404(session, campaign_id)
             started = campaigns.launch(session, found)
+            if started:
+                audit.record(session, audit.cli_actor(), "launch", f"campaign {campaign_id}")
     except campaigns.CampaignError as exc:
         raise click.ClickException(str(exc)) from None
     if started:
@@ -324,12 +417,17 @@ def campaign_export(campaign_id: int, output: str | None) -> None:
     from sqlalchemy import func, select
     from tqdm import tqdm
 
-    from bot import campaigns, exports, runtime
+    from bot import audit, campaigns, exports, runtime
     from bot.models import Invitation
 
     _settings()
     target = Path(output or f"campaign-{campaign_id}-responses.csv")
     try:
+        with runtime.database().session() as session:
+            campaigns.get_or_404(session, campaign_id)
+            audit.record(
+                session, audit.cli_actor(), "export", f"campaign {campaign_id}", file=target.name
+            )
         with runtime.database().read() as session:
             found = campaigns.get_or_404(session, campaign_id)
             total = session.scalar(

@@ -60,6 +60,11 @@ class Settings:
         timedelta(hours=1),
         timedelta(days=1),
     )
+    # Keys the opt-out hashes of erased people (HMAC-SHA256): without it, anyone holding the
+    # database could try every UK mobile number against them in minutes. None only where no
+    # channel is on; then a key kept in the instance folder is used (bot/privacy.py).
+    suppression_key: str | None = None
+    retention_days: int | None = None  # message bodies and free text older than this are purged
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -101,6 +106,36 @@ def _positive_float(env: Mapping[str, str], name: str, default: float) -> float:
     if not value > 0:
         raise ConfigError(f"{name} must be a number greater than 0, got {raw!r}")
     return value
+
+
+SUPPRESSION_KEY_MIN = 32
+
+
+def _suppression_key(env: Mapping[str, str], channels_on: bool) -> str | None:
+    key = _text(env, "SUPPRESSION_KEY")
+    if key is None and channels_on:
+        raise ConfigError(
+            "SUPPRESSION_KEY must be set when Twilio or Telegram is on: a random secret of at "
+            f"least {SUPPRESSION_KEY_MIN} characters (e.g. from `openssl rand -hex 32`), kept "
+            "for good, that keys the opt-out hashes of erased people"
+        )
+    if key is not None and len(key) < SUPPRESSION_KEY_MIN:
+        raise ConfigError(
+            f"SUPPRESSION_KEY must be at least {SUPPRESSION_KEY_MIN} characters of random "
+            f"secret (e.g. from `openssl rand -hex 32`), got {len(key)}"
+        )
+    return key
+
+
+def _retention_days(env: Mapping[str, str], name: str) -> int | None:
+    raw = _text(env, name)
+    if raw is None or raw.lower() == "off":
+        return None
+    if not (raw.isascii() and raw.isdigit()) or not 0 < int(raw) <= 36500:
+        raise ConfigError(
+            f"{name} must be a whole number of days from 1 to 36500, or off, got {raw!r}"
+        )
+    return int(raw)
 
 
 def _timezone(env: Mapping[str, str], name: str, default: str) -> ZoneInfo:
@@ -243,4 +278,6 @@ def load_settings(
         voice_confidence=_fraction(env, "VOICE_CONFIDENCE", 0.6),
         voice_transcribe=_flag(env, "VOICE_TRANSCRIBE"),
         voice_retry=parse_durations(env.get("VOICE_RETRY", "15m,1h,1d") or "", "VOICE_RETRY"),
+        suppression_key=_suppression_key(env, bool(sid) or bool(_text(env, "TELEGRAM_BOT_TOKEN"))),
+        retention_days=_retention_days(env, "RETENTION_DAYS"),
     )

@@ -28,7 +28,6 @@ from bot.models import (
     Conversation,
     Message,
     Participant,
-    Suppression,
     SurveyVersion,
     utcnow,
 )
@@ -159,14 +158,14 @@ def lock_person_at(
     person = session.scalar(select(Participant).where(column == value).with_for_update())
     if person is not None:
         return person
-    from bot.panel import suppression_hash
+    from bot.panel import suppressed
 
-    suppressed = session.scalar(
-        select(Suppression.id).where(Suppression.address_hash == suppression_hash(address))
-    )
     # Someone erased after opting out who writes again starts opted out: START lets them back.
     person = Participant(
-        channel=channel.name, joined_via=joined_via, tags=[], opted_out=suppressed is not None
+        channel=channel.name,
+        joined_via=joined_via,
+        tags=[],
+        opted_out=bool(suppressed(session, [address])),
     )
     setattr(person, channel.address_field, value)
     try:

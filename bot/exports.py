@@ -70,7 +70,8 @@ def response_rows(session: Session, campaign: Campaign) -> Iterator[list[str]]:
             answers.setdefault(conv_id, {})[question_id] = "(skipped)" if skipped else (label or "")
         for (_, inv_status, inv_channel, conv_id, pid, external, erased, conv_status, started, completed, conv_channel) in page:  # fmt: skip
             given = answers.get(conv_id, _NONE)
-            who = "(erased)" if erased else (external or str(pid))
+            # External ids carry "ext:" so they are never read as our ids (see README).
+            who = "(erased)" if erased else (f"ext:{external}" if external else str(pid))
             row = [who, conv_channel or inv_channel or "", _status(inv_status, conv_status, bool(given)), _iso(started), _iso(completed)]  # fmt: skip
             row += [given.get(qid, "") for qid in question_ids]
             # Inline rather than defuse() per cell: this is the export's hottest line.

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from bot import channels, conversations, engine, events, outbox
@@ -97,6 +97,8 @@ def receive(
         try:
             with database.session() as session:
                 return _handle(session, settings, received, now, keywords, inline=True)
+        except _SeenBefore:
+            return Outcome(DUPLICATE)
         except Exception as exc:
             failure = exc
             if not is_transient(exc):
@@ -168,6 +170,10 @@ def _inbound_row(received: Received, now: datetime) -> dict[str, Any]:
     }
 
 
+class _SeenBefore(Exception):
+    """This delivery is stored already: undo everything it did."""
+
+
 def _handle(
     session: Session,
     settings: Settings,
@@ -177,13 +183,11 @@ def _handle(
     inline: bool,
     inbound_id: int | None = None,
 ) -> Outcome:
+    """Apply one message in the caller's transaction. A new delivery (`inbound_id` None) is
+    stored last, in one statement that skips a provider id seen before: a redelivery raises
+    `_SeenBefore` and its transaction is rolled back, and a concurrent one waits on the
+    person's lock and then on that row, so either way it changes nothing."""
     channel = channels.get(received.channel)
-    if inbound_id is None:
-        inbound_id = conversations.insert_inbound_once(
-            session, **_inbound_row(received, now), status=InboundStatus.PROCESSED
-        )
-        if inbound_id is None:
-            return Outcome(DUPLICATE)
     if received.participant_id is not None:
         person = conversations.lock_person(session, received.participant_id)
         if person is None:
@@ -191,15 +195,39 @@ def _handle(
     else:
         assert received.address is not None, "a message comes from an address or a known person"
         person = conversations.lock_person_at(session, channel, received.address)
-    if inline and received.address is not None and _waiting_before(session, received, inbound_id):
+    if (
+        inbound_id is None
+        and inline
+        and received.address is not None
+        and _waiting(session, received)
+    ):
         # An earlier message of theirs is waiting for a retry: this one goes after it.
-        _finish_inbound(session, inbound_id, person.id, None, InboundStatus.RETRYING, now)
+        inbound_id = conversations.insert_inbound_once(
+            session,
+            **_inbound_row(received, now),
+            participant_id=person.id,
+            status=InboundStatus.RETRYING,
+            send_after=now,
+        )
+        if inbound_id is None:
+            raise _SeenBefore
         return Outcome(RETRYING, participant_id=person.id, inbound_id=inbound_id)
 
     decided = _decide(session, settings, person, channel.name, received, now, keywords)
     conv = decided.conversation
     conversation_id = conv.id if conv is not None else None
-    _finish_inbound(session, inbound_id, person.id, conversation_id, InboundStatus.PROCESSED, now)
+    if inbound_id is None:
+        inbound_id = conversations.insert_inbound_once(
+            session,
+            **_inbound_row(received, now),
+            participant_id=person.id,
+            conversation_id=conversation_id,
+            status=InboundStatus.PROCESSED,
+        )
+        if inbound_id is None:
+            raise _SeenBefore
+    else:
+        _finish_inbound(session, inbound_id, person.id, conversation_id, now)
     if decided.finished and conv is not None:
         survey_id = conversations.survey_for(session, conv.survey_version_id).id
         events.survey_ended.send(
@@ -222,43 +250,37 @@ def _handle(
     )
 
 
-def _waiting_before(session: Session, received: Received, inbound_id: int) -> bool:
-    return (
-        session.scalar(
-            select(Message.id)
-            .where(
-                Message.status == InboundStatus.RETRYING,
-                Message.direction == Direction.IN,
-                Message.channel == received.channel,
-                Message.address == received.address,
-                Message.id < inbound_id,
-            )
-            .limit(1)
-        )
-        is not None
+_WAITING = (
+    select(Message.id)
+    .where(
+        Message.status == InboundStatus.RETRYING,
+        Message.direction == Direction.IN,
+        Message.channel == bindparam("channel"),
+        Message.address == bindparam("address"),
     )
+    .limit(1)
+)
+
+
+def _waiting(session: Session, received: Received) -> bool:
+    found = session.execute(_WAITING, {"channel": received.channel, "address": received.address})
+    return found.first() is not None
 
 
 def _finish_inbound(
-    session: Session,
-    inbound_id: int,
-    person_id: int,
-    conversation_id: int | None,
-    status: str,
-    now: datetime,
+    session: Session, inbound_id: int, person_id: int, conversation_id: int | None, now: datetime
 ) -> None:
-    values: dict[str, Any] = {
-        "participant_id": person_id,
-        "conversation_id": conversation_id,
-        "status": status,
-        "updated_at": now,
-    }
-    if status == InboundStatus.PROCESSED:
-        values["error_message"] = None
-    else:
-        values["send_after"] = now  # handled when the earlier ones are
+    """A message handled again after a failure: now handled."""
     session.execute(
-        update(Message.__table__).where(Message.__table__.c.id == inbound_id).values(values)
+        update(Message.__table__)
+        .where(Message.__table__.c.id == inbound_id)
+        .values(
+            participant_id=person_id,
+            conversation_id=conversation_id,
+            status=InboundStatus.PROCESSED,
+            error_message=None,
+            updated_at=now,
+        )
     )
 
 

@@ -253,3 +253,22 @@ class Suppression(Base):
     address_hash: Mapped[str] = mapped_column(String(64), unique=True)
     reason: Mapped[str] = mapped_column(String(40))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AuditEvent(Base):
+    """Who did what to whose data, and when: subject access, erasure, exports, launches, purges.
+
+    Append-only. `target` names a row ("participant 12", "campaign 3"), never a person's name,
+    number or words; `detail` holds counts only.
+    """
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(100))  # admin-api | cli:<os user> | worker
+    action: Mapped[str] = mapped_column(
+        String(40)
+    )  # subject_access | erasure | export | launch | retention_purge
+    target: Mapped[str | None] = mapped_column(String(100))
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)

@@ -49,9 +49,13 @@ class CronThread(threading.Thread):
         self.stopping = threading.Event()
 
     def run(self) -> None:
+        from bot import retention
+
         while not self.stopping.is_set():
             try:
                 self.cron.enqueue_jobs()
+                # Once a UTC day (its job id carries the date), when RETENTION_DAYS is set.
+                retention.enqueue_if_due(self.cron.connection)
                 wait = self.cron.calculate_sleep_interval()
             except Exception:  # Redis away: try again shortly, never stop
                 log.warning("could not enqueue scheduled jobs; trying again in 5 s")
@@ -70,7 +74,8 @@ def preload() -> None:
 
     import bot.campaigns
     import bot.feedback
-    import bot.jobs  # noqa: F401
+    import bot.jobs
+    import bot.retention  # noqa: F401
 
 
 def make_worker(redis: Redis, name: str | None = None) -> Worker:

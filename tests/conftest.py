@@ -161,6 +161,7 @@ def twilio_fake() -> Iterator[FakeTwilio]:
 PUBLIC = "https://involve.example.org"
 ADMIN_TOKEN = "test-admin-token-0123456789"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+SUPPRESSION_KEY = "test-suppression-key-0123456789abcdef"
 
 
 def app_env(
@@ -180,6 +181,7 @@ def app_env(
         "INVOLVE_INSTANCE_PATH": str(instance),
         "ORG_NAME": "Age Better",
         "ADMIN_TOKEN": ADMIN_TOKEN,
+        "SUPPRESSION_KEY": SUPPRESSION_KEY,
     }
     env.update(extra)
     return env

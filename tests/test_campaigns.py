@@ -170,8 +170,8 @@ def test_answers_by_text_move_the_counts_and_export(client, database, redis_conn
         "useful",
         "recontact",
     ]
-    by_person = {r[0]: r for r in rows[1:]}
-    assert set(by_person) == {"A", "B", "C", "D"}
+    by_person = {r[0].removeprefix("ext:"): r for r in rows[1:]}
+    assert {r[0] for r in rows[1:]} == {"ext:A", "ext:B", "ext:C", "ext:D"}
     assert by_person["A"][2] == "completed" and by_person["A"][5:] == [
         "Your health, your way",
         '\'=HYPERLINK("http://x")',

@@ -24,6 +24,21 @@ from bot.config import ConfigError, load_settings
         ({"VOICE_WAIT_SECONDS": "5"}, "VOICE_WAIT_SECONDS must be a whole number from 10 to 60"),
         ({"VOICE_CONFIDENCE": "high"}, "VOICE_CONFIDENCE must be a number from 0 to 1"),
         ({"VOICE_TRANSCRIBE": "perhaps"}, "VOICE_TRANSCRIBE must be yes or no"),
+        (
+            {
+                "TWILIO_ACCOUNT_SID": "AC1",
+                "TWILIO_AUTH_TOKEN": "t",
+                "TWILIO_FROM_NUMBER": "+447700900999",
+            },
+            "SUPPRESSION_KEY must be set when Twilio or Telegram is on",
+        ),
+        (
+            {"TELEGRAM_BOT_TOKEN": "1:abc"},
+            "SUPPRESSION_KEY must be set when Twilio or Telegram is on",
+        ),
+        ({"SUPPRESSION_KEY": "short"}, "SUPPRESSION_KEY must be at least 32 characters"),
+        ({"RETENTION_DAYS": "a year"}, "RETENTION_DAYS must be a whole number of days"),
+        ({"RETENTION_DAYS": "0"}, "RETENTION_DAYS must be a whole number of days"),
     ],
 )
 def test_a_bad_setting_is_one_line_naming_the_variable(env, message):
@@ -40,6 +55,13 @@ def test_defaults(tmp_path):
     assert [str(w) for w in settings.quiet_hours] == ["20:00-10:00", "15:00-16:00"]
     assert settings.send_rate == 1.0 and str(settings.timezone) == "Europe/London"
     assert not settings.twilio_enabled and not settings.telegram_enabled
+    # A laptop with no Twilio or Telegram needs no secret and keeps everything until erased.
+    assert settings.suppression_key is None and settings.retention_days is None
+
+
+def test_retention_days_and_suppression_key_are_read():
+    settings = load_settings({"RETENTION_DAYS": "365", "SUPPRESSION_KEY": "k" * 32})
+    assert (settings.retention_days, settings.suppression_key) == (365, "k" * 32)
 
 
 def test_postgres_urls_get_the_psycopg_driver():
@@ -82,3 +104,13 @@ def test_voice_settings_and_their_defaults():
     assert chosen.voice_retry == (timedelta(minutes=30), timedelta(hours=2))
     assert (chosen.voice_name, chosen.inbound_call_survey) == ("alice", "hear-back")
     assert load_settings({"VOICE_RETRY": ""}).voice_retry == ()
+
+
+def test_without_a_channel_a_key_is_made_once_in_the_instance_folder(tmp_path):
+    from bot.panel import suppression_hash, suppression_key
+
+    settings = load_settings({}, instance_path=tmp_path)
+    key = suppression_key(settings)
+    assert len(key) == 64 and suppression_key(settings) == key
+    assert (tmp_path / "suppression.key").stat().st_mode & 0o077 == 0  # only the owner reads it
+    assert suppression_hash("+447700900001", key) != suppression_hash("+447700900001", b"k" * 32)

@@ -9,7 +9,7 @@ import time
 
 import requests
 
-from tests.conftest import CONVERSATIONS
+from tests.conftest import CONVERSATIONS, SUPPRESSION_KEY
 from tests.fakes import ACCOUNT_SID, AUTH_TOKEN, FROM_NUMBER, sign, sms_params
 
 
@@ -30,6 +30,7 @@ def test_serve_runs_web_worker_embedded_redis_and_sqlite_then_stops_cleanly(tmp_
         TWILIO_ACCOUNT_SID=ACCOUNT_SID,
         TWILIO_AUTH_TOKEN=AUTH_TOKEN,
         TWILIO_FROM_NUMBER=FROM_NUMBER,
+        SUPPRESSION_KEY=SUPPRESSION_KEY,
     )
     process = subprocess.Popen(
         [sys.executable, "-m", "bot.cli", "serve", "--port", str(port), "--web-workers", "1"],

@@ -15,6 +15,7 @@ from flask import Blueprint, Response, current_app, jsonify, request, stream_wit
 from werkzeug.exceptions import HTTPException
 
 from bot import (
+    audit,
     campaigns,
     conversations,
     exports,
@@ -174,7 +175,10 @@ def import_participants():
 
 
 def _person_or_404(session, key: str):
-    person = privacy.find(session, key)
+    try:
+        person = privacy.find(session, key)
+    except privacy.AmbiguousKey as exc:
+        raise ApiError(409, str(exc)) from None
     if person is None or person.erased_at is not None:
         raise ApiError(404, f"no participant {key!r}")
     return person
@@ -183,14 +187,41 @@ def _person_or_404(session, key: str):
 @bp.get("/participants/<key>")
 def subject_access(key: str):
     with runtime.database().session() as session:
-        return jsonify(privacy.subject_access(session, _person_or_404(session, key)))
+        person = _person_or_404(session, key)
+        data = privacy.subject_access(session, person)
+        audit.record(session, audit.ADMIN_API, "subject_access", f"participant {person.id}")
+    return jsonify(data)
 
 
 @bp.delete("/participants/<key>")
 def erase(key: str):
     with runtime.database().session() as session:
-        removed = privacy.erase(session, _person_or_404(session, key))
+        person = _person_or_404(session, key)
+        addresses = privacy.addresses_of(person)
+        removed = privacy.erase(session, person)
+        audit.record(session, audit.ADMIN_API, "erasure", f"participant {person.id}", **removed)
+    try:
+        privacy.forget_in_redis(runtime.redis(), addresses)
+    except Exception:
+        # The database is erased; Redis's job history expires on its own (rq's result TTL).
+        log.warning("erasure: could not clean rq's job history in Redis")
     return jsonify(erased=True, **removed)
+
+
+@bp.get("/audit")
+def audit_log():
+    try:
+        limit = int(request.args.get("limit", 100))
+        before = int(request.args["before"]) if "before" in request.args else None
+    except ValueError:
+        raise ApiError(400, "limit and before must be whole numbers") from None
+    if not 1 <= limit <= 1000:
+        raise ApiError(400, "limit must be from 1 to 1000")
+    if before is not None and not -(2**62) < before < 2**62:
+        raise ApiError(400, "before must be an audit event id")
+    with runtime.database().read() as session:
+        events = [audit.as_json(e) for e in audit.recent(session, limit, before)]
+    return jsonify(events=events)
 
 
 # --- campaigns -------------------------------------------------------------------------
@@ -210,6 +241,8 @@ def launch_campaign(campaign_id: str):
     with runtime.database().session() as session:
         campaign = campaigns.get_or_404(session, _campaign_id(campaign_id))
         started = campaigns.launch(session, campaign)
+        if started:
+            audit.record(session, audit.ADMIN_API, "launch", f"campaign {campaign.id}")
     if started:
         campaigns.enqueue_fan_out(runtime.redis(), campaign)
     return jsonify(id=campaign.id, status="launching" if started else campaign.status), 202
@@ -240,8 +273,9 @@ def campaign_status(campaign_id: str):
 @bp.get("/campaigns/<campaign_id>/responses.csv")
 def responses_csv(campaign_id: str):
     number = _campaign_id(campaign_id)
-    with runtime.database().read() as session:
+    with runtime.database().session() as session:
         campaigns.get_or_404(session, number)
+        audit.record(session, audit.ADMIN_API, "export", f"campaign {number}", file="responses.csv")
 
     def generate():
         with runtime.database().read() as session:

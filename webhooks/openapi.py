@@ -36,7 +36,10 @@ PARTICIPANT_KEY = {
     "name": "key",
     "in": "path",
     "required": True,
-    "description": "our id or the external id",
+    "description": (
+        "id:<our id>, ext:<external id>, or either bare where it names one person "
+        "(a bare key that is one person's id and another's external id answers 409)"
+    ),
     "schema": {"type": "string", "minLength": 1},
 }
 PARTICIPANT = {
@@ -197,7 +200,7 @@ def spec(server: str, survey_ids: list[str]) -> dict[str, Any]:
                             "description": "Their data, consent log, answers and messages",
                             "content": {"application/json": {"schema": {"type": "object"}}},
                         },
-                        **_errors(404, *COMMON),
+                        **_errors(404, 409, *COMMON),
                     },
                 },
                 "delete": {
@@ -209,9 +212,67 @@ def spec(server: str, survey_ids: list[str]) -> dict[str, Any]:
                             "description": "Erased",
                             "content": {"application/json": {"schema": {"type": "object"}}},
                         },
-                        **_errors(404, *COMMON),
+                        **_errors(404, 409, *COMMON),
                     },
                 },
+            },
+            "/admin/api/audit": {
+                "get": {
+                    "summary": "The audit log, newest first: subject access, erasure, exports, "
+                    "launches and retention purges (who, when, what)",
+                    "operationId": "auditLog",
+                    "parameters": [
+                        {
+                            "name": "limit",
+                            "in": "query",
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+                        },
+                        {
+                            "name": "before",
+                            "in": "query",
+                            "description": "only events with a smaller id (paging back)",
+                            "schema": {"type": "integer"},
+                        },
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "Events",
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "type": "object",
+                                        "required": ["events"],
+                                        "properties": {
+                                            "events": {
+                                                "type": "array",
+                                                "items": {
+                                                    "type": "object",
+                                                    "required": [
+                                                        "id",
+                                                        "at",
+                                                        "actor",
+                                                        "action",
+                                                        "target",
+                                                        "detail",
+                                                    ],
+                                                    "properties": {
+                                                        "id": {"type": "integer"},
+                                                        "at": {"type": "string"},
+                                                        "actor": {"type": "string"},
+                                                        "action": {"type": "string"},
+                                                        "target": {"type": ["string", "null"]},
+                                                        "detail": {"type": "object"},
+                                                    },
+                                                },
+                                            }
+                                        },
+                                    }
+                                }
+                            },
+                        },
+                        **_errors(400, *COMMON),
+                    },
+                }
             },
             "/admin/api/campaigns": {
                 "post": {
