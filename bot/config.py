@@ -10,7 +10,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import time
+from datetime import time, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -48,6 +48,18 @@ class Settings:
     send_rate: float
     instance_path: Path
     org_name: str = "our involvement team"
+    # Phone calls (the keypad channel): see CONTRACT.md for each.
+    inbound_call_survey: str | None = None
+    voice_name: str = "Polly.Amy"
+    voice_language: str = "en-GB"
+    voice_wait_seconds: int = 10
+    voice_confidence: float = 0.6
+    voice_transcribe: bool = False
+    voice_retry: tuple[timedelta, ...] = (
+        timedelta(minutes=15),
+        timedelta(hours=1),
+        timedelta(days=1),
+    )
     # Keys the opt-out hashes of erased people (HMAC-SHA256): without it, anyone holding the
     # database could try every UK mobile number against them in minutes. None only where no
     # channel is on; then a key kept in the instance folder is used (bot/privacy.py).
@@ -171,6 +183,52 @@ def parse_quiet_hours(raw: str, name: str = "QUIET_HOURS") -> tuple[QuietWindow,
     return tuple(windows)
 
 
+_DURATION = re.compile(r"(\d+)\s*(m|min|h|d)")
+_UNITS = {"m": 60, "min": 60, "h": 3600, "d": 86400}
+
+
+def parse_durations(raw: str, name: str) -> tuple[timedelta, ...]:
+    """`15m,1h,1d` -> the delays before each further call; empty means never call again."""
+    found = []
+    for part in (p.strip() for p in raw.split(",")):
+        if not part:
+            continue
+        match = _DURATION.fullmatch(part)
+        if not match or int(match.group(1)) == 0:
+            raise ConfigError(f"{name} must be delays like 15m,1h,1d, got {part!r}")
+        found.append(timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)]))
+    return tuple(found)
+
+
+def _int_between(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = _text(env, name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise ConfigError(f"{name} must be a whole number from {low} to {high}, got {raw!r}")
+    return int(raw)
+
+
+def _fraction(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = _text(env, name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 1:
+        raise ConfigError(f"{name} must be a number from 0 to 1, got {raw!r}")
+    return value
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = (_text(env, name) or "no").lower()
+    if raw not in ("yes", "true", "1", "no", "false", "0"):
+        raise ConfigError(f"{name} must be yes or no, got {raw!r}")
+    return raw in ("yes", "true", "1")
+
+
 def load_settings(
     env: Mapping[str, str] | None = None, instance_path: Path | None = None
 ) -> Settings:
@@ -228,6 +286,14 @@ def load_settings(
         send_rate=_positive_float(env, "SEND_RATE", 1.0),
         instance_path=instance,
         org_name=_text(env, "ORG_NAME", "our involvement team") or "our involvement team",
+        inbound_call_survey=_text(env, "INBOUND_CALL_SURVEY"),
+        voice_name=_text(env, "VOICE_NAME", "Polly.Amy") or "Polly.Amy",
+        voice_language=_text(env, "VOICE_LANGUAGE", "en-GB") or "en-GB",
+        # Older callers need time to find the key: never less than 10 seconds.
+        voice_wait_seconds=_int_between(env, "VOICE_WAIT_SECONDS", 10, 10, 60),
+        voice_confidence=_fraction(env, "VOICE_CONFIDENCE", 0.6),
+        voice_transcribe=_flag(env, "VOICE_TRANSCRIBE"),
+        voice_retry=parse_durations(env.get("VOICE_RETRY", "15m,1h,1d") or "", "VOICE_RETRY"),
         suppression_key=_suppression_key(env, bool(sid) or bool(_text(env, "TELEGRAM_BOT_TOKEN"))),
         retention_days=_retention_days(env, "RETENTION_DAYS"),
         telegram_bot_username=_bot_username(env, "TELEGRAM_BOT_USERNAME"),

@@ -65,6 +65,8 @@ def run(
             session.flush()
         conv, step = conversations.start_conversation(session, person, survey, channel, now, org)
         conversation_id, person_id = conv.id, person.id
+    if channels.get(channel).simulate_play(database, settings, person_id, read, write):
+        return conversation_id
     for line in show(channel, step.prompts, org):
         write(line)
     state = step.state

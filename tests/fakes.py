@@ -38,6 +38,7 @@ class Scripted:
 class FakeTwilio:
     requests: list[dict[str, Any]] = field(default_factory=list)
     created: list[dict[str, Any]] = field(default_factory=list)
+    calls: list[dict[str, Any]] = field(default_factory=list)  # calls placed (Calls.json)
     script: deque[Scripted] = field(default_factory=deque)
     received: threading.Event = field(default_factory=threading.Event)
 
@@ -91,6 +92,29 @@ class FakeTwilio:
                         },
                     )
                     return
+                if self.path.split("?")[0].endswith("/Calls.json"):
+                    call = {
+                        "sid": "CA" + uuid.uuid4().hex,
+                        "account_sid": ACCOUNT_SID,
+                        "to": form.get("To"),
+                        "from": form.get("From"),
+                        "status": "queued",
+                        "direction": "outbound-api",
+                        "date_created": format_datetime(_now(), usegmt=True),
+                        "start_time": None,
+                        "uri": "",
+                        # What Twilio keeps of the request, for tests to follow.
+                        "url": form.get("Url"),
+                        "status_callback": form.get("StatusCallback"),
+                        "machine_detection": form.get("MachineDetection"),
+                    }
+                    if step.record:
+                        fake.calls.append(call)
+                    fake.received.set()
+                    if step.delay:
+                        time.sleep(step.delay)
+                    self._reply(201, call)
+                    return
                 message = {
                     "sid": "SM" + uuid.uuid4().hex,
                     "account_sid": ACCOUNT_SID,
@@ -112,26 +136,36 @@ class FakeTwilio:
                     time.sleep(step.delay)
                 self._reply(201, message)
 
+            @staticmethod
+            def _page(key: str, items: list[Any], path: str) -> dict[str, Any]:
+                return {
+                    key: items,
+                    "next_page_uri": None,
+                    "page": 0,
+                    "page_size": 50,
+                    "uri": path,
+                    "first_page_uri": path,
+                    "previous_page_uri": None,
+                    "start": 0,
+                    "end": len(items),
+                }
+
             def do_GET(self) -> None:
                 url = urlparse(self.path)
                 query = {k: v[0] for k, v in parse_qs(url.query).items()}
                 fake.requests.append({"method": "GET", "path": self.path, "query": query})
                 if url.path.endswith("/IncomingPhoneNumbers.json"):
                     found = [fake.number()] if query.get("PhoneNumber") == FROM_NUMBER else []
-                    self._reply(
-                        200,
-                        {
-                            "incoming_phone_numbers": found,
-                            "next_page_uri": None,
-                            "page": 0,
-                            "page_size": 50,
-                            "uri": url.path,
-                            "first_page_uri": url.path,
-                            "previous_page_uri": None,
-                            "start": 0,
-                            "end": len(found),
-                        },
-                    )
+                    self._reply(200, self._page("incoming_phone_numbers", found, url.path))
+                    return
+                if url.path.endswith("/Calls.json"):
+                    placed = [
+                        c
+                        for c in reversed(fake.calls)
+                        if c["to"] == query.get("To", c["to"])
+                        and c["from"] == query.get("From", c["from"])
+                    ]
+                    self._reply(200, self._page("calls", placed, url.path))
                     return
                 found = [
                     m
@@ -240,6 +274,47 @@ def status_params(
     }
     if error_code:
         params["ErrorCode"] = error_code
+    return params
+
+
+def call_params(
+    call_sid: str,
+    number: str = "+447700900123",
+    direction: str = "inbound",
+    status: str = "in-progress",
+    **extra: str,
+) -> dict[str, str]:
+    """Every parameter Twilio Voice posts on a call's webhook: the caller is From on a call to
+    us, To on a call we placed."""
+    ours, theirs = FROM_NUMBER, number
+    params = {
+        "AccountSid": ACCOUNT_SID,
+        "ApiVersion": "2010-04-01",
+        "CallSid": call_sid,
+        "CallStatus": status,
+        "Direction": direction,
+        "From": theirs if direction == "inbound" else ours,
+        "To": ours if direction == "inbound" else theirs,
+        "Caller": theirs if direction == "inbound" else ours,
+        "Called": ours if direction == "inbound" else theirs,
+        "FromCountry": "GB",
+        "ToCountry": "GB",
+    }
+    params.update(extra)
+    return params
+
+
+def call_status_params(call_sid: str, status: str, **extra: str) -> dict[str, str]:
+    params = {
+        "AccountSid": ACCOUNT_SID,
+        "ApiVersion": "2010-04-01",
+        "CallSid": call_sid,
+        "CallStatus": status,
+        "Direction": "outbound-api",
+        "From": FROM_NUMBER,
+        "To": "+447700900123",
+    }
+    params.update(extra)
     return params
 
 

@@ -84,10 +84,6 @@ def test_create_validates_every_field(client):
             {"survey": "guide-title", "audience": {"all": True}, "channel": "telegram"},
             "cannot invite by telegram now: set TELEGRAM_BOT_TOKEN and TELEGRAM_WEBHOOK_SECRET",
         ),
-        (
-            {"survey": "guide-title", "audience": {"all": True}, "channel": "voice"},
-            "cannot invite by voice now: not available yet",
-        ),
     ]
     for body, message in bad:
         response = client.post("/admin/api/campaigns", json=body, headers=ADMIN)

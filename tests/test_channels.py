@@ -69,10 +69,15 @@ def test_sms_parse():
     assert sms.parse("2") == Reply("2")
 
 
-def test_voice_choice_is_spoken_with_keys_and_repeat():
+def test_voice_choice_is_spoken_question_first_one_idea_a_sentence():
     turn = voice.render([ask("format")])
     assert turn.say == [
-        "Which format? Press 1 for Printed. Press 2 for Digital. Press 3 for Both. Press star to hear this again."
+        "Which format?",
+        "For Printed, press 1.",
+        "For Digital, press 2.",
+        "For Both, press 3.",
+        "You can also say your answer.",
+        "To hear this again, press star.",
     ]
     assert turn.gather == voice.Gather(num_digits=1, finish_on_key="")
 
@@ -80,24 +85,58 @@ def test_voice_choice_is_spoken_with_keys_and_repeat():
 def test_voice_text_question_is_recorded_and_skippable_with_zero():
     turn = voice.render([ask("why")])
     assert turn.gather.record
-    assert "Press 0 to skip this question." in turn.say[0]
+    assert "After the tone, please say your answer." in turn.say
+    assert "To skip this question, press 0." in turn.say
     assert voice.parse("0", SURVEY.question("why")) is Command.SKIP
     assert voice.parse("0", SURVEY.question("format")) == Reply(
         "0"
     )  # not optional: an ordinary miss
 
 
-def test_voice_number_waits_for_hash_and_keys_mean_commands():
+def test_voice_number_waits_for_hash_and_no_key_at_a_question_stops():
     assert voice.render([ask("many")]).gather == voice.Gather(num_digits=None, finish_on_key="#")
     assert voice.parse("*", SURVEY.question("format")) is Command.REPEAT
-    assert voice.parse("#", SURVEY.question("format")) is Command.STOP
+    # Hash ends an entry; on its own it is a miss, never "stop everything".
+    assert voice.parse("#", SURVEY.question("format")) == Reply("")
+    assert voice.parse("#", SURVEY.question("many")) == Reply("")
+    assert voice.parse("9", SURVEY.question("many")) == Reply("9")
     assert voice.parse("12#", SURVEY.question("many")) == Reply("12")
 
 
-def test_voice_intro_offers_a_way_to_stop_and_drops_text_words():
+def test_voice_skip_key_is_never_an_answer():
+    scored = load_text(
+        """
+id: z
+title: Z
+questions:
+  - {id: score, type: scale, ask: "Score?", min: 0, max: 10, optional: true}
+""",
+        "z.yaml",
+    )
+    zero_to_ten = scored.question("score")
+    assert voice.skip_key(zero_to_ten) == "#"
+    assert voice.parse("0#", zero_to_ten) == Reply("0")  # 0 is an answer here
+    assert voice.parse("#", zero_to_ten) is Command.SKIP
+    said = voice.question_speech(engine.ask(scored, zero_to_ten, CTX))
+    assert "To skip this question, press hash on its own." in said
+    assert "To skip this question, press 0." not in said
+
+
+def test_voice_speech_is_read_by_the_same_parser():
+    assert voice.parse("", SURVEY.question("format"), speech="the second one") == Reply(
+        "the second one"
+    )
+    assert voice.parse("", SURVEY.question("why"), speech="skip") is Command.SKIP
+    assert voice.parse("", SURVEY.question("format"), speech="say that again") is Command.REPEAT
+
+
+def test_voice_intro_drops_text_only_sentences_whole():
     turn = voice.render(engine.begin(SURVEY, CTX).prompts, org="Age Better")
     assert turn.say[0] == "Hello Ann."
-    assert turn.say[1] == voice.STOP_OFFER
+    assert voice.spoken("Thank you. You can reply STOP at any time.") == "Thank you."
+    assert voice.spoken("Opt out any time by replying STOP. Thanks!") == "Thanks!"
+    assert voice.spoken("Reply SKIP to leave it out. Reply STOP to opt out.") == ""
+    assert voice.spoken("We will text you a short update.") == "We will text you a short update."
 
 
 def test_voice_outro_ends_the_call():

@@ -22,6 +22,10 @@ from bot.config import ConfigError, load_settings
         ),
         ({"ADMIN_TOKEN": "secret"}, "ADMIN_TOKEN must be at least 32 characters"),
         ({"ADMIN_TOKEN": "x" * 31}, "ADMIN_TOKEN must be at least 32 characters"),
+        ({"VOICE_RETRY": "soon"}, "VOICE_RETRY must be delays like 15m,1h,1d"),
+        ({"VOICE_WAIT_SECONDS": "5"}, "VOICE_WAIT_SECONDS must be a whole number from 10 to 60"),
+        ({"VOICE_CONFIDENCE": "high"}, "VOICE_CONFIDENCE must be a number from 0 to 1"),
+        ({"VOICE_TRANSCRIBE": "perhaps"}, "VOICE_TRANSCRIBE must be yes or no"),
         (
             {
                 "TWILIO_ACCOUNT_SID": "AC1",
@@ -103,6 +107,25 @@ def test_the_web_app_stops_at_start_on_a_short_admin_token(monkeypatch, tmp_path
         assert "letmein" not in str(stopped.value)  # a secret, even a bad one, is not echoed
     finally:
         runtime._settings = None
+
+
+def test_voice_settings_and_their_defaults():
+    from datetime import timedelta
+
+    default = load_settings({})
+    assert (default.voice_name, default.voice_language, default.voice_wait_seconds) == (
+        "Polly.Amy",
+        "en-GB",
+        10,
+    )
+    assert default.voice_retry == (timedelta(minutes=15), timedelta(hours=1), timedelta(days=1))
+    assert default.inbound_call_survey is None and default.voice_transcribe is False
+    chosen = load_settings(
+        {"VOICE_RETRY": "30m, 2h", "VOICE_NAME": "alice", "INBOUND_CALL_SURVEY": "hear-back"}
+    )
+    assert chosen.voice_retry == (timedelta(minutes=30), timedelta(hours=2))
+    assert (chosen.voice_name, chosen.inbound_call_survey) == ("alice", "hear-back")
+    assert load_settings({"VOICE_RETRY": ""}).voice_retry == ()
 
 
 def test_without_a_channel_a_key_is_made_once_in_the_instance_folder(tmp_path):

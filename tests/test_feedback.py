@@ -251,7 +251,7 @@ def test_each_person_hears_back_on_the_channel_they_answered_on(database, app_se
     call = voice.feedback_call("You chose Living well.")
     assert (
         call.say[0] == "You chose Living well."
-        and "Press star to hear this message again" in call.say[1]
+        and "To hear this message again, press star." in call.say[1]
     )
 
 

@@ -11,7 +11,7 @@ def test_healthy(client):
         "redis": "ok",
         "channels": {
             "sms": "on",
-            "voice": "off: not available yet",
+            "voice": "on",
             "telegram": "off: set TELEGRAM_BOT_TOKEN and TELEGRAM_WEBHOOK_SECRET",
         },
         "inbound": {"retrying": 0, "failed": 0},

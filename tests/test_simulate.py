@@ -36,10 +36,15 @@ def test_simulate_sms_completes_and_stores_answers(settings, database, monkeypat
 
 def test_simulate_voice_uses_keys(settings, database):
     result = CliRunner().invoke(
-        main, ["simulate", "guide-title", "--channel", "voice"], input="2\n0\n*\n3\n1\n"
+        main, ["simulate", "guide-title", "--channel", "voice"], input="1\n2\n0\n*\n3\n1\n"
     )
     assert result.exit_code == 0, result.output
-    assert "Press 1 for Living well" in result.output and "[the call ends]" in result.output
+    # The call's own turns: the opening offers stopping once, on a key that answers nothing.
+    assert "[spoken] If you would rather we did not call you again, press 9." in result.output
+    assert (
+        "For Living well with long-term health conditions, press 1." in result.output
+        and "[the call ends]" in result.output
+    )
     with database.session() as session:
         answers = session.scalars(select(Answer).order_by(Answer.id)).all()
         assert [(a.question_id, a.value, a.skipped) for a in answers] == [
@@ -64,3 +69,21 @@ def test_simulate_telegram_shows_buttons(settings, database):
 def test_simulate_unknown_survey_is_a_clear_error(settings):
     result = CliRunner().invoke(main, ["simulate", "no-such-survey"])
     assert result.exit_code == 1 and "no survey 'no-such-survey'" in result.output
+
+
+def test_simulate_voice_plays_the_call_with_words_and_silence(settings, database):
+    typed = "\n".join(["", "the second one", "It is short", "", "four", "yes please"]) + "\n"
+    result = CliRunner().invoke(
+        main, ["simulate", "guide-title", "--channel", "voice"], input=typed
+    )
+    assert result.exit_code == 0, result.output
+    assert "[spoken] Sorry, I did not hear anything." in result.output
+    assert "[beep: recording; type what you would say]" in result.output
+    with database.session() as session:
+        answers = session.scalars(select(Answer).order_by(Answer.id)).all()
+        assert [(a.question_id, a.value) for a in answers] == [
+            ("title", "your-health"),
+            ("why", "It is short"),
+            ("useful", "4"),
+            ("recontact", "yes"),
+        ]

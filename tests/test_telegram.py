@@ -639,14 +639,18 @@ def test_webhooks_set_points_telegram_and_twilio_at_the_public_url(
     assert call["url"] == "https://involve.example.org/webhooks/telegram"
     assert call["secret_token"] == WEBHOOK_SECRET
     assert call["allowed_updates"] == ["message", "callback_query"]
-    (update,) = [r for r in twilio_fake.requests if "/IncomingPhoneNumbers/" in r["path"]]
-    assert update["form"]["SmsUrl"] == "https://involve.example.org/webhooks/twilio/sms"
+    texts, calls = [r for r in twilio_fake.requests if "/IncomingPhoneNumbers/" in r["path"]]
+    assert texts["form"]["SmsUrl"] == "https://involve.example.org/webhooks/twilio/sms"
+    assert calls["form"]["VoiceUrl"] == "https://involve.example.org/webhooks/twilio/voice"
     assert "telegram: setWebhook https://involve.example.org/webhooks/telegram" in result.output
     assert (
         "sms: +441234567890 posts texts to https://involve.example.org/webhooks/twilio/sms"
         in result.output
     )
-    assert "voice: off" in result.output
+    assert (
+        "voice: +441234567890 posts calls to https://involve.example.org/webhooks/twilio/voice"
+        in result.output
+    )
 
 
 def test_webhooks_set_says_when_telegram_refuses(tg_settings, telegram_fake):

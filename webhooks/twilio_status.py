@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, current_app, request
 from sqlalchemy import select
 
-from bot import conversations, delivery, runtime
+from bot import channels, conversations, delivery, runtime
 from bot.errors import RecipientOptedOut
 from bot.models import Message, as_id
 from bot.providers.twilio import classify_code
@@ -54,7 +54,12 @@ def status_callback() -> Response:
         if message.status in (Outbound.PENDING, Outbound.CLAIMED):
             # The callback beat the sender's own write: Twilio has it, so it was handed over.
             message.status = Outbound.PENDING
-        delivery.advance(message, status, error_code, error_text)
+        moved = delivery.advance(message, status, error_code, error_text)
+        if moved and message.channel in channels.NAMES:
+            # A call not answered is tried again by its channel, on its schedule.
+            channels.get(message.channel).after_status(
+                session, message, raw_status, current_app.extensions["involve.settings"]
+            )
         error = classify_code(error_code)
         if isinstance(error, RecipientOptedOut) and message.participant_id:
             opted_out_person = message.participant_id

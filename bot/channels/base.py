@@ -8,7 +8,7 @@ called) and what it can do. The core asks these questions and never names a chan
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -16,8 +16,11 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 from bot.engine import Inbound, Prompt
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
     from bot.config import Settings
-    from bot.models import Participant
+    from bot.db import Database
+    from bot.models import Message, Participant
     from bot.survey import Question
 
 
@@ -113,6 +116,13 @@ class Channel:
         was set, a line each. Raises a `bot.errors.SendError` when the provider refuses."""
         return []
 
+    def after_status(
+        self, session: Session, message: Message, raw_status: str, settings: Settings
+    ) -> None:
+        """The provider's status callback just moved this outbound message on (in `session`,
+        its row locked): anything this channel does about it, such as calling again after no
+        answer. Most channels do nothing."""
+
     # --- words -------------------------------------------------------------------------
 
     def render_body(self, prompts: Iterable[Prompt], org: str) -> str:
@@ -135,6 +145,18 @@ class Channel:
 
     def simulate_parse(self, typed: str, question: Question | None) -> Inbound:
         return self.parse_stored(typed)
+
+    def simulate_play(
+        self,
+        database: Database,
+        settings: Settings,
+        participant_id: int,
+        read: Callable[[], str | None],
+        write: Callable[[str], None],
+    ) -> bool:
+        """Play the person's survey in progress through this channel's own request path, where
+        it has one (a call's TwiML turns); False to use the simple prompt-and-reply loop."""
+        return False
 
     def __repr__(self) -> str:
         return f"<channel {self.name}>"

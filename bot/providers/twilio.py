@@ -208,8 +208,8 @@ class TwilioSender:
         return None
 
 
-def point_sms_webhook(settings: Settings, url: str) -> str:
-    """Set the Twilio number's messaging webhook to `url`; what was set, in words."""
+def point_number(settings: Settings, what: str, url: str) -> str:
+    """Set the Twilio number's `sms` or `voice` webhook to `url`; what was set, in words."""
     client = sms_sender(settings).client()
     try:
         numbers = client.incoming_phone_numbers.list(
@@ -220,12 +220,13 @@ def point_sms_webhook(settings: Settings, url: str) -> str:
                 f"{settings.twilio_from_number} is not a number on this Twilio account "
                 "(check TWILIO_FROM_NUMBER)"
             )
-        numbers[0].update(sms_url=url, sms_method="POST")
+        numbers[0].update(**{f"{what}_url": url, f"{what}_method": "POST"})
     except SendError:
         raise
     except Exception as exc:
         raise classify(exc) from exc
-    return f"{settings.twilio_from_number} posts texts to {url}"
+    said = "texts" if what == "sms" else "calls"
+    return f"{settings.twilio_from_number} posts {said} to {url}"
 
 
 _sms_senders: dict[int, TwilioSender] = {}

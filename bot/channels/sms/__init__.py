@@ -49,9 +49,9 @@ class SmsChannel(Channel):
         return sms_sender(settings)
 
     def point_webhooks(self, settings: Settings) -> list[str]:
-        from bot.providers.twilio import point_sms_webhook
+        from bot.providers.twilio import point_number
 
-        return [point_sms_webhook(settings, f"{settings.public_base_url}/webhooks/twilio/sms")]
+        return [point_number(settings, "sms", f"{settings.public_base_url}/webhooks/twilio/sms")]
 
     def render_body(self, prompts: Iterable[Prompt], org: str) -> str:
         return "\n\n".join(render.render(prompts))

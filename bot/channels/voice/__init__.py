@@ -1,21 +1,27 @@
 """Keypad calls over Twilio Voice: the person's number is the address, keys are the answers.
 
-Rendering and parsing are here; placing and answering calls arrive with the voice webhooks,
-so until then the channel cannot send (`sender` says so).
+Rendering and key parsing are in `render`, the turns of a call in `call` (behind the thin
+endpoint `webhooks/twilio_voice.py`), placing calls in `sender`, and calling again after no
+answer in `retry`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from bot.channels.base import Channel, InvalidAddress, Sender
+from bot.channels.sms import twilio_off_reason
 from bot.channels.voice import render
 from bot.engine import Inbound, Prompt
 from bot.phone import InvalidPhoneNumber, normalise_phone
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
     from bot.config import Settings
+    from bot.db import Database
+    from bot.models import Message
     from bot.survey import Question
 
 
@@ -23,7 +29,8 @@ class VoiceChannel(Channel):
     name = "voice"
     title = "phone call (keypad)"
     address_field = "phone"
-    simulate_hint = "type keys: 1-9, * repeats, 0 skips, # stops"
+    simulate_hint = "type keys: 1-9, * repeats, 0 skips; or type what you would say"
+    webhooks = ("webhooks.twilio_voice:bp",)
 
     def normalise(self, raw: str) -> str:
         try:
@@ -32,12 +39,26 @@ class VoiceChannel(Channel):
             raise InvalidAddress(str(exc)) from None
 
     def off_reason(self, settings: Settings) -> str | None:
-        # Until placing calls lands, no setting turns it on.
-        return "not available yet"
+        return twilio_off_reason(settings)
 
     def sender(self, settings: Settings) -> Sender:
+        from bot.channels.voice.sender import call_sender
+
         self.require_on(settings)
-        raise AssertionError("unreachable: this channel has no sender yet")
+        return call_sender(settings)
+
+    def after_status(
+        self, session: Session, message: Message, raw_status: str, settings: Settings
+    ) -> None:
+        from bot.channels.voice.retry import after_status
+
+        after_status(session, message, raw_status, settings)
+
+    def point_webhooks(self, settings: Settings) -> list[str]:
+        from bot.providers.twilio import point_number
+
+        url = f"{settings.public_base_url}/webhooks/twilio/voice"
+        return [point_number(settings, "voice", url)]
 
     def render_body(self, prompts: Iterable[Prompt], org: str) -> str:
         return " ".join(render.render(list(prompts), org).say)
@@ -55,6 +76,19 @@ class VoiceChannel(Channel):
         else:
             lines.append("[waiting for keys]")
         return lines
+
+    def simulate_play(
+        self,
+        database: Database,
+        settings: Settings,
+        participant_id: int,
+        read: Callable[[], str | None],
+        write: Callable[[str], None],
+    ) -> bool:
+        from bot.channels.voice.simulate import play
+
+        play(database, settings, self, participant_id, read, write)
+        return True
 
     def simulate_parse(self, typed: str, question: Question | None) -> Inbound:
         if question is not None and question.type == "text" and typed.strip() not in "*#0":

@@ -1,6 +1,8 @@
-"""Keypad calls: each prompt spoken slowly, each answer a key press (or a spoken recording).
+"""Words made for the ear, and keys read against the question in front of the caller.
 
-Keys: 1-9 answer, `*` repeats, `0` skips an optional question, `#` alone stops the calls.
+Keys: 1-9 answer, `*` repeats, `0` skips an optional question (where `0` is itself an answer,
+hash on its own skips instead). Stopping is never a key at a question: it is offered once, at
+the start of a call, on `9` (no answer is expected there), and confirmed before it takes effect.
 Landlines cannot read texts, so nothing here assumes a screen.
 """
 
@@ -12,21 +14,44 @@ from dataclasses import dataclass
 
 from bot.engine import Ask, Inbound, Prompt, Reply, Say
 from bot.keywords import Command
+from bot.parsing import simplify
 from bot.survey import Question
 
-REPEAT_KEY, SKIP_KEY, STOP_KEY = "*", "0", "#"
-STOP_OFFER = "If you would rather we did not call you again, press hash."
-# Scripts are written for texts; "Reply STOP to opt out." means nothing on a call.
-_TEXT_ONLY = re.compile(r"\s*(?:Or )?[Rr]eply (?:STOP|SKIP|START)\b[^.!?]*[.!?]?")
+REPEAT_KEY, SKIP_KEY, HASH = "*", "0", "#"
+STOP_KEY = "9"  # only at the opening menu, where no answer is expected
+CONFIRM_KEY, CARRY_ON_KEY = "1", "2"
+STOP_OFFER = "If you would rather we did not call you again, press 9."
+STOP_CONFIRM = "Press 1 to stop all contact. Press 2 to carry on."
+
+# A sentence that tells a person to type a word only makes sense on a screen: it is dropped
+# whole ("You can reply STOP at any time."), never cut short.
+_SENTENCE = re.compile(r"[^.!?]+(?:[.!?]+|$)")
+_TEXT_ONLY = re.compile(
+    r"\b(?:reply|replying|text|texting|send|type)\b[^.!?]*\b(?:STOP|SKIP|START|REPEAT|HELP)\b"
+    r"|\b(?:STOP|SKIP|START|REPEAT|HELP)\b[^.!?]*\b(?:reply|replying|text|texting)\b",
+    re.IGNORECASE,
+)
+_WORD = re.compile(r"\b(?:STOP|SKIP|START|REPEAT|HELP)\b")  # the texting words, in capitals
 
 SPOKEN = {
     "help": (
         "This call is from {org}, asking for your views to improve our services. "
-        "Press star to hear a question again. " + STOP_OFFER
+        "Press star at any time to hear a question again."
     ),
-    "stopped": "We will not call you again. Thank you for your help so far. Goodbye.",
+    "stopped": "We will not contact you again. Thank you for your help so far. Goodbye.",
     "started": "Welcome back.",
 }
+SILENCE = "Sorry, I did not hear anything."
+
+
+def spoken(text: str) -> str:
+    """Script words for the ear: every sentence about replying with a word is dropped whole."""
+    kept = [
+        sentence.strip()
+        for sentence in _SENTENCE.findall(text or "")
+        if sentence.strip() and not _TEXT_ONLY.search(sentence) and not _WORD.search(sentence)
+    ]
+    return " ".join(kept)
 
 
 @dataclass(frozen=True)
@@ -45,77 +70,142 @@ class VoiceTurn:
     pace: str = "medium"  # SSML prosody rate for the words: "slow" for a message to take in
 
 
-def _two_digit(q: Question) -> bool:
+def two_digit(q: Question) -> bool:
     return q.type == "number" or (q.type == "scale" and (q.max or 0) > 9)
+
+
+def zero_is_answer(q: Question) -> bool:
+    return q.type in ("number", "scale") and (q.min or 0) <= 0
+
+
+def skip_key(q: Question) -> str | None:
+    """The key that skips this optional question: never one that also answers it."""
+    if not q.optional:
+        return None
+    return HASH if zero_is_answer(q) else SKIP_KEY
 
 
 def gather_for(q: Question) -> Gather:
     if q.type == "text":
         return Gather(num_digits=None, finish_on_key="#", record=True)
-    if _two_digit(q):
+    if two_digit(q):
         return Gather(num_digits=None, finish_on_key="#")
     return Gather(num_digits=1, finish_on_key="")
 
 
-def question_speech(prompt: Ask) -> str:
+def hints(q: Question, labels: Iterable[str] = ()) -> str:
+    """What a caller is likely to say, for the speech recogniser."""
+    words = list(labels)
+    if q.type == "yesno":
+        words = ["yes", "no", *words]
+    if q.type == "scale":
+        words += [label for label in q.labels.values()]
+    words.append("repeat")
+    if q.optional:
+        words.append("skip")
+    return ", ".join(dict.fromkeys(w for w in words if w))
+
+
+def question_speech(prompt: Ask) -> list[str]:
+    """The question first, then one sentence per option or instruction."""
     q = prompt.question
     # The retry without its verb: the keys are named below, "press", never "reply".
     parts = [prompt.sorry] if prompt.sorry else []
     parts.append(prompt.text)
     if q.type in ("choice", "yesno"):
         parts.extend(
-            f"Press {n} for {label}." for n, (_, label) in enumerate(prompt.choices, start=1)
+            f"For {label}, press {n}." for n, (_, label) in enumerate(prompt.choices, start=1)
         )
     elif q.type == "scale":
         low, high = int(q.min or 0), int(q.max or 0)
-        low_label = f", {q.labels[low]}," if low in q.labels else ""
-        high_label = f", {q.labels[high]}" if high in q.labels else ""
-        then = " then press hash" if high > 9 else ""
-        parts.append(f"Press a number from {low}{low_label} to {high}{high_label}{then}.")
+        parts.append(f"Press a number from {low} to {high}.")
+        if low in q.labels:
+            parts.append(f"{low} means {q.labels[low]}.")
+        if high in q.labels:
+            parts.append(f"{high} means {q.labels[high]}.")
+        if high > 9:
+            parts.append("Then press hash.")
     elif q.type == "number":
         parts.append("Key in the number, then press hash.")
     else:
-        parts.append("After the tone, please say your answer, then press hash.")
-    if q.optional and not (q.type in ("number", "scale") and (q.min or 0) <= 0):
-        parts.append("Press 0 to skip this question.")
-    parts.append("Press star to hear this again.")
-    return " ".join(parts)
+        parts.append("After the tone, please say your answer.")
+        parts.append("When you have finished, press hash.")
+    key = skip_key(q)
+    if key == SKIP_KEY:
+        parts.append("To skip this question, press 0.")
+    elif key == HASH:
+        parts.append("To skip this question, press hash on its own.")
+    if q.type != "text":
+        parts.append("You can also say your answer.")
+    parts.append(
+        "To hear this again, press star, then hash."
+        if gather_for(q).finish_on_key == "#" and q.type != "text"
+        else "To hear this again, press star."
+    )
+    return parts
+
+
+def say_prompt(prompt: Say, org: str) -> str:
+    text = SPOKEN[prompt.kind].format(org=org) if prompt.kind in SPOKEN else prompt.text
+    return spoken(text)
 
 
 def render(prompts: Iterable[Prompt], org: str = "us") -> VoiceTurn:
+    """The words of these prompts, as an outbound call's body or the simulator shows them."""
     said: list[str] = []
     gather: Gather | None = None
     for prompt in prompts:
         if isinstance(prompt, Ask):
-            said.append(question_speech(prompt))
+            said.extend(question_speech(prompt))
             gather = gather_for(prompt.question)
         elif isinstance(prompt, Say):
-            spoken = SPOKEN[prompt.kind].format(org=org) if prompt.kind in SPOKEN else prompt.text
-            said.append(_TEXT_ONLY.sub("", spoken).strip())
-            if prompt.kind == "intro":
-                said.append(STOP_OFFER)
+            words = say_prompt(prompt, org)
+            if words:
+                said.append(words)
     return VoiceTurn(said, gather)
 
 
-def parse(digits: str, question: Question | None, recording: str | None = None) -> Inbound:
+_REPEAT_WORDS = {"repeat", "again", "say again", "say that again", "pardon", "sorry", "what"}
+_SKIP_WORDS = {"skip", "skip it", "skip this", "skip this one", "next", "pass"}
+
+
+def said_stop(speech: str) -> bool:
+    return simplify(speech) in {"stop", "stop calling", "stop calling me", "unsubscribe"}
+
+
+def parse(
+    digits: str,
+    question: Question | None,
+    recording: str | None = None,
+    speech: str | None = None,
+) -> Inbound:
+    """What keys (or words said, or a recording) mean at this question. No key stops: that is
+    offered once per call and confirmed (see `bot.channels.voice.call`)."""
     pressed = (digits or "").strip()
-    if pressed == REPEAT_KEY:
+    if speech and not pressed:
+        words = simplify(speech)
+        if words in _REPEAT_WORDS:
+            return Command.REPEAT
+        if words in _SKIP_WORDS and question is not None and question.optional:
+            return Command.SKIP
+        return Reply(speech.strip())
+    if pressed.startswith(REPEAT_KEY):
         return Command.REPEAT
-    if pressed == STOP_KEY:
-        return Command.STOP
-    if pressed == SKIP_KEY and question is not None and question.optional:
-        zero_is_answer = question.type in ("number", "scale") and (question.min or 0) <= 0
-        if not zero_is_answer:
+    if question is not None and pressed:
+        key = skip_key(question)
+        if (key == SKIP_KEY and pressed.rstrip(HASH) == SKIP_KEY) or (
+            key == HASH and pressed == HASH
+        ):
             return Command.SKIP
     if recording is not None and question is not None and question.type == "text":
         return Reply(recording)
-    return Reply(pressed.rstrip("#"))
+    return Reply(pressed.rstrip(HASH))
 
 
 def feedback_call(text: str) -> VoiceTurn:
     """A "you said, we did" message for a landline: read slowly, with star to hear it again."""
     return VoiceTurn(
-        say=[text, "Press star to hear this message again, or simply hang up. Thank you."],
+        say=[spoken(text), "To hear this message again, press star.", "Or simply hang up."],
         gather=Gather(num_digits=1, finish_on_key=""),
         pace="slow",
     )

@@ -1,0 +1,635 @@
+"""A phone call, turn by turn: each answer Twilio posts becomes the next TwiML.
+
+Every turn is a `<Gather>` (or a `<Record>` for a spoken answer) whose `action` carries the call
+on under `/webhooks/twilio/voice/`. What a turn needs to remember rides in that URL:
+
+    s  the step: the number of the next write in this call. `CallSid:s` is the provider id the
+       one writer (`bot.inbox`) dedupes on, so the same keys delivered twice store one answer.
+       Turns that write nothing (a repeat, a silence, a confirmation) keep the same step.
+    q  the question the caller heard; keys meant for another question (they answered it by
+       text meanwhile) are not applied to the one in front of them now.
+    n  silences so far at this prompt: asked again twice, then we keep what we have.
+
+Everything else (where the person is in their survey) is read from the database, so a dropped
+call loses nothing and the next call, either way, resumes at the first unanswered question.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlencode
+
+from sqlalchemy import select, update
+from twilio.twiml.voice_response import VoiceResponse
+
+from bot import conversations, engine, inbox, parsing
+from bot.channels.base import Channel
+from bot.channels.voice import render
+from bot.config import Settings
+from bot.db import Database
+from bot.engine import Ask, Inbound, Prompt, Reply, Say
+from bot.keywords import Command
+from bot.models import Answer, Conversation, Message, Participant, utcnow
+from bot.status import Direction, Kind
+from bot.survey import Question, Survey
+
+log = logging.getLogger(__name__)
+
+BASE = "/webhooks/twilio/voice"
+MAX_SILENCES = 2  # asked again twice after silence, then we keep what we have
+KEY_WINDOW = 2  # seconds after a text question for star or 0, before the tone
+MACHINE = {"machine_start", "machine_end_beep", "machine_end_silence", "machine_end_other", "fax"}
+BEGIN_WORDS = {"yes", "begin", "start", "ok", "okay", "yes please", "go ahead", "carry on"}
+GOODBYE = "Goodbye."
+# How Twilio shows a withheld number: nobody to keep answers for, or to call back.
+WITHHELD = {"anonymous", "restricted", "unknown", "unavailable", "+266696687", "+7378742833"}
+RECORD_SECONDS = 120  # Twilio transcribes recordings of up to two minutes
+
+
+@dataclass(frozen=True)
+class CallIn:
+    """One request of a call, as Twilio posts it."""
+
+    sid: str
+    address: str  # the person's number: From on calls to us, To on calls we placed
+    answered_by: str = ""
+    digits: str = ""
+    speech: str = ""
+    confidence: float | None = None
+    recording_url: str = ""
+    recording_seconds: int = 0
+    params: Mapping[str, str] = field(default_factory=dict)
+    person_id: int | None = None  # the simulator's caller, who has no number
+
+    @property
+    def said_nothing(self) -> bool:
+        return not (self.digits or self.speech or self.recording_url)
+
+
+def read_call(channel: Channel, form: Mapping[str, str]) -> CallIn | str:
+    """The call's parameters, or what is wrong with them."""
+    sid = (form.get("CallSid") or "").strip()
+    outbound = (form.get("Direction") or "inbound").startswith("outbound")
+    raw = (form.get("To") if outbound else form.get("From")) or ""
+    if not sid or not raw:
+        return "CallSid, From and To are required"
+    if len(sid) > 64 or len(raw) > 64:
+        return "CallSid or the number is too long"
+    try:
+        address = "" if raw.strip().lower() in WITHHELD else channel.normalise(raw)
+    except ValueError:
+        address = ""  # withheld or not a number we could ever call back
+    try:
+        confidence: float | None = float(form["Confidence"]) if form.get("Confidence") else None
+    except ValueError:
+        confidence = None
+    digits = form.get("Digits") or ""
+    if digits == "hangup":  # how <Record> says the caller hung up
+        digits = ""
+    seconds = form.get("RecordingDuration") or "0"
+    return CallIn(
+        sid=sid,
+        address=address,
+        answered_by=(form.get("AnsweredBy") or "").lower(),
+        digits=digits.strip(),
+        speech=(form.get("SpeechResult") or "").strip(),
+        confidence=confidence,
+        recording_url=(form.get("RecordingUrl") or "").strip(),
+        recording_seconds=int(seconds) if seconds.isdigit() else 0,
+        params=form,
+    )
+
+
+# --- speaking ------------------------------------------------------------------------------
+
+
+class Turn:
+    """One TwiML answer, spoken in the configured voice."""
+
+    def __init__(self, settings: Settings, rate: str = "90%"):
+        self.settings = settings
+        self.rate = rate
+        self.response = VoiceResponse()
+
+    def url(self, action: str, **params: object) -> str:
+        query = urlencode({k: v for k, v in params.items() if v not in (None, "")})
+        return f"{self.settings.public_base_url}{BASE}/{action}" + (f"?{query}" if query else "")
+
+    def say(self, words: Iterable[str], into: object = None) -> None:
+        target = into if into is not None else self.response
+        for sentence in (w for w in words if w):
+            voice = self.settings.voice_name
+            if voice.startswith(("Polly.", "Google.")):
+                # SSML prosody: a little slower than the voice's default, for older ears.
+                said = target.say(voice=voice, language=self.settings.voice_language)  # type: ignore[attr-defined]
+                said.prosody(sentence, rate=self.rate)
+            else:
+                target.say(sentence, voice=voice, language=self.settings.voice_language)  # type: ignore[attr-defined]
+
+    def gather(self, action: str, *, digits: int | None, finish: str, hints: str = "") -> object:
+        return self.response.gather(
+            input="dtmf speech",
+            action=action,
+            method="POST",
+            timeout=self.settings.voice_wait_seconds,
+            num_digits=digits,
+            finish_on_key=finish,
+            language=self.settings.voice_language,
+            hints=hints or None,
+            speech_timeout="auto",
+        )
+
+    def redirect(self, action: str) -> None:
+        self.response.redirect(action, method="POST")
+
+    def end(self, words: Iterable[str] = ()) -> str:
+        self.say(words)
+        self.response.hangup()
+        return str(self.response)
+
+    def __str__(self) -> str:
+        return str(self.response)
+
+
+def ask_turn(
+    settings: Settings, prompt: Ask, step: int, lead: Iterable[str] = (), silences: int = 0
+) -> str:
+    """A question, the options after it, and what happens on silence."""
+    q = prompt.question
+    turn = Turn(settings)
+    words = [*lead, *render.question_speech(prompt)]
+    action = turn.url("answer", s=step, q=q.id, n=silences)
+    silent = turn.url("answer", s=step, q=q.id, n=silences + 1, silent=1)
+    if q.type == "text":
+        # Star or 0 pressed while the question is read is caught here; then the tone.
+        keys = turn.response.gather(
+            input="dtmf", action=action, method="POST", timeout=KEY_WINDOW, num_digits=1
+        )
+        turn.say(words, into=keys)
+        turn.response.record(
+            action=action,
+            method="POST",
+            timeout=settings.voice_wait_seconds,
+            max_length=RECORD_SECONDS,
+            finish_on_key="#",
+            play_beep=True,
+            transcribe=settings.voice_transcribe or None,
+            transcribe_callback=(
+                turn.url("transcription", q=q.id) if settings.voice_transcribe else None
+            ),
+        )
+    else:
+        shape = render.gather_for(q)
+        gather = turn.gather(
+            action,
+            digits=shape.num_digits,
+            finish=shape.finish_on_key,
+            hints=render.hints(q, (label for _, label in prompt.choices)),
+        )
+        turn.say(words, into=gather)
+    turn.redirect(silent)
+    return str(turn)
+
+
+def prompts_turn(
+    settings: Settings, prompts: Iterable[Prompt], step: int, lead: Iterable[str] = ()
+) -> str:
+    """What the engine said after an input: its words, then the next question or goodbye."""
+    words = list(lead)
+    for prompt in prompts:
+        if isinstance(prompt, Ask):
+            return ask_turn(settings, prompt, step, words)
+        if prompt.text == inbox.OPTED_OUT_TEXT:
+            words.append("You asked us not to contact you, so we have no questions for you.")
+        else:
+            words.append(render.say_prompt(prompt, settings.org_name))
+    if not any(w.endswith(GOODBYE) for w in words):
+        words.append(GOODBYE)
+    return Turn(settings).end(words)
+
+
+def stop_confirm_turn(settings: Settings, step: int) -> str:
+    turn = Turn(settings)
+    gather = turn.gather(turn.url("stop", s=step), digits=1, finish="", hints="yes, no")
+    turn.say([render.STOP_CONFIRM], into=gather)
+    # Silence carries on: stopping never happens by accident.
+    turn.redirect(turn.url("ask", s=step, lead="carry"))
+    return str(turn)
+
+
+def machine_turn(settings: Settings) -> str:
+    number = settings.twilio_from_number or ""
+    national = "0" + number[3:] if number.startswith("+44") else number.lstrip("+")
+    return Turn(settings).end(
+        [
+            f"Hello, this is a call from {settings.org_name}.",
+            "We rang to ask for your views in a short survey.",
+            "We will try again another time.",
+            f"You can also call us back on {' '.join(national)}.",
+            "Thank you. Goodbye.",
+        ]
+    )
+
+
+def feedback_turn(settings: Settings, body: str, message_id: int) -> str:
+    """A "you said, we did" message, read slowly; star hears it again."""
+    call = render.feedback_call(body)
+    turn = Turn(settings, rate="80%")
+    gather = turn.gather(turn.url("feedback", m=message_id), digits=1, finish="")
+    turn.say([f"Hello, this is a call from {settings.org_name}.", *call.say], into=gather)
+    turn.say(["Thank you for listening.", GOODBYE])
+    turn.response.hangup()
+    return str(turn)
+
+
+# --- where the person is -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Where:
+    person_id: int
+    opted_out: bool
+    survey: Survey | None = None
+    conversation_id: int | None = None
+    question: Question | None = None
+    context: Mapping[str, object] = field(default_factory=dict)
+
+    def prompt(self) -> Ask | None:
+        if self.survey is None or self.question is None:
+            return None
+        return engine.ask(self.survey, self.question, self.context)
+
+    @property
+    def at_start(self) -> bool:
+        if self.survey is None or self.question is None:
+            return False
+        first = engine.next_question(self.survey, None, {})
+        return first is not None and first.id == self.question.id
+
+
+def where(
+    database: Database,
+    settings: Settings,
+    channel: Channel,
+    address: str | None = None,
+    person_id: int | None = None,
+) -> Where | None:
+    """The person and their survey in progress, read without changing anything."""
+    with database.session() as session:
+        if person_id is not None:
+            person = session.get(Participant, person_id)
+        else:
+            person = conversations.person_at(session, channel, address or "")
+        if person is None or person.erased_at is not None:
+            return None
+        conv = session.scalar(
+            select(Conversation).where(
+                Conversation.participant_id == person.id, Conversation.status == engine.ACTIVE
+            )
+        )
+        context = conversations.context_for(person, settings.org_name)
+        if conv is None or engine.is_expired(conv.last_activity_at, utcnow()):
+            return Where(person.id, person.opted_out, context=context)
+        survey = conversations.survey_for(session, conv.survey_version_id)
+        question_id = conv.state.get("question_id")
+        return Where(
+            person.id,
+            person.opted_out,
+            survey,
+            conv.id,
+            survey.question(question_id) if question_id else None,
+            context,
+        )
+
+
+# --- the turns -----------------------------------------------------------------------------
+
+
+class CallFlow:
+    """The handlers behind each URL under /webhooks/twilio/voice; each returns TwiML."""
+
+    def __init__(
+        self,
+        database: Database,
+        settings: Settings,
+        channel: Channel,
+        inbound_survey: Survey | None = None,
+    ):
+        self.database = database
+        self.settings = settings
+        self.channel = channel
+        self.inbound_survey = inbound_survey
+
+    @property
+    def org(self) -> str:
+        return self.settings.org_name
+
+    def _where(self, call: CallIn) -> Where | None:
+        if call.person_id is not None:
+            return where(self.database, self.settings, self.channel, person_id=call.person_id)
+        return where(self.database, self.settings, self.channel, address=call.address)
+
+    def _submit(
+        self,
+        call: CallIn,
+        step: int,
+        text: str,
+        inbound: inbox.Interpret,
+        keywords: Mapping[str, Survey] | None = None,
+    ) -> inbox.Outcome:
+        if not call.address and call.person_id is None:
+            # A withheld number: there is nobody to keep this for, and nothing is stored.
+            return inbox.Outcome(inbox.DUPLICATE)
+        received = inbox.Received(
+            channel=self.channel.name,
+            text=text,
+            inbound=inbound,
+            address=call.address if call.person_id is None else None,
+            provider_id=f"{call.sid}:{step}",
+            participant_id=call.person_id,
+        )
+        return inbox.receive(self.database, self.settings, received, keywords=keywords)
+
+    def _after(self, call: CallIn, outcome: inbox.Outcome, step: int) -> str:
+        if outcome.status == inbox.DUPLICATE:
+            # Seen before: say what comes next from the stored state, as the first time did.
+            return self._current(call, step + 1)
+        if outcome.status == inbox.RETRYING:
+            return Turn(self.settings).end(
+                [
+                    "Sorry, something went wrong on our side.",
+                    "We have kept your answer.",
+                    "Thank you for your help. Goodbye.",
+                ]
+            )
+        return prompts_turn(self.settings, outcome.prompts, step + 1)
+
+    def _current(self, call: CallIn, step: int, lead: Iterable[str] = ()) -> str:
+        here = self._where(call)
+        prompt = here.prompt() if here is not None else None
+        if prompt is not None and not here.opted_out:  # type: ignore[union-attr]
+            return ask_turn(self.settings, prompt, step, lead)
+        if here is not None and here.opted_out:
+            return Turn(self.settings).end([render.SPOKEN["stopped"]])
+        return Turn(self.settings).end(["Thank you for your help.", GOODBYE])
+
+    # POST /webhooks/twilio/voice
+    def start(self, call: CallIn, message_id: int | None) -> str:
+        if message_id is None and not call.address and call.person_id is None:
+            return Turn(self.settings).end(
+                [
+                    f"Hello, this is {self.org}. Thank you for calling.",
+                    "Your number is withheld, so we cannot keep your answers.",
+                    "Please call again without withholding your number.",
+                    GOODBYE,
+                ]
+            )
+        if message_id is None:
+            return self._opening(call, self._where(call), outbound=False)
+        with self.database.session() as session:
+            message = session.get(Message, message_id)
+            found = (
+                None
+                if message is None
+                or message.channel != self.channel.name
+                or message.direction != Direction.OUT
+                else (message.kind, message.body or "", message.participant_id)
+            )
+        if found is None:
+            return Turn(self.settings).end(
+                [f"Hello, this is {self.org}.", "Sorry, this call was made in error.", GOODBYE]
+            )
+        kind, body, person_id = found
+        if call.answered_by in MACHINE:
+            return machine_turn(self.settings)  # never the survey, to a machine
+        if kind == Kind.FEEDBACK:
+            return feedback_turn(self.settings, body, message_id)
+        here = (
+            where(self.database, self.settings, self.channel, person_id=person_id)
+            if person_id is not None
+            else None
+        )
+        return self._opening(call, here, outbound=True)
+
+    def ring(self, call: CallIn) -> str:
+        """A call we placed, answered by a person: the simulator's way in."""
+        return self._opening(call, self._where(call), outbound=True)
+
+    def _opening(self, call: CallIn, here: Where | None, outbound: bool) -> str:
+        hello = (
+            f"Hello, this is a call from {self.org}."
+            if outbound
+            else f"Hello, this is {self.org}. Thank you for calling."
+        )
+        turn = Turn(self.settings)
+        if here is not None and here.opted_out:
+            return turn.end(
+                [
+                    hello,
+                    "You asked us not to contact you, so we have no questions for you.",
+                    GOODBYE,
+                ]
+            )
+        prompt = here.prompt() if here is not None else None
+        if prompt is None or here is None:
+            survey = None if outbound else self.inbound_survey
+            if survey is None:
+                return turn.end(
+                    [hello, "We have no questions for you at the moment.", "Thank you.", GOODBYE]
+                )
+            turn.say([hello, f"We are asking people about this: {survey.title}."])
+            gather = turn.gather(
+                turn.url("open", s=1, begin=1), digits=1, finish="", hints="yes, begin"
+            )
+            turn.say(["To begin, press 1.", "If you would rather not, just hang up."], into=gather)
+            turn.redirect(turn.url("open", s=1, begin=1, silent=1))
+            return str(turn)
+        if here.at_start and here.survey is not None and here.survey.intro:
+            intro = engine.begin(here.survey, here.context).prompts[0]
+            lead = [render.say_prompt(intro, self.org)] if isinstance(intro, Say) else []
+        else:
+            lead = ["Welcome back.", "We will carry on where you left off."]
+        turn.say([hello, *lead])
+        gather = turn.gather(turn.url("open", s=1), digits=1, finish="", hints="begin, stop")
+        # Offered once per call, where no answer is expected, so 9 can mean nothing else.
+        turn.say(["To begin, press 1.", render.STOP_OFFER], into=gather)
+        turn.redirect(turn.url("ask", s=1))  # silence: we simply begin
+        return str(turn)
+
+    # POST /webhooks/twilio/voice/open
+    def open(self, call: CallIn, step: int, begin: bool) -> str:
+        repeat = call.digits == render.REPEAT_KEY or (
+            call.speech and parsing.simplify(call.speech) in {"repeat", "again"}
+        )
+        if begin:
+            survey = self.inbound_survey
+            wants = call.digits == "1" or parsing.simplify(call.speech) in BEGIN_WORDS
+            if repeat:
+                return self._opening(call, self._where(call), outbound=False)
+            if survey is None or not wants:
+                return Turn(self.settings).end(["Thank you for calling.", GOODBYE])
+            word = (survey.keyword or "BEGIN").upper()
+
+            def started(question: Question | None) -> Inbound:
+                # Already in a survey (a second press, or they began by text): say where.
+                return Command.REPEAT if question is not None else Reply(word)
+
+            outcome = self._submit(call, step, word, started, keywords={word: survey})
+            return self._after(call, outcome, step)
+        if repeat:
+            return self._opening(call, self._where(call), outbound=True)
+        if call.digits == render.STOP_KEY or render.said_stop(call.speech):
+            return stop_confirm_turn(self.settings, step)
+        return self.ask(call, step, "begin")
+
+    # POST /webhooks/twilio/voice/ask
+    def ask(self, call: CallIn, step: int, lead: str = "") -> str:
+        words = {"carry": ["Thank you. We will carry on."], "begin": []}.get(lead, [])
+        return self._current(call, step, words)
+
+    # POST /webhooks/twilio/voice/stop
+    def stop(self, call: CallIn, step: int) -> str:
+        if call.digits != render.CONFIRM_KEY and parsing.simplify(call.speech) not in {
+            "yes",
+            "stop",
+        }:
+            return self.ask(call, step, "carry")
+        outcome = self._submit(call, step, "STOP (confirmed on the keypad)", Command.STOP)
+        if outcome.status == inbox.RETRYING:
+            return self._after(call, outcome, step)
+        # Confirmed, or confirmed before (a redelivery): the same words either way.
+        return Turn(self.settings).end([render.SPOKEN["stopped"]])
+
+    # POST /webhooks/twilio/voice/answer
+    def answer(self, call: CallIn, step: int, question_id: str, silences: int, silent: bool) -> str:
+        here = self._where(call)
+        prompt = here.prompt() if here is not None else None
+        if here is None or prompt is None or here.opted_out:
+            return self._current(call, step)
+        q = prompt.question
+        if silent or call.said_nothing or (q.type == "text" and self._empty_recording(call)):
+            if q.id != question_id:
+                return ask_turn(self.settings, prompt, step)
+            heard = silences if silent else silences + 1
+            if heard <= MAX_SILENCES:
+                return ask_turn(self.settings, prompt, step, [render.SILENCE], heard)
+            if q.optional:
+                outcome = self._submit(call, step, "(silence)", _only_at(q.id, Command.SKIP))
+                return self._after(call, outcome, step)
+            return Turn(self.settings).end(
+                [
+                    "We have kept your answers so far.",
+                    "We will try again another time.",
+                    "Thank you. Goodbye.",
+                ]
+            )
+        if call.digits.startswith(render.REPEAT_KEY) or (
+            call.speech
+            and not call.digits
+            and render.parse("", q, speech=call.speech) is Command.REPEAT
+        ):
+            return ask_turn(self.settings, prompt, step)
+        if call.speech and not call.digits and render.said_stop(call.speech):
+            return stop_confirm_turn(self.settings, step)
+        if (
+            call.speech
+            and not call.digits
+            and q.id == question_id
+            and call.confidence is not None
+            and call.confidence < self.settings.voice_confidence
+        ):
+            heard_as = parsing.parse(q, call.speech)
+            if isinstance(heard_as, parsing.Answer):
+                # The URL carries the option's value, never the words said: URLs reach logs.
+                return self._confirm_turn(step, q.id, heard_as.value, heard_as.label)
+        recording = self._recording_text(call) if q.type == "text" else None
+        text = recording or call.speech or call.digits
+
+        def meaning(question: Question | None) -> Inbound:
+            if question is None or question.id != question_id:
+                return Command.REPEAT  # meant for another question: say the current one
+            return render.parse(call.digits, question, recording=recording, speech=call.speech)
+
+        outcome = self._submit(call, step, text, meaning)
+        return self._after(call, outcome, step)
+
+    @staticmethod
+    def _empty_recording(call: CallIn) -> bool:
+        return (
+            bool(call.recording_url)
+            and call.recording_seconds == 0
+            and call.digits in ("", render.HASH)
+        )
+
+    @staticmethod
+    def _recording_text(call: CallIn) -> str | None:
+        if not call.recording_url or call.recording_seconds <= 0:
+            return None
+        # Kept with the answer until a transcription, if enabled, replaces the words.
+        return f"Spoken answer, {call.recording_seconds} seconds: {call.recording_url}"
+
+    def _confirm_turn(self, step: int, question_id: str, said: str, label: str) -> str:
+        turn = Turn(self.settings)
+        gather = turn.gather(
+            turn.url("confirm", s=step, q=question_id, said=said), digits=1, finish=""
+        )
+        turn.say(
+            [f"I heard {label}.", "Press 1 if that is right.", "Press 2 to try again."],
+            into=gather,
+        )
+        turn.redirect(turn.url("confirm", s=step, q=question_id, silent=1))
+        return str(turn)
+
+    # POST /webhooks/twilio/voice/confirm
+    def confirm(self, call: CallIn, step: int, question_id: str, said: str) -> str:
+        right = call.digits == render.CONFIRM_KEY or parsing.simplify(call.speech) in {
+            "yes",
+            "right",
+            "yes please",
+            "correct",
+        }
+        if not right or not said:
+            return self._current(call, step, ["Let us try again."])
+
+        def meaning(question: Question | None) -> Inbound:
+            if question is None or question.id != question_id:
+                return Command.REPEAT
+            return Reply(said)
+
+        outcome = self._submit(call, step, said, meaning)
+        return self._after(call, outcome, step)
+
+    # POST /webhooks/twilio/voice/feedback
+    def feedback(self, call: CallIn, message_id: int) -> str:
+        if call.digits == render.REPEAT_KEY or (
+            call.speech and parsing.simplify(call.speech) in {"repeat", "again"}
+        ):
+            with self.database.session() as session:
+                message = session.get(Message, message_id)
+                body = message.body if message is not None else None
+            if body:
+                return feedback_turn(self.settings, body, message_id)
+        return Turn(self.settings).end(["Thank you for listening.", GOODBYE])
+
+    # POST /webhooks/twilio/voice/transcription
+    def transcription(self, form: Mapping[str, str], question_id: str) -> None:
+        """Twilio's words for a spoken answer replace the placeholder; the recording stays."""
+        words = (form.get("TranscriptionText") or "").strip()
+        url = (form.get("RecordingUrl") or "").strip()
+        if (form.get("TranscriptionStatus") or "") != "completed" or not words or not url:
+            return
+        with self.database.session() as session:
+            session.execute(
+                update(Answer)
+                .where(Answer.question_id == question_id, Answer.raw_text.contains(url))
+                .values(value=words, label=words)
+            )
+
+
+def _only_at(question_id: str, inbound: Inbound) -> inbox.Interpret:
+    def meaning(question: Question | None) -> Inbound:
+        return inbound if question is not None and question.id == question_id else Command.REPEAT
+
+    return meaning
