@@ -6,7 +6,8 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from bot.channels.base import Channel, InvalidAddress, Sender
+from bot.channels.base import Sender
+from bot.channels.phone_number import PhoneNumberChannel
 from bot.channels.sms import render
 from bot.engine import Inbound, Prompt
 from bot.phone import InvalidPhoneNumber, normalise_phone
@@ -19,28 +20,12 @@ E164 = re.compile(r"\+[1-9]\d{7,14}")
 MAX_SID = 64  # Twilio's are 34 characters; anything far longer is not from Twilio
 
 
-def twilio_off_reason(settings: Settings) -> str | None:
-    if settings.twilio_enabled and settings.twilio_from_number:
-        return None
-    return "set TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and TWILIO_FROM_NUMBER"
-
-
-class SmsChannel(Channel):
+class SmsChannel(PhoneNumberChannel):
     name = "sms"
     title = "text message"
-    address_field = "phone"
     segment_counted = True
     simulate_hint = "type a reply"
     webhooks = ("webhooks.twilio_sms:bp",)
-
-    def normalise(self, raw: str) -> str:
-        try:
-            return normalise_phone(raw)
-        except InvalidPhoneNumber as exc:
-            raise InvalidAddress(str(exc)) from None
-
-    def off_reason(self, settings: Settings) -> str | None:
-        return twilio_off_reason(settings)
 
     def sender(self, settings: Settings) -> Sender:
         from bot.providers.twilio import sms_sender

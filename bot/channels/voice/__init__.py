@@ -10,11 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
 
-from bot.channels.base import Channel, InvalidAddress, Sender
-from bot.channels.sms import twilio_off_reason
+from bot.channels.base import Sender
+from bot.channels.phone_number import PhoneNumberChannel
 from bot.channels.voice import render
 from bot.engine import Inbound, Prompt
-from bot.phone import InvalidPhoneNumber, normalise_phone
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -25,21 +24,11 @@ if TYPE_CHECKING:
     from bot.survey import Question
 
 
-class VoiceChannel(Channel):
+class VoiceChannel(PhoneNumberChannel):
     name = "voice"
     title = "phone call (keypad)"
-    address_field = "phone"
     simulate_hint = "type keys: 1-9, * repeats, 0 skips; or type what you would say"
     webhooks = ("webhooks.twilio_voice:bp",)
-
-    def normalise(self, raw: str) -> str:
-        try:
-            return normalise_phone(raw)
-        except InvalidPhoneNumber as exc:
-            raise InvalidAddress(str(exc)) from None
-
-    def off_reason(self, settings: Settings) -> str | None:
-        return twilio_off_reason(settings)
 
     def sender(self, settings: Settings) -> Sender:
         from bot.channels.voice.sender import call_sender

@@ -1,0 +1,31 @@
+"""What the channels reached through the charity's Twilio number share: the person's phone
+number (E.164) is the address, and Twilio's settings switch them on."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from bot.channels.base import Channel, InvalidAddress
+from bot.phone import InvalidPhoneNumber, normalise_phone
+
+if TYPE_CHECKING:
+    from bot.config import Settings
+
+
+def twilio_off_reason(settings: Settings) -> str | None:
+    if settings.twilio_enabled and settings.twilio_from_number:
+        return None
+    return "set TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and TWILIO_FROM_NUMBER"
+
+
+class PhoneNumberChannel(Channel):
+    address_field = "phone"
+
+    def normalise(self, raw: str) -> str:
+        try:
+            return normalise_phone(raw)
+        except InvalidPhoneNumber as exc:
+            raise InvalidAddress(str(exc)) from None
+
+    def off_reason(self, settings: Settings) -> str | None:
+        return twilio_off_reason(settings)
