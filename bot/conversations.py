@@ -14,7 +14,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Select, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -149,13 +149,30 @@ def lock_person(session: Session, participant_id: int) -> Participant | None:
     return session.get(Participant, participant_id, with_for_update=True)
 
 
+@lru_cache(maxsize=8)
+def _person_at_locked(address_field: str) -> Select[tuple[Participant]]:
+    # Built once per address column: this is every inbound message's first statement.
+    column = getattr(Participant, address_field)
+    return select(Participant).where(column == bindparam("address")).with_for_update()
+
+
+_ACTIVE_LOCKED = (
+    select(Conversation)
+    .where(
+        Conversation.participant_id == bindparam("participant_id"),
+        Conversation.status == engine.ACTIVE,
+    )
+    .with_for_update()
+)
+
+
 def lock_person_at(
     session: Session, channel: Channel, address: str, joined_via: str | None = None
 ) -> Participant:
     """The person at this address, locked; someone new is created (and locked) first."""
     column = getattr(Participant, channel.address_field)
     value = channel.column_value(address)
-    person = session.scalar(select(Participant).where(column == value).with_for_update())
+    person = session.scalar(_person_at_locked(channel.address_field), {"address": value})
     if person is not None:
         return person
     from bot.panel import suppressed
@@ -246,11 +263,7 @@ def cancel_pending(session: Session, participant_id: int, reason: str) -> None:
 def active_conversation(
     session: Session, person: Participant, now: datetime
 ) -> Conversation | None:
-    conv = session.scalar(
-        select(Conversation)
-        .where(Conversation.participant_id == person.id, Conversation.status == engine.ACTIVE)
-        .with_for_update()
-    )
+    conv = session.scalar(_ACTIVE_LOCKED, {"participant_id": person.id})
     if conv is not None and engine.is_expired(conv.last_activity_at, now):
         conv.status = engine.EXPIRED
         conv.state = {**conv.state, "status": engine.EXPIRED}
