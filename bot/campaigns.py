@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from redis import Redis
 from sqlalchemy import delete, insert, select, update
@@ -31,20 +31,27 @@ from bot.models import (
     as_id,
     utcnow,
 )
+from bot.refusals import Refused
 from bot.survey import Survey, SurveyError
 from bot.text import clean_text
+
+if TYPE_CHECKING:
+    from bot.requests import CampaignRequest
 
 BATCH = 1000
 SIMULATOR = "simulate"  # Participant.joined_via of the people `involve simulate` plays
 SCHEDULING_MARGIN_DAYS = 90  # more than the longest reminder delay (1440 hours)
 
 
-class CampaignError(ValueError):
-    """Bad input from staff; the message says what to change. `status` is the HTTP code."""
+class CampaignError(Refused, ValueError):
+    """Bad input from staff; the message says what to change. `status` is the HTTP code.
+
+    A ValueError too, so that the request models' validators can raise it and pydantic turns
+    it into a validation error carrying the same message.
+    """
 
     def __init__(self, message: str, status: int = 400):
-        super().__init__(message)
-        self.status = status
+        super().__init__(message, status)
 
 
 # --- can a channel send ----------------------------------------------------------------
@@ -175,56 +182,26 @@ def _person_key(session: Session, value: str | int) -> str | int:
 
 def create(
     session: Session,
-    payload: Mapping[str, Any],
+    payload: Mapping[str, Any] | CampaignRequest,
     surveys: Mapping[str, Survey],
     settings: Settings,
     broken: Mapping[str, list[str]] | None = None,
 ) -> tuple[Campaign, int]:
-    """A draft campaign. `broken` names scripts that did not load, so staff learn why theirs
-    is missing instead of only that it is."""
-    if not isinstance(payload, Mapping):
-        raise CampaignError("the body must be a JSON object")
-    allowed = {"survey", "audience", "channel", "send_at", "reminder_after_hours"}
-    unknown = sorted(set(payload) - allowed)
-    if unknown:
-        raise CampaignError(f"unknown field {unknown[0]!r} (allowed: {', '.join(sorted(allowed))})")
-    survey_id = payload.get("survey")
-    if not isinstance(survey_id, str) or survey_id not in surveys:
-        known = ", ".join(sorted(surveys)) or "none"
-        sent = (
-            f"there is no survey {survey_id!r}"
-            if isinstance(survey_id, str)
-            else "survey is missing"
-        )
-        not_loaded = "".join(
-            f"; {name} did not load: {problems[0]}"
-            + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
-            for name, problems in sorted((broken or {}).items())
-        )
-        raise CampaignError(
-            f"{sent}: survey must be the id of a survey script (there are: {known}){not_loaded}"
-        )
-    channel = payload.get("channel")
-    if channel is not None and channel not in channels.NAMES:
-        raise CampaignError(
-            "channel must be null (each person's preferred channel) or one of "
-            + ", ".join(channels.NAMES)
-        )
+    """A draft campaign. The request is checked by `bot.requests.CampaignRequest`; `broken`
+    names scripts that did not load, so staff learn why theirs is missing instead of only
+    that it is."""
+    from bot.requests import CampaignRequest
+
+    request = CampaignRequest.parse(payload, surveys=surveys, broken=broken, settings=settings)
+    survey_id, channel = request.survey, request.channel
+    assert survey_id is not None  # the model refuses a missing survey
     if channel is not None:
         why_not = channel_off(channel, settings)
         if why_not is not None:
             raise CampaignError(f"cannot invite by {channel} now: {why_not}", 409)
-    reminder = payload.get("reminder_after_hours")
-    if reminder is not None and (
-        isinstance(reminder, bool)
-        or not isinstance(reminder, int | float)
-        or not 0 < reminder <= 24 * 60
-    ):
-        raise CampaignError("reminder_after_hours must be null or a number of hours from 1 to 1440")
-    audience = _audience(payload.get("audience"))
+    audience = request.audience_json()
     if "participants" in audience:
         audience = {"participants": [_person_key(session, v) for v in audience["participants"]]}
-    send_at = _parse_time(payload.get("send_at"), "send_at", settings)
     version = conversations.survey_version(session, surveys[survey_id])
     campaign = Campaign(
         survey_id=survey_id,
@@ -232,8 +209,8 @@ def create(
         status="draft",
         audience=audience,
         channel=channel,
-        send_at=send_at,
-        reminder_after_hours=reminder,
+        send_at=request.send_at,
+        reminder_after_hours=request.reminder_after_hours,
     )
     size = len(audience_ids(session, audience))
     if size == 0:

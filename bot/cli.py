@@ -7,7 +7,6 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -22,6 +21,17 @@ def _settings():
         return runtime.settings()
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+@contextmanager
+def _refusals() -> Iterator[None]:
+    """A staff verb's refusal as one line and exit status 1, as the API answers it as JSON."""
+    from bot.refusals import Refused
+
+    try:
+        yield
+    except Refused as exc:
+        raise click.ClickException(exc.message) from None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -175,32 +185,25 @@ def participants_import(file: str, replace_tags: bool) -> None:
     """Import or update a panel from FILE.csv (name, phone, telegram_chat_id, channel, tags, recontact, external_id)."""
     from tqdm import tqdm
 
-    from bot import runtime
-    from bot.panel import import_rows, read_csv
+    from bot import runtime, services
 
     _settings()
-    try:
-        text = Path(file).read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError:
-        raise click.ClickException(f"{file} is not UTF-8 text; save it as 'CSV UTF-8'") from None
-    rows, problems = read_csv(text)
-    with (
-        tqdm(total=len(rows), unit="row", desc="importing", disable=None) as bar,
-        runtime.database().session() as session,
-    ):
-        report = import_rows(
-            session,
-            rows,
+    with tqdm(unit="row", desc="importing", disable=None) as bar, _refusals():
+        report = services.import_csv(
+            runtime.database(),
+            Path(file).read_bytes(),
             replace_tags=replace_tags,
             source="import",
-            first_row=2,
             progress=bar.update,
+            started=lambda total: setattr(bar, "total", total),
         )
-    rejected = problems + report.rejected
-    click.echo(f"created {report.created}, updated {report.updated}, rejected {len(rejected)}")
+    rejected = report["rejected"]
+    click.echo(
+        f"created {report['created']}, updated {report['updated']}, rejected {len(rejected)}"
+    )
     for problem in rejected:
         click.echo(f"  row {problem['row']}: {problem['error']}")
-    if not report.created and not report.updated:
+    if not report["created"] and not report["updated"]:
         # A script or a person checking `$?` must see that nothing was imported.
         raise click.ClickException(f"no rows imported from {file}")
 
@@ -211,13 +214,11 @@ def participants_show(key: str) -> None:
     """Print all we hold about one person as JSON (subject access). KEY: id:N, ext:X or either."""
     import json
 
-    from bot import audit, privacy, runtime
+    from bot import audit, runtime, services
 
     _settings()
-    with runtime.database().session() as session:
-        person = _person(session, key)
-        data = privacy.subject_access(session, person)
-        audit.record(session, audit.cli_actor(), "subject_access", f"participant {person.id}")
+    with _refusals():
+        data = services.subject_access(runtime.database(), key, audit.cli_actor())
     click.echo(json.dumps(data, indent=2, ensure_ascii=False))
 
 
@@ -226,33 +227,21 @@ def participants_show(key: str) -> None:
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def participants_erase(key: str, yes: bool) -> None:
     """Erase one person's personal data everywhere. KEY: id:N, ext:X or either."""
-    from bot import audit, privacy, runtime
+    from bot import audit, runtime, services
 
     _settings()
-    with runtime.database().session() as session:
-        person = _person(session, key)
+    with _refusals():
+        number = services.participant_id(runtime.database(), key)
         if not yes:
-            click.confirm(f"Erase participant {person.id}? This cannot be undone", abort=True)
-        addresses = privacy.addresses_of(person)
-        removed = privacy.erase(session, person)
-        audit.record(session, audit.cli_actor(), "erasure", f"participant {person.id}", **removed)
-    try:
-        privacy.forget_in_redis(runtime.redis(), addresses)
-    except Exception:
+            click.confirm(f"Erase participant {number}? This cannot be undone", abort=True)
+        try:
+            redis = runtime.redis()
+        except Exception:
+            redis = None
+        erased = services.erase(runtime.database(), redis, f"id:{number}", audit.cli_actor())
+    if not erased["redis_cleaned"]:
         click.echo("note: Redis was not reachable; rq's job history there expires on its own")
-    click.echo(f"participant {person.id} erased")
-
-
-def _person(session: Any, key: str) -> Any:
-    from bot import privacy
-
-    try:
-        person = privacy.find(session, key)
-    except privacy.AmbiguousKey as exc:
-        raise click.ClickException(str(exc)) from None
-    if person is None or person.erased_at is not None:
-        raise click.ClickException(f"no participant {key!r}")
-    return person
+    click.echo(f"participant {number} erased")
 
 
 @main.group()
@@ -282,15 +271,16 @@ def privacy_purge() -> None:
 @click.option("--limit", type=int, default=50, show_default=True)
 def privacy_audit(limit: int) -> None:
     """The newest audit events: who looked at, erased, exported, launched or purged what."""
-    from bot import audit, runtime
+    from bot import runtime, services
 
     _settings()
-    with runtime.database().read() as session:
-        for event in audit.recent(session, limit):
-            detail = " ".join(f"{k}={v}" for k, v in (event.detail or {}).items())
-            click.echo(
-                f"{event.at.isoformat()} {event.actor} {event.action} {event.target or '-'} {detail}".rstrip()
-            )
+    with _refusals():
+        events = services.audit_log(runtime.database(), {"limit": limit})
+    for event in events:
+        detail = " ".join(f"{k}={v}" for k, v in event["detail"].items())
+        click.echo(
+            f"{event['at']} {event['actor']} {event['action']} {event['target'] or '-'} {detail}".rstrip()
+        )
 
 
 @participants.command("telegram-links")
@@ -312,31 +302,20 @@ def participants_telegram_links(
     """Single-use Telegram deep links: FILE.csv for a panel mail-out (everyone not yet in
     Telegram, or --tag), or one person's with --participant."""
     import csv
+    from datetime import datetime
 
-    from bot import privacy, runtime
-    from bot.channels.telegram import links
+    from bot import runtime, services
 
     settings = _settings()
     if (file is None) == (key is None):
         raise click.UsageError("give FILE.csv or --participant ID (one of them)")
-    try:
-        username = links.bot_username(settings)
-    except links.LinkError as exc:
-        raise click.ClickException(str(exc)) from None
-    with runtime.database().session() as session:
+    with _refusals():
         if key is not None:
-            person = privacy.find(session, key)
-            if person is None or person.erased_at is not None:
-                raise click.ClickException(f"no participant {key!r}")
-            try:
-                issued = links.issue(session, person, days=days)
-            except links.LinkError as exc:
-                raise click.ClickException(str(exc)) from None
-            click.echo(
-                f"{issued.link(username)}  (single use, expires {issued.expires_at:%Y-%m-%d %H:%M} UTC)"
-            )
+            issued = services.issue_telegram_link(runtime.database(), settings, key, {"days": days})
+            expires = datetime.fromisoformat(issued["expires_at"])
+            click.echo(f"{issued['link']}  (single use, expires {expires:%Y-%m-%d %H:%M} UTC)")
             return
-        rows = links.panel_links(session, username, tags=tags, days=days)
+        rows = services.telegram_link_sheet(runtime.database(), settings, tags=tags, days=days)
     assert file is not None
     with open(file, "w", newline="", encoding="utf-8") as out:
         csv.writer(out).writerows(rows)
@@ -395,7 +374,7 @@ def campaign() -> None:
 @click.option("--reminder-after-hours", type=float, default=None)
 def campaign_create(survey, tags, people, everyone, channel, send_at, reminder_after_hours) -> None:
     """Create a draft campaign for SURVEY."""
-    from bot import campaigns, runtime
+    from bot import runtime, services
 
     chosen = [bool(tags), bool(people), everyone]
     if sum(chosen) != 1:
@@ -417,16 +396,11 @@ def campaign_create(survey, tags, people, everyone, channel, send_at, reminder_a
         "reminder_after_hours": reminder_after_hours,
     }
     settings = _settings()
-    try:
-        with runtime.database().session() as session:
-            library = runtime.library()
-            created, size = campaigns.create(
-                session, payload, library.surveys(), settings, broken=library.broken
-            )
-    except campaigns.CampaignError as exc:
-        raise click.ClickException(str(exc)) from None
+    with _refusals():
+        created = services.create_campaign(runtime.database(), settings, runtime.library(), payload)
+    number, size = created["id"], created["audience_size"]
     click.echo(
-        f"campaign {created.id} created (draft) for {size} people; launch it with: involve campaign launch {created.id}"
+        f"campaign {number} created (draft) for {size} people; launch it with: involve campaign launch {number}"
     )
 
 
@@ -434,20 +408,15 @@ def campaign_create(survey, tags, people, everyone, channel, send_at, reminder_a
 @click.argument("campaign_id", type=int)
 def campaign_launch(campaign_id: int) -> None:
     """Send the invitations (a worker does the sending)."""
-    from bot import audit, campaigns, runtime
+    from bot import audit, runtime, services
 
     settings = _settings()
-    redis = _redis()
-    try:
-        with runtime.database().session() as session:
-            found = campaigns.get_or_404(session, campaign_id)
-            started = campaigns.launch(session, found, settings)
-            if started:
-                audit.record(session, audit.cli_actor(), "launch", f"campaign {campaign_id}")
-    except campaigns.CampaignError as exc:
-        raise click.ClickException(str(exc)) from None
-    if started:
-        campaigns.enqueue_fan_out(redis, found)
+    redis = _redis()  # fail now, in one line, before anything is launched
+    with _refusals():
+        launched = services.launch_campaign(
+            runtime.database(), settings, redis, campaign_id, audit.cli_actor()
+        )
+    if launched["started"]:
         click.echo(f"campaign {campaign_id} launching: the worker is sending the invitations")
     else:
         click.echo(f"campaign {campaign_id} was launched already; nothing is sent twice")
@@ -457,40 +426,33 @@ def campaign_launch(campaign_id: int) -> None:
 @click.argument("campaign_id", type=int)
 def campaign_status(campaign_id: int) -> None:
     """Progress counts."""
-    from bot import campaigns, progress, runtime
+    from bot import runtime, services
 
     settings = _settings()
-    try:
-        with runtime.database().read() as session:
-            found = campaigns.get_or_404(session, campaign_id)
-            counts = progress.counts(session, campaign_id).as_json()
-            held = progress.held(session, campaign_id, settings)
-    except campaigns.CampaignError as exc:
-        raise click.ClickException(str(exc)) from None
-    click.echo(f"campaign {campaign_id}: {found.survey_id}, {found.status}")
+    with _refusals():
+        found = services.campaign_status(runtime.database(), settings, campaign_id)
+    click.echo(f"campaign {campaign_id}: {found.survey}, {found.status}")
     if found.send_at is not None and found.status != "closed":
         local = found.send_at.astimezone(settings.timezone)
         click.echo(f"  starts at     {local:%H:%M on %a %d %b %Y} ({settings.timezone})")
-    for key, value in counts.items():
+    for key, value in found.counts.items():
         click.echo(f"  {key.replace('_', ' '):12} {value}")
     # "invited" means written, not sent: say what is still waiting and until when.
-    click.echo(f"  {'held':12} {held.describe(settings)}")
+    click.echo(f"  {'held':12} {found.held.describe(settings)}")
 
 
 @campaign.command("close")
 @click.argument("campaign_id", type=int)
 def campaign_close(campaign_id: int) -> None:
     """No more invitations or reminders; conversations in progress end."""
-    from bot import campaigns, runtime
+    from bot import runtime, services
 
     settings = _settings()
-    try:
-        with runtime.database().session() as session:
-            found = campaigns.get_or_404(session, campaign_id)
-            ended = campaigns.close(session, found, settings)
-    except campaigns.CampaignError as exc:
-        raise click.ClickException(str(exc)) from None
-    click.echo(f"campaign {campaign_id} closed; {ended} conversation(s) in progress ended")
+    with _refusals():
+        closed = services.close_campaign(runtime.database(), settings, campaign_id)
+    click.echo(
+        f"campaign {campaign_id} closed; {closed['conversations_ended']} conversation(s) in progress ended"
+    )
 
 
 @campaign.command("export")
@@ -504,62 +466,29 @@ def campaign_close(campaign_id: int) -> None:
 )
 def campaign_export(campaign_id: int, output: str | None) -> None:
     """Write responses.csv (the same as the admin API's), with a progress bar."""
-    from sqlalchemy import func, select
     from tqdm import tqdm
 
-    from bot import audit, campaigns, exports, runtime
-    from bot.models import Invitation
+    from bot import audit, runtime, services
 
     _settings()
     target = Path(output or f"campaign-{campaign_id}-responses.csv")
-    try:
-        with runtime.database().session() as session:
-            campaigns.get_or_404(session, campaign_id)
-            audit.record(
-                session, audit.cli_actor(), "export", f"campaign {campaign_id}", file=target.name
-            )
-        with runtime.database().read() as session:
-            found = campaigns.get_or_404(session, campaign_id)
-            total = session.scalar(
-                select(func.count())
-                .select_from(Invitation)
-                .where(Invitation.campaign_id == campaign_id)
-            )
-            with (
-                target.open("w", encoding="utf-8", newline="") as out,
-                tqdm(total=total, unit="row", desc="exporting", disable=None) as bar,
-            ):
-                rows = exports.response_rows(session, found)
-                for chunk in exports.csv_chunks(rows, rows_per_chunk=1000):
-                    out.write(chunk)
-                    bar.update(chunk.count("\r\n"))
-    except campaigns.CampaignError as exc:
-        raise click.ClickException(str(exc)) from None
+    with _refusals():
+        export = services.export_responses(
+            runtime.database(), campaign_id, audit.cli_actor(), target.name, rows_per_chunk=1000
+        )
+    with (
+        target.open("w", encoding="utf-8", newline="") as out,
+        tqdm(total=export.rows, unit="row", desc="exporting", disable=None) as bar,
+    ):
+        for chunk in export.chunks:
+            out.write(chunk)
+            bar.update(chunk.count("\r\n"))
     click.echo(f"wrote {target}")
 
 
 @main.group("feedback")
 def feedback_group() -> None:
     """ "You said, we did": tell each person how their input was used."""
-
-
-@contextmanager
-def _feedback_plan(campaign_id: int, file: str | None) -> Iterator[tuple[Any, Any, Any]]:
-    """(session, campaign, plan) inside one unit of work holding the campaign's row lock."""
-    from bot import campaigns, conversations, runtime
-    from bot import feedback as fb
-
-    settings = _settings()
-    try:
-        with runtime.database().session() as session:
-            campaign = campaigns.get_or_404(session, campaign_id)
-            session.refresh(campaign, with_for_update=True)
-            survey = conversations.survey_for(session, campaign.survey_version_id)
-            path = Path(file) if file else settings.conversations_dir / f"{survey.id}.feedback.yaml"
-            planned = fb.plan(session, campaign, fb.load_file(path, survey))
-            yield session, campaign, planned
-    except (campaigns.CampaignError, fb.FeedbackError) as exc:
-        raise click.ClickException(str(exc)) from None
 
 
 @feedback_group.command("preview")
@@ -569,10 +498,13 @@ def _feedback_plan(campaign_id: int, file: str | None) -> Iterator[tuple[Any, An
 )
 def feedback_preview(campaign_id: int, file: str | None) -> None:
     """Show each recipient's message without sending anything."""
-    from bot import feedback as fb
+    from bot import runtime, services
 
-    with _feedback_plan(campaign_id, file) as (_session, _campaign, planned):
-        shown = fb.preview(planned)
+    settings = _settings()
+    with _refusals():
+        shown = services.preview_feedback(
+            runtime.database(), settings, campaign_id, file=Path(file) if file else None
+        )
     for entry in shown["recipients"]:
         size = (
             f", {entry['segments']} segment(s) {entry['encoding']}" if "segments" in entry else ""
@@ -593,12 +525,15 @@ def feedback_preview(campaign_id: int, file: str | None) -> None:
 )
 def feedback_send(campaign_id: int, file: str | None) -> None:
     """Queue the messages (a worker sends them, honouring quiet hours and SEND_RATE)."""
-    from bot import feedback as fb
+    from bot import runtime, services
 
+    settings = _settings()
     _redis()  # fail now, in one line, rather than leave the messages for the reconciler
-    with _feedback_plan(campaign_id, file) as (session, campaign, planned):
-        queued = fb.send(session, campaign, planned)
-    click.echo(f"queued {len(queued)} message(s); {len(planned.skipped)} skipped")
+    with _refusals():
+        sent = services.send_feedback(
+            runtime.database(), settings, campaign_id, file=Path(file) if file else None
+        )
+    click.echo(f"queued {sent['queued']} message(s); {len(sent['skipped'])} skipped")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,10 @@
 
 Bearer token compared in constant time; refused entirely while ADMIN_TOKEN is unset; rate
 limited per client through Redis; every bad input is a JSON error with the right 4xx.
+
+The views are thin: they read the request, call the verb in `bot.services` (shared with the
+CLI and the console) and render its answer. `@api.validate` declares each view's body and
+answers for the generated OpenAPI description (`webhooks.openapi`).
 """
 
 from __future__ import annotations
@@ -9,26 +13,23 @@ from __future__ import annotations
 import hmac
 import logging
 import time
-from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request, stream_with_context
 from werkzeug.exceptions import HTTPException
 
-from bot import (
-    audit,
-    campaigns,
-    conversations,
-    exports,
-    feedback,
-    panel,
-    privacy,
-    progress,
-    runtime,
-)
+from bot import audit, runtime, services
 from bot.config import Settings
-from bot.models import Campaign
-from bot.survey import Question, Survey
+from bot.refusals import Refused
+from bot.requests import (
+    AuditQuery,
+    CampaignRequest,
+    FeedbackRequest,
+    ImportRequest,
+    TelegramLinkRequest,
+)
+from webhooks import openapi
+from webhooks.openapi import answers, api
 
 bp = Blueprint("admin", __name__, url_prefix="/admin/api")
 log = logging.getLogger(__name__)
@@ -38,18 +39,19 @@ RATE_LIMIT_PER_MINUTE = 600
 FAILED_AUTH_PER_MINUTE = 10
 
 
-class ApiError(Exception):
+class ApiError(Refused):
+    """A refusal made by the API itself (authentication, limits, a body that is not JSON)."""
+
     def __init__(self, status: int, message: str, **extra: Any):
-        super().__init__(message)
-        self.status, self.message, self.extra = status, message, extra
+        super().__init__(message, status, **extra)
 
 
 def _settings() -> Settings:
     return current_app.extensions["involve.settings"]
 
 
-@bp.errorhandler(ApiError)
-def _api_error(exc: ApiError):
+@bp.errorhandler(Refused)
+def _refused(exc: Refused):
     response = jsonify(error=exc.message, **exc.extra)
     response.status_code = exc.status
     if "retry_after" in exc.extra:
@@ -57,11 +59,6 @@ def _api_error(exc: ApiError):
     if exc.status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="involve admin"'
     return response
-
-
-@bp.errorhandler(campaigns.CampaignError)
-def _campaign_error(exc: campaigns.CampaignError):
-    return jsonify(error=str(exc)), exc.status
 
 
 @bp.errorhandler(HTTPException)
@@ -77,7 +74,7 @@ def _server_error(exc: Exception):
 
 @bp.before_request
 def _authenticate() -> None:
-    if request.endpoint == "admin.openapi":
+    if request.endpoint == "admin.openapi_json":
         return
     token = _settings().admin_token
     if not token:
@@ -142,291 +139,251 @@ def _json_body() -> Any:
     return body
 
 
-def _campaign_id(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise ApiError(404, f"no campaign {value!r}") from None
-    if not 0 < number < 2**62:
-        raise ApiError(404, f"no campaign {value!r}")
-    return number
+def _optional_json_body() -> Any:
+    return _json_body() if request.content_length else None
 
 
 # --- surveys and participants ------------------------------------------------------------
 
 
 @bp.get("/surveys")
+@api.validate(
+    resp=answers(200, list[openapi.SurveyListing], description="The scripts"),
+    operation_id="listSurveys",
+    skip_validation=True,
+)
 def list_surveys():
-    library = runtime.library()
-    surveys = library.surveys()
-    listed: list[dict[str, Any]] = [
-        {
-            "id": s.id,
-            "title": s.title,
-            "questions": [_question(q) for q in s.questions],
-            "loaded": True,
-        }
-        for s in surveys.values()
-    ]
-    # A script with a mistake is named, not left out: staff would otherwise look for it in vain.
-    listed += [
-        {
-            "id": Path(name).stem,
-            "title": name,
-            "questions": [],
-            "loaded": False,
-            "problems": problems,
-        }
-        for name, problems in sorted(library.broken.items())
-    ]
-    return jsonify(listed)
-
-
-def _question(question: Question) -> dict[str, Any]:
-    described: dict[str, Any] = {
-        "id": question.id,
-        "type": question.type,
-        "ask": question.ask,
-        "optional": question.optional,
-    }
-    if question.choices:
-        described["options"] = [{"value": o.value, "label": o.label} for o in question.choices]
-    if question.when:
-        described["when"] = {k: list(v) for k, v in question.when.items()}
-    return described
+    """Survey scripts"""
+    return jsonify(services.list_surveys(runtime.library()))
 
 
 @bp.post("/participants")
+@api.validate(
+    json=ImportRequest,
+    resp=answers(
+        200, openapi.ImportReport, 400, 415, description="What was created, updated and rejected"
+    ),
+    operation_id="importParticipants",
+    skip_validation=True,
+)
 def import_participants():
+    """Import or update a panel (JSON rows, or text/csv with the same columns)"""
     replace_tags = request.args.get("replace_tags", "").lower() in ("1", "true", "yes")
     if request.mimetype in ("text/csv", "application/csv"):
-        try:
-            text = request.get_data(as_text=False).decode("utf-8-sig")
-        except UnicodeDecodeError:
-            raise ApiError(400, "the CSV is not UTF-8 text") from None
-        rows, problems = panel.read_csv(text)
-        first_row = 2  # the header is row 1
-    else:
-        body = _json_body()
-        if not isinstance(body, dict) or not isinstance(body.get("participants"), list):
-            raise ApiError(400, 'send {"participants": [{"name", "phone", ...}, ...]}')
-        rows, problems, first_row = body["participants"], [], 1
-    with runtime.database().session() as session:
-        report = panel.import_rows(
-            session, rows, replace_tags=replace_tags, source="api", first_row=first_row
+        report = services.import_csv(
+            runtime.database(), request.get_data(), replace_tags=replace_tags, source="api"
         )
-    result = report.as_json()
-    result["rejected"] = problems + result["rejected"]
-    return jsonify(result)
-
-
-def _person_or_404(session, key: str):
-    if "\x00" in key:
-        # No stored id holds a NUL, and PostgreSQL refuses one in a query (a 500).
-        raise ApiError(404, f"no participant {key!r}")
-    try:
-        person = privacy.find(session, key)
-    except privacy.AmbiguousKey as exc:
-        raise ApiError(409, str(exc)) from None
-    if person is None or person.erased_at is not None:
-        raise ApiError(404, f"no participant {key!r}")
-    return person
+    else:
+        report = services.import_json(
+            runtime.database(), _json_body(), replace_tags=replace_tags, source="api"
+        )
+    return jsonify(report)
 
 
 @bp.get("/participants/<key>")
+@api.validate(
+    resp=answers(
+        200, openapi.Listed, 404, 409, description="Their data, consent log, answers and messages"
+    ),
+    operation_id="subjectAccess",
+    skip_validation=True,
+)
 def subject_access(key: str):
-    with runtime.database().session() as session:
-        person = _person_or_404(session, key)
-        data = privacy.subject_access(session, person)
-        audit.record(session, audit.ADMIN_API, "subject_access", f"participant {person.id}")
-    return jsonify(data)
+    """Everything held about a person (subject access)"""
+    return jsonify(services.subject_access(runtime.database(), key, audit.ADMIN_API))
 
 
 @bp.delete("/participants/<key>")
+@api.validate(
+    resp=answers(200, openapi.Listed, 404, 409, description="Erased"),
+    operation_id="erase",
+    skip_validation=True,
+)
 def erase(key: str):
-    with runtime.database().session() as session:
-        person = _person_or_404(session, key)
-        addresses = privacy.addresses_of(person)
-        removed = privacy.erase(session, person)
-        audit.record(session, audit.ADMIN_API, "erasure", f"participant {person.id}", **removed)
+    """Erase a person's personal data"""
+    removed = services.erase(runtime.database(), _redis_or_none(), key, audit.ADMIN_API)
+    removed.pop("participant")
+    removed.pop("redis_cleaned")
+    return jsonify(removed)
+
+
+def _redis_or_none():
     try:
-        privacy.forget_in_redis(runtime.redis(), addresses)
+        return runtime.redis()
     except Exception:
-        # The database is erased; Redis's job history expires on its own (rq's result TTL).
-        log.warning("erasure: could not clean rq's job history in Redis")
-    return jsonify(erased=True, **removed)
+        return None
 
 
 @bp.get("/audit")
+@api.validate(
+    query=AuditQuery,
+    resp=answers(200, openapi.AuditEvents, 400, description="Events"),
+    operation_id="auditLog",
+    skip_validation=True,
+)
 def audit_log():
-    try:
-        limit = int(request.args.get("limit", 100))
-        before = int(request.args["before"]) if "before" in request.args else None
-    except ValueError:
-        raise ApiError(400, "limit and before must be whole numbers") from None
-    if not 1 <= limit <= 1000:
-        raise ApiError(400, "limit must be from 1 to 1000")
-    if before is not None and not -(2**62) < before < 2**62:
-        raise ApiError(400, "before must be an audit event id")
-    with runtime.database().read() as session:
-        events = [audit.as_json(e) for e in audit.recent(session, limit, before)]
-    return jsonify(events=events)
+    """The audit log, newest first: subject access, erasure, exports, launches and retention
+    purges (who, when, what)"""
+    return jsonify(events=services.audit_log(runtime.database(), request.args.to_dict()))
 
 
 @bp.post("/participants/<key>/telegram-link")
+@api.validate(
+    json=TelegramLinkRequest,
+    resp=answers(
+        201,
+        openapi.TelegramLink,
+        400,
+        404,
+        409,
+        415,
+        description="The link, shown once (only a hash of its code is kept)",
+    ),
+    operation_id="telegramLink",
+    skip_validation=True,
+)
 def telegram_link(key: str):
-    """A single-use deep link that joins the person's Telegram chat to them when tapped."""
-    from bot.channels.telegram import links
-
-    days: Any = links.DEFAULT_DAYS
-    if request.content_length:
-        body = _json_body()
-        if not isinstance(body, dict) or set(body) - {"days"}:
-            raise ApiError(400, 'the body is {"days": N} or nothing')
-        days = body.get("days", days)
-        if isinstance(days, bool) or not isinstance(days, int | float):
-            raise ApiError(400, "days must be a number")
-    settings = _settings()
-    try:
-        username = links.bot_username(settings)
-    except links.LinkError as exc:
-        raise ApiError(409, str(exc)) from None
-    with runtime.database().session() as session:
-        person = _person_or_404(session, key)
-        try:
-            issued = links.issue(session, person, days=days)
-        except links.LinkError as exc:
-            raise ApiError(400, str(exc)) from None
-        external_id = person.external_id
-    response = jsonify(
-        participant=issued.participant_id,
-        external_id=external_id,
-        link=issued.link(username),
-        expires_at=issued.expires_at.isoformat(),
+    """A single-use Telegram deep link that joins a chat to this person"""
+    issued = services.issue_telegram_link(
+        runtime.database(), _settings(), key, _optional_json_body()
     )
-    response.status_code = 201
-    return response
+    return jsonify(issued), 201
 
 
 # --- campaigns -------------------------------------------------------------------------
 
 
 @bp.post("/campaigns")
+@api.validate(
+    json=CampaignRequest,
+    resp=answers(201, openapi.Created, 400, 409, 415, description="Created"),
+    operation_id="createCampaign",
+    skip_validation=True,
+)
 def create_campaign():
-    body = _json_body()
-    with runtime.database().session() as session:
-        library = runtime.library()
-        campaign, size = campaigns.create(
-            session, body, library.surveys(), _settings(), broken=library.broken
-        )
-        result = {"id": campaign.id, "status": campaign.status, "audience_size": size}
-    return jsonify(result), 201
+    """Create a campaign (a draft)"""
+    created = services.create_campaign(
+        runtime.database(), _settings(), runtime.library(), _json_body()
+    )
+    return jsonify(created), 201
 
 
 @bp.post("/campaigns/<campaign_id>/launch")
+@api.validate(
+    resp=answers(202, openapi.Launched, 404, 409, description="Launching"),
+    operation_id="launchCampaign",
+    skip_validation=True,
+)
 def launch_campaign(campaign_id: str):
-    with runtime.database().session() as session:
-        campaign = campaigns.get_or_404(session, _campaign_id(campaign_id))
-        started = campaigns.launch(session, campaign, _settings())
-        if started:
-            audit.record(session, audit.ADMIN_API, "launch", f"campaign {campaign.id}")
-    if started:
-        campaigns.enqueue_fan_out(runtime.redis(), campaign)
-    return jsonify(id=campaign.id, status="launching" if started else campaign.status), 202
+    """Send the invitations (through rq)"""
+    launched = services.launch_campaign(
+        runtime.database(),
+        _settings(),
+        runtime.redis(),
+        services.campaign_number(campaign_id),
+        audit.ADMIN_API,
+    )
+    return jsonify(id=launched["id"], status=launched["status"]), 202
 
 
 @bp.post("/campaigns/<campaign_id>/close")
+@api.validate(
+    resp=answers(200, openapi.Closed, 404, description="Closed"),
+    operation_id="closeCampaign",
+    skip_validation=True,
+)
 def close_campaign(campaign_id: str):
-    with runtime.database().session() as session:
-        campaign = campaigns.get_or_404(session, _campaign_id(campaign_id))
-        ended = campaigns.close(session, campaign, _settings())
-    return jsonify(id=campaign.id, status="closed", conversations_ended=ended)
+    """No more invitations or reminders"""
+    closed = services.close_campaign(
+        runtime.database(), _settings(), services.campaign_number(campaign_id)
+    )
+    return jsonify(closed)
 
 
 @bp.get("/campaigns/<campaign_id>")
+@api.validate(
+    resp=answers(200, openapi.CampaignStatus, 404, description="Status and counts"),
+    operation_id="campaignStatus",
+    skip_validation=True,
+)
 def campaign_status(campaign_id: str):
-    with runtime.database().read() as session:
-        campaign = campaigns.get_or_404(session, _campaign_id(campaign_id))
-        counts = progress.counts(session, campaign.id)
-        settings = runtime.settings()
-        return jsonify(
-            id=campaign.id,
-            survey=campaign.survey_id,
-            status=campaign.status,
-            channel=campaign.channel,
-            send_at=campaign.send_at.isoformat() if campaign.send_at else None,
-            counts=counts.as_json(),
-            held=progress.held(session, campaign.id, settings).as_json(settings),
-        )
+    """Progress"""
+    settings = runtime.settings()  # as the worker sees them: quiet hours may change after start
+    status = services.campaign_status(
+        runtime.database(), settings, services.campaign_number(campaign_id)
+    )
+    return jsonify(status.as_json(settings))
 
 
 @bp.get("/campaigns/<campaign_id>/responses.csv")
+@api.validate(
+    resp=answers(200, None, 404, description="CSV"),
+    operation_id="responsesCsv",
+    skip_validation=True,
+)
 def responses_csv(campaign_id: str):
-    number = _campaign_id(campaign_id)
-    with runtime.database().session() as session:
-        campaigns.get_or_404(session, number)
-        audit.record(session, audit.ADMIN_API, "export", f"campaign {number}", file="responses.csv")
-
-    def generate():
-        with runtime.database().read() as session:
-            campaign = session.get(Campaign, number)
-            yield from exports.csv_chunks(exports.response_rows(session, campaign))
-
+    """One row per invited person"""
+    number = services.campaign_number(campaign_id)
+    export = services.export_responses(
+        runtime.database(), number, audit.ADMIN_API, file="responses.csv"
+    )
     headers = {"Content-Disposition": f'attachment; filename="campaign-{number}-responses.csv"'}
     return Response(
-        stream_with_context(generate()), content_type="text/csv; charset=utf-8", headers=headers
+        stream_with_context(export.chunks),
+        content_type="text/csv; charset=utf-8",
+        headers=headers,
     )
 
 
 @bp.get("/campaigns/<campaign_id>/summary")
+@api.validate(
+    resp=answers(200, openapi.Listed, 404, description="Summary"),
+    operation_id="campaignSummary",
+    skip_validation=True,
+)
 def campaign_summary(campaign_id: str):
-    with runtime.database().read() as session:
-        campaign = campaigns.get_or_404(session, _campaign_id(campaign_id))
-        return jsonify(exports.summary(session, campaign))
+    """Counts per option, text answers"""
+    return jsonify(services.summary(runtime.database(), services.campaign_number(campaign_id)))
 
 
 @bp.post("/campaigns/<campaign_id>/feedback")
+@api.validate(
+    json=FeedbackRequest,
+    resp=answers(
+        202,
+        openapi.FeedbackQueued,
+        400,
+        404,
+        415,
+        description="Queued: the messages go out through rq",
+        also={200: (openapi.FeedbackPreview, "A dry run: each recipient's message, unsent")},
+    ),
+    operation_id="sendFeedback",
+    skip_validation=True,
+)
 def campaign_feedback(campaign_id: str):
-    body = _json_body()
-    dry_run = body.get("dry_run", False) if isinstance(body, dict) else False
-    if not isinstance(dry_run, bool):
-        raise ApiError(400, "dry_run must be true or false")
-    number = _campaign_id(campaign_id)
-    try:
-        with runtime.database().session() as session:
-            campaign = campaigns.get_or_404(session, number)
-            session.refresh(
-                campaign, with_for_update=True
-            )  # one feedback send at a time per campaign
-            survey = conversations.survey_for(session, campaign.survey_version_id)
-            definition = _feedback_definition(body, survey)
-            planned = feedback.plan(session, campaign, definition)
-            if dry_run:
-                return jsonify(feedback.preview(planned))
-            queued = feedback.send(session, campaign, planned)
-    except feedback.FeedbackError as exc:
-        raise ApiError(400, str(exc)) from None
-    return jsonify(queued=len(queued), skipped=planned.skipped), 202
-
-
-def _feedback_definition(body: Any, survey: Survey) -> feedback.Definition:
-    """The message and outcomes in the body, else the survey's `<id>.feedback.yaml`, as the
-    CLI uses: staff write it once and preview or send it from either place."""
-    if isinstance(body, dict) and "message" not in body and "outcomes" not in body:
-        path = runtime.settings().conversations_dir / f"{survey.id}.feedback.yaml"
-        return feedback.load_file(path, survey)
-    return feedback.parse_definition(body, survey)
+    """ "You said, we did": preview (dry_run) or send each person's message"""
+    body = FeedbackRequest.parse(_json_body())
+    number = services.campaign_number(campaign_id)
+    if body.dry_run:
+        return jsonify(services.preview_feedback(runtime.database(), _settings(), number, body))
+    sent = services.send_feedback(runtime.database(), _settings(), number, body)
+    return jsonify(sent), 202
 
 
 @bp.get("/campaigns/<campaign_id>/feedback")
+@api.validate(
+    resp=answers(200, openapi.FeedbackCounts, 404, description="Feedback messages by state"),
+    operation_id="feedbackCounts",
+    skip_validation=True,
+)
 def campaign_feedback_counts(campaign_id: str):
-    with runtime.database().read() as session:
-        campaign = campaigns.get_or_404(session, _campaign_id(campaign_id))
-        return jsonify(counts=feedback.counts(session, campaign))
+    """How the "you said, we did" messages are getting on"""
+    counts = services.feedback_counts(runtime.database(), services.campaign_number(campaign_id))
+    return jsonify(counts=counts)
 
 
 @bp.get("/openapi.json")
-def openapi():
-    from webhooks.openapi import spec
-
-    return jsonify(spec(_settings().public_base_url, sorted(runtime.library().surveys())))
+def openapi_json():
+    """Generated from the views' declarations and the request models; served without a token."""
+    return jsonify(openapi.spec())
