@@ -138,7 +138,7 @@ def start(
         database, settings, survey, channel, name=NAME, external_id=external_id(staff_id, channel)
     )
     play = Play(survey.id, channel, person_id, conversation_id)
-    if channel == "voice":
+    if channels.get(channel).keypad:
         base, root = voice_ring(CallFlow(database, settings, channels.get(channel)), person_id)
         play.call_sid, play.twiml = base.sid, ET.tostring(root, encoding="unicode")
         play.entries = _heard(root)
@@ -165,7 +165,7 @@ def send(
     if play.ended:
         return play
     typed = typed[:MAX_TYPED]
-    if play.channel == "voice":
+    if channels.get(play.channel).keypad:
         flow = CallFlow(database, settings, channels.get(play.channel))
         base = CallIn(sid=play.call_sid, address="", person_id=play.person_id)
         root = voice_answer(flow, base, ET.fromstring(play.twiml), typed)

@@ -29,6 +29,7 @@ class VoiceChannel(Channel):
     name = "voice"
     title = "phone call (keypad)"
     address_field = "phone"
+    keypad = True
     simulate_hint = "type keys: 1-9, * repeats, 0 skips; or type what you would say"
     webhooks = ("webhooks.twilio_voice:bp",)
 
