@@ -434,3 +434,25 @@ def test_each_staff_member_has_their_own_simulator_person(app, signed_in, databa
             select(Participant.external_id).where(Participant.joined_via == "simulate")
         ).all()
         assert len(set(ids)) == 2
+
+
+def test_what_people_wrote_is_shown_as_text_never_as_markup(signed_in, database):
+    hostile = '<script>alert("x")</script>'
+    response = signed_in.post(
+        "/admin/api/participants",
+        json={"participants": [{"name": hostile, "phone": "+447700900009", "tags": [hostile]}]},
+        headers=ADMIN,
+    )
+    assert response.status_code == 200
+    with database.session() as session:
+        person_id = session.scalar(select(Participant.id).where(Participant.name == hostile))
+    for path in ("/console/people", f"/console/people/{person_id}"):
+        response = signed_in.get(path)
+        assert response.status_code == 200 and hostile not in response.get_data(as_text=True)
+    listed = signed_in.get("/console/people").get_data(as_text=True)
+    assert "&lt;script&gt;" in listed
+
+
+def test_the_simulator_knows_only_real_channels_and_surveys(signed_in):
+    assert signed_in.get("/console/surveys/guide-title/simulate/fax").status_code == 404
+    assert signed_in.get("/console/surveys/nope/simulate/sms").status_code == 404
