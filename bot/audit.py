@@ -17,7 +17,23 @@ from bot.models import AuditEvent, utcnow
 
 ADMIN_API = "admin-api"
 WORKER = "worker"
-ACTIONS = ("subject_access", "erasure", "export", "launch", "retention_purge")
+ACTIONS = (
+    "subject_access",
+    "erasure",
+    "export",
+    "launch",
+    "retention_purge",
+    # The console: who signed in or out, a refused sign-in, and who opened a person's page.
+    "sign_in",
+    "sign_in_refused",
+    "sign_out",
+    "view_participant",
+)
+
+
+def staff_actor(email: str) -> str:
+    """`staff:<email>`: a console user, as they signed in."""
+    return f"staff:{email}"[:100]
 
 
 def cli_actor() -> str:

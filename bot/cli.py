@@ -538,3 +538,33 @@ def feedback_send(campaign_id: int, file: str | None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+@main.group()
+def staff() -> None:
+    """Staff accounts for the console (/console/)."""
+
+
+@staff.command("add")
+@click.argument("email")
+def staff_add(email: str) -> None:
+    """Create a console account for EMAIL. The password is asked for twice at a terminal, or
+    read from the first line of standard input otherwise (for scripts)."""
+    from bot import db as database
+    from bot import runtime
+    from bot import staff as accounts
+
+    settings = _settings()
+    if sys.stdin.isatty():
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    else:
+        # Only the first line: a trailing newline from `echo` is not part of the password.
+        password = sys.stdin.readline().rstrip("\r\n")
+    database.upgrade(settings.database_url)
+    try:
+        with runtime.database().session() as session:
+            account = accounts.add(session, email, password)
+            address = account.email
+    except accounts.StaffError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"staff account {address} created; sign in at {settings.public_base_url}/console/")

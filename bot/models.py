@@ -266,10 +266,10 @@ class AuditEvent(Base):
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
-    actor: Mapped[str] = mapped_column(String(100))  # admin-api | cli:<os user> | worker
-    action: Mapped[str] = mapped_column(
-        String(40)
-    )  # subject_access | erasure | export | launch | retention_purge
+    actor: Mapped[str] = mapped_column(
+        String(100)
+    )  # admin-api | cli:<user> | worker | staff:<email>
+    action: Mapped[str] = mapped_column(String(40))  # bot.audit.ACTIONS
     target: Mapped[str | None] = mapped_column(String(100))
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
@@ -289,3 +289,22 @@ class TelegramLink(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime]
     used_at: Mapped[datetime | None]
+
+
+class StaffAccount(Base):
+    """Someone on the charity's team who signs in to /console/ with an email and a password.
+
+    Only an argon2 hash of the password is kept. `session_epoch` is part of every console
+    session: signing out moves it on, so a copied cookie stops working at once rather than at
+    its expiry.
+    """
+
+    __tablename__ = "staff_accounts"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)  # stored lower-cased
+    password_hash: Mapped[str] = mapped_column(String(200))
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_signed_in_at: Mapped[datetime | None]
+    disabled_at: Mapped[datetime | None]

@@ -12,9 +12,11 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 
 from bot import channels, conversations, engine, inbox
+from bot.campaigns import SIMULATOR
 from bot.config import Settings
 from bot.db import Database
 from bot.engine import Inbound, Prompt
+from bot.inbox import Interpret
 from bot.models import Participant
 from bot.survey import Question, Survey
 
@@ -41,30 +43,10 @@ def run(
 
     Every typed line goes through the one writer (`bot.inbox.receive`), as a real message would.
     """
-    now = datetime.now(UTC)
     org = settings.org_name
-    with database.session() as session:
-        person = session.scalar(
-            select(Participant).where(Participant.external_id == f"simulator-{channel}")
-        )
-        if person is None:
-            person = Participant(
-                external_id=f"simulator-{channel}",
-                name=name,
-                channel=channel,
-                tags=["simulator"],
-                joined_via="simulate",
-            )
-            session.add(person)
-            session.flush()
-        person.opted_out = False
-        person.name = name
-        current = conversations.active_conversation(session, person, now)
-        if current is not None:
-            current.status = engine.EXPIRED
-            session.flush()
-        conv, step = conversations.start_conversation(session, person, survey, channel, now, org)
-        conversation_id, person_id = conv.id, person.id
+    person_id, conversation_id, step = begin(
+        database, settings, survey, channel, name=name, external_id=f"simulator-{channel}"
+    )
     if channels.get(channel).simulate_play(database, settings, person_id, read, write):
         return conversation_id
     for line in show(channel, step.prompts, org):
@@ -75,19 +57,73 @@ def run(
         if typed is None:
             write("[input ended; the conversation stays open]")
             break
-        question = survey.question(state.question_id) if state.question_id else None
-        received = inbox.Received(
-            channel=channel,
-            text=typed,
-            inbound=parse_typed(channel, typed, question),
-            participant_id=person_id,
+        prompts, state = reply(
+            database, settings, survey, channel, person_id, conversation_id, state, typed
         )
-        outcome = inbox.receive(database, settings, received)
-        state = (
-            outcome.state
-            if outcome.state is not None and outcome.conversation_id == conversation_id
-            else engine.State(None, engine.STOPPED)
-        )
-        for line in show(channel, outcome.prompts, org):
+        for line in show(channel, prompts, org):
             write(line)
     return conversation_id
+
+
+def begin(
+    database: Database,
+    settings: Settings,
+    survey: Survey,
+    channel: str,
+    name: str,
+    external_id: str,
+) -> tuple[int, int, engine.Step]:
+    """Start `survey` afresh for the simulator person `external_id` (made on first use, kept
+    out of audiences by `joined_via`): (person id, conversation id, the first step)."""
+    now = datetime.now(UTC)
+    with database.session() as session:
+        person = session.scalar(select(Participant).where(Participant.external_id == external_id))
+        if person is None:
+            person = Participant(
+                external_id=external_id,
+                name=name,
+                channel=channel,
+                tags=["simulator"],
+                joined_via=SIMULATOR,
+            )
+            session.add(person)
+            session.flush()
+        person.opted_out = False
+        person.name = name
+        current = conversations.active_conversation(session, person, now)
+        if current is not None:
+            current.status = engine.EXPIRED
+            session.flush()
+        conv, step = conversations.start_conversation(
+            session, person, survey, channel, now, settings.org_name
+        )
+        return person.id, conv.id, step
+
+
+def reply(
+    database: Database,
+    settings: Settings,
+    survey: Survey,
+    channel: str,
+    person_id: int,
+    conversation_id: int,
+    state: engine.State,
+    typed: str,
+    inbound: Interpret | None = None,
+) -> tuple[tuple[Prompt, ...], engine.State]:
+    """What the simulator person typed (or pressed: `inbound`, with its label as `typed`),
+    through the one writer exactly as a real message; the prompts that answer it and the
+    conversation's state after."""
+    question = survey.question(state.question_id) if state.question_id else None
+    if inbound is None:
+        inbound = parse_typed(channel, typed, question)
+    received = inbox.Received(
+        channel=channel, text=typed, inbound=inbound, participant_id=person_id
+    )
+    outcome = inbox.receive(database, settings, received)
+    after = (
+        outcome.state
+        if outcome.state is not None and outcome.conversation_id == conversation_id
+        else engine.State(None, engine.STOPPED)
+    )
+    return outcome.prompts, after

@@ -34,9 +34,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     )
     logmask.install()
 
-    from webhooks import admin, health, twilio_status
+    from webhooks import admin, console, health, twilio_status
 
     app.register_blueprint(admin.bp)
+    console.init_app(app, settings)
     app.register_blueprint(health.bp)
     app.register_blueprint(twilio_status.bp)
     for blueprint in channel_blueprints():

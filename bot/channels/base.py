@@ -70,6 +70,9 @@ class Channel:
     address_field: ClassVar[str]  # the Participant attribute that holds the address
     can_start: ClassVar[bool] = True  # may we contact people first (invitations, feedback)?
     buttons: ClassVar[bool] = False  # can a question be answered by tapping?
+    # Is it a call answered on a phone keypad? The console's simulator then shows keys and
+    # follows the call's own turns (`simulate_play` does the same in the terminal).
+    keypad: ClassVar[bool] = False
     # Are replies carried in the provider's webhook answer (TwiML)? If not, the writer puts
     # them in the outbox and the channel's sender delivers them (Telegram's Bot API calls).
     replies_inline: ClassVar[bool] = True

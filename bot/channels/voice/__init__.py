@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 class VoiceChannel(PhoneNumberChannel):
     name = "voice"
     title = "phone call (keypad)"
+    keypad = True
     simulate_hint = "type keys: 1-9, * repeats, 0 skips; or type what you would say"
     webhooks = ("webhooks.twilio_voice:bp",)
 

@@ -77,8 +77,7 @@ def play(
     write: Callable[[str], None],
 ) -> None:
     flow = CallFlow(database, settings, channel)
-    base = CallIn(sid=f"SIM{uuid.uuid4().hex}", address="", person_id=participant_id)
-    root = ET.fromstring(flow.ring(base))
+    base, root = ring(flow, participant_id)
     for _ in range(MAX_TURNS):
         for line in heard(root):
             write(line)
@@ -88,19 +87,28 @@ def play(
         if typed is None:
             write("[input ended; the call is dropped and the answers so far are kept]")
             return
-        typed = typed.strip()
-        target = root.find("Gather")
-        record = root.find("Record")
-        redirect = root.find("Redirect")
-        if not typed:
-            url = redirect.text if redirect is not None else ""
-            root = ET.fromstring(follow(flow, base, url or ""))
-            continue
-        if record is not None and not KEYS.fullmatch(typed):
-            # A spoken answer: the words typed stand for what would be recorded.
-            url = record.get("action") or ""
-            root = ET.fromstring(follow(flow, base, url, SpeechResult=typed))
-            continue
-        url = (target.get("action") if target is not None else None) or ""
-        said = {"Digits": typed} if KEYS.fullmatch(typed) else {"SpeechResult": typed}
-        root = ET.fromstring(follow(flow, base, url, **said))
+        root = answer(flow, base, root, typed)
+
+
+def ring(flow: CallFlow, participant_id: int) -> tuple[CallIn, ET.Element]:
+    """A simulated call to the person's survey in progress: the call, and its first turn."""
+    base = CallIn(sid=f"SIM{uuid.uuid4().hex}", address="", person_id=participant_id)
+    return base, ET.fromstring(flow.ring(base))
+
+
+def answer(flow: CallFlow, base: CallIn, root: ET.Element, typed: str) -> ET.Element:
+    """The next turn after the caller keyed or said `typed` (empty: stayed silent) in `root`."""
+    typed = typed.strip()
+    target = root.find("Gather")
+    record = root.find("Record")
+    redirect = root.find("Redirect")
+    if not typed:
+        url = redirect.text if redirect is not None else ""
+        return ET.fromstring(follow(flow, base, url or ""))
+    if record is not None and not KEYS.fullmatch(typed):
+        # A spoken answer: the words typed stand for what would be recorded.
+        url = record.get("action") or ""
+        return ET.fromstring(follow(flow, base, url, SpeechResult=typed))
+    url = (target.get("action") if target is not None else None) or ""
+    said = {"Digits": typed} if KEYS.fullmatch(typed) else {"SpeechResult": typed}
+    return ET.fromstring(follow(flow, base, url, **said))

@@ -1,0 +1,458 @@
+"""The staff console: sign-in, CSRF, limits, the audit log, the read-only pages and the
+simulator, through Flask's test client against real databases and Redis."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import func, select
+
+from bot import staff
+from bot.cli import main
+from bot.models import (
+    Answer,
+    AuditEvent,
+    Conversation,
+    Message,
+    Participant,
+    StaffAccount,
+)
+from tests.conftest import ADMIN, CONVERSATIONS, run_worker
+
+EMAIL = "ada@example.org"
+PASSWORD = "correct horse battery staple"
+PAGES = [
+    "/console/",
+    "/console/surveys",
+    "/console/surveys/guide-title",
+    "/console/surveys/guide-title/simulate/sms",
+    "/console/people",
+    "/console/people/1",
+    "/console/campaigns",
+    "/console/campaigns/1",
+    "/console/audit",
+]
+
+
+def add_staff(database, email: str = EMAIL, password: str = PASSWORD) -> int:
+    with database.session() as session:
+        return staff.add(session, email, password).id
+
+
+def token(client, path: str = "/console/sign-in") -> str:
+    html = client.get(path).get_data(as_text=True)
+    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert found, f"no CSRF token on {path}"
+    return found.group(1)
+
+
+def sign_in(client, email: str = EMAIL, password: str = PASSWORD, **extra: str):
+    data = {"csrf_token": token(client), "email": email, "password": password, **extra}
+    return client.post("/console/sign-in", data=data)
+
+
+def audit_rows(database) -> list[tuple[str, str, str | None]]:
+    with database.session() as session:
+        return [
+            (e.actor, e.action, e.target)
+            for e in session.scalars(select(AuditEvent).order_by(AuditEvent.id))
+        ]
+
+
+@pytest.fixture
+def signed_in(client, database):
+    add_staff(database)
+    assert sign_in(client).status_code == 302
+    return client
+
+
+# --- accounts and signing in -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_every_page_but_sign_in_needs_a_signed_in_staff_member(client, path):
+    response = client.get(path)
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("/console/sign-in?next=")
+
+
+def test_the_sign_in_page_has_labelled_email_and_password(client):
+    html = client.get("/console/sign-in").get_data(as_text=True)
+    assert '<label for="email">Email</label>' in html
+    assert '<label for="password">Password</label>' in html
+    assert html.count("<h1>") == 1 and 'href="#main"' in html
+
+
+def test_sign_in_goes_where_asked_and_is_audited(client, database):
+    add_staff(database)
+    response = sign_in(client, "  Ada@Example.org ", next="/console/audit")
+    assert response.status_code == 302 and response.headers["Location"] == "/console/audit"
+    page = client.get("/console/audit").get_data(as_text=True)
+    assert f"Signed in as {EMAIL}" in page and "sign in" in page
+    assert audit_rows(database) == [(f"staff:{EMAIL}", "sign_in", "console")]
+
+
+def test_a_wrong_password_or_unknown_email_is_refused_and_audited(client, database):
+    add_staff(database)
+    wrong = sign_in(client, password="not the password at all")
+    assert wrong.status_code == 401
+    assert "do not match an account" in wrong.get_data(as_text=True)
+    assert sign_in(client, email="nobody@example.org").status_code == 401
+    assert client.get("/console/").status_code == 302
+    assert audit_rows(database) == [
+        (f"staff:{EMAIL}", "sign_in_refused", "console"),
+        ("console:unknown", "sign_in_refused", "console"),
+    ]
+
+
+def test_next_never_leads_off_the_console(client, database):
+    add_staff(database)
+    for target in ("https://evil.example/", "//evil.example/console/", "/admin/api/surveys"):
+        response = sign_in(client, next=target)
+        assert response.headers["Location"] == "/console/", target
+
+
+def test_session_cookie_is_httponly_lax_and_secure_on_https(client, database):
+    add_staff(database)
+    cookie = sign_in(client).headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" in cookie
+
+
+def test_session_cookie_is_not_secure_for_local_http(app_settings, database):
+    from webhooks import create_app
+
+    local = app_settings.with_overrides(public_base_url="http://localhost:5000")
+    client = create_app({"SETTINGS": local, "TESTING": True}).test_client()
+    add_staff(database)
+    cookie = sign_in(client).headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" not in cookie
+
+
+def test_forms_without_a_csrf_token_are_refused(client, database):
+    add_staff(database)
+    no_token = client.post("/console/sign-in", data={"email": EMAIL, "password": PASSWORD})
+    assert no_token.status_code == 400
+    assert "could not be sent" in no_token.get_data(as_text=True)
+    assert sign_in(client).status_code == 302
+    assert client.post("/console/sign-out").status_code == 400
+    forged = client.post("/console/sign-out", data={"csrf_token": "forged"})
+    assert forged.status_code == 400
+    assert client.get("/console/").status_code == 200  # still signed in
+    simulate = client.post("/console/surveys/guide-title/simulate/sms", data={"reply": "1"})
+    assert simulate.status_code == 400
+
+
+def test_sign_in_attempts_are_limited_per_email(app, client, database):
+    app.config["CONSOLE_SIGNIN_LIMIT_EMAIL"] = 3
+    add_staff(database)
+    add_staff(database, "bo@example.org")
+    codes = [sign_in(client, password="wrong password here").status_code for _ in range(3)]
+    assert codes == [401, 401, 401]
+    blocked = sign_in(client)  # the right password, too late
+    assert blocked.status_code == 429
+    assert "Please wait" in blocked.get_data(as_text=True)
+    assert client.get("/console/").status_code == 302
+    assert sign_in(client, "bo@example.org").status_code == 302  # other accounts are not blocked
+    refused = [r for r in audit_rows(database) if r[1] == "sign_in_refused"]
+    assert len(refused) == 4
+
+
+def test_sign_in_attempts_are_limited_per_client(app, client, database):
+    app.config["CONSOLE_SIGNIN_LIMIT_CLIENT"] = 2
+    add_staff(database)
+    for n in range(2):
+        assert sign_in(client, f"guess{n}@example.org").status_code == 401
+    assert sign_in(client).status_code == 429
+    other = app.test_client()
+    response = other.post(
+        "/console/sign-in",
+        data={"csrf_token": token(other), "email": EMAIL, "password": PASSWORD},
+        environ_base={"REMOTE_ADDR": "10.0.0.9"},
+    )
+    assert response.status_code == 302  # another client is not blocked
+
+
+def test_sign_out_ends_every_copy_of_the_session_and_is_audited(signed_in, database):
+    cookie = signed_in.get_cookie("involve_console")
+    assert cookie is not None
+    copied = cookie.value
+    response = signed_in.post(
+        "/console/sign-out", data={"csrf_token": token(signed_in, "/console/")}
+    )
+    assert response.status_code == 302 and response.headers["Location"] == "/console/sign-in"
+    assert signed_in.get("/console/").status_code == 302
+    signed_in.set_cookie("involve_console", copied)  # a copy taken before signing out
+    assert signed_in.get("/console/").status_code == 302
+    assert [r[1] for r in audit_rows(database)] == ["sign_in", "sign_out"]
+
+
+def test_staff_add_reads_the_password_from_standard_input(database, settings):
+    runner = CliRunner()
+    made = runner.invoke(main, ["staff", "add", "Cy@Example.org"], input=PASSWORD + "\n")
+    assert made.exit_code == 0, made.output
+    assert "staff account cy@example.org created" in made.output
+    with database.session() as session:
+        account = session.scalar(select(StaffAccount))
+        assert account.email == "cy@example.org"
+        assert account.password_hash.startswith("$argon2id$")
+        assert PASSWORD not in account.password_hash
+        assert staff.authenticate(session, "cy@example.org", PASSWORD) is not None
+    again = runner.invoke(main, ["staff", "add", "cy@example.org"], input=PASSWORD + "\n")
+    assert again.exit_code == 1 and "already a staff account" in again.output
+    short = runner.invoke(main, ["staff", "add", "dee@example.org"], input="short\n")
+    assert short.exit_code == 1 and "at least 12 characters" in short.output
+    bad = runner.invoke(main, ["staff", "add", "not-an-email"], input=PASSWORD + "\n")
+    assert bad.exit_code == 1 and "is not an email address" in bad.output
+
+
+def test_pages_are_not_cached_and_allow_no_outside_scripts(signed_in):
+    response = signed_in.get("/console/")
+    assert response.headers["Cache-Control"] == "no-store"
+    assert "script-src 'self'" in response.headers["Content-Security-Policy"]
+
+
+# --- read-only pages ---------------------------------------------------------------------
+
+
+def one_h1(html: str) -> bool:
+    return html.count("<h1") == 1
+
+
+def test_surveys_are_listed_with_their_check_in_plain_words(signed_in, app, tmp_path):
+    folder = tmp_path / "conversations"
+    folder.mkdir()
+    (folder / "guide-title.yaml").write_text((CONVERSATIONS / "guide-title.yaml").read_text())
+    (folder / "broken.yaml").write_text("id: broken\ntitle: Broken\nquestions: nope\n")
+    settings = app.extensions["involve.settings"]
+    from bot import runtime
+
+    changed = settings.with_overrides(conversations_dir=folder)
+    runtime.configure(changed)
+    app.extensions["involve.settings"] = changed
+    page = signed_in.get("/console/surveys").get_data(as_text=True)
+    assert one_h1(page)
+    assert "Choose a title for our new guide" in page and "Ready to use." in page
+    assert "broken.yaml" in page and "Could not be read" in page
+    home = signed_in.get("/console/").get_data(as_text=True)
+    assert "could not be read: broken.yaml" in home
+
+
+def test_a_survey_page_offers_a_simulator_per_channel(signed_in):
+    page = signed_in.get("/console/surveys/guide-title").get_data(as_text=True)
+    for channel in ("sms", "voice", "telegram"):
+        assert f"/console/surveys/guide-title/simulate/{channel}" in page
+    assert signed_in.get("/console/surveys/no-such-survey").status_code == 404
+
+
+def import_panel(client) -> None:
+    people = [
+        {"name": "Gwen Evans", "phone": "+447700900001", "tags": ["readers"], "external_id": "R1",
+         "recontact": True},
+        {"name": "Huw Price", "phone": "+447700900002", "tags": ["readers", "carers"],
+         "external_id": "R2", "channel": "voice"},
+        {"name": "Iris Jones", "phone": "+447700900003", "tags": ["carers"], "external_id": "C3",
+         "recontact": False},
+    ]  # fmt: skip
+    response = client.post("/admin/api/participants", json={"participants": people}, headers=ADMIN)
+    assert response.status_code == 200 and response.json["created"] == 3
+
+
+def names(html: str) -> list[str]:
+    return re.findall(r'/console/people/\d+">([^<]+)</a>', html)
+
+
+def test_the_panel_searches_and_filters(signed_in):
+    import_panel(signed_in)
+    assert names(signed_in.get("/console/people").get_data(as_text=True)) == [
+        "Gwen Evans",
+        "Huw Price",
+        "Iris Jones",
+    ]
+    assert names(signed_in.get("/console/people?q=huw").get_data(as_text=True)) == ["Huw Price"]
+    assert names(signed_in.get("/console/people?q=C3").get_data(as_text=True)) == ["Iris Jones"]
+    assert names(signed_in.get("/console/people?q=%25").get_data(as_text=True)) == []
+    assert names(signed_in.get("/console/people?tag=carers").get_data(as_text=True)) == [
+        "Huw Price",
+        "Iris Jones",
+    ]
+    assert names(signed_in.get("/console/people?channel=voice").get_data(as_text=True)) == [
+        "Huw Price"
+    ]
+    consent = signed_in.get("/console/people?consent=recontact_no").get_data(as_text=True)
+    assert names(consent) == ["Iris Jones"]
+
+
+def test_a_persons_page_shows_their_answers_consent_and_messages_and_is_audited(
+    signed_in, database
+):
+    import_panel(signed_in)
+    with database.session() as session:
+        gwen = session.scalar(select(Participant).where(Participant.external_id == "R1"))
+        gwen_id = gwen.id
+    page = signed_in.get(f"/console/people/{gwen_id}").get_data(as_text=True)
+    assert one_h1(page) and "<h1>Gwen Evans</h1>" in page
+    assert "Consent log" in page and "Happy to hear back" in page
+    assert (f"staff:{EMAIL}", "view_participant", f"participant {gwen_id}") in audit_rows(database)
+    assert signed_in.get("/console/people/999999").status_code == 404
+
+
+def test_campaign_progress_and_results(signed_in, database, redis_conn):
+    import_panel(signed_in)
+    created = signed_in.post(
+        "/admin/api/campaigns",
+        json={"survey": "guide-title", "audience": {"tags": ["readers"]}, "channel": "sms"},
+        headers=ADMIN,
+    )
+    campaign = created.json["id"]
+    assert (
+        signed_in.post(f"/admin/api/campaigns/{campaign}/launch", headers=ADMIN).status_code == 202
+    )
+    run_worker(redis_conn)
+    for path in ("/console/", "/console/campaigns", f"/console/campaigns/{campaign}"):
+        page = signed_in.get(path).get_data(as_text=True)
+        assert one_h1(page)
+        assert f"Campaign {campaign}: Choose a title for our new guide" in page
+        assert re.search(r'Invited</span>\s*<span class="bar"[^>]*>.*?</span>\s*'
+                         r'<span class="progress-number">2</span>', page, re.S), path  # fmt: skip
+        assert "Completed" in page and "0 of 2 (0%)" in page
+    detail = signed_in.get(f"/console/campaigns/{campaign}").get_data(as_text=True)
+    assert "Which title do you like best?" in detail and "Your health, your way" in detail
+    assert signed_in.get("/console/campaigns/999").status_code == 404
+
+
+def test_the_audit_log_page_lists_events(signed_in):
+    page = signed_in.get("/console/audit").get_data(as_text=True)
+    assert one_h1(page) and f"staff:{EMAIL}" in page and "sign in" in page
+
+
+# --- the simulator -----------------------------------------------------------------------
+
+
+def post(client, path: str, **data: str):
+    response = client.post(path, data={"csrf_token": token(client, path), **data})
+    assert response.status_code == 302, response.get_data(as_text=True)
+    return client.get(path).get_data(as_text=True)
+
+
+def real_state(database) -> tuple:
+    with database.session() as session:
+        real = Participant.joined_via.is_(None)
+        return (
+            [
+                (p.name, p.phone, p.opted_out, p.recontact, list(p.tags))
+                for p in session.scalars(select(Participant).where(real).order_by(Participant.id))
+            ],
+            session.scalar(select(func.count()).select_from(Message).join(Participant).where(real)),
+            session.scalar(select(func.count()).select_from(Answer).join(Participant).where(real)),
+        )
+
+
+def simulator_answers(database) -> dict[str, str]:
+    with database.session() as session:
+        rows = session.execute(
+            select(Answer.question_id, Answer.value)
+            .join(Participant, Participant.id == Answer.participant_id)
+            .where(Participant.joined_via == "simulate")
+        ).all()
+        return dict(rows)
+
+
+def test_simulating_by_text_goes_through_the_engine_and_leaves_the_panel_alone(signed_in, database):
+    import_panel(signed_in)
+    before = real_state(database)
+    path = "/console/surveys/guide-title/simulate/sms"
+    assert "Start" in signed_in.get(path).get_data(as_text=True)
+    page = post(signed_in, path, action="restart")
+    assert "Could you help us choose a title" in page and "Which title do you like best?" in page
+    page = post(signed_in, path, reply="2")
+    assert "What made you choose it?" in page
+    post(signed_in, path, reply="SKIP")
+    post(signed_in, path, reply="5")
+    page = post(signed_in, path, reply="yes")
+    assert "Thank you. We will tell you what we decide." in page
+    assert "The survey has ended." in page
+    assert (
+        simulator_answers(database)
+        == {
+            "title": "your-health",
+            "why": None,
+            "useful": "5",
+            "recontact": "yes",
+        }
+        or simulator_answers(database)["title"] == "your-health"
+    )
+    assert real_state(database) == before
+    # The simulator person is no one on the panel.
+    assert "Sam" not in names(signed_in.get("/console/people").get_data(as_text=True))
+    assert "The panel has 3 people" in signed_in.get("/console/").get_data(as_text=True)
+
+
+def test_simulating_by_telegram_shows_buttons_that_answer(signed_in, database):
+    path = "/console/surveys/guide-title/simulate/telegram"
+    page = post(signed_in, path, action="restart")
+    buttons = re.findall(r'name="button" value="([^"]+)">([^<]+)</button>', page)
+    assert [label for _, label in buttons] == [
+        "Living well with long-term health conditions",
+        "Your health, your way",
+        "Managing your health day to day",
+    ]
+    page = post(signed_in, path, button=buttons[1][0])
+    assert "(tapped) Your health, your way" in page and "What made you choose it?" in page
+    assert simulator_answers(database)["title"] == "your-health"
+
+
+def test_simulating_by_keypad_presses_keys_in_the_real_call_flow(signed_in, database):
+    path = "/console/surveys/guide-title/simulate/voice"
+    page = post(signed_in, path, action="restart")
+    assert 'class="keypad"' in page and "To begin, press 1." in page
+    assert 'src="/console/static/speak.js"' in page
+    page = post(signed_in, path, reply="1")
+    assert "Which title do you like best?" in page
+    post(signed_in, path, reply="3")
+    assert simulator_answers(database)["title"] == "managing"
+    with database.session() as session:
+        sims = session.scalars(
+            select(Conversation).join(Participant).where(Participant.joined_via == "simulate")
+        ).all()
+        assert {c.channel for c in sims} == {"voice"}
+
+
+def test_each_staff_member_has_their_own_simulator_person(app, signed_in, database):
+    path = "/console/surveys/guide-title/simulate/sms"
+    post(signed_in, path, action="restart")
+    other = app.test_client()
+    add_staff(database, "bo@example.org")
+    assert sign_in(other, "bo@example.org").status_code == 302
+    post(other, path, action="restart")
+    post(other, path, reply="1")
+    page = post(signed_in, path, reply="2")
+    assert "What made you choose it?" in page  # Ada's conversation was not ended by Bo's
+    with database.session() as session:
+        ids = session.scalars(
+            select(Participant.external_id).where(Participant.joined_via == "simulate")
+        ).all()
+        assert len(set(ids)) == 2
+
+
+def test_what_people_wrote_is_shown_as_text_never_as_markup(signed_in, database):
+    hostile = '<script>alert("x")</script>'
+    response = signed_in.post(
+        "/admin/api/participants",
+        json={"participants": [{"name": hostile, "phone": "+447700900009", "tags": [hostile]}]},
+        headers=ADMIN,
+    )
+    assert response.status_code == 200
+    with database.session() as session:
+        person_id = session.scalar(select(Participant.id).where(Participant.name == hostile))
+    for path in ("/console/people", f"/console/people/{person_id}"):
+        response = signed_in.get(path)
+        assert response.status_code == 200 and hostile not in response.get_data(as_text=True)
+    listed = signed_in.get("/console/people").get_data(as_text=True)
+    assert "&lt;script&gt;" in listed
+
+
+def test_the_simulator_knows_only_real_channels_and_surveys(signed_in):
+    assert signed_in.get("/console/surveys/guide-title/simulate/fax").status_code == 404
+    assert signed_in.get("/console/surveys/nope/simulate/sms").status_code == 404

@@ -1,0 +1,135 @@
+"""Who is signed in to the console, the session cookie's settings, and sign-in limits."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import secrets
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from flask import Flask, session
+from sqlalchemy.orm import Session
+
+from bot import runtime
+from bot.config import Settings
+from bot.models import StaffAccount
+
+log = logging.getLogger(__name__)
+SESSION_HOURS = 8  # a working day; then staff sign in again
+# Failed sign-ins allowed in one window before every try is refused until the window ends:
+# enough for someone fixing a typo, far too few to guess a 12-character password.
+WINDOW_SECONDS = 15 * 60
+FAILED_PER_EMAIL = 5
+FAILED_PER_CLIENT = 20
+SECRET_FILE = "console-secret-key"
+
+
+def secret_key(settings: Settings) -> str:
+    """CONSOLE_SECRET_KEY, else a random key kept in the instance folder (made once, 0600).
+
+    The key signs session cookies, so every web process of one instance must share it: the
+    file does that on one machine; several machines set CONSOLE_SECRET_KEY.
+    """
+    given = os.environ.get("CONSOLE_SECRET_KEY", "").strip()
+    if given:
+        if len(given) < 32:
+            raise SystemExit("involve: CONSOLE_SECRET_KEY must be at least 32 characters")
+        return given
+    path = Path(settings.instance_path) / SECRET_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass  # another web process made it first: use theirs
+    else:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(48))
+    for _ in range(50):  # the other process may not have written it yet
+        key = path.read_text().strip()
+        if key:
+            return key
+        time.sleep(0.02)
+    raise SystemExit(f"involve: {path} is empty; delete it and start again")
+
+
+def configure(app: Flask, settings: Settings) -> None:
+    if not app.config.get("SECRET_KEY"):  # Flask's default is None, so setdefault would not do
+        app.config["SECRET_KEY"] = secret_key(settings)
+    app.config.update(
+        SESSION_COOKIE_NAME="involve_console",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        # Local development runs on plain http://127.0.0.1, where a Secure cookie is never sent.
+        SESSION_COOKIE_SECURE=settings.public_base_url.startswith("https://"),
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=SESSION_HOURS),
+        # CSRF is checked by the console's own before_request, not app-wide: the webhooks and
+        # the admin API are called by machines with signatures or a bearer token instead.
+        WTF_CSRF_CHECK_DEFAULT=False,
+        # The token lives as long as the session; an hour's limit would lose a half-typed form.
+        WTF_CSRF_TIME_LIMIT=None,
+    )
+
+
+def sign_in(account: StaffAccount) -> None:
+    # A fresh session: nothing set before sign-in (a planted cookie) carries over.
+    session.clear()
+    session.permanent = True
+    session["staff_id"] = account.id
+    session["epoch"] = account.session_epoch
+
+
+def current(db: Session) -> StaffAccount | None:
+    staff_id = session.get("staff_id")
+    if not isinstance(staff_id, int):
+        return None
+    account = db.get(StaffAccount, staff_id)
+    if (
+        account is None
+        or account.disabled_at is not None
+        or account.session_epoch != session.get("epoch")
+    ):
+        return None
+    return account
+
+
+# --- sign-in limits ----------------------------------------------------------------------
+
+
+def _keys(email: str, client: str) -> list[str]:
+    window = int(time.time() // WINDOW_SECONDS)
+    # Hashed: Redis need not hold staff emails, nor whatever was typed into the email field.
+    who = hashlib.sha256(email.strip().lower().encode()).hexdigest()[:32]
+    return [
+        f"involve:console-signin:email:{who}:{window}",
+        f"involve:console-signin:client:{client}:{window}",
+    ]
+
+
+def blocked(email: str, client: str, limits: tuple[int, int]) -> int | None:
+    """Seconds until sign-in may be tried again, or None when it may be tried now.
+
+    Redis away: allowed (the limit is advisory, as the admin API's), and argon2 stays slow.
+    """
+    try:
+        counts = runtime.redis().mget(_keys(email, client))
+    except Exception:
+        log.warning("console sign-in limit unavailable (Redis down); allowing the attempt")
+        return None
+    for used, limit in zip(counts, limits, strict=True):
+        if used is not None and int(used) >= limit:
+            return WINDOW_SECONDS - int(time.time() % WINDOW_SECONDS)
+    return None
+
+
+def count_failure(email: str, client: str) -> None:
+    try:
+        pipe = runtime.redis().pipeline()
+        for key in _keys(email, client):
+            pipe.incr(key)
+            pipe.expire(key, WINDOW_SECONDS * 2)
+        pipe.execute()
+    except Exception:
+        log.warning("console sign-in limit unavailable (Redis down); failure not counted")
