@@ -65,7 +65,7 @@ def _settings(workdir: Path, redis_url: str, twilio_url: str, **extra: str):
 
 
 def _seed_people(database, count: int) -> None:
-    from bot.models import Participant
+    from bot.storage.models import Participant
 
     now = datetime.now(UTC)
     with database.session() as session:
@@ -90,7 +90,7 @@ def _redis() -> tuple[str, object | None]:
         Redis.from_url("redis://127.0.0.1:6379/14", socket_connect_timeout=1).ping()
         return "redis://127.0.0.1:6379/14", None
     except Exception:
-        from bot.embedded_redis import EmbeddedRedis
+        from bot.commands.embedded_redis import EmbeddedRedis
 
         server = EmbeddedRedis(Path(tempfile.mkdtemp(prefix="inv-")), persist=False).start()
         return server.url, server
@@ -101,8 +101,10 @@ def noop(_message_id: int) -> None:
 
 
 def bench_launch(workdir: Path) -> list[str]:
-    from bot import campaigns, db, runtime
-    from bot.worker import make_worker
+    from bot.commands import runtime
+    from bot.commands.worker import make_worker
+    from bot.cycle import campaigns
+    from bot.storage import db
     from tests.fakes import FakeTwilio
 
     redis_url, embedded = _redis()
@@ -148,8 +150,8 @@ def bench_launch(workdir: Path) -> list[str]:
             report.append("MISSED: launch rate or count")
 
         # SEND_RATE=20: the pace is held.
-        from bot import outbox
-        from bot.models import Message
+        from bot.sending import outbox
+        from bot.storage.models import Message
 
         runtime.configure(settings.with_overrides(send_rate=20.0))
         redis.flushdb()
@@ -178,8 +180,10 @@ def bench_launch(workdir: Path) -> list[str]:
 
 
 def _seed_answers(database, people: int) -> int:
-    from bot import campaigns, conversations, runtime
-    from bot.models import Answer, Campaign, Conversation, Invitation, Participant
+    from bot import conversations
+    from bot.commands import runtime
+    from bot.cycle import campaigns
+    from bot.storage.models import Answer, Campaign, Conversation, Invitation, Participant
 
     survey = runtime.library().get("bench")
     now = datetime.now(UTC)
@@ -276,8 +280,10 @@ EXPORT_CHILD = (
     + """
 import resource, sys, time
 reset_peak()
-from bot import config, exports, runtime
-from bot.models import Campaign
+from bot import config
+from bot.cycle import exports
+from bot.commands import runtime
+from bot.storage.models import Campaign
 runtime.configure(config.load_settings())
 start = time.perf_counter(); rows = 0
 with runtime.database().read() as session, open('/dev/null', 'w') as out:
@@ -305,7 +311,8 @@ print(n, time.perf_counter() - start, peak_kb())
 
 
 def bench_export(workdir: Path) -> list[str]:
-    from bot import db, runtime
+    from bot.commands import runtime
+    from bot.storage import db
 
     settings, env = _settings(workdir, "redis://127.0.0.1:1/0", "http://127.0.0.1:1")
     runtime.configure(settings)
@@ -340,8 +347,9 @@ def bench_export(workdir: Path) -> list[str]:
 
 
 def bench_import(workdir: Path) -> list[str]:
-    from bot import db, runtime
-    from bot.panel import import_rows, read_csv
+    from bot.commands import runtime
+    from bot.cycle.panel import import_rows, read_csv
+    from bot.storage import db
 
     settings, _ = _settings(workdir, "redis://127.0.0.1:1/0", "http://127.0.0.1:1")
     runtime.configure(settings)

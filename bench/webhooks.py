@@ -26,10 +26,11 @@ from sqlalchemy import create_engine, func, make_url, select, text
 from twilio.request_validator import RequestValidator
 
 from bench import load
-from bot import campaigns, db
 from bot.config import load_settings
-from bot.models import Message, Participant
-from bot.survey import load_text
+from bot.cycle import campaigns
+from bot.scripts.survey import load_text
+from bot.storage import db
+from bot.storage.models import Message, Participant
 
 TOKEN = "bench-auth-token"
 CONNECTIONS = 8

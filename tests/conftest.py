@@ -19,11 +19,11 @@ import pytest
 from redis import Redis
 from sqlalchemy import create_engine, make_url, text
 
-from bot import db as dbmod
-from bot import runtime
+from bot.commands import runtime
 from bot.config import Settings, load_settings
-from bot.db import Database
-from bot.models import Base
+from bot.storage import db as dbmod
+from bot.storage.db import Database
+from bot.storage.models import Base
 from tests.fakes import ACCOUNT_SID, AUTH_TOKEN, FROM_NUMBER, FakeTwilio
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -97,7 +97,7 @@ def database(database_url: str) -> Iterator[Database]:
 
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    from bot.embedded_redis import EmbeddedRedis
+    from bot.commands.embedded_redis import EmbeddedRedis
 
     candidates = (
         [os.environ["TEST_REDIS_URL"]]
@@ -229,6 +229,6 @@ def client(app):
 
 def run_worker(redis: Redis) -> None:
     """A real rq worker in burst mode: runs what is queued now, then returns."""
-    from bot.worker import make_worker
+    from bot.commands.worker import make_worker
 
     make_worker(redis).work(burst=True, with_scheduler=False)

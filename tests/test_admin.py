@@ -4,7 +4,7 @@ import io
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from bot.models import ConsentEvent, Participant
+from bot.storage.models import ConsentEvent, Participant
 from tests.conftest import ADMIN, CONVERSATIONS
 
 
@@ -178,7 +178,7 @@ def test_csv_with_a_wrong_header(client):
 
 
 def test_cli_import_shows_the_same_report(app_settings, database, tmp_path):
-    from bot.cli import main
+    from bot.commands.cli import main
 
     path = tmp_path / "panel.csv"
     with path.open("w", newline="") as f:
@@ -198,7 +198,7 @@ def _csv(text):
 
 
 def test_a_script_that_does_not_load_is_named_where_surveys_are_listed(app_settings, tmp_path):
-    from bot import runtime
+    from bot.commands import runtime
     from webhooks import create_app
 
     folder = tmp_path / "scripts"
@@ -222,7 +222,7 @@ def test_a_script_that_does_not_load_is_named_where_surveys_are_listed(app_setti
 
 
 def test_an_import_with_no_good_row_exits_non_zero(app_settings, database, tmp_path):
-    from bot.cli import main
+    from bot.commands.cli import main
 
     path = tmp_path / "panel.csv"
     path.write_text("name,phone\nBob,nope\nCy,\n", encoding="utf-8")

@@ -3,8 +3,8 @@ import json
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from bot.cli import main
-from bot.models import AuditEvent
+from bot.commands.cli import main
+from bot.storage.models import AuditEvent
 from tests.conftest import ADMIN, PUBLIC, run_worker
 from tests.fakes import post_twilio, sms_params
 

@@ -7,10 +7,12 @@ from rq.job import Job
 from rq.registry import ScheduledJobRegistry
 from sqlalchemy import select
 
-from bot import campaigns, jobs, reminders, runtime
 from bot.channels import Outgoing
+from bot.commands import runtime
 from bot.config import parse_quiet_hours
-from bot.models import Invitation, Message, Participant, utcnow
+from bot.cycle import campaigns, reminders
+from bot.sending import jobs
+from bot.storage.models import Invitation, Message, Participant, utcnow
 from tests.conftest import ADMIN, PUBLIC, run_worker
 from tests.fakes import post_twilio, sms_params
 
@@ -314,7 +316,7 @@ def test_invitations_are_held_in_quiet_hours(
 def test_the_whole_cycle_from_the_shell(client, database, redis_conn, twilio_fake, tmp_path):
     from click.testing import CliRunner
 
-    from bot.cli import main
+    from bot.commands.cli import main
 
     setup_panel(client, database, opted_out=())
     runner = CliRunner()
@@ -358,7 +360,7 @@ def test_audience_entries_that_cannot_be_ids_match_nobody(client):
 def test_a_campaign_for_nobody_is_refused_with_the_reason(client, database):
     from click.testing import CliRunner
 
-    from bot.cli import main
+    from bot.commands.cli import main
 
     empty = client.post(
         "/admin/api/campaigns",
@@ -372,8 +374,8 @@ def test_a_campaign_for_nobody_is_refused_with_the_reason(client, database):
 
 
 def test_simulator_people_are_not_in_everyone(client, database):
-    from bot import simulate
-    from bot.survey import resolve
+    from bot.commands import simulate
+    from bot.scripts.survey import resolve
 
     setup_panel(client, database, opted_out=())
     inputs = iter(["1"])
@@ -416,7 +418,7 @@ def test_launch_is_refused_while_the_channel_cannot_send_and_works_once_it_can(
 
     from click.testing import CliRunner
 
-    from bot.cli import main
+    from bot.commands.cli import main
 
     result = CliRunner().invoke(main, ["campaign", "launch", str(campaign_id)])
     assert result.exit_code == 1 and "TWILIO_ACCOUNT_SID" in result.output, result.output
@@ -460,7 +462,7 @@ def test_status_shows_invitations_held_by_quiet_hours_and_when_they_go(
 ):
     from click.testing import CliRunner
 
-    from bot.cli import main
+    from bot.commands.cli import main
 
     quiet = app_settings.with_overrides(quiet_hours=parse_quiet_hours("00:00-23:59"))
     runtime.configure(quiet)
@@ -490,7 +492,7 @@ def test_nothing_held_shows_zero(client, database, redis_conn, twilio_fake):
 def test_closing_a_campaign_ends_its_conversations_and_the_next_campaign_goes_out(
     client, database, redis_conn, twilio_fake
 ):
-    from bot.models import Conversation
+    from bot.storage.models import Conversation
 
     setup_panel(client, database, opted_out=())
     first = create(client, audience={"participants": ["A"]}, channel="sms")["id"]
@@ -524,8 +526,8 @@ def test_the_reminder_is_scheduled_for_when_it_is_due(client, database, redis_co
         for job_id in registry.get_job_ids()
     )
     assert [name for _, name in due] == [
-        "bot.jobs.fan_out_job",
-        "bot.reminders.send_reminders_job",
+        "bot.sending.jobs.fan_out_job",
+        "bot.cycle.reminders.send_reminders_job",
     ]
     assert abs((due[0][0] - start).total_seconds()) < 2
     assert abs((due[1][0] - (start + timedelta(hours=24))).total_seconds()) < 2
@@ -535,11 +537,13 @@ def test_the_reminder_is_scheduled_for_when_it_is_due(client, database, redis_co
 
 
 def test_skipped_answers_are_not_counted_in_summaries(database, app_settings):
-    from bot import conversations, exports, feedback, inbox
+    from bot import conversations
+    from bot.conversations import inbox
+    from bot.cycle import exports, feedback
     from bot.engine import Reply
-    from bot.keywords import Command
-    from bot.models import Campaign
-    from bot.survey import load_text
+    from bot.engine.keywords import Command
+    from bot.scripts.survey import load_text
+    from bot.storage.models import Campaign
 
     survey = load_text(
         """

@@ -3,8 +3,8 @@ from bot.channels.sms import render as sms
 from bot.channels.telegram import render as telegram
 from bot.channels.voice import render as voice
 from bot.engine import Reply
-from bot.keywords import Command
-from bot.survey import load_text
+from bot.engine.keywords import Command
+from bot.scripts.survey import load_text
 
 SURVEY = load_text(
     """

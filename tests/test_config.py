@@ -76,8 +76,8 @@ def test_postgres_urls_get_the_psycopg_driver():
 def test_cli_reports_a_bad_setting_in_one_line(monkeypatch):
     from click.testing import CliRunner
 
-    from bot import runtime
-    from bot.cli import main
+    from bot.commands import runtime
+    from bot.commands.cli import main
 
     runtime._settings = None
     monkeypatch.setenv("SEND_RATE", "lots")
@@ -94,7 +94,7 @@ def test_a_long_enough_admin_token_is_accepted():
 
 
 def test_the_web_app_stops_at_start_on_a_short_admin_token(monkeypatch, tmp_path):
-    from bot import runtime
+    from bot.commands import runtime
     from webhooks import create_app
 
     runtime._settings = None
@@ -129,7 +129,7 @@ def test_voice_settings_and_their_defaults():
 
 
 def test_without_a_channel_a_key_is_made_once_in_the_instance_folder(tmp_path):
-    from bot.panel import suppression_hash, suppression_key
+    from bot.cycle.panel import suppression_hash, suppression_key
 
     settings = load_settings({}, instance_path=tmp_path)
     key = suppression_key(settings)

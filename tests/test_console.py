@@ -9,9 +9,9 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
-from bot import staff
-from bot.cli import main
-from bot.models import (
+from bot.commands.cli import main
+from bot.cycle import staff
+from bot.storage.models import (
     Answer,
     AuditEvent,
     Conversation,
@@ -226,7 +226,7 @@ def test_surveys_are_listed_with_their_check_in_plain_words(signed_in, app, tmp_
     (folder / "guide-title.yaml").write_text((CONVERSATIONS / "guide-title.yaml").read_text())
     (folder / "broken.yaml").write_text("id: broken\ntitle: Broken\nquestions: nope\n")
     settings = app.extensions["involve.settings"]
-    from bot import runtime
+    from bot.commands import runtime
 
     changed = settings.with_overrides(conversations_dir=folder)
     runtime.configure(changed)

@@ -4,12 +4,13 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from bot import conversations, inbox
+from bot import conversations
 from bot.config import load_settings
+from bot.conversations import inbox
 from bot.engine import Reply
-from bot.keywords import Command
-from bot.models import Answer, ConsentEvent, Conversation, Participant, SurveyVersion
-from bot.survey import load_file
+from bot.engine.keywords import Command
+from bot.scripts.survey import load_file
+from bot.storage.models import Answer, ConsentEvent, Conversation, Participant, SurveyVersion
 from tests.conftest import CONVERSATIONS
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -159,7 +160,7 @@ def test_consent_log_is_append_only_history(database):
 
 
 def test_as_id_accepts_only_plain_positive_numbers():
-    from bot.models import as_id
+    from bot.storage.models import as_id
 
     assert [as_id(v) for v in ["12", " 7 ", 5, "²", "-3", "0", "9" * 30, "1.5", "abc"]] == [
         12,

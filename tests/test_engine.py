@@ -2,8 +2,8 @@ from datetime import UTC, datetime, timedelta
 
 from bot import engine
 from bot.engine import Ask, Reply, Say, State
-from bot.keywords import Command
-from bot.survey import load_text
+from bot.engine.keywords import Command
+from bot.scripts.survey import load_text
 
 SURVEY = load_text(
     """

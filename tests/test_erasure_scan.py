@@ -17,7 +17,7 @@ from typing import Any
 from redis import Redis
 from sqlalchemy import MetaData, select
 
-from bot.db import Database
+from bot.storage.db import Database
 from tests.conftest import ADMIN, PUBLIC, run_worker
 from tests.fakes import Scripted, post_twilio, sms_params
 

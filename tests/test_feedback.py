@@ -4,12 +4,15 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from bot import conversations, feedback, inbox, runtime
+from bot import conversations
 from bot.channels.voice import render as voice
+from bot.commands import runtime
 from bot.config import parse_quiet_hours
+from bot.conversations import inbox
+from bot.cycle import feedback
 from bot.engine import Reply
-from bot.models import Message, Participant
-from bot.survey import load_file
+from bot.scripts.survey import load_file
+from bot.storage.models import Message, Participant
 from tests.conftest import ADMIN, CONVERSATIONS, PUBLIC, run_worker
 from tests.fakes import Scripted, post_twilio, sms_params, status_params
 
@@ -205,7 +208,7 @@ def test_each_person_hears_back_on_the_channel_they_answered_on(database, app_se
     survey = load_file(CONVERSATIONS / "guide-title.yaml")
     now = datetime.now(UTC)
     with database.session() as session:
-        from bot.models import Campaign
+        from bot.storage.models import Campaign
 
         version = conversations.survey_version(session, survey)
         campaign = Campaign(
@@ -264,7 +267,7 @@ def test_every_example_survey_has_a_feedback_file_that_loads():
 
 
 def test_cli_preview_and_send(client, redis_conn, twilio_fake, finished):
-    from bot.cli import main
+    from bot.commands.cli import main
 
     preview = CliRunner().invoke(main, ["feedback", "preview", str(finished)])
     assert preview.exit_code == 0, preview.output

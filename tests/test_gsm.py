@@ -1,4 +1,4 @@
-from bot.gsm import describe_character, sms_size
+from bot.scripts.gsm import describe_character, sms_size
 
 
 def test_plain_text_is_one_gsm7_segment_up_to_160():

@@ -48,9 +48,9 @@ def test_redis_whose_socket_was_removed_is_down_even_with_a_pooled_connection(
     """A second `involve serve` once removed the first one's socket: jobs failed, /healthz said ok."""
     import shutil
 
-    from bot import runtime
-    from bot.embedded_redis import EmbeddedRedis
-    from bot.serve import _redis_dir
+    from bot.commands import runtime
+    from bot.commands.embedded_redis import EmbeddedRedis
+    from bot.commands.serve import _redis_dir
     from webhooks import create_app
 
     env = app_env(database.url, "", twilio_fake.url, tmp_path / "instance")

@@ -13,7 +13,7 @@ import xml.etree.ElementTree as ET
 
 from sqlalchemy import func, select
 
-from bot.models import Message, Participant
+from bot.storage.models import Message, Participant
 from tests.conftest import ADMIN, PUBLIC
 from tests.fakes import post_twilio, sms_params
 
@@ -169,7 +169,7 @@ def test_a_failing_webhook_logs_neither_the_number_nor_the_text(
 ):
     from sqlalchemy import text as sql
 
-    from bot import inbox
+    from bot.conversations import inbox
 
     def broken(session, *args, **kwargs):
         # A statement that fails with the person's number and words among its parameters.
@@ -203,7 +203,7 @@ def test_database_errors_do_not_carry_their_parameters(database):
 
 
 def test_a_failed_send_logs_a_masked_number(app_settings, database, twilio_fake, caplog):
-    from bot import jobs, outbox
+    from bot.sending import jobs, outbox
     from tests.fakes import Scripted
 
     twilio_fake.script.append(
@@ -227,7 +227,7 @@ def test_a_failed_send_logs_a_masked_number(app_settings, database, twilio_fake,
 def test_send_jobs_leave_no_message_text_or_number_in_redis(
     app_settings, database, redis_conn, twilio_fake
 ):
-    from bot import outbox
+    from bot.sending import outbox
     from tests.conftest import run_worker
     from tests.fakes import Scripted
 
@@ -270,7 +270,7 @@ def test_send_jobs_leave_no_message_text_or_number_in_redis(
 def _refused_quickly(source: str, context: dict | None = None, within: float = 3.0) -> str:
     import pytest
 
-    from bot import templates
+    from bot.scripts import templates
 
     started = time.perf_counter()
     with pytest.raises(templates.TemplateProblem) as caught:
@@ -324,7 +324,7 @@ def test_runtime_errors_in_a_template_are_a_problem_not_a_crash():
 
 
 def test_one_render_cannot_change_what_the_next_person_reads():
-    from bot import templates
+    from bot.scripts import templates
 
     shared = {"title": "Your health, your way was chosen by 61% of 212 people"}
     source = "{{ summary.setdefault('who', name) }} {{ summary.who }}"
@@ -439,7 +439,7 @@ def test_a_nul_in_a_participant_key_is_not_found(client):
 
 
 def test_only_what_a_spreadsheet_would_run_is_defused():
-    from bot.exports import defuse
+    from bot.cycle.exports import defuse
 
     for plain in ("-2", "+447700900999", "-2.5", "+0.5", "1e5", "hello", "", "2-3"):
         assert defuse(plain) == plain, plain
@@ -477,7 +477,8 @@ def test_a_chunked_body_with_no_length_is_cut_off_at_the_limit(client, database)
 
 
 def test_rendering_everyones_feedback_has_a_total_time_limit(client, database, monkeypatch):
-    from bot import feedback, templates
+    from bot.cycle import feedback
+    from bot.scripts import templates
 
     client.post(
         "/admin/api/participants",
@@ -502,8 +503,9 @@ def test_rendering_everyones_feedback_has_a_total_time_limit(client, database, m
 
 
 def _campaign_with_answers(database) -> int:
-    from bot import campaigns, runtime
-    from bot.models import Answer, Conversation
+    from bot.commands import runtime
+    from bot.cycle import campaigns
+    from bot.storage.models import Answer, Conversation
 
     with database.session() as session:
         campaign, _ = campaigns.create(

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from bot.models import Campaign, Message, Participant
+from bot.storage.models import Campaign, Message, Participant
 from tests.conftest import ADMIN, PUBLIC
 from tests.fakes import sign, sms_params
 

@@ -5,9 +5,11 @@ import xml.etree.ElementTree as ET
 
 from sqlalchemy import func, select
 
-from bot import inbox, jobs, runtime
+from bot.commands import runtime
+from bot.conversations import inbox
 from bot.engine import Reply
-from bot.models import Answer, Conversation, Message, Participant
+from bot.sending import jobs
+from bot.storage.models import Answer, Conversation, Message, Participant
 from tests.conftest import ADMIN, PUBLIC, run_worker
 from tests.fakes import post_twilio, sms_params
 
@@ -129,7 +131,7 @@ def test_the_last_answer_and_a_thank_you_at_once_both_stand(
         headers=ADMIN,
     ).json
     client.post(f"/admin/api/campaigns/{waiting['id']}/launch", headers=ADMIN)
-    from bot import campaigns
+    from bot.cycle import campaigns
 
     campaigns.fan_out(db, app_settings, waiting["id"])  # Ann waits: she is mid-survey
 
@@ -236,7 +238,7 @@ def test_a_message_that_keeps_failing_is_given_up_with_an_apology_and_shown(
 def test_the_reconciler_retries_what_redis_lost(client, database, redis_conn, monkeypatch):
     from datetime import timedelta
 
-    from bot.models import utcnow
+    from bot.storage.models import utcnow
 
     say(client, "TITLE", "SM-1")
     working = inbox._decide

@@ -1,6 +1,6 @@
 import pytest
 
-from bot.keywords import Command, classify, start_payload
+from bot.engine.keywords import Command, classify, start_payload
 
 
 @pytest.mark.parametrize(

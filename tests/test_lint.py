@@ -2,9 +2,9 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from bot.cli import main
-from bot.lint import lint_file, reachable_questions
-from bot.survey import load_text
+from bot.commands.cli import main
+from bot.scripts.lint import lint_file, reachable_questions
+from bot.scripts.survey import load_text
 from tests.conftest import CONVERSATIONS
 
 BASE = """id: s
@@ -95,7 +95,7 @@ def test_a_bad_feedback_file_is_checked_against_its_survey(tmp_path):
 
 
 def test_lint_with_no_files_checks_scripts_and_feedback_in_conversations_dir(tmp_path, monkeypatch):
-    from bot import runtime
+    from bot.commands import runtime
     from bot.config import load_settings
 
     write(tmp_path, BASE.replace("when: {a: no, b: yes}", "when: {b: yes}"), "s.yaml")
@@ -112,7 +112,7 @@ def test_lint_with_no_files_checks_scripts_and_feedback_in_conversations_dir(tmp
 
 
 def test_two_scripts_with_one_keyword_are_an_error(tmp_path):
-    from bot.runtime import SurveyLibrary
+    from bot.commands.runtime import SurveyLibrary
 
     first = write(tmp_path, "keyword: TITLE\n" + BASE, "a.yaml")
     second = write(tmp_path, "keyword: title\n" + BASE.replace("id: s", "id: t"), "b.yaml")

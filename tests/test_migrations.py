@@ -2,8 +2,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
-from bot import db
-from bot.models import Base
+from bot.storage import db
+from bot.storage.models import Base
 
 
 def test_migrations_run_up_from_empty_and_match_the_models(database_url):

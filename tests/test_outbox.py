@@ -8,9 +8,10 @@ import pytest
 from rq.registry import ScheduledJobRegistry
 from sqlalchemy import select
 
-from bot import jobs, outbox, runtime
-from bot.models import ConsentEvent, Message, Participant, utcnow
+from bot.commands import runtime
 from bot.providers.twilio import _sms_senders
+from bot.sending import jobs, outbox
+from bot.storage.models import ConsentEvent, Message, Participant, utcnow
 from tests.conftest import app_env, run_worker
 from tests.fakes import FROM_NUMBER, Scripted
 
@@ -163,7 +164,7 @@ def test_reconciler_requeues_rows_redis_lost(app_settings, database, redis_conn,
 
 def _worker_process(env):
     return subprocess.Popen(
-        [sys.executable, "-m", "bot.cli", "worker"],
+        [sys.executable, "-m", "bot.commands.cli", "worker"],
         env={**os.environ, **env},
         start_new_session=True,
         stdout=subprocess.DEVNULL,

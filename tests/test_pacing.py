@@ -7,10 +7,11 @@ import time_machine
 from rq.registry import ScheduledJobRegistry
 from sqlalchemy import select
 
-from bot import jobs, outbox, runtime
+from bot.commands import runtime
 from bot.config import load_settings, parse_quiet_hours
-from bot.models import Message, Participant
-from bot.pacing import RateLimiter, in_quiet_hours, next_allowed
+from bot.sending import jobs, outbox
+from bot.sending.pacing import RateLimiter, in_quiet_hours, next_allowed
+from bot.storage.models import Message, Participant
 from tests.conftest import app_env, run_worker
 
 LONDON = ZoneInfo("Europe/London")

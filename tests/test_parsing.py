@@ -2,8 +2,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.parsing import Answer, Miss, parse
-from bot.survey import load_text
+from bot.engine.parsing import Answer, Miss, parse
+from bot.scripts.survey import load_text
 
 SURVEY = load_text(
     """

@@ -6,8 +6,8 @@ import json
 
 from sqlalchemy import select
 
-from bot.campaigns import audience_ids
-from bot.models import Answer, Campaign, Conversation, Message, Participant, Suppression
+from bot.cycle.campaigns import audience_ids
+from bot.storage.models import Answer, Campaign, Conversation, Message, Participant, Suppression
 from tests.conftest import ADMIN, PUBLIC, run_worker
 from tests.fakes import post_twilio, sms_params
 

@@ -5,7 +5,7 @@ import shlex
 
 import yaml
 
-from bot.cli import main
+from bot.commands.cli import main
 from tests.conftest import CONVERSATIONS, ROOT
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")

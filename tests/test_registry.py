@@ -60,7 +60,7 @@ def test_unknown_channel_names_the_ones_there_are():
 def test_the_api_and_the_cli_offer_exactly_the_registered_channels(client):
     from click.testing import CliRunner
 
-    from bot.cli import main
+    from bot.commands.cli import main
 
     spec = client.get("/admin/api/openapi.json").json
     text = str(spec)

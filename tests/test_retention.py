@@ -3,8 +3,10 @@ from datetime import timedelta
 from rq import Queue
 from sqlalchemy import select
 
-from bot import outbox, retention, runtime
-from bot.models import Answer, AuditEvent, Conversation, Message, utcnow
+from bot.commands import runtime
+from bot.privacy import retention
+from bot.sending import outbox
+from bot.storage.models import Answer, AuditEvent, Conversation, Message, utcnow
 from tests.conftest import PUBLIC, run_worker
 from tests.fakes import post_twilio, sms_params
 
@@ -96,7 +98,7 @@ def test_the_worker_runs_the_purge_once_a_day(client, database, redis_conn, app_
 def test_the_cli_purges_by_hand(client, database, app_settings, monkeypatch):
     from click.testing import CliRunner
 
-    from bot.cli import main
+    from bot.commands.cli import main
 
     monkeypatch.setenv("LOGNAME", "ffion")
     _answer_a_survey(client)

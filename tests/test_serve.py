@@ -37,7 +37,16 @@ def _serve_env(tmp_path, base: str) -> dict[str, str]:
 
 def _start_serve(tmp_path, port: int) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "bot.cli", "serve", "--port", str(port), "--web-workers", "1"],
+        [
+            sys.executable,
+            "-m",
+            "bot.commands.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--web-workers",
+            "1",
+        ],
         env=_serve_env(tmp_path, f"http://127.0.0.1:{port}"),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -65,8 +74,8 @@ def _no_redis_folder_left_behind(tmp_path):
 
 
 def _socket_path(tmp_path):
+    from bot.commands.serve import _redis_dir
     from bot.config import load_settings
-    from bot.serve import _redis_dir
 
     return (
         _redis_dir(load_settings({"INVOLVE_INSTANCE_PATH": str(tmp_path / "instance")}))

@@ -1,8 +1,8 @@
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from bot.cli import main
-from bot.models import Answer, Conversation
+from bot.commands.cli import main
+from bot.storage.models import Answer, Conversation
 
 
 def test_simulate_sms_completes_and_stores_answers(settings, database, monkeypatch):

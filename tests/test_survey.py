@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.survey import SurveyError, load_file, load_text, resolve
+from bot.scripts.survey import SurveyError, load_file, load_text, resolve
 
 GOOD = """
 id: guide-title

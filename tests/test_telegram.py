@@ -11,12 +11,13 @@ import pytest
 from redis import Redis
 from sqlalchemy import select
 
-from bot import channels, runtime
+from bot import channels
 from bot.channels.telegram import render
+from bot.commands import runtime
 from bot.config import Settings, load_settings
-from bot.db import Database
-from bot.models import Answer, ConsentEvent, Message, Participant
-from bot.survey import discover, load_file
+from bot.scripts.survey import discover, load_file
+from bot.storage.db import Database
+from bot.storage.models import Answer, ConsentEvent, Message, Participant
 from tests.conftest import ADMIN, CONVERSATIONS, app_env, run_worker
 from tests.fakes import (
     BLOCKED,
@@ -266,7 +267,7 @@ def test_every_survey_can_be_finished_by_buttons_alone(tg, telegram_fake, redis_
         (sent,) = person.deliver()
     assert survey.outro is None or sent["text"] == render.for_telegram(survey.outro)
     with runtime.database().session() as session:
-        from bot.models import Conversation
+        from bot.storage.models import Conversation
 
         (conv,) = session.scalars(select(Conversation)).all()
         assert conv.status == "completed"
@@ -274,7 +275,7 @@ def test_every_survey_can_be_finished_by_buttons_alone(tg, telegram_fake, redis_
 
 def test_a_zero_to_ten_scale_wraps_and_no_row_has_more_than_eight():
     from bot import engine
-    from bot.survey import load_text
+    from bot.scripts.survey import load_text
 
     survey = load_text(
         "id: nps\ntitle: t\nquestions:\n"
@@ -345,7 +346,7 @@ def test_script_words_read_as_commands():
 
 
 def _queue(database: Database, chat_id: int, body: str, kind: str = "feedback") -> int:
-    from bot import outbox
+    from bot.sending import outbox
 
     # The app's own database object: its unit of work queues the send job after the commit.
     with runtime.database().session() as session:
@@ -447,7 +448,7 @@ def test_feedback_reaches_people_on_telegram(chat, tg, database, telegram_fake):
         headers=ADMIN,
     )
     assert created.status_code == 201, created.json
-    from bot.models import Conversation
+    from bot.storage.models import Conversation
 
     with database.session() as session:
         for conv in session.scalars(select(Conversation)):
@@ -528,7 +529,7 @@ def test_joining_by_deep_link_links_the_chat_to_the_person(chat, tg, database, t
         # The code is a credential until used: it is not kept in the message log.
         bodies = session.scalars(select(Message.body)).all()
         assert not any(code in (body or "") for body in bodies)
-        from bot.models import TelegramLink
+        from bot.storage.models import TelegramLink
 
         (stored,) = session.scalars(select(TelegramLink)).all()
         assert stored.used_at is not None and code not in stored.code_hash
@@ -554,7 +555,7 @@ def test_a_used_code_does_not_link_another_chat(chat, tg, database, telegram_fak
 def test_an_expired_code_does_not_link(chat, tg, database):
     from datetime import timedelta
 
-    from bot.models import TelegramLink, utcnow
+    from bot.storage.models import TelegramLink, utcnow
 
     person_id = _person(database, name="Ann", external_id="A2")
     code = _link(tg, "A2", days=1)
@@ -603,7 +604,7 @@ def test_cli_links_for_one_person_and_a_csv_for_a_mail_out(tg_settings, database
 
     from click.testing import CliRunner
 
-    from bot.cli import main
+    from bot.commands.cli import main
 
     _person(database, name="Ann", external_id="P1", tags=["readers"])
     _person(database, name="=cmd|' /C calc'!A0", external_id="P2")
@@ -631,7 +632,7 @@ def test_webhooks_set_points_telegram_and_twilio_at_the_public_url(
 ):
     from click.testing import CliRunner
 
-    from bot.cli import main
+    from bot.commands.cli import main
 
     result = CliRunner().invoke(main, ["webhooks", "set"])
     assert result.exit_code == 0, result.output
@@ -656,7 +657,7 @@ def test_webhooks_set_points_telegram_and_twilio_at_the_public_url(
 def test_webhooks_set_says_when_telegram_refuses(tg_settings, telegram_fake):
     from click.testing import CliRunner
 
-    from bot.cli import main
+    from bot.commands.cli import main
 
     telegram_fake.scripted_methods = ("setWebhook",)
     telegram_fake.script.append(
@@ -668,7 +669,7 @@ def test_webhooks_set_says_when_telegram_refuses(tg_settings, telegram_fake):
 
 
 def test_erasing_a_person_removes_their_unused_links(chat, tg, database):
-    from bot.models import TelegramLink
+    from bot.storage.models import TelegramLink
 
     _person(database, name="Ann", external_id="E1")
     code = _link(tg, "E1")

@@ -1,8 +1,9 @@
 from sqlalchemy import select
 
-from bot import jobs, outbox, runtime
 from bot.channels import Handed
-from bot.models import Message, Participant
+from bot.commands import runtime
+from bot.sending import jobs, outbox
+from bot.storage.models import Message, Participant
 from tests.conftest import PUBLIC
 from tests.fakes import post_twilio, status_params
 

@@ -14,10 +14,10 @@ from urllib.parse import urlsplit
 import pytest
 from sqlalchemy import func, select
 
-from bot import runtime
 from bot.channels.voice import render
+from bot.commands import runtime
 from bot.config import load_settings
-from bot.models import Answer, ConsentEvent, Conversation, Invitation, Message, Participant
+from bot.storage.models import Answer, ConsentEvent, Conversation, Invitation, Message, Participant
 from tests.conftest import ADMIN, PUBLIC, app_env, run_worker
 from tests.fakes import call_params, call_status_params, post_twilio, sign, sms_params
 
@@ -512,7 +512,7 @@ def test_no_answer_is_called_again_on_the_schedule_then_counted_as_not_reached(
             assert invitation.message_id == retry.id
             # Due now, as if the wait had passed:
             retry.send_after = None
-        from bot.jobs import send_messages
+        from bot.sending.jobs import send_messages
 
         send_messages([retry.id])
         assert len(twilio_fake.calls) == attempt + 1
@@ -537,7 +537,7 @@ def test_a_call_again_is_cancelled_when_they_stop_meanwhile(web, database, redis
         ).all()
         assert first.error_message.startswith("no-answer: called again as message")
         assert (again.status, again.error_message) == ("cancelled", "opted out")
-    from bot.jobs import send_messages
+    from bot.sending.jobs import send_messages
 
     assert send_messages([again.id]) == {again.id: "already cancelled"}
     assert len(twilio_fake.calls) == 1
@@ -690,8 +690,8 @@ def test_every_survey_by_keys_outbound_and_by_speech_inbound_as_by_text(
 def test_a_call_whose_worker_died_mid_send_is_settled_not_placed_twice(
     web, database, redis_conn, twilio_fake
 ):
-    from bot import jobs, outbox
-    from bot.models import utcnow
+    from bot.sending import jobs, outbox
+    from bot.storage.models import utcnow
 
     web.post("/admin/api/participants", json=PANEL, headers=ADMIN)
     with database.session() as session:
@@ -715,8 +715,8 @@ def test_a_call_whose_worker_died_mid_send_is_settled_not_placed_twice(
 def test_a_call_again_waits_for_quiet_hours_to_end(
     web, database, redis_conn, twilio_fake, voice_settings
 ):
-    from bot import jobs
     from bot.config import parse_quiet_hours
+    from bot.sending import jobs
 
     launch_by_call(web, redis_conn)
     status_of(web, twilio_fake.calls[-1], "no-answer")
@@ -729,7 +729,7 @@ def test_a_call_again_waits_for_quiet_hours_to_end(
 
 
 def test_a_reminder_call_resumes_where_they_stopped(web, database, redis_conn, twilio_fake):
-    from bot import reminders
+    from bot.cycle import reminders
 
     campaign_id = launch_by_call(web, redis_conn)
     placed = twilio_fake.calls[-1]

@@ -4,14 +4,14 @@ import time
 
 from rq import Queue
 
-from bot.worker import CronThread
+from bot.commands.worker import CronThread
 
 
 def reconcilers_queued(redis) -> int:
     return sum(
         1
         for job in Queue("involve", connection=redis).get_jobs()
-        if job.func_name == "bot.jobs.reconcile_outbox"
+        if job.func_name == "bot.sending.jobs.reconcile_outbox"
     )
 
 

@@ -9,7 +9,8 @@ from typing import Any
 
 from flask import Blueprint, Flask
 
-from bot import channels, logmask, runtime
+from bot import channels, logmask
+from bot.commands import runtime
 from bot.config import ConfigError, Settings
 
 

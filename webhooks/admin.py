@@ -3,7 +3,7 @@
 Bearer token compared in constant time; refused entirely while ADMIN_TOKEN is unset; rate
 limited per client through Redis; every bad input is a JSON error with the right 4xx.
 
-The views are thin: they read the request, call the verb in `bot.services` (shared with the
+The views are thin: they read the request, call the verb in `bot.cycle.services` (shared with the
 CLI and the console) and render its answer. `@api.validate` declares each view's body and
 answers for the generated OpenAPI description (`webhooks.openapi`).
 """
@@ -18,16 +18,18 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request, stream_with_context
 from werkzeug.exceptions import HTTPException
 
-from bot import audit, runtime, services
+from bot.commands import runtime
 from bot.config import Settings
-from bot.refusals import Refused
-from bot.requests import (
+from bot.cycle import services
+from bot.cycle.refusals import Refused
+from bot.cycle.requests import (
     AuditQuery,
     CampaignRequest,
     FeedbackRequest,
     ImportRequest,
     TelegramLinkRequest,
 )
+from bot.privacy import audit
 from webhooks import openapi
 from webhooks.openapi import answers, api
 

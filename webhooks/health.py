@@ -5,7 +5,9 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 from redis import Redis
 
-from bot import channels, inbox, runtime
+from bot import channels
+from bot.commands import runtime
+from bot.conversations import inbox
 
 bp = Blueprint("health", __name__)
 

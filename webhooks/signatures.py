@@ -132,8 +132,9 @@ def twilio_signed_inbound(channel: str) -> Callable[[Callable[..., Any]], Callab
 
 
 def keep_unreachable_sms(channel: str, problem: str) -> None:
-    from bot import conversations, runtime
-    from bot.models import utcnow
+    from bot import conversations
+    from bot.commands import runtime
+    from bot.storage.models import utcnow
     from bot.text import clean_text
 
     form = request.form

@@ -1,7 +1,7 @@
 """POST /webhooks/telegram: an update from Telegram's Bot API, answered 200 at once.
 
 Thin on purpose: the secret token is checked, the channel reads the update, a deep-link code is
-redeemed, the one writer (`bot.inbox.receive`) applies it and stores what to say back in the
+redeemed, the one writer (`bot.conversations.inbox.receive`) applies it and stores what to say back in the
 outbox, where the sender delivers it. A button press is acknowledged in this response (the
 Bot API takes one method call as a webhook's answer), and its keyboard is cleared by a job.
 """
@@ -14,9 +14,12 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from bot import channels, inbox, outbox, runtime
+from bot import channels
 from bot.channels.telegram import ReadUpdate, links
+from bot.commands import runtime
 from bot.config import Settings
+from bot.conversations import inbox
+from bot.sending import outbox
 from webhooks.signatures import limit_body
 
 bp = Blueprint("telegram", __name__, url_prefix="/webhooks")

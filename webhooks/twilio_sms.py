@@ -1,7 +1,7 @@
 """POST /webhooks/twilio/sms: a text from a participant, answered inline with TwiML.
 
 Thin on purpose: the signature is checked, the channel reads Twilio's form, the one writer
-(`bot.inbox.receive`) applies it, and the replies it stored are returned as TwiML.
+(`bot.conversations.inbox.receive`) applies it, and the replies it stored are returned as TwiML.
 """
 
 from __future__ import annotations
@@ -9,8 +9,10 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, request
 from twilio.twiml.messaging_response import MessagingResponse
 
-from bot import channels, inbox, runtime
+from bot import channels
+from bot.commands import runtime
 from bot.config import Settings
+from bot.conversations import inbox
 from webhooks.signatures import twilio_signed_inbound
 
 bp = Blueprint("twilio_sms", __name__, url_prefix="/webhooks/twilio")

@@ -5,11 +5,13 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, request
 from sqlalchemy import select
 
-from bot import channels, conversations, delivery, runtime
-from bot.errors import RecipientOptedOut
-from bot.models import Message, as_id
+from bot import channels, conversations
+from bot.commands import runtime
 from bot.providers.twilio import classify_code
-from bot.status import Direction, Outbound
+from bot.sending import delivery
+from bot.sending.errors import RecipientOptedOut
+from bot.storage.models import Message, as_id
+from bot.storage.status import Direction, Outbound
 from bot.text import clean_text
 from webhooks.signatures import stable_sid, twilio_signed
 

@@ -2,17 +2,18 @@
 
 Thin on purpose: the signature is checked (the whole URL, query included), the channel reads
 Twilio's form, and `bot.channels.voice.call` decides each turn, writing only through the one
-writer (`bot.inbox`).
+writer (`bot.conversations.inbox`).
 """
 
 from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, request
 
-from bot import channels, runtime
+from bot import channels
 from bot.channels.voice.call import CallFlow, CallIn, read_call
+from bot.commands import runtime
 from bot.config import Settings
-from bot.models import as_id
+from bot.storage.models import as_id
 from webhooks.signatures import twilio_signed
 
 bp = Blueprint("twilio_voice", __name__, url_prefix="/webhooks/twilio/voice")

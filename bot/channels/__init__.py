@@ -16,7 +16,7 @@ from bot.channels.voice import VOICE
 
 if TYPE_CHECKING:
     from bot.config import Settings
-    from bot.models import Participant
+    from bot.storage.models import Participant
 
 _PLUGINS: tuple[Channel, ...] = (SMS, VOICE, TELEGRAM)
 REGISTRY: dict[str, Channel] = {channel.name: channel for channel in _PLUGINS}

@@ -19,9 +19,9 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from bot.config import Settings
-    from bot.db import Database
-    from bot.models import Message, Participant
-    from bot.survey import Question
+    from bot.scripts.survey import Question
+    from bot.storage.db import Database
+    from bot.storage.models import Message, Participant
 
 
 class InvalidAddress(ValueError):
@@ -47,7 +47,7 @@ class Outgoing:
 
 
 class Sender(Protocol):
-    """The one place a channel's provider is called; errors come out as `bot.errors` types."""
+    """The one place a channel's provider is called; errors come out as `bot.sending.errors` types."""
 
     @property
     def sender_key(self) -> str:
@@ -104,7 +104,7 @@ class Channel:
 
     def require_on(self, settings: Settings) -> None:
         """Raise `ChannelOff`, saying why and what to set, unless this channel can send."""
-        from bot.errors import ChannelOff
+        from bot.sending.errors import ChannelOff
 
         why_not = self.off_reason(settings)
         if why_not is not None:
@@ -116,7 +116,7 @@ class Channel:
 
     def point_webhooks(self, settings: Settings) -> list[str]:
         """Tell the provider where to send what people write (`involve webhooks set`): what
-        was set, a line each. Raises a `bot.errors.SendError` when the provider refuses."""
+        was set, a line each. Raises a `bot.sending.errors.SendError` when the provider refuses."""
         return []
 
     def after_status(

@@ -1,6 +1,6 @@
 """Twilio's REST API: the one place texts (and calls) are handed over.
 
-Failures are classified here (see `bot.errors`); nothing else looks at Twilio's error codes.
+Failures are classified here (see `bot.sending.errors`); nothing else looks at Twilio's error codes.
 """
 
 from __future__ import annotations
@@ -20,7 +20,13 @@ from twilio.rest import Client
 
 from bot.channels.base import Handed, Outgoing
 from bot.config import Settings
-from bot.errors import ChannelOff, PermanentError, RecipientOptedOut, SendError, TemporaryError
+from bot.sending.errors import (
+    ChannelOff,
+    PermanentError,
+    RecipientOptedOut,
+    SendError,
+    TemporaryError,
+)
 
 TWILIO_ORIGIN = "https://api.twilio.com"
 TIMEOUT_SECONDS = 15

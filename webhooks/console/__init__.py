@@ -29,9 +29,13 @@ from flask import (
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.wrappers import Response
 
-from bot import audit, channels, lint, runtime, staff
+from bot import channels
+from bot.commands import runtime
 from bot.config import Settings
-from bot.survey import SurveyError
+from bot.cycle import staff
+from bot.privacy import audit
+from bot.scripts import lint
+from bot.scripts.survey import SurveyError
 from webhooks.console import auth, queries, simulator
 
 bp = Blueprint(
@@ -342,8 +346,8 @@ def campaigns() -> str:
 
 @bp.get("/campaigns/<int:campaign_id>")
 def campaign(campaign_id: int) -> str:
-    from bot import exports
-    from bot.models import Campaign
+    from bot.cycle import exports
+    from bot.storage.models import Campaign
 
     with runtime.database().read() as db:
         row = queries.campaign(db, campaign_id)

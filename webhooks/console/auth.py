@@ -13,9 +13,9 @@ from pathlib import Path
 from flask import Flask, session
 from sqlalchemy.orm import Session
 
-from bot import runtime
+from bot.commands import runtime
 from bot.config import Settings
-from bot.models import StaffAccount
+from bot.storage.models import StaffAccount
 
 log = logging.getLogger(__name__)
 SESSION_HOURS = 8  # a working day; then staff sign in again

@@ -1,6 +1,6 @@
 """Read-only questions the console asks of the database: small, and nothing here writes.
 
-People made by the simulator (`joined_via` = bot.campaigns.SIMULATOR) are never counted or
+People made by the simulator (`joined_via` = bot.cycle.campaigns.SIMULATOR) are never counted or
 listed as the panel.
 """
 
@@ -14,9 +14,11 @@ from typing import Any
 from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.orm import Session
 
-from bot import conversations, progress
-from bot.campaigns import SIMULATOR
-from bot.models import (
+from bot import conversations
+from bot.cycle import progress
+from bot.cycle.campaigns import SIMULATOR
+from bot.scripts.survey import SurveyError
+from bot.storage.models import (
     Answer,
     Campaign,
     ConsentEvent,
@@ -25,7 +27,6 @@ from bot.models import (
     Participant,
     SurveyVersion,
 )
-from bot.survey import SurveyError
 
 PAGE_SIZE = 50
 CONSENT_FILTERS = {
@@ -157,7 +158,7 @@ def search_panel(
     people = list(session.scalars(query))
     if tag:
         # Tags are a small JSON list per person; filtering here works the same on every
-        # database (as bot.campaigns does for audiences).
+        # database (as bot.cycle.campaigns does for audiences).
         people = [p for p in people if tag in (p.tags or ())]
     total = len(people)
     pages = max(1, -(-total // PAGE_SIZE))

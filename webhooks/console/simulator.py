@@ -1,6 +1,6 @@
 """The console's simulator: a survey played in the browser through the real engine.
 
-Each turn goes through the same code as `involve simulate` (bot.simulate, and the voice
+Each turn goes through the same code as `involve simulate` (bot.commands.simulate, and the voice
 channel's own TwiML turns), so the one writer stores it as it would a real message; the person
 is a simulator person of the signed-in staff member's own (`joined_via` = simulate), so no real
 participant is touched and the panel and audiences leave them out. What has been said so far is
@@ -17,15 +17,15 @@ from typing import Any
 from redis import Redis
 
 from bot import channels, engine
-from bot import simulate as sim
 from bot.channels.telegram import render as telegram_render
 from bot.channels.voice.call import CallFlow, CallIn
 from bot.channels.voice.simulate import answer as voice_answer
 from bot.channels.voice.simulate import ring as voice_ring
+from bot.commands import simulate as sim
 from bot.config import Settings
-from bot.db import Database
 from bot.engine import Prompt
-from bot.survey import Survey
+from bot.scripts.survey import Survey
+from bot.storage.db import Database
 
 TTL_SECONDS = 6 * 3600
 MAX_ENTRIES = 400  # a thread typed into for ever stops growing rather than filling Redis

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from bot.engine import Ask, Inbound, Prompt, Reply, Say
-from bot.keywords import classify
+from bot.engine.keywords import classify
 
 INLINE_CHOICES_MAX = 60  # beyond this many characters, list the options one per line
 

@@ -20,8 +20,8 @@ from bot.engine import Inbound, Prompt
 
 if TYPE_CHECKING:
     from bot.config import Settings
-    from bot.inbox import Interpret
-    from bot.survey import Question
+    from bot.conversations.inbox import Interpret
+    from bot.scripts.survey import Question
 
 MAX_CHAT_ID = 2**52  # Telegram promises chat ids fit in 52 bits
 MAX_TEXT = 4096  # Telegram's longest message; anything longer is not from Telegram

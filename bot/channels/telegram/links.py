@@ -15,11 +15,12 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot import conversations, outbox
+from bot import conversations
 from bot.config import Settings
-from bot.db import Database
-from bot.models import Message, Participant, TelegramLink, utcnow
-from bot.status import Direction, Kind
+from bot.sending import outbox
+from bot.storage.db import Database
+from bot.storage.models import Message, Participant, TelegramLink, utcnow
+from bot.storage.status import Direction, Kind
 
 DEFAULT_DAYS = 28  # long enough for a letter to arrive and be acted on
 MAX_DAYS = 365
@@ -85,7 +86,7 @@ def bot_username(settings: Settings) -> str:
     if settings.telegram_bot_username:
         return settings.telegram_bot_username
     from bot.channels.telegram import TELEGRAM
-    from bot.errors import SendError
+    from bot.sending.errors import SendError
 
     try:
         me = TELEGRAM.sender(settings).get_me()  # type: ignore[attr-defined]
@@ -177,7 +178,7 @@ def panel_links(
 ) -> list[list[str]]:
     """A link for everyone who could join by Telegram and has not (no chat yet, not opted out,
     not erased), with any of these tags: rows for a mail-out, with a header row first."""
-    from bot.exports import defuse
+    from bot.cycle.exports import defuse
 
     query = (
         select(Participant)

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from bot.engine import Ask, Inbound, Prompt, Reply, Say
-from bot.keywords import Command, classify
-from bot.survey import Question
+from bot.engine.keywords import Command, classify
+from bot.scripts.survey import Question
 
 MAX_ROW = 8  # buttons side by side; more are unreadable on a phone held by older hands
 CALLBACK_BYTES = 64  # Telegram's limit on callback_data
@@ -173,7 +173,7 @@ def from_body(body: str) -> TelegramMessage:
 @dataclass
 class Press:
     """A button pressed, read against the question in front of the person when it is applied
-    (`bot.inbox` calls it once it holds their conversation). `stale` says what it found."""
+    (`bot.conversations.inbox` calls it once it holds their conversation). `stale` says what it found."""
 
     key: str
     value: str

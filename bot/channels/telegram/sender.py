@@ -38,7 +38,13 @@ from telegram.request import HTTPXRequest
 from bot.channels.base import Handed, Outgoing
 from bot.channels.telegram import render
 from bot.config import Settings
-from bot.errors import ChannelOff, PermanentError, RecipientOptedOut, SendError, TemporaryError
+from bot.sending.errors import (
+    ChannelOff,
+    PermanentError,
+    RecipientOptedOut,
+    SendError,
+    TemporaryError,
+)
 
 # httpx logs every request's URL at INFO, and Bot API URLs carry the bot's token; the library
 # logs parameters (chat ids, words) at DEBUG. Neither belongs in our logs.
@@ -54,7 +60,7 @@ T = TypeVar("T")
 
 
 def classify(exc: BaseException) -> SendError:
-    """What a Bot API failure means, in the one error tree (`bot.errors`)."""
+    """What a Bot API failure means, in the one error tree (`bot.sending.errors`)."""
     said = str(exc)
     lowered = said.casefold()
     if isinstance(exc, RetryAfter):
@@ -219,6 +225,6 @@ def telegram_sender(settings: Settings) -> TelegramSender:
 
 def clear_keyboard_job(chat_id: int, message_id: int) -> bool:
     """rq job: the buttons off a message once one of them was pressed."""
-    from bot import runtime
+    from bot.commands import runtime
 
     return telegram_sender(runtime.settings()).clear_keyboard(chat_id, message_id)

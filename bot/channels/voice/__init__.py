@@ -19,9 +19,9 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from bot.config import Settings
-    from bot.db import Database
-    from bot.models import Message
-    from bot.survey import Question
+    from bot.scripts.survey import Question
+    from bot.storage.db import Database
+    from bot.storage.models import Message
 
 
 class VoiceChannel(PhoneNumberChannel):

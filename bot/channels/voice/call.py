@@ -4,7 +4,7 @@ Every turn is a `<Gather>` (or a `<Record>` for a spoken answer) whose `action` 
 on under `/webhooks/twilio/voice/`. What a turn needs to remember rides in that URL:
 
     s  the step: the number of the next write in this call. `CallSid:s` is the provider id the
-       one writer (`bot.inbox`) dedupes on, so the same keys delivered twice store one answer.
+       one writer (`bot.conversations.inbox`) dedupes on, so the same keys delivered twice store one answer.
        Turns that write nothing (a repeat, a silence, a confirmation) keep the same step.
     q  the question the caller heard; keys meant for another question (they answered it by
        text meanwhile) are not applied to the one in front of them now.
@@ -24,16 +24,17 @@ from urllib.parse import urlencode
 from sqlalchemy import select, update
 from twilio.twiml.voice_response import VoiceResponse
 
-from bot import conversations, engine, inbox, parsing
+from bot import conversations, engine
 from bot.channels.base import Channel
 from bot.channels.voice import render
 from bot.config import Settings
-from bot.db import Database
-from bot.engine import Ask, Inbound, Prompt, Reply, Say
-from bot.keywords import Command
-from bot.models import Answer, Conversation, Message, Participant, utcnow
-from bot.status import Direction, Kind
-from bot.survey import Question, Survey
+from bot.conversations import inbox
+from bot.engine import Ask, Inbound, Prompt, Reply, Say, parsing
+from bot.engine.keywords import Command
+from bot.scripts.survey import Question, Survey
+from bot.storage.db import Database
+from bot.storage.models import Answer, Conversation, Message, Participant, utcnow
+from bot.storage.status import Direction, Kind
 
 log = logging.getLogger(__name__)
 

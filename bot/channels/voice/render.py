@@ -13,9 +13,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from bot.engine import Ask, Inbound, Prompt, Reply, Say
-from bot.keywords import Command
-from bot.parsing import simplify
-from bot.survey import Question
+from bot.engine.keywords import Command
+from bot.engine.parsing import simplify
+from bot.scripts.survey import Question
 
 REPEAT_KEY, SKIP_KEY, HASH = "*", "0", "#"
 STOP_KEY = "9"  # only at the opening menu, where no answer is expected

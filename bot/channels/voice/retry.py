@@ -14,12 +14,12 @@ from datetime import datetime
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from bot import outbox, pacing
 from bot.config import Settings
-from bot.errors import TemporaryError
-from bot.models import Invitation, Message, Participant, utcnow
 from bot.providers.twilio import classify_code
-from bot.status import Outbound
+from bot.sending import outbox, pacing
+from bot.sending.errors import TemporaryError
+from bot.storage.models import Invitation, Message, Participant, utcnow
+from bot.storage.status import Outbound
 
 log = logging.getLogger(__name__)
 

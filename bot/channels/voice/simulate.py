@@ -16,8 +16,8 @@ from urllib.parse import parse_qs, urlsplit
 from bot.channels.base import Channel
 from bot.channels.voice.call import BASE, CallFlow, CallIn
 from bot.config import Settings
-from bot.db import Database
-from bot.models import as_id
+from bot.storage.db import Database
+from bot.storage.models import as_id
 
 KEYS = re.compile(r"[0-9*#]+")
 MAX_TURNS = 500  # a script typed in a loop ends rather than spinning for ever

@@ -1,0 +1,1 @@
+"""Commands and processes: the CLI, serve, the worker, runtime wiring, the simulator."""

@@ -1,0 +1,588 @@
+"""The `involve` command."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+
+from bot import channels
+from bot.config import ConfigError
+
+
+def _settings():
+    from bot.commands import runtime
+
+    try:
+        return runtime.settings()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@contextmanager
+def _refusals() -> Iterator[None]:
+    """A staff verb's refusal as one line and exit status 1, as the API answers it as JSON."""
+    from bot.cycle.refusals import Refused
+
+    try:
+        yield
+    except Refused as exc:
+        raise click.ClickException(exc.message) from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """involve: surveys by text, keypad call and Telegram, and telling people what changed."""
+    from bot import logmask
+
+    logmask.install()  # the worker and every command log without participants' numbers
+
+
+@main.command()
+@click.argument("files", nargs=-1, type=click.Path(dir_okay=False))
+@click.option("--strict", is_flag=True, help="Exit 1 on warnings too.")
+def lint(files: tuple[str, ...], strict: bool) -> None:
+    """Check survey scripts and their *.feedback.yaml files (all of CONVERSATIONS_DIR when no
+    file is named)."""
+    from bot.scripts.lint import lint_paths
+
+    paths = [Path(f) for f in files] or sorted(_settings().conversations_dir.glob("*.y*ml"))
+    if not paths:
+        raise click.ClickException(f"no survey scripts to check in {_settings().conversations_dir}")
+    errors = warnings = 0
+    for report in lint_paths(paths):
+        # One stream, in file order: a file's warnings sit beside its errors.
+        for line in report.errors:
+            click.echo(f"error: {line}")
+        for line in report.warnings:
+            click.echo(f"warning: {line}")
+        errors += len(report.errors)
+        warnings += len(report.warnings)
+        if not report.errors and not report.warnings:
+            click.echo(f"ok: {report.path}")
+    if errors or warnings:
+        click.echo(f"{len(paths)} file(s): {errors} error(s), {warnings} warning(s)")
+    if errors or (strict and warnings):
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("survey")
+@click.option(
+    "--channel", type=click.Choice(channels.NAMES), default=channels.NAMES[0], show_default=True
+)
+@click.option(
+    "--name", default="Sam", show_default=True, help="The participant's name, for {{ name }}."
+)
+def simulate(survey: str, channel: str, name: str) -> None:
+    """Play SURVEY (a file, or an id in CONVERSATIONS_DIR) as a participant would."""
+    from bot.commands import runtime
+    from bot.commands import simulate as sim
+    from bot.scripts.survey import SurveyError, resolve
+    from bot.storage import db
+
+    settings = _settings()
+    try:
+        script = resolve(survey, settings.conversations_dir)
+    except SurveyError as exc:
+        raise click.ClickException(str(exc)) from None
+    db.upgrade(settings.database_url)
+    interactive = sys.stdin.isatty()
+    hint = channels.get(channel).simulate_hint
+    click.echo(f"Simulating {script.title!r} by {channel} ({hint}; Ctrl-D ends).")
+
+    def read() -> str | None:
+        try:
+            return input("> " if interactive else "")
+        except EOFError:
+            return None
+
+    conversation_id = sim.run(
+        runtime.database(), settings, script, channel, read, click.echo, name=name
+    )
+    click.echo(
+        f"Stored as conversation {conversation_id} in {settings.database_url.split('@')[-1]}."
+    )
+
+
+@main.group()
+def db() -> None:
+    """The database."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+def db_upgrade(revision: str) -> None:
+    """Apply database migrations."""
+    from bot.storage import db as database
+
+    settings = _settings()
+    database.upgrade(settings.database_url, revision)
+    click.echo(f"database at revision {database.current_revision(settings.database_url)}")
+
+
+@main.command()
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="0.0.0.0 to accept outside connections."
+)
+@click.option(
+    "--port",
+    default=lambda: int(os.environ.get("PORT", "5000")),
+    show_default="5000 or $PORT",
+    type=int,
+)
+@click.option("--web-workers", default=2, show_default=True, type=int)
+def serve(host: str, port: int, web_workers: int) -> None:
+    """Run everything on this machine: web app, worker, and Redis/SQLite where none is set."""
+    from bot.commands import serve as serving
+
+    sys.exit(serving.serve(_settings(), host, port, web_workers))
+
+
+@main.command()
+@click.option("--burst", is_flag=True, help="Stop when the queue is empty.")
+def worker(burst: bool) -> None:
+    """An rq worker with the scheduler, for the Procfile."""
+    from bot.commands import runtime
+    from bot.commands import worker as working
+
+    _settings()
+    try:
+        connection = runtime.redis()
+        connection.ping()
+    except Exception as exc:
+        raise click.ClickException(f"REDIS_URL: cannot reach Redis ({exc})") from None
+    working.run(connection, burst=burst)
+
+
+def _redis():
+    from bot.commands import runtime
+
+    try:
+        connection = runtime.redis()
+        connection.ping()
+        return connection
+    except Exception as exc:
+        raise click.ClickException(
+            f"cannot reach Redis ({exc}); set REDIS_URL or run `involve serve`"
+        ) from None
+
+
+@main.group()
+def participants() -> None:
+    """The panel."""
+
+
+@participants.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--replace-tags", is_flag=True, help="Replace each person's tags instead of adding to them."
+)
+def participants_import(file: str, replace_tags: bool) -> None:
+    """Import or update a panel from FILE.csv (name, phone, telegram_chat_id, channel, tags, recontact, external_id)."""
+    from tqdm import tqdm
+
+    from bot.commands import runtime
+    from bot.cycle import services
+
+    _settings()
+    with tqdm(unit="row", desc="importing", disable=None) as bar, _refusals():
+        report = services.import_csv(
+            runtime.database(),
+            Path(file).read_bytes(),
+            replace_tags=replace_tags,
+            source="import",
+            progress=bar.update,
+            started=lambda total: setattr(bar, "total", total),
+        )
+    rejected = report["rejected"]
+    click.echo(
+        f"created {report['created']}, updated {report['updated']}, rejected {len(rejected)}"
+    )
+    for problem in rejected:
+        click.echo(f"  row {problem['row']}: {problem['error']}")
+    if not report["created"] and not report["updated"]:
+        # A script or a person checking `$?` must see that nothing was imported.
+        raise click.ClickException(f"no rows imported from {file}")
+
+
+@participants.command("show")
+@click.argument("key")
+def participants_show(key: str) -> None:
+    """Print all we hold about one person as JSON (subject access). KEY: id:N, ext:X or either."""
+    import json
+
+    from bot.commands import runtime
+    from bot.cycle import services
+    from bot.privacy import audit
+
+    _settings()
+    with _refusals():
+        data = services.subject_access(runtime.database(), key, audit.cli_actor())
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+@participants.command("erase")
+@click.argument("key")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def participants_erase(key: str, yes: bool) -> None:
+    """Erase one person's personal data everywhere. KEY: id:N, ext:X or either."""
+    from bot.commands import runtime
+    from bot.cycle import services
+    from bot.privacy import audit
+
+    _settings()
+    with _refusals():
+        number = services.participant_id(runtime.database(), key)
+        if not yes:
+            click.confirm(f"Erase participant {number}? This cannot be undone", abort=True)
+        try:
+            redis = runtime.redis()
+        except Exception:
+            redis = None
+        erased = services.erase(runtime.database(), redis, f"id:{number}", audit.cli_actor())
+    if not erased["redis_cleaned"]:
+        click.echo("note: Redis was not reachable; rq's job history there expires on its own")
+    click.echo(f"participant {number} erased")
+
+
+@main.group()
+def privacy() -> None:
+    """Retention and the audit log."""
+
+
+@privacy.command("purge")
+def privacy_purge() -> None:
+    """Purge message bodies and free text older than RETENTION_DAYS now (the worker does it daily)."""
+    from bot.commands import runtime
+    from bot.privacy import audit, retention
+    from bot.storage.models import utcnow
+
+    settings = _settings()
+    if settings.retention_days is None:
+        raise click.ClickException("RETENTION_DAYS is not set: nothing is purged by age")
+    counts = retention.purge_expired(
+        runtime.database(), settings, utcnow(), actor=audit.cli_actor()
+    )
+    click.echo(
+        f"purged {counts['messages']} message(s), {counts['answers']} answer(s) and "
+        f"{counts['conversations']} conversation state(s) older than {settings.retention_days} days"
+    )
+
+
+@privacy.command("audit")
+@click.option("--limit", type=int, default=50, show_default=True)
+def privacy_audit(limit: int) -> None:
+    """The newest audit events: who looked at, erased, exported, launched or purged what."""
+    from bot.commands import runtime
+    from bot.cycle import services
+
+    _settings()
+    with _refusals():
+        events = services.audit_log(runtime.database(), {"limit": limit})
+    for event in events:
+        detail = " ".join(f"{k}={v}" for k, v in event["detail"].items())
+        click.echo(
+            f"{event['at']} {event['actor']} {event['action']} {event['target'] or '-'} {detail}".rstrip()
+        )
+
+
+@participants.command("telegram-links")
+@click.argument("file", type=click.Path(dir_okay=False, writable=True), required=False)
+@click.option(
+    "--participant", "key", help="One person (our id or the external id): print their link."
+)
+@click.option("--tag", "tags", multiple=True, help="Only people with this tag (repeatable).")
+@click.option(
+    "--days",
+    type=click.FloatRange(min=0, min_open=True, max=365),
+    default=28,
+    show_default=True,
+    help="Days until the links expire.",
+)
+def participants_telegram_links(
+    file: str | None, key: str | None, tags: tuple[str, ...], days: float
+) -> None:
+    """Single-use Telegram deep links: FILE.csv for a panel mail-out (everyone not yet in
+    Telegram, or --tag), or one person's with --participant."""
+    import csv
+    from datetime import datetime
+
+    from bot.commands import runtime
+    from bot.cycle import services
+
+    settings = _settings()
+    if (file is None) == (key is None):
+        raise click.UsageError("give FILE.csv or --participant ID (one of them)")
+    with _refusals():
+        if key is not None:
+            issued = services.issue_telegram_link(runtime.database(), settings, key, {"days": days})
+            expires = datetime.fromisoformat(issued["expires_at"])
+            click.echo(f"{issued['link']}  (single use, expires {expires:%Y-%m-%d %H:%M} UTC)")
+            return
+        rows = services.telegram_link_sheet(runtime.database(), settings, tags=tags, days=days)
+    assert file is not None
+    with open(file, "w", newline="", encoding="utf-8") as out:
+        csv.writer(out).writerows(rows)
+    click.echo(f"wrote {len(rows) - 1} single-use links to {file} (expire in {days:g} days)")
+
+
+@main.group("webhooks")
+def webhooks_group() -> None:
+    """Where Twilio and Telegram send what people write."""
+
+
+@webhooks_group.command("set")
+def webhooks_set() -> None:
+    """Point each channel that is on at PUBLIC_BASE_URL, and say what was set."""
+    from bot.sending.errors import SendError
+
+    settings = _settings()
+    failed = False
+    for channel in channels.all_channels():
+        why_not = channel.off_reason(settings)
+        if why_not is not None:
+            click.echo(f"{channel.name}: off ({why_not}); not set")
+            continue
+        try:
+            for line in channel.point_webhooks(settings):
+                click.echo(f"{channel.name}: {line}")
+        except SendError as exc:
+            failed = True
+            click.echo(f"{channel.name}: could not set: {exc}", err=True)
+    if failed:
+        raise SystemExit(1)
+
+
+@main.group()
+def campaign() -> None:
+    """Campaigns: the admin API's verbs from the shell."""
+
+
+@campaign.command("create")
+@click.argument("survey")
+@click.option("--tag", "tags", multiple=True, help="Invite people with this tag (repeatable).")
+@click.option(
+    "--participant",
+    "people",
+    multiple=True,
+    help="Invite this person: id:N, ext:X, or either bare where unambiguous (repeatable).",
+)
+@click.option("--all", "everyone", is_flag=True, help="Invite the whole panel.")
+@click.option(
+    "--channel",
+    type=click.Choice(channels.NAMES),
+    default=None,
+    help="Default: each person's preferred channel.",
+)
+@click.option("--send-at", default=None, help="ISO 8601 time to start, e.g. 2026-12-01T10:00")
+@click.option("--reminder-after-hours", type=float, default=None)
+def campaign_create(survey, tags, people, everyone, channel, send_at, reminder_after_hours) -> None:
+    """Create a draft campaign for SURVEY."""
+    from bot.commands import runtime
+    from bot.cycle import services
+
+    chosen = [bool(tags), bool(people), everyone]
+    if sum(chosen) != 1:
+        raise click.UsageError(
+            "choose the audience with --tag, --participant or --all (one of them)"
+        )
+    audience = (
+        {"tags": list(tags)}
+        if tags
+        else {"participants": list(people)}
+        if people
+        else {"all": True}
+    )
+    payload = {
+        "survey": survey,
+        "audience": audience,
+        "channel": channel,
+        "send_at": send_at,
+        "reminder_after_hours": reminder_after_hours,
+    }
+    settings = _settings()
+    with _refusals():
+        created = services.create_campaign(runtime.database(), settings, runtime.library(), payload)
+    number, size = created["id"], created["audience_size"]
+    click.echo(
+        f"campaign {number} created (draft) for {size} people; launch it with: involve campaign launch {number}"
+    )
+
+
+@campaign.command("launch")
+@click.argument("campaign_id", type=int)
+def campaign_launch(campaign_id: int) -> None:
+    """Send the invitations (a worker does the sending)."""
+    from bot.commands import runtime
+    from bot.cycle import services
+    from bot.privacy import audit
+
+    settings = _settings()
+    redis = _redis()  # fail now, in one line, before anything is launched
+    with _refusals():
+        launched = services.launch_campaign(
+            runtime.database(), settings, redis, campaign_id, audit.cli_actor()
+        )
+    if launched["started"]:
+        click.echo(f"campaign {campaign_id} launching: the worker is sending the invitations")
+    else:
+        click.echo(f"campaign {campaign_id} was launched already; nothing is sent twice")
+
+
+@campaign.command("status")
+@click.argument("campaign_id", type=int)
+def campaign_status(campaign_id: int) -> None:
+    """Progress counts."""
+    from bot.commands import runtime
+    from bot.cycle import services
+
+    settings = _settings()
+    with _refusals():
+        found = services.campaign_status(runtime.database(), settings, campaign_id)
+    click.echo(f"campaign {campaign_id}: {found.survey}, {found.status}")
+    if found.send_at is not None and found.status != "closed":
+        local = found.send_at.astimezone(settings.timezone)
+        click.echo(f"  starts at     {local:%H:%M on %a %d %b %Y} ({settings.timezone})")
+    for key, value in found.counts.items():
+        click.echo(f"  {key.replace('_', ' '):12} {value}")
+    # "invited" means written, not sent: say what is still waiting and until when.
+    click.echo(f"  {'held':12} {found.held.describe(settings)}")
+
+
+@campaign.command("close")
+@click.argument("campaign_id", type=int)
+def campaign_close(campaign_id: int) -> None:
+    """No more invitations or reminders; conversations in progress end."""
+    from bot.commands import runtime
+    from bot.cycle import services
+
+    settings = _settings()
+    with _refusals():
+        closed = services.close_campaign(runtime.database(), settings, campaign_id)
+    click.echo(
+        f"campaign {campaign_id} closed; {closed['conversations_ended']} conversation(s) in progress ended"
+    )
+
+
+@campaign.command("export")
+@click.argument("campaign_id", type=int)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, writable=True),
+    default=None,
+    help="Default: campaign-ID-responses.csv",
+)
+def campaign_export(campaign_id: int, output: str | None) -> None:
+    """Write responses.csv (the same as the admin API's), with a progress bar."""
+    from tqdm import tqdm
+
+    from bot.commands import runtime
+    from bot.cycle import services
+    from bot.privacy import audit
+
+    _settings()
+    target = Path(output or f"campaign-{campaign_id}-responses.csv")
+    with _refusals():
+        export = services.export_responses(
+            runtime.database(), campaign_id, audit.cli_actor(), target.name, rows_per_chunk=1000
+        )
+    with (
+        target.open("w", encoding="utf-8", newline="") as out,
+        tqdm(total=export.rows, unit="row", desc="exporting", disable=None) as bar,
+    ):
+        for chunk in export.chunks:
+            out.write(chunk)
+            bar.update(chunk.count("\r\n"))
+    click.echo(f"wrote {target}")
+
+
+@main.group("feedback")
+def feedback_group() -> None:
+    """ "You said, we did": tell each person how their input was used."""
+
+
+@feedback_group.command("preview")
+@click.argument("campaign_id", type=int)
+@click.option(
+    "--file", "file", default=None, help="Default: CONVERSATIONS_DIR/<survey>.feedback.yaml"
+)
+def feedback_preview(campaign_id: int, file: str | None) -> None:
+    """Show each recipient's message without sending anything."""
+    from bot.commands import runtime
+    from bot.cycle import services
+
+    settings = _settings()
+    with _refusals():
+        shown = services.preview_feedback(
+            runtime.database(), settings, campaign_id, file=Path(file) if file else None
+        )
+    for entry in shown["recipients"]:
+        size = (
+            f", {entry['segments']} segment(s) {entry['encoding']}" if "segments" in entry else ""
+        )
+        click.echo(f"--- {entry['participant']} by {entry['channel']}{size}")
+        click.echo(entry["message"])
+        for warning in entry["warnings"]:
+            click.echo(f"warning: {warning}")
+    click.echo(f"{len(shown['recipients'])} to send, {len(shown['skipped'])} skipped")
+    for skip in shown["skipped"]:
+        click.echo(f"  skipped {skip['participant']}: {skip['reason']}")
+
+
+@feedback_group.command("send")
+@click.argument("campaign_id", type=int)
+@click.option(
+    "--file", "file", default=None, help="Default: CONVERSATIONS_DIR/<survey>.feedback.yaml"
+)
+def feedback_send(campaign_id: int, file: str | None) -> None:
+    """Queue the messages (a worker sends them, honouring quiet hours and SEND_RATE)."""
+    from bot.commands import runtime
+    from bot.cycle import services
+
+    settings = _settings()
+    _redis()  # fail now, in one line, rather than leave the messages for the reconciler
+    with _refusals():
+        sent = services.send_feedback(
+            runtime.database(), settings, campaign_id, file=Path(file) if file else None
+        )
+    click.echo(f"queued {sent['queued']} message(s); {len(sent['skipped'])} skipped")
+
+
+if __name__ == "__main__":
+    main()
+
+
+@main.group()
+def staff() -> None:
+    """Staff accounts for the console (/console/)."""
+
+
+@staff.command("add")
+@click.argument("email")
+def staff_add(email: str) -> None:
+    """Create a console account for EMAIL. The password is asked for twice at a terminal, or
+    read from the first line of standard input otherwise (for scripts)."""
+    from bot.commands import runtime
+    from bot.cycle import staff as accounts
+    from bot.storage import db as database
+
+    settings = _settings()
+    if sys.stdin.isatty():
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    else:
+        # Only the first line: a trailing newline from `echo` is not part of the password.
+        password = sys.stdin.readline().rstrip("\r\n")
+    database.upgrade(settings.database_url)
+    try:
+        with runtime.database().session() as session:
+            account = accounts.add(session, email, password)
+            address = account.email
+    except accounts.StaffError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"staff account {address} created; sign in at {settings.public_base_url}/console/")

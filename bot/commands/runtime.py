@@ -1,0 +1,169 @@
+"""The process's settings, database and Redis, built once on first use.
+
+The web app, the worker, rq jobs and the CLI all reach them here, so a job that receives only a
+row id can open the same database the web process wrote to. Tests call `configure`.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+from redis import Redis
+
+from bot.config import Settings, load_settings
+from bot.scripts.survey import Survey, SurveyError, scan
+from bot.storage.db import INBOX, OUTBOX, Database, Queued
+
+_lock = threading.Lock()
+_settings: Settings | None = None
+_database: Database | None = None
+_redis: Redis | None = None
+_library: SurveyLibrary | None = None
+RESCAN_SECONDS = 2.0
+
+
+class SurveyLibrary:
+    """The scripts in CONVERSATIONS_DIR, re-read when a file changes."""
+
+    def __init__(self, directory: Path):
+        self.directory = Path(directory)
+        self._stamp: tuple = ()
+        self._checked_at = float("-inf")
+        self._surveys: dict[str, Survey] = {}
+        self._keywords: dict[str, Survey] = {}
+        self.problems: list[str] = []
+        self.broken: dict[str, list[str]] = {}  # file name -> why it did not load
+
+    def _current_stamp(self) -> tuple:
+        try:
+            return tuple(
+                sorted((p.name, p.stat().st_mtime_ns) for p in self.directory.glob("*.y*ml"))
+            )
+        except OSError:
+            return ()
+
+    def _refresh(self) -> None:
+        # Look at the folder at most every couple of seconds: this sits on the webhook path.
+        if time.monotonic() - self._checked_at < RESCAN_SECONDS:
+            return
+        self._checked_at = time.monotonic()
+        stamp = self._current_stamp()
+        if stamp == self._stamp:
+            return
+        found = scan(self.directory)
+        self._surveys, self._keywords, self.problems, self.broken, self._stamp = (
+            found.surveys,
+            found.keywords,
+            found.problems,
+            found.broken,
+            stamp,
+        )
+
+    def surveys(self) -> dict[str, Survey]:
+        self._refresh()
+        return self._surveys
+
+    def keywords(self) -> dict[str, Survey]:
+        self._refresh()
+        return self._keywords
+
+    def check(self) -> list[str]:
+        """Scripts that did not load and scripts that clash, one line each (re-reads the folder)."""
+        self._refresh()
+        return self.problems
+
+    def get(self, survey_id: str) -> Survey:
+        surveys = self.surveys()
+        if survey_id not in surveys:
+            raise SurveyError([f"no survey {survey_id!r} in {self.directory}"])
+        return surveys[survey_id]
+
+
+def configure(settings: Settings) -> None:
+    """Use these settings from now on (closing what was opened for earlier ones)."""
+    global _settings, _database, _redis, _library
+    with _lock:
+        if _database is not None:
+            _database.dispose()
+        if _redis is not None:
+            _redis.close()
+        _settings, _database, _redis, _library = settings, None, None, None
+
+
+def settings() -> Settings:
+    global _settings
+    with _lock:
+        if _settings is None:
+            _settings = load_settings()
+        return _settings
+
+
+def database() -> Database:
+    global _database
+    current = settings()
+    with _lock:
+        if _database is None:
+            _database = Database(current.database_url, after_commit=_dispatch_after_commit)
+        return _database
+
+
+def _dispatch_after_commit(what: str, rows: Queued) -> None:
+    """What a unit of work queued, handed to rq once it has committed."""
+    from bot.sending import jobs, outbox
+
+    if what == OUTBOX:
+        outbox.dispatch(redis(), rows)
+    elif what == INBOX:
+        queue = outbox.queue(redis())
+        for message_id, when in rows:
+            if when is None:
+                queue.enqueue(jobs.retry_inbound, message_id, job_timeout=300, result_ttl=0)
+            else:
+                queue.enqueue_at(
+                    when, jobs.retry_inbound, message_id, job_timeout=300, result_ttl=0
+                )
+
+
+def redis() -> Redis:
+    global _redis
+    current = settings()
+    with _lock:
+        if _redis is None:
+            url = current.redis_url or _embedded_redis_url(current)
+            if not url:
+                raise RuntimeError(
+                    "REDIS_URL is not set and `involve serve` is not running here to lend its Redis"
+                )
+            _redis = Redis.from_url(url)
+        return _redis
+
+
+def library() -> SurveyLibrary:
+    global _library
+    current = settings()
+    with _lock:
+        if _library is None:
+            _library = SurveyLibrary(current.conversations_dir)
+        return _library
+
+
+def _reset_after_fork() -> None:
+    """A forked child (rq's work horse) must not share its parent's connections."""
+    global _redis
+    if _database is not None:
+        _database.engine.dispose(close=False)
+    _redis = None
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)
+
+
+def _embedded_redis_url(current: Settings) -> str | None:
+    """The Redis that `involve serve` embeds for this instance folder, while it runs."""
+    from bot.commands.serve import _redis_dir
+
+    socket = _redis_dir(current) / "redis.sock"
+    return f"unix://{socket}" if socket.exists() else None

@@ -1,0 +1,88 @@
+"""The rq worker: runs jobs, runs rq's scheduler, and keeps the reconciler on a fixed beat.
+
+The reconciler is enqueued by rq's own cron support (`rq.cron.CronScheduler`), driven from a
+thread of the worker process, so it comes every minute whatever the worker is doing — not
+only when an idle worker's blocking dequeue times out — and a flushed or restarted Redis cannot
+lose it (the schedule lives in this process, not in Redis).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from redis import Redis
+from rq import Queue, Worker
+from rq.cron import CronScheduler
+
+from bot.sending import outbox
+
+log = logging.getLogger(__name__)
+RECONCILE_INTERVAL = 60  # seconds
+
+
+def make_cron(redis: Redis, interval: int = RECONCILE_INTERVAL) -> CronScheduler:
+    """What the worker runs on a schedule. A job still waiting after its interval is dropped
+    (`ttl`), so a busy worker does not collect a pile of them."""
+    from bot.sending.jobs import reconcile_outbox
+
+    cron = CronScheduler(connection=redis, logging_level=logging.WARNING)
+    cron.register(
+        reconcile_outbox,
+        outbox.QUEUE,
+        interval=interval,
+        job_timeout=600,
+        ttl=interval,
+        result_ttl=600,
+    )
+    return cron
+
+
+class CronThread(threading.Thread):
+    """Enqueues the cron jobs as they fall due, until stopped."""
+
+    def __init__(self, redis: Redis, interval: int = RECONCILE_INTERVAL):
+        super().__init__(name="involve-cron", daemon=True)
+        # redis-py's pool is thread-safe, and it starts afresh in a forked work horse.
+        self.cron = make_cron(redis, interval)
+        self.interval = interval
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        from bot.privacy import retention
+
+        while not self.stopping.is_set():
+            try:
+                self.cron.enqueue_jobs()
+                # Once a UTC day (its job id carries the date), when RETENTION_DAYS is set.
+                retention.enqueue_if_due(self.cron.connection)
+                wait = self.cron.calculate_sleep_interval()
+            except Exception:  # Redis away: try again shortly, never stop
+                log.warning("could not enqueue scheduled jobs; trying again in 5 s")
+                wait = 5
+            self.stopping.wait(max(min(wait, self.interval), 0.2))
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+
+def preload() -> None:
+    """Import what jobs use once, in the worker, so each forked work horse does not repeat it:
+    twilio's REST modules alone cost a work horse a fifth of a second."""
+    import twilio.rest.api.v2010.account.call
+    import twilio.rest.api.v2010.account.message  # noqa: F401
+
+
+def make_worker(redis: Redis, name: str | None = None) -> Worker:
+    preload()
+    return Worker([Queue(outbox.QUEUE, connection=redis)], connection=redis, name=name)
+
+
+def run(redis: Redis, burst: bool = False) -> None:
+    worker = make_worker(redis)
+    cron = CronThread(redis)
+    cron.start()
+    try:
+        worker.work(burst=burst, with_scheduler=True, logging_level="INFO")
+    finally:
+        cron.stop()

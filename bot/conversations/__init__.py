@@ -1,0 +1,349 @@
+"""Conversations as stored: survey versions, people and their locks, consent, steps written.
+
+`bot.conversations.inbox` is the one writer of what a person sends and uses these; campaigns use them to
+start conversations. Nothing here commits; the caller's unit of work does.
+
+The lock order, for everything a person touches: the participant row first (`lock_person`),
+then their conversation, then what hangs off them. Every writer keeps it, so two writers for
+one person queue instead of deadlocking.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import Select, bindparam, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
+
+from bot import engine
+from bot.channels import Channel
+from bot.scripts.survey import Survey, load_text
+from bot.storage.db import Database
+from bot.storage.models import (
+    Answer,
+    ConsentEvent,
+    Conversation,
+    Message,
+    Participant,
+    SurveyVersion,
+    utcnow,
+)
+from bot.storage.status import Consent, Direction, Outbound
+
+# --- surveys as stored ---------------------------------------------------------------------
+
+
+def survey_version(session: Session, survey: Survey) -> SurveyVersion:
+    """The stored copy of exactly this script, created the first time it is used."""
+    digest = survey.content_hash
+    found = session.scalar(select(SurveyVersion).where(SurveyVersion.content_hash == digest))
+    if found is not None:
+        return found
+    version = SurveyVersion(
+        survey_id=survey.id, content_hash=digest, title=survey.title, source=survey.source
+    )
+    try:
+        with session.begin_nested():
+            session.add(version)
+    except IntegrityError:
+        # Another process stored the same script a moment ago.
+        return session.scalars(
+            select(SurveyVersion).where(SurveyVersion.content_hash == digest)
+        ).one()
+    return version
+
+
+@lru_cache(maxsize=256)
+def _parse_version(content_hash: str, source: str, path: str) -> Survey:
+    return load_text(source, path)
+
+
+def survey_of(version: SurveyVersion) -> Survey:
+    return _parse_version(
+        version.content_hash, version.source, f"{version.survey_id}@{version.content_hash[:8]}"
+    )
+
+
+_by_version_id: dict[tuple[str, int], Survey] = {}
+
+
+def survey_for_source(content_hash: str, source: str, survey_id: str) -> Survey:
+    return _parse_version(content_hash, source, f"{survey_id}@{content_hash[:8]}")
+
+
+def survey_for(session: Session, version_id: int) -> Survey:
+    """The script a conversation uses. Stored versions never change, so each is read once."""
+    key = (str(session.get_bind().url), version_id)
+    survey = _by_version_id.get(key)
+    if survey is None:
+        survey = survey_of(session.get(SurveyVersion, version_id))
+        if len(_by_version_id) > 1024:
+            _by_version_id.clear()
+        _by_version_id[key] = survey
+    return survey
+
+
+def forget_cached_surveys() -> None:
+    """Stored versions never change or go, so they are cached by id; only a database wiped
+    under a running process (the tests) needs this."""
+    _by_version_id.clear()
+
+
+_insert_once: dict[str, Any] = {}
+
+
+def insert_inbound_once(session: Session, **values: Any) -> int | None:
+    """Store an inbound message unless its provider id is already stored; its id, or None.
+
+    One statement (INSERT ... ON CONFLICT DO NOTHING): a concurrent duplicate waits for the
+    first to commit and then inserts nothing. The statement is built once per dialect: this is
+    the webhook's hot path.
+    """
+    dialect = session.get_bind().dialect.name
+    statement = _insert_once.get(dialect)
+    if statement is None:
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        statement = _insert_once[dialect] = (
+            insert(Message.__table__)
+            .on_conflict_do_nothing(index_elements=["channel", "direction", "provider_id"])
+            .returning(Message.__table__.c.id)
+        )
+    row = {column: None for column in _INBOUND_COLUMNS}
+    row.update(direction="in", attempts=0, created_at=values.get("created_at") or utcnow())
+    row.update(values)
+    row["updated_at"] = row["created_at"]
+    return session.connection().execute(statement, row).scalar()
+
+
+_INBOUND_COLUMNS = (
+    "participant_id",
+    "conversation_id",
+    "campaign_id",
+    "in_reply_to_id",
+    "channel",
+    "kind",
+    "address",
+    "body",
+    "provider_id",
+    "status",
+    "error_code",
+    "error_message",
+    "send_after",
+    "claimed_at",
+    "sent_at",
+)
+
+
+# --- people ------------------------------------------------------------------------------
+
+
+def lock_person(session: Session, participant_id: int) -> Participant | None:
+    """Take the person's row lock: the first lock any writer of their data takes."""
+    return session.get(Participant, participant_id, with_for_update=True)
+
+
+@lru_cache(maxsize=8)
+def _person_at_locked(address_field: str) -> Select[tuple[Participant]]:
+    # Built once per address column: this is every inbound message's first statement.
+    column = getattr(Participant, address_field)
+    return select(Participant).where(column == bindparam("address")).with_for_update()
+
+
+_ACTIVE_LOCKED = (
+    select(Conversation)
+    .where(
+        Conversation.participant_id == bindparam("participant_id"),
+        Conversation.status == engine.ACTIVE,
+    )
+    .with_for_update()
+)
+
+
+def lock_person_at(
+    session: Session, channel: Channel, address: str, joined_via: str | None = None
+) -> Participant:
+    """The person at this address, locked; someone new is created (and locked) first."""
+    column = getattr(Participant, channel.address_field)
+    value = channel.column_value(address)
+    person = session.scalar(_person_at_locked(channel.address_field), {"address": value})
+    if person is not None:
+        return person
+    from bot.cycle.panel import suppressed
+
+    # Someone erased after opting out who writes again starts opted out: START lets them back.
+    person = Participant(
+        channel=channel.name,
+        joined_via=joined_via,
+        tags=[],
+        opted_out=bool(suppressed(session, [address])),
+    )
+    setattr(person, channel.address_field, value)
+    try:
+        with session.begin_nested():
+            session.add(person)
+    except IntegrityError:
+        # They wrote twice at once: the other message created them a moment ago.
+        return session.scalars(select(Participant).where(column == value).with_for_update()).one()
+    return person
+
+
+def person_at(session: Session, channel: Channel, address: str) -> Participant | None:
+    """The person at this address, if we know them (no lock: for bookkeeping only)."""
+    column = getattr(Participant, channel.address_field)
+    try:
+        value = channel.column_value(address)
+    except ValueError:
+        return None
+    return session.scalar(select(Participant).where(column == value))
+
+
+def record_consent(
+    session: Session,
+    person: Participant,
+    kind: str,
+    how: str,
+    detail: str | None = None,
+    now: datetime | None = None,
+) -> bool:
+    """Log a consent change and apply it; False when it changes nothing (STOP twice)."""
+    if kind == Consent.OPT_OUT:
+        if person.opted_out:
+            return False
+        person.opted_out = True
+    elif kind == Consent.OPT_IN:
+        if not person.opted_out:
+            return False
+        person.opted_out = False
+    elif kind in (Consent.RECONTACT_YES, Consent.RECONTACT_NO):
+        person.recontact = kind == Consent.RECONTACT_YES
+    else:
+        raise ValueError(f"unknown consent kind {kind!r}")
+    session.add(
+        ConsentEvent(
+            participant_id=person.id, kind=kind, how=how, detail=detail, at=now or utcnow()
+        )
+    )
+    if kind == Consent.OPT_OUT:
+        cancel_pending(session, person.id, reason="opted out")
+    return True
+
+
+def opt_out_by_carrier(database: Database, participant_id: int, detail: str) -> None:
+    """The person unsubscribed at their carrier: logged like a STOP, in its own unit of work
+    that takes the person's lock first."""
+    with database.session() as session:
+        person = lock_person(session, participant_id)
+        if person is not None:
+            record_consent(session, person, Consent.OPT_OUT, "carrier", detail=detail)
+
+
+def cancel_pending(session: Session, participant_id: int, reason: str) -> None:
+    """Outbound rows not yet handed to a provider will not go."""
+    session.execute(
+        update(Message)
+        .where(
+            Message.participant_id == participant_id,
+            Message.direction == Direction.OUT,
+            Message.status == Outbound.PENDING,
+        )
+        .values(status=Outbound.CANCELLED, error_message=reason, updated_at=utcnow())
+    )
+
+
+# --- conversations -----------------------------------------------------------------------
+
+
+def active_conversation(
+    session: Session, person: Participant, now: datetime
+) -> Conversation | None:
+    conv = session.scalar(_ACTIVE_LOCKED, {"participant_id": person.id})
+    if conv is not None and engine.is_expired(conv.last_activity_at, now):
+        conv.status = engine.EXPIRED
+        conv.state = {**conv.state, "status": engine.EXPIRED}
+        session.flush()
+        return None
+    return conv
+
+
+def context_for(person: Participant, org: str) -> dict[str, Any]:
+    return {"name": person.name, "org": org}
+
+
+def start_conversation(
+    session: Session,
+    person: Participant,
+    survey: Survey,
+    channel: str,
+    now: datetime,
+    org: str,
+    campaign_id: int | None = None,
+) -> tuple[Conversation, engine.Step]:
+    """Begin a survey; the caller has made sure nothing else is in progress for this person."""
+    version = survey_version(session, survey)
+    step = engine.begin(survey, context_for(person, org))
+    conv = Conversation(
+        participant_id=person.id,
+        survey_version_id=version.id,
+        campaign_id=campaign_id,
+        channel=channel,
+        status=engine.ACTIVE,
+        state=step.state.to_json(),
+        started_at=now,
+        last_activity_at=now,
+    )
+    session.add(conv)
+    session.flush()
+    return conv, step
+
+
+def write_step(
+    session: Session,
+    person: Participant,
+    conv: Conversation,
+    step: engine.Step,
+    channel: str,
+    now: datetime,
+) -> None:
+    """Write a step's result with plain statements (this is every webhook's hot path), and keep
+    the loaded conversation in step without marking it for the ORM to write again."""
+    changes: dict[str, Any] = {
+        "state": step.state.to_json(),
+        "status": step.state.status,
+        "last_activity_at": now,
+        "channel": channel,
+    }
+    if step.state.status == engine.COMPLETED:
+        changes["completed_at"] = now
+    if conv.started_at is None and step.answers:
+        changes["started_at"] = now
+    session.execute(
+        update(Conversation.__table__).where(Conversation.__table__.c.id == conv.id).values(changes)
+    )
+    for key, value in changes.items():
+        set_committed_value(conv, key, value)
+    if step.answers:
+        session.execute(
+            insert(Answer.__table__),
+            [
+                {
+                    "conversation_id": conv.id,
+                    "participant_id": person.id,
+                    "question_id": recorded.question_id,
+                    "value": recorded.value,
+                    "label": recorded.label,
+                    "raw_text": recorded.raw,
+                    "unparsed": recorded.unparsed,
+                    "skipped": recorded.skipped,
+                    "channel": channel,
+                    "answered_at": now,
+                }
+                for recorded in step.answers
+            ],
+        )

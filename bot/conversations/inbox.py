@@ -1,0 +1,553 @@
+"""The one door: everything a participant sends, on any channel, is applied here and only here.
+
+A channel endpoint reads its provider's request into a `Received` and calls `receive`; the
+simulator does the same. In one transaction, in this order:
+
+1. the inbound row is stored under the provider's id (INSERT ... ON CONFLICT DO NOTHING): a
+   delivery seen before stops here and changes nothing; a concurrent one waits for the first;
+2. the person's row is locked (created if they are new): the first lock every writer of a
+   person's data takes (`bot.conversations`), so two messages from one person queue;
+3. their conversation is read and locked *after* that, so it is never a stale copy;
+4. the engine's step, and every write: state, answers, consent, the inbound row's outcome, the
+   replies; a survey's end is announced (`bot.conversations.events`) for campaigns to act on.
+
+A passing failure (deadlock, serialization failure, lost connection) is tried again at once a
+couple of times. If it still fails, the message is kept as `retrying` and handled again by a
+job with back-off, in arrival order for that person; later messages from them queue behind it,
+and the answers they get go out through the outbox. Nothing a person sent is dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.orm import Session
+
+from bot import channels, conversations, engine
+from bot.config import Settings
+from bot.conversations import events
+from bot.engine import Inbound, Prompt, Say
+from bot.engine.keywords import Command, start_payload
+from bot.scripts.survey import Question, Survey
+from bot.sending import outbox
+from bot.storage.db import INBOX, Database, is_transient, queue_after_commit
+from bot.storage.models import Conversation, Message, Participant, utcnow
+from bot.storage.status import Consent, Direction, Kind, Outbound
+from bot.storage.status import Inbound as InboundStatus
+
+# What a person sent, as the channel reads it; a channel whose keys mean different things at
+# different questions (the keypad: is 0 an answer or "skip"?) passes a function of the question
+# in front of the person, which the writer calls once it holds their conversation.
+Interpret = Inbound | Callable[[Question | None], Inbound]
+
+log = logging.getLogger(__name__)
+
+INLINE_TRIES = 3  # attempts within the request before handing over to the retry job
+RETRY_DELAYS = (10, 30, 120, 600, 3600)  # seconds before each later attempt
+OPTED_OUT_TEXT = (
+    "You asked us not to contact you. Reply START if you would like to hear from us again."
+)
+GAVE_UP_TEXT = (
+    "Sorry, something went wrong on our side with your last message. "
+    "We have kept it, and someone will look into it."
+)
+
+PROCESSED, DUPLICATE, RETRYING = "processed", "duplicate", "retrying"
+
+
+@dataclass(frozen=True)
+class Received:
+    """Something a person sent, as a channel read it from its provider."""
+
+    channel: str
+    text: str  # as it arrived; stored
+    inbound: Interpret  # what the channel read it as
+    address: str | None = None  # how the channel reaches them
+    provider_id: str | None = None  # the provider's id for this delivery: the dedupe key
+    participant_id: int | None = None  # for callers that know the person (the simulator)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str  # processed | duplicate | retrying
+    prompts: tuple[Prompt, ...] = ()
+    replies: tuple[str, ...] = ()  # the stored reply bodies, for the channel to send inline
+    participant_id: int | None = None
+    conversation_id: int | None = None
+    inbound_id: int | None = None
+    state: engine.State | None = None  # the conversation's state afterwards, if it has one
+
+
+def receive(
+    database: Database,
+    settings: Settings,
+    received: Received,
+    now: datetime | None = None,
+    keywords: Mapping[str, Survey] | None = None,
+) -> Outcome:
+    """Apply what a person sent; what to answer them with, inline."""
+    now = now or utcnow()
+    failure: BaseException | None = None
+    for attempt in range(INLINE_TRIES):
+        try:
+            with database.session() as session:
+                return _handle(session, settings, received, now, keywords, inline=True)
+        except _SeenBefore:
+            return Outcome(DUPLICATE)
+        except Exception as exc:
+            failure = exc
+            if not is_transient(exc):
+                break
+            time.sleep(0.02 * 2**attempt * random.uniform(0.5, 1.5))
+    log.warning(
+        "could not handle a %s message (%s); kept for a retry",
+        received.channel,
+        type(failure).__name__,
+        exc_info=not is_transient(failure) if failure else False,
+    )
+    return _keep_for_retry(database, received, now, failure)
+
+
+def _keep_for_retry(
+    database: Database, received: Received, now: datetime, failure: BaseException | None
+) -> Outcome:
+    try:
+        return _keep(database, received, now, failure, find_person=True)
+    except Exception as exc:
+        # Even finding (or creating) the person failed: keep the words, and find them later.
+        log.warning(
+            "could not link a %s message to its sender (%s)", received.channel, type(exc).__name__
+        )
+        return _keep(database, received, now, failure, find_person=False)
+
+
+def _keep(
+    database: Database,
+    received: Received,
+    now: datetime,
+    failure: BaseException | None,
+    find_person: bool,
+) -> Outcome:
+    with database.session() as session:
+        person_id = received.participant_id
+        if person_id is None and received.address is not None and find_person:
+            # Theirs from the start (created if new), so subject access and erasure find it.
+            channel = channels.get(received.channel)
+            person_id = conversations.lock_person_at(session, channel, received.address).id
+        inbound_id = conversations.insert_inbound_once(
+            session,
+            **_inbound_row(received, now),
+            participant_id=person_id,
+            status=InboundStatus.RETRYING,
+            attempts=1,
+            send_after=now + timedelta(seconds=RETRY_DELAYS[0]),
+            error_message=_reason(failure),
+        )
+        if inbound_id is None:
+            return Outcome(DUPLICATE)
+        queue_after_commit(session, [(inbound_id, now + timedelta(seconds=RETRY_DELAYS[0]))], INBOX)
+    return Outcome(RETRYING, participant_id=person_id, inbound_id=inbound_id)
+
+
+def _reason(failure: BaseException | None) -> str:
+    # The exception's type only: its text can carry SQL parameters, so a number or words.
+    return f"handling failed ({type(failure).__name__}); retrying" if failure else "retrying"
+
+
+def _inbound_row(received: Received, now: datetime) -> dict[str, Any]:
+    return {
+        "channel": received.channel,
+        "kind": Kind.INBOUND,
+        "address": received.address,
+        "body": received.text,
+        "provider_id": received.provider_id,
+        "created_at": now,
+    }
+
+
+class _SeenBefore(Exception):
+    """This delivery is stored already: undo everything it did."""
+
+
+def _handle(
+    session: Session,
+    settings: Settings,
+    received: Received,
+    now: datetime,
+    keywords: Mapping[str, Survey] | None,
+    inline: bool,
+    inbound_id: int | None = None,
+) -> Outcome:
+    """Apply one message in the caller's transaction. A new delivery (`inbound_id` None) is
+    stored last, in one statement that skips a provider id seen before: a redelivery raises
+    `_SeenBefore` and its transaction is rolled back, and a concurrent one waits on the
+    person's lock and then on that row, so either way it changes nothing."""
+    channel = channels.get(received.channel)
+    if received.participant_id is not None:
+        person = conversations.lock_person(session, received.participant_id)
+        if person is None:
+            raise LookupError("no such participant")
+    else:
+        assert received.address is not None, "a message comes from an address or a known person"
+        person = conversations.lock_person_at(session, channel, received.address)
+    if (
+        inbound_id is None
+        and inline
+        and received.address is not None
+        and _waiting(session, received)
+    ):
+        # An earlier message of theirs is waiting for a retry: this one goes after it.
+        inbound_id = conversations.insert_inbound_once(
+            session,
+            **_inbound_row(received, now),
+            participant_id=person.id,
+            status=InboundStatus.RETRYING,
+            send_after=now,
+        )
+        if inbound_id is None:
+            raise _SeenBefore
+        return Outcome(RETRYING, participant_id=person.id, inbound_id=inbound_id)
+
+    decided = _decide(session, settings, person, channel.name, received, now, keywords)
+    conv = decided.conversation
+    conversation_id = conv.id if conv is not None else None
+    if inbound_id is None:
+        inbound_id = conversations.insert_inbound_once(
+            session,
+            **_inbound_row(received, now),
+            participant_id=person.id,
+            conversation_id=conversation_id,
+            status=InboundStatus.PROCESSED,
+        )
+        if inbound_id is None:
+            raise _SeenBefore
+    else:
+        _finish_inbound(session, inbound_id, person.id, conversation_id, now)
+    if decided.finished and conv is not None:
+        survey_id = conversations.survey_for(session, conv.survey_version_id).id
+        events.survey_ended.send(
+            survey_id, session=session, participant_id=person.id, settings=settings
+        )
+    # A channel whose provider takes no reply in its webhook answer (Telegram) answers through
+    # the outbox; the simulator (a known person, no address) shows its replies where it is.
+    inline_reply = inline and (channel.replies_inline or received.address is None)
+    replies = _reply(
+        session,
+        channel,
+        person,
+        decided.prompts,
+        conversation_id,
+        inbound_id,
+        now,
+        inline_reply,
+        settings,
+    )
+    state = engine.State.from_json(conv.state) if conv is not None else None
+    return Outcome(
+        PROCESSED, decided.prompts, tuple(replies), person.id, conversation_id, inbound_id, state
+    )
+
+
+_WAITING = (
+    select(Message.id)
+    .where(
+        Message.status == InboundStatus.RETRYING,
+        Message.direction == Direction.IN,
+        Message.channel == bindparam("channel"),
+        Message.address == bindparam("address"),
+    )
+    .limit(1)
+)
+
+
+def _waiting(session: Session, received: Received) -> bool:
+    found = session.execute(_WAITING, {"channel": received.channel, "address": received.address})
+    return found.first() is not None
+
+
+def _finish_inbound(
+    session: Session, inbound_id: int, person_id: int, conversation_id: int | None, now: datetime
+) -> None:
+    """A message handled again after a failure: now handled."""
+    session.execute(
+        update(Message.__table__)
+        .where(Message.__table__.c.id == inbound_id)
+        .values(
+            participant_id=person_id,
+            conversation_id=conversation_id,
+            status=InboundStatus.PROCESSED,
+            error_message=None,
+            updated_at=now,
+        )
+    )
+
+
+def _reply(
+    session: Session,
+    channel: channels.Channel,
+    person: Participant,
+    prompts: tuple[Prompt, ...],
+    conversation_id: int | None,
+    inbound_id: int,
+    now: datetime,
+    inline: bool,
+    settings: Settings,
+) -> list[str]:
+    bodies = channel.render_replies(prompts, settings.org_name)
+    if not bodies:
+        return []
+    if not inline:
+        # Handled later than the request, or by a channel that cannot answer in its webhook
+        # response: the answer goes out like any other message.
+        for body in bodies:
+            outbox.add(
+                session, person, channel.name, body, Kind.REPLY, conversation_id=conversation_id
+            )
+        return []
+    session.execute(
+        insert(Message.__table__),
+        [
+            {
+                "direction": Direction.OUT,
+                "channel": channel.name,
+                "kind": Kind.REPLY,
+                "address": channel.address_of(person),
+                "body": body,
+                "status": Outbound.REPLIED,
+                "participant_id": person.id,
+                "in_reply_to_id": inbound_id,
+                "conversation_id": conversation_id,
+                "created_at": now,
+                "updated_at": now,
+                "sent_at": now,
+                "attempts": 0,
+            }
+            for body in bodies
+        ],
+    )
+    return bodies
+
+
+@dataclass(frozen=True)
+class _Decided:
+    prompts: tuple[Prompt, ...]
+    conversation: Conversation | None
+    finished: bool = False
+
+
+def _decide(
+    session: Session,
+    settings: Settings,
+    person: Participant,
+    channel: str,
+    received: Received,
+    now: datetime,
+    keywords: Mapping[str, Survey] | None,
+) -> _Decided:
+    """What this input means for the person and their conversation, written as it is decided."""
+    org = settings.org_name
+    context = conversations.context_for(person, org)
+    conv = conversations.active_conversation(session, person, now)
+    inbound = _interpret(session, received.inbound, conv)
+    if inbound is Command.STOP:
+        changed = conversations.record_consent(session, person, Consent.OPT_OUT, channel, now=now)
+        if conv is not None:
+            conv.status = engine.STOPPED
+            conv.state = {**conv.state, "status": engine.STOPPED}
+            conv.last_activity_at = now
+        # Confirmed once: a second STOP gets no answer.
+        prompts = (Say(engine.stopped_text(context), "stopped"),) if changed else ()
+        return _Decided(prompts, conv, finished=conv is not None)
+    if inbound is Command.START:
+        changed = conversations.record_consent(session, person, Consent.OPT_IN, channel, now=now)
+        survey = _keyword_survey(received.text, keywords)
+        if conv is None and survey is not None:
+            return _begin(session, person, survey, channel, now, org)
+        prompts: tuple[Prompt, ...] = (
+            (Say(engine.started_text(context), "started"),) if changed else ()
+        )
+        if conv is not None:
+            current = conversations.survey_for(session, conv.survey_version_id)
+            prompts += (engine.ask(current, current.question(conv.state["question_id"]), context),)
+        elif not changed:
+            prompts = (Say(engine.help_text(context), "help"),)
+        return _Decided(prompts, conv)
+    if person.opted_out:
+        # They asked us to stop; answer only to say how to start again.
+        return _Decided((Say(OPTED_OUT_TEXT, "help"),), conv)
+    if conv is None:
+        survey = _keyword_survey(received.text, keywords)
+        if survey is not None:
+            return _begin(session, person, survey, channel, now, org)
+        if person.joined_via is None:
+            person.joined_via = f"wrote by {channel}"
+        return _Decided(engine.after_end(inbound, context).prompts, None)
+    survey = conversations.survey_for(session, conv.survey_version_id)
+    step = engine.step(survey, engine.State.from_json(conv.state), inbound, context)
+    conversations.write_step(session, person, conv, step, channel, now)
+    for kind in step.consent:
+        conversations.record_consent(
+            session, person, kind, channel, detail=f"survey {survey.id}", now=now
+        )
+    return _Decided(step.prompts, conv, finished=step.finished)
+
+
+def _interpret(session: Session, inbound: Interpret, conv: Conversation | None) -> Inbound:
+    if not callable(inbound):
+        return inbound
+    question = None
+    if conv is not None and conv.state.get("question_id"):
+        survey = conversations.survey_for(session, conv.survey_version_id)
+        question = survey.question(conv.state["question_id"])
+    return inbound(question)
+
+
+def _keyword_survey(raw: str | None, keywords: Mapping[str, Survey] | None) -> Survey | None:
+    if not keywords or not raw:
+        return None
+    word = start_payload(raw) or raw.strip().strip(".!").upper()
+    return keywords.get(word)
+
+
+def _begin(
+    session: Session, person: Participant, survey: Survey, channel: str, now: datetime, org: str
+) -> _Decided:
+    conv, step = conversations.start_conversation(session, person, survey, channel, now, org)
+    if person.joined_via is None:
+        person.joined_via = f"keyword {survey.keyword}"
+    return _Decided(step.prompts, conv)
+
+
+# --- handling again, in order, what failed ------------------------------------------------
+
+
+def retry_backlog(
+    database: Database,
+    settings: Settings,
+    message_id: int,
+    now: datetime | None = None,
+    keywords: Mapping[str, Survey] | None = None,
+) -> dict[str, int]:
+    """Handle again the person's waiting messages, oldest first, starting from any one of them.
+
+    Each is tried in its own transaction; one that still fails waits for its next attempt and
+    holds the ones after it back, so a person's messages are applied in the order they came.
+    After the last attempt it is marked failed (staff see it, with its reason), the person is
+    told we kept it, and the ones behind it go on.
+    """
+    now = now or utcnow()
+    counts = {"processed": 0, "failed": 0, "waiting": 0}
+    with database.session() as session:
+        first = session.get(Message, message_id)
+        if first is None or first.status != InboundStatus.RETRYING:
+            return counts
+        backlog = session.scalars(
+            select(Message)
+            .where(
+                Message.direction == Direction.IN,
+                Message.status == InboundStatus.RETRYING,
+                Message.channel == first.channel,
+                (Message.address == first.address)
+                if first.address is not None
+                else (Message.id == first.id),
+            )
+            .order_by(Message.id)
+        ).all()
+    channel = None
+    for row in backlog:
+        channel = channel or channels.get(row.channel)
+        received = Received(
+            channel=row.channel,
+            text=row.body or "",
+            inbound=channel.parse_stored(row.body or ""),
+            address=row.address,
+            provider_id=row.provider_id,
+            participant_id=None if row.address is not None else row.participant_id,
+        )
+        try:
+            with database.session() as session:
+                _handle(session, settings, received, now, keywords, inline=False, inbound_id=row.id)
+            counts["processed"] += 1
+            continue
+        except Exception as exc:
+            failure = exc
+        if _note_failure(database, row.id, row.attempts, failure, now):
+            counts["failed"] += 1
+            continue
+        counts["waiting"] = len(backlog) - counts["processed"] - counts["failed"]
+        break
+    return counts
+
+
+def _note_failure(
+    database: Database, message_id: int, attempts: int, failure: BaseException, now: datetime
+) -> bool:
+    """Record a failed attempt; True when that was the last one and the message is given up."""
+    log.warning(
+        "handling inbound message %s failed again (%s)",
+        message_id,
+        type(failure).__name__,
+        exc_info=not is_transient(failure),
+    )
+    tried = attempts + 1
+    with database.session() as session:
+        row = session.get(Message, message_id, with_for_update=True)
+        if row is None or row.status != InboundStatus.RETRYING:
+            return False
+        row.attempts = tried
+        if tried > len(RETRY_DELAYS):
+            row.status = InboundStatus.FAILED
+            row.error_message = f"handling failed {tried} times ({type(failure).__name__})"
+            person = session.get(Participant, row.participant_id) if row.participant_id else None
+            if person is not None and not person.opted_out:
+                outbox.add(session, person, row.channel, GAVE_UP_TEXT, Kind.REPLY)
+            return True
+        when = now + timedelta(seconds=RETRY_DELAYS[tried - 1])
+        row.send_after, row.error_message = when, _reason(failure)
+        queue_after_commit(session, [(row.id, when)], INBOX)
+    return False
+
+
+def due_retries(session: Session, now: datetime, limit: int = 500) -> list[int]:
+    """The first waiting message of each person whose next attempt is due (for the reconciler)."""
+    rows = session.execute(
+        select(Message.id, Message.channel, Message.address)
+        .where(
+            Message.direction == Direction.IN,
+            Message.status == InboundStatus.RETRYING,
+            (Message.send_after.is_(None)) | (Message.send_after <= now),
+        )
+        .order_by(Message.id)
+        .limit(limit)
+    ).all()
+    first: dict[tuple[str, str | None], int] = {}
+    for message_id, channel, address in rows:
+        first.setdefault((channel, address if address is not None else str(message_id)), message_id)
+    return list(first.values())
+
+
+def problems(session: Session) -> dict[str, int]:
+    """Inbound messages still waiting for a retry, and those given up: for health and staff."""
+    from sqlalchemy import func
+
+    counts = dict(
+        session.execute(
+            select(Message.status, func.count())
+            .where(
+                Message.direction == Direction.IN,
+                Message.status.in_((InboundStatus.RETRYING, InboundStatus.FAILED)),
+            )
+            .group_by(Message.status)
+        ).all()
+    )
+    return {
+        "retrying": counts.get(InboundStatus.RETRYING, 0),
+        "failed": counts.get(InboundStatus.FAILED, 0),
+    }

@@ -1,0 +1,666 @@
+"""Campaigns: a survey sent to an audience, invitations fanned out in rq, one reminder, counts.
+
+Launching returns at once; `fan_out` (an rq job) invites the audience a thousand at a time with
+bulk writes, and can be run again after any crash: each person is invited at most once per
+campaign (a unique row in `invitations`). Someone already in another survey waits and is invited
+when that one ends or expires.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
+
+from redis import Redis
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.orm import Session
+
+from bot import channels, conversations, engine
+from bot.config import Settings
+from bot.conversations import events
+from bot.cycle.refusals import Refused
+from bot.scripts.survey import Survey, SurveyError
+from bot.sending import outbox
+from bot.storage.db import Database, queue_after_commit
+from bot.storage.models import (
+    Campaign,
+    Conversation,
+    Invitation,
+    Message,
+    Participant,
+    SurveyVersion,
+    as_id,
+    utcnow,
+)
+from bot.text import clean_text
+
+if TYPE_CHECKING:
+    from bot.cycle.requests import CampaignRequest
+
+BATCH = 1000
+SIMULATOR = "simulate"  # Participant.joined_via of the people `involve simulate` plays
+SCHEDULING_MARGIN_DAYS = 90  # more than the longest reminder delay (1440 hours)
+
+
+class CampaignError(Refused, ValueError):
+    """Bad input from staff; the message says what to change. `status` is the HTTP code.
+
+    A ValueError too, so that the request models' validators can raise it and pydantic turns
+    it into a validation error carrying the same message.
+    """
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message, status)
+
+
+# --- can a channel send ----------------------------------------------------------------
+
+
+def channel_off(channel: str, settings: Settings) -> str | None:
+    """None when invitations on `channel` can go out now, else why not (and what to set).
+
+    The one question launching, fan-out and creating ask; the channel registry answers it.
+    """
+    return channels.get(channel).off_reason(settings)
+
+
+# --- creating --------------------------------------------------------------------------
+
+
+def _parse_time(value: Any, name: str, settings: Settings) -> datetime | None:
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str):
+        raise CampaignError(f"{name} must be an ISO 8601 time such as 2026-12-01T10:00:00Z")
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise CampaignError(
+            f"{name} must be an ISO 8601 time such as 2026-12-01T10:00:00Z, got {value!r}"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=settings.timezone)
+    # Times at the ends of the calendar parse, but cannot be moved to UTC, or have the reminder
+    # delay (at most 60 days) and the upkeep's margins added to them without overflowing: a
+    # 500 now, or a worker job failing every minute later. Past times stay allowed (= now).
+    try:
+        in_utc = moment.astimezone(UTC)
+        in_utc + timedelta(days=SCHEDULING_MARGIN_DAYS)
+        in_utc - timedelta(days=SCHEDULING_MARGIN_DAYS)
+    except OverflowError:
+        raise CampaignError(
+            f"{name} is too near the end of the calendar to schedule, got {value!r}"
+        ) from None
+    return moment
+
+
+def _audience(raw: Any) -> dict[str, Any]:
+    if not isinstance(raw, Mapping) or len(raw) != 1:
+        raise CampaignError(
+            'audience must be one of {"tags": [...]}, {"participants": [...]} or {"all": true}'
+        )
+    ((kind, value),) = raw.items()
+    if kind == "all":
+        if value is not True:
+            raise CampaignError('audience {"all": ...} must be true')
+        return {"all": True}
+    if kind in ("tags", "participants"):
+        if (
+            not isinstance(value, list)
+            or not value
+            or not all(isinstance(v, str | int) and not isinstance(v, bool) for v in value)
+        ):
+            raise CampaignError(f"audience {kind} must be a non-empty list")
+        return {
+            kind: [clean_text(v) for v in value]
+            if kind == "tags"
+            else [v if isinstance(v, int) else clean_text(v) for v in value]
+        }
+    raise CampaignError(f"unknown audience {kind!r}: use tags, participants or all")
+
+
+def audience_ids(session: Session, audience: Mapping[str, Any]) -> list[int]:
+    """Ids of the people an audience names (erased people never), in id order."""
+    live = Participant.erased_at.is_(None)
+    if audience.get("all"):
+        # "Everyone" means the panel: the people `involve simulate` made to try scripts are not
+        # in it (they can still be named, or tagged, on purpose).
+        real = Participant.joined_via.is_(None) | (Participant.joined_via != SIMULATOR)
+        return list(
+            session.scalars(select(Participant.id).where(live, real).order_by(Participant.id))
+        )
+    if "tags" in audience:
+        wanted = set(audience["tags"])
+        # Tags are a small JSON list per person; filtering here works the same on every database.
+        rows = session.execute(
+            select(Participant.id, Participant.tags).where(live).order_by(Participant.id)
+        )
+        return [pid for pid, tags in rows if wanted & set(tags or [])]
+    ids: set[int] = set()
+    externals: set[str] = set()
+    for value in audience["participants"]:
+        text = str(value)
+        if isinstance(value, int) or text.startswith("id:"):
+            number = as_id(text.removeprefix("id:"))
+            ids.update([number] if number is not None else [])
+        elif text.startswith("ext:"):
+            externals.add(text.removeprefix("ext:")[:100])
+        else:
+            # A bare key from before create() resolved them: either kind, as it was then.
+            number = as_id(text)
+            ids.update([number] if number is not None else [])
+            externals.add(text[:100])
+    found = session.scalars(
+        select(Participant.id).where(
+            live, Participant.id.in_(ids) | Participant.external_id.in_(externals)
+        )
+    )
+    return sorted(set(found))
+
+
+def _person_key(session: Session, value: str | int) -> str | int:
+    """One audience entry made explicit: our id as a number, an external id as `ext:<x>`.
+
+    A bare text that is one person's id and another person's external id is refused (409), as
+    in the admin API's URLs, rather than inviting both. A key nobody has yet is kept as given.
+    """
+    from bot import privacy
+
+    if isinstance(value, int):
+        return value
+    try:
+        person = privacy.find(session, value)
+    except privacy.AmbiguousKey as exc:
+        raise CampaignError(f"audience participants: {exc}", 409) from None
+    if person is None:
+        return value
+    if value.startswith("ext:") or (not value.startswith("id:") and value == person.external_id):
+        return f"ext:{person.external_id}"
+    return person.id
+
+
+def create(
+    session: Session,
+    payload: Mapping[str, Any] | CampaignRequest,
+    surveys: Mapping[str, Survey],
+    settings: Settings,
+    broken: Mapping[str, list[str]] | None = None,
+) -> tuple[Campaign, int]:
+    """A draft campaign. The request is checked by `bot.cycle.requests.CampaignRequest`; `broken`
+    names scripts that did not load, so staff learn why theirs is missing instead of only
+    that it is."""
+    from bot.cycle.requests import CampaignRequest
+
+    request = CampaignRequest.parse(payload, surveys=surveys, broken=broken, settings=settings)
+    survey_id, channel = request.survey, request.channel
+    assert survey_id is not None  # the model refuses a missing survey
+    if channel is not None:
+        why_not = channel_off(channel, settings)
+        if why_not is not None:
+            raise CampaignError(f"cannot invite by {channel} now: {why_not}", 409)
+    audience = request.audience_json()
+    if "participants" in audience:
+        audience = {"participants": [_person_key(session, v) for v in audience["participants"]]}
+    version = conversations.survey_version(session, surveys[survey_id])
+    campaign = Campaign(
+        survey_id=survey_id,
+        survey_version_id=version.id,
+        status="draft",
+        audience=audience,
+        channel=channel,
+        send_at=request.send_at,
+        reminder_after_hours=request.reminder_after_hours,
+    )
+    size = len(audience_ids(session, audience))
+    if size == 0:
+        # 409, like a channel that is off: the request is well formed, the panel is what lacks.
+        raise CampaignError(f"nobody to invite: {_why_empty(audience)}", 409)
+    session.add(campaign)
+    session.flush()
+    return campaign, size
+
+
+def _why_empty(audience: Mapping[str, Any]) -> str:
+    if audience.get("all"):
+        return "the panel is empty; import people first (involve participants import FILE.csv)"
+    if "tags" in audience:
+        return f"nobody has the tag(s) {', '.join(map(str, audience['tags']))}"
+    return "none of these ids or external ids is a participant"
+
+
+# --- launching -------------------------------------------------------------------------
+
+
+def _channels_needed(session: Session, campaign: Campaign) -> Counter[str]:
+    """How many people in the audience (not opted out) each channel would have to reach."""
+    ids = audience_ids(session, campaign.audience)
+    fields = channels.ADDRESS_FIELDS
+    columns = [Participant.channel, *(getattr(Participant, f) for f in fields)]
+    needed: Counter[str] = Counter()
+    for start in range(0, len(ids), BATCH * 10):
+        rows = session.execute(
+            select(*columns).where(
+                Participant.id.in_(ids[start : start + BATCH * 10]),
+                Participant.opted_out.is_(False),
+            )
+        )
+        for preferred, *addresses in rows:
+            # Just the columns the registry looks at, not 100,000 loaded people.
+            person = SimpleNamespace(channel=preferred, **dict(zip(fields, addresses, strict=True)))
+            choice = campaign.channel or channels.default_for(person)  # type: ignore[arg-type]
+            if choice is not None:
+                needed[choice] += 1
+    return needed
+
+
+def _refuse_if_cannot_send(session: Session, campaign: Campaign, settings: Settings) -> None:
+    """A launch that could reach nobody would only use the campaign up: refuse it, naming what
+    to set. When some people can be reached it goes ahead; those whose channel is off are
+    skipped with the reason, and a later launch (once it is on) invites them."""
+    needed = _channels_needed(session, campaign)
+    off = {name: why for name in needed if (why := channel_off(name, settings)) is not None}
+    if not needed or len(off) < len(needed):
+        return
+    problems = [
+        f"{channels.get(name).title} is off and {people} "
+        f"{'person' if people == 1 else 'people'} would not be reached: {off[name]}"
+        for name, people in sorted(needed.items())
+    ]
+    raise CampaignError(f"cannot launch: {'; '.join(problems)}; then launch again", 409)
+
+
+def _off_channel(channel: str | None, reason: str | None) -> str | None:
+    """The channel a skipped invitation waits for, when it was skipped only because that
+    channel was off ("text message is off: set ..."); rows from before the channel was kept
+    on them name it only in the reason."""
+    if not reason or " is off" not in reason:
+        return None
+    if channel in channels.NAMES:
+        return channel
+    said = reason.split(" is off", 1)[0]
+    by_title = {c.title: c.name for c in channels.all_channels()}
+    return by_title.get(said) or (said if said in channels.NAMES else None)
+
+
+def _unreached_because_off(session: Session, campaign: Campaign, settings: Settings) -> list[int]:
+    """Invitation ids skipped only because a channel was off, on channels that can send now."""
+    rows = session.execute(
+        select(Invitation.id, Invitation.channel, Invitation.reason).where(
+            Invitation.campaign_id == campaign.id, Invitation.status == "skipped"
+        )
+    )
+    return [
+        iid
+        for iid, channel, reason in rows
+        if (name := _off_channel(channel, reason)) is not None
+        and channel_off(name, settings) is None
+    ]
+
+
+def launch(session: Session, campaign: Campaign, settings: Settings) -> bool:
+    """Start the fan-out; False (and nothing new) if it was launched already.
+
+    A launched campaign whose people were not reached only because their channel was off is
+    launched again for them, once the channel can send.
+    """
+    if campaign.status == "closed":
+        raise CampaignError("this campaign is closed", 409)
+    _refuse_if_cannot_send(session, campaign, settings)
+    if campaign.status == "draft":
+        campaign.status = "launching"
+        campaign.launched_at = utcnow()
+        return True
+    retry = _unreached_because_off(session, campaign, settings)
+    if not retry:
+        return False
+    # The fan-out invites everyone without an invitation row, so removing these rows is all a
+    # second pass needs; each person is still invited at most once.
+    session.execute(delete(Invitation).where(Invitation.id.in_(retry)))
+    # As a fresh launch for the reconciler: it resumes this fan-out if the job is lost, and
+    # does not race the job just enqueued (it waits FANOUT_STALL after launched_at).
+    campaign.status, campaign.launched_at, campaign.fanout_done_at = "launching", utcnow(), None
+    return True
+
+
+def fan_out_job_id(campaign_id: int) -> str:
+    # A fixed id per campaign, so the reconciler can ask Redis whether the job still exists.
+    return f"involve-fanout-{campaign_id}"
+
+
+def reminder_due(campaign: Campaign) -> datetime | None:
+    if not campaign.reminder_after_hours or campaign.launched_at is None:
+        return None
+    start = max(campaign.send_at or campaign.launched_at, campaign.launched_at)
+    return start + timedelta(hours=campaign.reminder_after_hours)
+
+
+def enqueue_fan_out(redis: Redis, campaign: Campaign, reminder: bool = True) -> None:
+    """Enqueue the fan-out (at `send_at`, if that is to come) and the reminder when it is due.
+    If Redis loses either, the reconciler enqueues it again (`bot.sending.jobs`)."""
+    from bot.cycle import reminders
+    from bot.sending.jobs import fan_out_job
+
+    queue = outbox.queue(redis)
+    job_id = fan_out_job_id(campaign.id)
+    if campaign.send_at is not None and campaign.send_at > utcnow():
+        queue.enqueue_at(
+            campaign.send_at, fan_out_job, campaign.id, job_timeout=3600, job_id=job_id
+        )
+    else:
+        queue.enqueue(fan_out_job, campaign.id, job_timeout=3600, job_id=job_id)
+    due = reminder_due(campaign) if reminder else None
+    if due is not None:
+        queue.enqueue_at(
+            max(due, utcnow()), reminders.send_reminders_job, campaign.id, job_timeout=3600
+        )
+
+
+def _channel_for(
+    campaign: Campaign, person: Participant, settings: Settings
+) -> tuple[str | None, str | None]:
+    """The channel to invite this person on, or (None, why not)."""
+    choice = campaign.channel or channels.default_for(person)
+    if choice is None:
+        return None, "no address on any channel"
+    channel = channels.get(choice)
+    if channel.address_of(person) is None:
+        return None, f"no {channel.title} address"
+    why_not = channel_off(choice, settings)
+    if why_not is not None:
+        # The channel is kept, so that a launch once it is on finds these people again
+        # (`_unreached_because_off`).
+        return choice, f"{channel.title} is off: {why_not}"
+    return choice, None
+
+
+def render_for(channel: str, prompts: Iterable[engine.Prompt], org: str) -> str:
+    """What an outbound message says, as stored in the outbox, for each channel."""
+    return channels.get(channel).render_body(list(prompts), org)
+
+
+def fan_out(database: Database, settings: Settings, campaign_id: int) -> dict[str, int]:
+    """Invite everyone in the audience not yet invited. Safe to run again at any point."""
+    with database.session() as session:
+        campaign = session.get(Campaign, campaign_id)
+        if campaign is None or campaign.status == "closed":
+            return {}
+        ids = audience_ids(session, campaign.audience)
+        survey = conversations.survey_of(session.get(SurveyVersion, campaign.survey_version_id))
+    totals = {"invited": 0, "waiting": 0, "skipped": 0}
+    for start in range(0, len(ids), BATCH):
+        chunk = ids[start : start + BATCH]
+        with database.session() as session:
+            campaign = session.get(Campaign, campaign_id)
+            made = _invite_chunk(session, campaign, survey, chunk, settings)
+        for key, value in made.items():
+            totals[key] += value
+    with database.session() as session:
+        campaign = session.get(Campaign, campaign_id)
+        if campaign.status == "launching":
+            campaign.status = "launched"
+        campaign.fanout_done_at = utcnow()
+    return totals
+
+
+def _invite_chunk(
+    session: Session, campaign: Campaign, survey: Survey, chunk: list[int], settings: Settings
+) -> dict[str, int]:
+    done = set(
+        session.scalars(
+            select(Invitation.participant_id).where(
+                Invitation.campaign_id == campaign.id, Invitation.participant_id.in_(chunk)
+            )
+        )
+    )
+    people = [
+        p
+        for p in session.scalars(
+            select(Participant).where(Participant.id.in_(chunk)).order_by(Participant.id)
+        )
+        if p.id not in done
+    ]
+    busy = set(
+        session.scalars(
+            select(Conversation.participant_id).where(
+                Conversation.participant_id.in_([p.id for p in people]),
+                Conversation.status == engine.ACTIVE,
+            )
+        )
+    )
+    now = utcnow()
+    invitations: list[dict[str, Any]] = []
+    starting: list[tuple[Participant, str]] = []
+    counts = {"invited": 0, "waiting": 0, "skipped": 0}
+    for person in people:
+        channel, why_not = _channel_for(campaign, person, settings)
+        if person.opted_out:
+            channel, why_not = channel, "opted out"
+        if why_not is not None:
+            invitations.append(
+                _invitation(campaign.id, person.id, channel, "skipped", why_not, now)
+            )
+            counts["skipped"] += 1
+        elif person.id in busy:
+            invitations.append(
+                _invitation(campaign.id, person.id, channel, "waiting", "in another survey", now)
+            )
+            counts["waiting"] += 1
+        else:
+            starting.append((person, channel))
+    _start_many(session, campaign, survey, starting, settings, now, invitations)
+    counts["invited"] = len(starting)
+    if invitations:
+        session.execute(insert(Invitation.__table__), invitations)
+    return counts
+
+
+def _invitation(
+    campaign_id: int,
+    person_id: int,
+    channel: str | None,
+    status: str,
+    reason: str | None,
+    now: datetime,
+    **extra: Any,
+) -> dict[str, Any]:
+    return {
+        "campaign_id": campaign_id,
+        "participant_id": person_id,
+        "channel": channel,
+        "status": status,
+        "reason": reason,
+        "created_at": now,
+        "conversation_id": extra.get("conversation_id"),
+        "message_id": extra.get("message_id"),
+        "invited_at": extra.get("invited_at"),
+        "reminder_message_id": None,
+        "reminded_at": None,
+    }
+
+
+def _start_many(
+    session: Session,
+    campaign: Campaign,
+    survey: Survey,
+    starting: list[tuple[Participant, str]],
+    settings: Settings,
+    now: datetime,
+    invitations: list[dict[str, Any]],
+) -> list[int]:
+    """Begin each person's conversation and queue their invitation, with bulk inserts; the
+    invitations are sent once the caller's unit of work commits."""
+    if not starting:
+        return []
+    steps = [
+        engine.begin(survey, conversations.context_for(person, settings.org_name))
+        for person, _ in starting
+    ]
+    conv_ids = session.scalars(
+        insert(Conversation.__table__).returning(
+            Conversation.__table__.c.id, sort_by_parameter_order=True
+        ),
+        [
+            {
+                "participant_id": person.id,
+                "survey_version_id": campaign.survey_version_id,
+                "campaign_id": campaign.id,
+                "channel": channel,
+                "status": engine.ACTIVE,
+                "state": step.state.to_json(),
+                "started_at": None,
+                "last_activity_at": now,
+                "completed_at": None,
+            }
+            for (person, channel), step in zip(starting, steps, strict=True)
+        ],
+    ).all()
+    message_ids = session.scalars(
+        insert(Message.__table__).returning(Message.__table__.c.id, sort_by_parameter_order=True),
+        [
+            {
+                "participant_id": person.id,
+                "conversation_id": conv_id,
+                "campaign_id": campaign.id,
+                "in_reply_to_id": None,
+                "direction": "out",
+                "channel": channel,
+                "kind": "invitation",
+                "address": outbox.address_for(person, channel),
+                "body": render_for(channel, step.prompts, settings.org_name),
+                "provider_id": None,
+                "status": "pending",
+                "error_code": None,
+                "error_message": None,
+                "attempts": 0,
+                "send_after": None,
+                "claimed_at": None,
+                "sent_at": None,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for (person, channel), step, conv_id in zip(starting, steps, conv_ids, strict=True)
+        ],
+    ).all()
+    for (person, channel), conv_id, message_id in zip(starting, conv_ids, message_ids, strict=True):
+        invitations.append(
+            _invitation(
+                campaign.id,
+                person.id,
+                channel,
+                "invited",
+                None,
+                now,
+                conversation_id=conv_id,
+                message_id=message_id,
+                invited_at=now,
+            )
+        )
+    queue_after_commit(session, [(message_id, None) for message_id in message_ids])
+    return list(message_ids)
+
+
+@events.survey_ended.connect
+def _on_survey_ended(
+    _survey_id: str, *, session: Session, participant_id: int, settings: Settings, **_: Any
+) -> None:
+    promote_waiting(session, participant_id, settings)
+
+
+def promote_waiting(session: Session, participant_id: int, settings: Settings) -> list[int]:
+    """Their survey just ended: invite them to the oldest campaign they were waiting for.
+    The caller holds the person's lock (`conversations.lock_person`)."""
+    invitation = session.scalar(
+        select(Invitation)
+        .where(Invitation.participant_id == participant_id, Invitation.status == "waiting")
+        .order_by(Invitation.id)
+        .limit(1)
+        .with_for_update()
+    )
+    if invitation is None:
+        return []
+    campaign = session.get(Campaign, invitation.campaign_id)
+    person = session.get(Participant, participant_id)
+    if campaign.status == "closed" or person.opted_out:
+        invitation.status, invitation.reason = (
+            "skipped",
+            "campaign closed" if campaign.status == "closed" else "opted out",
+        )
+        return []
+    survey = conversations.survey_of(session.get(SurveyVersion, campaign.survey_version_id))
+    now = utcnow()
+    made: list[dict[str, Any]] = []
+    channel = invitation.channel or channels.default_for(person)
+    if channel is None:
+        invitation.status, invitation.reason = "skipped", "no address on any channel"
+        return []
+    message_ids = _start_many(session, campaign, survey, [(person, channel)], settings, now, made)
+    invitation.status, invitation.reason = "invited", None
+    invitation.conversation_id, invitation.message_id, invitation.invited_at = (
+        made[0]["conversation_id"],
+        made[0]["message_id"],
+        now,
+    )
+    return message_ids
+
+
+def close(session: Session, campaign: Campaign, settings: Settings) -> int:
+    """No more invitations or reminders, and its conversations in progress end.
+
+    Left open, they would keep their people "in a survey" for up to 7 days, and the next
+    campaign to the same people would wait behind them: whoever waited is invited now (the
+    messages go when the unit of work commits). Returns how many conversations ended.
+    """
+    campaign.status, campaign.closed_at = "closed", utcnow()
+    session.execute(
+        update(Invitation)
+        .where(Invitation.campaign_id == campaign.id, Invitation.status == "waiting")
+        .values(status="skipped", reason="campaign closed")
+    )
+    session.execute(
+        update(Message)
+        .where(
+            Message.campaign_id == campaign.id,
+            Message.status == "pending",
+            Message.kind.in_(("invitation", "reminder")),
+        )
+        .values(status="cancelled", error_message="campaign closed", updated_at=utcnow())
+    )
+    people = session.scalars(
+        select(Conversation.participant_id)
+        .where(Conversation.campaign_id == campaign.id, Conversation.status == engine.ACTIVE)
+        .order_by(Conversation.participant_id)
+    ).all()
+    ended = 0
+    for participant_id in people:
+        # The person's lock first, as every writer of their data takes it.
+        conversations.lock_person(session, participant_id)
+        conv = session.scalar(
+            select(Conversation)
+            .where(
+                Conversation.campaign_id == campaign.id,
+                Conversation.participant_id == participant_id,
+                Conversation.status == engine.ACTIVE,
+            )
+            .with_for_update()
+        )
+        if conv is None:  # they finished meanwhile
+            continue
+        conv.status = engine.EXPIRED
+        conv.state = {**conv.state, "status": engine.EXPIRED}
+        ended += 1
+        session.flush()
+        promote_waiting(session, participant_id, settings)
+    return ended
+
+
+def get_or_404(session: Session, campaign_id: int) -> Campaign:
+    campaign = session.get(Campaign, campaign_id)
+    if campaign is None:
+        raise CampaignError(f"no campaign {campaign_id}", 404)
+    return campaign
+
+
+__all__ = ["CampaignError", "SurveyError", "close", "create", "fan_out", "launch"]

@@ -1,0 +1,408 @@
+"""Bringing in a panel: JSON or CSV rows, upserted by external id, else phone, else Telegram chat.
+
+Every bad row is reported with its row number and reason while good rows are kept; importing
+the same file twice creates nobody twice. Rows are handled a thousand at a time with a few
+queries per batch, so a 100,000-person panel imports in seconds.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import hmac
+import io
+import os
+import secrets
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session
+
+from bot import channels
+from bot.commands import runtime
+from bot.config import Settings
+from bot.phone import InvalidPhoneNumber, normalise_phone
+from bot.storage.models import ConsentEvent, Participant, Suppression, utcnow
+from bot.text import clean_text
+
+COLUMNS = ("name", "phone", "telegram_chat_id", "channel", "tags", "recontact", "external_id")
+CHANNELS = channels.NAMES
+BATCH = 1000
+# Longest field we read from a CSV: names are cut to 200 and ids to 100; anything this long
+# is a mistake (a pasted document, a broken quote), reported on its row.
+MAX_CSV_FIELD = 10_000
+# csv's own limit (128 KB) raises mid-file and loses every row after it; the body is capped
+# at 20 MB before it gets here, so read anything and judge field lengths ourselves.
+csv.field_size_limit(max(csv.field_size_limit(), 32 * 1024 * 1024))
+# Marks a CSV row that could not be used; not a string, so JSON rows can never carry it.
+_UNREADABLE = object()
+YES = {"yes", "y", "true", "1"}
+NO = {"no", "n", "false", "0"}
+
+
+class RowError(ValueError):
+    pass
+
+
+@dataclass
+class ImportReport:
+    created: int = 0
+    updated: int = 0
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"created": self.created, "updated": self.updated, "rejected": self.rejected}
+
+
+@dataclass(frozen=True)
+class CleanRow:
+    row: int
+    name: str | None
+    phone: str | None
+    telegram_chat_id: int | None
+    channel: str | None
+    tags: tuple[str, ...]
+    recontact: bool | None
+    external_id: str | None
+    given: frozenset[str]  # which fields the row actually set
+
+
+def suppression_key(settings: Settings | None = None) -> bytes:
+    """SUPPRESSION_KEY, or where no channel is on (a laptop) a random key kept in the instance
+    folder, made on first use: such a machine needs no setup, and its hashes still cannot be
+    reversed by someone holding only the database."""
+    settings = settings or runtime.settings()
+    if settings.suppression_key:
+        return settings.suppression_key.encode()
+    path = settings.instance_path / "suppression.key"
+    try:
+        return path.read_bytes().strip()
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        # O_EXCL: two processes starting together agree on one key.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_bytes().strip()
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secrets.token_hex(32))
+    return path.read_bytes().strip()
+
+
+def suppression_hash(address: str, key: bytes | None = None) -> str:
+    """Keyed (HMAC-SHA256), so a number cannot be found again by trying every number."""
+    return hmac.new(key or suppression_key(), address.encode(), hashlib.sha256).hexdigest()
+
+
+def legacy_suppression_hash(address: str) -> str:
+    """The unkeyed hash suppressions were written with before SUPPRESSION_KEY existed; read only
+    to re-key such a row the first time its number is seen again (see `suppressed`)."""
+    return hashlib.sha256(f"involve-suppression:{address}".encode()).hexdigest()
+
+
+def suppressed(session: Session, addresses: Iterable[str]) -> set[str]:
+    """Which of these numbers or chat ids belong to an erased person who had opted out.
+
+    A row still carrying the old unkeyed hash is re-keyed when it matches, so the reversible
+    hash does not outlive the next time that number is imported or writes in.
+    """
+    addresses = set(addresses)
+    if not addresses:
+        return set()
+    key = suppression_key()
+    keyed = {suppression_hash(a, key): a for a in addresses}
+    legacy = {legacy_suppression_hash(a): a for a in addresses}
+    found = set()
+    for row in session.scalars(
+        select(Suppression).where(Suppression.address_hash.in_([*keyed, *legacy]))
+    ):
+        if row.address_hash in keyed:
+            found.add(keyed[row.address_hash])
+        else:
+            address = legacy[row.address_hash]
+            found.add(address)
+            if session.scalar(
+                select(Suppression.id).where(
+                    Suppression.address_hash == suppression_hash(address, key)
+                )
+            ):
+                session.delete(row)
+            else:
+                row.address_hash = suppression_hash(address, key)
+    return found
+
+
+def read_csv(text: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """CSV text -> (rows as dicts, header problems). Tags are `;`-separated, recontact yes/no.
+
+    Any line ending is accepted (`\n`, `\r\n`, and old Macs' `\r`): newline="" hands line
+    endings to the csv module, which knows all three.
+    """
+    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff"), newline=""))
+    try:
+        fieldnames = reader.fieldnames or []
+    except csv.Error as exc:
+        return [], [{"row": 1, "error": f"the header cannot be read: {exc}"}]
+    headers = [h.strip().lower() for h in fieldnames]
+    unknown = [h for h in headers if h and h not in COLUMNS]
+    if not headers or not ({"phone", "telegram_chat_id", "external_id"} & set(headers)):
+        return [], [{"row": 1, "error": f"the header must name some of: {', '.join(COLUMNS)}"}]
+    problems = [
+        {"row": 1, "error": f"unknown column {h!r} ignored (known: {', '.join(COLUMNS)})"}
+        for h in unknown
+    ]
+    rows: list[dict[str, Any]] = []
+    try:
+        for raw in reader:
+            rows.append(_csv_row(raw))
+    except csv.Error as exc:
+        problems.append(
+            {"row": len(rows) + 2, "error": f"the CSV cannot be read from this row on: {exc}"}
+        )
+    return rows, problems
+
+
+def _csv_row(raw: Mapping[str | None, Any]) -> dict[Any, Any]:
+    values = [v for v in raw.values() if isinstance(v, str)]
+    longest = max((len(v) for v in values), default=0)
+    if longest > MAX_CSV_FIELD:
+        return {
+            _UNREADABLE: f"a field is too long ({longest:,} characters; at most {MAX_CSV_FIELD:,})"
+        }
+    row = {
+        (k or "").strip().lower(): (v or "").strip()
+        for k, v in raw.items()
+        if k and isinstance(v, str)
+    }
+    if "tags" in row:
+        row["tags"] = [t.strip() for t in row["tags"].split(";") if t.strip()]
+    return {k: v for k, v in row.items() if k in COLUMNS and v not in ("", [])}
+
+
+def clean(number: int, raw: Mapping[str, Any]) -> CleanRow:
+    if not isinstance(raw, Mapping):
+        raise RowError("each participant must be an object with name, phone, ...")
+    if _UNREADABLE in raw:
+        raise RowError(raw[_UNREADABLE])
+    raw = {k: clean_text(v) if isinstance(v, str) else v for k, v in raw.items()}
+    unknown = sorted(set(raw) - set(COLUMNS))
+    if unknown:
+        raise RowError(f"unknown field {unknown[0]!r} (known: {', '.join(COLUMNS)})")
+    given = frozenset(k for k, v in raw.items() if v is not None and v != "")
+    phone = raw.get("phone")
+    if phone not in (None, ""):
+        try:
+            phone = normalise_phone(str(phone))
+        except InvalidPhoneNumber as exc:
+            raise RowError(str(exc)) from None
+    else:
+        phone = None
+    chat = raw.get("telegram_chat_id")
+    if chat not in (None, ""):
+        try:
+            chat = int(str(chat).strip())
+        except ValueError:
+            raise RowError(f"telegram_chat_id must be a whole number, got {chat!r}") from None
+        if not -(2**53) < chat < 2**53:
+            raise RowError("telegram_chat_id is not a Telegram chat id (too large)")
+    else:
+        chat = None
+    external = raw.get("external_id")
+    external = str(external).strip() if external not in (None, "") else None
+    if external is not None and len(external) > 100:
+        raise RowError("external_id is longer than 100 characters")
+    if phone is None and chat is None and external is None:
+        raise RowError("needs a phone, a telegram_chat_id or an external_id")
+    channel = raw.get("channel")
+    if channel not in (None, ""):
+        channel = str(channel).strip().lower()
+        if channel not in CHANNELS:
+            raise RowError(
+                f"channel must be one of {', '.join(CHANNELS)}, got {raw.get('channel')!r}"
+            )
+    else:
+        channel = None
+    tags = raw.get("tags") or []
+    if isinstance(tags, str):
+        tags = [t.strip() for t in tags.split(";")]
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise RowError("tags must be a list of words")
+    tags = [clean_text(t)[:100] for t in tags]
+    recontact = raw.get("recontact")
+    if isinstance(recontact, str):
+        lowered = recontact.strip().lower()
+        if lowered in YES:
+            recontact = True
+        elif lowered in NO:
+            recontact = False
+        elif lowered == "":
+            recontact = None
+        else:
+            raise RowError(f"recontact must be yes or no, got {recontact!r}")
+    elif recontact is not None and not isinstance(recontact, bool):
+        raise RowError("recontact must be yes or no")
+    name = raw.get("name")
+    name = str(name).strip()[:200] if name not in (None, "") else None
+    return CleanRow(
+        number,
+        name,
+        phone,
+        chat,
+        channel,
+        tuple(t for t in (t.strip() for t in tags) if t),
+        recontact,
+        external,
+        given,
+    )
+
+
+def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def import_rows(
+    session: Session,
+    rows: Iterable[Mapping[str, Any]],
+    replace_tags: bool = False,
+    source: str = "import",
+    first_row: int = 1,
+    progress: Callable[[int], None] | None = None,
+) -> ImportReport:
+    """Upsert rows (numbered from `first_row`, as a person would count them in their file)."""
+    report = ImportReport()
+    cleaned: list[CleanRow] = []
+    for number, raw in enumerate(rows, start=first_row):
+        try:
+            cleaned.append(clean(number, raw))
+        except RowError as exc:
+            report.rejected.append({"row": number, "error": str(exc)})
+    for chunk in _chunks(cleaned, BATCH):
+        _upsert_chunk(session, chunk, replace_tags, source, report)
+        session.flush()
+        if progress:
+            progress(len(chunk))
+    report.rejected.sort(key=lambda r: r["row"])
+    return report
+
+
+def _upsert_chunk(
+    session: Session, chunk: list[CleanRow], replace_tags: bool, source: str, report: ImportReport
+) -> None:
+    externals = {r.external_id for r in chunk if r.external_id}
+    phones = {r.phone for r in chunk if r.phone}
+    chats = {r.telegram_chat_id for r in chunk if r.telegram_chat_id is not None}
+    found: list[Participant] = []
+    if externals:
+        found += session.scalars(
+            select(Participant).where(Participant.external_id.in_(externals))
+        ).all()
+    if phones:
+        found += session.scalars(select(Participant).where(Participant.phone.in_(phones))).all()
+    if chats:
+        found += session.scalars(
+            select(Participant).where(Participant.telegram_chat_id.in_(chats))
+        ).all()
+    by_external = {p.external_id: p for p in found if p.external_id}
+    by_phone = {p.phone: p for p in found if p.phone}
+    by_chat = {p.telegram_chat_id: p for p in found if p.telegram_chat_id is not None}
+    opted_out_then_erased = suppressed(session, [*phones, *(str(c) for c in chats)])
+    consent: list[dict[str, Any]] = []
+    now = utcnow()
+    for row in chunk:
+        person = (
+            (by_external.get(row.external_id) if row.external_id else None)
+            or (by_phone.get(row.phone) if row.phone else None)
+            or (by_chat.get(row.telegram_chat_id) if row.telegram_chat_id is not None else None)
+        )
+        clash = _clash(person, row, by_phone, by_chat, by_external)
+        if clash:
+            report.rejected.append({"row": row.row, "error": clash})
+            continue
+        is_suppressed = row.phone in opted_out_then_erased or (
+            row.telegram_chat_id is not None and str(row.telegram_chat_id) in opted_out_then_erased
+        )
+        if is_suppressed and person is None:
+            report.rejected.append(
+                {
+                    "row": row.row,
+                    "error": "this person asked not to be contacted and their data was erased; "
+                    "they can text START to rejoin",
+                }
+            )
+            continue
+        created = person is None
+        if created:
+            person = Participant(
+                tags=[], joined_via=source, opted_out=False, created_at=now, updated_at=now
+            )
+            session.add(person)
+        before_recontact = person.recontact
+        for attr in ("name", "phone", "telegram_chat_id", "channel", "external_id"):
+            if attr in row.given:
+                setattr(person, attr, getattr(row, attr))
+        if "tags" in row.given or replace_tags:
+            tags = (
+                list(row.tags)
+                if replace_tags
+                else list(dict.fromkeys([*(person.tags or []), *row.tags]))
+            )
+            if tags != person.tags:
+                person.tags = tags
+        if row.recontact is not None and row.recontact != before_recontact:
+            person.recontact = row.recontact
+            consent.append(
+                {"kind": "recontact_yes" if row.recontact else "recontact_no", "person": person}
+            )
+        if row.external_id:
+            by_external[row.external_id] = person
+        if row.phone:
+            by_phone[row.phone] = person
+        if row.telegram_chat_id is not None:
+            by_chat[row.telegram_chat_id] = person
+        if created:
+            report.created += 1
+        else:
+            report.updated += 1
+    if consent:
+        session.flush()  # ids for the new people
+        session.execute(
+            insert(ConsentEvent.__table__),
+            [
+                {
+                    "participant_id": c["person"].id,
+                    "kind": c["kind"],
+                    "how": source,
+                    "detail": None,
+                    "at": now,
+                }
+                for c in consent
+            ],
+        )
+
+
+def _clash(
+    person: Participant | None, row: CleanRow, by_phone: dict, by_chat: dict, by_external: dict
+) -> str | None:
+    """A row that would take another person's number or chat id."""
+    if row.phone and row.phone in by_phone and by_phone[row.phone] is not person:
+        return f"phone {row.phone} already belongs to another participant"
+    if (
+        row.telegram_chat_id is not None
+        and row.telegram_chat_id in by_chat
+        and by_chat[row.telegram_chat_id] is not person
+    ):
+        return f"telegram_chat_id {row.telegram_chat_id} already belongs to another participant"
+    if (
+        person is not None
+        and row.external_id
+        and person.external_id
+        and person.external_id != row.external_id
+    ):
+        return f"this phone or chat belongs to participant {person.external_id!r}, not {row.external_id!r}"
+    if person is None and row.external_id and row.external_id in by_external:
+        return f"external_id {row.external_id!r} already belongs to another participant"
+    return None

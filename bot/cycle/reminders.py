@@ -1,0 +1,87 @@
+"""One reminder, after `reminder_after_hours`, to each invited person who has not finished.
+
+It picks up where they stopped (their current question), goes through the outbox as new contact
+(so never in quiet hours, never after STOP), and is sent at most once per campaign.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from bot import conversations, engine
+from bot.config import Settings
+from bot.cycle.campaigns import render_for
+from bot.sending import outbox
+from bot.storage.db import Database
+from bot.storage.models import (
+    Campaign,
+    Conversation,
+    Invitation,
+    Participant,
+    SurveyVersion,
+    utcnow,
+)
+
+REMINDER_LEAD = "A gentle reminder: we would still love your views."
+
+
+def send_reminders_job(campaign_id: int) -> int:
+    from bot.commands import runtime
+
+    return send_reminders(runtime.database(), runtime.settings(), campaign_id)
+
+
+def send_reminders(database: Database, settings: Settings, campaign_id: int) -> int:
+    """One reminder to each invited person who has not finished, picking up where they stopped.
+    The reminders go once this unit of work commits."""
+    queued: list[int] = []
+    with database.session() as session:
+        campaign = session.get(Campaign, campaign_id)
+        if (
+            campaign is None
+            or campaign.status == "closed"
+            or campaign.reminders_sent_at is not None
+        ):
+            return 0
+        survey = conversations.survey_of(session.get(SurveyVersion, campaign.survey_version_id))
+        rows = session.execute(
+            select(Invitation, Conversation, Participant)
+            .join(Conversation, Conversation.id == Invitation.conversation_id)
+            .join(Participant, Participant.id == Invitation.participant_id)
+            .where(
+                Invitation.campaign_id == campaign_id,
+                Invitation.status == "invited",
+                Invitation.reminded_at.is_(None),
+                Conversation.status == engine.ACTIVE,
+                Participant.opted_out.is_(False),
+                Participant.erased_at.is_(None),
+            )
+        ).all()
+        now = utcnow()
+        for invitation, conv, person in rows:
+            question_id = conv.state.get("question_id")
+            if question_id is None:
+                continue
+            prompt = engine.ask(
+                survey,
+                survey.question(question_id),
+                conversations.context_for(person, settings.org_name),
+            )
+            body = render_for(
+                invitation.channel or conv.channel,
+                [engine.Say(REMINDER_LEAD), prompt],
+                settings.org_name,
+            )
+            message = outbox.add(
+                session,
+                person,
+                invitation.channel or conv.channel,
+                body,
+                "reminder",
+                campaign_id=campaign_id,
+                conversation_id=conv.id,
+            )
+            invitation.reminder_message_id, invitation.reminded_at = message.id, now
+            queued.append(message.id)
+        campaign.reminders_sent_at = now
+    return len(queued)

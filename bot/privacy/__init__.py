@@ -1,0 +1,340 @@
+"""Subject access and erasure (UK GDPR articles 15 and 17), for one person at a time."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import zlib
+from typing import Any
+
+from redis import Redis
+from sqlalchemy import ColumnElement, and_, delete, or_, select, update
+from sqlalchemy.orm import Session
+
+from bot import conversations, engine
+from bot.cycle.panel import suppression_hash
+from bot.storage.models import (
+    Answer,
+    Campaign,
+    ConsentEvent,
+    Conversation,
+    Invitation,
+    Message,
+    Participant,
+    Suppression,
+    TelegramLink,
+    as_id,
+    utcnow,
+)
+
+EXTERNAL_PREFIX = "ext:"
+ID_PREFIX = "id:"
+
+
+class AmbiguousKey(LookupError):
+    """A bare key that is one person's id and another person's external id."""
+
+
+def find(session: Session, key: str) -> Participant | None:
+    """A person by `id:<our id>`, `ext:<their external id>`, or a bare key naming exactly one.
+
+    A bare key that is both someone's id and someone else's external id raises AmbiguousKey:
+    guessing could send one person's answers to another, or erase the wrong person.
+    """
+    if key.startswith(EXTERNAL_PREFIX):
+        external = key[len(EXTERNAL_PREFIX) :]
+        return by_external_id(session, external) if external else None
+    if key.startswith(ID_PREFIX):
+        number = as_id(key[len(ID_PREFIX) :])
+        return session.get(Participant, number) if number is not None else None
+    by_external = by_external_id(session, key)
+    number = as_id(key)
+    by_id = session.get(Participant, number) if number is not None else None
+    if by_external is not None and by_id is not None and by_external is not by_id:
+        raise AmbiguousKey(
+            f"{key!r} is participant {number}'s id and another participant's external id: "
+            f"say id:{number} for the first or ext:{key} for the second"
+        )
+    return by_id or by_external
+
+
+def by_external_id(session: Session, external: str) -> Participant | None:
+    return session.scalar(select(Participant).where(Participant.external_id == external))
+
+
+def key_of(person_id: int, external_id: str | None) -> str:
+    """How exports name a person: `ext:<external id>` where they have one, else our id, so the
+    two kinds never share a column unmarked and every cell works as an admin API key."""
+    return f"{EXTERNAL_PREFIX}{external_id}" if external_id else str(person_id)
+
+
+def _messages_of(person: Participant) -> ColumnElement[bool]:
+    """Their messages: those linked to them, and those only their number or chat id ties to
+    them (a text the webhook kept after failing to handle it has no participant yet)."""
+    addresses = [a for a in (person.phone, _chat(person)) if a]
+    linked = Message.participant_id == person.id
+    if not addresses:
+        return linked
+    # Unlinked rows only: a number can have moved to this person from someone else.
+    return or_(linked, and_(Message.participant_id.is_(None), Message.address.in_(addresses)))
+
+
+def _chat(person: Participant) -> str | None:
+    return str(person.telegram_chat_id) if person.telegram_chat_id is not None else None
+
+
+def _iso(moment: Any) -> str | None:
+    return moment.isoformat() if moment is not None else None
+
+
+def subject_access(session: Session, person: Participant) -> dict[str, Any]:
+    """Everything we hold about the person."""
+    return {
+        "id": person.id,
+        "external_id": person.external_id,
+        "name": person.name,
+        "phone": person.phone,
+        "telegram_chat_id": person.telegram_chat_id,
+        "channel": person.channel,
+        "tags": person.tags or [],
+        "recontact": person.recontact,
+        "opted_out": person.opted_out,
+        "joined_via": person.joined_via,
+        "created_at": _iso(person.created_at),
+        "erased_at": _iso(person.erased_at),
+        "consent_log": [
+            {"kind": e.kind, "how": e.how, "detail": e.detail, "at": _iso(e.at)}
+            for e in session.scalars(
+                select(ConsentEvent)
+                .where(ConsentEvent.participant_id == person.id)
+                .order_by(ConsentEvent.id)
+            )
+        ],
+        "conversations": [
+            {
+                "id": c.id,
+                "campaign": c.campaign_id,
+                "channel": c.channel,
+                "status": c.status,
+                "started_at": _iso(c.started_at),
+                "completed_at": _iso(c.completed_at),
+            }
+            for c in session.scalars(
+                select(Conversation)
+                .where(Conversation.participant_id == person.id)
+                .order_by(Conversation.id)
+            )
+        ],
+        "answers": [
+            {
+                "conversation": a.conversation_id,
+                "question": a.question_id,
+                "value": a.value,
+                "label": a.label,
+                "raw_text": a.raw_text,
+                "unparsed": a.unparsed,
+                "skipped": a.skipped,
+                "channel": a.channel,
+                "answered_at": _iso(a.answered_at),
+            }
+            for a in session.scalars(
+                select(Answer)
+                .join(Conversation, Conversation.id == Answer.conversation_id)
+                .where(Conversation.participant_id == person.id)
+                .order_by(Answer.id)
+            )
+        ],
+        "messages": [
+            {
+                "direction": m.direction,
+                "channel": m.channel,
+                "kind": m.kind,
+                "body": m.body,
+                "status": m.status,
+                "campaign": m.campaign_id,
+                "created_at": _iso(m.created_at),
+                "sent_at": _iso(m.sent_at),
+            }
+            for m in session.scalars(
+                select(Message).where(_messages_of(person)).order_by(Message.id)
+            )
+        ],
+        # Proof the loop was closed: what "you said, we did" message they got, and when.
+        "feedback": [
+            {
+                "campaign": m.campaign_id,
+                "channel": m.channel,
+                "body": m.body,
+                "status": m.status,
+                "queued_at": _iso(m.created_at),
+                "sent_at": _iso(m.sent_at),
+            }
+            for m in session.scalars(
+                select(Message)
+                .where(Message.participant_id == person.id, Message.kind == "feedback")
+                .order_by(Message.id)
+            )
+        ],
+        "invitations": [
+            {
+                "campaign": i.campaign_id,
+                "status": i.status,
+                "reason": i.reason,
+                "invited_at": _iso(i.invited_at),
+                "reminded_at": _iso(i.reminded_at),
+            }
+            for i in session.scalars(
+                select(Invitation)
+                .where(Invitation.participant_id == person.id)
+                .order_by(Invitation.id)
+            )
+        ],
+    }
+
+
+def erase(session: Session, person: Participant) -> dict[str, int]:
+    """Remove the person's personal data everywhere; keep only anonymous answers for the counts.
+
+    The participant row stays as an empty tombstone so counts still add up. Closed answers keep
+    their value but lose the link to the person; free text and anything they typed is removed.
+    A person who had opted out leaves a hashed number behind so they are never contacted again.
+    Their pending messages are cancelled so no job will send them. Redis is cleaned by
+    `forget_in_redis` once this transaction has committed.
+    """
+    now = utcnow()
+    if person.opted_out:
+        for address in filter(
+            None, [person.phone, str(person.telegram_chat_id) if person.telegram_chat_id else None]
+        ):
+            digest = suppression_hash(address)
+            if (
+                session.scalar(select(Suppression.id).where(Suppression.address_hash == digest))
+                is None
+            ):
+                session.add(
+                    Suppression(
+                        address_hash=digest, reason="opted out, then erased", created_at=now
+                    )
+                )
+    conversation_ids = (
+        select(Conversation.id).where(Conversation.participant_id == person.id).scalar_subquery()
+    )
+    free_text = 0
+    for conv in session.scalars(
+        select(Conversation).where(Conversation.participant_id == person.id)
+    ):
+        survey = conversations.survey_for(session, conv.survey_version_id)
+        typed = [q.id for q in survey.questions if q.type == "text"]
+        free_text += session.execute(
+            update(Answer)
+            .where(
+                Answer.conversation_id == conv.id,
+                or_(Answer.unparsed.is_(True), Answer.question_id.in_(typed)),
+            )
+            .values(value=None, label=None)
+        ).rowcount
+    session.execute(
+        update(Answer)
+        .where(Answer.conversation_id.in_(conversation_ids))
+        .values(raw_text=None, participant_id=None)
+    )
+    messages = session.execute(
+        update(Message)
+        .where(_messages_of(person))
+        .values(body=None, address=None, error_message=None, updated_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    session.execute(
+        update(Message)
+        .where(Message.participant_id == person.id, Message.status.in_(("pending", "claimed")))
+        .values(status="cancelled", error_message="erased")
+    )
+    session.execute(
+        update(ConsentEvent).where(ConsentEvent.participant_id == person.id).values(detail=None)
+    )
+    # The engine keeps each answer, free text included, in the conversation's state too.
+    for conv in session.scalars(
+        select(Conversation).where(Conversation.participant_id == person.id)
+    ):
+        status = engine.EXPIRED if conv.status == engine.ACTIVE else conv.status
+        conv.status = status
+        conv.state = engine.State(question_id=None, status=status).to_json()
+    _drop_from_audiences(session, person)
+    session.execute(
+        update(Invitation)
+        .where(Invitation.participant_id == person.id, Invitation.status == "waiting")
+        .values(status="skipped", reason="erased")
+    )
+    # Unused deep-link codes would join a chat to nobody; they go with the rest.
+    session.execute(delete(TelegramLink).where(TelegramLink.participant_id == person.id))
+    person.name = person.phone = person.external_id = person.joined_via = None
+    person.telegram_chat_id = None
+    person.tags = []
+    person.channel = None
+    person.recontact = None
+    person.opted_out = True
+    person.erased_at = now
+    return {"messages": messages, "free_text_answers": free_text}
+
+
+def _drop_from_audiences(session: Session, person: Participant) -> None:
+    """A campaign aimed at people by external id keeps that id in its audience: swap it for our
+    id (the campaign still names the same, now empty, row) so the external id leaves too."""
+    if not person.external_id:
+        return
+    wanted = {person.external_id, f"{EXTERNAL_PREFIX}{person.external_id}"}
+    for campaign in session.scalars(select(Campaign)):
+        named = (campaign.audience or {}).get("participants")
+        if isinstance(named, list) and wanted & {v for v in named if isinstance(v, str)}:
+            campaign.audience = {"participants": [person.id if v in wanted else v for v in named]}
+
+
+def addresses_of(person: Participant) -> list[str]:
+    """What could identify the person in free-form text elsewhere (Redis): read before erasing."""
+    found = [person.phone, str(person.telegram_chat_id) if person.telegram_chat_id else None]
+    if person.name and len(person.name) >= 4:
+        found.append(person.name)
+    return [a for a in found if a]
+
+
+def forget_in_redis(redis: Redis, addresses: list[str]) -> int:
+    """Delete rq's records of finished or failed jobs that mention the person.
+
+    Jobs carry only row ids, but a job's result or error text can quote what the provider said,
+    and Twilio's errors name the number. Such records are history, not work, so removing them
+    loses nothing; queued work is only ever ids and never matches. Returns keys deleted.
+    """
+    needles = [a.encode() for a in addresses if a]
+    if not needles:
+        return 0
+    deleted = 0
+    for key in redis.scan_iter(match="rq:*", count=1000):
+        if any(needle in text for text in _redis_texts(redis, key) for needle in needles):
+            deleted += redis.delete(key)
+    return deleted
+
+
+def _redis_texts(redis: Redis, key: bytes) -> list[bytes]:
+    kind = redis.type(key)
+    values: list[bytes] = []
+    if kind == b"hash":
+        values = list(redis.hgetall(key).values())
+    elif kind == b"string":
+        values = [redis.get(key) or b""]
+    elif kind == b"stream":
+        values = [v for _, fields in redis.xrange(key) for v in fields.values()]
+    elif kind == b"list":
+        values = list(redis.lrange(key, 0, -1))
+    return [text for value in values for text in _unwrapped(value)]
+
+
+def _unwrapped(value: bytes) -> list[bytes]:
+    """The value, and what it holds where rq wrapped it: job data and errors are compressed,
+    results base64 of a pickle, errors in results base64 of compressed text."""
+    texts = [value]
+    with contextlib.suppress(ValueError):
+        texts.append(base64.b64decode(value, validate=True))
+    for text in list(texts):
+        with contextlib.suppress(zlib.error):
+            texts.append(zlib.decompress(text))
+    return texts

@@ -1,0 +1,1 @@
+"""Survey scripts: loading and validating them, lint, SMS length, the template sandbox."""

@@ -1,0 +1,240 @@
+"""`involve lint`: a script's errors, and warnings about what a participant would receive.
+
+Warnings: a question nobody can reach, a text longer than 2 segments, and any character outside
+GSM-7, which turns the whole text into UCS-2 (70 characters a segment instead of 160).
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from bot import engine
+from bot.channels.sms import render as sms
+from bot.engine import Ask, Say
+from bot.scripts import gsm
+from bot.scripts.survey import Question, Survey, SurveyError, is_feedback_file, load_file, scan
+
+SAMPLE_CONTEXT = {"name": "Elizabeth", "org": "our involvement team"}
+MAX_SEGMENTS = 2
+MAX_PATHS = 20_000
+
+
+@dataclass
+class LintReport:
+    path: str
+    survey: Survey | None = None
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def reachable_questions(survey: Survey) -> set[str]:
+    """Every question some sequence of answers leads to.
+
+    Only questions that a `when` looks at can change the route, so only their answers are
+    branched on (each choice, or no usable answer at all).
+    """
+    watched = {qid for q in survey.questions for qid in q.when}
+    reached: set[str] = set()
+    paths = 0
+
+    def walk(after: str | None, answered: dict[str, str]) -> None:
+        nonlocal paths
+        paths += 1
+        if paths > MAX_PATHS:
+            return
+        question = engine.next_question(survey, after, answered)
+        if question is None:
+            return
+        reached.add(question.id)
+        if question.id not in watched:
+            walk(question.id, answered)
+            return
+        for option in question.choices:
+            walk(question.id, {**answered, question.id: option.value})
+        walk(question.id, answered)
+
+    walk(None, {})
+    if paths > MAX_PATHS:
+        # Too many routes to follow; say nothing rather than something wrong.
+        return {q.id for q in survey.questions}
+    return reached
+
+
+def _texts(survey: Survey) -> Iterator[tuple[str, str]]:
+    """(where, text) for each text a participant can receive from this script."""
+    questions = survey.questions
+
+    def rendered(*prompts: engine.Prompt) -> str:
+        return "\n\n".join(sms.render(prompts))
+
+    for index, question in enumerate(questions):
+        ask = engine.ask(survey, question, SAMPLE_CONTEXT)
+        where = f"question {question.id!r}"
+        if index == 0 and survey.intro:
+            intro = Say(engine.templates.render(survey.intro, engine._ctx(SAMPLE_CONTEXT)), "intro")
+            yield f"{where} with the intro", rendered(intro, ask)
+        else:
+            yield where, rendered(ask)
+        yield f"{where} asked again", rendered(_retry(survey, question))
+    if survey.outro:
+        yield (
+            "outro",
+            rendered(Say(engine.templates.render(survey.outro, engine._ctx(SAMPLE_CONTEXT)))),
+        )
+
+
+def _retry(survey: Survey, question: Question) -> Ask:
+    return engine.ask_again(survey, question, SAMPLE_CONTEXT, "")
+
+
+def _not_gsm(text: str, found: tuple[tuple[int, str], ...] | list[tuple[int, str]]) -> str:
+    """One line: each character outside GSM-7 once, where it first is, and what to type instead."""
+    first: dict[str, int] = {}
+    for index, ch in found:
+        first.setdefault(ch, index)
+    named = []
+    for ch, index in first.items():
+        hint = gsm.SUGGESTIONS.get(ch)
+        name = unicodedata.name(ch, f"U+{ord(ch):04X}").lower()
+        use = f", use {hint!r}" if hint and len(hint) <= 3 else (f", use {hint}" if hint else "")
+        named.append(f"{ch!r} ({name}{use}) at {_position(text, index)}")
+    return (
+        "outside GSM-7, so the whole text is sent as UCS-2 (70 characters a segment, not 160): "
+        + "; ".join(named)
+    )
+
+
+def _position(text: str, index: int) -> str:
+    line = text.count("\n", 0, index) + 1
+    column = index - (text.rfind("\n", 0, index) + 1) + 1
+    return f"line {line}, column {column}"
+
+
+def lint_survey(survey: Survey, report: LintReport) -> None:
+    reached = reachable_questions(survey)
+    for question in survey.questions:
+        if question.id not in reached:
+            conditions = ", ".join(f"{k}={'/'.join(v)}" for k, v in question.when.items())
+            report.warnings.append(
+                f"{report.path}: question {question.id!r}: never asked: no answers lead to it ({conditions})"
+            )
+    for where, text in _texts(survey):
+        size = gsm.sms_size(text)
+        if size.non_gsm:
+            report.warnings.append(f"{report.path}: {where}: {_not_gsm(text, size.non_gsm)}")
+        if size.segments > MAX_SEGMENTS:
+            report.warnings.append(
+                f"{report.path}: {where}: the text is {size.units} characters in {size.encoding}, "
+                f"{size.segments} SMS segments (keep it to {MAX_SEGMENTS})"
+            )
+
+
+def _raw_texts(data: object) -> Iterator[tuple[str, str]]:
+    """(where, text) for the wording in a script that did not load, for its GSM-7 warnings."""
+    if not isinstance(data, dict):
+        return
+    for key in ("intro", "outro"):
+        if isinstance(data.get(key), str):
+            yield key, data[key]
+    questions = data.get("questions")
+    for n, question in enumerate(questions if isinstance(questions, list) else [], start=1):
+        if not isinstance(question, dict):
+            continue
+        where = f"question {question.get('id', n)!r}"
+        if isinstance(question.get("ask"), str):
+            yield where, question["ask"]
+        options = question.get("options")
+        for option in options if isinstance(options, list) else []:
+            if isinstance(option, dict) and isinstance(option.get("label"), str):
+                yield f"{where} option {option.get('value')!r}", option["label"]
+
+
+def lint_file(path: str | Path) -> LintReport:
+    report = LintReport(str(path))
+    try:
+        report.survey = load_file(path)
+    except SurveyError as exc:
+        report.errors.extend(exc.problems)
+        # Warnings that need no valid script still show, so one pass fixes everything.
+        try:
+            data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            return report
+        for where, text in _raw_texts(data):
+            found = gsm.non_gsm_characters(text)
+            if found:
+                report.warnings.append(f"{report.path}: {where}: {_not_gsm(text, found)}")
+        return report
+    lint_survey(report.survey, report)
+    return report
+
+
+def lint_feedback_file(path: str | Path) -> LintReport:
+    """A `<survey id>.feedback.yaml`: checked against the survey script beside it."""
+    from bot.cycle import feedback
+
+    path = Path(path)
+    report = LintReport(str(path))
+    survey_id = path.name.split(".feedback.", 1)[0]
+    survey = scan(path.parent).surveys.get(survey_id)
+    if survey is None:
+        report.errors.append(
+            f"{path}: no survey {survey_id!r} in {path.parent} "
+            "(a feedback file is named after its survey: <survey id>.feedback.yaml)"
+        )
+        return report
+    try:
+        definition = feedback.load_file(path, survey)
+    except feedback.FeedbackError as exc:
+        report.errors.append(str(exc))
+        return report
+    texts = [("message", definition.message)] + [
+        (f"outcomes.{qid}.{key}", sentence)
+        for qid, sentences in definition.outcomes.items()
+        for key, sentence in sentences.items()
+    ]
+    for where, text in texts:
+        found = gsm.non_gsm_characters(text)
+        if found:
+            report.warnings.append(f"{path}: {where}: {_not_gsm(text, found)}")
+    return report
+
+
+def lint_paths(paths: list[Path]) -> list[LintReport]:
+    """Each file as what it is (survey or feedback), then ids and keywords across scripts.
+
+    A script is checked against the others in its folder too: texting a keyword two scripts
+    share would start whichever happened to load last.
+    """
+    reports = [lint_feedback_file(p) if is_feedback_file(p) else lint_file(p) for p in paths]
+    folders: dict[Path, tuple[Survey, ...]] = {}
+    for report in reports:
+        survey = report.survey
+        if survey is None:
+            continue
+        folder = Path(report.path).parent
+        if folder not in folders:
+            linted = tuple(
+                r.survey for r in reports if r.survey is not None and Path(r.path).parent == folder
+            )
+            folders[folder] = tuple(scan(folder, extra=linted).surveys.values()) + linted
+        for other in folders[folder]:
+            if Path(other.path).resolve() == Path(report.path).resolve():
+                continue
+            if other.id == survey.id:
+                line = f"{report.path}: id {survey.id!r} is also the id of {other.path}"
+            elif survey.keyword and other.keyword == survey.keyword:
+                line = (
+                    f"{report.path}: keyword {survey.keyword!r} is also the keyword of "
+                    f"{other.path}; texting it must start one survey: change one"
+                )
+            else:
+                continue
+            if line not in report.errors:
+                report.errors.append(line)
+    return reports

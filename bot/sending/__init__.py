@@ -1,0 +1,1 @@
+"""Sending: the outbox, rq jobs and the reconciler, pacing, delivery statuses, the error tree."""

@@ -1,0 +1,482 @@
+"""rq jobs. Each takes ids, never objects, and may run twice without doing anything twice.
+
+Job functions are process entry points: they read the settings, database and Redis from
+`bot.commands.runtime` and hand them to the domain functions, which take them as arguments.
+
+`send_batch` claims each outbox row (pending -> claimed) just before its provider call, so two
+runs of one job send once, and a worker that dies mid-batch leaves claimed only the rows that
+were in flight or just handed over. `reconcile` settles those by asking the provider whether
+each went, re-enqueues what Redis lost, and keeps campaigns and retries moving; the worker
+enqueues it every minute whatever else it is doing (`bot.commands.worker`).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from redis import Redis
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from bot import channels, conversations
+from bot.channels import Handed, Outgoing, Sender
+from bot.commands import runtime
+from bot.config import Settings
+from bot.conversations import inbox
+from bot.logmask import mask_phones
+from bot.sending import delivery, outbox, pacing
+from bot.sending.errors import RecipientOptedOut, SendError, TemporaryError
+from bot.storage.db import Database
+from bot.storage.models import ConsentEvent, Message, Participant, utcnow
+from bot.storage.status import CampaignStatus, Consent, Direction, InvitationStatus, Kind, Outbound
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 8
+# Longer than a claimed row can take to be handed over: it is claimed just before the provider
+# call, whose HTTP timeout is 15 s, and recorded within a group of RECORD_EVERY.
+CLAIM_TIMEOUT = timedelta(seconds=90)
+STALE_PENDING = timedelta(seconds=60)
+MAX_PACING_WAIT = 20.0  # seconds a job may wait for its rate slot before handing back
+RECORD_EVERY = 25  # results written per transaction while a batch is sent
+SEND_THREADS = 4  # provider calls in flight at once within one job
+RECONCILE_BATCH = 2000
+REMINDER_GRACE = timedelta(minutes=2)  # a reminder job this late was lost with Redis
+LIVE_JOB = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
+
+
+def backoff(attempts: int, retry_after: float | None = None) -> timedelta:
+    base = min(30 * 2 ** max(attempts - 1, 0), 3600)
+    return timedelta(seconds=max(base * random.uniform(0.8, 1.2), retry_after or 0))
+
+
+# --- job entry points -------------------------------------------------------------------
+
+
+def send_messages(message_ids: list[int]) -> dict[int, str]:
+    """Send a batch of outbox rows; what happened to each, in words (no message text)."""
+    return send_batch(runtime.database(), runtime.redis(), runtime.settings(), message_ids)
+
+
+def send_message(message_id: int) -> str:
+    return send_messages([message_id]).get(message_id, "no such outbound message")
+
+
+def reconcile_outbox(now: datetime | None = None) -> dict[str, int]:
+    return reconcile(runtime.database(), runtime.redis(), runtime.settings(), now)
+
+
+def retry_inbound(message_id: int) -> dict[str, int]:
+    return inbox.retry_backlog(
+        runtime.database(), runtime.settings(), message_id, keywords=runtime.library().keywords()
+    )
+
+
+def fan_out_job(campaign_id: int) -> dict[str, int]:
+    from bot.cycle import campaigns
+
+    return campaigns.fan_out(runtime.database(), runtime.settings(), campaign_id)
+
+
+# --- sending ------------------------------------------------------------------------------
+
+
+@dataclass
+class _Planned:
+    id: int
+    channel: str
+    address: str
+    body: str
+    kind: str
+    attempts: int
+
+
+def send_batch(
+    database: Database, redis: Redis, settings: Settings, message_ids: list[int]
+) -> dict[int, str]:
+    """Send outbox rows over pooled provider connections, paced by SEND_RATE per sender."""
+    now = utcnow()
+    outcome: dict[int, str] = {}
+    held: dict[datetime, list[int]] = {}
+    ready: list[_Planned] = []
+    with database.session() as session:
+        rows = session.execute(
+            select(Message, Participant.opted_out, Participant.erased_at)
+            .outerjoin(Participant, Participant.id == Message.participant_id)
+            .where(Message.id.in_(message_ids))
+            .order_by(Message.id)
+        ).all()
+        for message, opted_out, erased_at in rows:
+            if message.direction != Direction.OUT:
+                continue
+            if message.status != Outbound.PENDING:
+                outcome[message.id] = f"already {message.status}"
+                continue
+            if (
+                message.participant_id is None
+                or erased_at is not None
+                or (opted_out and not _answers_since_stop(session, message))
+            ):
+                message.status = Outbound.CANCELLED
+                message.error_message = "the person opted out or was erased"
+                outcome[message.id] = "cancelled"
+                continue
+            due = max(message.send_after or now, now)
+            if message.kind in pacing.NEW_CONTACT:
+                due = pacing.next_allowed(due, settings.quiet_hours, settings.timezone)
+            if due > now + timedelta(seconds=1):
+                message.send_after = due
+                held.setdefault(due, []).append(message.id)
+                outcome[message.id] = f"held until {due.isoformat()}"
+                continue
+            if not message.address:
+                message.status = Outbound.FAILED
+                message.error_message = f"no {message.channel} address for this person"
+                outcome[message.id] = "failed: no address"
+                continue
+            ready.append(
+                _Planned(
+                    message.id,
+                    message.channel,
+                    message.address,
+                    message.body or "",
+                    message.kind,
+                    message.attempts,
+                )
+            )
+    if held:
+        outbox.dispatch_many(redis, [(ids, due) for due, ids in held.items()])
+    if ready:
+        outcome.update(_send_paced(database, redis, settings, ready))
+    return outcome
+
+
+def _answers_since_stop(session: Session, message: Message) -> bool:
+    """A reply written after the person's STOP answers what they sent since (the STOP's own
+    confirmation, "send START to hear from us again"): on a channel that replies through the
+    outbox it must still go. Anything written before the STOP does not."""
+    if message.kind != Kind.REPLY:
+        return False
+    stopped_at = session.scalar(
+        select(func.max(ConsentEvent.at)).where(
+            ConsentEvent.participant_id == message.participant_id,
+            ConsentEvent.kind == Consent.OPT_OUT,
+        )
+    )
+    return stopped_at is not None and message.created_at >= stopped_at
+
+
+def _sender(settings: Settings, channel: str) -> Sender:
+    return channels.get(channel).sender(settings)
+
+
+def _send_paced(
+    database: Database, redis: Redis, settings: Settings, ready: list[_Planned]
+) -> dict[int, str]:
+    """Hand rows over a few at a time in parallel (the provider call is mostly waiting on the
+    network), each at the moment its rate slot begins."""
+    outcome: dict[int, str] = {}
+    limiter = pacing.RateLimiter(redis, settings.send_rate)
+    interval = 1.0 / settings.send_rate
+    start = time.monotonic()
+    with ThreadPoolExecutor(max_workers=SEND_THREADS) as pool:
+        for first in range(0, len(ready), RECORD_EVERY):
+            group = ready[first : first + RECORD_EVERY]
+            planned: list[tuple[_Planned, float | SendError]] = []
+            by_sender: dict[str, list[_Planned]] = {}
+            for message in group:
+                try:
+                    key = _sender(settings, message.channel).sender_key
+                except SendError as exc:
+                    planned.append((message, exc))
+                    continue
+                by_sender.setdefault(key, []).append(message)
+            later: list[int] = []
+            resume_at: datetime | None = None
+            for key, messages in by_sender.items():
+                wait, granted = limiter.reserve(key, count=len(messages), within=MAX_PACING_WAIT)
+                offset = time.monotonic() - start
+                planned += [
+                    (m, offset + wait + i * interval) for i, m in enumerate(messages[:granted])
+                ]
+                if granted < len(messages):
+                    # The queue ahead is long: the rest wait in the scheduler, not in this job.
+                    later += [m.id for m in messages[granted:]]
+                    at = utcnow() + timedelta(seconds=wait + granted * interval)
+                    resume_at = at if resume_at is None else max(resume_at, at)
+            results = _run(database, settings, pool, planned, start)
+            outcome.update(_record(database, redis, results))
+            if later:
+                rest = later + [m.id for m in ready[first + RECORD_EVERY :]]
+                outcome.update(_hand_back(database, redis, rest, resume_at or utcnow()))
+                return outcome
+    return outcome
+
+
+def _claim(database: Database, message_id: int) -> bool:
+    """pending -> claimed, just before the provider call; False if another run has it."""
+    with database.session() as session:
+        claimed = session.execute(
+            update(Message.__table__)
+            .where(
+                Message.__table__.c.id == message_id, Message.__table__.c.status == Outbound.PENDING
+            )
+            .values(
+                status=Outbound.CLAIMED,
+                claimed_at=utcnow(),
+                attempts=Message.__table__.c.attempts + 1,
+            )
+        ).rowcount
+    return claimed == 1
+
+
+_NOT_CLAIMED = "not claimed"
+
+
+def _run(
+    database: Database,
+    settings: Settings,
+    pool: ThreadPoolExecutor,
+    planned: list[tuple[_Planned, float | SendError]],
+    start: float,
+) -> list[tuple[_Planned, Handed | SendError | str]]:
+    def send(message: _Planned, at: float | SendError) -> Handed | SendError | str:
+        if isinstance(at, SendError):
+            return at
+        delay = start + at - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        if not _claim(database, message.id):
+            return _NOT_CLAIMED
+        try:
+            return _sender(settings, message.channel).send(
+                Outgoing(message.id, message.address, message.body, message.kind)
+            )
+        except SendError as exc:
+            return exc
+
+    futures = [(message, pool.submit(send, message, at)) for message, at in planned]
+    return [(message, future.result()) for message, future in futures]
+
+
+def _record(
+    database: Database, redis: Redis, results: list[tuple[_Planned, Handed | SendError | str]]
+) -> dict[int, str]:
+    """Write what happened to each claimed row, in one transaction."""
+    results = [(m, r) for m, r in results if r is not _NOT_CLAIMED]
+    if not results:
+        return {}
+    outcome: dict[int, str] = {}
+    retries: list[tuple[int, datetime]] = []
+    opted_out: list[tuple[int, str]] = []
+    now = utcnow()
+    with database.session() as session:
+        rows = {
+            m.id: m
+            for m in session.scalars(
+                select(Message).where(Message.id.in_([c.id for c, _ in results])).with_for_update()
+            )
+        }
+        for planned, result in results:
+            message = rows[planned.id]
+            attempts = message.attempts
+            if isinstance(result, Handed):
+                message.provider_id = message.provider_id or result.sid
+                message.sent_at = now
+                if message.status == Outbound.CLAIMED:
+                    message.status = Outbound.PENDING  # so that advance() may move it on
+                    delivery.advance(message, delivery.TWILIO_STATUS.get(result.status, "queued"))
+                outcome[planned.id] = f"handed over as {result.sid}"
+            elif isinstance(result, TemporaryError) and attempts < MAX_ATTEMPTS:
+                when = now + backoff(attempts, result.retry_after)
+                if message.status in (Outbound.CLAIMED, Outbound.PENDING):
+                    message.status, message.send_after = Outbound.PENDING, when
+                message.error_message, message.error_code = str(result), result.code
+                retries.append((planned.id, when))
+                outcome[planned.id] = mask_phones(f"retry at {when.isoformat()}: {result}")
+            else:
+                assert isinstance(result, SendError)
+                note = (
+                    f"gave up after {attempts} attempts: "
+                    if isinstance(result, TemporaryError)
+                    else ""
+                )
+                message.status = Outbound.FAILED
+                message.error_code, message.error_message = result.code, f"{note}{result}"
+                if isinstance(result, RecipientOptedOut) and message.participant_id:
+                    opted_out.append((message.participant_id, str(result)))
+                log.warning("message %s failed: %s", planned.id, result.code or "no code")
+                outcome[planned.id] = mask_phones(f"failed: {result}")
+    for participant_id, detail in opted_out:
+        conversations.opt_out_by_carrier(database, participant_id, detail)
+    if retries:
+        outbox.dispatch_many(redis, [([mid], when) for mid, when in retries])
+    return outcome
+
+
+def _hand_back(
+    database: Database, redis: Redis, message_ids: list[int], when: datetime
+) -> dict[int, str]:
+    with database.session() as session:
+        session.execute(
+            update(Message)
+            .where(Message.id.in_(message_ids), Message.status == Outbound.PENDING)
+            .values(send_after=when)
+        )
+    outbox.dispatch_many(redis, [(message_ids, when)])
+    return dict.fromkeys(message_ids, f"waiting for a send slot until {when.isoformat()}")
+
+
+# --- the reconciler -----------------------------------------------------------------------
+
+
+def reconcile(
+    database: Database, redis: Redis, settings: Settings, now: datetime | None = None
+) -> dict[str, int]:
+    """Re-enqueue what Redis may have lost, settle rows whose worker died mid-send, retry
+    inbound messages whose handling failed, and keep campaigns moving."""
+    now = now or utcnow()
+    with database.session() as session:
+        due = session.scalars(
+            select(Message.id)
+            .where(
+                Message.direction == Direction.OUT,
+                Message.status == Outbound.PENDING,
+                (Message.send_after.is_(None)) | (Message.send_after <= now),
+                Message.updated_at <= now - STALE_PENDING,
+            )
+            .order_by(Message.id)
+            .limit(RECONCILE_BATCH)
+        ).all()
+        stuck = session.scalars(
+            select(Message)
+            .where(
+                Message.direction == Direction.OUT,
+                Message.status == Outbound.CLAIMED,
+                Message.claimed_at <= now - CLAIM_TIMEOUT,
+            )
+            .order_by(Message.id)
+            .limit(RECONCILE_BATCH)
+        ).all()
+        # Touch what we re-enqueue, so the next run does not enqueue it again straight away.
+        if due:
+            session.execute(update(Message).where(Message.id.in_(due)).values(updated_at=now))
+        retries = inbox.due_retries(session, now)
+    settled = resent = 0
+    for message in stuck:
+        result = _settle(database, redis, settings, message, now)
+        settled += result == "settled"
+        resent += result == "resend"
+    outbox.dispatch(redis, [(message_id, None) for message_id in due])
+    for message_id in retries:
+        outbox.queue(redis).enqueue(retry_inbound, message_id, job_timeout=300, result_ttl=0)
+    return {
+        "requeued": len(due),
+        "settled": settled,
+        "resent": resent,
+        "inbound_retried": len(retries),
+        **_campaign_upkeep(database, redis, settings, now),
+    }
+
+
+def _settle(
+    database: Database, redis: Redis, settings: Settings, message: Message, now: datetime
+) -> str:
+    try:
+        found = _sender(settings, message.channel).find(
+            Outgoing(message.id, message.address or "", message.body or "", message.kind),
+            message.claimed_at or now,
+        )
+    except SendError as exc:
+        log.warning(
+            "could not settle message %s yet: %s", message.id, exc.code or type(exc).__name__
+        )
+        return "unknown"
+    with database.session() as session:
+        row = session.get(Message, message.id, with_for_update=True)
+        if row.status != Outbound.CLAIMED:
+            return "moved on"
+        if found is not None:
+            row.provider_id = row.provider_id or found.sid
+            row.sent_at = row.sent_at or row.claimed_at
+            row.status = Outbound.PENDING
+            delivery.advance(row, delivery.TWILIO_STATUS.get(found.status, "queued"))
+            return "settled"
+        row.status, row.updated_at = Outbound.PENDING, now
+    outbox.dispatch(redis, [(message.id, None)])
+    return "resend"
+
+
+def _job_alive(redis: Redis, job_id: str) -> bool:
+    try:
+        return Job.fetch(job_id, connection=redis).get_status(refresh=True) in LIVE_JOB
+    except NoSuchJobError:
+        return False
+
+
+def _campaign_upkeep(
+    database: Database, redis: Redis, settings: Settings, now: datetime
+) -> dict[str, int]:
+    """Resume fan-outs and reminders whose jobs were lost; move on people whose survey went idle."""
+    from bot import engine
+    from bot.cycle import campaigns, reminders
+    from bot.storage.models import Campaign, Conversation, Invitation
+
+    resumed = reminded = promoted = 0
+    with database.session() as session:
+        unfinished = session.scalars(
+            select(Campaign).where(
+                Campaign.status.in_((CampaignStatus.LAUNCHING, CampaignStatus.LAUNCHED)),
+                Campaign.fanout_done_at.is_(None),
+            )
+        ).all()
+        due_reminders = [
+            c.id
+            for c in session.scalars(
+                select(Campaign).where(
+                    Campaign.status == CampaignStatus.LAUNCHED,
+                    Campaign.reminder_after_hours.is_not(None),
+                    Campaign.reminders_sent_at.is_(None),
+                    Campaign.fanout_done_at.is_not(None),
+                )
+            )
+            if (when := campaigns.reminder_due(c)) is not None and when <= now - REMINDER_GRACE
+        ]
+        idle = session.execute(
+            select(Conversation.id, Conversation.participant_id)
+            .join(
+                Invitation,
+                (Invitation.participant_id == Conversation.participant_id)
+                & (Invitation.status == InvitationStatus.WAITING),
+            )
+            .where(
+                Conversation.status == engine.ACTIVE,
+                Conversation.last_activity_at <= now - engine.IDLE_EXPIRY,
+            )
+            .limit(RECONCILE_BATCH)
+        ).all()
+    for campaign in unfinished:
+        if not _job_alive(redis, campaigns.fan_out_job_id(campaign.id)):
+            # Its job is gone (Redis restarted empty, or it failed): fan-outs can run again.
+            campaigns.enqueue_fan_out(redis, campaign, reminder=False)
+            resumed += 1
+    for campaign_id in due_reminders:
+        reminded += reminders.send_reminders(database, settings, campaign_id)
+    for conversation_id, participant_id in idle:
+        with database.session() as session:
+            if conversations.lock_person(session, participant_id) is None:
+                continue
+            conv = session.get(Conversation, conversation_id, with_for_update=True)
+            if conv is None or conv.status != engine.ACTIVE:
+                continue
+            conv.status = engine.EXPIRED
+            conv.state = {**conv.state, "status": engine.EXPIRED}
+            promoted += len(campaigns.promote_waiting(session, participant_id, settings))
+    return {"fanouts_resumed": resumed, "reminders_sent": reminded, "waiting_invited": promoted}

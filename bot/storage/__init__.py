@@ -1,0 +1,1 @@
+"""Storage: the models, the named statuses, the unit of work, migrations."""

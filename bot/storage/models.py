@@ -1,0 +1,310 @@
+"""Storage: what we hold about people, what they said and every message in or out.
+
+The `messages` table is also the outbox: a row is written before anything is sent, and rq jobs
+carry only its id. Times are stored as UTC.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+Id = BigInteger().with_variant(Integer, "sqlite")
+
+
+MAX_ID = 2**62
+
+
+def as_id(value: object) -> int | None:
+    """The row id a person typed, or None if it cannot be one: "12" yes; "²", "-3", "9" * 30 no."""
+    text = str(value).strip()
+    if not (text.isascii() and text.isdigit()):
+        return None
+    number = int(text)
+    return number if 0 < number < MAX_ID else None
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out, on SQLite and PostgreSQL alike."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; use an aware UTC time")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UTCDateTime(),
+        dict[str, Any]: JSON,
+        list[str]: JSON,
+    }
+
+
+class Participant(Base):
+    __tablename__ = "participants"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    external_id: Mapped[str | None] = mapped_column(String(100), unique=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    phone: Mapped[str | None] = mapped_column(String(20), unique=True)
+    telegram_chat_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)
+    channel: Mapped[str | None] = mapped_column(String(10))  # preferred: sms | voice | telegram
+    tags: Mapped[list[str]] = mapped_column(default=list)
+    recontact: Mapped[bool | None] = mapped_column(Boolean)
+    opted_out: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    joined_via: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    erased_at: Mapped[datetime | None]
+
+    consent_events: Mapped[list[ConsentEvent]] = relationship(
+        back_populates="participant", order_by="ConsentEvent.id"
+    )
+
+
+class ConsentEvent(Base):
+    """Append-only: who, what, when and how. Never updated, never deleted."""
+
+    __tablename__ = "consent_events"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))  # opt_out | opt_in | recontact_yes | recontact_no
+    how: Mapped[str] = mapped_column(String(40))  # sms | voice | telegram | api | import | carrier
+    detail: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    participant: Mapped[Participant] = relationship(back_populates="consent_events")
+
+
+class SurveyVersion(Base):
+    """The exact script a conversation used, so old answers map to the questions asked."""
+
+    __tablename__ = "survey_versions"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    survey_id: Mapped[str] = mapped_column(String(100), index=True)
+    content_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    title: Mapped[str] = mapped_column(String(300))
+    source: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Campaign(Base):
+    __tablename__ = "campaigns"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    survey_id: Mapped[str] = mapped_column(String(100))
+    survey_version_id: Mapped[int] = mapped_column(ForeignKey("survey_versions.id"))
+    status: Mapped[str] = mapped_column(String(20), default="draft")
+    audience: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    channel: Mapped[str | None] = mapped_column(String(10))
+    send_at: Mapped[datetime | None]
+    reminder_after_hours: Mapped[float | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    launched_at: Mapped[datetime | None]
+    closed_at: Mapped[datetime | None]
+    fanout_done_at: Mapped[datetime | None]
+    reminders_sent_at: Mapped[datetime | None]
+
+
+class Conversation(Base):
+    __tablename__ = "conversations"
+    __table_args__ = (
+        # One conversation in progress per person, whatever the channel.
+        Index(
+            "uq_conversations_one_active",
+            "participant_id",
+            unique=True,
+            sqlite_where=text("status = 'active'"),
+            postgresql_where=text("status = 'active'"),
+        ),
+        Index("ix_conversations_campaign_status", "campaign_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id"), index=True)
+    survey_version_id: Mapped[int] = mapped_column(ForeignKey("survey_versions.id"))
+    campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaigns.id"))
+    channel: Mapped[str] = mapped_column(String(10))
+    status: Mapped[str] = mapped_column(String(20), default="active")
+    state: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    started_at: Mapped[datetime | None]
+    last_activity_at: Mapped[datetime] = mapped_column(default=utcnow)
+    completed_at: Mapped[datetime | None]
+
+    survey_version: Mapped[SurveyVersion] = relationship()
+    participant: Mapped[Participant] = relationship()
+
+
+class Answer(Base):
+    __tablename__ = "answers"
+    __table_args__ = (UniqueConstraint("conversation_id", "question_id"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id"))
+    participant_id: Mapped[int | None] = mapped_column(ForeignKey("participants.id"), index=True)
+    question_id: Mapped[str] = mapped_column(String(100))
+    value: Mapped[str | None] = mapped_column(Text)
+    label: Mapped[str | None] = mapped_column(Text)
+    raw_text: Mapped[str | None] = mapped_column(Text)
+    unparsed: Mapped[bool] = mapped_column(Boolean, default=False)
+    skipped: Mapped[bool] = mapped_column(Boolean, default=False)
+    channel: Mapped[str] = mapped_column(String(10))
+    answered_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Message(Base):
+    """Every message in or out. Outbound rows are the outbox: written first, then sent."""
+
+    __tablename__ = "messages"
+    __table_args__ = (
+        UniqueConstraint("channel", "direction", "provider_id", name="uq_messages_provider_id"),
+        Index("ix_messages_outbox", "status", "send_after"),
+        Index("ix_messages_campaign_kind", "campaign_id", "kind"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    participant_id: Mapped[int | None] = mapped_column(ForeignKey("participants.id"), index=True)
+    conversation_id: Mapped[int | None] = mapped_column(ForeignKey("conversations.id"))
+    campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaigns.id"))
+    in_reply_to_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
+    direction: Mapped[str] = mapped_column(String(3))  # in | out
+    channel: Mapped[str] = mapped_column(String(10))
+    kind: Mapped[str] = mapped_column(
+        String(20)
+    )  # inbound | reply | invitation | reminder | feedback | notice
+    address: Mapped[str | None] = mapped_column(String(64))  # the person's number or chat id
+    body: Mapped[str | None] = mapped_column(Text)
+    provider_id: Mapped[str | None] = mapped_column(String(80))
+    status: Mapped[str] = mapped_column(String(20))
+    error_code: Mapped[str | None] = mapped_column(String(20))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    send_after: Mapped[datetime | None]
+    claimed_at: Mapped[datetime | None]
+    sent_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Invitation(Base):
+    """One person in one campaign: created once, however often the campaign is launched."""
+
+    __tablename__ = "invitations"
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "participant_id"),
+        Index("ix_invitations_participant_status", "participant_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"))
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id"))
+    channel: Mapped[str | None] = mapped_column(String(10))
+    # invited | waiting (in another survey) | skipped (opted out, no address)
+    status: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str | None] = mapped_column(Text)
+    conversation_id: Mapped[int | None] = mapped_column(ForeignKey("conversations.id"))
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
+    reminder_message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    invited_at: Mapped[datetime | None]
+    reminded_at: Mapped[datetime | None]
+
+
+class Suppression(Base):
+    """Hashed numbers and chat ids of erased people who had opted out: never contacted again."""
+
+    __tablename__ = "suppressions"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    address_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    reason: Mapped[str] = mapped_column(String(40))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AuditEvent(Base):
+    """Who did what to whose data, and when: subject access, erasure, exports, launches, purges.
+
+    Append-only. `target` names a row ("participant 12", "campaign 3"), never a person's name,
+    number or words; `detail` holds counts only.
+    """
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(
+        String(100)
+    )  # admin-api | cli:<user> | worker | staff:<email>
+    action: Mapped[str] = mapped_column(String(40))  # bot.privacy.audit.ACTIONS
+    target: Mapped[str | None] = mapped_column(String(100))
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class TelegramLink(Base):
+    """A single-use code behind a `t.me/<bot>?start=<code>` deep link, issued for one person.
+
+    Only the code's hash is kept, so a copy of the database cannot be used to take over a
+    person's chat; the code itself is shown once, to staff, when it is issued.
+    """
+
+    __tablename__ = "telegram_links"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+
+
+class StaffAccount(Base):
+    """Someone on the charity's team who signs in to /console/ with an email and a password.
+
+    Only an argon2 hash of the password is kept. `session_epoch` is part of every console
+    session: signing out moves it on, so a copied cookie stops working at once rather than at
+    its expiry.
+    """
+
+    __tablename__ = "staff_accounts"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)  # stored lower-cased
+    password_hash: Mapped[str] = mapped_column(String(200))
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_signed_in_at: Mapped[datetime | None]
+    disabled_at: Mapped[datetime | None]
