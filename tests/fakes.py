@@ -150,6 +150,13 @@ class FakeTwilio:
                     "end": len(items),
                 }
 
+            def do_DELETE(self) -> None:
+                # Recordings (erasure): gone is gone, so every delete is a 204.
+                fake.requests.append({"method": "DELETE", "path": self.path, "query": {}})
+                self.send_response(204)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
             def do_GET(self) -> None:
                 url = urlparse(self.path)
                 query = {k: v[0] for k, v in parse_qs(url.query).items()}

@@ -216,6 +216,20 @@ def test_a_whole_survey_by_speech_with_a_recorded_text_answer(web, database):
         ]
 
 
+def test_erasure_deletes_the_persons_recordings_at_twilio(web, database, redis_conn, twilio_fake):
+    call = begin_inbound(web)
+    call.press("1")
+    call.record(seconds=4)
+    with database.session() as session:
+        why = session.scalars(select(Answer).where(Answer.question_id == "why")).one()
+        recording = why.raw_text.rsplit("/", 1)[1]
+    erased = web.delete(f"/admin/api/participants/{the_person(database).id}", headers=ADMIN)
+    assert erased.status_code == 200 and erased.json["recordings"] == 1
+    run_worker(redis_conn)
+    deleted = [r["path"] for r in twilio_fake.requests if r["method"] == "DELETE"]
+    assert len(deleted) == 1 and f"/Recordings/{recording}.json" in deleted[0]
+
+
 def test_a_transcription_replaces_the_words_and_keeps_the_recording(web, database):
     call = begin_inbound(web)
     call.press("1")

@@ -28,6 +28,7 @@ from bot.cycle.refusals import Refused
 from bot.cycle.requests import AuditQuery, FeedbackRequest, ImportRequest, TelegramLinkRequest
 from bot.privacy import audit
 from bot.scripts.survey import Question
+from bot.sending import outbox
 from bot.storage.db import Database
 from bot.storage.models import Campaign, Invitation, Participant
 
@@ -185,7 +186,9 @@ def erase(database: Database, redis: Redis | None, key: str, actor: str) -> dict
         person = _person(session, key)
         number = person.id
         addresses = privacy.addresses_of(person)
+        recordings = privacy.recordings_of(session, person)
         removed = privacy.erase(session, person)
+        removed["recordings"] = len(recordings)
         audit.record(session, actor, "erasure", f"participant {number}", **removed)
     cleaned = False
     if redis is not None:
@@ -194,7 +197,29 @@ def erase(database: Database, redis: Redis | None, key: str, actor: str) -> dict
             cleaned = True
         except Exception:
             log.warning("erasure: could not clean rq's job history in Redis")
-    return {"participant": number, "erased": True, **removed, "redis_cleaned": cleaned}
+    recordings_queued = not recordings
+    if recordings and redis is not None:
+        try:
+            from rq import Retry
+
+            from bot.sending import jobs
+
+            outbox.queue(redis).enqueue(
+                jobs.delete_call_recordings,
+                recordings,
+                retry=Retry(max=5, interval=[60, 300, 900, 3600, 86400]),
+                result_ttl=0,
+            )
+            recordings_queued = True
+        except Exception:
+            log.warning("erasure: could not queue the deletion of %d recordings", len(recordings))
+    return {
+        "participant": number,
+        "erased": True,
+        **removed,
+        "redis_cleaned": cleaned,
+        "recordings_deletion_queued": recordings_queued,
+    }
 
 
 def issue_telegram_link(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import re
 import zlib
 from typing import Any
 
@@ -287,6 +288,25 @@ def _drop_from_audiences(session: Session, person: Participant) -> None:
         named = (campaign.audience or {}).get("participants")
         if isinstance(named, list) and wanted & {v for v in named if isinstance(v, str)}:
             campaign.audience = {"participants": [person.id if v in wanted else v for v in named]}
+
+
+_RECORDING = re.compile(r"/Recordings/(RE[0-9a-fA-F]{32})")
+
+
+def recordings_of(session: Session, person: Participant) -> list[str]:
+    """Twilio's ids of the spoken answers this person recorded on keypad calls: the recordings
+    live at Twilio, so erasure deletes them there too (read before erasing)."""
+    found: set[str] = set()
+    for texts in session.execute(
+        select(Answer.value, Answer.raw_text).where(
+            Answer.conversation_id.in_(
+                select(Conversation.id).where(Conversation.participant_id == person.id)
+            )
+        )
+    ):
+        for text in texts:
+            found.update(_RECORDING.findall(text or ""))
+    return sorted(found)
 
 
 def addresses_of(person: Participant) -> list[str]:

@@ -79,6 +79,13 @@ def retry_inbound(message_id: int) -> dict[str, int]:
     )
 
 
+def delete_call_recordings(recording_ids: list[str]) -> int:
+    """Erasure's last step for keypad calls: the spoken answers held at Twilio."""
+    from bot.channels.voice.sender import delete_recordings
+
+    return delete_recordings(runtime.settings(), recording_ids)
+
+
 def fan_out_job(campaign_id: int) -> dict[str, int]:
     from bot.cycle import campaigns
 
