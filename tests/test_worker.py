@@ -32,3 +32,25 @@ def test_the_reconciler_is_enqueued_on_a_fixed_beat_even_after_redis_is_flushed(
         beat.stop()
         beat.join(5)
     assert not beat.is_alive()
+
+
+def test_a_process_wires_campaigns_to_survey_ends_whatever_it_imported(tmp_path):
+    """A worker that only ever ran inbox retries must still invite whoever waited for a survey
+    to end: the receivers are connected by the process's wiring, not by an import somewhere."""
+    import subprocess
+    import sys
+
+    program = (
+        "from bot.commands import runtime\n"
+        "from bot.config import load_settings\n"
+        "from bot.conversations import events\n"
+        "import sys\n"
+        "assert 'bot.cycle.campaigns' not in sys.modules\n"
+        f"runtime.configure(load_settings({{'DATABASE_URL': 'sqlite:///{tmp_path}/w.sqlite3'}}))\n"
+        "runtime.database()\n"
+        "print(len(list(events.survey_ended.receivers)))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == "1", done.stderr

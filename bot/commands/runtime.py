@@ -107,7 +107,15 @@ def database() -> Database:
     with _lock:
         if _database is None:
             _database = Database(current.database_url, after_commit=_dispatch_after_commit)
+            _connect_receivers()
         return _database
+
+
+def _connect_receivers() -> None:
+    """What listens to conversations' events, wired where the process is (not by imports)."""
+    from bot.cycle import campaigns
+
+    campaigns.connect()
 
 
 def _dispatch_after_commit(what: str, rows: Queued) -> None:

@@ -562,7 +562,12 @@ def _start_many(
     return list(message_ids)
 
 
-@events.survey_ended.connect
+def connect() -> None:
+    """Subscribe to what conversations announce. Every process that handles people's input
+    calls this at start (`bot.commands.runtime`), so it never depends on an import order."""
+    events.survey_ended.connect(_on_survey_ended)
+
+
 def _on_survey_ended(
     _survey_id: str, *, session: Session, participant_id: int, settings: Settings, **_: Any
 ) -> None:
