@@ -19,7 +19,7 @@ from typing import Any
 
 from bot import parsing, templates
 from bot.keywords import Command, Intent, intent
-from bot.survey import Question, Survey
+from bot.survey import MULTI_SEPARATOR, Question, Survey, holds, tests_in
 
 MAX_MISSES = 2
 IDLE_EXPIRY = timedelta(days=7)
@@ -32,7 +32,20 @@ class Reply:
     text: str
 
 
-Inbound = Reply | Command
+@dataclass(frozen=True)
+class Toggle:
+    """A tap on one answer of a list of all that apply (Telegram's buttons): on if it was off,
+    off if it was on. Nothing is stored until `Done`."""
+
+    value: str
+
+
+@dataclass(frozen=True)
+class Done:
+    """The person has picked all that apply."""
+
+
+Inbound = Reply | Command | Toggle | Done
 
 
 @dataclass(frozen=True)
@@ -41,14 +54,23 @@ class State:
     status: str = ACTIVE
     misses: int = 0
     answered: Mapping[str, str] = field(default_factory=dict)  # question id -> value
+    # Questions asked whose answer we could not use (unreadable after two tries, or skipped):
+    # a later question that depends on one of them is skipped knowingly, and says so.
+    unusable: tuple[str, ...] = ()
+    picked: tuple[str, ...] = ()  # a list of all that apply, tapped so far (not yet an answer)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "question_id": self.question_id,
             "status": self.status,
             "misses": self.misses,
             "answered": dict(self.answered),
         }
+        if self.unusable:
+            data["unusable"] = list(self.unusable)
+        if self.picked:
+            data["picked"] = list(self.picked)
+        return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> State:
@@ -57,6 +79,8 @@ class State:
             status=data.get("status", ACTIVE),
             misses=int(data.get("misses", 0)),
             answered=dict(data.get("answered") or {}),
+            unusable=tuple(data.get("unusable") or ()),
+            picked=tuple(data.get("picked") or ()),
         )
 
 
@@ -78,6 +102,7 @@ class Ask:
     # The same retry, structured, for channels that word it themselves (a call says "press"):
     sorry: str | None = None  # "Sorry, we didn't quite catch that." - no verb, any channel
     expected: str | None = None  # "a number from 1 to 3" - what we expect, without "reply with"
+    picked: tuple[str, ...] = ()  # for a list of all that apply: the values tapped so far
 
 
 Prompt = Say | Ask
@@ -87,7 +112,7 @@ Prompt = Say | Ask
 class RecordedAnswer:
     question_id: str
     value: str | None
-    label: str | None
+    label: str | None  # for a question skipped knowingly: why, as the export shows it
     raw: str | None
     unparsed: bool = False
     skipped: bool = False
@@ -111,8 +136,52 @@ def first_name(name: str | None) -> str:
     return words[0] if words else "there"
 
 
-def _ctx(context: Mapping[str, Any]) -> dict[str, Any]:
-    return {"name": first_name(context.get("name")), "org": context.get("org") or "us"}
+def _ctx(
+    context: Mapping[str, Any],
+    survey: Survey | None = None,
+    answered: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """What a prompt can use: the person's first name, our name, the survey's own fields and,
+    for piping, every earlier answer (`answers.q` its label, `answers.q.value` its code)."""
+    ctx: dict[str, Any] = {
+        "name": first_name(context.get("name")),
+        "org": context.get("org") or "us",
+    }
+    if survey is not None:
+        given = context.get("answered") if answered is None else answered
+        ctx["answers"] = piped_answers(survey, given or {})
+        ctx["survey"] = {**survey.fields, "id": survey.id, "title": survey.title}
+    return ctx
+
+
+def answer_label(question: Question, value: str) -> str:
+    """The words for a stored value: an option's label, a date written out, or the value."""
+    if question.type == "multi":
+        labels = [
+            (o.label if (o := question.option(v)) is not None else v)
+            for v in value.split(MULTI_SEPARATOR)
+        ]
+        return f"{', '.join(labels[:-1])} and {labels[-1]}" if len(labels) > 1 else labels[0]
+    option = question.option(value)
+    if option is not None:
+        return option.label
+    if question.type == "date":
+        parsed = parsing._date(value)
+        return parsed.label if parsed else value
+    return value
+
+
+def piped_answers(survey: Survey, answered: Mapping[str, str]) -> dict[str, templates.Piped]:
+    """Every question's answer as a prompt shows it; one with no answer reads as nothing
+    (lint warns where that can happen)."""
+    result: dict[str, templates.Piped] = {}
+    for question in survey.questions:
+        value = answered.get(question.id)
+        if value is None:
+            result[question.id] = templates.Piped("", "")
+        else:
+            result[question.id] = templates.Piped(answer_label(question, value), value)
+    return result
 
 
 SORRY = "Sorry, we didn't quite catch that."
@@ -132,24 +201,47 @@ def ask(
     *,
     sorry: str | None = None,
     expected: str | None = None,
+    answered: Mapping[str, str] | None = None,
+    picked: tuple[str, ...] = (),
 ) -> Ask:
-    ctx = _ctx(context)
+    ctx = _ctx(context, survey, answered)
     if retry is None and sorry is not None:
         retry = retry_text(sorry, expected)
     return Ask(
         question=question,
         text=templates.render(question.ask, ctx),
-        number=survey.index(question.id) + 1,
-        total=len(survey.questions),
+        number=survey.asked.index(question) + 1 if question in survey.asked else 0,
+        total=len(survey.asked),
         retry=retry,
         choices=tuple((o.value, templates.render(o.label, ctx)) for o in question.choices),
         sorry=sorry if sorry is not None else retry,
         expected=expected,
+        picked=picked,
     )
 
 
-def ask_again(survey: Survey, question: Question, context: Mapping[str, Any], text: str) -> Ask:
-    """The question again after a reply we could not use, saying why and what we expect."""
+SORRY_FOR = {
+    "out_of_range": "Sorry, that is outside the range we can take.",
+    "negated": "Sorry, we could not tell which answer you meant.",
+    "several": "Sorry, please choose just one answer.",
+}
+
+
+def ask_again(
+    survey: Survey,
+    question: Question,
+    context: Mapping[str, Any],
+    text: str,
+    reason: str = "unreadable",
+    answered: Mapping[str, str] | None = None,
+) -> Ask:
+    """The question again after a reply we could not use, saying why and what we expect: in
+    the script's own words (`reask`) where it gives them, and always the range or length."""
+    own = (
+        templates.render(question.reask, _ctx(context, survey, answered))
+        if question.reask
+        else None
+    )
     limit = question.max_length
     length = len((text or "").strip())
     if question.type == "text" and length > limit:
@@ -157,32 +249,113 @@ def ask_again(survey: Survey, question: Question, context: Mapping[str, Any], te
             f"Sorry, that is too long for us: please keep it to {limit} characters "
             f"(yours had {length})."
         )
-        return ask(survey, question, context, sorry=sorry)
-    return ask(survey, question, context, sorry=SORRY, expected=parsing.expected(question))
+        if own:
+            sorry = f"{own} {sorry[len('Sorry, that is too long for us: ') :].capitalize()}"
+        return ask(survey, question, context, sorry=sorry, answered=answered)
+    sorry = own or SORRY_FOR.get(reason, SORRY)
+    return ask(
+        survey,
+        question,
+        context,
+        sorry=sorry,
+        expected=parsing.expected(question),
+        answered=answered,
+    )
 
 
 def _applies(question: Question, answered: Mapping[str, str]) -> bool:
-    return all(answered.get(qid) in wanted for qid, wanted in question.when.items())
+    return holds(question.condition, answered) is True
 
 
 def next_question(
     survey: Survey, after: str | None, answered: Mapping[str, str]
 ) -> Question | None:
+    """The next question that asks something (statements and endings are passed over)."""
     start = 0 if after is None else survey.index(after) + 1
     for question in survey.questions[start:]:
         if _applies(question, answered):
-            return question
+            if question.type == "end":
+                return None
+            if question.asks:
+                return question
     return None
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where a survey goes from one question: what it says on the way (statements, and an
+    ending's closing words), the next question or none, and what it skips knowingly."""
+
+    says: tuple[Question, ...]
+    question: Question | None
+    ended_early: bool
+    skipped: tuple[RecordedAnswer, ...]
+
+
+def route(
+    survey: Survey,
+    after: str | None,
+    answered: Mapping[str, str],
+    unusable: tuple[str, ...] = (),
+) -> Route:
+    start = 0 if after is None else survey.index(after) + 1
+    says: list[Question] = []
+    skipped: list[RecordedAnswer] = []
+    for question in survey.questions[start:]:
+        verdict = holds(question.condition, answered)
+        if verdict is None:
+            # It rests on an answer we do not have. Where that is one the person gave but we
+            # could not use (or they skipped), staff must see why this was not asked.
+            missing = [
+                t.question_id
+                for t in tests_in(question.condition)
+                if t.question_id not in answered and t.question_id in unusable
+            ]
+            if missing and question.asks:
+                because = ", ".join(dict.fromkeys(missing))
+                skipped.append(
+                    RecordedAnswer(
+                        question.id,
+                        None,
+                        f"(not asked: no usable answer to {because})",
+                        None,
+                        skipped=True,
+                    )
+                )
+                unusable = (*unusable, question.id)
+            continue
+        if not verdict:
+            continue
+        if question.type == "statement":
+            says.append(question)
+            continue
+        if question.type == "end":
+            return Route(tuple([*says, question]), None, True, tuple(skipped))
+        return Route(tuple(says), question, False, tuple(skipped))
+    return Route(tuple(says), None, False, tuple(skipped))
+
+
+def _said(
+    survey: Survey, routed: Route, context: Mapping[str, Any], answered: Mapping[str, str]
+) -> list[Prompt]:
+    ctx = _ctx(context, survey, answered)
+    return [
+        Say(templates.render(q.ask, ctx), "outro" if q.type == "end" else "info")
+        for q in routed.says
+    ]
 
 
 def begin(survey: Survey, context: Mapping[str, Any]) -> Step:
     prompts: list[Prompt] = []
     if survey.intro:
-        prompts.append(Say(templates.render(survey.intro, _ctx(context)), "intro"))
-    first = next_question(survey, None, {})
-    assert first is not None, "a valid survey has a first question"
-    prompts.append(ask(survey, first, context))
-    return Step(State(question_id=first.id), tuple(prompts))
+        prompts.append(Say(templates.render(survey.intro, _ctx(context, survey, {})), "intro"))
+    routed = route(survey, None, {})
+    prompts.extend(_said(survey, routed, context, {}))
+    if routed.question is None:
+        # A script that ends before its first question (a screen-out on nothing) just ends.
+        return Step(State(question_id=None, status=COMPLETED), tuple(prompts))
+    prompts.append(ask(survey, routed.question, context, answered={}))
+    return Step(State(question_id=routed.question.id), tuple(prompts))
 
 
 def _advance(
@@ -194,17 +367,25 @@ def _advance(
     lead: tuple[Prompt, ...] = (),
 ) -> Step:
     answered = dict(state.answered)
+    unusable = tuple(state.unusable)
     if recorded.value is not None and not recorded.unparsed and not recorded.skipped:
         answered[recorded.question_id] = recorded.value
-    following = next_question(survey, recorded.question_id, answered)
-    if following is None:
-        prompts = list(lead)
-        if survey.outro:
-            prompts.append(Say(templates.render(survey.outro, _ctx(context)), "outro"))
-        done = State(question_id=None, status=COMPLETED, answered=answered)
-        return Step(done, tuple(prompts), (recorded,), consent)
-    moved = State(question_id=following.id, answered=answered)
-    return Step(moved, (*lead, ask(survey, following, context)), (recorded,), consent)
+    else:
+        unusable = (*unusable, recorded.question_id)
+    routed = route(survey, recorded.question_id, answered, unusable)
+    unusable = (*unusable, *(r.question_id for r in routed.skipped))
+    records = (recorded, *routed.skipped)
+    prompts = [*lead, *_said(survey, routed, context, answered)]
+    if routed.question is None:
+        if survey.outro and not routed.ended_early:
+            prompts.append(
+                Say(templates.render(survey.outro, _ctx(context, survey, answered)), "outro")
+            )
+        done = State(question_id=None, status=COMPLETED, answered=answered, unusable=unusable)
+        return Step(done, tuple(prompts), records, consent)
+    moved = State(question_id=routed.question.id, answered=answered, unusable=unusable)
+    prompts.append(ask(survey, routed.question, context, answered=answered))
+    return Step(moved, tuple(prompts), records, consent)
 
 
 def _consent_for(question: Question, answer: parsing.Answer) -> tuple[str, ...]:
@@ -224,6 +405,7 @@ def step(survey: Survey, state: State, inbound: Inbound, context: Mapping[str, A
     if state.status != ACTIVE or state.question_id is None:
         return after_end(inbound, context)
     question = survey.question(state.question_id)
+    context = {**context, "answered": state.answered}  # for piping, wherever it is asked
     if inbound is Command.START:
         return Step(
             state,
@@ -241,6 +423,8 @@ def step(survey: Survey, state: State, inbound: Inbound, context: Mapping[str, A
             return Step(state, (ask(survey, question, context, retry=hint),))
         skipped = RecordedAnswer(question.id, None, None, None, skipped=True)
         return _advance(survey, state, skipped, context)
+    if isinstance(inbound, Toggle | Done):
+        return _tapped(survey, state, question, inbound, context)
     assert isinstance(inbound, Reply)
     meant = intent(inbound.text)
     # Neither is an answer, so neither is stored nor counted as a miss.
@@ -253,16 +437,48 @@ def step(survey: Survey, state: State, inbound: Inbound, context: Mapping[str, A
         recorded = RecordedAnswer(question.id, parsed.value, parsed.label, inbound.text)
         return _advance(survey, state, recorded, context, _consent_for(question, parsed))
     if state.misses + 1 >= MAX_MISSES:
-        kept = (inbound.text or "").strip()
-        recorded = RecordedAnswer(
-            question.id, kept or None, kept or None, inbound.text, unparsed=True
-        )
+        # Their words are kept, flagged unreadable, for staff to read; never stored as the
+        # answer (no value, no label), so no count, branch or export takes them for one.
+        recorded = RecordedAnswer(question.id, None, None, inbound.text, unparsed=True)
         thanks = Say("Thank you, we have noted that.", "info")
         return _advance(survey, replace(state, misses=0), recorded, context, lead=(thanks,))
     return Step(
         replace(state, misses=state.misses + 1),
-        (ask_again(survey, question, context, inbound.text),),
+        (ask_again(survey, question, context, inbound.text, parsed.reason),),
     )
+
+
+def _tapped(
+    survey: Survey,
+    state: State,
+    question: Question,
+    inbound: Toggle | Done,
+    context: Mapping[str, Any],
+) -> Step:
+    """Taps on a list of all that apply: each toggles one answer; Done stores them together."""
+    if question.type != "multi":
+        return Step(state, (ask(survey, question, context),))  # a button from another question
+    if isinstance(inbound, Toggle):
+        option = question.option(inbound.value)
+        if option is None:
+            return Step(state, (ask(survey, question, context, picked=state.picked),))
+        if option.extra:
+            # "Don't know" stands alone: it is the answer, whatever was tapped before.
+            recorded = RecordedAnswer(question.id, option.value, option.label, option.label)
+            return _advance(survey, replace(state, picked=()), recorded, context)
+        picked = (
+            tuple(v for v in state.picked if v != option.value)
+            if option.value in state.picked
+            else (*state.picked, option.value)
+        )
+        return Step(replace(state, picked=picked), (ask(survey, question, context, picked=picked),))
+    if not state.picked:
+        sorry = "Please tap at least one answer, then Done."
+        return Step(state, (ask(survey, question, context, sorry=sorry),))
+    value = MULTI_SEPARATOR.join(o.value for o in question.options if o.value in state.picked)
+    label = "; ".join(o.label for o in question.options if o.value in state.picked)
+    recorded = RecordedAnswer(question.id, value, label, label)
+    return _advance(survey, replace(state, picked=()), recorded, context)
 
 
 def after_end(inbound: Inbound, context: Mapping[str, Any]) -> Step:

@@ -147,10 +147,14 @@ def test_not_yaml_names_the_line():
     assert found[0].startswith("s.yaml (line")
 
 
-def test_more_options_than_keys_on_a_phone():
+def test_more_options_than_keys_on_a_phone_load_but_not_for_a_keypad():
+    # Issue 13: a list over 9 is fine by text and Telegram; lint says a call cannot carry it.
     options = "".join(f"      - {{value: o{i}, label: Option {i}}}\n" for i in range(10))
     source = f"id: s\ntitle: t\nquestions:\n  - id: q\n    type: choice\n    ask: Pick\n    options:\n{options}"
-    assert any("at most 9 options" in p for p in problems(source))
+    survey = load_text(source, "s.yaml")
+    assert survey.channels() == ("sms", "telegram")
+    nine = source.replace("      - {value: o9, label: Option 9}\n", "")
+    assert load_text(nine, "s.yaml").channels() == ("sms", "voice", "telegram")
 
 
 def test_missing_file_and_resolve_by_id(tmp_path: Path):

@@ -70,6 +70,8 @@ class Channel:
     address_field: ClassVar[str]  # the Participant attribute that holds the address
     can_start: ClassVar[bool] = True  # may we contact people first (invitations, feedback)?
     buttons: ClassVar[bool] = False  # can a question be answered by tapping?
+    # The longest list of answers it can offer (a keypad has keys 1 to 9); None: no limit.
+    max_choices: ClassVar[int | None] = None
     # Are replies carried in the provider's webhook answer (TwiML)? If not, the writer puts
     # them in the outbox and the channel's sender delivers them (Telegram's Bot API calls).
     replies_inline: ClassVar[bool] = True

@@ -30,6 +30,7 @@ class VoiceChannel(Channel):
     title = "phone call (keypad)"
     address_field = "phone"
     simulate_hint = "type keys: 1-9, * repeats, 0 skips; or type what you would say"
+    max_choices = 9  # one key each
     webhooks = ("webhooks.twilio_voice:bp",)
 
     def normalise(self, raw: str) -> str:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from bot.engine import Ask, Inbound, Prompt, Reply, Say
 from bot.keywords import Command
-from bot.parsing import simplify
+from bot.parsing import range_words, simplify
 from bot.survey import Question
 
 REPEAT_KEY, SKIP_KEY, HASH = "*", "0", "#"
@@ -71,7 +71,18 @@ class VoiceTurn:
 
 
 def two_digit(q: Question) -> bool:
-    return q.type == "number" or (q.type == "scale" and (q.max or 0) > 9)
+    """Keys until hash: numbers, dates, several answers, and scales past 9."""
+    return q.type in ("number", "date", "multi") or (q.type == "scale" and (q.max or 0) > 9)
+
+
+def extra_keys(q: Question) -> dict[str, str]:
+    """Keys for "Don't know" beside a scale: the ones after its last point, where they are
+    free. A list of choices numbers them as options; anywhere else they are said."""
+    if q.type != "scale" or two_digit(q) or not q.extras:
+        return {}
+    first = int(q.max or 0) + 1
+    keys = {str(first + n): o.label for n, o in enumerate(q.extras)}
+    return keys if first + len(q.extras) - 1 <= 9 else {}
 
 
 def zero_is_answer(q: Question) -> bool:
@@ -112,10 +123,23 @@ def question_speech(prompt: Ask) -> list[str]:
     # The retry without its verb: the keys are named below, "press", never "reply".
     parts = [prompt.sorry] if prompt.sorry else []
     parts.append(prompt.text)
+    own = len(q.points)
+    extras = [label for _, label in prompt.choices[own:]]
     if q.type in ("choice", "yesno"):
         parts.extend(
             f"For {label}, press {n}." for n, (_, label) in enumerate(prompt.choices, start=1)
         )
+    elif q.type == "multi":
+        parts.extend(
+            f"For {label}, press {n}." for n, (_, label) in enumerate(prompt.choices[:own], start=1)
+        )
+        parts.append("Press the keys for all that apply, then press hash.")
+        parts.extend(f"Or say {label}." for label in extras)
+    elif q.type == "date":
+        parts.append(
+            "Key in the date as eight numbers, the day, the month and the year, then press hash."
+        )
+        parts.append("For the 3rd of April 1948, press 0 3 0 4 1 9 4 8, then hash.")
     elif q.type == "scale":
         low, high = int(q.min or 0), int(q.max or 0)
         parts.append(f"Press a number from {low} to {high}.")
@@ -125,8 +149,17 @@ def question_speech(prompt: Ask) -> list[str]:
             parts.append(f"{high} means {q.labels[high]}.")
         if high > 9:
             parts.append("Then press hash.")
+        keyed = extra_keys(q)
+        parts.extend(f"For {label}, press {key}." for key, label in keyed.items())
+        if not keyed:
+            parts.extend(f"Or say {label}." for label in extras)
     elif q.type == "number":
-        parts.append("Key in the number, then press hash.")
+        bounds = range_words(q)
+        parts.append(
+            f"Key in a number {bounds}, then press hash."
+            if bounds
+            else "Key in the number, then press hash."
+        )
     else:
         parts.append("After the tone, please say your answer.")
         parts.append("When you have finished, press hash.")
@@ -199,7 +232,10 @@ def parse(
             return Command.SKIP
     if recording is not None and question is not None and question.type == "text":
         return Reply(recording)
-    return Reply(pressed.rstrip(HASH))
+    keys = pressed.rstrip(HASH)
+    if question is not None and keys in extra_keys(question):
+        return Reply(extra_keys(question)[keys])
+    return Reply(keys)
 
 
 def feedback_call(text: str) -> VoiceTurn:
