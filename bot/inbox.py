@@ -373,7 +373,8 @@ def _decide(
         )
         if conv is not None:
             current = conversations.survey_for(session, conv.survey_version_id)
-            prompts += (engine.ask(current, current.question(conv.state["question_id"]), context),)
+            piped = {**context, "answered": conv.state.get("answered") or {}}
+            prompts += (engine.ask(current, current.question(conv.state["question_id"]), piped),)
         elif not changed:
             prompts = (Say(engine.help_text(context), "help"),)
         return _Decided(prompts, conv)

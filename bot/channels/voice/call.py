@@ -300,7 +300,7 @@ def where(
             survey,
             conv.id,
             survey.question(question_id) if question_id else None,
-            context,
+            {**context, "answered": conv.state.get("answered") or {}},  # for piped answers
         )
 
 
