@@ -131,31 +131,49 @@ def reachable_questions(survey: Survey) -> set[str]:
     return found.reached
 
 
+def _sample_answers(survey: Survey) -> dict[str, str]:
+    """An answer to every question, the longest label where there is a choice, so a text that
+    pipes one in is measured about as long as it can get."""
+    sample: dict[str, str] = {}
+    for question in survey.questions:
+        if question.choices:
+            sample[question.id] = max(question.choices, key=lambda o: len(o.label)).value
+        elif question.type == "date":
+            sample[question.id] = "1948-09-30"
+        elif question.asks:
+            sample[question.id] = "x" * 30  # a short answer in words
+    return sample
+
+
 def _texts(survey: Survey) -> Iterator[tuple[str, str]]:
     """(where, text) for each text a participant can receive from this script."""
-    questions = survey.questions
+    context = {**SAMPLE_CONTEXT, "answered": _sample_answers(survey)}
+    ctx = engine._ctx(context, survey)
 
     def rendered(*prompts: engine.Prompt) -> str:
         return "\n\n".join(sms.render(prompts))
 
-    for index, question in enumerate(questions):
-        ask = engine.ask(survey, question, SAMPLE_CONTEXT)
+    first = True
+    for question in survey.questions:
         where = f"question {question.id!r}"
-        if index == 0 and survey.intro:
-            intro = Say(engine.templates.render(survey.intro, engine._ctx(SAMPLE_CONTEXT)), "intro")
+        if not question.asks:
+            what = "ending" if question.type == "end" else "statement"
+            yield f"{what} {question.id!r}", rendered(Say(templates.render(question.ask, ctx)))
+            continue
+        ask = engine.ask(survey, question, context)
+        if first and survey.intro:
+            intro = Say(templates.render(survey.intro, ctx), "intro")
             yield f"{where} with the intro", rendered(intro, ask)
         else:
             yield where, rendered(ask)
-        yield f"{where} asked again", rendered(_retry(survey, question))
+        first = False
+        yield f"{where} asked again", rendered(_retry(survey, question, context))
     if survey.outro:
-        yield (
-            "outro",
-            rendered(Say(engine.templates.render(survey.outro, engine._ctx(SAMPLE_CONTEXT)))),
-        )
+        yield "outro", rendered(Say(templates.render(survey.outro, ctx)))
 
 
-def _retry(survey: Survey, question: Question) -> Ask:
-    return engine.ask_again(survey, question, SAMPLE_CONTEXT, "")
+def _retry(survey: Survey, question: Question, context: dict[str, object]) -> Ask:
+    return engine.ask_again(survey, question, context, "")
 
 
 def _not_gsm(text: str, found: tuple[tuple[int, str], ...] | list[tuple[int, str]]) -> str:

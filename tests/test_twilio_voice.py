@@ -620,8 +620,10 @@ def answers_of(database, phone):
 
 
 def by_text(q):
-    if q.type in ("choice", "yesno"):
-        return "1" if q.type == "choice" else "yes"
+    if q.type in ("choice", "yesno", "multi"):
+        return "yes" if q.type == "yesno" else "1"
+    if q.type == "date":
+        return "03041948"  # as keys; typed, 3/4/1948 is the same day
     if q.type in ("scale", "number"):
         return str(int(q.min if q.min is not None else 1))
     return "Some words"
@@ -673,8 +675,10 @@ def test_every_survey_by_keys_outbound_and_by_speech_inbound_as_by_text(
     while (q := current_question(database, speaker)) is not None:
         if q.type == "text":
             call.record()
-        elif q.type == "choice":
+        elif q.type in ("choice", "multi"):
             call.speak(q.options[0].label)
+        elif q.type == "date":
+            call.speak("3rd April 1948")
         elif q.type == "yesno":
             call.speak("yes")
         else:
