@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bot import parsing, templates
+from bot.i18n import N_, STAFF_LANGUAGE, language_of, switch_word, t
 from bot.keywords import Command, Intent, intent
 from bot.survey import MULTI_SEPARATOR, Question, Survey, holds, tests_in
 
@@ -103,6 +104,7 @@ class Ask:
     sorry: str | None = None  # "Sorry, we didn't quite catch that." - no verb, any channel
     expected: str | None = None  # "a number from 1 to 3" - what we expect, without "reply with"
     picked: tuple[str, ...] = ()  # for a list of all that apply: the values tapped so far
+    language: str = STAFF_LANGUAGE  # what the renderers word their own instructions in
 
 
 Prompt = Say | Ask
@@ -116,6 +118,7 @@ class RecordedAnswer:
     raw: str | None
     unparsed: bool = False
     skipped: bool = False
+    language: str = STAFF_LANGUAGE  # the language the person answered in
 
 
 @dataclass(frozen=True)
@@ -124,6 +127,7 @@ class Step:
     prompts: tuple[Prompt, ...] = ()
     answers: tuple[RecordedAnswer, ...] = ()
     consent: tuple[str, ...] = ()  # opt_out | opt_in | recontact_yes | recontact_no
+    language: str | None = None  # the person asked to switch to this language
 
     @property
     def finished(self) -> bool:
@@ -171,6 +175,17 @@ def answer_label(question: Question, value: str) -> str:
     return value
 
 
+def _stored_label(question: Question, value: str) -> str:
+    """An answer's label as the database keeps it: in the script's (staff) language, and a
+    list of all that apply joined by "; " as the export shows it."""
+    if question.type == "multi":
+        return "; ".join(
+            (o.label if (o := question.option(v)) is not None else v)
+            for v in value.split(MULTI_SEPARATOR)
+        )
+    return answer_label(question, value)
+
+
 def piped_answers(survey: Survey, answered: Mapping[str, str]) -> dict[str, templates.Piped]:
     """Every question's answer as a prompt shows it; one with no answer reads as nothing
     (lint warns where that can happen)."""
@@ -184,13 +199,20 @@ def piped_answers(survey: Survey, answered: Mapping[str, str]) -> dict[str, temp
     return result
 
 
-SORRY = "Sorry, we didn't quite catch that."
-WELCOME = "You're welcome. Thank you for your help."
+SORRY = N_("Sorry, we didn't quite catch that.")
+WELCOME = N_("You're welcome. Thank you for your help.")
 
 
-def retry_text(sorry: str, expected: str | None) -> str:
+def retry_text(sorry: str, expected: str | None, language: str | None = None) -> str:
     """The retry as a text says it; a call words `sorry` and `expected` its own way."""
-    return f"{sorry} Please reply with {expected}." if expected else sorry
+    if not expected:
+        return sorry
+    reply = t(language, "Please reply with {expected}.", expected=expected)
+    return f"{sorry} {reply}"
+
+
+def _lang(context: Mapping[str, Any]) -> str:
+    return language_of(context.get("language"))
 
 
 def ask(
@@ -204,9 +226,12 @@ def ask(
     answered: Mapping[str, str] | None = None,
     picked: tuple[str, ...] = (),
 ) -> Ask:
+    language = _lang(context)
+    survey = survey.in_language(language)
+    question = survey.question(question.id)
     ctx = _ctx(context, survey, answered)
     if retry is None and sorry is not None:
-        retry = retry_text(sorry, expected)
+        retry = retry_text(sorry, expected, language)
     return Ask(
         question=question,
         text=templates.render(question.ask, ctx),
@@ -217,13 +242,14 @@ def ask(
         sorry=sorry if sorry is not None else retry,
         expected=expected,
         picked=picked,
+        language=language,
     )
 
 
 SORRY_FOR = {
-    "out_of_range": "Sorry, that is outside the range we can take.",
-    "negated": "Sorry, we could not tell which answer you meant.",
-    "several": "Sorry, please choose just one answer.",
+    "out_of_range": N_("Sorry, that is outside the range we can take."),
+    "negated": N_("Sorry, we could not tell which answer you meant."),
+    "several": N_("Sorry, please choose just one answer."),
 }
 
 
@@ -237,28 +263,36 @@ def ask_again(
 ) -> Ask:
     """The question again after a reply we could not use, saying why and what we expect: in
     the script's own words (`reask`) where it gives them, and always the range or length."""
+    language = _lang(context)
+    local = survey.in_language(language).question(question.id)
     own = (
-        templates.render(question.reask, _ctx(context, survey, answered))
-        if question.reask
+        templates.render(local.reask, _ctx(context, survey.in_language(language), answered))
+        if local.reask
         else None
     )
     limit = question.max_length
     length = len((text or "").strip())
     if question.type == "text" and length > limit:
+        sizes = {"limit": limit, "length": length}
+        keep = t(language, "Please keep it to {limit} characters (yours had {length}).", **sizes)
         sorry = (
-            f"Sorry, that is too long for us: please keep it to {limit} characters "
-            f"(yours had {length})."
+            f"{own} {keep}"
+            if own
+            else t(
+                language,
+                "Sorry, that is too long for us: please keep it to {limit} characters "
+                "(yours had {length}).",
+                **sizes,
+            )
         )
-        if own:
-            sorry = f"{own} {sorry[len('Sorry, that is too long for us: ') :].capitalize()}"
         return ask(survey, question, context, sorry=sorry, answered=answered)
-    sorry = own or SORRY_FOR.get(reason, SORRY)
+    sorry = own or t(language, SORRY_FOR.get(reason, SORRY))
     return ask(
         survey,
         question,
         context,
         sorry=sorry,
-        expected=parsing.expected(question),
+        expected=parsing.expected(local, language),
         answered=answered,
     )
 
@@ -346,6 +380,7 @@ def _said(
 
 
 def begin(survey: Survey, context: Mapping[str, Any]) -> Step:
+    survey = survey.in_language(_lang(context))
     prompts: list[Prompt] = []
     if survey.intro:
         prompts.append(Say(templates.render(survey.intro, _ctx(context, survey, {})), "intro"))
@@ -366,6 +401,7 @@ def _advance(
     consent: tuple[str, ...] = (),
     lead: tuple[Prompt, ...] = (),
 ) -> Step:
+    survey = survey.in_language(_lang(context))
     answered = dict(state.answered)
     unusable = tuple(state.unusable)
     if recorded.value is not None and not recorded.unparsed and not recorded.skipped:
@@ -419,28 +455,39 @@ def step(survey: Survey, state: State, inbound: Inbound, context: Mapping[str, A
         return Step(state, (ask(survey, question, context),))
     if inbound is Command.SKIP:
         if not question.optional:
-            hint = "This one needs an answer, but any answer is fine."
+            hint = t(_lang(context), "This one needs an answer, but any answer is fine.")
             return Step(state, (ask(survey, question, context, retry=hint),))
         skipped = RecordedAnswer(question.id, None, None, None, skipped=True)
         return _advance(survey, state, skipped, context)
     if isinstance(inbound, Toggle | Done):
         return _tapped(survey, state, question, inbound, context)
     assert isinstance(inbound, Reply)
+    switched = switch_word(inbound.text)
+    if switched is not None:
+        # CYMRAEG / ENGLISH: the same question again in that language; not an answer or a miss.
+        moved = {**context, "language": switched}
+        return Step(state, (ask(survey, question, moved),), language=switched)
     meant = intent(inbound.text)
     # Neither is an answer, so neither is stored nor counted as a miss.
     if meant is Intent.STOP_REQUEST:
         return Step(state, (Say(confirm_stop_text(context), "confirm_stop"),))
     if meant is Intent.WHO:
         return Step(state, (Say(who_text(context), "help"), ask(survey, question, context)))
-    parsed = parsing.parse(question, inbound.text)
+    language = _lang(context)
+    # Read against the question in their language (its labels, and the English ones too).
+    parsed = parsing.parse(survey.in_language(language).question(question.id), inbound.text)
     if isinstance(parsed, parsing.Answer):
-        recorded = RecordedAnswer(question.id, parsed.value, parsed.label, inbound.text)
+        # Stored in the staff language, whatever it was answered in; the language is noted.
+        label = _stored_label(question, parsed.value) if question.choices else parsed.label
+        recorded = RecordedAnswer(question.id, parsed.value, label, inbound.text, language=language)
         return _advance(survey, state, recorded, context, _consent_for(question, parsed))
     if state.misses + 1 >= MAX_MISSES:
         # Their words are kept, flagged unreadable, for staff to read; never stored as the
         # answer (no value, no label), so no count, branch or export takes them for one.
-        recorded = RecordedAnswer(question.id, None, None, inbound.text, unparsed=True)
-        thanks = Say("Thank you, we have noted that.", "info")
+        recorded = RecordedAnswer(
+            question.id, None, None, inbound.text, unparsed=True, language=language
+        )
+        thanks = Say(t(language, "Thank you, we have noted that."), "info")
         return _advance(survey, replace(state, misses=0), recorded, context, lead=(thanks,))
     return Step(
         replace(state, misses=state.misses + 1),
@@ -473,11 +520,11 @@ def _tapped(
         )
         return Step(replace(state, picked=picked), (ask(survey, question, context, picked=picked),))
     if not state.picked:
-        sorry = "Please tap at least one answer, then Done."
+        sorry = t(_lang(context), "Please tap at least one answer, then Done.")
         return Step(state, (ask(survey, question, context, sorry=sorry),))
     value = MULTI_SEPARATOR.join(o.value for o in question.options if o.value in state.picked)
     label = "; ".join(o.label for o in question.options if o.value in state.picked)
-    recorded = RecordedAnswer(question.id, value, label, label)
+    recorded = RecordedAnswer(question.id, value, label, label, language=_lang(context))
     return _advance(survey, replace(state, picked=()), recorded, context)
 
 
@@ -489,10 +536,14 @@ def after_end(inbound: Inbound, context: Mapping[str, Any]) -> Step:
     if inbound is Command.START:
         return Step(idle, (Say(started_text(context), "started"),), (), ("opt_in",))
     meant = intent(inbound.text) if isinstance(inbound, Reply) else None
+    switched = switch_word(inbound.text) if isinstance(inbound, Reply) else None
+    if switched is not None:
+        said = Say(t(switched, "We will write to you in English."), "info")
+        return Step(idle, (said,), language=switched)
     if meant is Intent.THANKS:
         # "thanks" or a thumbs up after the last question: HELP would puzzle; a short word
         # back says it arrived, and asks nothing, so it does not start a conversation.
-        return Step(idle, (Say(WELCOME, "thanks"),))
+        return Step(idle, (Say(t(_lang(context), WELCOME), "thanks"),))
     if meant is Intent.STOP_REQUEST:
         return Step(idle, (Say(confirm_stop_text(context), "confirm_stop"),))
     if meant is Intent.WHO:
@@ -505,32 +556,42 @@ def is_expired(last_activity: datetime, now: datetime, idle_for: timedelta = IDL
 
 
 def stopped_text(context: Mapping[str, Any]) -> str:
-    return (
-        f"You will not hear from {_ctx(context)['org']} again. "
-        "Thank you for your help so far. Reply START if you change your mind."
+    return t(
+        _lang(context),
+        "You will not hear from {org} again. "
+        "Thank you for your help so far. Reply START if you change your mind.",
+        org=_ctx(context)["org"],
     )
 
 
 def started_text(context: Mapping[str, Any]) -> str:
-    return f"Welcome back. {_ctx(context)['org']} may contact you again. Reply STOP at any time to stop."
+    return t(
+        _lang(context),
+        "Welcome back. {org} may contact you again. Reply STOP at any time to stop.",
+        org=_ctx(context)["org"],
+    )
 
 
 def confirm_stop_text(context: Mapping[str, Any]) -> str:
     # Asked, not acted on: a free-text "stop" might be about something else, and STOP is the
     # one word carriers and the contract both honour.
-    return "Do you want us to stop all messages? Reply STOP to confirm."
+    return t(_lang(context), "Do you want us to stop all messages? Reply STOP to confirm.")
 
 
 def who_text(context: Mapping[str, Any]) -> str:
-    return (
-        f"This is {_ctx(context)['org']}. We ask people for their views to improve our services. "
-        "Reply STOP if you would rather we did not contact you."
+    return t(
+        _lang(context),
+        "This is {org}. We ask people for their views to improve our services. "
+        "Reply STOP if you would rather we did not contact you.",
+        org=_ctx(context)["org"],
     )
 
 
 def help_text(context: Mapping[str, Any]) -> str:
-    return (
-        f"This is {_ctx(context)['org']}, asking for your views to improve our services. "
+    return t(
+        _lang(context),
+        "This is {org}, asking for your views to improve our services. "
         "Reply REPEAT to hear the question again, SKIP to leave out an optional one, "
-        "or STOP to stop all messages."
+        "or STOP to stop all messages.",
+        org=_ctx(context)["org"],
     )

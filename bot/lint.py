@@ -24,6 +24,7 @@ from bot.survey import (
     answer_key,
     is_feedback_file,
     load_file,
+    missing_translations,
     scan,
     tests_in,
 )
@@ -217,6 +218,7 @@ def lint_survey(survey: Survey, report: LintReport) -> None:
                 f"({name!r} may be skipped or not asked on the way); it will read as nothing"
             )
     report.warnings.extend(f"{report.path}: {line}" for line in channel_notes(survey))
+    report.warnings.extend(f"{report.path}: {line}" for line in missing_translations(survey))
     for where, text in _texts(survey):
         size = gsm.sms_size(text)
         if size.non_gsm:

@@ -12,6 +12,7 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 
+from bot.i18n import t
 from bot.survey import MULTI_SEPARATOR, Option, Question, answer_key
 
 NUMBER_WORDS = {
@@ -569,36 +570,60 @@ def _format_number(number: float) -> str:
     return answer_key(number)
 
 
-def range_words(question: Question) -> str | None:
+def range_words(question: Question, language: str | None = None) -> str | None:
     """ "from 18 to 120" for a number question with a range, said up front and on a miss."""
     low, high = question.min, question.max
     if question.type != "number":
         return None
     if low is not None and high is not None:
-        return f"from {_format_number(low)} to {_format_number(high)}"
+        return t(
+            language, "from {low} to {high}", low=_format_number(low), high=_format_number(high)
+        )
     if low is not None:
-        return f"of at least {_format_number(low)}"
+        return t(language, "of at least {low}", low=_format_number(low))
     if high is not None:
-        return f"no bigger than {_format_number(high)}"
+        return t(language, "no bigger than {high}", high=_format_number(high))
     return None
 
 
-def expected(question: Question) -> str:
-    extra = "".join(f", or {o.label}" for o in question.extras)
+def expected(question: Question, language: str | None = None) -> str:
+    """What we expect, said plainly, in the person's language."""
+    extra = "".join(t(language, ", or {label}", label=o.label) for o in question.extras)
     if question.type == "choice":
-        return f"a number from 1 to {len(question.choices)}"
+        return t(language, "a number from 1 to {high}", high=len(question.choices))
     if question.type == "multi":
-        return f"the numbers of all that apply, like 1 3 (from 1 to {len(question.options)}){extra}"
+        return (
+            t(
+                language,
+                "the numbers of all that apply, like 1 3 (from 1 to {high})",
+                high=len(question.options),
+            )
+            + extra
+        )
     if question.type == "yesno":
-        return "YES or NO"
+        return t(language, "YES or NO")
     if question.type == "scale":
-        return f"a number from {int(question.min or 0)} to {int(question.max or 0)}{extra}"
+        return (
+            t(
+                language,
+                "a number from {low} to {high}",
+                low=int(question.min or 0),
+                high=int(question.max or 0),
+            )
+            + extra
+        )
     if question.type == "number":
-        bounds = range_words(question)
-        return f"a number {bounds}" if bounds else "a number"
+        bounds = range_words(question, language)
+        return (
+            t(language, "a number {bounds}", bounds=bounds) if bounds else t(language, "a number")
+        )
     if question.type == "date":
-        return "a date with the year, like 3/4/1948 or 3 April 1948"
-    return f"a short answer in words (up to {question.max_length} characters)"
+        return t(language, "a date with the year, like 3/4/1948 or 3 April 1948")
+    return t(
+        language,
+        "a short answer in words (up to {limit} characters)",
+        limit=question.max_length,
+    )
 
 
 def parse(question: Question, text: str) -> Answer | Miss:

@@ -96,6 +96,7 @@ def subject_access(session: Session, person: Participant) -> dict[str, Any]:
         "phone": person.phone,
         "telegram_chat_id": person.telegram_chat_id,
         "channel": person.channel,
+        "language": person.language,
         "tags": person.tags or [],
         "recontact": person.recontact,
         "opted_out": person.opted_out,

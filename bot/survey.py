@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from bot import templates
+from bot.i18n import N_
 
 QUESTION_TYPES = (
     "choice",
@@ -31,7 +32,18 @@ QUESTION_TYPES = (
 ASKS_NOTHING = ("statement", "end")
 CLOSED_TYPES = ("choice", "yesno", "scale", "multi")
 MULTI_SEPARATOR = ";"  # between the values of a `multi` answer, as stored
-SURVEY_KEYS = {"id", "title", "keyword", "intro", "questions", "outro", "description", "fields"}
+SURVEY_KEYS = {
+    "id",
+    "title",
+    "keyword",
+    "intro",
+    "questions",
+    "outro",
+    "description",
+    "fields",
+    "translations",
+}
+TRANSLATED_QUESTION_KEYS = {"ask", "say", "reask", "options", "labels"}
 QUESTION_KEYS = {
     "id",
     "type",
@@ -53,12 +65,12 @@ QUESTION_KEYS = {
 EXTRAS = {
     "dont_know": (
         "dont-know",
-        "Don't know",
+        N_("Don't know"),
         ("dk", "dunno", "not sure", "no idea", "unsure", "dont know", "do not know"),
     ),
     "prefer_not_to_say": (
         "prefer-not",
-        "Prefer not to say",
+        N_("Prefer not to say"),
         ("prefer not", "rather not say", "id rather not say", "pnts", "private"),
     ),
 }
@@ -82,6 +94,17 @@ RESERVED_KEYWORDS = {
     "NO",
     "INFO",
     "UNSTOP",
+    # Words that switch language, and the Welsh commands (bot.i18n, bot.keywords).
+    "CYMRAEG",
+    "ENGLISH",
+    "SAESNEG",
+    "WELSH",
+    "STOPIO",
+    "DECHRAU",
+    "CYMORTH",
+    "AILADRODD",
+    "ETO",
+    "HEPGOR",
 }
 _ID = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
@@ -214,9 +237,11 @@ class Question:
     condition: Condition | None = field(default=None, compare=False)
     reask: str | None = None
     extras: tuple[Option, ...] = ()  # "Don't know", "Prefer not to say"
+    yes_no: tuple[str, str] = (N_("Yes"), N_("No"))  # a yesno's two labels, in its language
 
     def option(self, value: str) -> Option | None:
-        return next((o for o in (*self.options, *self.extras) if o.value == value), None)
+        """The answer with this value: an option, a yes/no, a scale point or an extra."""
+        return next((o for o in self.choices if o.value == value), None)
 
     @property
     def asks(self) -> bool:
@@ -229,7 +254,7 @@ class Question:
         if self.type in ("choice", "multi"):
             return self.options
         if self.type == "yesno":
-            return (Option("yes", "Yes"), Option("no", "No"))
+            return (Option("yes", self.yes_no[0]), Option("no", self.yes_no[1]))
         if self.type == "scale":
             assert self.min is not None and self.max is not None
             return tuple(
@@ -258,6 +283,9 @@ class Survey:
     source: str = ""
     path: str = ""
     fields: Mapping[str, str] = field(default_factory=dict)  # `{{ survey.<name> }}` in prompts
+    # language -> its words: {"title", "intro", "outro", "questions": {id: {"ask", "say",
+    # "reask", "options": {value: label}, "labels": {point: label}}}}
+    translations: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     @property
     def content_hash(self) -> str:
@@ -271,6 +299,17 @@ class Survey:
 
     def index(self, question_id: str) -> int:
         return next(i for i, q in enumerate(self.questions) if q.id == question_id)
+
+    def in_language(self, language: str | None) -> Survey:
+        """This survey in another language: its own translations, the service's words for
+        "Don't know", and each option's label in the script's language read as a synonym (so
+        a reply in English still counts). Untranslated words stay as written."""
+        from bot.i18n import STAFF_LANGUAGE, language_of, t
+
+        code = language_of(language)
+        if code == STAFF_LANGUAGE:
+            return self
+        return _localised(self, code, self.translations.get(code, {}), t)
 
     @property
     def asked(self) -> tuple[Question, ...]:
@@ -291,6 +330,75 @@ class Survey:
             for c in channels.all_channels()
             if c.max_choices is None or self.most_choices <= c.max_choices
         )
+
+
+_LOCALISED: dict[tuple[int, str], Survey] = {}
+
+
+def _localised(survey: Survey, code: str, words: Mapping[str, Any], t: Any) -> Survey:
+    key = (id(survey), code)
+    cached = _LOCALISED.get(key)
+    if cached is not None and cached.source == survey.source:
+        return cached
+    from dataclasses import replace
+
+    questions = []
+    for q in survey.questions:
+        own = words.get("questions", {}).get(q.id, {})
+        labels = own.get("options", {})
+        options = tuple(
+            replace(o, label=labels.get(o.value, o.label), synonyms=(*o.synonyms, o.label))
+            for o in q.options
+        )
+        extras = tuple(
+            replace(o, label=t(code, o.label), synonyms=(*o.synonyms, o.label)) for o in q.extras
+        )
+        questions.append(
+            replace(
+                q,
+                ask=own.get("say" if q.type in ASKS_NOTHING else "ask", q.ask),
+                reask=own.get("reask", q.reask),
+                options=options,
+                extras=extras,
+                labels={**q.labels, **own.get("labels", {})},
+                yes_no=(t(code, q.yes_no[0]), t(code, q.yes_no[1])),
+            )
+        )
+    made = replace(
+        survey,
+        title=words.get("title", survey.title),
+        intro=words.get("intro", survey.intro),
+        outro=words.get("outro", survey.outro),
+        questions=tuple(questions),
+    )
+    if len(_LOCALISED) > 256:
+        _LOCALISED.clear()
+    _LOCALISED[key] = made
+    return made
+
+
+def missing_translations(survey: Survey) -> list[str]:
+    """One line for each prompt, option or label a declared language has no words for."""
+    lines: list[str] = []
+    for code, words in sorted(survey.translations.items()):
+        for key in ("intro", "outro"):
+            if getattr(survey, key) and key not in words:
+                lines.append(f"{key}: no {code} translation")
+        given = words.get("questions", {})
+        for q in survey.questions:
+            own = given.get(q.id, {})
+            main = "say" if q.type in ASKS_NOTHING else "ask"
+            if main not in own:
+                lines.append(f"question {q.id!r}: no {code} translation of {main}")
+            if q.reask and "reask" not in own:
+                lines.append(f"question {q.id!r}: no {code} translation of reask")
+            for o in q.options:
+                if o.value not in own.get("options", {}):
+                    lines.append(f"question {q.id!r}: no {code} label for option {o.value!r}")
+            for point in q.labels:
+                if point not in own.get("labels", {}):
+                    lines.append(f"question {q.id!r}: no {code} label for point {point}")
+    return lines
 
 
 def answer_key(value: Any) -> str:
@@ -391,6 +499,7 @@ class _Builder:
                     None, f"keyword {keyword!r} is a word participants use for something else"
                 )
         self.fields = self.survey_fields(data.get("fields"))
+        raw_translations = data.get("translations")
         intro = self.template("intro", data.get("intro"), {})
         raw_questions = data.get("questions")
         questions: list[Question] = []
@@ -407,6 +516,7 @@ class _Builder:
                 seen[question.id] = question
                 questions.append(question)
         outro = self.template("outro", data.get("outro"), seen)
+        translations = self.translations(raw_translations, seen)
         if questions and not any(q.asks for q in questions):
             self.fail(None, "a survey needs at least one question that asks something")
         if self.problems:
@@ -422,7 +532,81 @@ class _Builder:
             source=self.source,
             path=self.path,
             fields=self.fields,
+            translations=translations,
         )
+
+    def translations(self, raw: Any, questions: dict[str, Question]) -> dict[str, dict[str, Any]]:
+        from bot.i18n import LANGUAGES, STAFF_LANGUAGE
+
+        if raw is None:
+            return {}
+        if not isinstance(raw, dict):
+            self.fail("translations", "must map a language (cy) to its words")
+            return {}
+        result: dict[str, dict[str, Any]] = {}
+        for code, words in raw.items():
+            where = f"translations.{code}"
+            if code not in LANGUAGES or code == STAFF_LANGUAGE:
+                others = ", ".join(c for c in LANGUAGES if c != STAFF_LANGUAGE)
+                self.fail(where, f"not a language we can translate into (we have: {others})")
+                continue
+            if not isinstance(words, dict):
+                self.fail(where, "must map title, intro, outro and questions to their words")
+                continue
+            kept: dict[str, Any] = {"questions": {}}
+            for key in sorted(set(words) - {"title", "intro", "outro", "questions"}):
+                self.fail(where, f"unknown key {key!r}")
+            for key in ("title", "intro", "outro"):
+                if key in words:
+                    kept[key] = self.template(
+                        f"{where}.{key}", words[key], questions if key == "outro" else {}
+                    )
+            given = words.get("questions") or {}
+            if not isinstance(given, dict):
+                self.fail(where, "questions must map question ids to their words")
+                given = {}
+            earlier: dict[str, Question] = {}
+            for q in questions.values():
+                own = given.get(q.id)
+                if own is None:
+                    earlier[q.id] = q
+                    continue
+                here = f"{where}.questions.{q.id}"
+                if not isinstance(own, dict):
+                    self.fail(here, "must map ask, reask, options and labels to their words")
+                    continue
+                for key in sorted(set(own) - TRANSLATED_QUESTION_KEYS):
+                    self.fail(here, f"unknown key {key!r}")
+                entry: dict[str, Any] = {}
+                for key in ("ask", "say", "reask"):
+                    if key in own:
+                        entry[key] = self.template(f"{here}.{key}", own[key], earlier)
+                options = own.get("options") or {}
+                if not isinstance(options, dict):
+                    self.fail(here, "options must map each option's value to its label")
+                    options = {}
+                entry["options"] = {}
+                for value, label in options.items():
+                    if isinstance(label, bool) or isinstance(value, bool):
+                        self.fail(here, f"option {value!r} is read by YAML as true/false: quote it")
+                        continue
+                    if q.option(answer_key(value)) is None:
+                        self.fail(here, f"no option {value!r} in question {q.id!r}")
+                        continue
+                    entry["options"][answer_key(value)] = str(label).strip()
+                labels = own.get("labels") or {}
+                entry["labels"] = {}
+                for point, label in labels.items() if isinstance(labels, dict) else []:
+                    if isinstance(label, bool) or point not in q.labels:
+                        self.fail(
+                            here, f"label {point!r}: not a labelled point, or unquoted yes/no"
+                        )
+                        continue
+                    entry["labels"][point] = str(label).strip()
+                kept["questions"][q.id] = entry
+                earlier[q.id] = q
+            result[str(code)] = kept
+        return result
 
     def survey_fields(self, raw: Any) -> dict[str, str]:
         if raw is None:

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from bot.engine import Ask, Inbound, Prompt, Reply, Say
+from bot.i18n import t
 from bot.keywords import Command
 from bot.parsing import range_words, simplify
 from bot.survey import Question
@@ -120,60 +121,72 @@ def hints(q: Question, labels: Iterable[str] = ()) -> str:
 def question_speech(prompt: Ask) -> list[str]:
     """The question first, then one sentence per option or instruction."""
     q = prompt.question
+    lang = prompt.language
     # The retry without its verb: the keys are named below, "press", never "reply".
     parts = [prompt.sorry] if prompt.sorry else []
     parts.append(prompt.text)
     own = len(q.points)
     extras = [label for _, label in prompt.choices[own:]]
+
+    def press(label: str, key: object) -> str:
+        return t(lang, "For {label}, press {key}.", label=label, key=key)
+
     if q.type in ("choice", "yesno"):
-        parts.extend(
-            f"For {label}, press {n}." for n, (_, label) in enumerate(prompt.choices, start=1)
-        )
+        parts.extend(press(label, n) for n, (_, label) in enumerate(prompt.choices, start=1))
     elif q.type == "multi":
-        parts.extend(
-            f"For {label}, press {n}." for n, (_, label) in enumerate(prompt.choices[:own], start=1)
-        )
-        parts.append("Press the keys for all that apply, then press hash.")
-        parts.extend(f"Or say {label}." for label in extras)
+        parts.extend(press(label, n) for n, (_, label) in enumerate(prompt.choices[:own], start=1))
+        parts.append(t(lang, "Press the keys for all that apply, then press hash."))
+        parts.extend(t(lang, "Or say {label}.", label=label) for label in extras)
     elif q.type == "date":
         parts.append(
-            "Key in the date as eight numbers, the day, the month and the year, then press hash."
+            t(
+                lang,
+                "Key in the date as eight numbers, the day, the month and the year, "
+                "then press hash.",
+            )
         )
-        parts.append("For the 3rd of April 1948, press 0 3 0 4 1 9 4 8, then hash.")
+        parts.append(t(lang, "For the 3rd of April 1948, press 0 3 0 4 1 9 4 8, then hash."))
     elif q.type == "scale":
         low, high = int(q.min or 0), int(q.max or 0)
-        parts.append(f"Press a number from {low} to {high}.")
+        parts.append(t(lang, "Press a number from {low} to {high}.", low=low, high=high))
+        labels = dict(
+            zip(
+                (int(v) for v, _ in prompt.choices[:own]),
+                (lb for _, lb in prompt.choices[:own]),
+                strict=True,
+            )
+        )
         if low in q.labels:
-            parts.append(f"{low} means {q.labels[low]}.")
+            parts.append(t(lang, "{point} means {label}.", point=low, label=labels[low]))
         if high in q.labels:
-            parts.append(f"{high} means {q.labels[high]}.")
+            parts.append(t(lang, "{point} means {label}.", point=high, label=labels[high]))
         if high > 9:
-            parts.append("Then press hash.")
+            parts.append(t(lang, "Then press hash."))
         keyed = extra_keys(q)
-        parts.extend(f"For {label}, press {key}." for key, label in keyed.items())
+        parts.extend(press(label, key) for key, label in zip(keyed, extras, strict=False))
         if not keyed:
-            parts.extend(f"Or say {label}." for label in extras)
+            parts.extend(t(lang, "Or say {label}.", label=label) for label in extras)
     elif q.type == "number":
-        bounds = range_words(q)
+        bounds = range_words(q, lang)
         parts.append(
-            f"Key in a number {bounds}, then press hash."
+            t(lang, "Key in a number {bounds}, then press hash.", bounds=bounds)
             if bounds
-            else "Key in the number, then press hash."
+            else t(lang, "Key in the number, then press hash.")
         )
     else:
-        parts.append("After the tone, please say your answer.")
-        parts.append("When you have finished, press hash.")
+        parts.append(t(lang, "After the tone, please say your answer."))
+        parts.append(t(lang, "When you have finished, press hash."))
     key = skip_key(q)
     if key == SKIP_KEY:
-        parts.append("To skip this question, press 0.")
+        parts.append(t(lang, "To skip this question, press 0."))
     elif key == HASH:
-        parts.append("To skip this question, press hash on its own.")
+        parts.append(t(lang, "To skip this question, press hash on its own."))
     if q.type != "text":
-        parts.append("You can also say your answer.")
+        parts.append(t(lang, "You can also say your answer."))
     parts.append(
-        "To hear this again, press star, then hash."
+        t(lang, "To hear this again, press star, then hash.")
         if gather_for(q).finish_on_key == "#" and q.type != "text"
-        else "To hear this again, press star."
+        else t(lang, "To hear this again, press star.")
     )
     return parts
 
