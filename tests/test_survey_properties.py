@@ -76,11 +76,18 @@ reply = st.one_of(
             "skip",
             "help",
             "repeat",
+            "CYMRAEG",
+            "English",
+            "ydw",
+            "naddo",
+            "Ddim yn gwybod",
+            "3 Ebrill 1948",
         ]
     ),
     st.from_regex(r"[0-9#*]{1,9}", fullmatch=True),
 )
 channel = st.sampled_from(["sms", "voice", "telegram"])
+language = st.sampled_from([None, "en", "cy"])
 
 
 def _inbound(
@@ -135,11 +142,15 @@ def _valid(question: Question, value: str) -> bool:
 @BOUNDED
 @given(
     where=channel,
+    speaks=language,
     replies=st.lists(st.tuples(reply, st.integers(min_value=0, max_value=50)), max_size=25),
 )
-def test_no_reply_crashes_or_stores_an_answer_outside_its_question(survey_id, where, replies):
+def test_no_reply_crashes_or_stores_an_answer_outside_its_question(
+    survey_id, where, speaks, replies
+):
     survey = SURVEYS[survey_id]
-    step = engine.begin(survey, CTX)
+    context = {**CTX, "language": speaks}
+    step = engine.begin(survey, context)
     _render(where, step.prompts)
     for text, tap in replies:
         if step.finished:
@@ -148,7 +159,9 @@ def test_no_reply_crashes_or_stores_an_answer_outside_its_question(survey_id, wh
         inbound = _inbound(survey, where, text, question, tap)
         if inbound is None:
             continue
-        step = engine.step(survey, step.state, inbound, CTX)
+        step = engine.step(survey, step.state, inbound, context)
+        if step.language is not None:
+            context = {**context, "language": step.language}  # CYMRAEG / ENGLISH
         _render(where, step.prompts)
         for recorded in step.answers:
             asked = survey.question(recorded.question_id)
