@@ -1,4 +1,5 @@
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from bot import engine
 from bot.engine import Ask, Reply, Say, State
@@ -383,3 +384,30 @@ def test_an_unreadable_gate_skips_its_follow_ups_knowingly():
     assert records["colour"].unparsed and records["colour"].value is None
     assert records["why"].skipped
     assert records["why"].label == "(not asked: no usable answer to colour)"
+
+
+def test_each_channel_shows_the_new_kinds():
+    lunch = load_text(
+        (Path(__file__).parent.parent / "conversations" / "lunch-club-checklist.yaml").read_text(),
+        "l.yaml",
+    )
+    days = engine.ask(lunch, lunch.question("days"), CTX)
+    text = sms_render.question_text(days)
+    assert "1 - Monday\n2 - Wednesday\n3 - Friday" in text
+    assert "Reply with the numbers of all that apply, like 1 3.\nOr reply Don't know." in text
+    speech = voice_render.question_speech(days)
+    assert "Press the keys for all that apply, then press hash." in speech
+    assert voice_render.gather_for(days.question).finish_on_key == "#"
+    assert voice_render.parse("13#", days.question) == Reply("13")
+    food = engine.ask(lunch, lunch.question("food"), CTX)
+    assert "Reply with a number from 1 (Very poor) to 5 (Very good), or Don't know" in (
+        sms_render.question_text(food)
+    )
+    assert "For Don't know, press 6." in voice_render.question_speech(food)
+    assert voice_render.parse("6", food.question) == Reply("Don't know")
+    buttons = [b.text for row in tg_render.keyboard(food).inline_keyboard for b in row]
+    assert buttons == ["1", "2", "3", "4", "5", "Don't know"]
+    when = engine.ask(lunch, lunch.question("last-visit"), CTX)
+    assert "Reply with the date, like 3/4/1948" in sms_render.question_text(when)
+    assert "Type the date, like 3/4/1948." in tg_render.question_text(when)
+    assert any("0 3 0 4 1 9 4 8" in part for part in voice_render.question_speech(when))
