@@ -108,6 +108,11 @@ def response_rows(session: Session, campaign: Campaign) -> Iterator[list[str]]:
 _NONE: dict[str, str] = {}
 
 
+def _noted(language: str | None, words: str) -> str:
+    """A person's own words, marked with their language where it is not the staff one."""
+    return f"[{language}] {words}" if language and language != STAFF_LANGUAGE else words
+
+
 def _cell(label: str | None, skipped: Any, unparsed: Any, raw: str | None) -> str:
     """An answer as staff read it. Words we could not read are shown as that, never as an
     answer; a question skipped knowingly says why ("not asked: no usable answer to age")."""
@@ -240,7 +245,9 @@ def summary(session: Session, campaign: Campaign) -> dict[str, Any]:
             )
         else:
             entry["answers"] = [
-                a.label if a.label is not None else f"(unreadable: {(a.raw_text or '').strip()})"
+                _noted(a.language, a.label)
+                if a.label is not None
+                else f"(unreadable: {(a.raw_text or '').strip()})"
                 for a in session.scalars(
                     base.where(
                         Answer.skipped.is_(False),

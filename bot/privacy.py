@@ -272,6 +272,7 @@ def erase(session: Session, person: Participant) -> dict[str, int]:
     person.telegram_chat_id = None
     person.tags = []
     person.channel = None
+    person.language = None  # a preference that says something about them: it goes too
     person.recontact = None
     person.opted_out = True
     person.erased_at = now

@@ -174,3 +174,15 @@ def test_texting_cymraeg_keeps_the_language_for_next_time(database):
     with database.session() as session:
         rows = session.scalars(select(Answer).order_by(Answer.id)).all()
         assert [(a.label, a.language) for a in rows] == [("Yes", "cy"), ("By post", "cy")]
+
+
+def test_subject_access_shows_the_language_and_erasure_removes_it(database):
+    from bot import privacy
+
+    with database.session() as session:
+        person = Participant(phone="+447700900124", name="Gwen", tags=[], language="cy")
+        session.add(person)
+        session.flush()
+        assert privacy.subject_access(session, person)["language"] == "cy"
+        privacy.erase(session, person)
+        assert person.language is None
