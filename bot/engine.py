@@ -463,6 +463,8 @@ def step(survey: Survey, state: State, inbound: Inbound, context: Mapping[str, A
         return _tapped(survey, state, question, inbound, context)
     assert isinstance(inbound, Reply)
     switched = switch_word(inbound.text)
+    if switched is not None and _could_be_an_answer(question, inbound.text):
+        switched = None  # "English" to "Which language do you speak at home?" is an answer
     if switched is not None:
         # CYMRAEG / ENGLISH: the same question again in that language; not an answer or a miss.
         moved = {**context, "language": switched}
@@ -493,6 +495,17 @@ def step(survey: Survey, state: State, inbound: Inbound, context: Mapping[str, A
         replace(state, misses=state.misses + 1),
         (ask_again(survey, question, context, inbound.text, parsed.reason),),
     )
+
+
+def _could_be_an_answer(question: Question, text: str) -> bool:
+    """A language's name is an answer where the question could take it as one, unless it is
+    written in capitals as we tell people to ("Text CYMRAEG for Welsh")."""
+    word = (text or "").strip().strip(".!")
+    if word.isupper():
+        return False
+    said = parsing.simplify(word)
+    named = {parsing.simplify(n) for o in question.choices for n in (o.label, o.value, *o.synonyms)}
+    return question.type == "text" or said in named
 
 
 def _tapped(

@@ -186,3 +186,26 @@ def test_subject_access_shows_the_language_and_erasure_removes_it(database):
         assert privacy.subject_access(session, person)["language"] == "cy"
         privacy.erase(session, person)
         assert person.language is None
+
+
+def test_a_language_name_that_answers_the_question_is_an_answer():
+    survey = load_text(
+        """id: s
+title: t
+questions:
+  - {id: home, type: text, ask: "Which language do you speak at home?"}
+  - id: prefer
+    type: choice
+    ask: Which do you prefer?
+    options: [{value: en, label: English}, {value: cy, label: Welsh}]
+""",
+        "s.yaml",
+    )
+    context = {"name": "Gwen"}
+    first = engine.begin(survey, context)
+    said = engine.step(survey, first.state, Reply("Welsh"), context)
+    assert said.language is None and said.answers[0].value == "Welsh"
+    chose = engine.step(survey, said.state, Reply("english"), context)
+    assert chose.language is None and chose.answers[0].value == "en"
+    shouted = engine.step(survey, said.state, Reply("CYMRAEG"), context)
+    assert shouted.language == "cy" and not shouted.answers
