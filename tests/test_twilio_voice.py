@@ -769,3 +769,34 @@ def test_a_withheld_number_is_told_kindly_and_nothing_is_stored(web, database, w
     with database.session() as session:
         assert session.scalar(select(func.count()).select_from(Participant)) == 0
         assert session.scalar(select(func.count()).select_from(Message)) == 0
+
+
+def test_a_call_in_welsh_for_a_welsh_speaker(web, database, redis_conn, twilio_fake):
+    # Issue 13: the call's own words come from the catalogue too, not only the script's.
+    panel = {
+        "participants": [
+            {"name": "Gwen", "phone": "+447700900209", "tags": ["w"], "language": "cy"}
+        ]
+    }
+    web.post("/admin/api/participants", json=panel, headers=ADMIN)
+    campaign = web.post(
+        "/admin/api/campaigns",
+        json={"survey": "hear-back", "audience": {"tags": ["w"]}, "channel": "voice"},
+        headers=ADMIN,
+    ).json["id"]
+    web.post(f"/admin/api/campaigns/{campaign}/launch", headers=ADMIN)
+    run_worker(redis_conn)
+    placed = twilio_fake.calls[-1]
+    call = Phone(
+        web, "+447700900209", direction="outbound-api", sid=placed["sid"], AnsweredBy="human"
+    )
+    call.post(placed["url"])
+    assert "Helo, galwad gan" in call.said and "I ddechrau, pwyswch 1." in call.said
+    call.press("1")
+    assert "A gawn ni anfon neges fer atoch" in call.said and "Am Ie, pwyswch 1." in call.said
+    call.press("2")  # na
+    assert "Diolch. Hwyl fawr." in call.said or "Hwyl fawr." in call.said
+    assert call.ended
+    with database.session() as session:
+        (answer,) = session.scalars(select(Answer)).all()
+        assert (answer.value, answer.label, answer.language) == ("no", "No", "cy")

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from bot.engine import Ask, Inbound, Prompt, Reply, Say
-from bot.i18n import t
+from bot.i18n import N_, t
 from bot.keywords import Command
 from bot.parsing import range_words, simplify
 from bot.survey import Question
@@ -21,8 +21,8 @@ from bot.survey import Question
 REPEAT_KEY, SKIP_KEY, HASH = "*", "0", "#"
 STOP_KEY = "9"  # only at the opening menu, where no answer is expected
 CONFIRM_KEY, CARRY_ON_KEY = "1", "2"
-STOP_OFFER = "If you would rather we did not call you again, press 9."
-STOP_CONFIRM = "Press 1 to stop all contact. Press 2 to carry on."
+STOP_OFFER = N_("If you would rather we did not call you again, press 9.")
+STOP_CONFIRM = N_("Press 1 to stop all contact. Press 2 to carry on.")
 
 # A sentence that tells a person to type a word only makes sense on a screen: it is dropped
 # whole ("You can reply STOP at any time."), never cut short.
@@ -39,10 +39,10 @@ SPOKEN = {
         "This call is from {org}, asking for your views to improve our services. "
         "Press star at any time to hear a question again."
     ),
-    "stopped": "We will not contact you again. Thank you for your help so far. Goodbye.",
-    "started": "Welcome back.",
+    "stopped": N_("We will not contact you again. Thank you for your help so far. Goodbye."),
+    "started": N_("Welcome back."),
 }
-SILENCE = "Sorry, I did not hear anything."
+SILENCE = N_("Sorry, I did not hear anything.")
 
 
 def spoken(text: str) -> str:
