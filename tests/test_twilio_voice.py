@@ -792,6 +792,7 @@ def test_a_call_in_welsh_for_a_welsh_speaker(web, database, redis_conn, twilio_f
     )
     call.post(placed["url"])
     assert "Helo, galwad gan" in call.said and "I ddechrau, pwyswch 1." in call.said
+    assert {e.get("voice") for e in call.root.iter("Say")} == {"Polly.Gwyneth"}
     call.press("1")
     assert "A gawn ni anfon neges fer atoch" in call.said and "Am Ie, pwyswch 1." in call.said
     call.press("2")  # na

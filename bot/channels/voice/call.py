@@ -106,6 +106,10 @@ def read_call(channel: Channel, form: Mapping[str, str]) -> CallIn | str:
 # --- speaking ------------------------------------------------------------------------------
 
 
+# Amazon Polly's voice for each language other than the configured one (Twilio speaks it).
+SPEAKERS = {"cy": ("Polly.Gwyneth", "cy-GB")}
+
+
 class Said(str):
     """A sentence with blanks ("Hello, this is {org}."), filled in English and kept whole, so
     a Turn can say it in the person's language from the catalogue."""
@@ -140,14 +144,16 @@ class Turn:
 
     def say(self, words: Iterable[str], into: object = None) -> None:
         target = into if into is not None else self.response
+        voice, language = self.settings.voice_name, self.settings.voice_language
+        if self.language in SPEAKERS and voice.startswith("Polly."):
+            voice, language = SPEAKERS[self.language]  # Welsh words in a Welsh voice
         for sentence in (self.words(w) for w in words if w):
-            voice = self.settings.voice_name
             if voice.startswith(("Polly.", "Google.")):
                 # SSML prosody: a little slower than the voice's default, for older ears.
-                said = target.say(voice=voice, language=self.settings.voice_language)  # type: ignore[attr-defined]
+                said = target.say(voice=voice, language=language)  # type: ignore[attr-defined]
                 said.prosody(sentence, rate=self.rate)
             else:
-                target.say(sentence, voice=voice, language=self.settings.voice_language)  # type: ignore[attr-defined]
+                target.say(sentence, voice=voice, language=language)  # type: ignore[attr-defined]
 
     def gather(self, action: str, *, digits: int | None, finish: str, hints: str = "") -> object:
         return self.response.gather(
