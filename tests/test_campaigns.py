@@ -3,6 +3,7 @@ import io
 import xml.etree.ElementTree as ET
 from datetime import timedelta
 
+import pytest
 from rq.job import Job
 from rq.registry import ScheduledJobRegistry
 from sqlalchemy import select
@@ -627,3 +628,53 @@ def test_a_campaign_resumes_after_redis_restarts_empty_mid_send(
     to = [s["To"] for s in twilio_fake.sends()]
     assert len(to) == 30 and len(set(to)) == 30  # everybody, nobody twice
     assert status(client, campaign_id)["counts"]["invited"] == 30
+
+
+def test_unreadable_words_and_questions_not_asked_are_shown_as_such_in_the_export(
+    client, database, redis_conn, twilio_fake
+):
+    # Issue 13: after two misses the words are kept for staff, never stored as the answer.
+    setup_panel(client, database)
+    with database.session() as session:
+        ann = session.scalars(select(Participant).where(Participant.external_id == "A")).one()
+        ann.language = "cy"
+    campaign_id = create(client, survey="readers-panel-review")["id"]
+    client.post(f"/admin/api/campaigns/{campaign_id}/launch", headers=ADMIN)
+    run_worker(redis_conn)
+    reply(client, "+447700900002", "purple")
+    reply(client, "+447700900002", "mauve")  # tone: unreadable; tone-why rests on it
+    reply(client, "+447700900001", "3")  # hard to follow
+    reply(client, "+447700900001", "Rhy hir")  # in Welsh, their own words
+    raw = client.get(f"/admin/api/campaigns/{campaign_id}/responses.csv", headers=ADMIN)
+    rows = list(csv.reader(io.StringIO(raw.get_data().decode("utf-8-sig"))))
+    header, by_person = rows[0], {r[0]: dict(zip(rows[0], r, strict=True)) for r in rows[1:]}
+    assert header[5:7] == ["tone", "tone-why"]
+    assert by_person["ext:B"]["tone"] == "(unreadable: mauve)"
+    assert by_person["ext:B"]["tone-why"] == "(not asked: no usable answer to tone)"
+    assert by_person["ext:A"]["tone"] == "Hard to follow"  # stored in the staff language
+    assert by_person["ext:A"]["tone-why"] == "[cy] Rhy hir"
+    summary = client.get(f"/admin/api/campaigns/{campaign_id}/summary", headers=ADMIN).json
+    tone = next(q for q in summary["questions"] if q["id"] == "tone")
+    assert tone["other"] == ["mauve"]
+    assert all(o["count"] == 0 for o in tone["options"] if o["value"] != "hard")
+
+
+def test_a_survey_with_more_answers_than_keys_cannot_go_by_call(client, database, tmp_path):
+    from bot.scripts.survey import load_text
+
+    options = "".join(f"      - {{value: o{i}, label: Option {i}}}\n" for i in range(10))
+    long_list = load_text(
+        f"id: long\ntitle: t\nquestions:\n  - id: q\n    type: choice\n    ask: Pick\n    options:\n{options}",
+        "long.yaml",
+    )
+    setup_panel(client, database)
+    with (
+        database.session() as session,
+        pytest.raises(campaigns.CampaignError, match="cannot go by voice: a question offers 10"),
+    ):
+        campaigns.create(
+            session,
+            {"survey": "long", "audience": {"tags": ["readers"]}, "channel": "voice"},
+            {"long": long_list},
+            runtime.settings(),
+        )

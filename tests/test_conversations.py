@@ -142,8 +142,10 @@ def test_unparsed_answer_is_kept_after_two_misses(database):
     send(database, pid, "the one with the picture")
     with database.session() as session:
         (answer,) = session.scalars(select(Answer)).all()
-        assert (answer.value, answer.unparsed, answer.raw_text) == (
-            "the one with the picture",
+        # The words are kept for staff, flagged; no value or label is stored as an answer.
+        assert (answer.value, answer.label, answer.unparsed, answer.raw_text) == (
+            None,
+            None,
             True,
             "the one with the picture",
         )

@@ -1,4 +1,5 @@
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from bot import engine
 from bot.engine import Ask, Reply, Say, State
@@ -98,14 +99,22 @@ def test_a_miss_gets_a_kind_reprompt_saying_what_we_expect():
 def test_two_misses_keep_what_they_wrote_and_move_on():
     steps = play("purple", "I like the blue one")
     last = steps[-1]
-    (kept,) = last.answers
-    assert (kept.question_id, kept.value, kept.raw, kept.unparsed) == (
+    kept, not_asked = last.answers
+    # The words are kept for staff, flagged unreadable, and never stored as the answer.
+    assert (kept.question_id, kept.value, kept.label, kept.raw, kept.unparsed) == (
         "format",
-        "I like the blue one",
+        None,
+        None,
         "I like the blue one",
         True,
     )
-    assert asked(last) == ["useful"]  # an unparsed answer matches no `when`
+    # The follow-up that depended on it is skipped knowingly, and the record says why.
+    assert (not_asked.question_id, not_asked.skipped, not_asked.label) == (
+        "why-printed",
+        True,
+        "(not asked: no usable answer to format)",
+    )
+    assert asked(last) == ["useful"]
     assert last.state.misses == 0
 
 
@@ -228,3 +237,177 @@ def test_a_retry_is_structured_so_each_channel_can_word_it():
     (prompt,) = play("purple")[-1].prompts
     assert prompt.sorry == "Sorry, we didn't quite catch that."
     assert prompt.expected == "a number from 1 to 2"
+
+
+# --- issue 13 ------------------------------------------------------------------------------
+
+from bot.channels.sms import render as sms_render  # noqa: E402
+from bot.channels.telegram import render as tg_render  # noqa: E402
+from bot.channels.voice import render as voice_render  # noqa: E402
+from bot.engine import Done, Toggle  # noqa: E402
+
+SCREENER = load_text(
+    """
+id: screener
+title: Lunch club
+fields: {service: the lunch club}
+questions:
+  - id: age
+    type: number
+    ask: How old are you?
+    min: 18
+    max: 120
+    reask: "Please tell us your age in years, like 72."
+  - id: too-young
+    type: end
+    say: "Thank you. This survey is for people aged 65 and over, so that is all."
+    when: {age: {max: 64}}
+  - id: about
+    type: statement
+    say: "Now a few questions about {{ survey.service }}."
+  - id: colour
+    type: choice
+    ask: Which colour is your card?
+    options:
+      - {value: red, label: Red}
+      - {value: blue, label: Blue, synonyms: [navy]}
+  - id: why
+    type: text
+    ask: "Why {{ answers.colour }} ({{ answers.colour.value }}), {{ name }}?"
+    max_length: 20
+    when: {colour: {not: red}}
+  - id: days
+    type: multi
+    ask: Which days do you come?
+    options:
+      - {value: mon, label: Monday}
+      - {value: wed, label: Wednesday}
+      - {value: fri, label: Friday}
+  - id: friday-food
+    type: yesno
+    ask: Do you stay for lunch on Friday?
+    when: {any: [{days: fri}, {age: {min: 90}}]}
+outro: Thank you.
+""",
+    "screener.yaml",
+)
+
+
+def run(survey, *inputs):
+    step = engine.begin(survey, CTX)
+    steps = [step]
+    for item in inputs:
+        inbound = item if isinstance(item, Command | Toggle | Done) else Reply(item)
+        step = engine.step(survey, step.state, inbound, CTX)
+        steps.append(step)
+    return steps
+
+
+def stored(steps):
+    return {a.question_id: a for s in steps for a in s.answers}
+
+
+def test_a_range_is_said_up_front_on_every_channel():
+    first = next(p for p in engine.begin(SCREENER, CTX).prompts if isinstance(p, Ask))
+    assert "Reply with a number from 18 to 120" in sms_render.question_text(first)
+    assert "Type a number from 18 to 120." in tg_render.question_text(first)
+    assert "Key in a number from 18 to 120, then press hash." in voice_render.question_speech(first)
+
+
+def test_out_of_range_is_never_stored_and_the_reask_uses_the_scripts_words():
+    steps = run(SCREENER, "16", "sixteen")
+    retry = steps[1].prompts[0]
+    assert isinstance(retry, Ask) and retry.retry == (
+        "Please tell us your age in years, like 72. Please reply with a number from 18 to 120."
+    )
+    kept = stored(steps)["age"]
+    assert (kept.value, kept.label, kept.raw, kept.unparsed) == (None, None, "sixteen", True)
+    # The screen-out rests on the age: with no usable age it is not applied, and the
+    # question that depends on the age too is skipped knowingly.
+    assert asked(steps[-1]) == ["colour"]
+
+
+def test_too_long_is_never_stored():
+    steps = run(SCREENER, "72", "navy", "x" * 21, "y" * 30)
+    first_retry = steps[3].prompts[0]
+    assert "keep it to 20 characters (yours had 21)" in first_retry.retry
+    kept = stored(steps)["why"]
+    assert (kept.value, kept.unparsed, kept.raw) == (None, True, "y" * 30)
+
+
+def test_an_end_screens_out_with_its_own_words_and_no_outro():
+    steps = run(SCREENER, "40")
+    last = steps[-1]
+    assert last.state.status == engine.COMPLETED
+    assert [p.text for p in last.prompts] == [
+        "Thank you. This survey is for people aged 65 and over, so that is all."
+    ]
+
+
+def test_statement_says_and_piping_uses_labels_codes_name_and_fields():
+    steps = run(SCREENER, "seventy two", "navy")
+    says = [p.text for p in steps[1].prompts if isinstance(p, Say)]
+    assert says == ["Now a few questions about the lunch club."]
+    why = steps[2].prompts[0]
+    assert why.text == "Why Blue (blue), Margaret?"
+
+
+def test_not_skips_and_any_of_follows():
+    steps = run(SCREENER, "72", "red", "1 3", "yes")
+    assert asked(steps[2]) == ["days"]  # why not asked: colour is red
+    assert stored(steps)["days"].value == "mon;fri"
+    assert stored(steps)["friday-food"].value == "yes"
+    steps = run(SCREENER, "95", "red", "2")
+    assert asked(steps[-1]) == ["friday-food"]  # by age, not by days
+    steps = run(SCREENER, "72", "red", "2")
+    assert steps[-1].state.status == engine.COMPLETED
+
+
+def test_telegram_taps_toggle_then_done_stores_them_together():
+    steps = run(SCREENER, "72", "red", Toggle("mon"), Toggle("fri"), Toggle("mon"), Done())
+    assert steps[3].state.picked == ("mon",)
+    assert steps[5].state.picked == ("fri",)
+    assert stored(steps)["days"].value == "fri"
+    markup = tg_render.keyboard(steps[4].prompts[0])
+    texts = [row[0].text for row in markup.inline_keyboard]
+    assert texts[0].startswith(tg_render.TICK) and texts[-1] == "Done"
+
+
+def test_done_with_nothing_tapped_asks_again():
+    steps = run(SCREENER, "72", "red", Done())
+    assert steps[-1].state.question_id == "days" and not steps[-1].answers
+
+
+def test_an_unreadable_gate_skips_its_follow_ups_knowingly():
+    steps = run(SCREENER, "72", "purple", "mauve")
+    records = stored(steps)
+    assert records["colour"].unparsed and records["colour"].value is None
+    assert records["why"].skipped
+    assert records["why"].label == "(not asked: no usable answer to colour)"
+
+
+def test_each_channel_shows_the_new_kinds():
+    lunch = load_text(
+        (Path(__file__).parent.parent / "conversations" / "lunch-club-checklist.yaml").read_text(),
+        "l.yaml",
+    )
+    days = engine.ask(lunch, lunch.question("days"), CTX)
+    text = sms_render.question_text(days)
+    assert "1 - Monday\n2 - Wednesday\n3 - Friday" in text
+    assert "Reply with the numbers of all that apply, like 1 3.\nOr reply Don't know." in text
+    speech = voice_render.question_speech(days)
+    assert "Press the keys for all that apply, then press hash." in speech
+    assert voice_render.gather_for(days.question).finish_on_key == "#"
+    assert voice_render.parse("13#", days.question) == Reply("13")
+    food = engine.ask(lunch, lunch.question("food"), CTX)
+    assert "Reply with a number from 1 (Very poor) to 5 (Very good), or Don't know" in (
+        sms_render.question_text(food)
+    )
+    assert "For Don't know, press 6." in voice_render.question_speech(food)
+    assert voice_render.parse("6", food.question) == Reply("Don't know")
+    buttons = [b.text for row in tg_render.keyboard(food).inline_keyboard for b in row]
+    assert buttons == ["1", "2", "3", "4", "5", "Don't know"]
+    when = engine.ask(lunch, lunch.question("last-visit"), CTX)
+    assert "Reply with the date, like 3/4/1948" in sms_render.question_text(when)
+    assert "Type the date, like 3/4/1948." in tg_render.question_text(when)
+    assert any("0 3 0 4 1 9 4 8" in part for part in voice_render.question_speech(when))

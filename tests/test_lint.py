@@ -163,3 +163,126 @@ def test_example_scripts_are_lint_clean():
         assert report.errors == [] and report.warnings == [], (path, report.errors, report.warnings)
     result = CliRunner().invoke(main, ["lint", "--strict", *map(str, files)])
     assert result.exit_code == 0, result.output
+
+
+# --- issue 13 ------------------------------------------------------------------------------
+
+
+def test_yaml_booleans_as_labels_or_values_are_errors(tmp_path):
+    text = """id: s
+title: t
+questions:
+  - id: a
+    type: choice
+    ask: "A?"
+    options:
+      - {value: y, label: Yes}
+      - {value: off, label: Off}
+      - {value: maybe, label: Maybe}
+  - id: b
+    type: scale
+    ask: "B?"
+    labels: {1: No, 5: "Yes"}
+"""
+    report = lint_file(write(tmp_path, text))
+    joined = "\n".join(report.errors)
+    assert "option 1 label is read by YAML as true" in joined
+    assert "option 2 value is read by YAML as false" in joined
+    assert "option 2 label is read by YAML as false" in joined
+    assert "label 1 is read by YAML as false" in joined
+
+
+NUMBER_ROUTE = """id: s
+title: t
+questions:
+  - id: age
+    type: number
+    ask: "Age?"
+  - id: young
+    type: end
+    say: "This survey is for people over 18."
+    when: {age: {max: 17}}
+  - id: old
+    type: text
+    ask: "Tell us more?"
+    when: {age: {min: 100}}
+  - id: name
+    type: text
+    ask: "Name?"
+  - id: named
+    type: text
+    ask: "And {{ answers.name }}?"
+    when: {name: Bob}
+  - id: never
+    type: text
+    ask: "Never?"
+    when: {age: {min: 10, max: 5}}
+"""
+
+
+def test_routes_through_numbers_and_texts_are_followed(tmp_path):
+    source = NUMBER_ROUTE.replace(
+        "    when: {age: {min: 10, max: 5}}\n",
+        "    when: {all: [{age: {max: 5}}, {age: {min: 10}}]}\n",
+    )
+    survey = load_text(source, "s.yaml")
+    assert reachable_questions(survey) == {"age", "young", "old", "name", "named"}
+    report = lint_file(write(tmp_path, source))
+    assert report.errors == []
+    assert report.warnings == [
+        f"{tmp_path / 's.yaml'}: question 'never': never asked: no answers lead to it "
+        "(age in ..5, age in 10..)"
+    ]
+
+
+def test_min_above_max_in_when_is_an_error(tmp_path):
+    report = lint_file(write(tmp_path, NUMBER_ROUTE))
+    assert any("min (10) is more than max (5)" in e for e in report.errors)
+
+
+def test_an_ending_nobody_reaches_is_reported(tmp_path):
+    source = (
+        BASE
+        + """  - id: bye
+    type: end
+    say: "Bye."
+    when: {a: no, b: yes}
+"""
+    )
+    report = lint_file(write(tmp_path, source))
+    assert (
+        f"{tmp_path / 's.yaml'}: ending 'bye': never reached: no answers lead to it (a=no, b=yes)"
+        in report.warnings
+    )
+
+
+def test_piping_needs_an_earlier_answer(tmp_path):
+    source = BASE.replace('ask: "A?"', 'ask: "A {{ answers.b }}?"')
+    report = lint_file(write(tmp_path, source))
+    assert any(
+        "question 'a' ask: answers.b: 'b' is not an earlier question" in e for e in report.errors
+    ), report.errors
+    report = lint_file(write(tmp_path, BASE.replace('ask: "C?"', 'ask: "C {{ answers.colour }}?"')))
+    assert any("answers.colour: 'colour' is not an earlier question" in e for e in report.errors)
+
+
+def test_piping_warns_when_the_answer_can_be_missing(tmp_path):
+    source = BASE.replace("    when: {a: no, b: yes}\n", "").replace(
+        'ask: "C?"', 'ask: "C {{ answers.b }} {{ answers.a.value }}?"'
+    )
+    report = lint_file(write(tmp_path, source))
+    assert [w for w in report.warnings if "answers." in w] == [
+        f"{tmp_path / 's.yaml'}: question 'c': answers.b can be empty here ('b' may be skipped "
+        "or not asked on the way); it will read as nothing"
+    ]
+
+
+def test_lint_says_a_long_list_cannot_go_by_keypad(tmp_path):
+    options = "".join(f"      - {{value: o{i}, label: Option {i}}}\n" for i in range(10))
+    source = f"id: s\ntitle: t\nquestions:\n  - id: q\n    type: choice\n    ask: Pick\n    options:\n{options}"
+    report = lint_file(write(tmp_path, source))
+    assert report.errors == []
+    assert any(
+        "10 answers to pick from" in w and "can go by sms, telegram but not by voice" in w
+        for w in report.warnings
+    ), report.warnings

@@ -147,3 +147,190 @@ def test_no_input_crashes_any_parser(typed):
 def test_any_option_number_with_stray_punctuation(number, extra, pad):
     typed = (" " if pad else "") + str(number) + extra
     assert parse(Q["format"], typed).value == SURVEY.question("format").options[number - 1].value
+
+
+# --- issue 13: replies read as meant ------------------------------------------------------
+
+ISSUE = load_text(
+    """
+id: i13
+title: Replies as meant
+questions:
+  - id: experience
+    type: scale
+    ask: How was your visit?
+    min: 1
+    max: 5
+    labels: {1: Very poor, 5: Very good}
+    dont_know: true
+  - id: rating
+    type: choice
+    ask: How was it?
+    options:
+      - {value: vp, label: Very poor}
+      - {value: p, label: Poor}
+      - {value: g, label: Good}
+      - {value: vg, label: Very good}
+  - id: age
+    type: number
+    ask: How old are you?
+    min: 18
+    max: 120
+  - id: count
+    type: number
+    ask: How many?
+    min: 0
+    max: 20
+  - id: colours
+    type: multi
+    ask: Which colours?
+    options:
+      - {value: red, label: Red}
+      - {value: blue, label: Blue, synonyms: [navy]}
+      - {value: green, label: Green}
+    dont_know: true
+  - id: when
+    type: date
+    ask: When?
+  - id: fft
+    type: choice
+    ask: Overall?
+    options:
+      - {value: "1", label: Very good}
+      - {value: "2", label: Good}
+      - {value: "3", label: Neither good nor poor}
+      - {value: "4", label: Poor}
+      - {value: "5", label: Very poor}
+      - {value: "6", label: "Don't know", synonyms: [dk]}
+""",
+    "i13.yaml",
+)
+IQ = {q.id: q for q in ISSUE.questions}
+
+
+@pytest.mark.parametrize(
+    ("typed", "value"),
+    [
+        ("5 stars", "5"),
+        ("five stars", "5"),
+        ("★★★★", "4"),
+        ("4 out of 5", "4"),
+        ("Very poor", "1"),
+        ("it was very good", "5"),
+        ("Don't know", "dont-know"),
+        ("dk", "dont-know"),
+    ],
+)
+def test_a_scale_reads_stars_words_and_its_own_labels(typed, value):
+    parsed = parse(IQ["experience"], typed)
+    assert isinstance(parsed, Answer) and parsed.value == value, parsed
+
+
+@pytest.mark.parametrize("typed", ["not poor", "not very good", "wasn't good"])
+def test_a_negated_option_is_asked_again_not_guessed(typed):
+    parsed = parse(IQ["rating"], typed)
+    assert isinstance(parsed, Miss) and parsed.reason == "negated", parsed
+
+
+@pytest.mark.parametrize("typed", ["good and poor", "Poor, Good", "1,3", "1,5"])
+def test_two_different_options_in_one_reply_are_asked_again(typed):
+    assert isinstance(parse(IQ["rating"], typed), Miss)
+
+
+def test_a_longer_label_is_not_two_options():
+    # "very poor" contains "poor": one option, the longer one.
+    assert parse(IQ["rating"], "I'd say very poor") == Answer("vp", "Very poor")
+
+
+def test_labels_with_their_own_negations_are_read():
+    assert parse(IQ["fft"], "neither good nor poor") == Answer("3", "Neither good nor poor")
+    assert parse(IQ["fft"], "dk") == Answer("6", "Don't know")
+    assert parse(IQ["fft"], "Don't know") == Answer("6", "Don't know")
+
+
+@pytest.mark.parametrize(
+    ("typed", "value"),
+    [
+        ("seventy two", "72"),
+        ("seventy-two", "72"),
+        ("I am 72 years old", "72"),
+        ("a hundred and five", "105"),
+        ("eighty", "80"),
+    ],
+)
+def test_numbers_in_words(typed, value):
+    assert parse(IQ["age"], typed) == Answer(value, value)
+
+
+@pytest.mark.parametrize("typed", ["1,5", "1, 5", "1 or 5", "not 5", "two three"])
+def test_two_numbers_are_not_one(typed):
+    assert isinstance(parse(IQ["count"], typed), Miss)
+
+
+def test_thousands_still_read():
+    big = load_text(
+        "id: b\ntitle: b\nquestions:\n  - {id: n, type: number, ask: 'How many?'}\n", "b.yaml"
+    )
+    assert parse(big.questions[0], "1,000") == Answer("1000", "1000")
+
+
+def test_out_of_range_and_too_long_say_why():
+    assert parse(IQ["age"], "16").reason == "out_of_range"
+    assert parse(Q["note"], "x" * 21).reason == "too_long"
+
+
+@pytest.mark.parametrize(
+    ("typed", "value"),
+    [
+        ("1 3", "red;green"),
+        ("1,3", "red;green"),
+        ("13", "red;green"),
+        ("1 and 3", "red;green"),
+        ("red and navy", "red;blue"),
+        ("Green, Red", "red;green"),
+        ("navy", "blue"),
+        ("dk", "dont-know"),
+    ],
+)
+def test_several_answers(typed, value):
+    parsed = parse(IQ["colours"], typed)
+    assert isinstance(parsed, Answer) and parsed.value == value, parsed
+
+
+@pytest.mark.parametrize("typed", ["1 7", "purple", "not red", ""])
+def test_several_answers_misses(typed):
+    assert isinstance(parse(IQ["colours"], typed), Miss)
+
+
+@pytest.mark.parametrize(
+    ("typed", "value"),
+    [
+        ("3/4/1948", "1948-04-03"),
+        ("03.04.48", "1948-04-03"),
+        ("3rd April 1948", "1948-04-03"),
+        ("April 3 1948", "1948-04-03"),
+        ("3 Ebrill 1948", "1948-04-03"),
+        ("03041948", "1948-04-03"),
+        ("1948-04-03", "1948-04-03"),
+        ("1/2/05", "2005-02-01"),
+    ],
+)
+def test_dates_the_uk_way(typed, value):
+    parsed = parse(IQ["when"], typed)
+    assert isinstance(parsed, Answer) and parsed.value == value, parsed
+    assert parse(IQ["when"], "3/4/1948").label == "3 April 1948"
+
+
+@pytest.mark.parametrize("typed", ["31/2/1948", "April 1948", "yesterday", "3/4", "13/13/2000"])
+def test_dates_that_are_not(typed):
+    assert isinstance(parse(IQ["when"], typed), Miss)
+
+
+@pytest.mark.parametrize("typed", ["ie", "Ydw", "oes", "ie plis"])
+def test_welsh_yes(typed):
+    assert parse(Q["ok"], typed) == Answer("yes", "Yes")
+
+
+@pytest.mark.parametrize("typed", ["na", "Nac ydw", "naddo", "dim diolch"])
+def test_welsh_no(typed):
+    assert parse(Q["ok"], typed) == Answer("no", "No")

@@ -147,10 +147,14 @@ def test_not_yaml_names_the_line():
     assert found[0].startswith("s.yaml (line")
 
 
-def test_more_options_than_keys_on_a_phone():
+def test_more_options_than_keys_on_a_phone_load_but_not_for_a_keypad():
+    # Issue 13: a list over 9 is fine by text and Telegram; lint says a call cannot carry it.
     options = "".join(f"      - {{value: o{i}, label: Option {i}}}\n" for i in range(10))
     source = f"id: s\ntitle: t\nquestions:\n  - id: q\n    type: choice\n    ask: Pick\n    options:\n{options}"
-    assert any("at most 9 options" in p for p in problems(source))
+    survey = load_text(source, "s.yaml")
+    assert survey.channels() == ("sms", "telegram")
+    nine = source.replace("      - {value: o9, label: Option 9}\n", "")
+    assert load_text(nine, "s.yaml").channels() == ("sms", "voice", "telegram")
 
 
 def test_missing_file_and_resolve_by_id(tmp_path: Path):
@@ -160,3 +164,81 @@ def test_missing_file_and_resolve_by_id(tmp_path: Path):
     assert resolve("guide-title", tmp_path).id == "guide-title"
     with pytest.raises(SurveyError, match="there are: guide-title"):
         resolve("other", tmp_path)
+
+
+WHEN_BASE = """id: s
+title: t
+questions:
+  - id: age
+    type: number
+    ask: Age?
+  - id: note
+    type: text
+    ask: Note?
+  - id: colour
+    type: choice
+    ask: Colour?
+    options:
+      - {value: red, label: Red}
+      - {value: blue, label: Blue}
+  - id: q
+    type: text
+    ask: Q?
+    when: WHEN
+"""
+
+
+@pytest.mark.parametrize(
+    ("when", "problem"),
+    [
+        ("{note: {min: 3}}", "when note: min and max are for number and scale questions"),
+        ("{age: {min: x}}", "when age: min must be a number"),
+        ("{age: {above: 3}}", "when age: use a value, a list, {not: ...} or {min: ..., max: ...}"),
+        ("{colour: {not: green}}", "when colour: 'green' is not an answer to 'colour'"),
+        ("{any: {colour: red}}", "when any: needs a list of conditions"),
+        ("{any: [{colour: red}, {size: big}]}", "unknown question 'size'"),
+        ("{age: {not: 3, min: 1}}", "not and min/max cannot be mixed"),
+    ],
+)
+def test_when_forms_are_checked(when, problem):
+    found = problems(WHEN_BASE.replace("WHEN", when))
+    assert any(problem in p for p in found), found
+
+
+@pytest.mark.parametrize(
+    "when",
+    [
+        "{colour: red}",
+        "{colour: [red, blue]}",
+        "{colour: {not: red}}",
+        "{age: {min: 18, max: 64}}",
+        "{any: [{colour: red}, {age: {max: 17}}]}",
+        "{not: {colour: red}}",
+        "{all: [{note: hello}, {age: {min: 1}}]}",
+    ],
+)
+def test_when_forms_load(when):
+    survey = load_text(WHEN_BASE.replace("WHEN", when), "s.yaml")
+    assert survey.question("q").condition is not None
+
+
+def test_the_simple_form_keeps_its_mapping():
+    survey = load_text(WHEN_BASE.replace("WHEN", "{colour: red, age: 3}"), "s.yaml")
+    assert survey.question("q").when == {"colour": ("red",), "age": ("3",)}
+    complex_ = load_text(WHEN_BASE.replace("WHEN", "{colour: {not: red}}"), "s.yaml")
+    assert complex_.question("q").when == {}
+
+
+def test_new_kinds_are_checked():
+    base = "id: s\ntitle: t\nquestions:\n"
+    found = problems(
+        base + "  - {id: a, type: statement}\n  - {id: b, type: text, ask: B, say: x}\n"
+    )
+    assert any("question 'a': say is missing" in p for p in found)
+    assert any("say is for statement and end" in p for p in found)
+    found = problems(base + "  - {id: a, type: text, ask: A, dont_know: true}\n")
+    assert any("dont_know is for choice, multi and scale questions" in p for p in found)
+    found = problems(base + "  - {id: a, type: end, say: Bye}\n")
+    assert any("at least one question that asks something" in p for p in found)
+    found = problems(base + "  - {id: a, type: text, ask: '{{ survey.service }}'}\n")
+    assert any("survey.service: no such field" in p for p in found)

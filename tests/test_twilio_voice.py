@@ -634,8 +634,10 @@ def answers_of(database, phone):
 
 
 def by_text(q):
-    if q.type in ("choice", "yesno"):
-        return "1" if q.type == "choice" else "yes"
+    if q.type in ("choice", "yesno", "multi"):
+        return "yes" if q.type == "yesno" else "1"
+    if q.type == "date":
+        return "03041948"  # as keys; typed, 3/4/1948 is the same day
     if q.type in ("scale", "number"):
         return str(int(q.min if q.min is not None else 1))
     return "Some words"
@@ -687,8 +689,10 @@ def test_every_survey_by_keys_outbound_and_by_speech_inbound_as_by_text(
     while (q := current_question(database, speaker)) is not None:
         if q.type == "text":
             call.record()
-        elif q.type == "choice":
+        elif q.type in ("choice", "multi"):
             call.speak(q.options[0].label)
+        elif q.type == "date":
+            call.speak("3rd April 1948")
         elif q.type == "yesno":
             call.speak("yes")
         else:
@@ -779,3 +783,35 @@ def test_a_withheld_number_is_told_kindly_and_nothing_is_stored(web, database, w
     with database.session() as session:
         assert session.scalar(select(func.count()).select_from(Participant)) == 0
         assert session.scalar(select(func.count()).select_from(Message)) == 0
+
+
+def test_a_call_in_welsh_for_a_welsh_speaker(web, database, redis_conn, twilio_fake):
+    # Issue 13: the call's own words come from the catalogue too, not only the script's.
+    panel = {
+        "participants": [
+            {"name": "Gwen", "phone": "+447700900209", "tags": ["w"], "language": "cy"}
+        ]
+    }
+    web.post("/admin/api/participants", json=panel, headers=ADMIN)
+    campaign = web.post(
+        "/admin/api/campaigns",
+        json={"survey": "hear-back", "audience": {"tags": ["w"]}, "channel": "voice"},
+        headers=ADMIN,
+    ).json["id"]
+    web.post(f"/admin/api/campaigns/{campaign}/launch", headers=ADMIN)
+    run_worker(redis_conn)
+    placed = twilio_fake.calls[-1]
+    call = Phone(
+        web, "+447700900209", direction="outbound-api", sid=placed["sid"], AnsweredBy="human"
+    )
+    call.post(placed["url"])
+    assert "Helo, galwad gan" in call.said and "I ddechrau, pwyswch 1." in call.said
+    assert {e.get("voice") for e in call.root.iter("Say")} == {"Polly.Gwyneth"}
+    call.press("1")
+    assert "A gawn ni anfon neges fer atoch" in call.said and "Am Ie, pwyswch 1." in call.said
+    call.press("2")  # na
+    assert "Diolch. Hwyl fawr." in call.said or "Hwyl fawr." in call.said
+    assert call.ended
+    with database.session() as session:
+        (answer,) = session.scalars(select(Answer)).all()
+        assert (answer.value, answer.label, answer.language) == ("no", "No", "cy")

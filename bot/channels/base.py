@@ -73,6 +73,8 @@ class Channel:
     # Is it a call answered on a phone keypad? The console's simulator then shows keys and
     # follows the call's own turns (`simulate_play` does the same in the terminal).
     keypad: ClassVar[bool] = False
+    # The longest list of answers it can offer (a keypad has keys 1 to 9); None: no limit.
+    max_choices: ClassVar[int | None] = None
     # Are replies carried in the provider's webhook answer (TwiML)? If not, the writer puts
     # them in the outbox and the channel's sender delivers them (Telegram's Bot API calls).
     replies_inline: ClassVar[bool] = True

@@ -69,12 +69,12 @@ class CronThread(threading.Thread):
 def preload() -> None:
     """Import what jobs use once, in the worker, so each forked work horse does not repeat it:
     twilio's REST modules alone cost a work horse a fifth of a second."""
-    import twilio.rest.api.v2010.account.call  # noqa: F401
+    import twilio.rest.api.v2010.account.call
     import twilio.rest.api.v2010.account.message  # noqa: F401
 
-    import bot.cycle.campaigns  # noqa: F401
-    import bot.cycle.feedback  # noqa: F401
-    import bot.privacy.retention  # noqa: F401
+    import bot.cycle.campaigns
+    import bot.cycle.feedback
+    import bot.privacy.retention
     import bot.sending.jobs  # noqa: F401
 
 

@@ -273,7 +273,7 @@ def active_conversation(
 
 
 def context_for(person: Participant, org: str) -> dict[str, Any]:
-    return {"name": person.name, "org": org}
+    return {"name": person.name, "org": org, "language": person.language}
 
 
 def start_conversation(
@@ -313,6 +313,8 @@ def write_step(
 ) -> None:
     """Write a step's result with plain statements (this is every webhook's hot path), and keep
     the loaded conversation in step without marking it for the ORM to write again."""
+    if step.language is not None:
+        person.language = step.language  # CYMRAEG / ENGLISH: from now on, everywhere
     changes: dict[str, Any] = {
         "state": step.state.to_json(),
         "status": step.state.status,
@@ -341,6 +343,7 @@ def write_step(
                     "raw_text": recorded.raw,
                     "unparsed": recorded.unparsed,
                     "skipped": recorded.skipped,
+                    "language": recorded.language,
                     "channel": channel,
                     "answered_at": now,
                 }

@@ -375,7 +375,8 @@ def _decide(
         )
         if conv is not None:
             current = conversations.survey_for(session, conv.survey_version_id)
-            prompts += (engine.ask(current, current.question(conv.state["question_id"]), context),)
+            piped = {**context, "answered": conv.state.get("answered") or {}}
+            prompts += (engine.ask(current, current.question(conv.state["question_id"]), piped),)
         elif not changed:
             prompts = (Say(engine.help_text(context), "help"),)
         return _Decided(prompts, conv)
@@ -388,7 +389,10 @@ def _decide(
             return _begin(session, person, survey, channel, now, org)
         if person.joined_via is None:
             person.joined_via = f"wrote by {channel}"
-        return _Decided(engine.after_end(inbound, context).prompts, None)
+        ended = engine.after_end(inbound, context)
+        if ended.language is not None:
+            person.language = ended.language  # CYMRAEG / ENGLISH with no survey in progress
+        return _Decided(ended.prompts, None)
     survey = conversations.survey_for(session, conv.survey_version_id)
     step = engine.step(survey, engine.State.from_json(conv.state), inbound, context)
     conversations.write_step(session, person, conv, step, channel, now)

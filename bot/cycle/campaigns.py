@@ -201,6 +201,13 @@ def create(
         why_not = channel_off(channel, settings)
         if why_not is not None:
             raise CampaignError(f"cannot invite by {channel} now: {why_not}", 409)
+        if channel not in surveys[survey_id].channels():
+            # A keypad has keys 1 to 9: a longer list cannot be answered on a call.
+            raise CampaignError(
+                f"survey {survey_id!r} cannot go by {channel}: a question offers "
+                f"{surveys[survey_id].most_choices} answers and {channels.get(channel).title} "
+                f"offers at most {channels.get(channel).max_choices}; choose another channel"
+            )
     audience = request.audience_json()
     if "participants" in audience:
         audience = {"participants": [_person_key(session, v) for v in audience["participants"]]}

@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bot import conversations, engine
+from bot.i18n import STAFF_LANGUAGE
 from bot.scripts.survey import Survey
 from bot.storage.models import Answer, Campaign, Conversation, SurveyVersion
 
@@ -70,7 +71,8 @@ def _iso(moment: Any) -> str:
 def response_rows(session: Session, campaign: Campaign) -> Iterator[list[str]]:
     """The header, then one row per invited person, in the order they joined the panel."""
     survey = _survey(session, campaign)
-    question_ids = [q.id for q in survey.questions]
+    question_ids = [q.id for q in survey.questions if q.asks]
+    written = {q.id for q in survey.questions if q.asks and not q.choices}
     yield FIXED_COLUMNS + question_ids
     last_id = 0
     # Plain driver rows, not SQLAlchemy ones: this loop runs once per person in the campaign.
@@ -82,8 +84,14 @@ def response_rows(session: Session, campaign: Campaign) -> Iterator[list[str]]:
         last_id = page[-1][4]
         conv_ids = [row[3] for row in page if row[3] is not None]
         answers: dict[int, dict[str, str]] = {}
-        for conv_id, question_id, label, skipped in _answers_of(connection, conv_ids):
-            answers.setdefault(conv_id, {})[question_id] = "(skipped)" if skipped else (label or "")
+        for conv_id, question_id, label, skipped, unparsed, raw, language in _answers_of(
+            connection, conv_ids
+        ):
+            cell = _cell(label, skipped, unparsed, raw)
+            if language and language != STAFF_LANGUAGE and cell and question_id in written:
+                # Options are stored in the staff language; a person's own words are not.
+                cell = f"[{language}] {cell}"
+            answers.setdefault(conv_id, {})[question_id] = cell
         for (_, inv_status, inv_channel, conv_id, pid, external, erased, conv_status, started, completed, conv_channel) in page:  # fmt: skip
             given = answers.get(conv_id, _NONE)
             # External ids carry "ext:" so they are never read as our ids (see README).
@@ -98,6 +106,21 @@ def response_rows(session: Session, campaign: Campaign) -> Iterator[list[str]]:
 
 
 _NONE: dict[str, str] = {}
+
+
+def _noted(language: str | None, words: str) -> str:
+    """A person's own words, marked with their language where it is not the staff one."""
+    return f"[{language}] {words}" if language and language != STAFF_LANGUAGE else words
+
+
+def _cell(label: str | None, skipped: Any, unparsed: Any, raw: str | None) -> str:
+    """An answer as staff read it. Words we could not read are shown as that, never as an
+    answer; a question skipped knowingly says why ("not asked: no usable answer to age")."""
+    if skipped:
+        return label or "(skipped)"
+    if unparsed:
+        return f"(unreadable: {(raw or '').strip()})" if label is None else label
+    return label or ""
 
 
 _PAGE_SQL = (
@@ -127,7 +150,7 @@ def _answers_of(connection: Any, conversation_ids: list[int]) -> list[tuple[Any,
     if not conversation_ids:
         return []
     marks = ", ".join(["?"] * len(conversation_ids))
-    sql = f"SELECT conversation_id, question_id, label, skipped FROM answers WHERE conversation_id IN ({marks})"
+    sql = f"SELECT conversation_id, question_id, label, skipped, unparsed, raw_text, language FROM answers WHERE conversation_id IN ({marks})"
     return _fetch(connection, sql, conversation_ids)
 
 
@@ -162,6 +185,8 @@ def summary(session: Session, campaign: Campaign) -> dict[str, Any]:
     )
     questions = []
     for question in survey.questions:
+        if not question.asks:
+            continue  # a statement or an ending has nothing to count
         base = select(Answer).where(
             Answer.conversation_id.in_(in_campaign), Answer.question_id == question.id
         )
@@ -210,21 +235,24 @@ def summary(session: Session, campaign: Campaign) -> dict[str, Any]:
             other = answered - sum(counts.get(o.value, 0) for o in question.choices)
             entry["other"] = (
                 [
-                    a.label
-                    for a in session.scalars(
-                        base.where(Answer.unparsed.is_(True), Answer.label.is_not(None))
-                    )
+                    # Unreadable replies keep only their raw words (older rows kept a label).
+                    a.label if a.label is not None else (a.raw_text or "").strip()
+                    for a in session.scalars(base.where(Answer.unparsed.is_(True)))
+                    if a.label is not None or (a.raw_text or "").strip()
                 ]
                 if other
                 else []
             )
         else:
             entry["answers"] = [
-                a.label
+                _noted(a.language, a.label)
+                if a.label is not None
+                else f"(unreadable: {(a.raw_text or '').strip()})"
                 for a in session.scalars(
-                    base.where(Answer.skipped.is_(False), Answer.label.is_not(None)).order_by(
-                        Answer.id
-                    )
+                    base.where(
+                        Answer.skipped.is_(False),
+                        Answer.label.is_not(None) | Answer.unparsed.is_(True),
+                    ).order_by(Answer.id)
                 )
             ]
         questions.append(entry)

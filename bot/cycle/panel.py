@@ -27,7 +27,16 @@ from bot.phone import InvalidPhoneNumber, normalise_phone
 from bot.storage.models import ConsentEvent, Participant, Suppression, utcnow
 from bot.text import clean_text
 
-COLUMNS = ("name", "phone", "telegram_chat_id", "channel", "tags", "recontact", "external_id")
+COLUMNS = (
+    "name",
+    "phone",
+    "telegram_chat_id",
+    "channel",
+    "tags",
+    "recontact",
+    "external_id",
+    "language",
+)
 CHANNELS = channels.NAMES
 BATCH = 1000
 # Longest field we read from a CSV: names are cut to 200 and ids to 100; anything this long
@@ -67,6 +76,7 @@ class CleanRow:
     recontact: bool | None
     external_id: str | None
     given: frozenset[str]  # which fields the row actually set
+    language: str | None = None  # en | cy
 
 
 def suppression_key(settings: Settings | None = None) -> bytes:
@@ -246,6 +256,18 @@ def clean(number: int, raw: Mapping[str, Any]) -> CleanRow:
         raise RowError("recontact must be yes or no")
     name = raw.get("name")
     name = str(name).strip()[:200] if name not in (None, "") else None
+    language = raw.get("language")
+    if language not in (None, ""):
+        from bot.i18n import LANGUAGES, SWITCH_WORDS
+
+        said = str(language).strip().casefold()
+        language = SWITCH_WORDS.get(said, said)
+        if language not in LANGUAGES:
+            raise RowError(
+                f"language must be one of {', '.join(LANGUAGES)}, got {raw.get('language')!r}"
+            )
+    else:
+        language = None
     return CleanRow(
         number,
         name,
@@ -256,6 +278,7 @@ def clean(number: int, raw: Mapping[str, Any]) -> CleanRow:
         recontact,
         external,
         given,
+        language,
     )
 
 
@@ -341,7 +364,7 @@ def _upsert_chunk(
             )
             session.add(person)
         before_recontact = person.recontact
-        for attr in ("name", "phone", "telegram_chat_id", "channel", "external_id"):
+        for attr in ("name", "phone", "telegram_chat_id", "channel", "external_id", "language"):
             if attr in row.given:
                 setattr(person, attr, getattr(row, attr))
         if "tags" in row.given or replace_tags:

@@ -66,6 +66,7 @@ def send_reminders(database: Database, settings: Settings, campaign_id: int) -> 
                 survey,
                 survey.question(question_id),
                 conversations.context_for(person, settings.org_name),
+                answered=conv.state.get("answered") or {},
             )
             body = render_for(
                 invitation.channel or conv.channel,

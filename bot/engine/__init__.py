@@ -19,8 +19,9 @@ from typing import Any
 
 from bot.engine import parsing
 from bot.engine.keywords import Command, Intent, intent
+from bot.i18n import N_, STAFF_LANGUAGE, language_of, switch_word, t
 from bot.scripts import templates
-from bot.scripts.survey import Question, Survey
+from bot.scripts.survey import MULTI_SEPARATOR, Question, Survey, holds, tests_in
 
 MAX_MISSES = 2
 IDLE_EXPIRY = timedelta(days=7)
@@ -33,7 +34,20 @@ class Reply:
     text: str
 
 
-Inbound = Reply | Command
+@dataclass(frozen=True)
+class Toggle:
+    """A tap on one answer of a list of all that apply (Telegram's buttons): on if it was off,
+    off if it was on. Nothing is stored until `Done`."""
+
+    value: str
+
+
+@dataclass(frozen=True)
+class Done:
+    """The person has picked all that apply."""
+
+
+Inbound = Reply | Command | Toggle | Done
 
 
 @dataclass(frozen=True)
@@ -42,14 +56,23 @@ class State:
     status: str = ACTIVE
     misses: int = 0
     answered: Mapping[str, str] = field(default_factory=dict)  # question id -> value
+    # Questions asked whose answer we could not use (unreadable after two tries, or skipped):
+    # a later question that depends on one of them is skipped knowingly, and says so.
+    unusable: tuple[str, ...] = ()
+    picked: tuple[str, ...] = ()  # a list of all that apply, tapped so far (not yet an answer)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "question_id": self.question_id,
             "status": self.status,
             "misses": self.misses,
             "answered": dict(self.answered),
         }
+        if self.unusable:
+            data["unusable"] = list(self.unusable)
+        if self.picked:
+            data["picked"] = list(self.picked)
+        return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> State:
@@ -58,6 +81,8 @@ class State:
             status=data.get("status", ACTIVE),
             misses=int(data.get("misses", 0)),
             answered=dict(data.get("answered") or {}),
+            unusable=tuple(data.get("unusable") or ()),
+            picked=tuple(data.get("picked") or ()),
         )
 
 
@@ -79,6 +104,8 @@ class Ask:
     # The same retry, structured, for channels that word it themselves (a call says "press"):
     sorry: str | None = None  # "Sorry, we didn't quite catch that." - no verb, any channel
     expected: str | None = None  # "a number from 1 to 3" - what we expect, without "reply with"
+    picked: tuple[str, ...] = ()  # for a list of all that apply: the values tapped so far
+    language: str = STAFF_LANGUAGE  # what the renderers word their own instructions in
 
 
 Prompt = Say | Ask
@@ -88,10 +115,11 @@ Prompt = Say | Ask
 class RecordedAnswer:
     question_id: str
     value: str | None
-    label: str | None
+    label: str | None  # for a question skipped knowingly: why, as the export shows it
     raw: str | None
     unparsed: bool = False
     skipped: bool = False
+    language: str = STAFF_LANGUAGE  # the language the person answered in
 
 
 @dataclass(frozen=True)
@@ -100,6 +128,7 @@ class Step:
     prompts: tuple[Prompt, ...] = ()
     answers: tuple[RecordedAnswer, ...] = ()
     consent: tuple[str, ...] = ()  # opt_out | opt_in | recontact_yes | recontact_no
+    language: str | None = None  # the person asked to switch to this language
 
     @property
     def finished(self) -> bool:
@@ -112,17 +141,79 @@ def first_name(name: str | None) -> str:
     return words[0] if words else "there"
 
 
-def _ctx(context: Mapping[str, Any]) -> dict[str, Any]:
-    return {"name": first_name(context.get("name")), "org": context.get("org") or "us"}
+def _ctx(
+    context: Mapping[str, Any],
+    survey: Survey | None = None,
+    answered: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """What a prompt can use: the person's first name, our name, the survey's own fields and,
+    for piping, every earlier answer (`answers.q` its label, `answers.q.value` its code)."""
+    ctx: dict[str, Any] = {
+        "name": first_name(context.get("name")),
+        "org": context.get("org") or "us",
+    }
+    if survey is not None:
+        given = context.get("answered") if answered is None else answered
+        ctx["answers"] = piped_answers(survey, given or {})
+        ctx["survey"] = {**survey.fields, "id": survey.id, "title": survey.title}
+    return ctx
 
 
-SORRY = "Sorry, we didn't quite catch that."
-WELCOME = "You're welcome. Thank you for your help."
+def answer_label(question: Question, value: str) -> str:
+    """The words for a stored value: an option's label, a date written out, or the value."""
+    if question.type == "multi":
+        labels = [
+            (o.label if (o := question.option(v)) is not None else v)
+            for v in value.split(MULTI_SEPARATOR)
+        ]
+        return f"{', '.join(labels[:-1])} and {labels[-1]}" if len(labels) > 1 else labels[0]
+    option = question.option(value)
+    if option is not None:
+        return option.label
+    if question.type == "date":
+        parsed = parsing._date(value)
+        return parsed.label if parsed else value
+    return value
 
 
-def retry_text(sorry: str, expected: str | None) -> str:
+def _stored_label(question: Question, value: str) -> str:
+    """An answer's label as the database keeps it: in the script's (staff) language, and a
+    list of all that apply joined by "; " as the export shows it."""
+    if question.type == "multi":
+        return "; ".join(
+            (o.label if (o := question.option(v)) is not None else v)
+            for v in value.split(MULTI_SEPARATOR)
+        )
+    return answer_label(question, value)
+
+
+def piped_answers(survey: Survey, answered: Mapping[str, str]) -> dict[str, templates.Piped]:
+    """Every question's answer as a prompt shows it; one with no answer reads as nothing
+    (lint warns where that can happen)."""
+    result: dict[str, templates.Piped] = {}
+    for question in survey.questions:
+        value = answered.get(question.id)
+        if value is None:
+            result[question.id] = templates.Piped("", "")
+        else:
+            result[question.id] = templates.Piped(answer_label(question, value), value)
+    return result
+
+
+SORRY = N_("Sorry, we didn't quite catch that.")
+WELCOME = N_("You're welcome. Thank you for your help.")
+
+
+def retry_text(sorry: str, expected: str | None, language: str | None = None) -> str:
     """The retry as a text says it; a call words `sorry` and `expected` its own way."""
-    return f"{sorry} Please reply with {expected}." if expected else sorry
+    if not expected:
+        return sorry
+    reply = t(language, "Please reply with {expected}.", expected=expected)
+    return f"{sorry} {reply}"
+
+
+def _lang(context: Mapping[str, Any]) -> str:
+    return language_of(context.get("language"))
 
 
 def ask(
@@ -133,57 +224,174 @@ def ask(
     *,
     sorry: str | None = None,
     expected: str | None = None,
+    answered: Mapping[str, str] | None = None,
+    picked: tuple[str, ...] = (),
 ) -> Ask:
-    ctx = _ctx(context)
+    language = _lang(context)
+    survey = survey.in_language(language)
+    question = survey.question(question.id)
+    ctx = _ctx(context, survey, answered)
     if retry is None and sorry is not None:
-        retry = retry_text(sorry, expected)
+        retry = retry_text(sorry, expected, language)
     return Ask(
         question=question,
         text=templates.render(question.ask, ctx),
-        number=survey.index(question.id) + 1,
-        total=len(survey.questions),
+        number=survey.asked.index(question) + 1 if question in survey.asked else 0,
+        total=len(survey.asked),
         retry=retry,
         choices=tuple((o.value, templates.render(o.label, ctx)) for o in question.choices),
         sorry=sorry if sorry is not None else retry,
         expected=expected,
+        picked=picked,
+        language=language,
     )
 
 
-def ask_again(survey: Survey, question: Question, context: Mapping[str, Any], text: str) -> Ask:
-    """The question again after a reply we could not use, saying why and what we expect."""
+SORRY_FOR = {
+    "out_of_range": N_("Sorry, that is outside the range we can take."),
+    "negated": N_("Sorry, we could not tell which answer you meant."),
+    "several": N_("Sorry, please choose just one answer."),
+}
+
+
+def ask_again(
+    survey: Survey,
+    question: Question,
+    context: Mapping[str, Any],
+    text: str,
+    reason: str = "unreadable",
+    answered: Mapping[str, str] | None = None,
+) -> Ask:
+    """The question again after a reply we could not use, saying why and what we expect: in
+    the script's own words (`reask`) where it gives them, and always the range or length."""
+    language = _lang(context)
+    local = survey.in_language(language).question(question.id)
+    own = (
+        templates.render(local.reask, _ctx(context, survey.in_language(language), answered))
+        if local.reask
+        else None
+    )
     limit = question.max_length
     length = len((text or "").strip())
     if question.type == "text" and length > limit:
+        sizes = {"limit": limit, "length": length}
+        keep = t(language, "Please keep it to {limit} characters (yours had {length}).", **sizes)
         sorry = (
-            f"Sorry, that is too long for us: please keep it to {limit} characters "
-            f"(yours had {length})."
+            f"{own} {keep}"
+            if own
+            else t(
+                language,
+                "Sorry, that is too long for us: please keep it to {limit} characters "
+                "(yours had {length}).",
+                **sizes,
+            )
         )
-        return ask(survey, question, context, sorry=sorry)
-    return ask(survey, question, context, sorry=SORRY, expected=parsing.expected(question))
+        return ask(survey, question, context, sorry=sorry, answered=answered)
+    sorry = own or t(language, SORRY_FOR.get(reason, SORRY))
+    return ask(
+        survey,
+        question,
+        context,
+        sorry=sorry,
+        expected=parsing.expected(local, language),
+        answered=answered,
+    )
 
 
 def _applies(question: Question, answered: Mapping[str, str]) -> bool:
-    return all(answered.get(qid) in wanted for qid, wanted in question.when.items())
+    return holds(question.condition, answered) is True
 
 
 def next_question(
     survey: Survey, after: str | None, answered: Mapping[str, str]
 ) -> Question | None:
+    """The next question that asks something (statements and endings are passed over)."""
     start = 0 if after is None else survey.index(after) + 1
     for question in survey.questions[start:]:
         if _applies(question, answered):
-            return question
+            if question.type == "end":
+                return None
+            if question.asks:
+                return question
     return None
 
 
+@dataclass(frozen=True)
+class Route:
+    """Where a survey goes from one question: what it says on the way (statements, and an
+    ending's closing words), the next question or none, and what it skips knowingly."""
+
+    says: tuple[Question, ...]
+    question: Question | None
+    ended_early: bool
+    skipped: tuple[RecordedAnswer, ...]
+
+
+def route(
+    survey: Survey,
+    after: str | None,
+    answered: Mapping[str, str],
+    unusable: tuple[str, ...] = (),
+) -> Route:
+    start = 0 if after is None else survey.index(after) + 1
+    says: list[Question] = []
+    skipped: list[RecordedAnswer] = []
+    for question in survey.questions[start:]:
+        verdict = holds(question.condition, answered)
+        if verdict is None:
+            # It rests on an answer we do not have. Where that is one the person gave but we
+            # could not use (or they skipped), staff must see why this was not asked.
+            missing = [
+                t.question_id
+                for t in tests_in(question.condition)
+                if t.question_id not in answered and t.question_id in unusable
+            ]
+            if missing and question.asks:
+                because = ", ".join(dict.fromkeys(missing))
+                skipped.append(
+                    RecordedAnswer(
+                        question.id,
+                        None,
+                        f"(not asked: no usable answer to {because})",
+                        None,
+                        skipped=True,
+                    )
+                )
+                unusable = (*unusable, question.id)
+            continue
+        if not verdict:
+            continue
+        if question.type == "statement":
+            says.append(question)
+            continue
+        if question.type == "end":
+            return Route(tuple([*says, question]), None, True, tuple(skipped))
+        return Route(tuple(says), question, False, tuple(skipped))
+    return Route(tuple(says), None, False, tuple(skipped))
+
+
+def _said(
+    survey: Survey, routed: Route, context: Mapping[str, Any], answered: Mapping[str, str]
+) -> list[Prompt]:
+    ctx = _ctx(context, survey, answered)
+    return [
+        Say(templates.render(q.ask, ctx), "outro" if q.type == "end" else "info")
+        for q in routed.says
+    ]
+
+
 def begin(survey: Survey, context: Mapping[str, Any]) -> Step:
+    survey = survey.in_language(_lang(context))
     prompts: list[Prompt] = []
     if survey.intro:
-        prompts.append(Say(templates.render(survey.intro, _ctx(context)), "intro"))
-    first = next_question(survey, None, {})
-    assert first is not None, "a valid survey has a first question"
-    prompts.append(ask(survey, first, context))
-    return Step(State(question_id=first.id), tuple(prompts))
+        prompts.append(Say(templates.render(survey.intro, _ctx(context, survey, {})), "intro"))
+    routed = route(survey, None, {})
+    prompts.extend(_said(survey, routed, context, {}))
+    if routed.question is None:
+        # A script that ends before its first question (a screen-out on nothing) just ends.
+        return Step(State(question_id=None, status=COMPLETED), tuple(prompts))
+    prompts.append(ask(survey, routed.question, context, answered={}))
+    return Step(State(question_id=routed.question.id), tuple(prompts))
 
 
 def _advance(
@@ -194,18 +402,27 @@ def _advance(
     consent: tuple[str, ...] = (),
     lead: tuple[Prompt, ...] = (),
 ) -> Step:
+    survey = survey.in_language(_lang(context))
     answered = dict(state.answered)
+    unusable = tuple(state.unusable)
     if recorded.value is not None and not recorded.unparsed and not recorded.skipped:
         answered[recorded.question_id] = recorded.value
-    following = next_question(survey, recorded.question_id, answered)
-    if following is None:
-        prompts = list(lead)
-        if survey.outro:
-            prompts.append(Say(templates.render(survey.outro, _ctx(context)), "outro"))
-        done = State(question_id=None, status=COMPLETED, answered=answered)
-        return Step(done, tuple(prompts), (recorded,), consent)
-    moved = State(question_id=following.id, answered=answered)
-    return Step(moved, (*lead, ask(survey, following, context)), (recorded,), consent)
+    else:
+        unusable = (*unusable, recorded.question_id)
+    routed = route(survey, recorded.question_id, answered, unusable)
+    unusable = (*unusable, *(r.question_id for r in routed.skipped))
+    records = (recorded, *routed.skipped)
+    prompts = [*lead, *_said(survey, routed, context, answered)]
+    if routed.question is None:
+        if survey.outro and not routed.ended_early:
+            prompts.append(
+                Say(templates.render(survey.outro, _ctx(context, survey, answered)), "outro")
+            )
+        done = State(question_id=None, status=COMPLETED, answered=answered, unusable=unusable)
+        return Step(done, tuple(prompts), records, consent)
+    moved = State(question_id=routed.question.id, answered=answered, unusable=unusable)
+    prompts.append(ask(survey, routed.question, context, answered=answered))
+    return Step(moved, tuple(prompts), records, consent)
 
 
 def _consent_for(question: Question, answer: parsing.Answer) -> tuple[str, ...]:
@@ -225,6 +442,7 @@ def step(survey: Survey, state: State, inbound: Inbound, context: Mapping[str, A
     if state.status != ACTIVE or state.question_id is None:
         return after_end(inbound, context)
     question = survey.question(state.question_id)
+    context = {**context, "answered": state.answered}  # for piping, wherever it is asked
     if inbound is Command.START:
         return Step(
             state,
@@ -238,32 +456,90 @@ def step(survey: Survey, state: State, inbound: Inbound, context: Mapping[str, A
         return Step(state, (ask(survey, question, context),))
     if inbound is Command.SKIP:
         if not question.optional:
-            hint = "This one needs an answer, but any answer is fine."
+            hint = t(_lang(context), "This one needs an answer, but any answer is fine.")
             return Step(state, (ask(survey, question, context, retry=hint),))
         skipped = RecordedAnswer(question.id, None, None, None, skipped=True)
         return _advance(survey, state, skipped, context)
+    if isinstance(inbound, Toggle | Done):
+        return _tapped(survey, state, question, inbound, context)
     assert isinstance(inbound, Reply)
+    switched = switch_word(inbound.text)
+    if switched is not None and _could_be_an_answer(question, inbound.text):
+        switched = None  # "English" to "Which language do you speak at home?" is an answer
+    if switched is not None:
+        # CYMRAEG / ENGLISH: the same question again in that language; not an answer or a miss.
+        moved = {**context, "language": switched}
+        return Step(state, (ask(survey, question, moved),), language=switched)
     meant = intent(inbound.text)
     # Neither is an answer, so neither is stored nor counted as a miss.
     if meant is Intent.STOP_REQUEST:
         return Step(state, (Say(confirm_stop_text(context), "confirm_stop"),))
     if meant is Intent.WHO:
         return Step(state, (Say(who_text(context), "help"), ask(survey, question, context)))
-    parsed = parsing.parse(question, inbound.text)
+    language = _lang(context)
+    # Read against the question in their language (its labels, and the English ones too).
+    parsed = parsing.parse(survey.in_language(language).question(question.id), inbound.text)
     if isinstance(parsed, parsing.Answer):
-        recorded = RecordedAnswer(question.id, parsed.value, parsed.label, inbound.text)
+        # Stored in the staff language, whatever it was answered in; the language is noted.
+        label = _stored_label(question, parsed.value) if question.choices else parsed.label
+        recorded = RecordedAnswer(question.id, parsed.value, label, inbound.text, language=language)
         return _advance(survey, state, recorded, context, _consent_for(question, parsed))
     if state.misses + 1 >= MAX_MISSES:
-        kept = (inbound.text or "").strip()
+        # Their words are kept, flagged unreadable, for staff to read; never stored as the
+        # answer (no value, no label), so no count, branch or export takes them for one.
         recorded = RecordedAnswer(
-            question.id, kept or None, kept or None, inbound.text, unparsed=True
+            question.id, None, None, inbound.text, unparsed=True, language=language
         )
-        thanks = Say("Thank you, we have noted that.", "info")
+        thanks = Say(t(language, "Thank you, we have noted that."), "info")
         return _advance(survey, replace(state, misses=0), recorded, context, lead=(thanks,))
     return Step(
         replace(state, misses=state.misses + 1),
-        (ask_again(survey, question, context, inbound.text),),
+        (ask_again(survey, question, context, inbound.text, parsed.reason),),
     )
+
+
+def _could_be_an_answer(question: Question, text: str) -> bool:
+    """A language's name is an answer where the question could take it as one, unless it is
+    written in capitals as we tell people to ("Text CYMRAEG for Welsh")."""
+    word = (text or "").strip().strip(".!")
+    if word.isupper():
+        return False
+    said = parsing.simplify(word)
+    named = {parsing.simplify(n) for o in question.choices for n in (o.label, o.value, *o.synonyms)}
+    return question.type == "text" or said in named
+
+
+def _tapped(
+    survey: Survey,
+    state: State,
+    question: Question,
+    inbound: Toggle | Done,
+    context: Mapping[str, Any],
+) -> Step:
+    """Taps on a list of all that apply: each toggles one answer; Done stores them together."""
+    if question.type != "multi":
+        return Step(state, (ask(survey, question, context),))  # a button from another question
+    if isinstance(inbound, Toggle):
+        option = question.option(inbound.value)
+        if option is None:
+            return Step(state, (ask(survey, question, context, picked=state.picked),))
+        if option.extra:
+            # "Don't know" stands alone: it is the answer, whatever was tapped before.
+            recorded = RecordedAnswer(question.id, option.value, option.label, option.label)
+            return _advance(survey, replace(state, picked=()), recorded, context)
+        picked = (
+            tuple(v for v in state.picked if v != option.value)
+            if option.value in state.picked
+            else (*state.picked, option.value)
+        )
+        return Step(replace(state, picked=picked), (ask(survey, question, context, picked=picked),))
+    if not state.picked:
+        sorry = t(_lang(context), "Please tap at least one answer, then Done.")
+        return Step(state, (ask(survey, question, context, sorry=sorry),))
+    value = MULTI_SEPARATOR.join(o.value for o in question.options if o.value in state.picked)
+    label = "; ".join(o.label for o in question.options if o.value in state.picked)
+    recorded = RecordedAnswer(question.id, value, label, label, language=_lang(context))
+    return _advance(survey, replace(state, picked=()), recorded, context)
 
 
 def after_end(inbound: Inbound, context: Mapping[str, Any]) -> Step:
@@ -274,10 +550,14 @@ def after_end(inbound: Inbound, context: Mapping[str, Any]) -> Step:
     if inbound is Command.START:
         return Step(idle, (Say(started_text(context), "started"),), (), ("opt_in",))
     meant = intent(inbound.text) if isinstance(inbound, Reply) else None
+    switched = switch_word(inbound.text) if isinstance(inbound, Reply) else None
+    if switched is not None:
+        said = Say(t(switched, "We will write to you in English."), "info")
+        return Step(idle, (said,), language=switched)
     if meant is Intent.THANKS:
         # "thanks" or a thumbs up after the last question: HELP would puzzle; a short word
         # back says it arrived, and asks nothing, so it does not start a conversation.
-        return Step(idle, (Say(WELCOME, "thanks"),))
+        return Step(idle, (Say(t(_lang(context), WELCOME), "thanks"),))
     if meant is Intent.STOP_REQUEST:
         return Step(idle, (Say(confirm_stop_text(context), "confirm_stop"),))
     if meant is Intent.WHO:
@@ -290,32 +570,42 @@ def is_expired(last_activity: datetime, now: datetime, idle_for: timedelta = IDL
 
 
 def stopped_text(context: Mapping[str, Any]) -> str:
-    return (
-        f"You will not hear from {_ctx(context)['org']} again. "
-        "Thank you for your help so far. Reply START if you change your mind."
+    return t(
+        _lang(context),
+        "You will not hear from {org} again. "
+        "Thank you for your help so far. Reply START if you change your mind.",
+        org=_ctx(context)["org"],
     )
 
 
 def started_text(context: Mapping[str, Any]) -> str:
-    return f"Welcome back. {_ctx(context)['org']} may contact you again. Reply STOP at any time to stop."
+    return t(
+        _lang(context),
+        "Welcome back. {org} may contact you again. Reply STOP at any time to stop.",
+        org=_ctx(context)["org"],
+    )
 
 
 def confirm_stop_text(context: Mapping[str, Any]) -> str:
     # Asked, not acted on: a free-text "stop" might be about something else, and STOP is the
     # one word carriers and the contract both honour.
-    return "Do you want us to stop all messages? Reply STOP to confirm."
+    return t(_lang(context), "Do you want us to stop all messages? Reply STOP to confirm.")
 
 
 def who_text(context: Mapping[str, Any]) -> str:
-    return (
-        f"This is {_ctx(context)['org']}. We ask people for their views to improve our services. "
-        "Reply STOP if you would rather we did not contact you."
+    return t(
+        _lang(context),
+        "This is {org}. We ask people for their views to improve our services. "
+        "Reply STOP if you would rather we did not contact you.",
+        org=_ctx(context)["org"],
     )
 
 
 def help_text(context: Mapping[str, Any]) -> str:
-    return (
-        f"This is {_ctx(context)['org']}, asking for your views to improve our services. "
+    return t(
+        _lang(context),
+        "This is {org}, asking for your views to improve our services. "
         "Reply REPEAT to hear the question again, SKIP to leave out an optional one, "
-        "or STOP to stop all messages."
+        "or STOP to stop all messages.",
+        org=_ctx(context)["org"],
     )

@@ -26,6 +26,13 @@ WORDS: dict[str, Command] = {
     "repeat": Command.REPEAT,
     "again": Command.REPEAT,
     "skip": Command.SKIP,
+    # Welsh: the English words work too (carriers honour STOP in any case).
+    "stopio": Command.STOP,
+    "dechrau": Command.START,
+    "cymorth": Command.HELP,
+    "ailadrodd": Command.REPEAT,
+    "eto": Command.REPEAT,
+    "hepgor": Command.SKIP,
 }
 _POLITE = {"please", "pls", "thanks", "thank", "you", "now"}
 
@@ -109,6 +116,9 @@ _THANKS_WORDS = {
     "welcome",
     "and",
     "again",
+    "diolch",  # Welsh: thank you
+    "yn",
+    "fawr",
 }
 _STOP_REQUEST_MAX_WORDS = 8
 _WHO_MAX_WORDS = 10
@@ -139,7 +149,10 @@ def intent(text: str) -> Intent | None:
         words
         and len(words) <= 6
         and all(w in _THANKS_WORDS for w in words)
-        and any(w in ("thanks", "thank", "thankyou", "ta", "cheers", "ok", "okay") for w in words)
+        and any(
+            w in ("thanks", "thank", "thankyou", "ta", "cheers", "ok", "okay", "diolch")
+            for w in words
+        )
     ):
         return Intent.THANKS
     return None

@@ -7,11 +7,13 @@ any case, stray spaces and punctuation. Nothing here raises on any input: a repl
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from bot.scripts.survey import Question, answer_key
+from bot.i18n import t
+from bot.scripts.survey import MULTI_SEPARATOR, Option, Question, answer_key
 
 NUMBER_WORDS = {
     "zero": 0,
@@ -117,7 +119,163 @@ NO_WORDS = {
     "certainly not",
     "noo",
 }
+# Welsh: yes/no has no single word in Welsh; people answer with the verb of the question
+# ("ydw", "ydy", "oes", "do", "bydd", "hoffwn") or "ie"; no is "na", "nac ydw", "naddo".
+YES_WORDS |= {
+    "ie",
+    "ia",
+    "ydw",
+    "ydy",
+    "ydyn",
+    "ydych",
+    "oes",
+    "do",
+    "bydd",
+    "byddwn",
+    "hoffwn",
+    "iawn",
+    "wrth gwrs",
+    "ie plis",
+    "ie diolch",
+    "gwnaf",
+    "cewch",
+    "cei",
+}
+NO_WORDS |= {
+    "na",
+    "nac ydw",
+    "nac ydy",
+    "nac oes",
+    "naddo",
+    "nage",
+    "na fydd",
+    "dim",
+    "dim diolch",
+    "na diolch",
+    "na hoffwn",
+    "dim o gwbl",
+    "byth",
+}
+TENS_WORDS = {
+    "twenty": 20,
+    "thirty": 30,
+    "forty": 40,
+    "fourty": 40,
+    "fifty": 50,
+    "sixty": 60,
+    "seventy": 70,
+    "eighty": 80,
+    "ninety": 90,
+}
+# Words around a number that do not change it: "5 stars", "I am 72 years old".
+NUMBER_FILLER = FILLER_WORDS | {
+    "star",
+    "stars",
+    "years",
+    "year",
+    "yrs",
+    "old",
+    "aged",
+    "im",
+    "am",
+    "a",
+    "and",
+    "out",
+    "points",
+    "give",
+    "would",
+    "rate",
+    "score",
+    "of",
+    "get",
+    "got",
+    "was",
+    "be",
+}
+# Words that turn a reply against the option it names: "not poor" is not Poor. An option
+# whose own label has the word ("Neither good nor poor", "Don't know") may of course use it.
+NEGATIONS = {
+    "not",
+    "isnt",
+    "wasnt",
+    "arent",
+    "werent",
+    "dont",
+    "didnt",
+    "doesnt",
+    "never",
+    "neither",
+    "nor",
+    "cant",
+    "couldnt",
+    "wouldnt",
+    "hardly",
+    "nothing",
+    "without",
+    "ddim",
+    "nid",
+}
+# Between several answers to a `multi` question, and words that carry nothing there.
+MULTI_FILLER = FILLER_WORDS | {"and", "also", "plus", "both", "too", "as", "well", "a", "bit"}
+_SEPARATORS = re.compile(r"\s*(?:,|;|&|\+|/|\n|\band\b|\ba\b(?= ))\s*")
+_STARS = re.compile(r"^\s*([\u2605\u2b50\u2606*]\s*)+\s*$")
 MIN_PREFIX = 3
+
+MONTHS = {
+    "january": 1,
+    "february": 2,
+    "march": 3,
+    "april": 4,
+    "may": 5,
+    "june": 6,
+    "july": 7,
+    "august": 8,
+    "september": 9,
+    "october": 10,
+    "november": 11,
+    "december": 12,
+    "jan": 1,
+    "feb": 2,
+    "mar": 3,
+    "apr": 4,
+    "jun": 6,
+    "jul": 7,
+    "aug": 8,
+    "sep": 9,
+    "sept": 9,
+    "oct": 10,
+    "nov": 11,
+    "dec": 12,
+    # Welsh
+    "ionawr": 1,
+    "chwefror": 2,
+    "mawrth": 3,
+    "ebrill": 4,
+    "mai": 5,
+    "mehefin": 6,
+    "gorffennaf": 7,
+    "awst": 8,
+    "medi": 9,
+    "hydref": 10,
+    "tachwedd": 11,
+    "rhagfyr": 12,
+}
+MONTH_NAMES = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
+# A two-digit year: 30-99 are the 1900s, 00-29 the 2000s (a birth year or a recent visit).
+CENTURY_PIVOT = 30
 
 
 @dataclass(frozen=True)
@@ -129,6 +287,8 @@ class Answer:
 @dataclass(frozen=True)
 class Miss:
     expected: str  # what we want, said plainly: "a number from 1 to 3"
+    # Why it could not be used: unreadable | out_of_range | too_long | negated | several
+    reason: str = field(default="unreadable", compare=False)
 
 
 def simplify(text: str) -> str:
@@ -141,9 +301,69 @@ def simplify(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
 
+def _word_number(words: list[str]) -> float | None:
+    """ "seventy two", "a hundred and five", "twenty-one": the one number these words say, with
+    filler allowed around it; None for no number or two ("two three")."""
+    runs: list[list[str]] = []
+    current: list[str] = []
+    numeric = NUMBER_WORDS.keys() | TENS_WORDS.keys() | {"hundred", "thousand"}
+    for index, word in enumerate(words):
+        joins = (
+            word in ("and", "a")
+            and current
+            and index + 1 < len(words)
+            and (words[index + 1] in numeric)
+        )
+        if word in numeric or joins:
+            current.append(word)
+            continue
+        if current:
+            runs.append(current)
+            current = []
+        if word not in NUMBER_FILLER:
+            return None
+    if current:
+        runs.append(current)
+    if len(runs) != 1:
+        return None
+    total, part, last = 0, 0, ""
+    for word in runs[0]:
+        if word in ("and", "a"):
+            continue
+        if word == "hundred":
+            part = max(part, 1) * 100
+        elif word == "thousand":
+            total += max(part, 1) * 1000
+            part = 0
+        elif word in TENS_WORDS:
+            if last in ("unit", "tens"):
+                return None
+            part += TENS_WORDS[word]
+            last = "tens"
+            continue
+        else:
+            if last == "unit" or (last == "tens" and NUMBER_WORDS[word] >= 10):
+                return None
+            part += NUMBER_WORDS[word]
+            last = "unit"
+            continue
+        last = ""
+    return float(total + part)
+
+
 def _as_number(text: str) -> float | None:
-    """A number written as digits or a word, alone or in a short phrase ("about 3", "3 out of 5")."""
-    cleaned = (text or "").strip().casefold().replace(",", "")
+    """A number written as digits or words, alone or in a short phrase ("about 3", "3 out of
+    5", "5 stars", "seventy two"). Two numbers ("1,5", "1 or 2") are not one number."""
+    raw = (text or "").strip().casefold()
+    if _STARS.match(raw) and raw.strip().strip("*"):
+        return float(sum(1 for ch in raw if ch in "\u2605\u2b50"))
+    # "1,000" is a thousand; "1,5" or "1, 5" is two answers (or a decimal comma): not guessed.
+    if re.search(r"\d\s*,\s*\d", re.sub(r"(?<=\d),(?=\d{3}(?!\d))", "", raw)):
+        return None
+    cleaned = re.sub(r"(?<=\d),(?=\d{3}(?!\d))", "", raw).replace(",", " ")
+    words = simplify(text).split()
+    if any(w in NEGATIONS for w in words):
+        return None  # "not 5" is no answer we can store
     match = re.fullmatch(
         r"[^\d\-+.]*?([-+]?\d+(?:\.\d+)?)\s*\.?\s*(?:(?:/|out of|of)\s*\d+)?[^\d]*", cleaned
     )
@@ -152,22 +372,65 @@ def _as_number(text: str) -> float | None:
         if number != number or number in (float("inf"), float("-inf")):
             return None
         return number
-    words = simplify(text).split()
-    if len(words) > 4:
+    if len(words) > 8:
         return None
+    # "three out of five": the second number is the scale, not an answer.
+    if "out" in words and words.index("out") + 2 < len(words) + 1:
+        at = words.index("out")
+        if words[at + 1 : at + 2] == ["of"]:
+            words = words[:at]
     # "the second one": the ordinal is the answer, "one" is just a word.
     ordinals = [ORDINAL_WORDS[w] for w in words if w in ORDINAL_WORDS]
     if len(ordinals) == 1:
         return float(ordinals[0])
+    if ordinals:
+        return None
     # "two please" is 2; "the green one" is not 1.
-    found = [NUMBER_WORDS[w] for w in words if w in NUMBER_WORDS]
-    others = [w for w in words if w not in NUMBER_WORDS]
-    if len(found) == 1 and not ordinals and all(w in FILLER_WORDS for w in others):
-        return float(found[0])
-    return None
+    return _word_number(words)
 
 
-def _pick(question: Question, text: str) -> Answer | None:
+def _names(option: Option) -> list[str]:
+    """Every way of naming an option, simplified: its label, its value, its synonyms."""
+    names = [
+        simplify(option.label),
+        simplify(option.value),
+        *(simplify(w) for w in option.synonyms),
+    ]
+    return [n for n in dict.fromkeys(names) if n]
+
+
+def _negated(said: str, option: Option) -> bool:
+    own = {w for name in _names(option) for w in name.split()}
+    return any(w in NEGATIONS and w not in own for w in said.split())
+
+
+def _found(options: tuple[Option, ...], said: str) -> list[Option]:
+    """The options named inside a reply, each whole; a name inside a longer one that also
+    matches ("poor" inside "very poor") is the longer one's."""
+    spans: list[tuple[int, int, Option]] = []
+    for option in options:
+        for name in _names(option):
+            for m in re.finditer(rf"\b{re.escape(name)}\b", said):
+                spans.append((m.start(), m.end(), option))
+    kept = [
+        (a, b, o)
+        for a, b, o in spans
+        if not any(c <= a and b <= d and (d - c) > (b - a) for c, d, _ in spans)
+    ]
+    return list(dict.fromkeys(o for _, _, o in kept))
+
+
+def _leftover(options: list[Option], said: str) -> list[str]:
+    rest = said
+    for option in options:
+        for name in sorted(_names(option), key=len, reverse=True):
+            rest = re.sub(rf"\b{re.escape(name)}\b", " ", rest)
+    return rest.split()
+
+
+def _pick(question: Question, text: str) -> Answer | Miss | None:
+    """One option: by number, letter, label, value or synonym. A Miss when the reply names
+    an option only to deny it, or names two."""
     options = question.choices
     number = _as_number(text)
     # On a scale the number is the point itself, handled by the caller, not the nth option.
@@ -176,6 +439,7 @@ def _pick(question: Question, text: str) -> Answer | None:
         and number is not None
         and number.is_integer()
         and 1 <= number <= len(options)
+        and not re.search(r"star|\u2605|\u2b50", text or "", re.IGNORECASE)
     ):
         opt = options[int(number) - 1]
         return Answer(opt.value, opt.label)
@@ -183,16 +447,20 @@ def _pick(question: Question, text: str) -> Answer | None:
     if not said:
         return None
     for opt in options:
-        if said in (simplify(opt.label), simplify(opt.value)):
+        if said in _names(opt):
             return Answer(opt.value, opt.label)
+    named = _found(options, said)
+    if len(named) > 1:
+        return Miss(expected(question), "several")
     if len(said) >= MIN_PREFIX:
         starts = [o for o in options if simplify(o.label).startswith(said)]
         if len(starts) == 1:
             return Answer(starts[0].value, starts[0].label)
         # A reply that contains exactly one option's whole label ("I'd say printed please").
-        inside = [o for o in options if re.search(rf"\b{re.escape(simplify(o.label))}\b", said)]
-        if len(inside) == 1:
-            return Answer(inside[0].value, inside[0].label)
+        if len(named) == 1:
+            if _negated(said, named[0]):
+                return Miss(expected(question), "negated")
+            return Answer(named[0].value, named[0].label)
     if len(said) == 1 and said.isalpha() and question.type == "choice":
         # Letters a, b, c... as in a printed form.
         index = ord(said) - ord("a")
@@ -201,16 +469,99 @@ def _pick(question: Question, text: str) -> Answer | None:
     return None
 
 
+def _multi(question: Question, text: str) -> Answer | Miss:
+    """All that apply: "1 3", "1,3", "1 and 3", "red and navy", "Red, Blue"."""
+    options, extras = question.options, question.extras
+    miss = Miss(expected(question))
+    said = simplify(text)
+    if not said:
+        return miss
+    for extra in extras:  # "Don't know" stands alone
+        if said in _names(extra):
+            return Answer(extra.value, extra.label)
+    chosen: list[Option] = []
+    words = said.split()
+    numbers = [w for w in words if w.isdigit()]
+    if numbers and all(w.isdigit() or w in MULTI_FILLER for w in words):
+        # Keys pressed together ("13") on a list of nine or fewer are two answers.
+        if len(numbers) == 1 and len(options) <= 9 and len(numbers[0]) > 1:
+            numbers = list(numbers[0])
+        for n in numbers:
+            if not 1 <= int(n) <= len(options):
+                return Miss(expected(question), "out_of_range")
+            chosen.append(options[int(n) - 1])
+    else:
+        named = _found(options, said)
+        rest = _leftover(named, said)
+        if named and all(w in MULTI_FILLER for w in rest):
+            if any(_negated(said, o) for o in named):
+                return Miss(expected(question), "negated")
+            chosen = named
+        else:
+            for part in _SEPARATORS.split(text or ""):
+                if not simplify(part) or simplify(part) in MULTI_FILLER:
+                    continue
+                single = Question(id=question.id, type="choice", ask="", options=options)
+                got = _pick(single, part)
+                if not isinstance(got, Answer):
+                    return got if isinstance(got, Miss) else miss
+                chosen.append(next(o for o in options if o.value == got.value))
+    if not chosen:
+        return miss
+    picked = [o for o in options if o in chosen]  # in the list's order, once each
+    return Answer(MULTI_SEPARATOR.join(o.value for o in picked), "; ".join(o.label for o in picked))
+
+
+def _date(text: str) -> Answer | None:
+    """A day as people in the UK write it: 3/4/1948, 3.4.48, 3rd March 1948, March 3 1948,
+    1948-03-03. Day before month, always (the UK way); a year is needed."""
+    raw = (text or "").strip().casefold()
+    keyed = re.fullmatch(r"(\d{2})(\d{2})(\d{4}|\d{2})", raw)  # keys on a phone: 03041948
+    if keyed:
+        raw = "/".join(keyed.groups())
+    iso = re.fullmatch(r"(\d{4})-(\d{1,2})-(\d{1,2})", raw)
+    if iso:
+        year, month, day = int(iso[1]), int(iso[2]), int(iso[3])
+    else:
+        numeric = re.fullmatch(r"(\d{1,2})\s*[/.\-]\s*(\d{1,2})\s*[/.\-]\s*(\d{2}|\d{4})", raw)
+        if numeric:
+            day, month, year = int(numeric[1]), int(numeric[2]), int(numeric[3])
+            if len(numeric[3]) == 2:
+                year += 1900 if year >= CENTURY_PIVOT else 2000
+        else:
+            words = [w for w in simplify(raw).split() if w not in ("the", "of", "on", "o")]
+            words = [re.sub(r"^(\d{1,2})(?:st|nd|rd|th|af|ed|fed|ydd)$", r"\1", w) for w in words]
+            months = [MONTHS[w] for w in words if w in MONTHS]
+            digits = [w for w in words if w.isdigit()]
+            if len(months) != 1 or len(digits) != 2 or len(words) != 3:
+                return None
+            month = months[0]
+            day_text, year_text = digits
+            if len(day_text) > 2:
+                return None
+            day, year = int(day_text), int(year_text)
+            if len(year_text) == 2:
+                year += 1900 if year >= CENTURY_PIVOT else 2000
+            elif len(year_text) != 4:
+                return None
+    try:
+        when = dt.date(year, month, day)
+    except ValueError:
+        return None
+    return Answer(when.isoformat(), f"{when.day} {MONTH_NAMES[when.month - 1]} {when.year}")
+
+
 def _yesno(text: str) -> Answer | None:
     said = simplify(text)
     if said in YES_WORDS or said in ("1", "1 yes"):
         return Answer("yes", "Yes")
     if said in NO_WORDS or said in ("2", "2 no"):
         return Answer("no", "No")
-    first = said.split(" ", 1)[0] if said else ""
-    if first in YES_WORDS and not any(w in NO_WORDS for w in said.split()[1:]):
+    words = said.split()
+    first = words[0] if words else ""
+    if first in YES_WORDS and not any(w in NO_WORDS or w in NEGATIONS for w in words[1:]):
         return Answer("yes", "Yes")
-    if first in NO_WORDS and not any(w in YES_WORDS for w in said.split()[1:]):
+    if first in NO_WORDS and not any(w in YES_WORDS for w in words[1:]):
         return Answer("no", "No")
     return None
 
@@ -219,34 +570,77 @@ def _format_number(number: float) -> str:
     return answer_key(number)
 
 
-def expected(question: Question) -> str:
+def range_words(question: Question, language: str | None = None) -> str | None:
+    """ "from 18 to 120" for a number question with a range, said up front and on a miss."""
+    low, high = question.min, question.max
+    if question.type != "number":
+        return None
+    if low is not None and high is not None:
+        return t(
+            language, "from {low} to {high}", low=_format_number(low), high=_format_number(high)
+        )
+    if low is not None:
+        return t(language, "of at least {low}", low=_format_number(low))
+    if high is not None:
+        return t(language, "no bigger than {high}", high=_format_number(high))
+    return None
+
+
+def expected(question: Question, language: str | None = None) -> str:
+    """What we expect, said plainly, in the person's language."""
+    extra = "".join(t(language, ", or {label}", label=o.label) for o in question.extras)
     if question.type == "choice":
-        return f"a number from 1 to {len(question.options)}"
+        return t(language, "a number from 1 to {high}", high=len(question.choices))
+    if question.type == "multi":
+        return (
+            t(
+                language,
+                "the numbers of all that apply, like 1 3 (from 1 to {high})",
+                high=len(question.options),
+            )
+            + extra
+        )
     if question.type == "yesno":
-        return "YES or NO"
+        return t(language, "YES or NO")
     if question.type == "scale":
-        return f"a number from {int(question.min or 0)} to {int(question.max or 0)}"
+        return (
+            t(
+                language,
+                "a number from {low} to {high}",
+                low=int(question.min or 0),
+                high=int(question.max or 0),
+            )
+            + extra
+        )
     if question.type == "number":
-        low, high = question.min, question.max
-        if low is not None and high is not None:
-            return f"a number from {_format_number(low)} to {_format_number(high)}"
-        if low is not None:
-            return f"a number of at least {_format_number(low)}"
-        if high is not None:
-            return f"a number no bigger than {_format_number(high)}"
-        return "a number"
-    return f"a short answer in words (up to {question.max_length} characters)"
+        bounds = range_words(question, language)
+        return (
+            t(language, "a number {bounds}", bounds=bounds) if bounds else t(language, "a number")
+        )
+    if question.type == "date":
+        return t(language, "a date with the year, like 3/4/1948 or 3 April 1948")
+    return t(
+        language,
+        "a short answer in words (up to {limit} characters)",
+        limit=question.max_length,
+    )
 
 
 def parse(question: Question, text: str) -> Answer | Miss:
     text = text if isinstance(text, str) else ""
     if question.type == "text":
         stripped = text.strip()
-        if not stripped or len(stripped) > question.max_length:
+        if len(stripped) > question.max_length:
+            return Miss(expected(question), "too_long")
+        if not stripped:
             return Miss(expected(question))
         return Answer(stripped, stripped)
     if question.type == "yesno":
         return _yesno(text) or Miss(expected(question))
+    if question.type == "date":
+        return _date(text) or Miss(expected(question))
+    if question.type == "multi":
+        return _multi(question, text)
     if question.type == "choice":
         return _pick(question, text) or Miss(expected(question))
     if question.type == "scale":
@@ -259,7 +653,7 @@ def parse(question: Question, text: str) -> Answer | Miss:
                 and question.min <= point <= question.max
             ):
                 return Answer(str(point), question.labels.get(point, str(point)))
-            return Miss(expected(question))
+            return Miss(expected(question), "out_of_range")
         if number is not None:
             return Miss(expected(question))  # 4.5 is between points, not a point
         return _pick(question, text) or Miss(expected(question))
@@ -270,6 +664,6 @@ def parse(question: Question, text: str) -> Answer | Miss:
     if (question.min is not None and number < question.min) or (
         question.max is not None and number > question.max
     ):
-        return Miss(expected(question))
+        return Miss(expected(question), "out_of_range")
     value = _format_number(number)
     return Answer(value, value)

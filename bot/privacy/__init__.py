@@ -97,6 +97,7 @@ def subject_access(session: Session, person: Participant) -> dict[str, Any]:
         "phone": person.phone,
         "telegram_chat_id": person.telegram_chat_id,
         "channel": person.channel,
+        "language": person.language,
         "tags": person.tags or [],
         "recontact": person.recontact,
         "opted_out": person.opted_out,
@@ -272,6 +273,7 @@ def erase(session: Session, person: Participant) -> dict[str, int]:
     person.telegram_chat_id = None
     person.tags = []
     person.channel = None
+    person.language = None  # a preference that says something about them: it goes too
     person.recontact = None
     person.opted_out = True
     person.erased_at = now

@@ -16,8 +16,19 @@ import yaml
 from bot import engine
 from bot.channels.sms import render as sms
 from bot.engine import Ask, Say
-from bot.scripts import gsm
-from bot.scripts.survey import Question, Survey, SurveyError, is_feedback_file, load_file, scan
+from bot.scripts import gsm, templates
+from bot.scripts.survey import (
+    MULTI_SEPARATOR,
+    Question,
+    Survey,
+    SurveyError,
+    answer_key,
+    is_feedback_file,
+    load_file,
+    missing_translations,
+    scan,
+    tests_in,
+)
 
 SAMPLE_CONTEXT = {"name": "Elizabeth", "org": "our involvement team"}
 MAX_SEGMENTS = 2
@@ -32,64 +43,139 @@ class LintReport:
     warnings: list[str] = field(default_factory=list)
 
 
-def reachable_questions(survey: Survey) -> set[str]:
-    """Every question some sequence of answers leads to.
+@dataclass
+class Walk:
+    """What following every route through a script found."""
 
-    Only questions that a `when` looks at can change the route, so only their answers are
-    branched on (each choice, or no usable answer at all).
-    """
-    watched = {qid for q in survey.questions for qid in q.when}
-    reached: set[str] = set()
+    reached: set[str] = field(default_factory=set)  # questions, statements and endings
+    empty_pipes: dict[str, set[str]] = field(default_factory=dict)  # question -> answers.x
+    complete: bool = True  # False: too many routes to follow them all
+
+
+def _samples(question: Question, survey: Survey) -> list[str]:
+    """Answers that stand for every way a route can go after this question: each option, and
+    for numbers, dates and texts the values and bounds that the script's conditions name."""
+    if question.type == "multi":
+        every = MULTI_SEPARATOR.join(o.value for o in question.options)
+        return [o.value for o in question.choices] + [every]
+    if question.choices:
+        return [o.value for o in question.choices]
+    found: list[str] = []
+    for later in survey.questions:
+        for test in tests_in(later.condition):
+            if test.question_id != question.id:
+                continue
+            found.extend(test.values)
+            for bound in (test.low, test.high):
+                if bound is not None:
+                    found.extend(answer_key(bound + d) for d in (-1, -0.5, 0, 0.5, 1))
+    found.append("\x00something else")  # a text or number no condition names
+    return list(dict.fromkeys(found))
+
+
+def walk(survey: Survey) -> Walk:
+    """Follow every route: each answer a later condition or prompt could depend on, and no
+    usable answer at all (skipped, or unreadable after two tries)."""
+    watched = {t.question_id for q in survey.questions for t in tests_in(q.condition)}
+    piped = {q.id: templates.attributes_of(q.ask, "answers") for q in survey.questions}
+    used = {qid for names in piped.values() for qid in names}
+    result = Walk()
+    seen: set[tuple[str | None, frozenset[tuple[str, str]], tuple[str, ...]]] = set()
     paths = 0
 
-    def walk(after: str | None, answered: dict[str, str]) -> None:
+    def go(
+        after: str | None,
+        answered: dict[str, str],
+        unusable: tuple[str, ...],
+        lost: frozenset[str] = frozenset(),
+    ) -> None:
+        # `lost`: required questions taken as unreadable on this route. Their piped answer is
+        # empty too, but only after two misses; the warning is for what a script chose.
         nonlocal paths
+        key = (after, frozenset(answered.items()), unusable)
+        if key in seen:
+            return
+        seen.add(key)
         paths += 1
         if paths > MAX_PATHS:
+            result.complete = False
             return
-        question = engine.next_question(survey, after, answered)
+        routed = engine.route(survey, after, answered, unusable)
+        question = routed.question
+        for shown in (*routed.says, *([question] if question else [])):
+            result.reached.add(shown.id)
+            for name in piped[shown.id]:
+                if name not in answered and name not in lost:
+                    result.empty_pipes.setdefault(shown.id, set()).add(name)
         if question is None:
             return
-        reached.add(question.id)
-        if question.id not in watched:
-            walk(question.id, answered)
+        unusable = (*unusable, *(r.question_id for r in routed.skipped))
+        if question.id not in watched and question.id not in used:
+            go(question.id, answered, unusable, lost)
             return
-        for option in question.choices:
-            walk(question.id, {**answered, question.id: option.value})
-        walk(question.id, answered)
+        for value in _samples(question, survey):
+            go(question.id, {**answered, question.id: value}, unusable, lost)
+        if question.optional:
+            go(question.id, answered, (*unusable, question.id), lost)
+        elif question.id in watched:
+            go(question.id, answered, (*unusable, question.id), lost | {question.id})
 
-    walk(None, {})
-    if paths > MAX_PATHS:
+    go(None, {}, ())
+    return result
+
+
+def reachable_questions(survey: Survey) -> set[str]:
+    """Every question (statement, ending) some sequence of answers leads to."""
+    found = walk(survey)
+    if not found.complete:
         # Too many routes to follow; say nothing rather than something wrong.
         return {q.id for q in survey.questions}
-    return reached
+    return found.reached
+
+
+def _sample_answers(survey: Survey) -> dict[str, str]:
+    """An answer to every question, the longest label where there is a choice, so a text that
+    pipes one in is measured about as long as it can get."""
+    sample: dict[str, str] = {}
+    for question in survey.questions:
+        if question.choices:
+            sample[question.id] = max(question.choices, key=lambda o: len(o.label)).value
+        elif question.type == "date":
+            sample[question.id] = "1948-09-30"
+        elif question.asks:
+            sample[question.id] = "x" * 30  # a short answer in words
+    return sample
 
 
 def _texts(survey: Survey) -> Iterator[tuple[str, str]]:
     """(where, text) for each text a participant can receive from this script."""
-    questions = survey.questions
+    context = {**SAMPLE_CONTEXT, "answered": _sample_answers(survey)}
+    ctx = engine._ctx(context, survey)
 
     def rendered(*prompts: engine.Prompt) -> str:
         return "\n\n".join(sms.render(prompts))
 
-    for index, question in enumerate(questions):
-        ask = engine.ask(survey, question, SAMPLE_CONTEXT)
+    first = True
+    for question in survey.questions:
         where = f"question {question.id!r}"
-        if index == 0 and survey.intro:
-            intro = Say(engine.templates.render(survey.intro, engine._ctx(SAMPLE_CONTEXT)), "intro")
+        if not question.asks:
+            what = "ending" if question.type == "end" else "statement"
+            yield f"{what} {question.id!r}", rendered(Say(templates.render(question.ask, ctx)))
+            continue
+        ask = engine.ask(survey, question, context)
+        if first and survey.intro:
+            intro = Say(templates.render(survey.intro, ctx), "intro")
             yield f"{where} with the intro", rendered(intro, ask)
         else:
             yield where, rendered(ask)
-        yield f"{where} asked again", rendered(_retry(survey, question))
+        first = False
+        yield f"{where} asked again", rendered(_retry(survey, question, context))
     if survey.outro:
-        yield (
-            "outro",
-            rendered(Say(engine.templates.render(survey.outro, engine._ctx(SAMPLE_CONTEXT)))),
-        )
+        yield "outro", rendered(Say(templates.render(survey.outro, ctx)))
 
 
-def _retry(survey: Survey, question: Question) -> Ask:
-    return engine.ask_again(survey, question, SAMPLE_CONTEXT, "")
+def _retry(survey: Survey, question: Question, context: dict[str, object]) -> Ask:
+    return engine.ask_again(survey, question, context, "")
 
 
 def _not_gsm(text: str, found: tuple[tuple[int, str], ...] | list[tuple[int, str]]) -> str:
@@ -116,13 +202,24 @@ def _position(text: str, index: int) -> str:
 
 
 def lint_survey(survey: Survey, report: LintReport) -> None:
-    reached = reachable_questions(survey)
+    found = walk(survey)
+    reached = found.reached if found.complete else {q.id for q in survey.questions}
     for question in survey.questions:
         if question.id not in reached:
-            conditions = ", ".join(f"{k}={'/'.join(v)}" for k, v in question.when.items())
+            conditions = question.condition.describe() if question.condition else "no condition"
+            what = {"end": "ending", "statement": "statement"}.get(question.type, "question")
+            never = "never reached" if what != "question" else "never asked"
             report.warnings.append(
-                f"{report.path}: question {question.id!r}: never asked: no answers lead to it ({conditions})"
+                f"{report.path}: {what} {question.id!r}: {never}: no answers lead to it ({conditions})"
             )
+    for qid, names in sorted(found.empty_pipes.items()):
+        for name in sorted(names):
+            report.warnings.append(
+                f"{report.path}: question {qid!r}: answers.{name} can be empty here "
+                f"({name!r} may be skipped or not asked on the way); it will read as nothing"
+            )
+    report.warnings.extend(f"{report.path}: {line}" for line in channel_notes(survey))
+    report.warnings.extend(f"{report.path}: {line}" for line in missing_translations(survey))
     for where, text in _texts(survey):
         size = gsm.sms_size(text)
         if size.non_gsm:
@@ -132,6 +229,23 @@ def lint_survey(survey: Survey, report: LintReport) -> None:
                 f"{report.path}: {where}: the text is {size.units} characters in {size.encoding}, "
                 f"{size.segments} SMS segments (keep it to {MAX_SEGMENTS})"
             )
+
+
+def channel_notes(survey: Survey) -> list[str]:
+    """Which channels can carry this survey, when it is not all of them."""
+    from bot import channels
+
+    carried = survey.channels()
+    left_out = [c for c in channels.all_channels() if c.name not in carried]
+    if not left_out:
+        return []
+    first = next(q for q in survey.questions if len(q.choices) == survey.most_choices)
+    limits = "; ".join(f"{c.title} offers at most {c.max_choices}" for c in left_out)
+    return [
+        f"question {first.id!r}: {len(first.choices)} answers to pick from ({limits}): "
+        f"this survey can go by {', '.join(carried) or 'no channel'} but not by "
+        f"{', '.join(c.name for c in left_out)}"
+    ]
 
 
 def _raw_texts(data: object) -> Iterator[tuple[str, str]]:

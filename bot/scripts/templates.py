@@ -332,3 +332,33 @@ def render(source: str, context: Mapping[str, Any]) -> str:
         raise TemplateProblem(f"cannot render: {exc}") from None
     finally:
         _current.budget = previous
+
+
+def attributes_of(source: str, name: str) -> list[str]:
+    """The attributes a template reads from `name` (`answers.colour`, `answers["colour"]`),
+    in order, so a script can be checked for names it could not have yet."""
+    try:
+        parsed = _env.parse(source)
+    except TemplateSyntaxError:
+        return []
+    found: list[str] = []
+    for node in parsed.find_all((nodes.Getattr, nodes.Getitem)):
+        target = node.node
+        if not (isinstance(target, nodes.Name) and target.name == name):
+            continue
+        if isinstance(node, nodes.Getattr):
+            found.append(node.attr)
+        elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+            found.append(node.arg.value)
+    return list(dict.fromkeys(found))
+
+
+class Piped(str):
+    """An earlier answer in a prompt: reads as its label, `.value` gives the stored code."""
+
+    value: str
+
+    def __new__(cls, label: str, value: str = "") -> Piped:
+        made = super().__new__(cls, label)
+        made.value = value
+        return made

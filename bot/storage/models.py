@@ -81,6 +81,7 @@ class Participant(Base):
     phone: Mapped[str | None] = mapped_column(String(20), unique=True)
     telegram_chat_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)
     channel: Mapped[str | None] = mapped_column(String(10))  # preferred: sms | voice | telegram
+    language: Mapped[str | None] = mapped_column(String(8))  # en | cy; None: the staff language
     tags: Mapped[list[str]] = mapped_column(default=list)
     recontact: Mapped[bool | None] = mapped_column(Boolean)
     opted_out: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
@@ -182,6 +183,7 @@ class Answer(Base):
     raw_text: Mapped[str | None] = mapped_column(Text)
     unparsed: Mapped[bool] = mapped_column(Boolean, default=False)
     skipped: Mapped[bool] = mapped_column(Boolean, default=False)
+    language: Mapped[str | None] = mapped_column(String(8))  # what it was answered in
     channel: Mapped[str] = mapped_column(String(10))
     answered_at: Mapped[datetime] = mapped_column(default=utcnow)
 

@@ -6,33 +6,63 @@ from collections.abc import Iterable
 
 from bot.engine import Ask, Inbound, Prompt, Reply, Say
 from bot.engine.keywords import classify
+from bot.engine.parsing import range_words
+from bot.i18n import t
 
 INLINE_CHOICES_MAX = 60  # beyond this many characters, list the options one per line
 
 
 def question_text(prompt: Ask) -> str:
     q = prompt.question
+    lang = prompt.language
     lines = [prompt.retry] if prompt.retry else []
     lines.append(prompt.text)
     labels = [label for _, label in prompt.choices]
-    if q.type == "choice":
+    # Beside a scale or a list of all that apply, "Don't know" is said in words, not numbered.
+    own = len(q.points)
+    extras = t(lang, " or ").join(label for _, label in prompt.choices[own:])
+    if q.type == "multi":
+        lines.extend(f"{n} - {label}" for n, label in enumerate(labels[:own], start=1))
+        lines.append(t(lang, "Reply with the numbers of all that apply, like 1 3."))
+        if extras:
+            lines.append(t(lang, "Or reply {extras}.", extras=extras))
+    elif q.type == "choice":
         if sum(len(label) for label in labels) <= INLINE_CHOICES_MAX:
-            listed = ", ".join(f"{n} for {label}" for n, label in enumerate(labels, start=1))
-            lines.append(f"Reply {listed}")
+            listed = ", ".join(
+                t(lang, "{n} for {label}", n=n, label=label)
+                for n, label in enumerate(labels, start=1)
+            )
+            lines.append(t(lang, "Reply {listed}", listed=listed))
         else:
             lines.extend(f"{n} - {label}" for n, label in enumerate(labels, start=1))
-            lines.append("Reply with a number.")
+            lines.append(t(lang, "Reply with a number."))
     elif q.type == "yesno":
-        lines.append("Reply YES or NO")
+        lines.append(t(lang, "Reply YES or NO"))
     elif q.type == "scale":
         low, high = int(q.min or 0), int(q.max or 0)
         low_label = f" ({q.labels[low]})" if low in q.labels else ""
         high_label = f" ({q.labels[high]})" if high in q.labels else ""
-        lines.append(f"Reply with a number from {low}{low_label} to {high}{high_label}")
+        lines.append(
+            t(
+                lang,
+                "Reply with a number from {low} to {high}",
+                low=f"{low}{low_label}",
+                high=f"{high}{high_label}",
+            )
+            + (t(lang, ", or {label}", label=extras) if extras else "")
+        )
     elif q.type == "number":
-        lines.append("Reply with a number")
+        # The range up front, so nobody has to miss to learn it.
+        bounds = range_words(q, lang)
+        lines.append(
+            t(lang, "Reply with a number {bounds}", bounds=bounds)
+            if bounds
+            else t(lang, "Reply with a number")
+        )
+    elif q.type == "date":
+        lines.append(t(lang, "Reply with the date, like 3/4/1948"))
     if q.optional:
-        lines.append("Or reply SKIP to leave this one out.")
+        lines.append(t(lang, "Or reply SKIP to leave this one out."))
     return "\n".join(lines)
 
 

@@ -20,16 +20,24 @@ from dataclasses import dataclass, field
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
-from bot.engine import Ask, Inbound, Prompt, Reply, Say
+from bot.engine import Ask, Done, Inbound, Prompt, Reply, Say, Toggle
 from bot.engine.keywords import Command, classify
+from bot.engine.parsing import range_words
+from bot.i18n import N_, t
 from bot.scripts.survey import Question
 
 MAX_ROW = 8  # buttons side by side; more are unreadable on a phone held by older hands
 CALLBACK_BYTES = 64  # Telegram's limit on callback_data
 SKIP_VALUE = "skip"
-SKIP_LABEL = "Skip this question"
+SKIP_LABEL = N_("Skip this question")
 KEYBOARD_MARK = "\u2328 buttons: "  # "⌨ buttons: " — a line no script writes
-BUTTONED = ("choice", "yesno", "scale")
+BUTTONED = ("choice", "yesno", "scale", "multi")
+TOGGLE, DONE_VALUE, DONE_LABEL, TICK = (
+    "+",
+    "done",
+    N_("Done"),
+    "\u2705 ",
+)  # "✅ " on a tapped answer
 
 # Words a script tells people to send, in capitals by convention ("Reply STOP to opt out").
 _WORD = re.compile(r"\b(STOP|SKIP|START|HELP|REPEAT)\b")
@@ -90,31 +98,67 @@ def keyboard(prompt: Ask) -> InlineKeyboardMarkup | None:
                 for n, (_, label) in enumerate(prompt.choices, start=1)
             ]
         ]
+    elif q.type == "multi":
+        # Each tap turns one answer on or off (a tick shows it); Done sends them together.
+        own = len(q.points)
+        rows = [
+            [
+                InlineKeyboardButton(
+                    f"{TICK if value in prompt.picked else ''}{n}. {label}",
+                    callback_data=callback(q.id, f"{TOGGLE}{n}"),
+                )
+            ]
+            for n, (value, label) in enumerate(prompt.choices[:own], start=1)
+        ]
+        rows += [
+            [InlineKeyboardButton(label, callback_data=callback(q.id, str(n)))]
+            for n, (_, label) in enumerate(prompt.choices[own:], start=own + 1)
+        ]
+        done = t(prompt.language, DONE_LABEL)
+        rows.append([InlineKeyboardButton(done, callback_data=callback(q.id, DONE_VALUE))])
     elif q.type == "scale":
         # The point itself is the button (labels for the ends are in the text above).
+        own = len(q.points)
         rows = wrap(
             [
                 InlineKeyboardButton(value, callback_data=callback(q.id, value))
-                for value, _ in prompt.choices
+                for value, _ in prompt.choices[:own]
             ]
         )
+        rows += [
+            [InlineKeyboardButton(label, callback_data=callback(q.id, value))]
+            for value, label in prompt.choices[own:]
+        ]
     if q.optional:
-        rows.append([InlineKeyboardButton(SKIP_LABEL, callback_data=callback(q.id, SKIP_VALUE))])
+        skip = t(prompt.language, SKIP_LABEL)
+        rows.append([InlineKeyboardButton(skip, callback_data=callback(q.id, SKIP_VALUE))])
     return InlineKeyboardMarkup(rows) if rows else None
 
 
 def question_text(prompt: Ask) -> str:
     q = prompt.question
+    lang = prompt.language
     lines = [for_telegram(prompt.retry)] if prompt.retry else []
     lines.append(for_telegram(prompt.text))
     if q.type == "scale" and q.labels:
         lines.append(", ".join(f"{point} = {label}" for point, label in sorted(q.labels.items())))
     elif q.type == "number":
-        lines.append("Type a number.")
+        bounds = range_words(q, lang)
+        lines.append(
+            t(lang, "Type a number {bounds}.", bounds=bounds)
+            if bounds
+            else t(lang, "Type a number.")
+        )
+    elif q.type == "date":
+        lines.append(t(lang, "Type the date, like 3/4/1948."))
+    elif q.type == "multi":
+        lines.append(
+            t(lang, "Tap each answer that applies, then Done. Or type their numbers, like 1 3.")
+        )
     elif q.type == "text":
-        lines.append("Type your answer.")
-    if q.type in BUTTONED:
-        lines.append("Tap a button, or type your answer.")
+        lines.append(t(lang, "Type your answer."))
+    if q.type in BUTTONED and q.type != "multi":
+        lines.append(t(lang, "Tap a button, or type your answer."))
     return "\n".join(lines)
 
 
@@ -192,6 +236,13 @@ class Press:
         self.stale = False
         if self.value == SKIP_VALUE:
             return Command.SKIP
+        if question.type == "multi":
+            if self.value == DONE_VALUE:
+                return Done()
+            number = self.value.removeprefix(TOGGLE)
+            if number.isdigit() and 1 <= int(number) <= len(question.choices):
+                return Toggle(question.choices[int(number) - 1].value)
+            return Command.REPEAT
         return Reply(self.value)
 
 

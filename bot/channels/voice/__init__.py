@@ -29,6 +29,7 @@ class VoiceChannel(PhoneNumberChannel):
     title = "phone call (keypad)"
     keypad = True
     simulate_hint = "type keys: 1-9, * repeats, 0 skips; or type what you would say"
+    max_choices = 9  # one key each
     webhooks = ("webhooks.twilio_voice:bp",)
 
     def sender(self, settings: Settings) -> Sender:

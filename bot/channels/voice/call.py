@@ -31,6 +31,7 @@ from bot.config import Settings
 from bot.conversations import inbox
 from bot.engine import Ask, Inbound, Prompt, Reply, Say, parsing
 from bot.engine.keywords import Command
+from bot.i18n import N_, t
 from bot.scripts.survey import Question, Survey
 from bot.storage.db import Database
 from bot.storage.models import Answer, Conversation, Message, Participant, utcnow
@@ -43,7 +44,7 @@ MAX_SILENCES = 2  # asked again twice after silence, then we keep what we have
 KEY_WINDOW = 2  # seconds after a text question for star or 0, before the tone
 MACHINE = {"machine_start", "machine_end_beep", "machine_end_silence", "machine_end_other", "fax"}
 BEGIN_WORDS = {"yes", "begin", "start", "ok", "okay", "yes please", "go ahead", "carry on"}
-GOODBYE = "Goodbye."
+GOODBYE = N_("Goodbye.")
 # How Twilio shows a withheld number: nobody to keep answers for, or to call back.
 WITHHELD = {"anonymous", "restricted", "unknown", "unavailable", "+266696687", "+7378742833"}
 RECORD_SECONDS = 120  # Twilio transcribes recordings of up to two minutes
@@ -106,13 +107,37 @@ def read_call(channel: Channel, form: Mapping[str, str]) -> CallIn | str:
 # --- speaking ------------------------------------------------------------------------------
 
 
-class Turn:
-    """One TwiML answer, spoken in the configured voice."""
+# Amazon Polly's voice for each language other than the configured one (Twilio speaks it).
+SPEAKERS = {"cy": ("Polly.Gwyneth", "cy-GB")}
 
-    def __init__(self, settings: Settings, rate: str = "90%"):
+
+class Said(str):
+    """A sentence with blanks ("Hello, this is {org}."), filled in English and kept whole, so
+    a Turn can say it in the person's language from the catalogue."""
+
+    template: str
+    values: dict[str, object]
+
+    def __new__(cls, template: str, **values: object) -> Said:
+        made = super().__new__(cls, template.format(**values))
+        made.template, made.values = template, values
+        return made
+
+
+class Turn:
+    """One TwiML answer, spoken in the configured voice, in the person's language where the
+    catalogue has the words (script words arrive already in it)."""
+
+    def __init__(self, settings: Settings, rate: str = "90%", language: str | None = None):
         self.settings = settings
         self.rate = rate
+        self.language = language
         self.response = VoiceResponse()
+
+    def words(self, sentence: str) -> str:
+        if isinstance(sentence, Said):
+            return t(self.language, sentence.template, **sentence.values)
+        return t(self.language, sentence)
 
     def url(self, action: str, **params: object) -> str:
         query = urlencode({k: v for k, v in params.items() if v not in (None, "")})
@@ -120,14 +145,16 @@ class Turn:
 
     def say(self, words: Iterable[str], into: object = None) -> None:
         target = into if into is not None else self.response
-        for sentence in (w for w in words if w):
-            voice = self.settings.voice_name
+        voice, language = self.settings.voice_name, self.settings.voice_language
+        if self.language in SPEAKERS and voice.startswith("Polly."):
+            voice, language = SPEAKERS[self.language]  # Welsh words in a Welsh voice
+        for sentence in (self.words(w) for w in words if w):
             if voice.startswith(("Polly.", "Google.")):
                 # SSML prosody: a little slower than the voice's default, for older ears.
-                said = target.say(voice=voice, language=self.settings.voice_language)  # type: ignore[attr-defined]
+                said = target.say(voice=voice, language=language)  # type: ignore[attr-defined]
                 said.prosody(sentence, rate=self.rate)
             else:
-                target.say(sentence, voice=voice, language=self.settings.voice_language)  # type: ignore[attr-defined]
+                target.say(sentence, voice=voice, language=language)  # type: ignore[attr-defined]
 
     def gather(self, action: str, *, digits: int | None, finish: str, hints: str = "") -> object:
         return self.response.gather(
@@ -159,7 +186,7 @@ def ask_turn(
 ) -> str:
     """A question, the options after it, and what happens on silence."""
     q = prompt.question
-    turn = Turn(settings)
+    turn = Turn(settings, language=prompt.language)
     words = [*lead, *render.question_speech(prompt)]
     action = turn.url("answer", s=step, q=q.id, n=silences)
     silent = turn.url("answer", s=step, q=q.id, n=silences + 1, silent=1)
@@ -195,7 +222,11 @@ def ask_turn(
 
 
 def prompts_turn(
-    settings: Settings, prompts: Iterable[Prompt], step: int, lead: Iterable[str] = ()
+    settings: Settings,
+    prompts: Iterable[Prompt],
+    step: int,
+    lead: Iterable[str] = (),
+    language: str | None = None,
 ) -> str:
     """What the engine said after an input: its words, then the next question or goodbye."""
     words = list(lead)
@@ -208,11 +239,11 @@ def prompts_turn(
             words.append(render.say_prompt(prompt, settings.org_name))
     if not any(w.endswith(GOODBYE) for w in words):
         words.append(GOODBYE)
-    return Turn(settings).end(words)
+    return Turn(settings, language=language).end(words)
 
 
-def stop_confirm_turn(settings: Settings, step: int) -> str:
-    turn = Turn(settings)
+def stop_confirm_turn(settings: Settings, step: int, language: str | None = None) -> str:
+    turn = Turn(settings, language=language)
     gather = turn.gather(turn.url("stop", s=step), digits=1, finish="", hints="yes, no")
     turn.say([render.STOP_CONFIRM], into=gather)
     # Silence carries on: stopping never happens by accident.
@@ -226,10 +257,10 @@ def machine_turn(settings: Settings) -> str:
     return Turn(settings).end(
         [
             f"Hello, this is a call from {settings.org_name}.",
-            "We rang to ask for your views in a short survey.",
-            "We will try again another time.",
+            N_("We rang to ask for your views in a short survey."),
+            N_("We will try again another time."),
             f"You can also call us back on {' '.join(national)}.",
-            "Thank you. Goodbye.",
+            N_("Thank you. Goodbye."),
         ]
     )
 
@@ -240,7 +271,7 @@ def feedback_turn(settings: Settings, body: str, message_id: int) -> str:
     turn = Turn(settings, rate="80%")
     gather = turn.gather(turn.url("feedback", m=message_id), digits=1, finish="")
     turn.say([f"Hello, this is a call from {settings.org_name}.", *call.say], into=gather)
-    turn.say(["Thank you for listening.", GOODBYE])
+    turn.say([N_("Thank you for listening."), GOODBYE])
     turn.response.hangup()
     return str(turn)
 
@@ -301,7 +332,7 @@ def where(
             survey,
             conv.id,
             survey.question(question_id) if question_id else None,
-            context,
+            {**context, "answered": conv.state.get("answered") or {}},  # for piped answers
         )
 
 
@@ -360,21 +391,34 @@ class CallFlow:
         if outcome.status == inbox.RETRYING:
             return Turn(self.settings).end(
                 [
-                    "Sorry, something went wrong on our side.",
-                    "We have kept your answer.",
-                    "Thank you for your help. Goodbye.",
+                    N_("Sorry, something went wrong on our side."),
+                    N_("We have kept your answer."),
+                    N_("Thank you for your help. Goodbye."),
                 ]
             )
-        return prompts_turn(self.settings, outcome.prompts, step + 1)
+        asked = any(isinstance(p, Ask) for p in outcome.prompts)
+        return prompts_turn(
+            self.settings,
+            outcome.prompts,
+            step + 1,
+            language=None if asked else self._language(call),  # an Ask carries its own
+        )
+
+    def _language(self, call: CallIn) -> str | None:
+        here = self._where(call)
+        return None if here is None else here.context.get("language")  # type: ignore[return-value]
 
     def _current(self, call: CallIn, step: int, lead: Iterable[str] = ()) -> str:
         here = self._where(call)
         prompt = here.prompt() if here is not None else None
         if prompt is not None and not here.opted_out:  # type: ignore[union-attr]
             return ask_turn(self.settings, prompt, step, lead)
+        language = None if here is None else here.context.get("language")
         if here is not None and here.opted_out:
-            return Turn(self.settings).end([render.SPOKEN["stopped"]])
-        return Turn(self.settings).end(["Thank you for your help.", GOODBYE])
+            return Turn(self.settings, language=language).end([render.SPOKEN["stopped"]])  # type: ignore[arg-type]
+        return Turn(self.settings, language=language).end(  # type: ignore[arg-type]
+            [N_("Thank you for your help."), GOODBYE]
+        )
 
     # POST /webhooks/twilio/voice
     def start(self, call: CallIn, message_id: int | None) -> str:
@@ -382,8 +426,8 @@ class CallFlow:
             return Turn(self.settings).end(
                 [
                     f"Hello, this is {self.org}. Thank you for calling.",
-                    "Your number is withheld, so we cannot keep your answers.",
-                    "Please call again without withholding your number.",
+                    N_("Your number is withheld, so we cannot keep your answers."),
+                    N_("Please call again without withholding your number."),
                     GOODBYE,
                 ]
             )
@@ -400,7 +444,7 @@ class CallFlow:
             )
         if found is None:
             return Turn(self.settings).end(
-                [f"Hello, this is {self.org}.", "Sorry, this call was made in error.", GOODBYE]
+                [f"Hello, this is {self.org}.", N_("Sorry, this call was made in error."), GOODBYE]
             )
         kind, body, person_id = found
         if call.answered_by in MACHINE:
@@ -420,16 +464,17 @@ class CallFlow:
 
     def _opening(self, call: CallIn, here: Where | None, outbound: bool) -> str:
         hello = (
-            f"Hello, this is a call from {self.org}."
+            Said("Hello, this is a call from {org}.", org=self.org)
             if outbound
-            else f"Hello, this is {self.org}. Thank you for calling."
+            else Said("Hello, this is {org}. Thank you for calling.", org=self.org)
         )
-        turn = Turn(self.settings)
+        language = None if here is None else here.context.get("language")
+        turn = Turn(self.settings, language=language)  # type: ignore[arg-type]
         if here is not None and here.opted_out:
             return turn.end(
                 [
                     hello,
-                    "You asked us not to contact you, so we have no questions for you.",
+                    N_("You asked us not to contact you, so we have no questions for you."),
                     GOODBYE,
                 ]
             )
@@ -438,24 +483,32 @@ class CallFlow:
             survey = None if outbound else self.inbound_survey
             if survey is None:
                 return turn.end(
-                    [hello, "We have no questions for you at the moment.", "Thank you.", GOODBYE]
+                    [
+                        hello,
+                        N_("We have no questions for you at the moment."),
+                        N_("Thank you."),
+                        GOODBYE,
+                    ]
                 )
-            turn.say([hello, f"We are asking people about this: {survey.title}."])
+            turn.say([hello, Said("We are asking people about this: {title}.", title=survey.title)])
             gather = turn.gather(
                 turn.url("open", s=1, begin=1), digits=1, finish="", hints="yes, begin"
             )
-            turn.say(["To begin, press 1.", "If you would rather not, just hang up."], into=gather)
+            turn.say(
+                [N_("To begin, press 1."), N_("If you would rather not, just hang up.")],
+                into=gather,
+            )
             turn.redirect(turn.url("open", s=1, begin=1, silent=1))
             return str(turn)
         if here.at_start and here.survey is not None and here.survey.intro:
             intro = engine.begin(here.survey, here.context).prompts[0]
             lead = [render.say_prompt(intro, self.org)] if isinstance(intro, Say) else []
         else:
-            lead = ["Welcome back.", "We will carry on where you left off."]
+            lead = [N_("Welcome back."), N_("We will carry on where you left off.")]
         turn.say([hello, *lead])
         gather = turn.gather(turn.url("open", s=1), digits=1, finish="", hints="begin, stop")
         # Offered once per call, where no answer is expected, so 9 can mean nothing else.
-        turn.say(["To begin, press 1.", render.STOP_OFFER], into=gather)
+        turn.say([N_("To begin, press 1."), render.STOP_OFFER], into=gather)
         turn.redirect(turn.url("ask", s=1))  # silence: we simply begin
         return str(turn)
 
@@ -470,7 +523,7 @@ class CallFlow:
             if repeat:
                 return self._opening(call, self._where(call), outbound=False)
             if survey is None or not wants:
-                return Turn(self.settings).end(["Thank you for calling.", GOODBYE])
+                return Turn(self.settings).end([N_("Thank you for calling."), GOODBYE])
             word = (survey.keyword or "BEGIN").upper()
 
             def started(question: Question | None) -> Inbound:
@@ -482,12 +535,12 @@ class CallFlow:
         if repeat:
             return self._opening(call, self._where(call), outbound=True)
         if call.digits == render.STOP_KEY or render.said_stop(call.speech):
-            return stop_confirm_turn(self.settings, step)
+            return stop_confirm_turn(self.settings, step, self._language(call))
         return self.ask(call, step, "begin")
 
     # POST /webhooks/twilio/voice/ask
     def ask(self, call: CallIn, step: int, lead: str = "") -> str:
-        words = {"carry": ["Thank you. We will carry on."], "begin": []}.get(lead, [])
+        words = {"carry": [N_("Thank you. We will carry on.")], "begin": []}.get(lead, [])
         return self._current(call, step, words)
 
     # POST /webhooks/twilio/voice/stop
@@ -521,9 +574,9 @@ class CallFlow:
                 return self._after(call, outcome, step)
             return Turn(self.settings).end(
                 [
-                    "We have kept your answers so far.",
-                    "We will try again another time.",
-                    "Thank you. Goodbye.",
+                    N_("We have kept your answers so far."),
+                    N_("We will try again another time."),
+                    N_("Thank you. Goodbye."),
                 ]
             )
         if call.digits.startswith(render.REPEAT_KEY) or (
@@ -533,7 +586,7 @@ class CallFlow:
         ):
             return ask_turn(self.settings, prompt, step)
         if call.speech and not call.digits and render.said_stop(call.speech):
-            return stop_confirm_turn(self.settings, step)
+            return stop_confirm_turn(self.settings, step, self._language(call))
         if (
             call.speech
             and not call.digits
@@ -577,7 +630,11 @@ class CallFlow:
             turn.url("confirm", s=step, q=question_id, said=said), digits=1, finish=""
         )
         turn.say(
-            [f"I heard {label}.", "Press 1 if that is right.", "Press 2 to try again."],
+            [
+                Said("I heard {label}.", label=label),
+                N_("Press 1 if that is right."),
+                N_("Press 2 to try again."),
+            ],
             into=gather,
         )
         turn.redirect(turn.url("confirm", s=step, q=question_id, silent=1))
@@ -592,7 +649,7 @@ class CallFlow:
             "correct",
         }
         if not right or not said:
-            return self._current(call, step, ["Let us try again."])
+            return self._current(call, step, [N_("Let us try again.")])
 
         def meaning(question: Question | None) -> Inbound:
             if question is None or question.id != question_id:
@@ -612,7 +669,7 @@ class CallFlow:
                 body = message.body if message is not None else None
             if body:
                 return feedback_turn(self.settings, body, message_id)
-        return Turn(self.settings).end(["Thank you for listening.", GOODBYE])
+        return Turn(self.settings).end([N_("Thank you for listening."), GOODBYE])
 
     # POST /webhooks/twilio/voice/transcription
     def transcription(self, form: Mapping[str, str], question_id: str) -> None:

@@ -14,14 +14,15 @@ from dataclasses import dataclass
 
 from bot.engine import Ask, Inbound, Prompt, Reply, Say
 from bot.engine.keywords import Command
-from bot.engine.parsing import simplify
+from bot.engine.parsing import range_words, simplify
+from bot.i18n import N_, t
 from bot.scripts.survey import Question
 
 REPEAT_KEY, SKIP_KEY, HASH = "*", "0", "#"
 STOP_KEY = "9"  # only at the opening menu, where no answer is expected
 CONFIRM_KEY, CARRY_ON_KEY = "1", "2"
-STOP_OFFER = "If you would rather we did not call you again, press 9."
-STOP_CONFIRM = "Press 1 to stop all contact. Press 2 to carry on."
+STOP_OFFER = N_("If you would rather we did not call you again, press 9.")
+STOP_CONFIRM = N_("Press 1 to stop all contact. Press 2 to carry on.")
 
 # A sentence that tells a person to type a word only makes sense on a screen: it is dropped
 # whole ("You can reply STOP at any time."), never cut short.
@@ -38,10 +39,10 @@ SPOKEN = {
         "This call is from {org}, asking for your views to improve our services. "
         "Press star at any time to hear a question again."
     ),
-    "stopped": "We will not contact you again. Thank you for your help so far. Goodbye.",
-    "started": "Welcome back.",
+    "stopped": N_("We will not contact you again. Thank you for your help so far. Goodbye."),
+    "started": N_("Welcome back."),
 }
-SILENCE = "Sorry, I did not hear anything."
+SILENCE = N_("Sorry, I did not hear anything.")
 
 
 def spoken(text: str) -> str:
@@ -71,7 +72,18 @@ class VoiceTurn:
 
 
 def two_digit(q: Question) -> bool:
-    return q.type == "number" or (q.type == "scale" and (q.max or 0) > 9)
+    """Keys until hash: numbers, dates, several answers, and scales past 9."""
+    return q.type in ("number", "date", "multi") or (q.type == "scale" and (q.max or 0) > 9)
+
+
+def extra_keys(q: Question) -> dict[str, str]:
+    """Keys for "Don't know" beside a scale: the ones after its last point, where they are
+    free. A list of choices numbers them as options; anywhere else they are said."""
+    if q.type != "scale" or two_digit(q) or not q.extras:
+        return {}
+    first = int(q.max or 0) + 1
+    keys = {str(first + n): o.label for n, o in enumerate(q.extras)}
+    return keys if first + len(q.extras) - 1 <= 9 else {}
 
 
 def zero_is_answer(q: Question) -> bool:
@@ -109,38 +121,72 @@ def hints(q: Question, labels: Iterable[str] = ()) -> str:
 def question_speech(prompt: Ask) -> list[str]:
     """The question first, then one sentence per option or instruction."""
     q = prompt.question
+    lang = prompt.language
     # The retry without its verb: the keys are named below, "press", never "reply".
     parts = [prompt.sorry] if prompt.sorry else []
     parts.append(prompt.text)
+    own = len(q.points)
+    extras = [label for _, label in prompt.choices[own:]]
+
+    def press(label: str, key: object) -> str:
+        return t(lang, "For {label}, press {key}.", label=label, key=key)
+
     if q.type in ("choice", "yesno"):
-        parts.extend(
-            f"For {label}, press {n}." for n, (_, label) in enumerate(prompt.choices, start=1)
+        parts.extend(press(label, n) for n, (_, label) in enumerate(prompt.choices, start=1))
+    elif q.type == "multi":
+        parts.extend(press(label, n) for n, (_, label) in enumerate(prompt.choices[:own], start=1))
+        parts.append(t(lang, "Press the keys for all that apply, then press hash."))
+        parts.extend(t(lang, "Or say {label}.", label=label) for label in extras)
+    elif q.type == "date":
+        parts.append(
+            t(
+                lang,
+                "Key in the date as eight numbers, the day, the month and the year, "
+                "then press hash.",
+            )
         )
+        parts.append(t(lang, "For the 3rd of April 1948, press 0 3 0 4 1 9 4 8, then hash."))
     elif q.type == "scale":
         low, high = int(q.min or 0), int(q.max or 0)
-        parts.append(f"Press a number from {low} to {high}.")
+        parts.append(t(lang, "Press a number from {low} to {high}.", low=low, high=high))
+        labels = dict(
+            zip(
+                (int(v) for v, _ in prompt.choices[:own]),
+                (lb for _, lb in prompt.choices[:own]),
+                strict=True,
+            )
+        )
         if low in q.labels:
-            parts.append(f"{low} means {q.labels[low]}.")
+            parts.append(t(lang, "{point} means {label}.", point=low, label=labels[low]))
         if high in q.labels:
-            parts.append(f"{high} means {q.labels[high]}.")
+            parts.append(t(lang, "{point} means {label}.", point=high, label=labels[high]))
         if high > 9:
-            parts.append("Then press hash.")
+            parts.append(t(lang, "Then press hash."))
+        keyed = extra_keys(q)
+        parts.extend(press(label, key) for key, label in zip(keyed, extras, strict=False))
+        if not keyed:
+            parts.extend(t(lang, "Or say {label}.", label=label) for label in extras)
     elif q.type == "number":
-        parts.append("Key in the number, then press hash.")
+        bounds = range_words(q, lang)
+        parts.append(
+            t(lang, "Key in a number {bounds}, then press hash.", bounds=bounds)
+            if bounds
+            else t(lang, "Key in the number, then press hash.")
+        )
     else:
-        parts.append("After the tone, please say your answer.")
-        parts.append("When you have finished, press hash.")
+        parts.append(t(lang, "After the tone, please say your answer."))
+        parts.append(t(lang, "When you have finished, press hash."))
     key = skip_key(q)
     if key == SKIP_KEY:
-        parts.append("To skip this question, press 0.")
+        parts.append(t(lang, "To skip this question, press 0."))
     elif key == HASH:
-        parts.append("To skip this question, press hash on its own.")
+        parts.append(t(lang, "To skip this question, press hash on its own."))
     if q.type != "text":
-        parts.append("You can also say your answer.")
+        parts.append(t(lang, "You can also say your answer."))
     parts.append(
-        "To hear this again, press star, then hash."
+        t(lang, "To hear this again, press star, then hash.")
         if gather_for(q).finish_on_key == "#" and q.type != "text"
-        else "To hear this again, press star."
+        else t(lang, "To hear this again, press star.")
     )
     return parts
 
@@ -199,7 +245,10 @@ def parse(
             return Command.SKIP
     if recording is not None and question is not None and question.type == "text":
         return Reply(recording)
-    return Reply(pressed.rstrip(HASH))
+    keys = pressed.rstrip(HASH)
+    if question is not None and keys in extra_keys(question):
+        return Reply(extra_keys(question)[keys])
+    return Reply(keys)
 
 
 def feedback_call(text: str) -> VoiceTurn:
