@@ -815,3 +815,34 @@ def test_a_call_in_welsh_for_a_welsh_speaker(web, database, redis_conn, twilio_f
     with database.session() as session:
         (answer,) = session.scalars(select(Answer)).all()
         assert (answer.value, answer.label, answer.language) == ("no", "No", "cy")
+
+
+def test_a_key_press_handled_late_never_rings_the_person_back(
+    web, database, redis_conn, twilio_fake, monkeypatch
+):
+    """Handling a press failed and a job applied it later: the answer is kept, but nobody is
+    called back to hear the next question (perhaps at night); the next call resumes there."""
+    from bot.conversations import inbox
+    from bot.sending import jobs
+
+    call = begin_inbound(web)
+    working = inbox._decide
+    monkeypatch.setattr(inbox, "_decide", lambda *a, **k: (_ for _ in ()).throw(RuntimeError()))
+    call.press("2")
+    monkeypatch.setattr(inbox, "_decide", working)
+    with database.session() as session:
+        waiting = session.scalars(select(Message.id).where(Message.status == "retrying")).all()
+    assert len(waiting) == 1
+    assert jobs.retry_inbound(waiting[0])["processed"] == 1
+    run_worker(redis_conn)
+    assert twilio_fake.calls == []
+    with database.session() as session:
+        assert session.scalars(select(Answer.value)).all() == ["your-health"]
+        assert (
+            session.scalar(
+                select(func.count(Message.id)).where(
+                    Message.kind == "reply", Message.status == "pending"
+                )
+            )
+            == 0
+        )

@@ -78,6 +78,10 @@ class Channel:
     # Are replies carried in the provider's webhook answer (TwiML)? If not, the writer puts
     # them in the outbox and the channel's sender delivers them (Telegram's Bot API calls).
     replies_inline: ClassVar[bool] = True
+    # Can an answer written after the person's request has ended still reach them (a text, a
+    # chat message)? A call cannot: ringing someone back, perhaps at night, to say the next
+    # question would be worse than waiting. They hear it when they next call or are called.
+    answers_later: ClassVar[bool] = True
     segment_counted: ClassVar[bool] = False  # is length billed in SMS segments?
     simulate_hint: ClassVar[str] = "type a reply"
     # The Flask blueprints that receive from this channel's provider, as "module:attribute".

@@ -304,6 +304,8 @@ def _reply(
     if not bodies:
         return []
     if not inline:
+        if not channel.answers_later:
+            return []  # the state moved on; they hear the next question on the next call
         # Handled later than the request, or by a channel that cannot answer in its webhook
         # response: the answer goes out like any other message.
         for body in bodies:
@@ -510,7 +512,11 @@ def _note_failure(
             row.status = InboundStatus.FAILED
             row.error_message = f"handling failed {tried} times ({type(failure).__name__})"
             person = session.get(Participant, row.participant_id) if row.participant_id else None
-            if person is not None and not person.opted_out:
+            if (
+                person is not None
+                and not person.opted_out
+                and channels.get(row.channel).answers_later
+            ):
                 outbox.add(session, person, row.channel, GAVE_UP_TEXT, Kind.REPLY)
             return True
         when = now + timedelta(seconds=RETRY_DELAYS[tried - 1])

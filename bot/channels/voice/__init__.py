@@ -28,6 +28,7 @@ class VoiceChannel(PhoneNumberChannel):
     name = "voice"
     title = "phone call (keypad)"
     keypad = True
+    answers_later = False
     simulate_hint = "type keys: 1-9, * repeats, 0 skips; or type what you would say"
     max_choices = 9  # one key each
     webhooks = ("webhooks.twilio_voice:bp",)
