@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint, Response, current_app, request
 from sqlalchemy import select
 
@@ -37,21 +39,16 @@ def status_callback() -> Response:
     database = runtime.database()
     opted_out_person: int | None = None
     with database.session() as session:
-        message = None
-        if message_id is not None:
-            message = session.get(Message, message_id, with_for_update=True)
-            if message is not None and (
-                message.direction != Direction.OUT or message.provider_id not in (None, sid)
-            ):
-                message = None
-        if message is None:
-            message = session.scalar(
-                select(Message)
-                .where(Message.direction == Direction.OUT, Message.provider_id == sid)
-                .with_for_update()
-            )
-        if message is None:
+        found = _find(session, message_id, sid, lock=False)
+        if found is None:
             return Response(status=204)  # not ours, or already erased: nothing to update
+        # The person's lock first, as every writer of a person's data takes it (a call's
+        # retry, below, writes to their invitations and the outbox); then the message's.
+        if found.participant_id is not None:
+            conversations.lock_person(session, found.participant_id)
+        message = _find(session, message_id, sid, lock=True)
+        if message is None:
+            return Response(status=204)
         message.provider_id = message.provider_id or sid
         if message.status in (Outbound.PENDING, Outbound.CLAIMED):
             # The callback beat the sender's own write: Twilio has it, so it was handed over.
@@ -69,3 +66,21 @@ def status_callback() -> Response:
         # After the message's transaction: the person's lock is always taken first.
         conversations.opt_out_by_carrier(database, opted_out_person, f"Twilio {error_code}")
     return Response(status=204)
+
+
+def _find(session: Any, message_id: int | None, sid: str, lock: bool) -> Message | None:
+    """Our outbound message this callback is about: by the row id we put in its URL, else by
+    the provider's id."""
+    message = None
+    if message_id is not None:
+        message = session.get(Message, message_id, with_for_update=lock, populate_existing=lock)
+        if message is not None and (
+            message.direction != Direction.OUT or message.provider_id not in (None, sid)
+        ):
+            message = None
+    if message is None:
+        query = select(Message).where(
+            Message.direction == Direction.OUT, Message.provider_id == sid
+        )
+        message = session.scalar(query.with_for_update() if lock else query)
+    return message
