@@ -253,3 +253,28 @@ def test_a_campaign_audience_names_people_as_clearly_as_the_urls(client, databas
         with database.session() as session:
             campaign = session.get(Campaign, response.json["id"])
             assert audience_ids(session, campaign.audience) == [who], people
+
+
+def test_erasure_removes_telegram_message_ids_that_carry_the_chat_id(client, database):
+    """Telegram's id for a message we sent is "<chat id>:<message id>": it goes with the rest."""
+    from bot.storage.models import Message
+
+    _import(client, {"name": "Cy", "telegram_chat_id": "987654321", "external_id": "C"})
+    with database.session() as session:
+        person = session.scalars(select(Participant)).one()
+        session.add(
+            Message(
+                participant_id=person.id,
+                direction="out",
+                channel="telegram",
+                kind="feedback",
+                address="987654321",
+                body="Thank you",
+                provider_id="987654321:42",
+                status="sent",
+            )
+        )
+    assert client.delete("/admin/api/participants/ext:C", headers=ADMIN).status_code == 200
+    with database.session() as session:
+        (kept,) = session.scalars(select(Message)).all()
+        assert "987654321" not in f"{kept.provider_id} {kept.address} {kept.body}"

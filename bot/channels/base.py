@@ -82,6 +82,9 @@ class Channel:
     # chat message)? A call cannot: ringing someone back, perhaps at night, to say the next
     # question would be worse than waiting. They hear it when they next call or are called.
     answers_later: ClassVar[bool] = True
+    # Do the provider's ids for messages we send carry the person's address (Telegram's are
+    # "<chat id>:<message id>")? Then erasure removes them with the rest.
+    provider_ids_name_the_person: ClassVar[bool] = False
     segment_counted: ClassVar[bool] = False  # is length billed in SMS segments?
     simulate_hint: ClassVar[str] = "type a reply"
     # The Flask blueprints that receive from this channel's provider, as "module:attribute".

@@ -12,7 +12,7 @@ from redis import Redis
 from sqlalchemy import ColumnElement, and_, delete, or_, select, update
 from sqlalchemy.orm import Session
 
-from bot import conversations, engine
+from bot import channels, conversations, engine
 from bot.cycle.panel import suppression_hash
 from bot.storage.models import (
     Answer,
@@ -250,6 +250,12 @@ def erase(session: Session, person: Participant) -> dict[str, int]:
         update(Message)
         .where(Message.participant_id == person.id, Message.status.in_(("pending", "claimed")))
         .values(status="cancelled", error_message="erased")
+    )
+    naming = [c.name for c in channels.all_channels() if c.provider_ids_name_the_person]
+    session.execute(
+        update(Message)
+        .where(Message.participant_id == person.id, Message.channel.in_(naming))
+        .values(provider_id=None)
     )
     session.execute(
         update(ConsentEvent).where(ConsentEvent.participant_id == person.id).values(detail=None)

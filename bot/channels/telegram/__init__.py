@@ -61,6 +61,7 @@ def _command_text(message: Any) -> str:
 class TelegramChannel(Channel):
     name = "telegram"
     title = "Telegram"
+    provider_ids_name_the_person = True
     address_field = "telegram_chat_id"
     buttons = True
     replies_inline = False  # the Bot API is called by the sender, never in the webhook
