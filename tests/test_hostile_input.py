@@ -549,3 +549,20 @@ def test_signed_status_callbacks_with_odd_ids_are_204_not_500(client):
     ):
         response = post_twilio(client, PUBLIC, path, params)
         assert response.status_code == 204, path
+
+
+def test_a_bug_while_handling_a_text_logs_where_it_failed_but_not_what_it_said(
+    client, database, monkeypatch, caplog
+):
+    from bot.conversations import inbox
+
+    def buggy(session, settings, person, channel, received, *rest):
+        # A bug whose message quotes what the person sent (the stack's lines do not).
+        raise ValueError(f"could not read {received.text!r} from {received.address}")
+
+    monkeypatch.setattr(inbox, "_decide", buggy)
+    caplog.set_level("INFO")
+    assert post_twilio(client, PUBLIC, SMS, sms_params("my bad knee")).status_code == 200
+    logged = caplog.text
+    assert "ValueError" in logged and "in buggy" in logged  # the stack, for whoever fixes it
+    assert "my bad knee" not in logged and "+447700900123" not in logged

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -107,10 +108,10 @@ def receive(
                 break
             time.sleep(0.02 * 2**attempt * random.uniform(0.5, 1.5))
     log.warning(
-        "could not handle a %s message (%s); kept for a retry",
+        "could not handle a %s message (%s); kept for a retry%s",
         received.channel,
         type(failure).__name__,
-        exc_info=not is_transient(failure) if failure else False,
+        _where(failure),
     )
     return _keep_for_retry(database, received, now, failure)
 
@@ -154,6 +155,14 @@ def _keep(
             return Outcome(DUPLICATE)
         queue_after_commit(session, [(inbound_id, now + timedelta(seconds=RETRY_DELAYS[0]))], INBOX)
     return Outcome(RETRYING, participant_id=person_id, inbound_id=inbound_id)
+
+
+def _where(failure: BaseException | None) -> str:
+    """Where a bug failed (its stack), for the log, without the exception's text: that can
+    quote what the person wrote. A passing failure (a deadlock) needs no stack."""
+    if failure is None or is_transient(failure):
+        return ""
+    return "\n" + "".join(traceback.format_tb(failure.__traceback__)).rstrip()
 
 
 def _reason(failure: BaseException | None) -> str:
@@ -497,10 +506,10 @@ def _note_failure(
 ) -> bool:
     """Record a failed attempt; True when that was the last one and the message is given up."""
     log.warning(
-        "handling inbound message %s failed again (%s)",
+        "handling inbound message %s failed again (%s)%s",
         message_id,
         type(failure).__name__,
-        exc_info=not is_transient(failure),
+        _where(failure),
     )
     tried = attempts + 1
     with database.session() as session:
