@@ -62,7 +62,7 @@ class Settings:
     )
     # Keys the opt-out hashes of erased people (HMAC-SHA256): without it, anyone holding the
     # database could try every UK mobile number against them in minutes. None only where no
-    # channel is on; then a key kept in the instance folder is used (bot/privacy.py).
+    # channel is on; then a key kept in the instance folder is used (bot/cycle/panel.py).
     suppression_key: str | None = None
     retention_days: int | None = None  # message bodies and free text older than this are purged
     # The bot's @username for deep links; asked of Telegram (getMe) when unset.

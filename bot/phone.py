@@ -33,13 +33,3 @@ def normalise_phone(raw: str, region: str = DEFAULT_REGION) -> str:
     if reason != phonenumbers.ValidationResult.IS_POSSIBLE:
         raise InvalidPhoneNumber(f"{raw!r} is not a phone number of the right length")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-
-
-def is_mobile(e164: str) -> bool:
-    """Landlines cannot read texts; callers use this to pick the keypad channel."""
-    number = phonenumbers.parse(e164, None)
-    kind = phonenumbers.number_type(number)
-    return kind in (
-        phonenumbers.PhoneNumberType.MOBILE,
-        phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE,
-    )

@@ -112,7 +112,7 @@ def test_lint_with_no_files_checks_scripts_and_feedback_in_conversations_dir(tmp
 
 
 def test_two_scripts_with_one_keyword_are_an_error(tmp_path):
-    from bot.commands.runtime import SurveyLibrary
+    from bot.scripts.library import SurveyLibrary
 
     first = write(tmp_path, "keyword: TITLE\n" + BASE, "a.yaml")
     second = write(tmp_path, "keyword: title\n" + BASE.replace("id: s", "id: t"), "b.yaml")

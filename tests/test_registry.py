@@ -19,7 +19,7 @@ def core_modules() -> list[Path]:
     found = []
     for path in [*(ROOT / "bot").rglob("*.py"), *(ROOT / "webhooks").rglob("*.py")]:
         relative = path.relative_to(ROOT).as_posix()
-        if re.match(r"bot/(channels|providers|migrations)/", relative):
+        if re.match(r"bot/(channels|providers|storage/migrations)/", relative):
             continue
         if re.match(r"webhooks/(twilio|telegram)[^/]*\.py$", relative):
             continue

@@ -95,7 +95,7 @@ def _serve(settings: Settings, host: str, port: int, web_workers: int, env: dict
 
     for channel, state in channel_states(settings).items():
         click.echo(f"involve: {channel} {state}")
-    from bot.commands.runtime import SurveyLibrary
+    from bot.scripts.library import SurveyLibrary
 
     for problem in SurveyLibrary(settings.conversations_dir).check():
         click.echo(f"involve: survey script not loaded: {problem}", err=True)

@@ -71,10 +71,6 @@ def survey_of(version: SurveyVersion) -> Survey:
 _by_version_id: dict[tuple[str, int], Survey] = {}
 
 
-def survey_for_source(content_hash: str, source: str, survey_id: str) -> Survey:
-    return _parse_version(content_hash, source, f"{survey_id}@{content_hash[:8]}")
-
-
 def survey_for(session: Session, version_id: int) -> Survey:
     """The script a conversation uses. Stored versions never change, so each is read once."""
     key = (str(session.get_bind().url), version_id)

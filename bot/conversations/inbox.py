@@ -3,13 +3,14 @@
 A channel endpoint reads its provider's request into a `Received` and calls `receive`; the
 simulator does the same. In one transaction, in this order:
 
-1. the inbound row is stored under the provider's id (INSERT ... ON CONFLICT DO NOTHING): a
-   delivery seen before stops here and changes nothing; a concurrent one waits for the first;
-2. the person's row is locked (created if they are new): the first lock every writer of a
+1. the person's row is locked (created if they are new): the first lock every writer of a
    person's data takes (`bot.conversations`), so two messages from one person queue;
-3. their conversation is read and locked *after* that, so it is never a stale copy;
-4. the engine's step, and every write: state, answers, consent, the inbound row's outcome, the
-   replies; a survey's end is announced (`bot.conversations.events`) for campaigns to act on.
+2. their conversation is read and locked *after* that, so it is never a stale copy;
+3. the engine's step, and every write: state, answers, consent, the replies; a survey's end is
+   announced (`bot.conversations.events`) for campaigns to act on;
+4. last, the inbound row under the provider's id, in one statement that skips an id seen
+   before (INSERT ... ON CONFLICT DO NOTHING): a redelivery rolls all of the above back and
+   changes nothing; a concurrent one waits for the person's lock, then for that row.
 
 A passing failure (deadlock, serialization failure, lost connection) is tried again at once a
 couple of times. If it still fails, the message is kept as `retrying` and handled again by a

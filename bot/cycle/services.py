@@ -20,13 +20,13 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bot import conversations, privacy
-from bot.commands.runtime import SurveyLibrary
 from bot.config import Settings
 from bot.cycle import campaigns, exports, panel, progress
 from bot.cycle import feedback as fb
 from bot.cycle.refusals import Refused
 from bot.cycle.requests import AuditQuery, FeedbackRequest, ImportRequest, TelegramLinkRequest
 from bot.privacy import audit
+from bot.scripts.library import SurveyLibrary
 from bot.scripts.survey import Question
 from bot.sending import outbox
 from bot.storage.db import Database

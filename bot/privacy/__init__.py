@@ -63,12 +63,6 @@ def by_external_id(session: Session, external: str) -> Participant | None:
     return session.scalar(select(Participant).where(Participant.external_id == external))
 
 
-def key_of(person_id: int, external_id: str | None) -> str:
-    """How exports name a person: `ext:<external id>` where they have one, else our id, so the
-    two kinds never share a column unmarked and every cell works as an admin API key."""
-    return f"{EXTERNAL_PREFIX}{external_id}" if external_id else str(person_id)
-
-
 def _messages_of(person: Participant) -> ColumnElement[bool]:
     """Their messages: those linked to them, and those only their number or chat id ties to
     them (a text the webhook kept after failing to handle it has no participant yet)."""

@@ -4,7 +4,7 @@ Every page but sign-in needs a signed-in staff member; every form carries a CSRF
 (Flask-WTF's CSRFProtect: a well-tested token tied to the session, checked here for the
 console only). This slice is read-only apart from sign-in, sign-out and the simulator, which
 writes only its own simulator people's conversations; the pages that change data through a
-staff verb come on top of bot/services.py.
+staff verb come on top of bot/cycle/services.py.
 """
 
 from __future__ import annotations
