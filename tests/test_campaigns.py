@@ -678,3 +678,35 @@ def test_a_survey_with_more_answers_than_keys_cannot_go_by_call(client, database
             {"long": long_list},
             runtime.settings(),
         )
+
+
+def test_someone_whose_own_channel_cannot_carry_the_survey_is_skipped_with_the_reason(
+    client, database, app_settings
+):
+    from bot.scripts.survey import load_text
+    from bot.storage.models import Invitation
+
+    options = "".join(f"      - {{value: o{i}, label: Option {i}}}\n" for i in range(10))
+    long_list = load_text(
+        f"id: long\ntitle: t\nquestions:\n  - id: q\n    type: choice\n    ask: Pick\n    options:\n{options}",
+        "long.yaml",
+    )
+    people = [
+        {"name": "Di", "phone": "07700 900301", "channel": "voice", "tags": ["calls"]},
+        {"name": "Ed", "phone": "07700 900302", "channel": "sms", "tags": ["calls"]},
+    ]
+    client.post("/admin/api/participants", json={"participants": people}, headers=ADMIN)
+    with database.session() as session:
+        campaign, _ = campaigns.create(
+            session,
+            {"survey": "long", "audience": {"tags": ["calls"]}, "channel": None},
+            {"long": long_list},
+            app_settings,
+        )
+        campaigns.launch(session, campaign, app_settings)
+        campaign_id = campaign.id
+    campaigns.fan_out(runtime.database(), app_settings, campaign_id)
+    with database.session() as session:
+        outcome = sorted((i.status, i.reason or "") for i in session.scalars(select(Invitation)))
+    assert outcome[0] == ("invited", "")
+    assert outcome[1][0] == "skipped" and "offers 10 answers" in outcome[1][1]

@@ -366,7 +366,7 @@ def enqueue_fan_out(redis: Redis, campaign: Campaign, reminder: bool = True) -> 
 
 
 def _channel_for(
-    campaign: Campaign, person: Participant, settings: Settings
+    campaign: Campaign, person: Participant, settings: Settings, survey: Survey | None = None
 ) -> tuple[str | None, str | None]:
     """The channel to invite this person on, or (None, why not)."""
     choice = campaign.channel or channels.default_for(person)
@@ -375,6 +375,12 @@ def _channel_for(
     channel = channels.get(choice)
     if channel.address_of(person) is None:
         return None, f"no {channel.title} address"
+    if survey is not None and choice not in survey.channels():
+        # Their own channel cannot carry this survey (a keypad has keys 1 to 9).
+        return None, (
+            f"a question offers {survey.most_choices} answers and a {channel.title} "
+            f"offers at most {channel.max_choices}"
+        )
     why_not = channel_off(choice, settings)
     if why_not is not None:
         # The channel is kept, so that a launch once it is on finds these people again
@@ -442,7 +448,7 @@ def _invite_chunk(
     starting: list[tuple[Participant, str]] = []
     counts = {"invited": 0, "waiting": 0, "skipped": 0}
     for person in people:
-        channel, why_not = _channel_for(campaign, person, settings)
+        channel, why_not = _channel_for(campaign, person, settings, survey)
         if person.opted_out:
             channel, why_not = channel, "opted out"
         if why_not is not None:
