@@ -3,6 +3,7 @@ simulator, through Flask's test client against real databases and Redis."""
 
 from __future__ import annotations
 
+import io
 import re
 
 import pytest
@@ -19,7 +20,8 @@ from bot.storage.models import (
     Participant,
     StaffAccount,
 )
-from tests.conftest import ADMIN, CONVERSATIONS, run_worker
+from tests.conftest import ADMIN, CONVERSATIONS, PUBLIC, run_worker
+from tests.fakes import post_twilio, sms_params
 
 EMAIL = "ada@example.org"
 PASSWORD = "correct horse battery staple"
@@ -456,3 +458,231 @@ def test_what_people_wrote_is_shown_as_text_never_as_markup(signed_in, database)
 def test_the_simulator_knows_only_real_channels_and_surveys(signed_in):
     assert signed_in.get("/console/surveys/guide-title/simulate/fax").status_code == 404
     assert signed_in.get("/console/surveys/nope/simulate/sms").status_code == 404
+
+
+# --- pages that change data (each through its one verb in bot.cycle.services) -------------
+
+STAFF = f"staff:{EMAIL}"
+
+
+def form(client, path: str, page: str | None = None, **data):
+    """POST a console form with the CSRF token from `page` (or `path`), not following."""
+    return client.post(path, data={"csrf_token": token(client, page or path), **data})
+
+
+def person_id(database, external_id: str) -> int:
+    with database.session() as session:
+        return session.scalar(select(Participant.id).where(Participant.external_id == external_id))
+
+
+def actions(database) -> list[tuple[str, str, str | None]]:
+    return [row for row in audit_rows(database) if row[1] not in ("sign_in", "view_participant")]
+
+
+CSV = (
+    "name,phone,tags,external_id\n"
+    "Gwen Evans,+447700900001,readers,R1\n"
+    "Nobody,not a phone,,X9\n"
+    "Huw Price,+447700900002,readers;carers,R2\n"
+)
+
+
+def upload(client, data: bytes, **extra):
+    return client.post(
+        "/console/people/import",
+        data={
+            "csrf_token": token(client, "/console/people"),
+            "csv": (io.BytesIO(data), "people.csv"),
+            **extra,
+        },
+        content_type="multipart/form-data",
+    )
+
+
+def test_the_panel_page_imports_a_csv_and_lists_each_rejected_row(signed_in, database):
+    page = signed_in.get("/console/people").get_data(as_text=True)
+    assert '<label for="csv">CSV file of people</label>' in page and 'type="file"' in page
+    response = upload(signed_in, CSV.encode())
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200 and one_h1(html)
+    assert "2 people added, 0 updated, 1 row not imported" in html
+    assert re.search(r"<td>3</td><td>[^<]*phone[^<]*</td>", html), html
+    assert names(signed_in.get("/console/people").get_data(as_text=True)) == [
+        "Gwen Evans",
+        "Huw Price",
+    ]
+    assert actions(database) == [(STAFF, "import", "panel")]
+    again = upload(signed_in, CSV.encode()).get_data(as_text=True)
+    assert "0 people added, 2 updated" in again
+
+
+def test_an_import_refused_by_the_verb_is_shown_beside_the_form(signed_in, database):
+    response = upload(signed_in, "name\nGwen \xe9\n".encode("latin-1"))
+    html = response.get_data(as_text=True)
+    assert response.status_code == 400 and 'role="alert"' in html
+    assert "the CSV is not UTF-8 text" in html and 'aria-invalid="true"' in html
+    missing = signed_in.post(
+        "/console/people/import", data={"csrf_token": token(signed_in, "/console/people")}
+    )
+    assert missing.status_code == 400 and "Choose a CSV file" in missing.get_data(as_text=True)
+    assert actions(database) == []
+
+
+def create(client, **fields):
+    data = {"survey": "guide-title", "audience": "tags", "tags": "readers", "channel": "sms"}
+    return form(client, "/console/campaigns/new", **{**data, **fields})
+
+
+def test_a_campaign_is_created_launched_exported_and_closed_from_the_console(
+    signed_in, database, redis_conn
+):
+    import_panel(signed_in)
+    page = signed_in.get("/console/campaigns/new").get_data(as_text=True)
+    assert one_h1(page) and '<label for="survey">Survey</label>' in page
+    created = create(signed_in, reminder="24")
+    assert created.status_code == 302
+    campaign = int(created.headers["Location"].rsplit("/", 1)[1])
+    detail = signed_in.get(f"/console/campaigns/{campaign}").get_data(as_text=True)
+    assert f"Campaign {campaign} is ready as a draft for 2 people" in detail
+    launch = f"/console/campaigns/{campaign}/launch"
+    assert form(signed_in, launch, f"/console/campaigns/{campaign}").status_code == 302
+    run_worker(redis_conn)
+    detail = signed_in.get(f"/console/campaigns/{campaign}").get_data(as_text=True)
+    assert "The campaign is launching" in detail and "Launch: send" not in detail
+    csv = signed_in.get(f"/console/campaigns/{campaign}/responses.csv")
+    assert csv.status_code == 200 and csv.content_type.startswith("text/csv")
+    assert "attachment" in csv.headers["Content-Disposition"]
+    close = f"/console/campaigns/{campaign}/close"
+    assert form(signed_in, close, f"/console/campaigns/{campaign}").status_code == 302
+    assert "The campaign is closed" in signed_in.get(f"/console/campaigns/{campaign}").get_data(
+        as_text=True
+    )
+    target = f"campaign {campaign}"
+    assert actions(database) == [
+        (STAFF, "create_campaign", target),
+        (STAFF, "launch", target),
+        (STAFF, "export", target),
+        (STAFF, "close", target),
+    ]
+
+
+def test_a_refused_campaign_shows_the_verbs_message_beside_the_form(signed_in, database):
+    import_panel(signed_in)
+    response = create(signed_in, survey="no-such-survey")
+    html = response.get_data(as_text=True)
+    assert response.status_code == 400 and 'role="alert"' in html and one_h1(html)
+    assert "there is no survey" in html and "guide-title" in html
+    hours = create(signed_in, reminder="soon").get_data(as_text=True)
+    assert "reminder_after_hours must be" in hours
+    assert "tags" in create(signed_in, tags=" , ").get_data(as_text=True)
+    everyone = create(signed_in, audience="everyone", channel="")
+    assert everyone.status_code == 302
+    campaign = int(everyone.headers["Location"].rsplit("/", 1)[1])
+    page = f"/console/campaigns/{campaign}"
+    form(signed_in, f"{page}/close", page)
+    # Launching a closed campaign: the verb refuses, the page says why (not a 500).
+    refused = signed_in.post(
+        f"{page}/launch", data={"csrf_token": token(signed_in, page)}, follow_redirects=True
+    )
+    assert refused.status_code == 200
+    assert "The campaign was not launched:" in refused.get_data(as_text=True)
+    assert form(signed_in, "/console/campaigns/999999/close", page).status_code == 404
+    assert [a for _, a, _ in actions(database)] == ["create_campaign", "close"]
+
+
+def finished_campaign(client, database, redis_conn) -> int:
+    import_panel(client)
+    created = create(client)
+    campaign = int(created.headers["Location"].rsplit("/", 1)[1])
+    form(client, f"/console/campaigns/{campaign}/launch", f"/console/campaigns/{campaign}")
+    run_worker(redis_conn)
+    for body in ["2", "Short and clear", "5", "yes"]:  # Gwen answers and will hear back
+        post_twilio(
+            client, PUBLIC, "/webhooks/twilio/sms", sms_params(body, sender="+447700900001")
+        )
+    return campaign
+
+
+def test_you_said_we_did_previews_then_sends_and_counts(
+    signed_in, database, redis_conn, twilio_fake
+):
+    campaign = finished_campaign(signed_in, database, redis_conn)
+    path = f"/console/campaigns/{campaign}/feedback"
+    page = signed_in.get(path).get_data(as_text=True)
+    assert one_h1(page) and '<label for="message">Message template</label>' in page
+    assert "You chose {{ answers.title }}" in page  # from guide-title.feedback.yaml
+    message = "Hello {{ name }}, thank you – we listened."
+    preview = form(signed_in, path, action="preview", message=message, outcomes="")
+    html = preview.get_data(as_text=True)
+    assert preview.status_code == 200 and "Nothing has been sent" in html
+    assert "SMS segment" in html and "outside GSM-7" in html
+    sent = form(signed_in, path, action="send", message=message, outcomes="")
+    assert sent.status_code == 302
+    after = signed_in.get(path).get_data(as_text=True)
+    assert "1 message queued; " in after
+    assert "<dt>Waiting to go</dt><dd>1</dd>" in after
+    assert (STAFF, "send_feedback", f"campaign {campaign}") in actions(database)
+    bad = form(signed_in, path, action="preview", message="{{ oops", outcomes="")
+    assert bad.status_code == 400 and 'role="alert"' in bad.get_data(as_text=True)
+
+
+def test_subject_access_downloads_json_and_is_audited(signed_in, database):
+    import_panel(signed_in)
+    gwen = person_id(database, "R1")
+    page = signed_in.get(f"/console/people/{gwen}").get_data(as_text=True)
+    assert f"/console/people/{gwen}/subject-access.json" in page
+    response = signed_in.get(f"/console/people/{gwen}/subject-access.json")
+    assert response.status_code == 200 and "attachment" in response.headers["Content-Disposition"]
+    assert "Gwen Evans" in response.get_data(as_text=True)
+    assert (STAFF, "subject_access", f"participant {gwen}") in actions(database)
+    assert signed_in.get("/console/people/999999/subject-access.json").status_code == 404
+
+
+def test_erasing_asks_first_names_the_person_and_is_audited(signed_in, database):
+    import_panel(signed_in)
+    gwen = person_id(database, "R1")
+    path = f"/console/people/{gwen}/erase"
+    confirm = signed_in.get(path).get_data(as_text=True)
+    assert one_h1(confirm) and "<h1>Erase Gwen Evans?</h1>" in confirm
+    assert "Erase Gwen Evans now" in confirm
+    unconfirmed = form(signed_in, path)
+    assert unconfirmed.status_code == 400 and "Nothing was erased" in unconfirmed.get_data(
+        as_text=True
+    )
+    assert person_id(database, "R1") == gwen
+    erased = form(signed_in, path, confirm="erase")
+    assert erased.status_code == 302 and erased.headers["Location"] == "/console/people"
+    assert person_id(database, "R1") is None
+    assert (STAFF, "erasure", f"participant {gwen}") in actions(database)
+    assert signed_in.get(path).status_code == 404
+
+
+ACTIONS = [
+    ("/console/people/import", {}),
+    ("/console/campaigns/new", {"survey": "guide-title", "audience": "everyone"}),
+    ("/console/campaigns/1/launch", {}),
+    ("/console/campaigns/1/close", {}),
+    ("/console/campaigns/1/feedback", {"action": "send", "message": "Hi"}),
+    ("/console/people/1/erase", {"confirm": "erase"}),
+]
+
+
+@pytest.mark.parametrize(("path", "data"), ACTIONS)
+def test_every_action_needs_a_csrf_token_and_a_signed_in_staff_member(client, database, path, data):
+    import_panel(client)
+    before = (real_state(database), audit_rows(database))
+    # Not signed in: sent to sign in (with a token from the sign-in page), nothing changes.
+    response = client.post(path, data={"csrf_token": token(client), **data})
+    assert response.status_code == 302 and "/console/sign-in" in response.headers["Location"]
+    assert (real_state(database), audit_rows(database)) == before
+    add_staff(database)
+    sign_in(client)
+    before = (real_state(database), [r for r in audit_rows(database) if r[1] != "sign_in"])
+    assert client.post(path, data=data).status_code == 400  # no token
+    assert client.post(path, data={"csrf_token": "forged", **data}).status_code == 400
+    after = (real_state(database), [r for r in audit_rows(database) if r[1] != "sign_in"])
+    assert after == before
+    with database.session() as session:
+        from bot.storage.models import Campaign
+
+        assert session.scalar(select(func.count()).select_from(Campaign)) == 0

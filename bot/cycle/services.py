@@ -113,6 +113,7 @@ def import_csv(
     source: str = "api",
     progress: Callable[[int], None] | None = None,
     started: Callable[[int], None] | None = None,
+    actor: str | None = None,
 ) -> dict[str, Any]:
     """A CSV file (UTF-8, with or without a BOM); rows are numbered as a spreadsheet shows them
     (the header is row 1). `started(n)` is told how many rows there are before any is stored."""
@@ -124,7 +125,7 @@ def import_csv(
     rows, problems = panel.read_csv(data)
     if started:
         started(len(rows))
-    return _import(database, rows, problems, 2, replace_tags, source, progress)
+    return _import(database, rows, problems, 2, replace_tags, source, progress, actor)
 
 
 def _import(
@@ -135,6 +136,7 @@ def _import(
     replace_tags: bool,
     source: str,
     progress: Callable[[int], None] | None,
+    actor: str | None = None,
 ) -> dict[str, Any]:
     with database.session() as session:
         report = panel.import_rows(
@@ -145,6 +147,16 @@ def _import(
             first_row=first_row,
             progress=progress,
         )
+        if actor:
+            audit.record(
+                session,
+                actor,
+                "import",
+                "panel",
+                created=report.created,
+                updated=report.updated,
+                rejected=len(report.rejected) + len(problems),
+            )
     result = report.as_json()
     result["rejected"] = problems + result["rejected"]
     return result
@@ -280,13 +292,20 @@ def campaign_number(value: str | int) -> int:
 
 
 def create_campaign(
-    database: Database, settings: Settings, library: SurveyLibrary, request: Any
+    database: Database,
+    settings: Settings,
+    library: SurveyLibrary,
+    request: Any,
+    actor: str | None = None,
 ) -> dict[str, Any]:
-    """A draft campaign from a CampaignRequest (or the JSON of one)."""
+    """A draft campaign from a CampaignRequest (or the JSON of one); audited when `actor` is
+    given."""
     with database.session() as session:
         campaign, size = campaigns.create(
             session, request, library.surveys(), settings, broken=library.broken
         )
+        if actor:
+            audit.record(session, actor, "create_campaign", f"campaign {campaign.id}")
         return {"id": campaign.id, "status": campaign.status, "audience_size": size}
 
 
@@ -306,11 +325,16 @@ def launch_campaign(
     return {"id": campaign_id, "status": status, "started": started}
 
 
-def close_campaign(database: Database, settings: Settings, campaign_id: int) -> dict[str, Any]:
-    """No more invitations or reminders; its conversations in progress end."""
+def close_campaign(
+    database: Database, settings: Settings, campaign_id: int, actor: str | None = None
+) -> dict[str, Any]:
+    """No more invitations or reminders; its conversations in progress end. Audited when
+    `actor` is given."""
     with database.session() as session:
         campaign = campaigns.get_or_404(session, campaign_id)
         ended = campaigns.close(session, campaign, settings)
+        if actor:
+            audit.record(session, actor, "close", f"campaign {campaign_id}", ended=ended)
     return {"id": campaign_id, "status": "closed", "conversations_ended": ended}
 
 
@@ -436,6 +460,7 @@ def send_feedback(
     campaign_id: int,
     request: Any = None,
     file: Path | None = None,
+    actor: str | None = None,
 ) -> dict[str, Any]:
     """Queue each recipient's message; they go once this commits (quiet hours, SEND_RATE,
     STOP honoured), at most once per person per campaign."""
@@ -443,6 +468,10 @@ def send_feedback(
     with database.session() as session:
         campaign, planned = _plan_feedback(session, settings, campaign_id, parsed, file)
         queued = fb.send(session, campaign, planned)
+        if actor:
+            audit.record(
+                session, actor, "send_feedback", f"campaign {campaign_id}", queued=len(queued)
+            )
     return {"queued": len(queued), "skipped": planned.skipped}
 
 

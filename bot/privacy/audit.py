@@ -28,6 +28,12 @@ ACTIONS = (
     "sign_in_refused",
     "sign_out",
     "view_participant",
+    # Verbs whose callers name an actor (the console always does): who imported the panel,
+    # made or closed a campaign, or sent "you said, we did".
+    "import",
+    "create_campaign",
+    "close",
+    "send_feedback",
 )
 
 

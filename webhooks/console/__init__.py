@@ -2,9 +2,9 @@
 
 Every page but sign-in needs a signed-in staff member; every form carries a CSRF token
 (Flask-WTF's CSRFProtect: a well-tested token tied to the session, checked here for the
-console only). This slice is read-only apart from sign-in, sign-out and the simulator, which
-writes only its own simulator people's conversations; the pages that change data through a
-staff verb come on top of bot/cycle/services.py.
+console only). Sign-in, sign-out, the read-only pages and the simulator (which writes only its own simulator
+people's conversations) are here; the pages that change data through a staff verb are in
+`actions`, on top of bot/cycle/services.py.
 """
 
 from __future__ import annotations
@@ -375,3 +375,7 @@ def _not_found(exc: Exception) -> tuple[str, int]:
         title="Page not found",
         message="There is nothing at this address. It may have been removed.",
     ), 404
+
+
+# The pages that change data through a staff verb register their routes on `bp`.
+from webhooks.console import actions  # noqa: E402, F401
