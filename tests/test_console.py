@@ -476,7 +476,12 @@ def person_id(database, external_id: str) -> int:
 
 
 def actions(database) -> list[tuple[str, str, str | None]]:
-    return [row for row in audit_rows(database) if row[1] not in ("sign_in", "view_participant")]
+    """What staff did in the console (the panel set up through the admin API is left out)."""
+    return [
+        row
+        for row in audit_rows(database)
+        if row[1] not in ("sign_in", "view_participant") and row[0] != "admin-api"
+    ]
 
 
 CSV = (

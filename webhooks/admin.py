@@ -173,11 +173,19 @@ def import_participants():
     replace_tags = request.args.get("replace_tags", "").lower() in ("1", "true", "yes")
     if request.mimetype in ("text/csv", "application/csv"):
         report = services.import_csv(
-            runtime.database(), request.get_data(), replace_tags=replace_tags, source="api"
+            runtime.database(),
+            request.get_data(),
+            replace_tags=replace_tags,
+            source="api",
+            actor=audit.ADMIN_API,
         )
     else:
         report = services.import_json(
-            runtime.database(), _json_body(), replace_tags=replace_tags, source="api"
+            runtime.database(),
+            _json_body(),
+            replace_tags=replace_tags,
+            source="api",
+            actor=audit.ADMIN_API,
         )
     return jsonify(report)
 
@@ -265,7 +273,7 @@ def telegram_link(key: str):
 def create_campaign():
     """Create a campaign (a draft)"""
     created = services.create_campaign(
-        runtime.database(), _settings(), runtime.library(), _json_body()
+        runtime.database(), _settings(), runtime.library(), _json_body(), actor=audit.ADMIN_API
     )
     return jsonify(created), 201
 
@@ -297,7 +305,10 @@ def launch_campaign(campaign_id: str):
 def close_campaign(campaign_id: str):
     """No more invitations or reminders"""
     closed = services.close_campaign(
-        runtime.database(), _settings(), services.campaign_number(campaign_id)
+        runtime.database(),
+        _settings(),
+        services.campaign_number(campaign_id),
+        actor=audit.ADMIN_API,
     )
     return jsonify(closed)
 
@@ -369,7 +380,9 @@ def campaign_feedback(campaign_id: str):
     number = services.campaign_number(campaign_id)
     if body.dry_run:
         return jsonify(services.preview_feedback(runtime.database(), _settings(), number, body))
-    sent = services.send_feedback(runtime.database(), _settings(), number, body)
+    sent = services.send_feedback(
+        runtime.database(), _settings(), number, body, actor=audit.ADMIN_API
+    )
     return jsonify(sent), 202
 
 

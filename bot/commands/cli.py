@@ -12,6 +12,7 @@ import click
 
 from bot import channels
 from bot.config import ConfigError
+from bot.privacy import audit
 
 
 def _settings():
@@ -196,6 +197,7 @@ def participants_import(file: str, replace_tags: bool) -> None:
             Path(file).read_bytes(),
             replace_tags=replace_tags,
             source="import",
+            actor=audit.cli_actor(),
             progress=bar.update,
             started=lambda total: setattr(bar, "total", total),
         )
@@ -407,7 +409,9 @@ def campaign_create(survey, tags, people, everyone, channel, send_at, reminder_a
     }
     settings = _settings()
     with _refusals():
-        created = services.create_campaign(runtime.database(), settings, runtime.library(), payload)
+        created = services.create_campaign(
+            runtime.database(), settings, runtime.library(), payload, actor=audit.cli_actor()
+        )
     number, size = created["id"], created["audience_size"]
     click.echo(
         f"campaign {number} created (draft) for {size} people; launch it with: involve campaign launch {number}"
@@ -463,7 +467,9 @@ def campaign_close(campaign_id: int) -> None:
 
     settings = _settings()
     with _refusals():
-        closed = services.close_campaign(runtime.database(), settings, campaign_id)
+        closed = services.close_campaign(
+            runtime.database(), settings, campaign_id, actor=audit.cli_actor()
+        )
     click.echo(
         f"campaign {campaign_id} closed; {closed['conversations_ended']} conversation(s) in progress ended"
     )
@@ -520,7 +526,11 @@ def feedback_preview(campaign_id: int, file: str | None) -> None:
     settings = _settings()
     with _refusals():
         shown = services.preview_feedback(
-            runtime.database(), settings, campaign_id, file=Path(file) if file else None
+            runtime.database(),
+            settings,
+            campaign_id,
+            file=Path(file) if file else None,
+            actor=audit.cli_actor(),
         )
     for entry in shown["recipients"]:
         size = (
@@ -549,7 +559,11 @@ def feedback_send(campaign_id: int, file: str | None) -> None:
     _redis()  # fail now, in one line, rather than leave the messages for the reconciler
     with _refusals():
         sent = services.send_feedback(
-            runtime.database(), settings, campaign_id, file=Path(file) if file else None
+            runtime.database(),
+            settings,
+            campaign_id,
+            file=Path(file) if file else None,
+            actor=audit.cli_actor(),
         )
     click.echo(f"queued {sent['queued']} message(s); {len(sent['skipped'])} skipped")
 

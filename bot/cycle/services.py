@@ -98,11 +98,16 @@ def _question(question: Question) -> dict[str, Any]:
 
 
 def import_json(
-    database: Database, body: Any, *, replace_tags: bool = False, source: str = "api"
+    database: Database,
+    body: Any,
+    *,
+    replace_tags: bool = False,
+    source: str = "api",
+    actor: str | None = None,
 ) -> dict[str, Any]:
     """`{"participants": [...]}`: created, updated, and each bad row with its number (from 1)."""
     request = ImportRequest.parse(body)
-    return _import(database, request.participants, [], 1, replace_tags, source, None)
+    return _import(database, request.participants, [], 1, replace_tags, source, None, actor)
 
 
 def import_csv(
