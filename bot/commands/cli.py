@@ -526,11 +526,7 @@ def feedback_preview(campaign_id: int, file: str | None) -> None:
     settings = _settings()
     with _refusals():
         shown = services.preview_feedback(
-            runtime.database(),
-            settings,
-            campaign_id,
-            file=Path(file) if file else None,
-            actor=audit.cli_actor(),
+            runtime.database(), settings, campaign_id, file=Path(file) if file else None
         )
     for entry in shown["recipients"]:
         size = (
