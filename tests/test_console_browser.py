@@ -9,6 +9,7 @@ INVOLVE_TEST_ARTEFACTS (else a temp folder) for a person to look at.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -71,6 +72,7 @@ def test_sign_in_and_try_a_survey_by_text_in_a_browser(live_url, database, artef
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         try:
             page = browser.new_page()
+            visit = Visit(page, artefacts, "sms")
             page.goto(f"{live_url}/console/surveys/guide-title/simulate/sms")
             assert page.url.startswith(f"{live_url}/console/sign-in")
             # The first Tab lands on the skip link.
@@ -79,6 +81,7 @@ def test_sign_in_and_try_a_survey_by_text_in_a_browser(live_url, database, artef
             page.get_by_label("Email").fill(EMAIL)
             page.get_by_label("Password").fill(PASSWORD)
             page.screenshot(path=str(artefacts / "1-sign-in.png"), full_page=True)
+            visit.check("sign-in")
             page.get_by_label("Password").press("Enter")
             page.wait_for_url("**/simulate/sms")
             page.get_by_role("button", name="Start").click()
@@ -96,7 +99,7 @@ def test_sign_in_and_try_a_survey_by_text_in_a_browser(live_url, database, artef
                 "How useful would this guide be to you?"
             )
             page.screenshot(path=str(artefacts / "2-simulator-sms.png"), full_page=True)
-            assert page.locator("h1").count() == 1
+            visit.check("simulator-sms")
         finally:
             browser.close()
     assert (artefacts / "2-simulator-sms.png").stat().st_size > 0
@@ -138,6 +141,12 @@ class Visit:
         )
         assert page.locator("h1").count() == 1, name
         results = self.axe.run(page)
+        assert results.response["testEngine"]["name"] == "axe-core"
+        assert results.response["passes"], f"axe-core checked nothing on {name}"
+        # Every violation, whatever its impact, kept beside the screenshot for a person to read.
+        (self.artefacts / f"{self.prefix}-{len(self.seen)}-{name}.axe.json").write_text(
+            json.dumps(results.response["violations"], indent=1), encoding="utf-8"
+        )
         bad = [
             f"{v['id']} ({v['impact']}): {v['help']} at "
             + ", ".join(str(n["target"]) for n in v["nodes"][:5])
@@ -257,6 +266,12 @@ def test_a_whole_campaign_cycle_in_a_browser(
     other = title.locator("ul.results li").filter(has_text="Managing your health day to day")
     expect(other.locator(".progress-number")).to_have_text("0 (0.0%)")
     expect(page.locator("main")).to_contain_text("Short and clear")
+    useful = page.locator("section.card").filter(has_text="How useful would this guide be")
+    for label, number in (("4", "1 (50.0%)"), ("Very useful", "1 (50.0%)"), ("3", "0 (0.0%)")):
+        bar = useful.locator("ul.results li").filter(
+            has=page.locator(".progress-label", has_text=re.compile(f"^{label}$"))
+        )
+        expect(bar.locator(".progress-number")).to_have_text(number)
     visit.check("campaign-results")
 
     # You said, we did: preview, then send, then the counts.
@@ -331,4 +346,10 @@ def test_try_a_survey_by_keypad_in_a_browser(live_url, database, artefacts, brow
     answers = simulator_answers(database)
     assert answers["title"] == "managing" and answers["useful"] == "4"
     assert answers["why"] == "It says what the guide is for"
+    # The check bites: an image with no text alternative is a critical violation.
+    page.evaluate(
+        "document.querySelector('main').insertAdjacentHTML('beforeend', '<img src=\"/x.png\">')"
+    )
+    with pytest.raises(AssertionError, match="image-alt"):
+        visit.check("broken-on-purpose")
     page.close()
