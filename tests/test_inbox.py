@@ -251,3 +251,33 @@ def test_the_reconciler_retries_what_redis_lost(client, database, redis_conn, mo
     run_worker(redis_conn)
     with database.session() as session:
         assert session.scalars(select(Answer.question_id)).all() == ["title"]
+
+
+def test_a_message_given_up_shows_in_its_campaign_status_with_the_reason(
+    client, database, redis_conn, twilio_fake, monkeypatch
+):
+    client.post(
+        "/admin/api/participants",
+        json={"participants": [{"name": "Ann", "phone": PHONE, "tags": ["t"]}]},
+        headers=ADMIN,
+    )
+    campaign = client.post(
+        "/admin/api/campaigns",
+        json={"survey": "guide-title", "audience": {"tags": ["t"]}, "channel": "sms"},
+        headers=ADMIN,
+    ).json["id"]
+    client.post(f"/admin/api/campaigns/{campaign}/launch", headers=ADMIN)
+    run_worker(redis_conn)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(inbox, "_decide", broken)
+    say(client, "2", "SM-given-up")
+    with database.session() as session:
+        message_id = session.scalar(select(Message.id).where(Message.provider_id == "SM-given-up"))
+    for _ in range(len(inbox.RETRY_DELAYS)):
+        jobs.retry_inbound(message_id)
+    shown = client.get(f"/admin/api/campaigns/{campaign}", headers=ADMIN).json
+    assert shown["inbound_problems"]["failed"] == 1
+    assert any("RuntimeError" in r for r in shown["inbound_problems"]["reasons"])

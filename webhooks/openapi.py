@@ -92,6 +92,14 @@ class Counts(BaseModel):
     failed: int
 
 
+class InboundProblems(BaseModel):
+    """The campaign's people's messages whose handling is being retried or was given up."""
+
+    retrying: int
+    failed: int
+    reasons: list[str]
+
+
 class CampaignStatus(Listed):
     id: int
     survey: str
@@ -100,6 +108,7 @@ class CampaignStatus(Listed):
     send_at: str | None = Field(None, json_schema_extra={"format": "date-time"})
     counts: Counts
     held: Held | None = None
+    inbound_problems: InboundProblems | None = None
 
 
 class Launched(Listed):

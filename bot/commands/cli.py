@@ -456,6 +456,13 @@ def campaign_status(campaign_id: int) -> None:
         click.echo(f"  {key.replace('_', ' '):12} {value}")
     # "invited" means written, not sent: say what is still waiting and until when.
     click.echo(f"  {'held':12} {found.held.describe(settings)}")
+    stuck = found.inbound
+    if stuck["retrying"] or stuck["failed"]:
+        reasons = "; ".join(stuck["reasons"]) or "see subject access"
+        click.echo(
+            f"  {'replies':12} {stuck['retrying']} being handled again, "
+            f"{stuck['failed']} given up ({reasons})"
+        )
 
 
 @campaign.command("close")

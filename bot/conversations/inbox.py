@@ -553,21 +553,35 @@ def due_retries(session: Session, now: datetime, limit: int = 500) -> list[int]:
     return list(first.values())
 
 
-def problems(session: Session) -> dict[str, int]:
-    """Inbound messages still waiting for a retry, and those given up: for health and staff."""
+def problems(session: Session, participants: Any = None) -> dict[str, Any]:
+    """Inbound messages still waiting for a retry, and those given up, with why (never what
+    the person wrote): for health and, narrowed to `participants` (ids or a subquery of
+    them), for a campaign's status."""
     from sqlalchemy import func
 
+    scope = [
+        Message.direction == Direction.IN,
+        Message.status.in_((InboundStatus.RETRYING, InboundStatus.FAILED)),
+    ]
+    if participants is not None:
+        scope.append(Message.participant_id.in_(participants))
     counts = dict(
         session.execute(
-            select(Message.status, func.count())
-            .where(
-                Message.direction == Direction.IN,
-                Message.status.in_((InboundStatus.RETRYING, InboundStatus.FAILED)),
-            )
-            .group_by(Message.status)
+            select(Message.status, func.count()).where(*scope).group_by(Message.status)
         ).all()
     )
-    return {
+    found: dict[str, Any] = {
         "retrying": counts.get(InboundStatus.RETRYING, 0),
         "failed": counts.get(InboundStatus.FAILED, 0),
     }
+    if participants is not None:
+        found["reasons"] = sorted(
+            {
+                reason
+                for reason in session.scalars(
+                    select(Message.error_message).where(*scope).limit(100)
+                )
+                if reason
+            }
+        )
+    return found

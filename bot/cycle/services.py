@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from bot import conversations, privacy
 from bot.config import Settings
+from bot.conversations import inbox
 from bot.cycle import campaigns, exports, panel, progress
 from bot.cycle import feedback as fb
 from bot.cycle.refusals import Refused
@@ -352,6 +353,7 @@ class CampaignStatus:
     send_at: Any  # datetime | None
     counts: dict[str, int]
     held: progress.Held
+    inbound: dict[str, Any]  # their messages whose handling is still retrying or gave up
 
     def as_json(self, settings: Settings) -> dict[str, Any]:
         return {
@@ -362,6 +364,7 @@ class CampaignStatus:
             "send_at": self.send_at.isoformat() if self.send_at else None,
             "counts": self.counts,
             "held": self.held.as_json(settings),
+            "inbound_problems": self.inbound,
         }
 
 
@@ -377,6 +380,10 @@ def campaign_status(database: Database, settings: Settings, campaign_id: int) ->
             send_at=campaign.send_at,
             counts=progress.counts(session, campaign.id).as_json(),
             held=progress.held(session, campaign.id, settings),
+            inbound=inbox.problems(
+                session,
+                select(Invitation.participant_id).where(Invitation.campaign_id == campaign.id),
+            ),
         )
 
 
