@@ -145,3 +145,43 @@ def _redis_alive(path) -> bool:
             return True
     except OSError:
         return False
+
+
+def test_on_another_port_texts_are_checked_against_that_port(tmp_path):
+    """With PUBLIC_BASE_URL unset, `--port 5911` means signatures for localhost:5911, not the
+    default's :5000, so a locally signed text is accepted."""
+    port = free_port()
+    base = f"http://localhost:{port}"
+    env = _serve_env(tmp_path, base)
+    del env["PUBLIC_BASE_URL"]
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bot.commands.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--web-workers",
+            "1",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert _wait_for_health(base) is not None
+        params = sms_params("TITLE")
+        signed = sign(base + "/webhooks/twilio/sms", params)
+        reply = requests.post(
+            base + "/webhooks/twilio/sms",
+            data=params,
+            headers={"X-Twilio-Signature": signed},
+            timeout=10,
+        )
+        assert reply.status_code == 200 and "Which title" in reply.text
+    finally:
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=30)
+    assert f"public URL {base}" in output

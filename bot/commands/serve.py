@@ -67,6 +67,10 @@ def _hold_instance_lock(instance: Path) -> int:
 
 def serve(settings: Settings, host: str, port: int, web_workers: int) -> int:
     env = dict(os.environ, INVOLVE_INSTANCE_PATH=str(settings.instance_path))
+    if not (os.environ.get("PUBLIC_BASE_URL") or "").strip() and port != 5000:
+        # The default (http://localhost:5000) names the default port; on another one, local
+        # requests are signed for the port they really reach.
+        settings = settings.with_overrides(public_base_url=f"http://localhost:{port}")
     env.setdefault("PUBLIC_BASE_URL", settings.public_base_url)
     settings.instance_path.mkdir(parents=True, exist_ok=True)
     try:
