@@ -93,8 +93,7 @@ def begin(
         person.name = name
         current = conversations.active_conversation(session, person, now)
         if current is not None:
-            current.status = engine.EXPIRED
-            session.flush()
+            conversations.end_conversation(session, current, engine.EXPIRED)
         conv, step = conversations.start_conversation(
             session, person, survey, channel, now, settings.org_name
         )

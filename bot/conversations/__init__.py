@@ -14,7 +14,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Select, bindparam, insert, select, update
+from sqlalchemy import Row, Select, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -68,12 +68,12 @@ def survey_of(version: SurveyVersion) -> Survey:
     )
 
 
-_by_version_id: dict[tuple[str, int], Survey] = {}
+_by_version_id: dict[tuple[Any, int], Survey] = {}
 
 
 def survey_for(session: Session, version_id: int) -> Survey:
     """The script a conversation uses. Stored versions never change, so each is read once."""
-    key = (str(session.get_bind().url), version_id)
+    key = (session.get_bind().url, version_id)
     survey = _by_version_id.get(key)
     if survey is None:
         survey = survey_of(session.get(SurveyVersion, version_id))
@@ -138,6 +138,29 @@ _INBOUND_COLUMNS = (
 
 
 # --- people ------------------------------------------------------------------------------
+#
+# The writer reads a person as a plain row and changes them with plain statements: this is
+# every message's first work, and an ORM object costs more to load than the whole step.
+# Code that holds a `Participant` object (staff verbs) may pass it: it is kept in step.
+
+_people = Participant.__table__
+
+
+@lru_cache(maxsize=1)
+def _person_columns() -> tuple[Any, ...]:
+    # Every channel's address column, so `channel.address_of(row)` works on the row.
+    from bot.channels import all_channels
+
+    fields = sorted({channel.address_field for channel in all_channels()})
+    names = ("id", "name", "language", "opted_out", "joined_via", *fields)
+    return tuple(_people.c[name] for name in names)
+
+
+@lru_cache(maxsize=8)
+def _person_row_locked(address_field: str | None) -> Select[Any]:
+    # Built once per address column: this is every inbound message's first statement.
+    key = _people.c[address_field] if address_field else _people.c.id
+    return select(*_person_columns()).where(key == bindparam("key")).with_for_update()
 
 
 def lock_person(session: Session, participant_id: int) -> Participant | None:
@@ -145,49 +168,68 @@ def lock_person(session: Session, participant_id: int) -> Participant | None:
     return session.get(Participant, participant_id, with_for_update=True)
 
 
-@lru_cache(maxsize=8)
-def _person_at_locked(address_field: str) -> Select[tuple[Participant]]:
-    # Built once per address column: this is every inbound message's first statement.
-    column = getattr(Participant, address_field)
-    return select(Participant).where(column == bindparam("address")).with_for_update()
+def lock_person_row(session: Session, participant_id: int) -> Row[Any] | None:
+    """`lock_person`, as a row (id, name, language, opted_out, joined_via, addresses)."""
+    found = session.connection().execute(_person_row_locked(None), {"key": participant_id})
+    return found.first()
 
 
-_ACTIVE_LOCKED = (
-    select(Conversation)
-    .where(
-        Conversation.participant_id == bindparam("participant_id"),
-        Conversation.status == engine.ACTIVE,
-    )
-    .with_for_update()
-)
+_insert_person: dict[tuple[str, str], Any] = {}
 
 
-def lock_person_at(
-    session: Session, channel: Channel, address: str, joined_via: str | None = None
-) -> Participant:
-    """The person at this address, locked; someone new is created (and locked) first."""
-    column = getattr(Participant, channel.address_field)
+def lock_person_at(session: Session, channel: Channel, address: str) -> Row[Any]:
+    """The person at this address, locked, as a row; someone new is created (and locked)."""
+    connection = session.connection()
     value = channel.column_value(address)
-    person = session.scalar(_person_at_locked(channel.address_field), {"address": value})
+    statement = _person_row_locked(channel.address_field)
+    person = connection.execute(statement, {"key": value}).first()
     if person is not None:
         return person
     from bot.cycle.panel import suppressed
 
+    now = utcnow()
     # Someone erased after opting out who writes again starts opted out: START lets them back.
-    person = Participant(
-        channel=channel.name,
-        joined_via=joined_via,
-        tags=[],
-        opted_out=bool(suppressed(session, [address])),
+    # If they wrote twice at once, the other message created them a moment ago: nothing is
+    # inserted, and the select below waits for that one's lock.
+    connection.execute(
+        _insert_person_once(session, channel.address_field),
+        {
+            channel.address_field: value,
+            "channel": channel.name,
+            "tags": [],
+            "opted_out": bool(suppressed(session, [address])),
+            "created_at": now,
+            "updated_at": now,
+        },
     )
-    setattr(person, channel.address_field, value)
-    try:
-        with session.begin_nested():
-            session.add(person)
-    except IntegrityError:
-        # They wrote twice at once: the other message created them a moment ago.
-        return session.scalars(select(Participant).where(column == value).with_for_update()).one()
-    return person
+    return connection.execute(statement, {"key": value}).one()
+
+
+def _insert_person_once(session: Session, address_field: str) -> Any:
+    dialect = session.get_bind().dialect.name
+    statement = _insert_person.get((dialect, address_field))
+    if statement is None:
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as dialect_insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert as dialect_insert
+        statement = _insert_person[(dialect, address_field)] = dialect_insert(
+            _people
+        ).on_conflict_do_nothing(index_elements=[address_field])
+    return statement
+
+
+_UPDATE_PERSON = _people.update().where(_people.c.id == bindparam("person_id"))
+
+
+def set_person(session: Session, person: Any, **values: Any) -> None:
+    """Change a person's own columns (language, joined_via, consent); the caller holds their
+    lock. A `Participant` object passed in is kept in step, not marked to be written again."""
+    values["updated_at"] = utcnow()
+    session.connection().execute(_UPDATE_PERSON, {"person_id": person.id, **values})
+    if isinstance(person, Participant):
+        for key, value in values.items():
+            set_committed_value(person, key, value)
 
 
 def person_at(session: Session, channel: Channel, address: str) -> Participant | None:
@@ -200,31 +242,40 @@ def person_at(session: Session, channel: Channel, address: str) -> Participant |
     return session.scalar(select(Participant).where(column == value))
 
 
+_INSERT_CONSENT = insert(ConsentEvent.__table__)
+
+
 def record_consent(
     session: Session,
-    person: Participant,
+    person: Any,
     kind: str,
     how: str,
     detail: str | None = None,
     now: datetime | None = None,
 ) -> bool:
-    """Log a consent change and apply it; False when it changes nothing (STOP twice)."""
+    """Log a consent change and apply it; False when it changes nothing (STOP twice).
+    `person` is a locked row or `Participant`: its `opted_out` is what holds now."""
     if kind == Consent.OPT_OUT:
         if person.opted_out:
             return False
-        person.opted_out = True
+        set_person(session, person, opted_out=True)
     elif kind == Consent.OPT_IN:
         if not person.opted_out:
             return False
-        person.opted_out = False
+        set_person(session, person, opted_out=False)
     elif kind in (Consent.RECONTACT_YES, Consent.RECONTACT_NO):
-        person.recontact = kind == Consent.RECONTACT_YES
+        set_person(session, person, recontact=kind == Consent.RECONTACT_YES)
     else:
         raise ValueError(f"unknown consent kind {kind!r}")
-    session.add(
-        ConsentEvent(
-            participant_id=person.id, kind=kind, how=how, detail=detail, at=now or utcnow()
-        )
+    session.connection().execute(
+        _INSERT_CONSENT,
+        {
+            "participant_id": person.id,
+            "kind": kind,
+            "how": how,
+            "detail": detail,
+            "at": now or utcnow(),
+        },
     )
     if kind == Consent.OPT_OUT:
         cancel_pending(session, person.id, reason="opted out")
@@ -255,26 +306,61 @@ def cancel_pending(session: Session, participant_id: int, reason: str) -> None:
 
 # --- conversations -----------------------------------------------------------------------
 
+_conversations = Conversation.__table__
+_ACTIVE_LOCKED = (
+    select(
+        _conversations.c.id,
+        _conversations.c.survey_version_id,
+        _conversations.c.campaign_id,
+        _conversations.c.state,
+        _conversations.c.started_at,
+        _conversations.c.last_activity_at,
+    )
+    .where(
+        _conversations.c.participant_id == bindparam("participant_id"),
+        _conversations.c.status == engine.ACTIVE,
+    )
+    .with_for_update()
+)
+# The columns to set come with each call's parameters; compiled once per set of columns.
+_UPDATE_CONVERSATION = _conversations.update().where(
+    _conversations.c.id == bindparam("conversation_id")
+)
+_INSERT_ANSWER = insert(Answer.__table__)
 
-def active_conversation(
-    session: Session, person: Participant, now: datetime
-) -> Conversation | None:
-    conv = session.scalar(_ACTIVE_LOCKED, {"participant_id": person.id})
+
+def active_conversation(session: Session, person: Any, now: datetime) -> Row[Any] | None:
+    """The person's conversation in progress, locked, as a row (id, survey_version_id,
+    campaign_id, state, started_at, last_activity_at); one idle too long ends here."""
+    conv = session.connection().execute(_ACTIVE_LOCKED, {"participant_id": person.id}).first()
     if conv is not None and engine.is_expired(conv.last_activity_at, now):
-        conv.status = engine.EXPIRED
-        conv.state = {**conv.state, "status": engine.EXPIRED}
-        session.flush()
+        end_conversation(session, conv, engine.EXPIRED)
         return None
     return conv
 
 
-def context_for(person: Participant, org: str) -> dict[str, Any]:
+def end_conversation(session: Session, conv: Any, status: str, now: datetime | None = None) -> None:
+    """It ends here (stopped, expired): its state says so too."""
+    changes: dict[str, Any] = {"status": status, "state": {**conv.state, "status": status}}
+    if now is not None:
+        changes["last_activity_at"] = now
+    _update_conversation(session, conv, changes)
+
+
+def _update_conversation(session: Session, conv: Any, changes: dict[str, Any]) -> None:
+    session.connection().execute(_UPDATE_CONVERSATION, {"conversation_id": conv.id, **changes})
+    if isinstance(conv, Conversation):
+        for key, value in changes.items():
+            set_committed_value(conv, key, value)
+
+
+def context_for(person: Any, org: str) -> dict[str, Any]:
     return {"name": person.name, "org": org, "language": person.language}
 
 
 def start_conversation(
     session: Session,
-    person: Participant,
+    person: Any,
     survey: Survey,
     channel: str,
     now: datetime,
@@ -301,16 +387,16 @@ def start_conversation(
 
 def write_step(
     session: Session,
-    person: Participant,
-    conv: Conversation,
+    person: Any,
+    conv: Any,
     step: engine.Step,
     channel: str,
     now: datetime,
 ) -> None:
-    """Write a step's result with plain statements (this is every webhook's hot path), and keep
-    the loaded conversation in step without marking it for the ORM to write again."""
+    """Write a step's result: the conversation's state, the answers, a language asked for.
+    `person` and `conv` are the locked rows (or objects, kept in step)."""
     if step.language is not None:
-        person.language = step.language  # CYMRAEG / ENGLISH: from now on, everywhere
+        set_person(session, person, language=step.language)  # from now on, everywhere
     changes: dict[str, Any] = {
         "state": step.state.to_json(),
         "status": step.state.status,
@@ -321,14 +407,10 @@ def write_step(
         changes["completed_at"] = now
     if conv.started_at is None and step.answers:
         changes["started_at"] = now
-    session.execute(
-        update(Conversation.__table__).where(Conversation.__table__.c.id == conv.id).values(changes)
-    )
-    for key, value in changes.items():
-        set_committed_value(conv, key, value)
+    _update_conversation(session, conv, changes)
     if step.answers:
-        session.execute(
-            insert(Answer.__table__),
+        session.connection().execute(
+            _INSERT_ANSWER,
             [
                 {
                     "conversation_id": conv.id,

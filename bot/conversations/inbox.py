@@ -40,7 +40,7 @@ from bot.engine.keywords import Command, start_payload
 from bot.scripts.survey import Question, Survey
 from bot.sending import outbox
 from bot.storage.db import INBOX, Database, is_transient, queue_after_commit
-from bot.storage.models import Conversation, Message, Participant, utcnow
+from bot.storage.models import Message, Participant, utcnow
 from bot.storage.status import Consent, Direction, Kind, Outbound
 from bot.storage.status import Inbound as InboundStatus
 
@@ -201,7 +201,7 @@ def _handle(
     person's lock and then on that row, so either way it changes nothing."""
     channel = channels.get(received.channel)
     if received.participant_id is not None:
-        person = conversations.lock_person(session, received.participant_id)
+        person = conversations.lock_person_row(session, received.participant_id)
         if person is None:
             raise LookupError("no such participant")
     else:
@@ -259,7 +259,9 @@ def _handle(
         inline_reply,
         settings,
     )
-    state = engine.State.from_json(conv.state) if conv is not None else None
+    state = decided.state
+    if state is None and conv is not None:
+        state = engine.State.from_json(conv.state)
     return Outcome(
         PROCESSED, decided.prompts, tuple(replies), person.id, conversation_id, inbound_id, state
     )
@@ -302,7 +304,7 @@ def _finish_inbound(
 def _reply(
     session: Session,
     channel: channels.Channel,
-    person: Participant,
+    person: Any,
     prompts: tuple[Prompt, ...],
     conversation_id: int | None,
     inbound_id: int,
@@ -350,14 +352,15 @@ def _reply(
 @dataclass(frozen=True)
 class _Decided:
     prompts: tuple[Prompt, ...]
-    conversation: Conversation | None
+    conversation: Any  # the locked row, or the new `Conversation`; None if none
     finished: bool = False
+    state: engine.State | None = None  # the conversation's state, where the step changed it
 
 
 def _decide(
     session: Session,
     settings: Settings,
-    person: Participant,
+    person: Any,
     channel: str,
     received: Received,
     now: datetime,
@@ -371,12 +374,11 @@ def _decide(
     if inbound is Command.STOP:
         changed = conversations.record_consent(session, person, Consent.OPT_OUT, channel, now=now)
         if conv is not None:
-            conv.status = engine.STOPPED
-            conv.state = {**conv.state, "status": engine.STOPPED}
-            conv.last_activity_at = now
+            conversations.end_conversation(session, conv, engine.STOPPED, now)
         # Confirmed once: a second STOP gets no answer.
         prompts = (Say(engine.stopped_text(context), "stopped"),) if changed else ()
-        return _Decided(prompts, conv, finished=conv is not None)
+        stopped = engine.State.from_json({**conv.state, "status": engine.STOPPED}) if conv else None
+        return _Decided(prompts, conv, finished=conv is not None, state=stopped)
     if inbound is Command.START:
         changed = conversations.record_consent(session, person, Consent.OPT_IN, channel, now=now)
         survey = _keyword_survey(received.text, keywords)
@@ -399,11 +401,14 @@ def _decide(
         survey = _keyword_survey(received.text, keywords)
         if survey is not None:
             return _begin(session, person, survey, channel, now, org)
+        changes = {}
         if person.joined_via is None:
-            person.joined_via = f"wrote by {channel}"
+            changes["joined_via"] = f"wrote by {channel}"
         ended = engine.after_end(inbound, context)
         if ended.language is not None:
-            person.language = ended.language  # CYMRAEG / ENGLISH with no survey in progress
+            changes["language"] = ended.language  # CYMRAEG / ENGLISH, no survey in progress
+        if changes:
+            conversations.set_person(session, person, **changes)
         return _Decided(ended.prompts, None)
     survey = conversations.survey_for(session, conv.survey_version_id)
     step = engine.step(survey, engine.State.from_json(conv.state), inbound, context)
@@ -412,10 +417,10 @@ def _decide(
         conversations.record_consent(
             session, person, kind, channel, detail=f"survey {survey.id}", now=now
         )
-    return _Decided(step.prompts, conv, finished=step.finished)
+    return _Decided(step.prompts, conv, finished=step.finished, state=step.state)
 
 
-def _interpret(session: Session, inbound: Interpret, conv: Conversation | None) -> Inbound:
+def _interpret(session: Session, inbound: Interpret, conv: Any) -> Inbound:
     if not callable(inbound):
         return inbound
     question = None
@@ -433,11 +438,11 @@ def _keyword_survey(raw: str | None, keywords: Mapping[str, Survey] | None) -> S
 
 
 def _begin(
-    session: Session, person: Participant, survey: Survey, channel: str, now: datetime, org: str
+    session: Session, person: Any, survey: Survey, channel: str, now: datetime, org: str
 ) -> _Decided:
     conv, step = conversations.start_conversation(session, person, survey, channel, now, org)
     if person.joined_via is None:
-        person.joined_via = f"keyword {survey.keyword}"
+        conversations.set_person(session, person, joined_via=f"keyword {survey.keyword}")
     return _Decided(step.prompts, conv)
 
 
