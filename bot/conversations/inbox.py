@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from bot import channels, conversations, engine
@@ -40,7 +40,7 @@ from bot.engine.keywords import Command, start_payload
 from bot.scripts.survey import Question, Survey
 from bot.sending import outbox
 from bot.storage.db import INBOX, Database, is_transient, queue_after_commit
-from bot.storage.models import Message, Participant, utcnow
+from bot.storage.models import WAITING_INBOUND, Message, Participant, utcnow
 from bot.storage.status import Consent, Direction, Kind, Outbound
 from bot.storage.status import Inbound as InboundStatus
 
@@ -270,8 +270,7 @@ def _handle(
 _WAITING = (
     select(Message.id)
     .where(
-        Message.status == InboundStatus.RETRYING,
-        Message.direction == Direction.IN,
+        text(WAITING_INBOUND),  # as the partial index says it, so that index answers
         Message.channel == bindparam("channel"),
         Message.address == bindparam("address"),
     )
@@ -280,7 +279,9 @@ _WAITING = (
 
 
 def _waiting(session: Session, received: Received) -> bool:
-    found = session.execute(_WAITING, {"channel": received.channel, "address": received.address})
+    found = session.connection().execute(
+        _WAITING, {"channel": received.channel, "address": received.address}
+    )
     return found.first() is not None
 
 

@@ -25,6 +25,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from bot.storage.status import Direction, Inbound
+
 Id = BigInteger().with_variant(Integer, "sqlite")
 
 
@@ -188,6 +190,9 @@ class Answer(Base):
     answered_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+WAITING_INBOUND = f"status = '{Inbound.RETRYING}' AND direction = '{Direction.IN}'"
+
+
 class Message(Base):
     """Every message in or out. Outbound rows are the outbox: written first, then sent."""
 
@@ -196,6 +201,16 @@ class Message(Base):
         UniqueConstraint("channel", "direction", "provider_id", name="uq_messages_provider_id"),
         Index("ix_messages_outbox", "status", "send_after"),
         Index("ix_messages_campaign_kind", "campaign_id", "kind"),
+        # Asked of every inbound message: is an earlier one from this sender waiting for a
+        # retry? Partial, so it holds only those; a query must spell the two conditions out
+        # as these literals (not parameters) for either database to use it.
+        Index(
+            "ix_messages_inbound_retrying",
+            "channel",
+            "address",
+            sqlite_where=text(WAITING_INBOUND),
+            postgresql_where=text(WAITING_INBOUND),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
