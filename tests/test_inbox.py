@@ -4,6 +4,7 @@ import threading
 import xml.etree.ElementTree as ET
 
 from sqlalchemy import func, select
+from sqlalchemy.dialects import postgresql
 
 from bot.commands import runtime
 from bot.conversations import inbox
@@ -281,3 +282,37 @@ def test_a_message_given_up_shows_in_its_campaign_status_with_the_reason(
     shown = client.get(f"/admin/api/campaigns/{campaign}", headers=ADMIN).json
     assert shown["inbound_problems"]["failed"] == 1
     assert any("RuntimeError" in r for r in shown["inbound_problems"]["reasons"])
+
+
+def test_asking_whether_an_earlier_message_waits_reads_an_index_not_every_message(database):
+    # Asked of every message a person sends. Without its partial index the question read every
+    # inbound message on the channel, so each text cost more than the last; with the status as
+    # a parameter instead of the index's literal, neither database can use that index. Planned
+    # with parameters, as it runs (PostgreSQL: a generic plan, as a prepared statement gets).
+    values = {"channel": "sms", "address": PHONE, "participant_id": 1}
+    with database.session() as session:
+        connection = session.connection()
+        dialect = connection.dialect
+        for statement in (inbox._WAITING, inbox._ACTIVE_AND_WAITING):
+            if dialect.name == "postgresql":
+                # As a prepared statement ($1, $2...), planned once for any values.
+                compiled = statement.compile(
+                    dialect=postgresql.dialect(paramstyle="numeric_dollar")
+                )
+                params = compiled.construct_params(values)
+                sql = compiled.string.replace(" FOR UPDATE", "")
+                arguments = ", ".join(repr(params[name]) for name in compiled.positiontup)
+                connection.exec_driver_sql("SET LOCAL enable_seqscan = off")
+                connection.exec_driver_sql("SET LOCAL plan_cache_mode = force_generic_plan")
+                connection.exec_driver_sql(f"PREPARE waiting AS {sql}")
+                plan = connection.exec_driver_sql(f"EXPLAIN EXECUTE waiting({arguments})")
+                plan = plan.scalars().all()
+                connection.exec_driver_sql("DEALLOCATE waiting")
+            else:
+                compiled = statement.compile(dialect=dialect)
+                params = compiled.construct_params(values)
+                ordered = tuple(params[name] for name in compiled.positiontup)
+                sql = compiled.string.replace(" FOR UPDATE", "")
+                rows = connection.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, ordered)
+                plan = [row[-1] for row in rows]
+            assert any("ix_messages_inbound_retrying" in line for line in plan), plan

@@ -307,7 +307,7 @@ def cancel_pending(session: Session, participant_id: int, reason: str) -> None:
 # --- conversations -----------------------------------------------------------------------
 
 _conversations = Conversation.__table__
-_ACTIVE_LOCKED = (
+ACTIVE_LOCKED = (
     select(
         _conversations.c.id,
         _conversations.c.survey_version_id,
@@ -332,7 +332,12 @@ _INSERT_ANSWER = insert(Answer.__table__)
 def active_conversation(session: Session, person: Any, now: datetime) -> Row[Any] | None:
     """The person's conversation in progress, locked, as a row (id, survey_version_id,
     campaign_id, state, started_at, last_activity_at); one idle too long ends here."""
-    conv = session.connection().execute(_ACTIVE_LOCKED, {"participant_id": person.id}).first()
+    found = session.connection().execute(ACTIVE_LOCKED, {"participant_id": person.id})
+    return unless_expired(session, found.first(), now)
+
+
+def unless_expired(session: Session, conv: Any, now: datetime) -> Any:
+    """The conversation read by `ACTIVE_LOCKED`, or None: one idle too long ends here."""
     if conv is not None and engine.is_expired(conv.last_activity_at, now):
         end_conversation(session, conv, engine.EXPIRED)
         return None

@@ -207,12 +207,8 @@ def _handle(
     else:
         assert received.address is not None, "a message comes from an address or a known person"
         person = conversations.lock_person_at(session, channel, received.address)
-    if (
-        inbound_id is None
-        and inline
-        and received.address is not None
-        and _waiting(session, received)
-    ):
+    conv, waiting = _conversation_and_waiting(session, person, received, inline and not inbound_id)
+    if waiting:
         # An earlier message of theirs is waiting for a retry: this one goes after it.
         inbound_id = conversations.insert_inbound_once(
             session,
@@ -225,7 +221,8 @@ def _handle(
             raise _SeenBefore
         return Outcome(RETRYING, participant_id=person.id, inbound_id=inbound_id)
 
-    decided = _decide(session, settings, person, channel.name, received, now, keywords)
+    conv = conversations.unless_expired(session, conv, now)
+    decided = _decide(session, settings, person, conv, channel.name, received, now, keywords)
     conv = decided.conversation
     conversation_id = conv.id if conv is not None else None
     if inbound_id is None:
@@ -276,13 +273,25 @@ _WAITING = (
     )
     .limit(1)
 )
+# The conversation and, in the same round trip, whether an earlier message is waiting. Read
+# after the person's lock is held, so it sees whatever the lock's last holder committed.
+_ACTIVE_AND_WAITING = conversations.ACTIVE_LOCKED.add_columns(_WAITING.exists().label("waiting"))
 
 
-def _waiting(session: Session, received: Received) -> bool:
-    found = session.connection().execute(
-        _WAITING, {"channel": received.channel, "address": received.address}
-    )
-    return found.first() is not None
+def _conversation_and_waiting(
+    session: Session, person: Any, received: Received, new_delivery: bool
+) -> tuple[Any, bool]:
+    """The person's active conversation (locked), and whether this new delivery must queue
+    behind an earlier message of theirs that is waiting for a retry."""
+    connection = session.connection()
+    if not new_delivery or received.address is None:
+        found = connection.execute(conversations.ACTIVE_LOCKED, {"participant_id": person.id})
+        return found.first(), False
+    where = {"participant_id": person.id, "channel": received.channel, "address": received.address}
+    row = connection.execute(_ACTIVE_AND_WAITING, where).first()
+    if row is not None:
+        return row, bool(row.waiting)
+    return None, connection.execute(_WAITING, where).first() is not None
 
 
 def _finish_inbound(
@@ -362,15 +371,16 @@ def _decide(
     session: Session,
     settings: Settings,
     person: Any,
+    conv: Any,
     channel: str,
     received: Received,
     now: datetime,
     keywords: Mapping[str, Survey] | None,
 ) -> _Decided:
-    """What this input means for the person and their conversation, written as it is decided."""
+    """What this input means for the person and their conversation in progress (None if
+    none), written as it is decided."""
     org = settings.org_name
     context = conversations.context_for(person, org)
-    conv = conversations.active_conversation(session, person, now)
     inbound = _interpret(session, received.inbound, conv)
     if inbound is Command.STOP:
         changed = conversations.record_consent(session, person, Consent.OPT_OUT, channel, now=now)
