@@ -15,7 +15,7 @@ from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from redis import Redis
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from bot import channels, conversations, engine
@@ -587,18 +587,24 @@ def _on_survey_ended(
     promote_waiting(session, participant_id, settings)
 
 
+_OLDEST_WAITING = (
+    select(Invitation.id)
+    .where(Invitation.participant_id == bindparam("participant_id"), Invitation.status == "waiting")
+    .order_by(Invitation.id)
+    .limit(1)
+    .with_for_update()
+)
+
+
 def promote_waiting(session: Session, participant_id: int, settings: Settings) -> list[int]:
     """Their survey just ended: invite them to the oldest campaign they were waiting for.
     The caller holds the person's lock (`conversations.lock_person`)."""
-    invitation = session.scalar(
-        select(Invitation)
-        .where(Invitation.participant_id == participant_id, Invitation.status == "waiting")
-        .order_by(Invitation.id)
-        .limit(1)
-        .with_for_update()
-    )
-    if invitation is None:
+    # Most people were waiting for nothing: one prebuilt statement says so (every survey's end).
+    found = session.connection().execute(_OLDEST_WAITING, {"participant_id": participant_id})
+    invitation_id = found.scalar()
+    if invitation_id is None:
         return []
+    invitation = session.get(Invitation, invitation_id)  # locked by the statement above
     campaign = session.get(Campaign, invitation.campaign_id)
     person = session.get(Participant, participant_id)
     if campaign.status == "closed" or person.opted_out:
