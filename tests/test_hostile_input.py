@@ -556,7 +556,7 @@ def test_a_bug_while_handling_a_text_logs_where_it_failed_but_not_what_it_said(
 ):
     from bot.conversations import inbox
 
-    def buggy(session, settings, person, channel, received, *rest):
+    def buggy(session, settings, person, conv, channel, received, *rest):
         # A bug whose message quotes what the person sent (the stack's lines do not).
         raise ValueError(f"could not read {received.text!r} from {received.address}")
 

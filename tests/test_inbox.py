@@ -68,11 +68,11 @@ def test_two_texts_in_flight_at_once_are_applied_in_turn(database, app_settings,
     holding, release = threading.Event(), threading.Event()
     working = inbox._decide
 
-    def slow_for_the_first(session, settings, person, channel, received, now, keywords):
+    def slow_for_the_first(session, settings, person, conv, channel, received, now, keywords):
         if received.provider_id == "SM-first":
             holding.set()  # it holds the person's lock now
             assert release.wait(10)
-        return working(session, settings, person, channel, received, now, keywords)
+        return working(session, settings, person, conv, channel, received, now, keywords)
 
     monkeypatch.setattr(inbox, "_decide", slow_for_the_first)
     outcomes: dict[str, inbox.Outcome] = {}
@@ -139,11 +139,11 @@ def test_the_last_answer_and_a_thank_you_at_once_both_stand(
     holding, release = threading.Event(), threading.Event()
     working = inbox._decide
 
-    def slow_last(session, settings, person, channel, received, now, keywords):
+    def slow_last(session, settings, person, conv, channel, received, now, keywords):
         if received.provider_id == "SM-last":
             holding.set()
             assert release.wait(10)
-        return working(session, settings, person, channel, received, now, keywords)
+        return working(session, settings, person, conv, channel, received, now, keywords)
 
     monkeypatch.setattr(inbox, "_decide", slow_last)
     outcomes = {}
@@ -293,7 +293,7 @@ def test_asking_whether_an_earlier_message_waits_reads_an_index_not_every_messag
     with database.session() as session:
         connection = session.connection()
         dialect = connection.dialect
-        for statement in (inbox._WAITING, inbox._ACTIVE_AND_WAITING):
+        for statement in (inbox._WAITING.statement, inbox._ACTIVE_AND_WAITING.statement):
             if dialect.name == "postgresql":
                 # As a prepared statement ($1, $2...), planned once for any values.
                 compiled = statement.compile(

@@ -14,7 +14,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Row, Select, bindparam, insert, select, update
+from sqlalchemy import Row, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -32,6 +32,7 @@ from bot.storage.models import (
     SurveyVersion,
     utcnow,
 )
+from bot.storage.prepared import Prepared
 from bot.storage.status import Consent, Direction, Outbound
 
 # --- surveys as stored ---------------------------------------------------------------------
@@ -106,7 +107,7 @@ def insert_inbound_once(session: Session, **values: Any) -> int | None:
             from sqlalchemy.dialects.postgresql import insert
         else:
             from sqlalchemy.dialects.sqlite import insert
-        statement = _insert_once[dialect] = (
+        statement = _insert_once[dialect] = Prepared(
             insert(Message.__table__)
             .on_conflict_do_nothing(index_elements=["channel", "direction", "provider_id"])
             .returning(Message.__table__.c.id)
@@ -115,7 +116,8 @@ def insert_inbound_once(session: Session, **values: Any) -> int | None:
     row.update(direction="in", attempts=0, created_at=values.get("created_at") or utcnow())
     row.update(values)
     row["updated_at"] = row["created_at"]
-    return session.connection().execute(statement, row).scalar()
+    found = statement.first(session.connection(), row)
+    return found.id if found is not None else None
 
 
 _INBOUND_COLUMNS = (
@@ -157,10 +159,10 @@ def _person_columns() -> tuple[Any, ...]:
 
 
 @lru_cache(maxsize=8)
-def _person_row_locked(address_field: str | None) -> Select[Any]:
+def _person_row_locked(address_field: str | None) -> Prepared:
     # Built once per address column: this is every inbound message's first statement.
     key = _people.c[address_field] if address_field else _people.c.id
-    return select(*_person_columns()).where(key == bindparam("key")).with_for_update()
+    return Prepared(select(*_person_columns()).where(key == bindparam("key")).with_for_update())
 
 
 def lock_person(session: Session, participant_id: int) -> Participant | None:
@@ -170,8 +172,7 @@ def lock_person(session: Session, participant_id: int) -> Participant | None:
 
 def lock_person_row(session: Session, participant_id: int) -> Row[Any] | None:
     """`lock_person`, as a row (id, name, language, opted_out, joined_via, addresses)."""
-    found = session.connection().execute(_person_row_locked(None), {"key": participant_id})
-    return found.first()
+    return _person_row_locked(None).first(session.connection(), {"key": participant_id})
 
 
 _insert_person: dict[tuple[str, str], Any] = {}
@@ -182,7 +183,7 @@ def lock_person_at(session: Session, channel: Channel, address: str) -> Row[Any]
     connection = session.connection()
     value = channel.column_value(address)
     statement = _person_row_locked(channel.address_field)
-    person = connection.execute(statement, {"key": value}).first()
+    person = statement.first(connection, {"key": value})
     if person is not None:
         return person
     from bot.cycle.panel import suppressed
@@ -202,7 +203,9 @@ def lock_person_at(session: Session, channel: Channel, address: str) -> Row[Any]
             "updated_at": now,
         },
     )
-    return connection.execute(statement, {"key": value}).one()
+    person = statement.first(connection, {"key": value})
+    assert person is not None, "inserted, or inserted a moment ago by the other message"
+    return person
 
 
 def _insert_person_once(session: Session, address_field: str) -> Any:
@@ -219,14 +222,14 @@ def _insert_person_once(session: Session, address_field: str) -> Any:
     return statement
 
 
-_UPDATE_PERSON = _people.update().where(_people.c.id == bindparam("person_id"))
+_UPDATE_PERSON = Prepared(_people.update().where(_people.c.id == bindparam("person_id")))
 
 
 def set_person(session: Session, person: Any, **values: Any) -> None:
     """Change a person's own columns (language, joined_via, consent); the caller holds their
     lock. A `Participant` object passed in is kept in step, not marked to be written again."""
     values["updated_at"] = utcnow()
-    session.connection().execute(_UPDATE_PERSON, {"person_id": person.id, **values})
+    _UPDATE_PERSON.run(session.connection(), {"person_id": person.id, **values})
     if isinstance(person, Participant):
         for key, value in values.items():
             set_committed_value(person, key, value)
@@ -242,7 +245,7 @@ def person_at(session: Session, channel: Channel, address: str) -> Participant |
     return session.scalar(select(Participant).where(column == value))
 
 
-_INSERT_CONSENT = insert(ConsentEvent.__table__)
+_INSERT_CONSENT = Prepared(insert(ConsentEvent.__table__))
 
 
 def record_consent(
@@ -267,8 +270,8 @@ def record_consent(
         set_person(session, person, recontact=kind == Consent.RECONTACT_YES)
     else:
         raise ValueError(f"unknown consent kind {kind!r}")
-    session.connection().execute(
-        _INSERT_CONSENT,
+    _INSERT_CONSENT.run(
+        session.connection(),
         {
             "participant_id": person.id,
             "kind": kind,
@@ -307,7 +310,7 @@ def cancel_pending(session: Session, participant_id: int, reason: str) -> None:
 # --- conversations -----------------------------------------------------------------------
 
 _conversations = Conversation.__table__
-ACTIVE_LOCKED = (
+ACTIVE_LOCKED_STATEMENT = (
     select(
         _conversations.c.id,
         _conversations.c.survey_version_id,
@@ -323,17 +326,18 @@ ACTIVE_LOCKED = (
     .with_for_update()
 )
 # The columns to set come with each call's parameters; compiled once per set of columns.
-_UPDATE_CONVERSATION = _conversations.update().where(
-    _conversations.c.id == bindparam("conversation_id")
+ACTIVE_LOCKED = Prepared(ACTIVE_LOCKED_STATEMENT)
+_UPDATE_CONVERSATION = Prepared(
+    _conversations.update().where(_conversations.c.id == bindparam("conversation_id"))
 )
-_INSERT_ANSWER = insert(Answer.__table__)
+_INSERT_ANSWER = Prepared(insert(Answer.__table__))
 
 
 def active_conversation(session: Session, person: Any, now: datetime) -> Row[Any] | None:
     """The person's conversation in progress, locked, as a row (id, survey_version_id,
     campaign_id, state, started_at, last_activity_at); one idle too long ends here."""
-    found = session.connection().execute(ACTIVE_LOCKED, {"participant_id": person.id})
-    return unless_expired(session, found.first(), now)
+    found = ACTIVE_LOCKED.first(session.connection(), {"participant_id": person.id})
+    return unless_expired(session, found, now)
 
 
 def unless_expired(session: Session, conv: Any, now: datetime) -> Any:
@@ -353,7 +357,7 @@ def end_conversation(session: Session, conv: Any, status: str, now: datetime | N
 
 
 def _update_conversation(session: Session, conv: Any, changes: dict[str, Any]) -> None:
-    session.connection().execute(_UPDATE_CONVERSATION, {"conversation_id": conv.id, **changes})
+    _UPDATE_CONVERSATION.run(session.connection(), {"conversation_id": conv.id, **changes})
     if isinstance(conv, Conversation):
         for key, value in changes.items():
             set_committed_value(conv, key, value)
@@ -414,8 +418,8 @@ def write_step(
         changes["started_at"] = now
     _update_conversation(session, conv, changes)
     if step.answers:
-        session.connection().execute(
-            _INSERT_ANSWER,
+        _INSERT_ANSWER.run(
+            session.connection(),
             [
                 {
                     "conversation_id": conv.id,

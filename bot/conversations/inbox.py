@@ -41,6 +41,7 @@ from bot.scripts.survey import Question, Survey
 from bot.sending import outbox
 from bot.storage.db import INBOX, Database, is_transient, queue_after_commit
 from bot.storage.models import WAITING_INBOUND, Message, Participant, utcnow
+from bot.storage.prepared import Prepared
 from bot.storage.status import Consent, Direction, Kind, Outbound
 from bot.storage.status import Inbound as InboundStatus
 
@@ -264,7 +265,7 @@ def _handle(
     )
 
 
-_WAITING = (
+_WAITING_STATEMENT = (
     select(Message.id)
     .where(
         text(WAITING_INBOUND),  # as the partial index says it, so that index answers
@@ -275,7 +276,10 @@ _WAITING = (
 )
 # The conversation and, in the same round trip, whether an earlier message is waiting. Read
 # after the person's lock is held, so it sees whatever the lock's last holder committed.
-_ACTIVE_AND_WAITING = conversations.ACTIVE_LOCKED.add_columns(_WAITING.exists().label("waiting"))
+_WAITING = Prepared(_WAITING_STATEMENT)
+_ACTIVE_AND_WAITING = Prepared(
+    conversations.ACTIVE_LOCKED_STATEMENT.add_columns(_WAITING_STATEMENT.exists().label("waiting"))
+)
 
 
 def _conversation_and_waiting(
@@ -285,13 +289,13 @@ def _conversation_and_waiting(
     behind an earlier message of theirs that is waiting for a retry."""
     connection = session.connection()
     if not new_delivery or received.address is None:
-        found = connection.execute(conversations.ACTIVE_LOCKED, {"participant_id": person.id})
-        return found.first(), False
+        found = conversations.ACTIVE_LOCKED.first(connection, {"participant_id": person.id})
+        return found, False
     where = {"participant_id": person.id, "channel": received.channel, "address": received.address}
-    row = connection.execute(_ACTIVE_AND_WAITING, where).first()
+    row = _ACTIVE_AND_WAITING.first(connection, where)
     if row is not None:
         return row, bool(row.waiting)
-    return None, connection.execute(_WAITING, where).first() is not None
+    return None, _WAITING.first(connection, where) is not None
 
 
 def _finish_inbound(
@@ -335,8 +339,8 @@ def _reply(
                 session, person, channel.name, body, Kind.REPLY, conversation_id=conversation_id
             )
         return []
-    session.execute(
-        insert(Message.__table__),
+    _INSERT_REPLIES.run(
+        session.connection(),
         [
             {
                 "direction": Direction.OUT,
@@ -357,6 +361,9 @@ def _reply(
         ],
     )
     return bodies
+
+
+_INSERT_REPLIES = Prepared(insert(Message.__table__))
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ from bot.storage.models import (
     as_id,
     utcnow,
 )
+from bot.storage.prepared import Prepared
 from bot.text import clean_text
 
 if TYPE_CHECKING:
@@ -587,7 +588,7 @@ def _on_survey_ended(
     promote_waiting(session, participant_id, settings)
 
 
-_OLDEST_WAITING = (
+_OLDEST_WAITING = Prepared(
     select(Invitation.id)
     .where(Invitation.participant_id == bindparam("participant_id"), Invitation.status == "waiting")
     .order_by(Invitation.id)
@@ -600,11 +601,10 @@ def promote_waiting(session: Session, participant_id: int, settings: Settings) -
     """Their survey just ended: invite them to the oldest campaign they were waiting for.
     The caller holds the person's lock (`conversations.lock_person`)."""
     # Most people were waiting for nothing: one prebuilt statement says so (every survey's end).
-    found = session.connection().execute(_OLDEST_WAITING, {"participant_id": participant_id})
-    invitation_id = found.scalar()
-    if invitation_id is None:
+    found = _OLDEST_WAITING.first(session.connection(), {"participant_id": participant_id})
+    if found is None:
         return []
-    invitation = session.get(Invitation, invitation_id)  # locked by the statement above
+    invitation = session.get(Invitation, found.id)  # locked by the statement above
     campaign = session.get(Campaign, invitation.campaign_id)
     person = session.get(Participant, participant_id)
     if campaign.status == "closed" or person.opted_out:

@@ -1,0 +1,147 @@
+"""Statements the one writer runs for every message: built and typed by SQLAlchemy, compiled
+once per database, run straight on the driver's cursor.
+
+What this skips is SQLAlchemy's per-execution bookkeeping (an execution context, parameter
+sets, result metadata), which on the webhook path cost more than the database did
+(`./dev bench webhooks`, README "Benchmarks"). What it keeps: the SQL is SQLAlchemy's for
+each dialect; every value goes through its column type's own bind and result processors, so a
+time or a JSON state is stored and read exactly as the ORM stores and reads it; a driver error
+becomes SQLAlchemy's (`DBAPIError`, parameters hidden, a lost connection invalidated), so
+`is_transient` and the pool see it as they see any other.
+
+Only for statements whose every value is given by the caller: Python-side column defaults are
+not run here (a missing value fails loudly instead of being stored as NULL).
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection
+from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.sql import Executable
+
+Processor = Callable[[Any], Any] | None
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    sql: str
+    names: tuple[str, ...]  # bind names, in the order a positional driver wants them
+    positional: bool
+    fixed: Mapping[str, Any]  # values the statement carries itself (a LIMIT, a literal)
+    binds: Mapping[str, Processor]
+    row: Any  # a namedtuple class for result rows, or None
+    results: tuple[Processor, ...]
+
+
+class Prepared:
+    """One statement. An INSERT or UPDATE sets the columns its values name, so it is compiled
+    once per database and set of names, as SQLAlchemy itself would compile it."""
+
+    def __init__(self, statement: Executable):
+        self.statement = statement
+        self._by_keys = bool(getattr(statement, "is_dml", False))
+        self._compiled: dict[tuple[str, tuple[str, ...] | None], _Compiled] = {}
+
+    def _for(self, dialect: Dialect, params: Mapping[str, Any]) -> _Compiled:
+        key = (dialect.name, tuple(sorted(params)) if self._by_keys else None)
+        found = self._compiled.get(key)
+        if found is None:
+            found = self._compiled[key] = self._compile(dialect, key[1])
+        return found
+
+    def _compile(self, dialect: Dialect, keys: tuple[str, ...] | None) -> _Compiled:
+        compiled = self.statement.compile(
+            dialect=dialect, column_keys=list(keys) if keys is not None else None
+        )
+        names = tuple(compiled.positiontup or ()) if dialect.positional else tuple(compiled.binds)
+        binds = {
+            name: compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
+            for name in compiled.binds
+        }
+        fixed = {
+            name: bind.effective_value
+            for name, bind in compiled.binds.items()
+            if not bind.required and bind.callable is None and bind.value is not None
+        }
+        columns = list(getattr(self.statement, "exported_columns", ()))
+        row = namedtuple("Row", [c.key for c in columns]) if columns else None
+        results = tuple(
+            c.type.dialect_impl(dialect).result_processor(dialect, None) for c in columns
+        )
+        return _Compiled(compiled.string, names, dialect.positional, fixed, binds, row, results)
+
+    def _values(self, compiled: _Compiled, params: Mapping[str, Any]) -> Any:
+        given = {**compiled.fixed, **params}
+        missing = [name for name in compiled.names if name not in given]
+        if missing:
+            raise KeyError(f"no value for {', '.join(missing)}")
+        processed = {}
+        for name in compiled.names:
+            value, process = given[name], compiled.binds[name]
+            processed[name] = process(value) if process is not None and value is not None else value
+        if compiled.positional:
+            return tuple(processed[name] for name in compiled.names)
+        return processed
+
+    def _execute(
+        self, connection: Connection, params: Mapping[str, Any] | Sequence[Mapping[str, Any]]
+    ) -> tuple[_Compiled, Any]:
+        dialect = connection.dialect
+        compiled = self._for(dialect, params if isinstance(params, Mapping) else params[0])
+        cursor = connection.connection.driver_connection.cursor()
+        try:
+            if isinstance(params, Mapping):
+                cursor.execute(compiled.sql, self._values(compiled, params))
+            else:
+                cursor.executemany(compiled.sql, [self._values(compiled, p) for p in params])
+        except dialect.loaded_dbapi.Error as exc:
+            cursor.close()
+            lost = dialect.is_disconnect(exc, connection.connection.dbapi_connection, cursor)
+            if lost:
+                connection.invalidate(exc)
+            raise DBAPIError.instance(
+                compiled.sql,
+                None,
+                exc,
+                dialect.loaded_dbapi.Error,
+                hide_parameters=True,
+                connection_invalidated=lost,
+                dialect=dialect,
+            ) from exc
+        return compiled, cursor
+
+    def run(
+        self, connection: Connection, params: Mapping[str, Any] | Sequence[Mapping[str, Any]]
+    ) -> int:
+        """Execute (for many rows, a list of them); how many rows it changed."""
+        _compiled, cursor = self._execute(connection, params)
+        try:
+            return cursor.rowcount
+        finally:
+            cursor.close()
+
+    def rows(self, connection: Connection, params: Mapping[str, Any]) -> list[Any]:
+        """Its rows, each a named tuple of processed values (`row.state` is a dict)."""
+        compiled, cursor = self._execute(connection, params)
+        try:
+            fetched = cursor.fetchall()
+        finally:
+            cursor.close()
+        return [self._row(compiled, raw) for raw in fetched]
+
+    def first(self, connection: Connection, params: Mapping[str, Any]) -> Any | None:
+        found = self.rows(connection, params)
+        return found[0] if found else None
+
+    @staticmethod
+    def _row(compiled: _Compiled, raw: Sequence[Any]) -> Any:
+        return compiled.row._make(
+            process(value) if process is not None else value
+            for process, value in zip(compiled.results, raw, strict=True)
+        )
