@@ -20,6 +20,7 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 try:
@@ -60,7 +61,14 @@ def _sqlite_setup(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _begin(conn: Any) -> None:
         mode = conn.get_execution_options().get("sqlite_begin", "IMMEDIATE")
-        conn.exec_driver_sql(f"BEGIN {mode}")
+        # On the driver itself (this begins every webhook's unit of work), its errors raised as
+        # SQLAlchemy's, so a lock that timed out is still seen as passing (`is_transient`).
+        try:
+            conn.connection.driver_connection.execute(f"BEGIN {mode}")
+        except conn.dialect.loaded_dbapi.Error as exc:
+            raise DBAPIError.instance(
+                f"BEGIN {mode}", None, exc, conn.dialect.loaded_dbapi.Error, dialect=conn.dialect
+            ) from exc
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:

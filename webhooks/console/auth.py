@@ -10,7 +10,8 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-from flask import Flask, session
+from flask import Flask, Request, session
+from flask.sessions import SecureCookieSessionInterface, SessionMixin
 from sqlalchemy.orm import Session
 
 from bot.commands import runtime
@@ -55,7 +56,18 @@ def secret_key(settings: Settings) -> str:
     raise SystemExit(f"involve: {path} is empty; delete it and start again")
 
 
+class WebhooksHaveNoSession(SecureCookieSessionInterface):
+    """Providers' webhooks carry no cookie and never sign anyone in: they skip opening a
+    session (its signing serializer cost more than a webhook's own parsing)."""
+
+    def open_session(self, app: Flask, request: Request) -> SessionMixin | None:
+        if request.path.startswith("/webhooks/"):
+            return self.make_null_session(app)
+        return super().open_session(app, request)
+
+
 def configure(app: Flask, settings: Settings) -> None:
+    app.session_interface = WebhooksHaveNoSession()
     if not app.config.get("SECRET_KEY"):  # Flask's default is None, so setdefault would not do
         app.config["SECRET_KEY"] = secret_key(settings)
     app.config.update(

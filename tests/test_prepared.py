@@ -1,0 +1,121 @@
+"""Prepared statements: what they store and read back is what the ORM stores and reads."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import bindparam, insert, select
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from bot.storage.models import Conversation, Participant, SurveyVersion
+from bot.storage.prepared import Prepared
+
+WHEN = datetime(2026, 11, 26, 9, 30, 15, 123456, tzinfo=UTC)
+PEOPLE = Participant.__table__
+CONVERSATIONS = Conversation.__table__
+
+INSERT_PERSON = Prepared(insert(PEOPLE).returning(PEOPLE.c.id))
+PERSON = Prepared(
+    select(PEOPLE.c.id, PEOPLE.c.opted_out, PEOPLE.c.tags, PEOPLE.c.created_at)
+    .where(PEOPLE.c.phone == bindparam("phone"))
+    .with_for_update()
+)
+UPDATE_CONVERSATION = Prepared(
+    CONVERSATIONS.update().where(CONVERSATIONS.c.id == bindparam("conversation_id"))
+)
+
+
+def a_person(connection, phone="+447700900123", **values):
+    row = {"phone": phone, "tags": ["panel"], "opted_out": False, "created_at": WHEN}
+    row["updated_at"] = WHEN
+    return INSERT_PERSON.first(connection, {**row, **values}).id
+
+
+def test_values_read_back_as_the_orm_reads_them(database):
+    with database.session() as session:
+        person_id = a_person(session.connection(), opted_out=True)
+    with database.session() as session:
+        row = PERSON.first(session.connection(), {"phone": "+447700900123"})
+        orm = session.get(Participant, person_id)
+        assert row.id == person_id
+        assert row.opted_out is True and orm.opted_out is True  # a bool, not SQLite's 1
+        assert row.tags == orm.tags == ["panel"]  # JSON, as a list
+        assert row.created_at == orm.created_at == WHEN  # an aware UTC time, to the microsecond
+        assert row.created_at.tzinfo is not None
+        assert PERSON.first(session.connection(), {"phone": "+447700900999"}) is None
+
+
+def test_an_update_sets_the_columns_its_values_name_and_says_how_many_rows(database):
+    with database.session() as session:
+        person_id = a_person(session.connection())
+        version = SurveyVersion(survey_id="s", content_hash="h", title="S", source="id: s")
+        conv = Conversation(
+            participant_id=person_id,
+            survey_version=version,
+            channel="sms",
+            status="active",
+            state={"question_id": "q1"},
+            started_at=WHEN,
+            last_activity_at=WHEN,
+        )
+        session.add(conv)
+        session.flush()
+        conv_id = conv.id
+    later = WHEN + timedelta(minutes=5)
+    with database.session() as session:
+        changed = UPDATE_CONVERSATION.run(
+            session.connection(),
+            {"conversation_id": conv_id, "state": {"question_id": "q2"}, "last_activity_at": later},
+        )
+        assert changed == 1
+        # A different set of columns is a different statement, compiled on first use.
+        UPDATE_CONVERSATION.run(session.connection(), {"conversation_id": conv_id, "status": "x"})
+    with database.session() as session:
+        stored = session.get(Conversation, conv_id)
+        assert (stored.state, stored.last_activity_at, stored.status, stored.channel) == (
+            {"question_id": "q2"},
+            later,
+            "x",
+            "sms",
+        )
+        assert (
+            UPDATE_CONVERSATION.run(session.connection(), {"conversation_id": 0, "status": "y"})
+            == 0
+        )
+
+
+def test_many_rows_at_once(database):
+    insert_people = Prepared(insert(PEOPLE))
+    rows = [
+        {
+            "phone": f"+4477009001{n:02d}",
+            "tags": [],
+            "opted_out": False,
+            "created_at": WHEN,
+            "updated_at": WHEN,
+        }
+        for n in range(3)
+    ]
+    with database.session() as session:
+        insert_people.run(session.connection(), rows)
+    with database.session() as session:
+        assert len(session.query(Participant).all()) == 3
+
+
+def test_a_value_not_given_fails_loudly_instead_of_storing_null(database):
+    with database.session() as session, pytest.raises(KeyError, match="phone"):
+        PERSON.first(session.connection(), {})
+    with database.session() as session, pytest.raises(KeyError, match="created_at"):
+        # The column's Python-side default is not run here: leaving it out is a mistake.
+        Prepared(insert(PEOPLE)).run(session.connection(), {"phone": "+447700900123"})
+
+
+def test_a_driver_error_is_sqlalchemys_with_its_parameters_hidden(database):
+    with database.session() as session:
+        a_person(session.connection())
+    with pytest.raises(IntegrityError) as raised, database.session() as session:
+        a_person(session.connection())  # the same number again: unique
+    assert isinstance(raised.value, DBAPIError)
+    # No parameters section, as with `hide_parameters` (PostgreSQL's own detail can still
+    # quote a unique value: that is why the writer logs an error's type, never its text).
+    assert "[parameters:" not in str(raised.value)
+    assert "'+447700900123'" not in str(raised.value)
