@@ -119,3 +119,47 @@ def test_a_driver_error_is_sqlalchemys_with_its_parameters_hidden(database):
     # quote a unique value: that is why the writer logs an error's type, never its text).
     assert "[parameters:" not in str(raised.value)
     assert "'+447700900123'" not in str(raised.value)
+
+
+def test_stored_exactly_as_the_orm_stores_it(database):
+    # Read back through the driver, not through the types: SQLite compares stored times as
+    # text, so a time written in another format would sort wrongly while reading back fine.
+    with database.session() as session:
+        a_person(session.connection(), "+447700900001", opted_out=True)
+        session.add(
+            Participant(
+                phone="+447700900002",
+                tags=["panel"],
+                opted_out=True,
+                created_at=WHEN,
+                updated_at=WHEN,
+            )
+        )
+    with database.session() as session:
+        raw = session.connection().exec_driver_sql(
+            "SELECT phone, tags, opted_out, created_at FROM participants ORDER BY phone"
+        )
+        mine, orms = [tuple(row[1:]) for row in raw]
+        assert mine == orms
+
+
+def test_values_a_statement_carries_itself_are_sent(database):
+    with database.session() as session:
+        for n in range(3):
+            a_person(session.connection(), f"+44770090000{n}", opted_out=n == 1)
+    first_opted_out = Prepared(
+        select(PEOPLE.c.phone)
+        .where(PEOPLE.c.opted_out == True, PEOPLE.c.phone != "+447700900000")  # noqa: E712
+        .order_by(PEOPLE.c.phone)
+        .limit(1)
+    )
+    with database.session() as session:
+        assert [r.phone for r in first_opted_out.rows(session.connection(), {})] == [
+            "+447700900001"
+        ]
+
+
+def test_a_statement_sqlalchemy_rewrites_per_execution_is_refused(database):
+    in_a_list = Prepared(select(PEOPLE.c.id).where(PEOPLE.c.phone.in_(["+447700900001"])))
+    with database.session() as session, pytest.raises(ValueError, match="rewrite"):
+        in_a_list.rows(session.connection(), {})

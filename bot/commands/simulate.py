@@ -78,7 +78,10 @@ def begin(
     out of audiences by `joined_via`): (person id, conversation id, the first step)."""
     now = datetime.now(UTC)
     with database.session() as session:
-        person = session.scalar(select(Participant).where(Participant.external_id == external_id))
+        # Their lock first, as every writer of a person's data takes it.
+        person = session.scalar(
+            select(Participant).where(Participant.external_id == external_id).with_for_update()
+        )
         if person is None:
             person = Participant(
                 external_id=external_id,

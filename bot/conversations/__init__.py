@@ -154,7 +154,7 @@ def _person_columns() -> tuple[Any, ...]:
     from bot.channels import all_channels
 
     fields = sorted({channel.address_field for channel in all_channels()})
-    names = ("id", "name", "language", "opted_out", "joined_via", *fields)
+    names = ("id", "name", "language", "opted_out", "recontact", "joined_via", *fields)
     return tuple(_people.c[name] for name in names)
 
 
@@ -171,7 +171,8 @@ def lock_person(session: Session, participant_id: int) -> Participant | None:
 
 
 def lock_person_row(session: Session, participant_id: int) -> Row[Any] | None:
-    """`lock_person`, as a row (id, name, language, opted_out, joined_via, addresses)."""
+    """`lock_person`, as a row (id, name, language, opted_out, recontact, joined_via and
+    the address columns)."""
     return _person_row_locked(None).first(session.connection(), {"key": participant_id})
 
 
@@ -228,10 +229,15 @@ _UPDATE_PERSON = Prepared(_people.update().where(_people.c.id == bindparam("pers
 def set_person(session: Session, person: Any, **values: Any) -> None:
     """Change a person's own columns (language, joined_via, consent); the caller holds their
     lock. A `Participant` object passed in is kept in step, not marked to be written again."""
-    values["updated_at"] = utcnow()
-    _UPDATE_PERSON.run(session.connection(), {"person_id": person.id, **values})
+    # As the ORM would: what already holds is not written, and `updated_at` moves only on a
+    # real change (the same recontact answer twice changes nothing but the consent log).
+    changes = {k: v for k, v in values.items() if not hasattr(person, k) or getattr(person, k) != v}
+    if not changes:
+        return
+    changes["updated_at"] = utcnow()
+    _UPDATE_PERSON.run(session.connection(), {"person_id": person.id, **changes})
     if isinstance(person, Participant):
-        for key, value in values.items():
+        for key, value in changes.items():
             set_committed_value(person, key, value)
 
 

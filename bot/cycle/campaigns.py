@@ -600,6 +600,9 @@ _OLDEST_WAITING = Prepared(
 def promote_waiting(session: Session, participant_id: int, settings: Settings) -> list[int]:
     """Their survey just ended: invite them to the oldest campaign they were waiting for.
     The caller holds the person's lock (`conversations.lock_person`)."""
+    # What the caller changed (their conversation ended) is written first: a new conversation
+    # for them below must not meet the old one still active.
+    session.flush()
     # Most people were waiting for nothing: one prebuilt statement says so (every survey's end).
     found = _OLDEST_WAITING.first(session.connection(), {"participant_id": participant_id})
     if found is None:

@@ -46,34 +46,51 @@ class Prepared:
     def __init__(self, statement: Executable):
         self.statement = statement
         self._by_keys = bool(getattr(statement, "is_dml", False))
-        self._compiled: dict[tuple[str, tuple[str, ...] | None], _Compiled] = {}
+        self._compiled: dict[tuple[Any, ...], _Compiled] = {}
 
     def _for(self, dialect: Dialect, params: Mapping[str, Any]) -> _Compiled:
-        key = (dialect.name, tuple(sorted(params)) if self._by_keys else None)
+        # Per kind of database and driver (not per engine: tests make many engines).
+        kind = (dialect.name, dialect.driver, dialect.paramstyle)
+        key = (*kind, tuple(sorted(params)) if self._by_keys else None)
         found = self._compiled.get(key)
         if found is None:
-            found = self._compiled[key] = self._compile(dialect, key[1])
+            found = self._compiled[key] = self._compile(dialect, key[-1])
         return found
 
     def _compile(self, dialect: Dialect, keys: tuple[str, ...] | None) -> _Compiled:
         compiled = self.statement.compile(
             dialect=dialect, column_keys=list(keys) if keys is not None else None
         )
-        names = tuple(compiled.positiontup or ()) if dialect.positional else tuple(compiled.binds)
+        if (
+            compiled.post_compile_params
+            or compiled.literal_execute_params
+            or getattr(compiled, "escaped_bind_names", None)
+        ):
+            # An IN list or an odd bind name is rewritten per execution by SQLAlchemy itself.
+            raise ValueError("a statement SQLAlchemy must rewrite per execution; run it as usual")
+        if dialect.positional:
+            names = tuple(compiled.positiontup or ())
+        else:
+            names = tuple(dict.fromkeys(compiled.bind_names.values()))
         binds = {
             name: compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
-            for name in compiled.binds
+            for name in names
         }
+        # Columns whose Python-side default SQLAlchemy would run: the caller must give them.
+        defaulted = {c.key for c in (*compiled.insert_prefetch, *compiled.update_prefetch)}
         fixed = {
-            name: bind.effective_value
-            for name, bind in compiled.binds.items()
-            if not bind.required and bind.callable is None and bind.value is not None
+            name: compiled.binds[name].effective_value  # a LIMIT, a literal, None included
+            for name in names
+            if not compiled.binds[name].required and name not in defaulted
         }
         columns = list(getattr(self.statement, "exported_columns", ()))
         row = namedtuple("Row", [c.key for c in columns]) if columns else None
-        results = tuple(
-            c.type.dialect_impl(dialect).result_processor(dialect, None) for c in columns
-        )
+        try:
+            results = tuple(
+                c.type.dialect_impl(dialect).result_processor(dialect, None) for c in columns
+            )
+        except TypeError as exc:  # a type whose processor needs the driver's type code
+            raise ValueError(f"a column type prepared statements do not read: {exc}") from exc
         return _Compiled(compiled.string, names, dialect.positional, fixed, binds, row, results)
 
     def _values(self, compiled: _Compiled, params: Mapping[str, Any]) -> Any:
@@ -84,7 +101,7 @@ class Prepared:
         processed = {}
         for name in compiled.names:
             value, process = given[name], compiled.binds[name]
-            processed[name] = process(value) if process is not None and value is not None else value
+            processed[name] = process(value) if process is not None else value  # None too
         if compiled.positional:
             return tuple(processed[name] for name in compiled.names)
         return processed
@@ -93,15 +110,22 @@ class Prepared:
         self, connection: Connection, params: Mapping[str, Any] | Sequence[Mapping[str, Any]]
     ) -> tuple[_Compiled, Any]:
         dialect = connection.dialect
-        compiled = self._for(dialect, params if isinstance(params, Mapping) else params[0])
+        if isinstance(params, Mapping):
+            compiled = self._for(dialect, params)
+            one, many = self._values(compiled, params), None
+        else:
+            compiled = self._for(dialect, params[0])
+            one, many = None, [self._values(compiled, p) for p in params]
         cursor = connection.connection.driver_connection.cursor()
         try:
-            if isinstance(params, Mapping):
-                cursor.execute(compiled.sql, self._values(compiled, params))
+            if many is None:
+                cursor.execute(compiled.sql, one)
             else:
-                cursor.executemany(compiled.sql, [self._values(compiled, p) for p in params])
+                cursor.executemany(compiled.sql, many)
         except dialect.loaded_dbapi.Error as exc:
             cursor.close()
+            # This connection is dropped; the pool's others are checked as they are next
+            # taken (`pool_pre_ping`), so they need not all be invalidated here.
             lost = dialect.is_disconnect(exc, connection.connection.dbapi_connection, cursor)
             if lost:
                 connection.invalidate(exc)
@@ -114,6 +138,12 @@ class Prepared:
                 connection_invalidated=lost,
                 dialect=dialect,
             ) from exc
+        except BaseException as exc:
+            # Interrupted mid-statement (a timeout, a signal): the connection's state is unknown.
+            cursor.close()
+            if not isinstance(exc, Exception):
+                connection.invalidate(exc)
+            raise
         return compiled, cursor
 
     def run(
