@@ -3,8 +3,10 @@
 import threading
 import xml.etree.ElementTree as ET
 
-from sqlalchemy import func, select
+import pytest
+from sqlalchemy import create_engine, func, select
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.pool import NullPool
 
 from bot.commands import runtime
 from bot.conversations import inbox
@@ -316,3 +318,23 @@ def test_asking_whether_an_earlier_message_waits_reads_an_index_not_every_messag
                 rows = connection.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, ordered)
                 plan = [row[-1] for row in rows]
             assert any("ix_messages_inbound_retrying" in line for line in plan), plan
+
+
+def test_a_text_after_the_database_dropped_every_connection_is_answered(client, database):
+    # PostgreSQL restarted (or a proxy dropped the pool's connections) a moment after the last
+    # message: the next one must be handled at once, not kept for a retry or lost.
+    if database.engine.dialect.name != "postgresql":
+        pytest.skip("only a database server drops connections")
+    say(client, "TITLE", "SM-before")
+    with create_engine(database.url, poolclass=NullPool).connect() as admin:
+        dropped = admin.exec_driver_sql(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).scalar()
+    assert dropped >= 1
+    assert say(client, "2", "SM-after")  # the next question
+    with database.session() as session:
+        statuses = session.scalars(
+            select(Message.status).where(Message.direction == "in").order_by(Message.id)
+        ).all()
+    assert statuses == ["processed", "processed"]

@@ -124,11 +124,12 @@ class Prepared:
                 cursor.executemany(compiled.sql, many)
         except dialect.loaded_dbapi.Error as exc:
             cursor.close()
-            # This connection is dropped; the pool's others are checked as they are next
-            # taken (`pool_pre_ping`), so they need not all be invalidated here.
             lost = dialect.is_disconnect(exc, connection.connection.dbapi_connection, cursor)
             if lost:
+                # As SQLAlchemy does on a lost connection: this one is dropped, and the pool's
+                # others too (the server probably restarted), so a retry opens a fresh one.
                 connection.invalidate(exc)
+                connection.engine.dispose()
             raise DBAPIError.instance(
                 compiled.sql,
                 None,
