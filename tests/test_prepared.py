@@ -163,3 +163,53 @@ def test_a_statement_sqlalchemy_rewrites_per_execution_is_refused(database):
     in_a_list = Prepared(select(PEOPLE.c.id).where(PEOPLE.c.phone.in_(["+447700900001"])))
     with database.session() as session, pytest.raises(ValueError, match="rewrite"):
         in_a_list.rows(session.connection(), {})
+
+
+def test_a_later_write_is_in_place_before_anything_else_reads(database):
+    # On PostgreSQL it waits to go with the next statement; whatever runs next sees it.
+    with database.session() as session:
+        person_id = a_person(session.connection())
+    later_opt_out = Prepared(PEOPLE.update().where(PEOPLE.c.id == bindparam("person_id")))
+    with database.session() as session:
+        later_opt_out.later(
+            session.connection(), {"person_id": person_id, "opted_out": True, "updated_at": WHEN}
+        )
+        # Read by the ORM (SQLAlchemy's own execution), then by a prepared statement.
+        assert session.scalar(select(Participant.opted_out).where(Participant.id == person_id))
+        later_opt_out.later(
+            session.connection(), {"person_id": person_id, "opted_out": False, "updated_at": WHEN}
+        )
+        assert PERSON.first(session.connection(), {"phone": "+447700900123"}).opted_out is False
+        later_opt_out.later(
+            session.connection(), {"person_id": person_id, "opted_out": True, "updated_at": WHEN}
+        )
+    with database.session() as session:  # and the last one went with the commit
+        assert session.get(Participant, person_id).opted_out is True
+
+
+def test_a_later_write_goes_nowhere_when_its_transaction_rolls_back(database):
+    with database.session() as session:
+        person_id = a_person(session.connection())
+    later_opt_out = Prepared(PEOPLE.update().where(PEOPLE.c.id == bindparam("person_id")))
+    with pytest.raises(RuntimeError), database.session() as session:
+        later_opt_out.later(
+            session.connection(), {"person_id": person_id, "opted_out": True, "updated_at": WHEN}
+        )
+        raise RuntimeError("something failed after it")
+    for _ in range(3):  # the pooled connection it waited on is used again: nothing leaks
+        with database.session() as session:
+            session.connection().exec_driver_sql("SELECT 1")
+    with database.session() as session:
+        assert session.get(Participant, person_id).opted_out is False
+
+
+def test_a_later_write_that_fails_fails_its_transaction(database):
+    with database.session() as session:
+        a_person(session.connection(), "+447700900001")
+    row = {"tags": [], "opted_out": False, "created_at": WHEN, "updated_at": WHEN}
+    insert_person = Prepared(insert(PEOPLE))
+    with pytest.raises(IntegrityError), database.session() as session:
+        insert_person.later(session.connection(), {**row, "phone": "+447700900002"})
+        insert_person.later(session.connection(), {**row, "phone": "+447700900001"})  # taken
+    with database.session() as session:
+        assert len(session.query(Participant).all()) == 1  # neither stayed

@@ -339,7 +339,7 @@ def _reply(
                 session, person, channel.name, body, Kind.REPLY, conversation_id=conversation_id
             )
         return []
-    _INSERT_REPLIES.run(
+    _INSERT_REPLIES.later(
         session.connection(),
         [
             {
