@@ -235,7 +235,7 @@ def set_person(session: Session, person: Any, **values: Any) -> None:
     if not changes:
         return
     changes["updated_at"] = utcnow()
-    _UPDATE_PERSON.later(session.connection(), {"person_id": person.id, **changes})
+    _UPDATE_PERSON.run(session.connection(), {"person_id": person.id, **changes})
     if isinstance(person, Participant):
         for key, value in changes.items():
             set_committed_value(person, key, value)
@@ -276,7 +276,7 @@ def record_consent(
         set_person(session, person, recontact=kind == Consent.RECONTACT_YES)
     else:
         raise ValueError(f"unknown consent kind {kind!r}")
-    _INSERT_CONSENT.later(
+    _INSERT_CONSENT.run(
         session.connection(),
         {
             "participant_id": person.id,
@@ -363,7 +363,7 @@ def end_conversation(session: Session, conv: Any, status: str, now: datetime | N
 
 
 def _update_conversation(session: Session, conv: Any, changes: dict[str, Any]) -> None:
-    _UPDATE_CONVERSATION.later(session.connection(), {"conversation_id": conv.id, **changes})
+    _UPDATE_CONVERSATION.run(session.connection(), {"conversation_id": conv.id, **changes})
     if isinstance(conv, Conversation):
         for key, value in changes.items():
             set_committed_value(conv, key, value)
@@ -424,7 +424,7 @@ def write_step(
         changes["started_at"] = now
     _update_conversation(session, conv, changes)
     if step.answers:
-        _INSERT_ANSWER.later(
+        _INSERT_ANSWER.run(
             session.connection(),
             [
                 {

@@ -339,7 +339,7 @@ def _reply(
                 session, person, channel.name, body, Kind.REPLY, conversation_id=conversation_id
             )
         return []
-    _INSERT_REPLIES.later(
+    _INSERT_REPLIES.run(
         session.connection(),
         [
             {

@@ -71,24 +71,6 @@ def _sqlite_setup(engine: Engine) -> None:
             ) from exc
 
 
-def _send_later_first(engine: Engine) -> None:
-    """Writes `Prepared.later` kept waiting go before anything else this connection runs and
-    before its commit, in the order they were written; a rollback drops them."""
-    from bot.storage import prepared
-
-    @event.listens_for(engine, "before_cursor_execute")
-    def _before_statement(conn: Any, *_: Any) -> None:
-        prepared.send_later(conn)
-
-    @event.listens_for(engine, "commit")
-    def _before_commit(conn: Any) -> None:
-        prepared.send_later(conn)
-
-    @event.listens_for(engine, "rollback")
-    def _on_rollback(conn: Any) -> None:
-        prepared.drop_later(conn)
-
-
 def make_engine(url: str, **kwargs: Any) -> Engine:
     # A failed statement's parameters are participants' numbers and words; SQLAlchemy would
     # put them in the exception text, and from there into every log and error report.
@@ -104,9 +86,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_size", 10)
-    engine = create_engine(url, **kwargs)
-    _send_later_first(engine)
-    return engine
+    return create_engine(url, **kwargs)
 
 
 def is_transient(exc: BaseException) -> bool:

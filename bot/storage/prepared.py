@@ -16,8 +16,7 @@ not run here (a missing value fails loudly instead of being stored as NULL).
 from __future__ import annotations
 
 from collections import namedtuple
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,78 +37,6 @@ class _Compiled:
     binds: Mapping[str, Processor]
     row: Any  # a namedtuple class for result rows, or None
     results: tuple[Processor, ...]
-
-
-_LATER = "involve.prepared.later"  # Connection.info: writes waiting to go with the next statement
-
-
-def can_pipeline(dialect: Dialect) -> bool:
-    return dialect.driver == "psycopg"
-
-
-@dataclass(frozen=True)
-class _Bound:
-    compiled: _Compiled
-    one: Any  # the values for one row, or None
-    many: list[Any] | None  # or for many
-
-    def send(self, cursor: Any) -> None:
-        if self.many is None:
-            cursor.execute(self.compiled.sql, self.one)
-        else:
-            cursor.executemany(self.compiled.sql, self.many)
-
-
-def _send(driver: Any, queued: list[_Bound]) -> None:
-    for bound in queued:
-        bound.send(driver.cursor())
-
-
-def send_later(connection: Connection) -> None:
-    """Send the writes `Prepared.later` kept waiting on this connection (one round trip)."""
-    queued = connection.info.pop(_LATER, None)
-    if not queued:
-        return
-    driver = connection.connection.driver_connection
-    with _as_sqlalchemy_errors(connection, queued[0].compiled.sql, None), driver.pipeline():
-        _send(driver, queued)
-
-
-def drop_later(connection: Connection) -> None:
-    """The transaction rolled back: what waited goes with it."""
-    connection.info.pop(_LATER, None)
-
-
-@contextmanager
-def _as_sqlalchemy_errors(connection: Connection, sql: str, cursor: Any) -> Iterator[None]:
-    dialect = connection.dialect
-    try:
-        yield
-    except dialect.loaded_dbapi.Error as exc:
-        if cursor is not None:
-            cursor.close()
-        lost = dialect.is_disconnect(exc, connection.connection.dbapi_connection, cursor)
-        if lost:
-            # As SQLAlchemy does on a lost connection: this one is dropped, and the pool's
-            # others too (the server probably restarted), so a retry opens a fresh one.
-            connection.invalidate(exc)
-            connection.engine.dispose()
-        raise DBAPIError.instance(
-            sql,
-            None,
-            exc,
-            dialect.loaded_dbapi.Error,
-            hide_parameters=True,
-            connection_invalidated=lost,
-            dialect=dialect,
-        ) from exc
-    except BaseException as exc:
-        # Interrupted mid-statement (a timeout, a signal): the connection's state is unknown.
-        if cursor is not None:
-            cursor.close()
-        if not isinstance(exc, Exception):
-            connection.invalidate(exc)
-        raise
 
 
 class Prepared:
@@ -179,43 +106,46 @@ class Prepared:
             return tuple(processed[name] for name in compiled.names)
         return processed
 
-    def _bound(
-        self, dialect: Dialect, params: Mapping[str, Any] | Sequence[Mapping[str, Any]]
-    ) -> _Bound:
-        if isinstance(params, Mapping):
-            compiled = self._for(dialect, params)
-            return _Bound(compiled, self._values(compiled, params), None)
-        compiled = self._for(dialect, params[0])
-        return _Bound(compiled, None, [self._values(compiled, p) for p in params])
-
     def _execute(
         self, connection: Connection, params: Mapping[str, Any] | Sequence[Mapping[str, Any]]
     ) -> tuple[_Compiled, Any]:
-        bound = self._bound(connection.dialect, params)
-        driver = connection.connection.driver_connection
-        queued = connection.info.pop(_LATER, None)
-        cursor = driver.cursor()
-        with _as_sqlalchemy_errors(connection, bound.compiled.sql, cursor):
-            if queued:
-                # The writes waiting for this connection go with it, in one round trip.
-                with driver.pipeline():
-                    _send(driver, queued)
-                    bound.send(cursor)
+        dialect = connection.dialect
+        if isinstance(params, Mapping):
+            compiled = self._for(dialect, params)
+            one, many = self._values(compiled, params), None
+        else:
+            compiled = self._for(dialect, params[0])
+            one, many = None, [self._values(compiled, p) for p in params]
+        cursor = connection.connection.driver_connection.cursor()
+        try:
+            if many is None:
+                cursor.execute(compiled.sql, one)
             else:
-                bound.send(cursor)
-        return bound.compiled, cursor
-
-    def later(
-        self, connection: Connection, params: Mapping[str, Any] | Sequence[Mapping[str, Any]]
-    ) -> None:
-        """A write whose row count nobody reads: where the driver can pipeline (psycopg), it
-        waits to go with the connection's next statement or its commit, in the same round trip
-        and in the order written; elsewhere it runs now. Anything else run on the connection
-        sends it first (`send_later`, wired by `bot.storage.db`), and a rollback drops it."""
-        if not can_pipeline(connection.dialect):
-            self.run(connection, params)
-            return
-        connection.info.setdefault(_LATER, []).append(self._bound(connection.dialect, params))
+                cursor.executemany(compiled.sql, many)
+        except dialect.loaded_dbapi.Error as exc:
+            cursor.close()
+            lost = dialect.is_disconnect(exc, connection.connection.dbapi_connection, cursor)
+            if lost:
+                # As SQLAlchemy does on a lost connection: this one is dropped, and the pool's
+                # others too (the server probably restarted), so a retry opens a fresh one.
+                connection.invalidate(exc)
+                connection.engine.dispose()
+            raise DBAPIError.instance(
+                compiled.sql,
+                None,
+                exc,
+                dialect.loaded_dbapi.Error,
+                hide_parameters=True,
+                connection_invalidated=lost,
+                dialect=dialect,
+            ) from exc
+        except BaseException as exc:
+            # Interrupted mid-statement (a timeout, a signal): the connection's state is unknown.
+            cursor.close()
+            if not isinstance(exc, Exception):
+                connection.invalidate(exc)
+            raise
+        return compiled, cursor
 
     def run(
         self, connection: Connection, params: Mapping[str, Any] | Sequence[Mapping[str, Any]]
