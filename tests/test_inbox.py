@@ -338,3 +338,69 @@ def test_a_text_after_the_database_dropped_every_connection_is_answered(client, 
             select(Message.status).where(Message.direction == "in").order_by(Message.id)
         ).all()
     assert statuses == ["processed", "processed"]
+
+
+def test_a_kept_message_handled_by_two_jobs_at_once_is_applied_once(
+    client, database, app_settings, monkeypatch
+):
+    # The reconciler and the after-commit dispatch can both enqueue the same retry; both jobs
+    # read it as waiting before either applies it. The second must find it done.
+    say(client, "TITLE", "SM-1")
+    working = inbox._decide
+    monkeypatch.setattr(inbox, "_decide", lambda *a, **k: (_ for _ in ()).throw(RuntimeError()))
+    assert say(client, "2", "SM-2") == []
+    monkeypatch.setattr(inbox, "_decide", working)
+    with database.session() as session:
+        kept = session.scalar(select(Message.id).where(Message.provider_id == "SM-2"))
+
+    both_read_it_waiting = threading.Barrier(2, timeout=10)
+    reading = inbox.Received
+
+    def received_then_wait(*args, **kwargs):
+        both_read_it_waiting.wait()  # each job has its backlog; neither has a lock yet
+        return reading(*args, **kwargs)
+
+    monkeypatch.setattr(inbox, "Received", received_then_wait)
+    db, counts = runtime.database(), []
+
+    def job() -> None:
+        counts.append(inbox.retry_backlog(db, app_settings, kept))
+
+    jobs_at_once = [threading.Thread(target=job) for _ in range(2)]
+    for thread in jobs_at_once:
+        thread.start()
+    for thread in jobs_at_once:
+        thread.join(20)
+    assert sorted(c["processed"] for c in counts) == [0, 1]
+    assert all(c["failed"] == 0 for c in counts)
+    with database.session() as session:
+        answers = session.execute(
+            select(Answer.question_id, Answer.value).order_by(Answer.id)
+        ).all()
+        assert answers == [("title", "your-health")]  # "2" answered one question, once
+        assert session.scalar(select(Message.status).where(Message.id == kept)) == "processed"
+
+
+def test_a_connection_lost_while_a_text_is_handled_is_tried_again_at_once(
+    client, database, monkeypatch
+):
+    if database.engine.dialect.name != "postgresql":
+        pytest.skip("only a database server drops connections")
+    say(client, "TITLE", "SM-1")
+    working, dropped = inbox._decide, []
+
+    def dropped_midway(session, *args):
+        if not dropped:  # the first attempt loses its connection after the person's lock
+            pid = session.connection().exec_driver_sql("SELECT pg_backend_pid()").scalar()
+            with create_engine(database.url, poolclass=NullPool).connect() as admin:
+                admin.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})")
+            dropped.append(pid)
+        return working(session, *args)
+
+    monkeypatch.setattr(inbox, "_decide", dropped_midway)
+    assert any("What made you choose it?" in t for t in say(client, "2", "SM-2"))
+    assert dropped
+    with database.session() as session:
+        assert session.scalar(select(Message.status).where(Message.provider_id == "SM-2")) == (
+            "processed"
+        )

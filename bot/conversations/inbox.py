@@ -208,6 +208,10 @@ def _handle(
     else:
         assert received.address is not None, "a message comes from an address or a known person"
         person = conversations.lock_person_at(session, channel, received.address)
+    if inbound_id is not None and not _still_waiting(session, inbound_id):
+        # Handled again by two jobs at once (the reconciler and the after-commit dispatch
+        # can both enqueue it): the other one applied it while this one waited for the lock.
+        raise _SeenBefore
     conv, waiting = _conversation_and_waiting(session, person, received, inline and not inbound_id)
     if waiting:
         # An earlier message of theirs is waiting for a retry: this one goes after it.
@@ -296,6 +300,19 @@ def _conversation_and_waiting(
     if row is not None:
         return row, bool(row.waiting)
     return None, _WAITING.first(connection, where) is not None
+
+
+_STILL_WAITING = (
+    select(Message.id)
+    .where(Message.id == bindparam("message_id"), Message.status == InboundStatus.RETRYING)
+    .with_for_update()
+)
+
+
+def _still_waiting(session: Session, message_id: int) -> bool:
+    """The kept message is still to be handled; its row is locked (after the person's)."""
+    found = session.connection().execute(_STILL_WAITING, {"message_id": message_id})
+    return found.first() is not None
 
 
 def _finish_inbound(
@@ -515,6 +532,8 @@ def retry_backlog(
                 _handle(session, settings, received, now, keywords, inline=False, inbound_id=row.id)
             counts["processed"] += 1
             continue
+        except _SeenBefore:
+            continue  # another job handled it a moment ago
         except Exception as exc:
             failure = exc
         if _note_failure(database, row.id, row.attempts, failure, now):
@@ -537,6 +556,10 @@ def _note_failure(
     )
     tried = attempts + 1
     with database.session() as session:
+        # The person's lock first, then the message's, as the writer takes them.
+        person_id = session.scalar(select(Message.participant_id).where(Message.id == message_id))
+        if person_id is not None:
+            conversations.lock_person(session, person_id)
         row = session.get(Message, message_id, with_for_update=True)
         if row is None or row.status != InboundStatus.RETRYING:
             return False
