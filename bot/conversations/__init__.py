@@ -14,7 +14,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Row, bindparam, insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -32,7 +32,7 @@ from bot.storage.models import (
     SurveyVersion,
     utcnow,
 )
-from bot.storage.prepared import Prepared
+from bot.storage.prepared import Prepared, Record
 from bot.storage.status import Consent, Direction, Outbound
 
 # --- surveys as stored ---------------------------------------------------------------------
@@ -170,7 +170,7 @@ def lock_person(session: Session, participant_id: int) -> Participant | None:
     return session.get(Participant, participant_id, with_for_update=True)
 
 
-def lock_person_row(session: Session, participant_id: int) -> Row[Any] | None:
+def lock_person_row(session: Session, participant_id: int) -> Record | None:
     """`lock_person`, as a row (id, name, language, opted_out, recontact, joined_via and
     the address columns)."""
     return _person_row_locked(None).first(session.connection(), {"key": participant_id})
@@ -179,7 +179,7 @@ def lock_person_row(session: Session, participant_id: int) -> Row[Any] | None:
 _insert_person: dict[tuple[str, str], Any] = {}
 
 
-def lock_person_at(session: Session, channel: Channel, address: str) -> Row[Any]:
+def lock_person_at(session: Session, channel: Channel, address: str) -> Record:
     """The person at this address, locked, as a row; someone new is created (and locked)."""
     connection = session.connection()
     value = channel.column_value(address)
@@ -339,7 +339,7 @@ _UPDATE_CONVERSATION = Prepared(
 _INSERT_ANSWER = Prepared(insert(Answer.__table__))
 
 
-def active_conversation(session: Session, person: Any, now: datetime) -> Row[Any] | None:
+def active_conversation(session: Session, person: Any, now: datetime) -> Record | None:
     """The person's conversation in progress, locked, as a row (id, survey_version_id,
     campaign_id, state, started_at, last_activity_at); one idle too long ends here."""
     found = ACTIVE_LOCKED.first(session.connection(), {"participant_id": person.id})

@@ -278,9 +278,9 @@ _WAITING_STATEMENT = (
     )
     .limit(1)
 )
+_WAITING = Prepared(_WAITING_STATEMENT)
 # The conversation and, in the same round trip, whether an earlier message is waiting. Read
 # after the person's lock is held, so it sees whatever the lock's last holder committed.
-_WAITING = Prepared(_WAITING_STATEMENT)
 _ACTIVE_AND_WAITING = Prepared(
     conversations.ACTIVE_LOCKED_STATEMENT.add_columns(_WAITING_STATEMENT.exists().label("waiting"))
 )

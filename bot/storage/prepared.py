@@ -26,6 +26,9 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import Executable
 
 Processor = Callable[[Any], Any] | None
+# A row a prepared statement returns: a named tuple of its columns' processed values (its class
+# is made per statement, so the type checker knows it only as this).
+Record = Any
 
 
 @dataclass(frozen=True)
@@ -157,7 +160,7 @@ class Prepared:
         finally:
             cursor.close()
 
-    def rows(self, connection: Connection, params: Mapping[str, Any]) -> list[Any]:
+    def rows(self, connection: Connection, params: Mapping[str, Any]) -> list[Record]:
         """Its rows, each a named tuple of processed values (`row.state` is a dict)."""
         compiled, cursor = self._execute(connection, params)
         try:
@@ -166,7 +169,7 @@ class Prepared:
             cursor.close()
         return [self._row(compiled, raw) for raw in fetched]
 
-    def first(self, connection: Connection, params: Mapping[str, Any]) -> Any | None:
+    def first(self, connection: Connection, params: Mapping[str, Any]) -> Record | None:
         found = self.rows(connection, params)
         return found[0] if found else None
 
