@@ -155,7 +155,9 @@ class Database:
             with self.sessions() as session, session.begin():
                 yield session
         else:
-            with self._writers.turn(), self.sessions() as session, session.begin():
+            # The turn covers the transaction only: the session is made before it, and its
+            # connection goes back to the pool after it (idle by then, holding no lock).
+            with self.sessions() as session, self._writers.turn(), session.begin():
                 yield session
         for what, rows in session.info.pop(_AFTER_COMMIT_KEY, {}).items():
             self._dispatch(what, rows)
