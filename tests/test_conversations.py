@@ -175,3 +175,21 @@ def test_as_id_accepts_only_plain_positive_numbers():
         None,
         None,
     ]
+
+
+def test_the_same_recontact_answer_twice_is_logged_twice_and_changes_nothing_else(database):
+    # Each answer is consent history; the person's row moves only when something changes.
+    with database.session() as session:
+        who = person(session)
+        conversations.record_consent(session, who, "recontact_yes", "sms", now=NOW)
+        pid = who.id
+    with database.session() as session:
+        first = session.get(Participant, pid).updated_at
+    with database.session() as session:
+        row = conversations.lock_person_row(session, pid)
+        assert row.recontact is True
+        conversations.record_consent(session, row, "recontact_yes", "sms", now=NOW)
+    with database.session() as session:
+        assert session.get(Participant, pid).updated_at == first
+        kinds = session.scalars(select(ConsentEvent.kind).order_by(ConsentEvent.id)).all()
+        assert kinds == ["recontact_yes", "recontact_yes"]
