@@ -1,0 +1,144 @@
+"""The second baseline: what a text costs with no application logic at all.
+
+The same webhook, form and Twilio signature check as involve's, then the database work the
+one writer does for an answer, on the same schema, as plain SQL on the driver (no SQLAlchemy,
+no engine step, no rendering): on PostgreSQL the pool's connection check, BEGIN, the person's
+row (locked; created if new), their conversation (locked) and whether a message of theirs is
+waiting for a retry, the conversation's state, the answer, the inbound row under its provider
+id, the reply, COMMIT; on SQLite the same inside the same writers' turn. It answers a fixed
+TwiML string.
+
+Nothing real could be faster than this without storing less per text or answering before the
+text is stored, so `bench.webhooks` runs it beside involve: the ratio it reaches is the ceiling
+for any change to involve's own code on this machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Flask, Response, abort, request
+from twilio.request_validator import RequestValidator
+
+from bot.storage.db import _WriterQueue
+
+URL = os.environ["DATABASE_URL"]
+POSTGRES = URL.startswith("postgresql")
+REPLY = "How useful would it be?\nReply with a number from 1 (Not useful) to 5 (Very useful)"
+TWIML = f'<?xml version="1.0" encoding="UTF-8"?><Response><Message>{REPLY}</Message></Response>'
+STATE = json.dumps({"question_id": "useful", "status": "active", "misses": 0, "answered": {}})
+
+app = Flask(__name__)
+validator = RequestValidator(os.environ["TWILIO_AUTH_TOKEN"])
+connections = threading.local()
+writers = None if POSTGRES else _WriterQueue(URL.split(":///", 1)[1])
+
+
+def _sql(statement: str) -> str:
+    if POSTGRES:
+        return statement.replace("?", "%s")
+    return statement.replace(" FOR UPDATE OF conversations", "").replace(" FOR UPDATE", "")
+
+
+PERSON = _sql(
+    "SELECT id, name, language, opted_out, recontact, joined_via, phone FROM participants WHERE phone = ? FOR UPDATE"
+)
+NEW_PERSON = _sql(
+    "INSERT INTO participants (phone, tags, opted_out, created_at, updated_at) VALUES (?, '[]', ?, ?, ?) RETURNING id"
+)
+CONVERSATION = _sql(
+    "SELECT conversations.id, conversations.state, EXISTS (SELECT messages.id FROM messages"
+    " WHERE status = 'retrying' AND direction = 'in' AND messages.channel = 'sms'"
+    " AND messages.address = ? LIMIT 1) AS waiting FROM conversations"
+    " WHERE conversations.participant_id = ? AND conversations.status = 'active'"
+    " FOR UPDATE OF conversations"
+)
+STEP = _sql("UPDATE conversations SET channel = ?, state = ?, last_activity_at = ? WHERE id = ?")
+ANSWER = _sql(
+    "INSERT INTO answers (conversation_id, participant_id, question_id, value, label, raw_text,"
+    " unparsed, skipped, language, channel, answered_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+INBOUND = _sql(
+    "INSERT INTO messages (participant_id, conversation_id, direction, channel, kind, address,"
+    " body, provider_id, status, attempts, created_at, updated_at)"
+    " VALUES (?, ?, 'in', 'sms', 'inbound', ?, ?, ?, 'processed', 0, ?, ?)"
+    " ON CONFLICT (channel, direction, provider_id) DO NOTHING RETURNING id"
+)
+REPLIED = _sql(
+    "INSERT INTO messages (participant_id, conversation_id, in_reply_to_id, direction, channel,"
+    " kind, address, body, status, attempts, sent_at, created_at, updated_at)"
+    " VALUES (?, ?, ?, 'out', 'sms', 'reply', ?, ?, 'replied', 0, ?, ?, ?)"
+)
+
+
+def _connection() -> Any:
+    found = getattr(connections, "db", None)
+    if found is None:
+        if POSTGRES:
+            import psycopg
+
+            # Transactions begun and ended below, in the statements SQLAlchemy would send.
+            found = psycopg.connect(
+                URL.replace("postgresql+psycopg://", "postgresql://"), autocommit=True
+            )
+        else:
+            import sqlite3
+
+            found = sqlite3.connect(
+                URL.split(":///", 1)[1], isolation_level=None, check_same_thread=False
+            )
+            for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON"):
+                found.execute(f"PRAGMA {pragma}")
+        connections.db = found
+    return found
+
+
+def _store(db: Any, phone: str, sid: str, body: str) -> None:
+    now: Any = datetime.now(UTC).replace(tzinfo=None)
+    if not POSTGRES:
+        now = now.isoformat(" ")  # as SQLAlchemy stores a time in SQLite
+    cursor = db.cursor()
+    if POSTGRES:
+        cursor.execute("SELECT 1")  # the pool's check that the connection is alive
+    cursor.execute("BEGIN" if POSTGRES else "BEGIN IMMEDIATE")
+    try:
+        _write(cursor, phone, sid, body, now)
+    except BaseException:
+        cursor.execute("ROLLBACK")
+        raise
+    cursor.execute("COMMIT")
+
+
+def _write(cursor: Any, phone: str, sid: str, body: str, now: Any) -> None:
+    person = cursor.execute(PERSON, (phone,)).fetchone()
+    if person is None:
+        person = cursor.execute(NEW_PERSON, (phone, False, now, now)).fetchone()
+    person_id = person[0]
+    conversation = cursor.execute(CONVERSATION, (phone, person_id)).fetchone()
+    conversation_id = conversation[0] if conversation is not None else None
+    if conversation_id is not None:
+        cursor.execute(STEP, ("sms", STATE, now, conversation_id))
+        answer = (conversation_id, person_id, sid, body, body, body, False, False, "en", "sms", now)
+        cursor.execute(ANSWER, answer)
+    inbound = cursor.execute(INBOUND, (person_id, conversation_id, phone, body, sid, now, now))
+    inbound_id = inbound.fetchone()[0]
+    cursor.execute(REPLIED, (person_id, conversation_id, inbound_id, phone, REPLY, now, now, now))
+
+
+@app.post("/webhooks/twilio/sms")
+def sms() -> Response:
+    form = request.form
+    url = os.environ["PUBLIC_BASE_URL"] + request.path
+    if not validator.validate(url, form, request.headers.get("X-Twilio-Signature", "")):
+        abort(403)
+    db = _connection()
+    if writers is None:
+        _store(db, form["From"], form["MessageSid"], form["Body"])
+    else:
+        with writers.turn():
+            _store(db, form["From"], form["MessageSid"], form["Body"])
+    return Response(TWIML, mimetype="application/xml")
