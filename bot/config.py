@@ -67,6 +67,9 @@ class Settings:
     retention_days: int | None = None  # message bodies and free text older than this are purged
     # The bot's @username for deep links; asked of Telegram (getMe) when unset.
     telegram_bot_username: str | None = None
+    # How many proxies in front of the web process append to X-Forwarded-For (Heroku's router,
+    # nginx: 1). Zero trusts no header: a stranger can write one.
+    trusted_proxies: int = 0
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -297,6 +300,7 @@ def load_settings(
         suppression_key=_suppression_key(env, bool(sid) or bool(_text(env, "TELEGRAM_BOT_TOKEN"))),
         retention_days=_retention_days(env, "RETENTION_DAYS"),
         telegram_bot_username=_bot_username(env, "TELEGRAM_BOT_USERNAME"),
+        trusted_proxies=_int_between(env, "TRUSTED_PROXIES", 0, 0, 5),
     )
 
 

@@ -41,6 +41,7 @@ from bot.config import ConfigError, load_settings
         ({"SUPPRESSION_KEY": "short"}, "SUPPRESSION_KEY must be at least 32 characters"),
         ({"RETENTION_DAYS": "a year"}, "RETENTION_DAYS must be a whole number of days"),
         ({"RETENTION_DAYS": "0"}, "RETENTION_DAYS must be a whole number of days"),
+        ({"TRUSTED_PROXIES": "yes"}, "TRUSTED_PROXIES must be a whole number from 0 to 5"),
     ],
 )
 def test_a_bad_setting_is_one_line_naming_the_variable(env, message):
@@ -57,6 +58,7 @@ def test_defaults(tmp_path):
     assert [str(w) for w in settings.quiet_hours] == ["20:00-10:00", "15:00-16:00"]
     assert settings.send_rate == 1.0 and str(settings.timezone) == "Europe/London"
     assert not settings.twilio_enabled and not settings.telegram_enabled
+    assert settings.trusted_proxies == 0  # no X-Forwarded-For is believed
     # A laptop with no Twilio or Telegram needs no secret and keeps everything until erased.
     assert settings.suppression_key is None and settings.retention_days is None
 

@@ -139,6 +139,37 @@ def test_a_successful_client_is_not_blocked_by_another_clients_guessing(app):
     assert client.get("/admin/api/surveys", headers=ADMIN).status_code == 200
 
 
+def _guess(client, forwarded_for: str, proxy: str = "10.0.0.1") -> int:
+    headers = {"Authorization": "Bearer nope", "X-Forwarded-For": forwarded_for}
+    environ = {"REMOTE_ADDR": proxy}
+    return client.get("/admin/api/surveys", headers=headers, environ_base=environ).status_code
+
+
+def test_x_forwarded_for_is_not_trusted_unless_a_proxy_is_declared(app):
+    app.config["ADMIN_FAILED_AUTH_LIMIT"] = 2
+    client = app.test_client()
+    # A guesser writing a new X-Forwarded-For each time is still one connecting address.
+    assert [_guess(client, f"203.0.113.{n}") for n in range(3)] == [401, 401, 429]
+
+
+def test_behind_a_trusted_proxy_each_client_has_its_own_allowance(app_settings):
+    from webhooks import create_app
+
+    app = create_app({"SETTINGS": app_settings.with_overrides(trusted_proxies=1)})
+    app.config["ADMIN_FAILED_AUTH_LIMIT"] = 2
+    client = app.test_client()
+    # Every request comes from the proxy (10.0.0.1); it appends the address it saw last.
+    assert [_guess(client, "203.0.113.9") for _ in range(3)] == [401, 401, 429]
+    # A value the guesser wrote itself comes before the proxy's and is not believed.
+    assert _guess(client, "198.51.100.1, 203.0.113.9") == 429
+    # Staff behind the same proxy are not locked out by the guesser.
+    staff = {**ADMIN, "X-Forwarded-For": "192.0.2.7"}
+    answered = client.get(
+        "/admin/api/surveys", headers=staff, environ_base={"REMOTE_ADDR": "10.0.0.1"}
+    )
+    assert answered.status_code == 200
+
+
 def test_the_request_rate_limit_says_when_to_retry(app):
     app.config["ADMIN_RATE_LIMIT"] = 1
     client = app.test_client()

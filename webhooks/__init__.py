@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import Blueprint, Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from bot import channels, logmask
 from bot.commands import runtime
@@ -30,6 +31,11 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.config.from_mapping(JSON_SORT_KEYS=False, MAX_CONTENT_LENGTH=20 * 1024 * 1024)
     app.config.update(config)
     app.extensions["involve.settings"] = settings
+    if settings.trusted_proxies:
+        # The client's address only, for the admin and sign-in limits. The scheme and host
+        # are not taken from headers: signatures are checked against PUBLIC_BASE_URL.
+        proxied = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies, x_proto=0, x_host=0)
+        app.wsgi_app = proxied  # type: ignore[method-assign]
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
