@@ -93,7 +93,7 @@ def test_import_json_upserts_and_reports_bad_rows(client, database):
         ]
     }
     report = client.post("/admin/api/participants", json=body, headers=ADMIN).json
-    assert (report["created"], report["updated"]) == (2, 0)
+    assert (report["created"], report["updated"], report["unchanged"]) == (2, 0, 0)
     assert [r["row"] for r in report["rejected"]] == [2, 4, 5]
     assert "not a phone number" in report["rejected"][0]["error"]
     assert report["rejected"][1]["error"] == "needs a phone, a telegram_chat_id or an external_id"
@@ -103,7 +103,7 @@ def test_import_json_upserts_and_reports_bad_rows(client, database):
         json={"participants": [{"external_id": "A1", "tags": ["panel"]}]},
         headers=ADMIN,
     ).json
-    assert (again["created"], again["updated"]) == (0, 1)
+    assert (again["created"], again["updated"], again["unchanged"]) == (0, 1, 0)
     found = people(database)
     assert found["A1"].phone == "+447700900123" and found["A1"].tags == ["readers", "panel"]
     assert found["A1"].name == "Ann"  # fields a row leaves out are kept
@@ -165,7 +165,8 @@ def test_import_csv_keeps_good_rows(client, database):
     second = client.post(
         "/admin/api/participants", data=text.encode(), headers={**ADMIN, "Content-Type": "text/csv"}
     ).json
-    assert second["created"] == 0 and second["updated"] == 2
+    # The same file again changes nobody, and says so.
+    assert (second["created"], second["updated"], second["unchanged"]) == (0, 0, 2)
 
 
 def test_csv_with_a_wrong_header(client):
@@ -188,9 +189,13 @@ def test_cli_import_shows_the_same_report(app_settings, database, tmp_path):
         writer.writerow(["Bob", "nope", "B1"])
     result = CliRunner().invoke(main, ["participants", "import", str(path)])
     assert result.exit_code == 0, result.output
-    assert "created 1, updated 0, rejected 1" in result.output
+    assert "created 1, updated 0, unchanged 0, rejected 1" in result.output
     assert "row 3: 'nope' is not a phone number" in result.output
     assert list(people(database)) == ["A1"]
+    # The same file again: nothing to change is not a failure (a nightly sync stays green).
+    again = CliRunner().invoke(main, ["participants", "import", str(path)])
+    assert again.exit_code == 0, again.output
+    assert "created 0, updated 0, unchanged 1, rejected 1" in again.output
 
 
 def _csv(text):
@@ -228,7 +233,7 @@ def test_an_import_with_no_good_row_exits_non_zero(app_settings, database, tmp_p
     path.write_text("name,phone\nBob,nope\nCy,\n", encoding="utf-8")
     result = CliRunner().invoke(main, ["participants", "import", str(path)])
     assert result.exit_code == 1, result.output
-    assert "created 0, updated 0, rejected 2" in result.output
+    assert "created 0, updated 0, unchanged 0, rejected 2" in result.output
     assert "no rows imported" in result.output
 
 

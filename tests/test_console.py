@@ -518,7 +518,7 @@ def test_the_panel_page_imports_a_csv_and_lists_each_rejected_row(signed_in, dat
     ]
     assert actions(database) == [(STAFF, "import", "panel")]
     again = upload(signed_in, CSV.encode()).get_data(as_text=True)
-    assert "0 people added, 2 updated" in again
+    assert "0 people added, 0 updated, 2 already up to date, 1 row not imported" in again
 
 
 def test_an_import_refused_by_the_verb_is_shown_beside_the_form(signed_in, database):

@@ -163,7 +163,11 @@ def list_surveys():
 @api.validate(
     json=ImportRequest,
     resp=answers(
-        200, openapi.ImportReport, 400, 415, description="What was created, updated and rejected"
+        200,
+        openapi.ImportReport,
+        400,
+        415,
+        description="What was created, updated, left unchanged and rejected",
     ),
     operation_id="importParticipants",
     skip_validation=True,

@@ -42,7 +42,8 @@ class Rejected(BaseModel):
 
 class ImportReport(Listed):
     created: int
-    updated: int
+    updated: int  # matched and changed
+    unchanged: int  # matched, and already as the row says
     rejected: list[Rejected]
 
 

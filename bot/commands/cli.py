@@ -203,11 +203,12 @@ def participants_import(file: str, replace_tags: bool) -> None:
         )
     rejected = report["rejected"]
     click.echo(
-        f"created {report['created']}, updated {report['updated']}, rejected {len(rejected)}"
+        f"created {report['created']}, updated {report['updated']},"
+        f" unchanged {report['unchanged']}, rejected {len(rejected)}"
     )
     for problem in rejected:
         click.echo(f"  row {problem['row']}: {problem['error']}")
-    if not report["created"] and not report["updated"]:
+    if not report["created"] and not report["updated"] and not report["unchanged"]:
         # A script or a person checking `$?` must see that nothing was imported.
         raise click.ClickException(f"no rows imported from {file}")
 

@@ -58,11 +58,17 @@ class RowError(ValueError):
 @dataclass
 class ImportReport:
     created: int = 0
-    updated: int = 0
+    updated: int = 0  # people a row changed
+    unchanged: int = 0  # people a row matched and left as they were (an import run again)
     rejected: list[dict[str, Any]] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
-        return {"created": self.created, "updated": self.updated, "rejected": self.rejected}
+        return {
+            "created": self.created,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "rejected": self.rejected,
+        }
 
 
 @dataclass(frozen=True)
@@ -364,9 +370,11 @@ def _upsert_chunk(
             )
             session.add(person)
         before_recontact = person.recontact
+        changed = False
         for attr in ("name", "phone", "telegram_chat_id", "channel", "external_id", "language"):
-            if attr in row.given:
+            if attr in row.given and getattr(person, attr) != getattr(row, attr):
                 setattr(person, attr, getattr(row, attr))
+                changed = True
         if "tags" in row.given or replace_tags:
             tags = (
                 list(row.tags)
@@ -375,8 +383,10 @@ def _upsert_chunk(
             )
             if tags != person.tags:
                 person.tags = tags
+                changed = True
         if row.recontact is not None and row.recontact != before_recontact:
             person.recontact = row.recontact
+            changed = True
             consent.append(
                 {"kind": "recontact_yes" if row.recontact else "recontact_no", "person": person}
             )
@@ -388,8 +398,10 @@ def _upsert_chunk(
             by_chat[row.telegram_chat_id] = person
         if created:
             report.created += 1
-        else:
+        elif changed:
             report.updated += 1
+        else:
+            report.unchanged += 1
     if consent:
         session.flush()  # ids for the new people
         session.execute(

@@ -106,7 +106,8 @@ def import_json(
     source: str = "api",
     actor: str | None = None,
 ) -> dict[str, Any]:
-    """`{"participants": [...]}`: created, updated, and each bad row with its number (from 1)."""
+    """`{"participants": [...]}`: how many were created, changed and already up to date, and
+    each bad row with its number (from 1)."""
     request = ImportRequest.parse(body)
     return _import(database, request.participants, [], 1, replace_tags, source, None, actor)
 
@@ -161,6 +162,7 @@ def _import(
                 "panel",
                 created=report.created,
                 updated=report.updated,
+                unchanged=report.unchanged,
                 rejected=len(report.rejected) + len(problems),
             )
     result = report.as_json()
