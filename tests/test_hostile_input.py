@@ -233,6 +233,84 @@ def test_database_errors_do_not_carry_their_parameters(database):
     assert "+447700900123" not in str(caught.value) and "my bad knee" not in str(caught.value)
 
 
+def _store_a_refused_row(url: str) -> None:
+    """A write the database refuses while quoting it: a reply with no channel (NOT NULL)."""
+    from bot.storage.db import Database
+
+    database = Database(url)
+    try:
+        with database.session() as session:
+            session.add(
+                Message(direction="out", channel=None, kind="reply", body="about my bad knee")
+            )
+    finally:
+        database.dispose()
+
+
+def fail_quoting_a_participant(url: str) -> None:
+    """An rq job that fails the same way."""
+    _store_a_refused_row(url)
+
+
+def test_what_postgresql_quotes_of_a_refused_row_is_not_logged(database, caplog):
+    import logging
+
+    import pytest
+    from sqlalchemy.exc import IntegrityError
+
+    from bot import logmask
+
+    logmask.install()
+    caplog.set_level("INFO")
+    with pytest.raises(IntegrityError) as caught:
+        _store_a_refused_row(database.url)
+    if database.url.startswith("postgresql"):
+        # SQLAlchemy hides the parameters, but PostgreSQL's DETAIL quotes the row itself.
+        assert "about my bad knee" in str(caught.value)
+    try:
+        raise caught.value
+    except IntegrityError as exc:
+        logging.getLogger("involve.test").exception("could not store it")
+        logging.getLogger("involve.test").warning("could not store it: %s", exc)
+    assert "about my bad knee" not in caplog.text
+    assert "could not store it" in caplog.text and "channel" in caplog.text
+    if database.url.startswith("postgresql"):
+        assert "Failing row contains (values hidden)." in caplog.text
+
+
+def test_a_duplicate_key_is_named_without_its_value():
+    from bot.logmask import _values_hidden
+
+    assert (
+        _values_hidden("Key (phone)=(+447700900123) already exists.")
+        == "Key (phone)=(values hidden)"
+    )
+    assert _values_hidden("Failing row contains (1, my words).") == (
+        "Failing row contains (values hidden)."
+    )
+    # A deadlock's DETAIL names processes and transactions, no one's data: kept for debugging.
+    assert _values_hidden("Process 12 waits for ShareLock on transaction 34.") is None
+
+
+def test_a_failed_job_keeps_no_quoted_row_in_redis(database, redis_conn, caplog):
+    from rq import Queue
+    from rq.job import Job
+
+    from bot.sending import outbox
+    from tests.conftest import run_worker
+
+    caplog.set_level("INFO")
+    job = Queue(outbox.QUEUE, connection=redis_conn).enqueue(
+        fail_quoting_a_participant, database.url
+    )
+    run_worker(redis_conn)
+    failed = Job.fetch(job.id, connection=redis_conn).latest_result()
+    assert failed is not None and failed.type == failed.Type.FAILED
+    assert "IntegrityError" in failed.exc_string
+    assert "about my bad knee" not in failed.exc_string
+    assert "about my bad knee" not in caplog.text
+
+
 def test_a_failed_send_logs_a_masked_number(app_settings, database, twilio_fake, caplog):
     from bot.sending import jobs, outbox
     from tests.fakes import Scripted

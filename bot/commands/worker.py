@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Any
 
+import rq
 from redis import Redis
-from rq import Queue, Worker
+from rq import Queue
 from rq.cron import CronScheduler
 
+from bot.logmask import redact
 from bot.sending import outbox
 
 log = logging.getLogger(__name__)
@@ -76,6 +79,17 @@ def preload() -> None:
     import bot.cycle.feedback
     import bot.privacy.retention
     import bot.sending.jobs  # noqa: F401
+
+
+class Worker(rq.Worker):
+    """rq's worker, except that a failed job's traceback is kept in Redis with phone numbers
+    masked and the values PostgreSQL quoted hidden (`bot.logmask.redact`), as in the logs:
+    Redis is a copy that erasure cannot search."""
+
+    def handle_job_failure(self, job: Any, queue: Any, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("exc_string"):
+            kwargs["exc_string"] = redact(kwargs["exc_string"])
+        return super().handle_job_failure(job, queue, *args, **kwargs)
 
 
 def make_worker(redis: Redis, name: str | None = None) -> Worker:
