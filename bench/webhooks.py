@@ -42,7 +42,8 @@ SECONDS = float(os.environ.get("BENCH_SECONDS", "8"))
 PANEL = int(os.environ.get("BENCH_PANEL", "3000"))  # invited people (the issue asks >= 1,000)
 NEWCOMERS = PANEL // 10  # new numbers joining by keyword
 STOP_EVERY = 20  # one invited person in twenty texts STOP after their first answer
-WARM_UP = 24  # requests per connection before measuring: imports, connections, caches
+WARM_UP = 32  # requests per connection before measuring: imports, connections, caches
+STAGGER = 6  # texts on a connection between one person's texts (each script is at most 5)
 TARGETS = {"sqlite": 0.35, "postgresql": 0.25}
 P99_TARGET_MS = 20.0
 
@@ -158,19 +159,53 @@ def seed(url: str, workdir: Path) -> list[str]:
 
 
 def conversations_by_connection(phones: list[str]) -> list[list[tuple[str, str]]]:
-    """(sender, text) per connection: its people's texts in order, one person after another."""
+    """(sender, text) per connection. Its people start one after another, newcomers spread
+    among them, and each sends their next text STAGGER texts after their last: so any stretch
+    of the run, whatever the server gets through before time is up, holds every kind of text
+    in the proportions of the whole (first answers, scales, SKIPs, survey ends, STOPs, people
+    joining), and nobody sends again before their last text was answered."""
     newcomers = [f"+4477008{n:05d}" for n in range(NEWCOMERS)]
     result = []
     for i in range(CONNECTIONS):
-        scripts = [
+        invited = [
             (phone, STOPPER_SAYS if n % STOP_EVERY == 0 else INVITED_SAYS)
             for n, phone in enumerate(phones[i::CONNECTIONS])
-        ] + [(phone, NEWCOMER_SAYS) for phone in newcomers[i::CONNECTIONS]]
-        texts = []
-        for step in range(max(len(says) for _, says in scripts)):
-            texts += [(phone, says[step]) for phone, says in scripts if step < len(says)]
-        result.append(texts)
+        ]
+        joining = [(phone, NEWCOMER_SAYS) for phone in newcomers[i::CONNECTIONS]]
+        every = max(len(invited) // max(len(joining), 1), 1)
+        people: list[tuple[str, list[str]]] = []
+        for n, person in enumerate(invited, start=1):
+            people.append(person)
+            if n % every == 0 and joining:
+                people.append(joining.pop(0))
+        people += joining
+        slots = sorted(
+            (n + step * STAGGER, step, phone, text)
+            for n, (phone, says) in enumerate(people)
+            for step, text in enumerate(says)
+        )
+        result.append([(phone, text) for _slot, _step, phone, text in slots])
     return result
+
+
+KINDS = {"STOP": "STOP", "BENCH": "joined", "SKIP": "SKIP", "yes": "ended", "no": "ended"}
+
+
+def mix(url: str, after_id: int) -> dict[str, int]:
+    """The kinds of text handled in full after `after_id`: what was measured."""
+    database = db.Database(url)
+    with database.session() as session:
+        rows = session.execute(
+            select(Message.body, func.count(Message.id))
+            .where(Message.direction == "in", Message.status == "processed", Message.id > after_id)
+            .group_by(Message.body)
+        ).all()
+    database.dispose()
+    counts: dict[str, int] = {}
+    for body, count in rows:
+        kind = KINDS.get(body or "", "answer")
+        counts[kind] = counts.get(kind, 0) + count
+    return counts
 
 
 def prepared(base: str, plan: list[list[tuple[str, str]]]) -> list[list[load.Prepared]]:
@@ -223,7 +258,7 @@ def postgres_url() -> str | None:
         return None
 
 
-def measure(app: str, url: str, workdir: Path) -> tuple[load.Result, int]:
+def measure(app: str, url: str, workdir: Path) -> tuple[load.Result, int, dict[str, int]]:
     """`app` through gunicorn against a database of its own, freshly seeded."""
     phones = seed(url, workdir)
     port = free_port()
@@ -244,24 +279,24 @@ def measure(app: str, url: str, workdir: Path) -> tuple[load.Result, int]:
     server = gunicorn(app, port, env)
     try:
         load.run(port, [b[:WARM_UP] for b in batches], 2.0)
-        before = handled(url)
+        before, last_id = handled(url)
         result = load.run(port, [b[WARM_UP:] for b in batches], SECONDS)
     finally:
         stop(server)
-    return result, handled(url) - before
+    return result, handled(url)[0] - before, mix(url, last_id)
 
 
-def handled(url: str) -> int:
-    """Inbound texts handled in full (not kept for a retry, not failed)."""
+def handled(url: str) -> tuple[int, int]:
+    """Inbound texts handled in full (not kept for a retry, not failed), and the last id."""
     database = db.Database(url)
     with database.session() as session:
-        stored = session.scalar(
-            select(func.count(Message.id)).where(
+        stored, last = session.execute(
+            select(func.count(Message.id), func.max(Message.id)).where(
                 Message.direction == "in", Message.status == "processed"
             )
-        )
+        ).one()
     database.dispose()
-    return stored or 0
+    return stored or 0, last or 0
 
 
 def measure_bare() -> load.Result:
@@ -315,7 +350,8 @@ APPS = {"involve": "webhooks:create_app()", "no logic": "bench.floor_app:app"}
 
 def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="involve-bench-"))
-    measured: list[tuple[str, str, load.Result, int]] = []  # (app, backend, result, handled)
+    # (app, backend, result, texts handled, their kinds)
+    measured: list[tuple[str, str, load.Result, int, dict[str, int]]] = []
     try:
         bare_before = measure_bare()
         pg = postgres_url()
@@ -325,16 +361,16 @@ def main() -> int:
         for backend in backends:
             for name, app in APPS.items():
                 with fresh_database(backend, pg, workdir) as url:
-                    result, stored = measure(app, url, workdir)
-                measured.append((name, backend, result, stored))
+                    result, stored, kinds = measure(app, url, workdir)
+                measured.append((name, backend, result, stored, kinds))
         # The baseline again, after: the machine's pace drifts, so the ratio is against the mean.
         bare_after = measure_bare()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     bare = _mean(bare_before, bare_after)
-    floors = {b: r.per_second / bare.per_second for n, b, r, _ in measured if n != "involve"}
+    floors = {b: r.per_second / bare.per_second for n, b, r, *_ in measured if n != "involve"}
     failures: list[str] = []
-    for name, backend, result, stored in measured:
+    for name, backend, result, stored, _kinds in measured:
         if stored != result.requests:
             failures.append(
                 f"{name}, {backend}: {result.requests} texts sent but {stored} handled in full"
@@ -352,7 +388,7 @@ def main() -> int:
     rows = [
         ("bare Flask, before", bare_before, None),
         ("bare Flask, after", bare_after, None),
-        *((f"{name}, {backend}", result, stored) for name, backend, result, stored in measured),
+        *((f"{name}, {backend}", result, stored) for name, backend, result, stored, _ in measured),
     ]
 
     print(
@@ -365,9 +401,14 @@ def main() -> int:
             f"{name:28}{result.per_second:9.0f}{result.p50_ms:9.2f}{result.p99_ms:9.2f}{ratio:8.2f}{len(result.errors):8}{'' if stored is None else stored:>8}"
         )
     print(f"ratio: against the mean of the two baseline runs ({bare.per_second:.0f} req/s)")
+    for name, backend, _result, _stored, kinds in measured:
+        counted = ", ".join(
+            f"{kinds.get(k, 0)} {k}" for k in ("answer", "SKIP", "ended", "STOP", "joined")
+        )
+        print(f"measured, {name}, {backend}: {counted}")
     print(
         "no logic: the same form, signature and database writes per text as involve, as plain"
-        " SQL with no engine step (bench/floor_app.py): the ceiling for involve's own code"
+        " SQL with no engine step (bench/floor_app.py): the ceiling for involve's code while it sends those statements"
     )
     print(
         f"targets: ratio >= {TARGETS['sqlite']} (SQLite), >= {TARGETS['postgresql']} (PostgreSQL); p99 < {P99_TARGET_MS:.0f} ms"

@@ -42,37 +42,61 @@ def mask_phones(text: str) -> str:
     return _PHONE.sub(lambda m: mask_phone(m.group(0)), text)
 
 
-def _values_hidden(detail: str) -> str | None:
-    """PostgreSQL's DETAIL with the values it quotes hidden, or None if it quotes none."""
-    if detail.startswith("Failing row contains"):
-        return "Failing row contains (values hidden)."
-    if detail.startswith("Key (") and ")=(" in detail:
-        return detail[: detail.index(")=(") + 2] + "(values hidden)"
-    return None  # a deadlock's processes, a lock's holder: no one's data
+# PostgreSQL's SQLSTATE classes whose errors can quote a row's or an input's values: 22, data
+# exceptions ('invalid input syntax for type integer: "..."', a JSON token), and 23, integrity
+# violations ("Failing row contains (...)", "Key (phone)=(...)"). Decided by class, not by
+# wording, so a server speaking another language is covered too.
+_QUOTING_CLASSES = ("22", "23")
+# The same quotes found by their English wording, in text whose exception is not at hand (a
+# repr, a message formatted earlier): hidden from the quote to the end of its line.
+_QUOTED = re.compile(r"(Failing row contains |Key \((?:[^()]|\([^()]*\))*\)=)\(.*$", re.M)
+HIDDEN = "(values hidden)"
 
 
-def database_details(exc: BaseException | None) -> dict[str, str]:
-    """The DETAILs PostgreSQL gave this exception and its causes that quote values, each with
-    its values hidden. psycopg keeps a DETAIL apart (`diag.message_detail`) as well as in the
-    message, so it is found exactly, whatever the quoted words hold (newlines included)."""
-    found: dict[str, str] = {}
-    seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        for error in (exc, getattr(exc, "orig", None)):
-            detail = getattr(getattr(error, "diag", None), "message_detail", None)
-            hidden = _values_hidden(detail) if isinstance(detail, str) and detail else None
-            if hidden is not None:
-                found[detail] = hidden
-        exc = exc.__cause__ or exc.__context__
+def _chain(exc: BaseException | None) -> list[BaseException]:
+    """The exception, what SQLAlchemy wrapped (`orig`) and its causes, each once."""
+    found: list[BaseException] = []
+    todo = [exc]
+    while todo:
+        error = todo.pop()
+        if error is None or any(error is seen for seen in found):
+            continue
+        found.append(error)
+        todo += [getattr(error, "orig", None), error.__cause__, error.__context__]
     return found
 
 
-def redact(text: str, exc: BaseException | None = None) -> str:
-    """`text` (a message, a traceback) with phone numbers masked and the values PostgreSQL
-    quoted for `exc` (default: the exception being handled) hidden."""
-    for detail, hidden in database_details(exc or sys.exc_info()[1]).items():
-        text = text.replace(detail, hidden)
+def database_quotes(*errors: BaseException | None) -> dict[str, str]:
+    """What PostgreSQL quoted in these exceptions (and their causes) that can be a person's
+    words or number, each with what to show instead. psycopg keeps each part of an error apart
+    (`diag`) as well as in the message, so a part is found exactly, newlines and all."""
+    found: dict[str, str] = {}
+    for error in (e for exc in errors for e in _chain(exc)):
+        diag = getattr(error, "diag", None)
+        state = getattr(error, "sqlstate", None) or ""
+        if diag is None or state[:2] not in _QUOTING_CLASSES:
+            continue
+        detail, context, primary = diag.message_detail, diag.context, diag.message_primary
+        if detail:
+            # As the wording fallback below shows it, where the wording is English.
+            found[detail] = _QUOTED.sub(lambda m: m.group(1) + HIDDEN, detail)
+            if found[detail] == detail:
+                found[detail] = HIDDEN
+        if context:
+            found[context] = HIDDEN
+        if primary and state.startswith("22") and ": " in primary:
+            found[primary] = primary.split(": ", 1)[0] + ": " + HIDDEN
+    return found
+
+
+def redact(text: str, *errors: BaseException | None) -> str:
+    """`text` (a message, a traceback) with phone numbers masked and what PostgreSQL quoted
+    hidden: exactly, for `errors` and the exception being handled, and by its wording
+    anywhere else."""
+    quotes = database_quotes(*errors, sys.exc_info()[1])
+    for quoted in sorted(quotes, key=len, reverse=True):  # a DETAIL before a word inside it
+        text = text.replace(quoted, quotes[quoted])
+    text = _QUOTED.sub(lambda m: m.group(1) + HIDDEN, text)
     return mask_phones(text)
 
 
@@ -91,12 +115,24 @@ def install() -> None:
             message = record.getMessage()
         except Exception:
             return record  # a broken format string: leave it for logging to report
-        handled = record.exc_info[1] if record.exc_info else None
-        record.msg, record.args = redact(message, handled), None
-        if record.exc_info and not record.exc_text:
-            # Tracebacks carry exception messages (a provider's "The 'To' number +44...").
-            traceback = logging.Formatter().formatException(record.exc_info)
-            record.exc_text = redact(traceback, handled)
+        try:
+            # Exceptions logged as arguments ("failed: %s", exc) and outside their except block.
+            given = record.args.values() if isinstance(record.args, dict) else record.args or ()
+            errors = [a for a in given if isinstance(a, BaseException)]
+            if record.exc_info:
+                errors.append(record.exc_info[1])
+            record.msg, record.args = redact(message, *errors), None
+            if record.exc_info and not record.exc_text:
+                # Tracebacks carry exception messages (a provider's "The 'To' number +44...").
+                traceback = logging.Formatter().formatException(record.exc_info)
+                record.exc_text = redact(traceback, *errors)
+        except Exception:
+            # Never let a record out unchecked, nor break the caller's logging.
+            record.msg, record.args = (
+                "(a log message that could not be checked for personal data)",
+                None,
+            )
+            record.exc_info, record.exc_text = None, None
         return record
 
     logging.setLogRecordFactory(masked_record)

@@ -233,16 +233,14 @@ def test_database_errors_do_not_carry_their_parameters(database):
     assert "+447700900123" not in str(caught.value) and "my bad knee" not in str(caught.value)
 
 
-def _store_a_refused_row(url: str) -> None:
+def _store_a_refused_row(url: str, body: str = "about my bad knee") -> None:
     """A write the database refuses while quoting it: a reply with no channel (NOT NULL)."""
     from bot.storage.db import Database
 
     database = Database(url)
     try:
         with database.session() as session:
-            session.add(
-                Message(direction="out", channel=None, kind="reply", body="about my bad knee")
-            )
+            session.add(Message(direction="out", channel=None, kind="reply", body=body))
     finally:
         database.dispose()
 
@@ -250,6 +248,13 @@ def _store_a_refused_row(url: str) -> None:
 def fail_quoting_a_participant(url: str) -> None:
     """An rq job that fails the same way."""
     _store_a_refused_row(url)
+
+
+def _postgresql_only(database) -> None:
+    import pytest
+
+    if not database.url.startswith("postgresql"):
+        pytest.skip("SQLite's errors quote no values; PostgreSQL's do")
 
 
 def test_what_postgresql_quotes_of_a_refused_row_is_not_logged(database, caplog):
@@ -260,55 +265,96 @@ def test_what_postgresql_quotes_of_a_refused_row_is_not_logged(database, caplog)
 
     from bot import logmask
 
+    _postgresql_only(database)
     logmask.install()
     caplog.set_level("INFO")
+    log = logging.getLogger("involve.test")
+    words = "about my bad knee; I can't walk far"  # not on a line a traceback shows
     with pytest.raises(IntegrityError) as caught:
-        _store_a_refused_row(database.url)
-    if database.url.startswith("postgresql"):
-        # SQLAlchemy hides the parameters, but PostgreSQL's DETAIL quotes the row itself.
-        assert "about my bad knee" in str(caught.value)
+        _store_a_refused_row(database.url, words)
+    # SQLAlchemy hides the parameters, but PostgreSQL's DETAIL quotes the row itself.
+    assert "I can't walk far" in str(caught.value)
     try:
         raise caught.value
     except IntegrityError as exc:
-        logging.getLogger("involve.test").exception("could not store it")
-        logging.getLogger("involve.test").warning("could not store it: %s", exc)
-    assert "about my bad knee" not in caplog.text
-    assert "could not store it" in caplog.text and "channel" in caplog.text
-    if database.url.startswith("postgresql"):
-        assert "Failing row contains (values hidden)." in caplog.text
+        log.exception("could not store it")
+        log.warning("could not store it: %s", exc)
+        log.warning("could not store it: %r", exc)  # a repr escapes the apostrophe
+    stored = caught.value
+    log.warning("later, outside the except block: %s", stored)
+    log.warning("later, as a repr: %r", stored)
+    log.warning("later, formatted by the caller: " + str(stored))
+    assert "walk far" not in caplog.text and "bad knee" not in caplog.text
+    assert caplog.text.count("could not store it") == 3 and caplog.text.count("later,") == 3 and 'column "channel"' in caplog.text
+    assert "Failing row contains (values hidden)" in caplog.text
 
 
-def test_a_duplicate_key_is_named_without_its_value():
-    from bot.logmask import _values_hidden
+def test_a_value_postgresql_quotes_in_its_message_is_not_logged(database, caplog):
+    import logging
+
+    import pytest
+    from sqlalchemy import text as sql
+    from sqlalchemy.exc import DataError
+
+    from bot import logmask
+
+    _postgresql_only(database)
+    logmask.install()
+    caplog.set_level("INFO")
+    with pytest.raises(DataError) as caught, database.session() as session:
+        session.execute(sql("SELECT CAST(:answer AS integer)"), {"answer": "my bad knee"})
+    assert "my bad knee" in str(caught.value)
+    logging.getLogger("involve.test").warning("could not read it: %s", caught.value)
+    assert "my bad knee" not in caplog.text
+    assert "invalid input syntax for type integer: (values hidden)" in caplog.text
+
+
+def test_quotes_are_hidden_by_their_wording_where_the_exception_is_not_at_hand():
+    from bot.logmask import redact
 
     assert (
-        _values_hidden("Key (phone)=(+447700900123) already exists.")
-        == "Key (phone)=(values hidden)"
+        redact("DETAIL:  Key (phone)=(+447700900123) already exists.")
+        == "DETAIL:  Key (phone)=(values hidden)"
     )
-    assert _values_hidden("Failing row contains (1, my words).") == (
-        "Failing row contains (values hidden)."
-    )
+    hidden = redact("IntegrityError('DETAIL:  Failing row contains (1, I can\\'t walk far).')")
+    assert "walk far" not in hidden and "Failing row contains (values hidden)" in hidden
     # A deadlock's DETAIL names processes and transactions, no one's data: kept for debugging.
-    assert _values_hidden("Process 12 waits for ShareLock on transaction 34.") is None
+    deadlock = "DETAIL:  Process 12 waits for ShareLock on transaction 34."
+    assert redact(deadlock) == deadlock
 
 
-def test_a_failed_job_keeps_no_quoted_row_in_redis(database, redis_conn, caplog):
+def test_a_failed_job_keeps_no_quoted_row_in_redis_or_the_worker_log(
+    database, redis_conn, tmp_path
+):
+    import logging
+
     from rq import Queue
     from rq.job import Job
 
+    from bot import logmask
     from bot.sending import outbox
     from tests.conftest import run_worker
 
-    caplog.set_level("INFO")
-    job = Queue(outbox.QUEUE, connection=redis_conn).enqueue(
-        fail_quoting_a_participant, database.url
-    )
-    run_worker(redis_conn)
+    _postgresql_only(database)
+    logmask.install()
+    # The job runs in a forked work horse, which writes through the handlers it inherits.
+    worker_log = tmp_path / "worker.log"
+    handler = logging.FileHandler(worker_log)
+    logging.getLogger().addHandler(handler)
+    try:
+        job = Queue(outbox.QUEUE, connection=redis_conn).enqueue(
+            fail_quoting_a_participant, database.url
+        )
+        run_worker(redis_conn)
+    finally:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
     failed = Job.fetch(job.id, connection=redis_conn).latest_result()
     assert failed is not None and failed.type == failed.Type.FAILED
     assert "IntegrityError" in failed.exc_string
-    assert "about my bad knee" not in failed.exc_string
-    assert "about my bad knee" not in caplog.text
+    assert "bad knee" not in failed.exc_string
+    logged = worker_log.read_text()
+    assert "IntegrityError" in logged and "bad knee" not in logged
 
 
 def test_a_failed_send_logs_a_masked_number(app_settings, database, twilio_fake, caplog):
