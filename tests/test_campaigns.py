@@ -227,6 +227,23 @@ def test_one_reminder_to_those_not_finished_picking_up_where_they_stopped(
     )  # only ever one
 
 
+def test_a_reminder_to_a_welsh_speaker_opens_in_welsh(client, database, redis_conn, twilio_fake):
+    setup_panel(client, database, opted_out=())
+    campaign_id = create(client, reminder_after_hours=24)["id"]
+    client.post(f"/admin/api/campaigns/{campaign_id}/launch", headers=ADMIN)
+    run_worker(redis_conn)
+    reply(client, "+447700900001", "2")
+    with database.session() as session:
+        session.scalars(
+            select(Participant).where(Participant.phone == "+447700900001")
+        ).one().language = "cy"
+    before = len(twilio_fake.sends())
+    assert reminders.send_reminders(runtime.database(), runtime.settings(), campaign_id) >= 1
+    run_worker(redis_conn)
+    sent = {s["To"]: s["Body"] for s in twilio_fake.sends()[before:]}
+    assert sent["+447700900001"].startswith("Nodyn atgoffa caredig")
+
+
 def test_someone_in_another_survey_is_invited_when_it_ends(
     client, database, redis_conn, twilio_fake
 ):

@@ -411,3 +411,63 @@ def test_each_channel_shows_the_new_kinds():
     assert "Reply with the date, like 3/4/1948" in sms_render.question_text(when)
     assert "Type the date, like 3/4/1948." in tg_render.question_text(when)
     assert any("0 3 0 4 1 9 4 8" in part for part in voice_render.question_speech(when))
+
+
+# --- what people write that is not an answer (QA round, 2026-11-26) -------------------------
+
+
+def test_yes_to_do_you_want_us_to_stop_is_a_stop_not_an_answer_or_consent():
+    # At the consent question: "yes" there would have recorded consent to be contacted again.
+    before = play("2", "4")[-1]
+    assert before.state.question_id == "recontact"
+    confirm = engine.step(SURVEY, before.state, Reply("don't text me again"), CTX)
+    assert confirm.state.stop_asked and confirm.answers == () and confirm.consent == ()
+    stopped = engine.step(SURVEY, confirm.state, Reply("Yes please"), CTX)
+    assert stopped.state.status == engine.STOPPED
+    assert stopped.consent == ("opt_out",) and stopped.answers == ()
+    assert engine.meaning(confirm.state, Reply("yes")) is Command.STOP
+
+
+def test_no_to_do_you_want_us_to_stop_carries_on_with_the_question():
+    confirm = play("2", "4", "please stop texting me")[-1]
+    carried = engine.step(SURVEY, confirm.state, Reply("No thanks"), CTX)
+    assert carried.answers == () and carried.consent == () and not carried.state.stop_asked
+    assert carried.prompts[0] == Say("Thank you. We will carry on.", "info")
+    assert asked(carried) == ["recontact"]
+    # A plain "no" there is no to stopping, not the answer to "May we tell you?".
+    declined = engine.step(SURVEY, confirm.state, Reply("no"), CTX)
+    assert declined.answers == () and asked(declined) == ["recontact"]
+    # Anything else is read as usual, and the stop question is no longer pending.
+    other = play("2", "please stop texting me", "3")[-1]
+    assert [a.value for a in other.answers] == ["3"] and not other.state.stop_asked
+
+
+def test_stop_and_help_in_everyday_words():
+    from bot.engine.keywords import classify, intent
+
+    for text in ("Stop it", "STOP STOP", "stop please", "Stop it now"):
+        assert classify(text) is Command.STOP, text
+    assert classify("Help me") is Command.HELP and classify("skip this one") is Command.SKIP
+    for text in ("Please can you stop", "Could you stop please", "no more please"):
+        assert intent(text) is not None, text
+    assert classify("make the pain stop") is None and intent("No more than 10 minutes") is None
+
+
+def test_a_message_with_no_words_is_not_a_miss():
+    first = play("purple")[-1]
+    assert first.state.misses == 1
+    for empty in ("", "   ", "\n"):
+        step = engine.step(SURVEY, first.state, Reply(empty), CTX)
+        assert step.answers == () and step.state.misses == 1, repr(empty)
+        (prompt,) = step.prompts
+        assert prompt.retry == "We could not find any words in your message."
+
+
+def test_yes_or_ok_to_the_invitation_is_thanked_and_asked_again_never_a_miss():
+    for said in ("Yes", "Yes of course", "ok", "happy to", "👍", "Thanks"):
+        step = play(said, said)[-1]
+        assert step.answers == () and step.state.misses == 0, said
+        thanks, _again = step.prompts
+        assert thanks.text == "Thank you." and asked(step) == ["format"], said
+    # Where yes is an answer, it is one.
+    assert [a.value for a in play("2", "4", "yes")[-1].answers] == ["yes"]

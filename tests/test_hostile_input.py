@@ -285,7 +285,11 @@ def test_what_postgresql_quotes_of_a_refused_row_is_not_logged(database, caplog)
     log.warning("later, as a repr: %r", stored)
     log.warning("later, formatted by the caller: " + str(stored))
     assert "walk far" not in caplog.text and "bad knee" not in caplog.text
-    assert caplog.text.count("could not store it") == 3 and caplog.text.count("later,") == 3 and 'column "channel"' in caplog.text
+    assert (
+        caplog.text.count("could not store it") == 3
+        and caplog.text.count("later,") == 3
+        and 'column "channel"' in caplog.text
+    )
     assert "Failing row contains (values hidden)" in caplog.text
 
 

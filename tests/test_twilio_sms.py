@@ -216,3 +216,30 @@ def test_replies_a_person_would_be_puzzled_by(client, database):
         texts(text(client, reply))
     assert texts(text(client, "Thanks 👍")) == ["You're welcome. Thank you for your help."]
     assert count(database, Answer) == 4
+
+
+def test_yes_to_do_you_want_us_to_stop_opts_out_and_records_no_consent(client, database):
+    from bot.storage.models import ConsentEvent
+
+    text(client, "TITLE")
+    for reply in ("1", "Because it is clear", "5"):
+        texts(text(client, reply))
+    # The last question asks for consent to recontact; a yes there must not be taken for one.
+    (confirm,) = texts(text(client, "don't text me again"))
+    assert confirm == "Do you want us to stop all messages? Reply STOP to confirm."
+    (stopped,) = texts(text(client, "Yes please"))
+    assert stopped.startswith("You will not hear from Age Better again.")
+    with database.session() as session:
+        assert session.scalars(select(Participant)).one().opted_out is True
+        kinds = session.scalars(select(ConsentEvent.kind)).all()
+    assert kinds == ["opt_out"]
+    assert count(database, Answer) == 3
+
+
+def test_someone_who_opted_out_is_answered_in_their_language(client, database):
+    with database.session() as session:
+        session.add(
+            Participant(phone="+447700900123", name="Gwen", tags=[], opted_out=True, language="cy")
+        )
+    (reply,) = texts(text(client, "Helo"))
+    assert reply.startswith("Gofynnoch i ni beidio â chysylltu â chi.")

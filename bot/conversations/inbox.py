@@ -37,6 +37,7 @@ from bot.config import Settings
 from bot.conversations import events
 from bot.engine import Inbound, Prompt, Say
 from bot.engine.keywords import Command, start_payload
+from bot.i18n import N_, t
 from bot.scripts.survey import Question, Survey
 from bot.sending import outbox
 from bot.storage.db import INBOX, Database, is_transient, queue_after_commit
@@ -54,10 +55,11 @@ log = logging.getLogger(__name__)
 
 INLINE_TRIES = 3  # attempts within the request before handing over to the retry job
 RETRY_DELAYS = (10, 30, 120, 600, 3600)  # seconds before each later attempt
-OPTED_OUT_TEXT = (
+# Said in the person's language (`t`); staff and the keypad know the first by its kind.
+OPTED_OUT_TEXT = N_(
     "You asked us not to contact you. Reply START if you would like to hear from us again."
 )
-GAVE_UP_TEXT = (
+GAVE_UP_TEXT = N_(
     "Sorry, something went wrong on our side with your last message. "
     "We have kept it, and someone will look into it."
 )
@@ -406,6 +408,9 @@ def _decide(
     org = settings.org_name
     context = conversations.context_for(person, org)
     inbound = _interpret(session, received.inbound, conv)
+    if conv is not None and conv.state.get("stop_asked"):
+        # "Yes" to "Do you want us to stop all messages?" takes the one STOP path below.
+        inbound = engine.meaning(engine.State.from_json(conv.state), inbound)
     if inbound is Command.STOP:
         changed = conversations.record_consent(session, person, Consent.OPT_OUT, channel, now=now)
         if conv is not None:
@@ -431,7 +436,7 @@ def _decide(
         return _Decided(prompts, conv)
     if person.opted_out:
         # They asked us to stop; answer only to say how to start again.
-        return _Decided((Say(OPTED_OUT_TEXT, "help"),), conv)
+        return _Decided((Say(t(person.language, OPTED_OUT_TEXT), "opted_out"),), conv)
     if conv is None:
         survey = _keyword_survey(received.text, keywords)
         if survey is not None:
@@ -573,7 +578,8 @@ def _note_failure(
                 and not person.opted_out
                 and channels.get(row.channel).answers_later
             ):
-                outbox.add(session, person, row.channel, GAVE_UP_TEXT, Kind.REPLY)
+                gave_up = t(person.language, GAVE_UP_TEXT)
+                outbox.add(session, person, row.channel, gave_up, Kind.REPLY)
             return True
         when = now + timedelta(seconds=RETRY_DELAYS[tried - 1])
         row.send_after, row.error_message = when, _reason(failure)

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from bot import conversations, engine
 from bot.config import Settings
 from bot.cycle.campaigns import render_for
+from bot.i18n import N_, t
 from bot.sending import outbox
 from bot.storage.db import Database
 from bot.storage.models import (
@@ -22,7 +23,7 @@ from bot.storage.models import (
     utcnow,
 )
 
-REMINDER_LEAD = "A gentle reminder: we would still love your views."
+REMINDER_LEAD = N_("A gentle reminder: we would still love your views.")
 
 
 def send_reminders_job(campaign_id: int) -> int:
@@ -70,7 +71,7 @@ def send_reminders(database: Database, settings: Settings, campaign_id: int) -> 
             )
             body = render_for(
                 invitation.channel or conv.channel,
-                [engine.Say(REMINDER_LEAD), prompt],
+                [engine.Say(t(person.language, REMINDER_LEAD)), prompt],
                 settings.org_name,
             )
             message = outbox.add(

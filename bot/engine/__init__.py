@@ -18,7 +18,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bot.engine import parsing
-from bot.engine.keywords import Command, Intent, intent
+from bot.engine.keywords import (
+    Command,
+    Intent,
+    agreeing,
+    confirms_stop,
+    declines_stop,
+    intent,
+)
 from bot.i18n import N_, STAFF_LANGUAGE, language_of, switch_word, t
 from bot.scripts import templates
 from bot.scripts.survey import MULTI_SEPARATOR, Question, Survey, holds, tests_in
@@ -60,6 +67,9 @@ class State:
     # a later question that depends on one of them is skipped knowingly, and says so.
     unusable: tuple[str, ...] = ()
     picked: tuple[str, ...] = ()  # a list of all that apply, tapped so far (not yet an answer)
+    # We asked "Do you want us to stop all messages?": their next reply answers that, not the
+    # question (a "yes" there is no consent to anything).
+    stop_asked: bool = False
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -72,6 +82,8 @@ class State:
             data["unusable"] = list(self.unusable)
         if self.picked:
             data["picked"] = list(self.picked)
+        if self.stop_asked:
+            data["stop_asked"] = True
         return data
 
     @classmethod
@@ -83,6 +95,7 @@ class State:
             answered=dict(data.get("answered") or {}),
             unusable=tuple(data.get("unusable") or ()),
             picked=tuple(data.get("picked") or ()),
+            stop_asked=bool(data.get("stop_asked")),
         )
 
 
@@ -90,7 +103,8 @@ class State:
 @dataclass(frozen=True)
 class Say:
     text: str
-    kind: str = "info"  # intro | outro | help | stopped | started | confirm_stop | thanks | info
+    # intro | outro | help | stopped | started | confirm_stop | opted_out | thanks | info
+    kind: str = "info"
 
 
 @dataclass(frozen=True)
@@ -431,7 +445,16 @@ def _consent_for(question: Question, answer: parsing.Answer) -> tuple[str, ...]:
     return ()
 
 
+def meaning(state: State, inbound: Inbound) -> Inbound:
+    """What an input means in this state: "yes" just after we asked whether to stop all
+    messages is STOP, whatever question is waiting."""
+    if state.stop_asked and isinstance(inbound, Reply) and confirms_stop(inbound.text):
+        return Command.STOP
+    return inbound
+
+
 def step(survey: Survey, state: State, inbound: Inbound, context: Mapping[str, Any]) -> Step:
+    inbound = meaning(state, inbound)
     if inbound is Command.STOP:
         return Step(
             replace(state, status=STOPPED),
@@ -443,6 +466,11 @@ def step(survey: Survey, state: State, inbound: Inbound, context: Mapping[str, A
         return after_end(inbound, context)
     question = survey.question(state.question_id)
     context = {**context, "answered": state.answered}  # for piping, wherever it is asked
+    # Asked once: whatever comes next settles it, so the question is back in front of them.
+    asked_to_stop, state = state.stop_asked, replace(state, stop_asked=False)
+    if asked_to_stop and isinstance(inbound, Reply) and declines_stop(inbound.text):
+        carry_on = Say(t(_lang(context), "Thank you. We will carry on."), "info")
+        return Step(state, (carry_on, ask(survey, question, context)))
     if inbound is Command.START:
         return Step(
             state,
@@ -463,6 +491,10 @@ def step(survey: Survey, state: State, inbound: Inbound, context: Mapping[str, A
     if isinstance(inbound, Toggle | Done):
         return _tapped(survey, state, question, inbound, context)
     assert isinstance(inbound, Reply)
+    if not (inbound.text or "").strip():
+        # A picture, a sticker, an empty text: nothing to read, so not a miss.
+        nothing = t(_lang(context), "We could not find any words in your message.")
+        return Step(state, (ask(survey, question, context, retry=nothing),))
     switched = switch_word(inbound.text)
     if switched is not None and _could_be_an_answer(question, inbound.text):
         switched = None  # "English" to "Which language do you speak at home?" is an answer
@@ -473,7 +505,8 @@ def step(survey: Survey, state: State, inbound: Inbound, context: Mapping[str, A
     meant = intent(inbound.text)
     # Neither is an answer, so neither is stored nor counted as a miss.
     if meant is Intent.STOP_REQUEST:
-        return Step(state, (Say(confirm_stop_text(context), "confirm_stop"),))
+        confirm = Say(confirm_stop_text(context), "confirm_stop")
+        return Step(replace(state, stop_asked=True), (confirm,))
     if meant is Intent.WHO:
         return Step(state, (Say(who_text(context), "help"), ask(survey, question, context)))
     language = _lang(context)
@@ -484,6 +517,11 @@ def step(survey: Survey, state: State, inbound: Inbound, context: Mapping[str, A
         label = _stored_label(question, parsed.value) if question.choices else parsed.label
         recorded = RecordedAnswer(question.id, parsed.value, label, inbound.text, language=language)
         return _advance(survey, state, recorded, context, _consent_for(question, parsed))
+    if meant is Intent.THANKS or agreeing(inbound.text):
+        # "Yes", "of course", "ok", a thumbs up: saying yes to taking part (the invitation
+        # asked), not a wrong answer. Thanked and asked again; never a miss.
+        thanks = Say(t(language, "Thank you."), "thanks")
+        return Step(state, (thanks, ask(survey, question, context)))
     if state.misses + 1 >= MAX_MISSES:
         # Their words are kept, flagged unreadable, for staff to read; never stored as the
         # answer (no value, no label), so no count, branch or export takes them for one.

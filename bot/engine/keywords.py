@@ -34,7 +34,8 @@ WORDS: dict[str, Command] = {
     "eto": Command.REPEAT,
     "hepgor": Command.SKIP,
 }
-_POLITE = {"please", "pls", "thanks", "thank", "you", "now"}
+# Words around a command that do not change it: "stop it", "help me please", "skip this one".
+_POLITE = {"please", "pls", "thanks", "thank", "you", "now", "it", "me", "this", "one"}
 
 
 def classify(text: str) -> Command | None:
@@ -45,7 +46,7 @@ def classify(text: str) -> Command | None:
     """
     words = re.sub(r"[^a-z/ ]", " ", (text or "").casefold()).split()
     words = [w.lstrip("/") for w in words if w.lstrip("/") not in _POLITE]
-    if len(words) == 1:
+    if len(words) == 1 or (words and len(set(words)) == 1):  # "STOP STOP" is still STOP
         return WORDS.get(words[0])
     if len(words) == 2 and words[0] == "start":
         # Telegram deep links arrive as "/start <payload>"; that is a start, not a reply.
@@ -77,6 +78,8 @@ _STOP_REQUEST = re.compile(
     r"|(?:do not|dont|don t|never) (?:text|message|contact|call|phone|send)(?: me| us)?"
     r"|unsubscribe me|remove me|take me off|opt me out|leave me alone|no more (?:texts|messages)"
     r"|(?:want|like) (?:to|you to) stop"
+    r"|(?:can|could|would|will) (?:you|u) (?:please |pls )?stop"
+    r"|please stop|no more please|^no more$|enough now|enough is enough"
     r")\b"
 )
 _WHO = re.compile(
@@ -135,6 +138,58 @@ def _only_emoji(text: str) -> bool:
     return bool(kept) and all(
         unicodedata.category(ch) in ("So", "Sk", "Mn", "Cf") or ch in "!.❤" for ch in kept
     )
+
+
+# A short reply to "Do you want us to stop all messages?": yes (stop), or no (carry on).
+_YES_WORDS = {
+    "yes",
+    "yeah",
+    "yep",
+    "yea",
+    "yup",
+    "y",
+    "ok",
+    "okay",
+    "sure",
+    "confirm",
+    "ie",
+    "iawn",
+}
+_YES_FILLER = _YES_WORDS | {"please", "pls", "do", "i", "stop", "it", "them", "all", "thanks"}
+_YES_FILLER |= {"of", "course", "thank", "you"}
+_NO_WORDS = {"no", "nope", "nah", "n", "na", "nage", "naddo", "nac"}
+_NO_FILLER = _NO_WORDS | {"thanks", "thank", "you", "ydw", "dont", "don", "t", "stop", "please"}
+_NO_FILLER |= {"carry", "on", "continue", "keep", "going", "im", "i", "m", "fine"}
+
+
+def confirms_stop(text: str) -> bool:
+    """ "Yes", "yes please", "ok stop": yes to our question whether to stop all messages."""
+    words = _plain(text).split()
+    return 0 < len(words) <= 5 and set(words) <= _YES_FILLER and bool(set(words) & _YES_WORDS)
+
+
+def declines_stop(text: str) -> bool:
+    """ "No", "no thanks", "don't stop", "carry on": no to stopping all messages."""
+    plain = _plain(text)
+    if plain in ("carry on", "continue", "keep going", "go on", "don t stop", "do not stop"):
+        return True
+    words = plain.split()
+    return 0 < len(words) <= 6 and set(words) <= _NO_FILLER and bool(set(words) & _NO_WORDS)
+
+
+# Agreeing to take part, or saying it arrived: "yes", "of course", "ok", "happy to", "👍". Not an
+# answer to a question that asks something else, and not a miss either.
+_AGREEING = re.compile(
+    r"^(?:(?:yes|yeah|yep|ok|okay|sure|of course|happy to|certainly|fine|go on|go ahead"
+    r"|ready|ie|iawn|ok then|why not|no problem|will do|please|thanks|thank you|i will"
+    r"|i can|i would|love to|glad to|be|)\s*)+$"
+)
+
+
+def agreeing(text: str) -> bool:
+    """A message that says yes to taking part rather than answering the question asked."""
+    plain = _plain(text)
+    return bool(plain) and len(plain.split()) <= 6 and bool(_AGREEING.match(plain + " "))
 
 
 def intent(text: str) -> Intent | None:

@@ -233,7 +233,7 @@ def prompts_turn(
     for prompt in prompts:
         if isinstance(prompt, Ask):
             return ask_turn(settings, prompt, step, words)
-        if prompt.text == inbox.OPTED_OUT_TEXT:
+        if prompt.kind == "opted_out":
             words.append("You asked us not to contact you, so we have no questions for you.")
         else:
             words.append(render.say_prompt(prompt, settings.org_name))
