@@ -334,3 +334,69 @@ def test_welsh_yes(typed):
 @pytest.mark.parametrize("typed", ["na", "Nac ydw", "naddo", "dim diolch"])
 def test_welsh_no(typed):
     assert parse(Q["ok"], typed) == Answer("no", "No")
+
+
+# --- replies found to be stored wrongly or missed (QA round, 2026-11-26) ---------------------
+
+_QA = load_text(
+    """
+id: qa
+title: QA
+questions:
+  - {id: travel, type: number, ask: "How many minutes does it take you?", min: 0, max: 180}
+  - {id: age, type: number, ask: "How old are you?"}
+  - {id: useful, type: scale, ask: "How useful?", min: 1, max: 5}
+  - id: rating
+    type: choice
+    ask: "How was it?"
+    options:
+      - {value: very-good, label: Very good}
+      - {value: good, label: Good}
+      - {value: poor, label: Poor}
+      - {value: very-poor, label: Very poor}
+  - id: how
+    type: choice
+    ask: "How would you like to hear from us?"
+    options:
+      - {value: sms, label: By text message}
+      - {value: voice, label: By phone call}
+      - {value: online, label: The internet}
+  - id: days
+    type: multi
+    ask: "Which days?"
+    options:
+      - {value: mon, label: Monday}
+      - {value: fri, label: Friday}
+""",
+    "qa.yaml",
+)
+
+
+def _parsed(question_id: str, text: str):
+    return parse(_QA.question(question_id), text)
+
+
+def test_a_number_in_another_unit_is_asked_again_never_stored():
+    for text in ("1 hour", "2 hours", "1hr", "half an hour"):
+        assert isinstance(_parsed("travel", text), Miss), text
+    for text, value in (("20 minutes", "20"), ("twenty minutes", "20"), ("ten mins", "10")):
+        assert _parsed("travel", text) == Answer(value, value), text
+    # A question that names no unit takes one: "72 years old" is an age.
+    assert _parsed("age", "72 years old") == Answer("72", "72")
+
+
+def test_a_score_out_of_another_total_is_asked_again():
+    for text in ("3 out of 10", "3/10", "three out of ten"):
+        miss = _parsed("useful", text)
+        assert isinstance(miss, Miss) and miss.reason == "out_of_range", text
+    assert _parsed("useful", "3 out of 5") == Answer("3", "3")
+
+
+def test_words_people_use_for_an_option():
+    assert _parsed("rating", "v good").value == "very-good"
+    assert _parsed("rating", "good").value == "good"
+    assert isinstance(_parsed("rating", "very"), Miss)  # in two labels: no guess
+    assert _parsed("how", "internet").value == "online"
+    assert _parsed("how", "text").value == "sms" and _parsed("how", "phone").value == "voice"
+    assert _parsed("days", "Fridays").value == "fri"
+    assert _parsed("days", "Mondays and Fridays").value == "mon;fri"

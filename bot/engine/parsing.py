@@ -192,6 +192,19 @@ NUMBER_FILLER = FILLER_WORDS | {
     "was",
     "be",
 }
+# Units a number can come in. A reply in one the question does not ask in ("1 hour" to "How
+# many minutes?") is asked again, never stored as 1; one the question names is just a word.
+UNITS = (
+    {"minute", "minutes", "min", "mins"},
+    {"hour", "hours", "hr", "hrs"},
+    {"day", "days"},
+    {"week", "weeks", "wk", "wks"},
+    {"month", "months"},
+    {"year", "years", "yr", "yrs"},
+    {"mile", "miles"},
+    {"time", "times"},
+)
+NUMBER_FILLER |= {word for unit in UNITS for word in unit}
 # Words that turn a reply against the option it names: "not poor" is not Poor. An option
 # whose own label has the word ("Neither good nor poor", "Don't know") may of course use it.
 NEGATIONS = {
@@ -389,6 +402,33 @@ def _as_number(text: str) -> float | None:
     return _word_number(words)
 
 
+def _other_unit(question: Question, text: str) -> bool:
+    """The reply gives its number in a unit the question does not ask in."""
+    said = set(re.sub(r"(\d)([a-z])", r"\1 \2", simplify(text)).split())  # "1hr"
+    asked = set(simplify(question.ask).split())
+    asked_in = [unit for unit in UNITS if unit & asked]
+    return bool(asked_in) and any(unit & said and unit not in asked_in for unit in UNITS)
+
+
+def _out_of(text: str) -> float | None:
+    """The N in "3 out of 10" or "3/10": the scale the person was thinking of."""
+    match = re.search(r"(?:out of|/)\s*(\d+)", (text or "").casefold())
+    if match:
+        return float(match.group(1))
+    words = simplify(text).split()
+    if "out" in words and words[words.index("out") + 1 : words.index("out") + 2] == ["of"]:
+        return _word_number(words[words.index("out") + 2 :])
+    return None
+
+
+def _singular(said: str) -> str:
+    """ "fridays" -> "friday": a plural of an option's name names it too."""
+    return " ".join(
+        w[:-1] if len(w) >= 5 and w.endswith("s") and not w.endswith("ss") else w
+        for w in said.split()
+    )
+
+
 def _names(option: Option) -> list[str]:
     """Every way of naming an option, simplified: its label, its value, its synonyms."""
     names = [
@@ -446,10 +486,12 @@ def _pick(question: Question, text: str) -> Answer | Miss | None:
     said = simplify(text)
     if not said:
         return None
+    if " " in said:
+        said = re.sub(r"\bv\b", "very", said)  # "v good"
     for opt in options:
-        if said in _names(opt):
+        if said in _names(opt) or _singular(said) in _names(opt):
             return Answer(opt.value, opt.label)
-    named = _found(options, said)
+    named = _found(options, said) or _found(options, _singular(said))
     if len(named) > 1:
         return Miss(expected(question), "several")
     if len(said) >= MIN_PREFIX:
@@ -461,6 +503,12 @@ def _pick(question: Question, text: str) -> Answer | Miss | None:
             if _negated(said, named[0]):
                 return Miss(expected(question), "negated")
             return Answer(named[0].value, named[0].label)
+        # A word or two out of exactly one label: "internet" for "The internet", "phone" for
+        # "By phone call" (but "very", in "Very good" and "Very poor", names neither).
+        words = set(said.split()) - FILLER_WORDS
+        holding = [o for o in options if words and words <= set(simplify(o.label).split())]
+        if len(holding) == 1:
+            return Answer(holding[0].value, holding[0].label)
     if len(said) == 1 and said.isalpha() and question.type == "choice":
         # Letters a, b, c... as in a printed form.
         index = ord(said) - ord("a")
@@ -643,7 +691,12 @@ def parse(question: Question, text: str) -> Answer | Miss:
         return _multi(question, text)
     if question.type == "choice":
         return _pick(question, text) or Miss(expected(question))
+    if question.type in ("scale", "number") and _other_unit(question, text):
+        return Miss(expected(question))
     if question.type == "scale":
+        out_of = _out_of(text)
+        if out_of is not None and question.max is not None and out_of != question.max:
+            return Miss(expected(question), "out_of_range")  # "3 out of 10" on a 1 to 5 scale
         number = _as_number(text)
         if number is not None and number.is_integer():
             point = int(number)
