@@ -54,3 +54,18 @@ def test_a_process_wires_campaigns_to_survey_ends_whatever_it_imported(tmp_path)
         [sys.executable, "-c", program], capture_output=True, text=True, timeout=60, check=True
     )
     assert done.stdout.strip() == "1", done.stderr
+
+
+def test_an_idle_worker_can_wait_for_jobs_longer_than_a_clients_read_timeout(redis_url):
+    """redis-py times reads out after 5 s by default, and the Procfile worker pings Redis
+    before it starts: that pinged connection must not be the one rq's dequeue waits on."""
+    from redis import Redis
+
+    from bot.commands.worker import make_worker
+
+    client = Redis.from_url(redis_url, socket_timeout=1)  # 5 s in life; 1 s keeps this quick
+    client.ping()
+    worker = make_worker(client)
+    started = time.monotonic()
+    assert worker.connection.blpop(["involve:test:nothing"], timeout=2) is None
+    assert time.monotonic() - started >= 1.9

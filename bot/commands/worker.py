@@ -92,9 +92,22 @@ class Worker(rq.Worker):
         return super().handle_job_failure(job, queue, *args, **kwargs)
 
 
+def _own_client(redis: Redis) -> Redis:
+    """A client with a pool of its own for the worker's blocking dequeue. redis-py times out
+    every read after 5 s unless told otherwise; rq raises that for connections made after the
+    worker starts, but a connection already in the pool (the ping that checked Redis was up)
+    keeps 5 s, and an idle worker's wait for jobs then fails every 5 s and backs off for up to
+    a minute, delaying what is enqueued next."""
+    pool = redis.connection_pool
+    return Redis(
+        connection_pool=type(pool)(connection_class=pool.connection_class, **pool.connection_kwargs)
+    )
+
+
 def make_worker(redis: Redis, name: str | None = None) -> Worker:
     preload()
-    return Worker([Queue(outbox.QUEUE, connection=redis)], connection=redis, name=name)
+    own = _own_client(redis)
+    return Worker([Queue(outbox.QUEUE, connection=own)], connection=own, name=name)
 
 
 def run(redis: Redis, burst: bool = False) -> None:
