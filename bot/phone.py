@@ -15,6 +15,14 @@ def normalise_phone(raw: str, region: str = DEFAULT_REGION) -> str:
     text = (raw or "").strip()
     if not text:
         raise InvalidPhoneNumber("no phone number given")
+    if any(ch.isalpha() for ch in text):
+        # phonenumbers reads letters as a keypad does (O is 6, I is 4): "07700 9OO0I4" would
+        # become a stranger's number, and a campaign would text them.
+        if sum(ch.isdigit() for ch in text) >= 7:
+            raise InvalidPhoneNumber(
+                f"{raw!r} has letters in it: a phone number is digits only (an O for a 0?)"
+            )
+        raise InvalidPhoneNumber(f"{raw!r} is not a phone number")
     if text.startswith("00"):
         text = "+" + text[2:]
     try:

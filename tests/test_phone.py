@@ -28,3 +28,15 @@ def test_local_only_numbers_are_refused_with_the_reason(written):
 def test_not_numbers_are_refused(written):
     with pytest.raises(InvalidPhoneNumber):
         normalise_phone(written)
+
+
+def test_letters_are_refused_not_read_as_keypad_digits():
+    import pytest
+
+    from bot.phone import InvalidPhoneNumber, normalise_phone
+
+    for typed in ("07700 9OO0I4", "+44 7700 900l23"):
+        with pytest.raises(InvalidPhoneNumber, match="has letters in it"):
+            normalise_phone(typed)
+    with pytest.raises(InvalidPhoneNumber, match="is not a phone number"):
+        normalise_phone("0800 FLOWERS")
