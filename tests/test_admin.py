@@ -246,3 +246,54 @@ def test_csv_with_a_stray_carriage_return_is_a_report_not_a_500(client):
     )
     assert response.status_code == 200, response.json
     assert response.json["rejected"], response.json
+
+
+def test_two_rows_for_one_person_in_a_file_keep_the_first_and_say_so(client, database):
+    text = "name,phone,recontact,external_id\nDi,07700 900131,yes,D001\nDi Evans,07700 900132,no,D001\nEd,07700 900131,,E001\n"
+    headers = {**ADMIN, "Content-Type": "text/csv"}
+    report = client.post("/admin/api/participants", data=text.encode(), headers=headers).json
+    assert report["created"] == 1
+    assert [(r["row"], r["error"]) for r in report["rejected"]] == [
+        (3, "the same person as row 2: keep one row each"),
+        (4, "the same person as row 2: keep one row each"),
+    ]
+    assert people(database)["D001"].name == "Di" and people(database)["D001"].recontact is True
+    again = client.post("/admin/api/participants", data=text.encode(), headers=headers).json
+    assert (again["created"], again["updated"], again["unchanged"]) == (0, 0, 1)
+    with database.session() as session:
+        assert session.scalars(select(ConsentEvent.kind)).all() == ["recontact_yes"]
+
+
+def test_an_import_does_not_undo_what_a_person_answered_themselves(client, database):
+    from datetime import UTC, datetime
+
+    with database.session() as session:
+        person = Participant(
+            phone="+447700900123", external_id="P003", tags=[], opted_out=False, recontact=False
+        )
+        session.add(person)
+        session.flush()
+        session.add(
+            ConsentEvent(
+                participant_id=person.id,
+                kind="recontact_no",
+                how="sms",
+                at=datetime(2026, 11, 20, tzinfo=UTC),
+            )
+        )
+    report = client.post(
+        "/admin/api/participants",
+        json={"participants": [{"external_id": "P003", "recontact": True, "name": "Winifred"}]},
+        headers=ADMIN,
+    ).json
+    assert report["updated"] == 1  # the name
+    assert report["notes"] == [
+        {
+            "row": 1,
+            "note": "recontact kept as no: they answered that themselves by sms on 20 Nov 2026",
+        }
+    ]
+    found = people(database)["P003"]
+    assert found.recontact is False and found.name == "Winifred"
+    with database.session() as session:
+        assert session.scalars(select(ConsentEvent.kind)).all() == ["recontact_no"]

@@ -40,11 +40,17 @@ class Rejected(BaseModel):
     error: str
 
 
+class ImportNote(BaseModel):
+    row: int
+    note: str
+
+
 class ImportReport(Listed):
     created: int
     updated: int  # matched and changed
     unchanged: int  # matched, and already as the row says
     rejected: list[Rejected]
+    notes: list[ImportNote]  # imported, except a part kept as it was (a person's own answer)
 
 
 class TelegramLink(Listed):

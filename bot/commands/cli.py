@@ -208,6 +208,8 @@ def participants_import(file: str, replace_tags: bool) -> None:
     )
     for problem in rejected:
         click.echo(f"  row {problem['row']}: {problem['error']}")
+    for note in report["notes"]:
+        click.echo(f"  row {note['row']}: imported, but {note['note']}")
     if not report["created"] and not report["updated"] and not report["unchanged"]:
         # A script or a person checking `$?` must see that nothing was imported.
         raise click.ClickException(f"no rows imported from {file}")

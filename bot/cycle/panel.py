@@ -25,6 +25,7 @@ from bot.commands import runtime
 from bot.config import Settings
 from bot.phone import InvalidPhoneNumber, normalise_phone
 from bot.storage.models import ConsentEvent, Participant, Suppression, utcnow
+from bot.storage.status import Consent
 from bot.text import clean_text
 
 COLUMNS = (
@@ -61,6 +62,8 @@ class ImportReport:
     updated: int = 0  # people a row changed
     unchanged: int = 0  # people a row matched and left as they were (an import run again)
     rejected: list[dict[str, Any]] = field(default_factory=list)
+    # Rows imported, except for a part kept as it was, and why: {"row", "note"}.
+    notes: list[dict[str, Any]] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -68,6 +71,7 @@ class ImportReport:
             "updated": self.updated,
             "unchanged": self.unchanged,
             "rejected": self.rejected,
+            "notes": self.notes,
         }
 
 
@@ -304,11 +308,31 @@ def import_rows(
     """Upsert rows (numbered from `first_row`, as a person would count them in their file)."""
     report = ImportReport()
     cleaned: list[CleanRow] = []
+    first_seen: dict[tuple[str, Any], int] = {}
     for number, raw in enumerate(rows, start=first_row):
         try:
-            cleaned.append(clean(number, raw))
+            row = clean(number, raw)
         except RowError as exc:
             report.rejected.append({"row": number, "error": str(exc)})
+            continue
+        keys = [
+            (kind, key)
+            for kind, key in (
+                ("external_id", row.external_id),
+                ("phone", row.phone),
+                ("telegram_chat_id", row.telegram_chat_id),
+            )
+            if key is not None and key != ""
+        ]
+        earlier = next((first_seen[k] for k in keys if k in first_seen), None)
+        if earlier is not None:
+            # Which of two rows for one person is right is for staff to say, not a guess.
+            report.rejected.append(
+                {"row": number, "error": f"the same person as row {earlier}: keep one row each"}
+            )
+            continue
+        first_seen.update((k, number) for k in keys)
+        cleaned.append(row)
     for chunk in _chunks(cleaned, BATCH):
         _upsert_chunk(session, chunk, replace_tags, source, report)
         session.flush()
@@ -339,6 +363,7 @@ def _upsert_chunk(
     by_phone = {p.phone: p for p in found if p.phone}
     by_chat = {p.telegram_chat_id: p for p in found if p.telegram_chat_id is not None}
     opted_out_then_erased = suppressed(session, [*phones, *(str(c) for c in chats)])
+    answered_themselves = _own_recontact_answers(session, [p.id for p in found])
     consent: list[dict[str, Any]] = []
     now = utcnow()
     for row in chunk:
@@ -384,7 +409,18 @@ def _upsert_chunk(
             if tags != person.tags:
                 person.tags = tags
                 changed = True
-        if row.recontact is not None and row.recontact != before_recontact:
+        own = answered_themselves.get(person.id) if not created else None
+        if row.recontact is not None and row.recontact != before_recontact and own is not None:
+            # What a person said themselves, by text, call or chat, is not undone by a file.
+            said = "yes" if own.kind == Consent.RECONTACT_YES else "no"
+            report.notes.append(
+                {
+                    "row": row.row,
+                    "note": f"recontact kept as {said}: they answered that themselves"
+                    f" by {own.how} on {own.at:%d %b %Y}",
+                }
+            )
+        elif row.recontact is not None and row.recontact != before_recontact:
             person.recontact = row.recontact
             changed = True
             consent.append(
@@ -417,6 +453,25 @@ def _upsert_chunk(
                 for c in consent
             ],
         )
+
+
+def _own_recontact_answers(session: Session, person_ids: list[int]) -> dict[int, Any]:
+    """Each person's latest answer about hearing back that they gave themselves (on a channel,
+    not through an import or staff), if any."""
+    if not person_ids:
+        return {}
+    found: dict[int, Any] = {}
+    for event in session.scalars(
+        select(ConsentEvent)
+        .where(
+            ConsentEvent.participant_id.in_(person_ids),
+            ConsentEvent.kind.in_([Consent.RECONTACT_YES, Consent.RECONTACT_NO]),
+            ConsentEvent.how.in_(channels.NAMES),
+        )
+        .order_by(ConsentEvent.at, ConsentEvent.id)
+    ):
+        found[event.participant_id] = event
+    return found
 
 
 def _clash(
