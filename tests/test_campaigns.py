@@ -370,9 +370,19 @@ def test_audience_entries_that_cannot_be_ids_match_nobody(client):
         headers=ADMIN,
     )
     assert response.status_code == 409
-    assert response.json["error"] == (
-        "nobody to invite: none of these ids or external ids is a participant"
+    assert response.json["error"].startswith(f"no participant ², {'9' * 30}, -4: check the ids")
+
+
+def test_a_mistyped_person_in_an_audience_is_named_not_dropped(client, database):
+    with database.session() as session:
+        session.add(Participant(phone="+447700900002", external_id="P002", tags=[]))
+    response = client.post(
+        "/admin/api/campaigns",
+        json={"survey": "guide-title", "audience": {"participants": ["P002", "P0003", "ext:M999"]}},
+        headers=ADMIN,
     )
+    assert response.status_code == 409
+    assert response.json["error"].startswith("no participant P0003, ext:M999: check the ids")
 
 
 def test_a_campaign_for_nobody_is_refused_with_the_reason(client, database):

@@ -162,22 +162,24 @@ def audience_ids(session: Session, audience: Mapping[str, Any]) -> list[int]:
     return sorted(set(found))
 
 
-def _person_key(session: Session, value: str | int) -> str | int:
+def _person_key(session: Session, value: str | int) -> str | int | None:
     """One audience entry made explicit: our id as a number, an external id as `ext:<x>`.
 
     A bare text that is one person's id and another person's external id is refused (409), as
-    in the admin API's URLs, rather than inviting both. A key nobody has yet is kept as given.
+    in the admin API's URLs, rather than inviting both. A key nobody has is returned as None:
+    the caller names it (a typo must not quietly shrink the audience).
     """
     from bot import privacy
 
     if isinstance(value, int):
-        return value
+        number = as_id(str(value))
+        return number if number is not None and session.get(Participant, number) else None
     try:
         person = privacy.find(session, value)
     except privacy.AmbiguousKey as exc:
         raise CampaignError(f"audience participants: {exc}", 409) from None
     if person is None:
-        return value
+        return None
     if value.startswith("ext:") or (not value.startswith("id:") and value == person.external_id):
         return f"ext:{person.external_id}"
     return person.id
@@ -211,7 +213,15 @@ def create(
             )
     audience = request.audience_json()
     if "participants" in audience:
-        audience = {"participants": [_person_key(session, v) for v in audience["participants"]]}
+        keys = {v: _person_key(session, v) for v in audience["participants"]}
+        unknown = [str(v) for v, key in keys.items() if key is None]
+        if unknown:
+            raise CampaignError(
+                f"no participant {', '.join(unknown)}: check the ids or external ids"
+                " (people are found by either), or import them first",
+                409,
+            )
+        audience = {"participants": list(dict.fromkeys(keys.values()))}
     version = conversations.survey_version(session, surveys[survey_id])
     campaign = Campaign(
         survey_id=survey_id,
