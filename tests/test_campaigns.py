@@ -737,3 +737,27 @@ def test_someone_whose_own_channel_cannot_carry_the_survey_is_skipped_with_the_r
         outcome = sorted((i.status, i.reason or "") for i in session.scalars(select(Invitation)))
     assert outcome[0] == ("invited", "")
     assert outcome[1][0] == "skipped" and "offers 10 answers" in outcome[1][1]
+
+
+def test_tags_are_one_tag_whatever_their_case(client, database):
+    from webhooks.console.queries import all_tags
+
+    rows = {
+        "participants": [
+            {"phone": "07700 900141", "tags": ["Readers"]},
+            {"phone": "07700 900142", "tags": ["readers"]},
+            {"phone": "07700 900143", "tags": ["focus"]},
+        ]
+    }
+    client.post("/admin/api/participants", json=rows, headers=ADMIN)
+    again = {"participants": [{"phone": "07700 900141", "tags": ["READERS"]}]}
+    assert client.post("/admin/api/participants", json=again, headers=ADMIN).json["unchanged"] == 1
+    for spelled in ("readers", "Readers"):
+        made = client.post(
+            "/admin/api/campaigns",
+            json={"survey": "guide-title", "audience": {"tags": [spelled]}},
+            headers=ADMIN,
+        ).json
+        assert made["audience_size"] == 2, spelled
+    with database.session() as session:
+        assert all_tags(session) == ["focus", "Readers"]

@@ -134,12 +134,12 @@ def audience_ids(session: Session, audience: Mapping[str, Any]) -> list[int]:
             session.scalars(select(Participant.id).where(live, real).order_by(Participant.id))
         )
     if "tags" in audience:
-        wanted = set(audience["tags"])
+        wanted = {tag.casefold() for tag in audience["tags"]}  # "Readers" is "readers"
         # Tags are a small JSON list per person; filtering here works the same on every database.
         rows = session.execute(
             select(Participant.id, Participant.tags).where(live).order_by(Participant.id)
         )
-        return [pid for pid, tags in rows if wanted & set(tags or [])]
+        return [pid for pid, tags in rows if wanted & {t.casefold() for t in tags or []}]
     ids: set[int] = set()
     externals: set[str] = set()
     for value in audience["participants"]:

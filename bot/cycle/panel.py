@@ -401,11 +401,7 @@ def _upsert_chunk(
                 setattr(person, attr, getattr(row, attr))
                 changed = True
         if "tags" in row.given or replace_tags:
-            tags = (
-                list(row.tags)
-                if replace_tags
-                else list(dict.fromkeys([*(person.tags or []), *row.tags]))
-            )
+            tags = _merged_tags([] if replace_tags else person.tags or [], row.tags)
             if tags != person.tags:
                 person.tags = tags
                 changed = True
@@ -453,6 +449,14 @@ def _upsert_chunk(
                 for c in consent
             ],
         )
+
+
+def _merged_tags(kept: Iterable[str], added: Iterable[str]) -> list[str]:
+    """Tags once each, whatever their case: a tag already held keeps its spelling."""
+    merged: dict[str, str] = {}
+    for tag in [*kept, *added]:
+        merged.setdefault(tag.casefold(), tag)
+    return list(merged.values())
 
 
 def _own_recontact_answers(session: Session, person_ids: list[int]) -> dict[int, Any]:

@@ -121,10 +121,13 @@ class PanelPage:
 
 
 def all_tags(session: Session) -> list[str]:
-    found: set[str] = set()
+    """Each tag once, however its case varies ("Readers" and "readers" are one tag)."""
+    found: dict[str, str] = {}
     for tags in session.scalars(select(Participant.tags).where(real_people())):
-        found.update(t for t in tags or () if isinstance(t, str))
-    return sorted(found, key=str.lower)
+        for tag in tags or ():
+            if isinstance(tag, str):
+                found.setdefault(tag.casefold(), tag)
+    return sorted(found.values(), key=str.casefold)
 
 
 def search_panel(
@@ -159,7 +162,8 @@ def search_panel(
     if tag:
         # Tags are a small JSON list per person; filtering here works the same on every
         # database (as bot.cycle.campaigns does for audiences).
-        people = [p for p in people if tag in (p.tags or ())]
+        wanted = tag.casefold()
+        people = [p for p in people if any(t.casefold() == wanted for t in p.tags or ())]
     total = len(people)
     pages = max(1, -(-total // PAGE_SIZE))
     page = min(max(1, page), pages)
