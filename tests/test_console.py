@@ -209,6 +209,29 @@ def test_staff_add_reads_the_password_from_standard_input(database, settings):
     assert bad.exit_code == 1 and "is not an email address" in bad.output
 
 
+def test_someone_who_left_is_shut_out_and_a_password_can_be_reset(signed_in, database):
+    runner = CliRunner()
+    assert signed_in.get("/console/").status_code == 200
+    shut = runner.invoke(main, ["staff", "disable", EMAIL])
+    assert shut.exit_code == 0 and "can no longer sign in" in shut.output, shut.output
+    assert signed_in.get("/console/").status_code == 302  # the open page signs out
+    assert sign_in(signed_in).status_code != 302
+    listed = runner.invoke(main, ["staff", "list"])
+    assert f"{EMAIL}  disabled" in listed.output
+    assert runner.invoke(main, ["staff", "enable", EMAIL]).exit_code == 0
+    assert sign_in(signed_in).status_code == 302
+    new_password = "a new one that is long enough"
+    reset = runner.invoke(main, ["staff", "password", EMAIL], input=new_password + "\n")
+    assert reset.exit_code == 0, reset.output
+    assert signed_in.get("/console/").status_code == 302  # signed out by the reset
+    assert sign_in(signed_in).status_code != 302  # the old password no longer works
+    assert sign_in(signed_in, password=new_password).status_code == 302
+    nobody = runner.invoke(main, ["staff", "disable", "nobody@example.org"])
+    assert nobody.exit_code == 1 and "no staff account for nobody@example.org" in nobody.output
+    actions = [a for _, a, _ in audit_rows(database) if a.startswith("staff_")]
+    assert actions == ["staff_disabled", "staff_enabled", "staff_password"]
+
+
 def test_pages_are_not_cached_and_allow_no_outside_scripts(signed_in):
     response = signed_in.get("/console/")
     assert response.headers["Cache-Control"] == "no-store"

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -583,26 +584,86 @@ def staff() -> None:
     """Staff accounts for the console (/console/)."""
 
 
+def _new_password() -> str:
+    """Asked for twice at a terminal, or the first line of standard input (for scripts)."""
+    if sys.stdin.isatty():
+        return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    # Only the first line: a trailing newline from `echo` is not part of the password.
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+def _staff_verb(action: str, verb: Any, email: str, *args: Any) -> str:
+    """Run one staff-account verb in a unit of work, audited; the account's email."""
+    from bot.commands import runtime
+    from bot.cycle import staff as accounts
+    from bot.privacy import audit
+    from bot.storage import db as database
+
+    database.upgrade(_settings().database_url)
+    try:
+        with runtime.database().session() as session:
+            account = verb(session, email, *args)
+            audit.record(session, audit.cli_actor(), action, account.email)
+            return account.email
+    except accounts.StaffError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 @staff.command("add")
 @click.argument("email")
 def staff_add(email: str) -> None:
     """Create a console account for EMAIL. The password is asked for twice at a terminal, or
     read from the first line of standard input otherwise (for scripts)."""
+    from bot.cycle import staff as accounts
+
+    settings = _settings()
+    address = _staff_verb("staff_added", accounts.add, email, _new_password())
+    click.echo(f"staff account {address} created; sign in at {settings.public_base_url}/console/")
+
+
+@staff.command("password")
+@click.argument("email")
+def staff_password(email: str) -> None:
+    """Give EMAIL's account a new password (asked as for `add`); signs out its sessions."""
+    from bot.cycle import staff as accounts
+
+    address = _staff_verb("staff_password", accounts.set_password, email, _new_password())
+    click.echo(f"new password set for {address}; any console session of theirs has ended")
+
+
+@staff.command("disable")
+@click.argument("email")
+def staff_disable(email: str) -> None:
+    """Shut EMAIL out of the console (someone who left): no sign-in, open pages sign out."""
+    from bot.cycle import staff as accounts
+
+    address = _staff_verb("staff_disabled", accounts.disable, email)
+    click.echo(f"{address} can no longer sign in; any console session of theirs has ended")
+
+
+@staff.command("enable")
+@click.argument("email")
+def staff_enable(email: str) -> None:
+    """Let a disabled account sign in again."""
+    from bot.cycle import staff as accounts
+
+    address = _staff_verb("staff_enabled", accounts.enable, email)
+    click.echo(f"{address} can sign in again")
+
+
+@staff.command("list")
+def staff_list() -> None:
+    """Every staff account: in use or disabled, and when each last signed in."""
     from bot.commands import runtime
     from bot.cycle import staff as accounts
     from bot.storage import db as database
 
-    settings = _settings()
-    if sys.stdin.isatty():
-        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
-    else:
-        # Only the first line: a trailing newline from `echo` is not part of the password.
-        password = sys.stdin.readline().rstrip("\r\n")
-    database.upgrade(settings.database_url)
-    try:
-        with runtime.database().session() as session:
-            account = accounts.add(session, email, password)
-            address = account.email
-    except accounts.StaffError as exc:
-        raise click.ClickException(str(exc)) from None
-    click.echo(f"staff account {address} created; sign in at {settings.public_base_url}/console/")
+    database.upgrade(_settings().database_url)
+    with runtime.database().session() as session:
+        rows = [(a.email, a.disabled_at, a.last_signed_in_at) for a in accounts.listing(session)]
+    if not rows:
+        click.echo("no staff accounts yet: involve staff add EMAIL")
+    for email, disabled, last in rows:
+        state = f"disabled {disabled:%d %b %Y}" if disabled else "in use"
+        seen = f"last signed in {last:%d %b %Y %H:%M}" if last else "never signed in"
+        click.echo(f"{email}  {state}, {seen}")

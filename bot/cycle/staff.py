@@ -52,6 +52,41 @@ def add(session: Session, email: str, password: str) -> StaffAccount:
     return account
 
 
+def _existing(session: Session, email: str) -> StaffAccount:
+    account = find(session, email)
+    if account is None:
+        raise StaffError(f"there is no staff account for {normalise_email(email)}")
+    return account
+
+
+def disable(session: Session, email: str) -> StaffAccount:
+    """Shut an account out (someone who left): it cannot sign in, and any console page open
+    with it signs out at its next click. Its history (the audit log) stays."""
+    account = _existing(session, email)
+    account.disabled_at = account.disabled_at or utcnow()
+    account.session_epoch = (account.session_epoch or 0) + 1
+    return account
+
+
+def enable(session: Session, email: str) -> StaffAccount:
+    account = _existing(session, email)
+    account.disabled_at = None
+    return account
+
+
+def set_password(session: Session, email: str, password: str) -> StaffAccount:
+    """A new password (a forgotten one, or one that may be known): signs out every session."""
+    account = _existing(session, email)
+    check_password(password)
+    account.password_hash = _hasher.hash(password)
+    account.session_epoch = (account.session_epoch or 0) + 1
+    return account
+
+
+def listing(session: Session) -> list[StaffAccount]:
+    return list(session.scalars(select(StaffAccount).order_by(StaffAccount.email)))
+
+
 def find(session: Session, email: str) -> StaffAccount | None:
     return session.scalar(select(StaffAccount).where(StaffAccount.email == normalise_email(email)))
 

@@ -34,6 +34,11 @@ ACTIONS = (
     "create_campaign",
     "close",
     "send_feedback",
+    # Staff accounts: who was let in, shut out, or given a new password.
+    "staff_added",
+    "staff_disabled",
+    "staff_enabled",
+    "staff_password",
 )
 
 
