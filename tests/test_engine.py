@@ -471,3 +471,15 @@ def test_yes_or_ok_to_the_invitation_is_thanked_and_asked_again_never_a_miss():
         assert thanks.text == "Thank you." and asked(step) == ["format"], said
     # Where yes is an answer, it is one.
     assert [a.value for a in play("2", "4", "yes")[-1].answers] == ["yes"]
+
+
+def test_greetings_for_names_as_panel_lists_write_them():
+    from bot.engine import first_name
+
+    assert first_name("Margaret Jones") == "Margaret"
+    assert first_name("Jones, Mary") == "Mary"
+    assert first_name("Mrs Margaret Jones") == "Mrs Jones"
+    assert first_name("Dr. Patel") == "Dr. Patel"
+    assert (
+        first_name("Mrs") == "there" and first_name("  ") == "there" and first_name(None) == "there"
+    )

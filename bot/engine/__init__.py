@@ -149,10 +149,38 @@ class Step:
         return self.state.status != ACTIVE
 
 
+# A title the panel's lists put first: whoever wrote "Mrs Margaret Jones" is greeted as they
+# are addressed on paper, "Mrs Jones", not "Mrs".
+_TITLES = {
+    "mr",
+    "mrs",
+    "ms",
+    "miss",
+    "mx",
+    "dr",
+    "rev",
+    "revd",
+    "sir",
+    "dame",
+    "prof",
+    "lady",
+    "lord",
+}
+
+
 def first_name(name: str | None) -> str:
-    """How we greet someone: "Margaret Jones" -> "Margaret"; nobody's name -> "there"."""
-    words = (name or "").split()
-    return words[0] if words else "there"
+    """How we greet someone: "Margaret Jones" -> "Margaret", "Jones, Mary" -> "Mary",
+    "Mrs Margaret Jones" -> "Mrs Jones"; nobody's name -> "there"."""
+    text = " ".join((name or "").split())
+    if "," in text:  # "Surname, First" as lists are often sorted
+        surname, _, rest = text.partition(",")
+        text = f"{rest.strip()} {surname.strip()}".strip()
+    words = text.split()
+    if not words:
+        return "there"
+    if words[0].rstrip(".").casefold() in _TITLES:
+        return f"{words[0]} {words[-1]}" if len(words) > 1 else "there"
+    return words[0]
 
 
 def _ctx(
