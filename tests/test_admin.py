@@ -297,3 +297,14 @@ def test_an_import_does_not_undo_what_a_person_answered_themselves(client, datab
     assert found.recontact is False and found.name == "Winifred"
     with database.session() as session:
         assert session.scalars(select(ConsentEvent.kind)).all() == ["recontact_no"]
+
+
+def test_row_numbers_are_the_spreadsheets_whatever_blank_rows_there_are(client):
+    text = "name,phone\nAnn,07700 900123\n\nBob,nope\n,\nCy,\"07700\n900125x\"\nDi,07700 900126\n"
+    report = client.post(
+        "/admin/api/participants", data=text.encode(), headers={**ADMIN, "Content-Type": "text/csv"}
+    ).json
+    # Row 3 is blank and row 5 empty (",": skipped, not a person); a quoted field on two
+    # lines is still one row, as a spreadsheet shows it.
+    assert [r["row"] for r in report["rejected"]] == [4, 6]
+    assert report["created"] == 2

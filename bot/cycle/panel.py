@@ -48,6 +48,7 @@ MAX_CSV_FIELD = 10_000
 csv.field_size_limit(max(csv.field_size_limit(), 32 * 1024 * 1024))
 # Marks a CSV row that could not be used; not a string, so JSON rows can never carry it.
 _UNREADABLE = object()
+_ROW = object()  # a CSV row's number as a spreadsheet shows it, blank rows counted
 YES = {"yes", "y", "true", "1"}
 NO = {"no", "n", "false", "0"}
 
@@ -161,9 +162,9 @@ def read_csv(text: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     Any line ending is accepted (`\n`, `\r\n`, and old Macs' `\r`): newline="" hands line
     endings to the csv module, which knows all three.
     """
-    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff"), newline=""))
+    reader = csv.reader(io.StringIO(text.lstrip("\ufeff"), newline=""))
     try:
-        fieldnames = reader.fieldnames or []
+        fieldnames = next(reader, None) or []
     except csv.Error as exc:
         return [], [{"row": 1, "error": f"the header cannot be read: {exc}"}]
     headers = [h.strip().lower() for h in fieldnames]
@@ -175,12 +176,18 @@ def read_csv(text: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         for h in unknown
     ]
     rows: list[dict[str, Any]] = []
+    number = 1
     try:
-        for raw in reader:
-            rows.append(_csv_row(raw))
+        for number, values in enumerate(reader, start=2):
+            if not any(v.strip() for v in values):
+                continue  # a blank row (a spreadsheet's ",,,,"): nobody, but it is counted
+            raw: dict[str | None, Any] = dict(zip(fieldnames, values, strict=False))
+            if len(values) > len(fieldnames):
+                raw[None] = values[len(fieldnames) :]
+            rows.append({**_csv_row(raw), _ROW: number})
     except csv.Error as exc:
         problems.append(
-            {"row": len(rows) + 2, "error": f"the CSV cannot be read from this row on: {exc}"}
+            {"row": number + 1, "error": f"the CSV cannot be read from this row on: {exc}"}
         )
     return rows, problems
 
@@ -310,6 +317,9 @@ def import_rows(
     cleaned: list[CleanRow] = []
     first_seen: dict[tuple[str, Any], int] = {}
     for number, raw in enumerate(rows, start=first_row):
+        if isinstance(raw, Mapping) and _ROW in raw:
+            number = raw[_ROW]
+            raw = {k: v for k, v in raw.items() if k is not _ROW}
         try:
             row = clean(number, raw)
         except RowError as exc:
