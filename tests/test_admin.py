@@ -300,7 +300,7 @@ def test_an_import_does_not_undo_what_a_person_answered_themselves(client, datab
 
 
 def test_row_numbers_are_the_spreadsheets_whatever_blank_rows_there_are(client):
-    text = "name,phone\nAnn,07700 900123\n\nBob,nope\n,\nCy,\"07700\n900125x\"\nDi,07700 900126\n"
+    text = 'name,phone\nAnn,07700 900123\n\nBob,nope\n,\nCy,"07700\n900125x"\nDi,07700 900126\n'
     report = client.post(
         "/admin/api/participants", data=text.encode(), headers={**ADMIN, "Content-Type": "text/csv"}
     ).json

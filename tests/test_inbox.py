@@ -70,11 +70,13 @@ def test_two_texts_in_flight_at_once_are_applied_in_turn(database, app_settings,
     holding, release = threading.Event(), threading.Event()
     working = inbox._decide
 
-    def slow_for_the_first(session, settings, person, conv, channel, received, now, keywords):
+    def slow_for_the_first(
+        session, settings, person, conv, channel, received, now, keywords, *rest
+    ):
         if received.provider_id == "SM-first":
             holding.set()  # it holds the person's lock now
             assert release.wait(10)
-        return working(session, settings, person, conv, channel, received, now, keywords)
+        return working(session, settings, person, conv, channel, received, now, keywords, *rest)
 
     monkeypatch.setattr(inbox, "_decide", slow_for_the_first)
     outcomes: dict[str, inbox.Outcome] = {}
@@ -141,11 +143,11 @@ def test_the_last_answer_and_a_thank_you_at_once_both_stand(
     holding, release = threading.Event(), threading.Event()
     working = inbox._decide
 
-    def slow_last(session, settings, person, conv, channel, received, now, keywords):
+    def slow_last(session, settings, person, conv, channel, received, now, keywords, *rest):
         if received.provider_id == "SM-last":
             holding.set()
             assert release.wait(10)
-        return working(session, settings, person, conv, channel, received, now, keywords)
+        return working(session, settings, person, conv, channel, received, now, keywords, *rest)
 
     monkeypatch.setattr(inbox, "_decide", slow_last)
     outcomes = {}

@@ -243,3 +243,25 @@ def test_someone_who_opted_out_is_answered_in_their_language(client, database):
         )
     (reply,) = texts(text(client, "Helo"))
     assert reply.startswith("Gofynnoch i ni beidio â chysylltu â chi.")
+
+
+def test_an_answer_a_week_late_is_told_the_survey_closed_and_how_to_start_again(client, database):
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from bot.storage.models import Conversation, utcnow
+
+    text(client, "TITLE")
+    with database.session() as session:
+        session.execute(update(Conversation).values(last_activity_at=utcnow() - timedelta(days=8)))
+    (late,) = texts(text(client, "1 sorry for the delay"))
+    assert late.startswith("Sorry, this survey closed after a week with no reply")
+    assert late.endswith("Text TITLE to start it again.")
+    assert count(database, Answer) == 0
+
+
+def test_someone_with_no_survey_is_not_told_about_questions_they_do_not_have(client):
+    (reply,) = texts(text(client, "hello", sender="+447700900999"))
+    assert "no questions for you just now" in reply
+    assert "REPEAT" not in reply and "SKIP" not in reply and "STOP" in reply

@@ -228,8 +228,13 @@ def _handle(
             raise _SeenBefore
         return Outcome(RETRYING, participant_id=person.id, inbound_id=inbound_id)
 
+    closed = None
+    if conv is not None and engine.is_expired(conv.last_activity_at, now):
+        closed = conversations.survey_for(session, conv.survey_version_id)  # a late answer
     conv = conversations.unless_expired(session, conv, now)
-    decided = _decide(session, settings, person, conv, channel.name, received, now, keywords)
+    decided = _decide(
+        session, settings, person, conv, channel.name, received, now, keywords, closed
+    )
     conv = decided.conversation
     conversation_id = conv.id if conv is not None else None
     if inbound_id is None:
@@ -402,9 +407,11 @@ def _decide(
     received: Received,
     now: datetime,
     keywords: Mapping[str, Survey] | None,
+    closed: Survey | None = None,
 ) -> _Decided:
     """What this input means for the person and their conversation in progress (None if
-    none), written as it is decided."""
+    none; `closed` the survey whose conversation this input found a week idle), written as
+    it is decided."""
     org = settings.org_name
     context = conversations.context_for(person, org)
     inbound = _interpret(session, received.inbound, conv)
@@ -444,7 +451,7 @@ def _decide(
         changes = {}
         if person.joined_via is None:
             changes["joined_via"] = f"wrote by {channel}"
-        ended = engine.after_end(inbound, context)
+        ended = engine.after_end(inbound, context, closed)
         if ended.language is not None:
             changes["language"] = ended.language  # CYMRAEG / ENGLISH, no survey in progress
         if changes:

@@ -608,8 +608,9 @@ def _tapped(
     return _advance(survey, replace(state, picked=()), recorded, context)
 
 
-def after_end(inbound: Inbound, context: Mapping[str, Any]) -> Step:
-    """What to say to someone with no conversation in progress."""
+def after_end(inbound: Inbound, context: Mapping[str, Any], closed: Survey | None = None) -> Step:
+    """What to say to someone with no conversation in progress; `closed` is the survey whose
+    conversation has just ended unanswered for a week, if their reply is what found that."""
     idle = State(question_id=None, status=COMPLETED)
     if inbound is Command.STOP:
         return Step(idle, (Say(stopped_text(context), "stopped"),), (), ("opt_out",))
@@ -628,7 +629,19 @@ def after_end(inbound: Inbound, context: Mapping[str, Any]) -> Step:
         return Step(idle, (Say(confirm_stop_text(context), "confirm_stop"),))
     if meant is Intent.WHO:
         return Step(idle, (Say(who_text(context), "help"),))
-    return Step(idle, (Say(help_text(context), "help"),))
+    if closed is not None and isinstance(inbound, Reply):
+        # A late answer: say plainly it could not be used, and how to begin again.
+        late = t(
+            _lang(context),
+            "Sorry, this survey closed after a week with no reply, so we could not use your "
+            "answer. Thank you for your help so far.",
+        )
+        if closed.keyword:
+            late += " " + t(
+                _lang(context), "Text {keyword} to start it again.", keyword=closed.keyword
+            )
+        return Step(idle, (Say(late, "info"),))
+    return Step(idle, (Say(idle_help_text(context), "help"),))
 
 
 def is_expired(last_activity: datetime, now: datetime, idle_for: timedelta = IDLE_EXPIRY) -> bool:
@@ -663,6 +676,16 @@ def who_text(context: Mapping[str, Any]) -> str:
         _lang(context),
         "This is {org}. We ask people for their views to improve our services. "
         "Reply STOP if you would rather we did not contact you.",
+        org=_ctx(context)["org"],
+    )
+
+
+def idle_help_text(context: Mapping[str, Any]) -> str:
+    """HELP, or a message we cannot place, from someone with no question waiting."""
+    return t(
+        _lang(context),
+        "This is {org}, asking for your views to improve our services. We have no questions "
+        "for you just now, and will send you one when we do. Reply STOP to stop all messages.",
         org=_ctx(context)["org"],
     )
 
