@@ -846,3 +846,43 @@ def test_a_key_press_handled_late_never_rings_the_person_back(
             )
             == 0
         )
+
+
+# --- ringing us (QA round, 2026-11-26) ------------------------------------------------------
+
+
+def test_a_caller_offered_the_inbound_survey_can_stop_calls_with_9(web, database):
+    call = Phone(web).dial()
+    assert call.said.count("press 9") == 1
+    call.press("9")
+    assert call.said == "Press 1 to stop all contact. Press 2 to carry on."
+    call.press("1")
+    assert call.ended and the_person(database).opted_out
+    assert answers(database) == []
+
+
+def test_someone_who_stopped_can_start_again_by_ringing_us(web, database):
+    begin_inbound(web).press("2")
+    stopping = Phone(web).dial()
+    stopping.press("9").press("1")
+    assert the_person(database).opted_out
+    call = Phone(web).dial()
+    assert "we have no questions for you" in call.said
+    assert "If you would like to hear from us again, press 1." in call.said
+    call.press("1")
+    assert the_person(database).opted_out is False
+    with database.session() as session:
+        kinds = [e.kind for e in session.scalars(select(ConsentEvent).order_by(ConsentEvent.id))]
+    assert kinds == ["opt_out", "opt_in"]
+    # Hanging up or pressing anything else changes nothing.
+    Phone(web).dial().press("9").press("1")
+    again = Phone(web).dial()
+    again.press("5")
+    assert again.ended and the_person(database).opted_out
+
+
+def test_silence_on_a_call_they_made_does_not_promise_a_call_back(web, database):
+    call = begin_inbound(web)
+    call.wait().wait().wait()
+    assert call.ended and "We have kept your answers so far." in call.said
+    assert "try again" not in call.said and "call us again at any time" in call.said

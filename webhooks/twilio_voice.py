@@ -110,6 +110,15 @@ def stop() -> Response:
     return twiml(_flow().stop(call, _step()))
 
 
+@bp.post("/restart")
+@twilio_signed
+def restart() -> Response:
+    call = _call()
+    if isinstance(call, Response):
+        return call
+    return twiml(_flow().restart(call, _step()))
+
+
 @bp.post("/feedback")
 @twilio_signed
 def feedback() -> Response:

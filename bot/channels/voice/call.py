@@ -69,6 +69,11 @@ class CallIn:
     def said_nothing(self) -> bool:
         return not (self.digits or self.speech or self.recording_url)
 
+    @property
+    def outbound(self) -> bool:
+        """A call we placed (not one a person made to us)."""
+        return (self.params.get("Direction") or "inbound").startswith("outbound")
+
 
 def read_call(channel: Channel, form: Mapping[str, str]) -> CallIn | str:
     """The call's parameters, or what is wrong with them."""
@@ -471,13 +476,21 @@ class CallFlow:
         language = None if here is None else here.context.get("language")
         turn = Turn(self.settings, language=language)  # type: ignore[arg-type]
         if here is not None and here.opted_out:
-            return turn.end(
+            said = N_("You asked us not to contact you, so we have no questions for you.")
+            if outbound:
+                return turn.end([hello, said, GOODBYE])
+            # They rang us: the keypad's way back, as START is by text.
+            turn.say([hello, said])
+            gather = turn.gather(turn.url("restart", s=1), digits=1, finish="", hints="yes")
+            turn.say(
                 [
-                    hello,
-                    N_("You asked us not to contact you, so we have no questions for you."),
-                    GOODBYE,
-                ]
+                    N_("If you would like to hear from us again, press 1."),
+                    N_("If you would rather not, just hang up."),
+                ],
+                into=gather,
             )
+            turn.say([GOODBYE])
+            return str(turn)
         prompt = here.prompt() if here is not None else None
         if prompt is None or here is None:
             survey = None if outbound else self.inbound_survey
@@ -495,7 +508,11 @@ class CallFlow:
                 turn.url("open", s=1, begin=1), digits=1, finish="", hints="yes, begin"
             )
             turn.say(
-                [N_("To begin, press 1."), N_("If you would rather not, just hang up.")],
+                [
+                    N_("To begin, press 1."),
+                    N_("If you would rather not, just hang up."),
+                    render.STOP_OFFER,
+                ],
                 into=gather,
             )
             turn.redirect(turn.url("open", s=1, begin=1, silent=1))
@@ -522,6 +539,8 @@ class CallFlow:
             wants = call.digits == "1" or parsing.simplify(call.speech) in BEGIN_WORDS
             if repeat:
                 return self._opening(call, self._where(call), outbound=False)
+            if call.digits == render.STOP_KEY or render.said_stop(call.speech):
+                return stop_confirm_turn(self.settings, step, self._language(call))
             if survey is None or not wants:
                 return Turn(self.settings).end([N_("Thank you for calling."), GOODBYE])
             word = (survey.keyword or "BEGIN").upper()
@@ -556,6 +575,16 @@ class CallFlow:
         # Confirmed, or confirmed before (a redelivery): the same words either way.
         return Turn(self.settings).end([render.SPOKEN["stopped"]])
 
+    # POST /webhooks/twilio/voice/restart
+    def restart(self, call: CallIn, step: int) -> str:
+        """Someone who asked not to be contacted, calling us: 1 is START, as by text."""
+        if call.digits != "1" and parsing.simplify(call.speech) not in BEGIN_WORDS:
+            return Turn(self.settings, language=self._language(call)).end([GOODBYE])
+        outcome = self._submit(call, step, "START (on the keypad)", Command.START)
+        if outcome.status == inbox.RETRYING:
+            return self._after(call, outcome, step)
+        return self._opening(call, self._where(call), outbound=False)
+
     # POST /webhooks/twilio/voice/answer
     def answer(self, call: CallIn, step: int, question_id: str, silences: int, silent: bool) -> str:
         here = self._where(call)
@@ -572,12 +601,13 @@ class CallFlow:
             if q.optional:
                 outcome = self._submit(call, step, "(silence)", _only_at(q.id, Command.SKIP))
                 return self._after(call, outcome, step)
+            later = (
+                N_("We will try again another time.")
+                if call.outbound
+                else N_("You can call us again at any time to carry on.")
+            )
             return Turn(self.settings).end(
-                [
-                    N_("We have kept your answers so far."),
-                    N_("We will try again another time."),
-                    N_("Thank you. Goodbye."),
-                ]
+                [N_("We have kept your answers so far."), later, N_("Thank you. Goodbye.")]
             )
         if call.digits.startswith(render.REPEAT_KEY) or (
             call.speech
