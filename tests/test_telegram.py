@@ -165,18 +165,28 @@ def test_with_no_secret_configured_every_update_is_refused(client, database):
     "update",
     [
         edited_message_update(CHAT, "yes"),
-        sticker_update(CHAT),
         message_update(-100_555, "/start TITLE", chat_type="group"),
         message_update(-100_556, "/stop", chat_type="supergroup"),
         channel_post_update(-100_557, "hello"),
     ],
-    ids=["edited", "sticker", "group", "supergroup", "channel-post"],
+    ids=["edited", "group", "supergroup", "channel-post"],
 )
 def test_updates_we_do_not_handle_are_answered_200_and_forgotten(tg, database, update):
     response = post_telegram(tg, update)
     assert response.status_code == 200
     with database.session() as session:
         assert session.scalars(select(Message)).all() == []
+
+
+def test_a_sticker_mid_survey_is_answered_not_ignored_and_not_a_miss(chat, tg, database):
+    chat.send("/start title")
+    chat.deliver()
+    assert post_telegram(tg, sticker_update(CHAT)).status_code == 200
+    (again,) = chat.deliver()
+    assert again["text"].startswith("We could not find any words in your message.")
+    assert "Which title do you like best?" in again["text"]
+    with database.session() as session:
+        assert session.scalars(select(Answer)).all() == []
 
 
 # --- a whole survey ---------------------------------------------------------------------

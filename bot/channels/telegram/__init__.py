@@ -106,13 +106,20 @@ class TelegramChannel(Channel):
     # --- reading what Telegram sends --------------------------------------------------
 
     def read_update(self, data: dict[str, Any]) -> ReadUpdate | None:
-        """What an update means for us, or None for one we do not handle (stickers, edits,
-        groups, channel posts...), which is answered 200 and forgotten."""
+        """What an update means for us, or None for one we do not handle (edits, groups,
+        channel posts...), which is answered 200 and forgotten. A photo's caption is its
+        words; a sticker, a voice note or a photo without one is a message with no words,
+        which gets an answer saying so rather than silence."""
         update = Update.de_json(data, None)
         if update.message is not None:
             message = update.message
-            if message.chat.type != "private" or message.text is None:
+            if message.chat.type != "private":
                 return None
+            if message.text is None:
+                words = (message.caption or "")[:MAX_TEXT]
+                return ReadUpdate(
+                    update.update_id, message.chat.id, words, render.parse(text=words)
+                )
             text = _command_text(message)[:MAX_TEXT]
             payload = text.split(" ", 1)[1].strip() if text.startswith("/start ") else ""
             if payload and LINK_CODE.fullmatch(payload):
