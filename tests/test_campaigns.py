@@ -761,3 +761,23 @@ def test_tags_are_one_tag_whatever_their_case(client, database):
         assert made["audience_size"] == 2, spelled
     with database.session() as session:
         assert all_tags(session) == ["focus", "Readers"]
+
+
+def test_a_launch_while_redis_is_away_stands_and_says_so(client, database, app_settings):
+    from bot.commands import runtime
+    from webhooks import create_app
+
+    setup_panel(client, database, opted_out=())
+    campaign_id = create(client)["id"]
+    away = app_settings.with_overrides(redis_url="redis://127.0.0.1:1/0")  # nothing listens
+    runtime.configure(away)
+    try:
+        response = (
+            create_app({"SETTINGS": away})
+            .test_client()
+            .post(f"/admin/api/campaigns/{campaign_id}/launch", headers=ADMIN)
+        )
+    finally:
+        runtime.configure(app_settings)
+    assert response.status_code == 202
+    assert response.json == {"id": campaign_id, "status": "launching", "queued": False}

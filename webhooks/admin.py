@@ -297,7 +297,7 @@ def launch_campaign(campaign_id: str):
         services.campaign_number(campaign_id),
         audit.ADMIN_API,
     )
-    return jsonify(id=launched["id"], status=launched["status"]), 202
+    return jsonify(id=launched["id"], status=launched["status"], queued=launched["queued"]), 202
 
 
 @bp.post("/campaigns/<campaign_id>/close")

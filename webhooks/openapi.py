@@ -121,6 +121,8 @@ class CampaignStatus(Listed):
 class Launched(Listed):
     id: int
     status: str
+    # False: launched, but Redis could not be reached; the worker starts it once Redis is back.
+    queued: bool
 
 
 class Closed(Listed):

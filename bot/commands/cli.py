@@ -436,7 +436,12 @@ def campaign_launch(campaign_id: int) -> None:
         launched = services.launch_campaign(
             runtime.database(), settings, redis, campaign_id, audit.cli_actor()
         )
-    if launched["started"]:
+    if launched["started"] and not launched["queued"]:
+        click.echo(
+            f"campaign {campaign_id} launched, but Redis cannot be reached just now: the worker"
+            " starts sending within a minute or two of Redis being back"
+        )
+    elif launched["started"]:
         click.echo(f"campaign {campaign_id} launching: the worker is sending the invitations")
     else:
         click.echo(f"campaign {campaign_id} was launched already; nothing is sent twice")

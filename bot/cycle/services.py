@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from redis import Redis
+from redis.exceptions import RedisError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -321,16 +322,27 @@ def launch_campaign(
     database: Database, settings: Settings, redis: Redis, campaign_id: int, actor: str
 ) -> dict[str, Any]:
     """Start sending; the fan-out is enqueued once the launch has committed. `started` is False
-    when it was launched already and nobody is left to invite (nothing is sent twice)."""
+    when it was launched already and nobody is left to invite (nothing is sent twice);
+    `queued` is False when the job queue could not be reached: the launch stands, and the
+    worker's reconciler enqueues it once Redis is back."""
     with database.session() as session:
         campaign = campaigns.get_or_404(session, campaign_id)
         started = campaigns.launch(session, campaign, settings)
         if started:
             audit.record(session, actor, "launch", f"campaign {campaign.id}")
         status = "launching" if started else campaign.status
+    queued = started
     if started:
-        campaigns.enqueue_fan_out(redis, campaign)
-    return {"id": campaign_id, "status": status, "started": started}
+        try:
+            campaigns.enqueue_fan_out(redis, campaign)
+        except RedisError as exc:
+            queued = False
+            log.warning(
+                "campaign %d launched; its fan-out waits for the reconciler (%s)",
+                campaign_id,
+                type(exc).__name__,
+            )
+    return {"id": campaign_id, "status": status, "started": started, "queued": queued}
 
 
 def close_campaign(

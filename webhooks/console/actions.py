@@ -160,7 +160,13 @@ def launch_campaign(campaign_id: int) -> Response:
             abort(404)
         flash(f"The campaign was not launched: {exc.message}", "error")
     else:
-        if launched["started"]:
+        if launched["started"] and not launched["queued"]:
+            flash(
+                "The campaign is launched, but the job queue (Redis) cannot be reached just now:"
+                " invitations start within a minute or two of it being back.",
+                "error",
+            )
+        elif launched["started"]:
             flash("The campaign is launching: invitations are being sent.", "info")
         else:
             flash("The campaign was launched already; nobody is left to invite.", "info")
