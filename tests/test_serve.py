@@ -185,3 +185,34 @@ def test_on_another_port_texts_are_checked_against_that_port(tmp_path):
         process.send_signal(signal.SIGINT)
         output, _ = process.communicate(timeout=30)
     assert f"public URL {base}" in output
+
+
+def test_a_serve_that_cannot_reach_its_database_says_so_and_leaves_no_redis(tmp_path):
+    env = _serve_env(tmp_path, "http://127.0.0.1:5000")
+    env["DATABASE_URL"] = "postgresql://postgres@127.0.0.1:1/involve"  # nothing listens there
+    finished = subprocess.run(
+        [sys.executable, "-m", "bot.commands.cli", "serve", "--port", str(free_port())],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert finished.returncode == 1
+    assert "Error: DATABASE_URL: cannot use the database" in finished.stderr
+    assert "Traceback" not in finished.stderr
+    socket_path = _socket_path(tmp_path)
+    running = subprocess.run(["pgrep", "-f", str(socket_path)], capture_output=True, text=True)
+    assert running.stdout.strip() == "", "the embedded Redis was left running"
+
+
+def test_a_command_before_the_database_is_set_up_says_what_to_run(tmp_path):
+    env = _serve_env(tmp_path, "http://127.0.0.1:5000")
+    finished = subprocess.run(
+        [sys.executable, "-m", "bot.commands.cli", "campaign", "status", "1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert finished.returncode == 1 and "Traceback" not in finished.stderr
+    assert "run `involve db upgrade`" in finished.stderr

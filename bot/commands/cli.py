@@ -36,7 +36,39 @@ def _refusals() -> Iterator[None]:
         raise click.ClickException(exc.message) from None
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def database_problem(exc: BaseException) -> str | None:
+    """One line for a database that cannot be used (not reachable, or never set up), or None
+    for any other error."""
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
+    from bot import logmask
+
+    if not isinstance(exc, OperationalError | ProgrammingError):
+        return None
+    said = str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc) else ""
+    code = getattr(getattr(exc, "orig", None), "sqlstate", None)
+    if "no such table" in said or code == "42P01":
+        return (
+            "DATABASE_URL: this database has no involve tables yet;"
+            " run `involve db upgrade` (`involve serve` does it itself)"
+        )
+    if isinstance(exc, OperationalError):
+        return f"DATABASE_URL: cannot use the database ({logmask.redact(said)})"
+    return None
+
+
+class _Commands(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            problem = database_problem(exc)
+            if problem is None:
+                raise
+            raise click.ClickException(problem) from None
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """involve: surveys by text, keypad call and Telegram, and telling people what changed."""
     from bot import logmask

@@ -89,6 +89,23 @@ def _serve(settings: Settings, host: str, port: int, web_workers: int, env: dict
     if not settings.redis_url:
         embedded = EmbeddedRedis(_redis_dir(settings)).start()
         env["REDIS_URL"] = embedded.url
+    try:
+        return _run(settings, host, port, web_workers, env, embedded)
+    finally:
+        # Stopped last, and whatever failed on the way (a database that cannot be reached):
+        # never left running for the next attempt to find.
+        if embedded is not None:
+            embedded.stop()
+
+
+def _run(
+    settings: Settings,
+    host: str,
+    port: int,
+    web_workers: int,
+    env: dict[str, str],
+    embedded: EmbeddedRedis | None,
+) -> int:
     env["DATABASE_URL"] = settings.database_url
     db.upgrade(settings.database_url)
 
@@ -146,6 +163,19 @@ def _serve(settings: Settings, host: str, port: int, web_workers: int, env: dict
                     )
                     code = process.returncode or 1
                     stopping = True
+            redis_process = embedded.process if embedded is not None else None
+            if (
+                embedded is not None
+                and redis_process is not None
+                and redis_process.poll() is not None
+            ):
+                # Nothing would be sent, and only /healthz would say so: stop, loudly.
+                click.echo(
+                    "involve: the embedded Redis stopped; stopping"
+                    f" (see {embedded.directory / 'redis.log'})",
+                    err=True,
+                )
+                code, stopping = 1, True
             time.sleep(0.2)
     finally:
         for process in processes:
@@ -157,7 +187,5 @@ def _serve(settings: Settings, host: str, port: int, web_workers: int, env: dict
                 process.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 process.kill()
-        if embedded is not None:
-            embedded.stop()
         click.echo("involve: stopped")
     return code
