@@ -72,8 +72,12 @@ def test_errors_are_json_with_the_right_code(client):
         "error": "no campaign 999"
     }
     assert client.get("/admin/api/campaigns/abc", headers=ADMIN).status_code == 404
-    assert client.get("/admin/api/nothing-here", headers=ADMIN).status_code == 404
-    assert client.delete("/admin/api/surveys", headers=ADMIN).status_code == 405
+    missing = client.get("/admin/api/nothing-here", headers=ADMIN)
+    assert missing.status_code == 404 and "error" in missing.json
+    wrong_method = client.delete("/admin/api/surveys", headers=ADMIN)
+    assert wrong_method.status_code == 405 and "error" in wrong_method.json
+    # Elsewhere a missing page is still a page.
+    assert client.get("/nothing-here").mimetype == "text/html"
 
 
 def test_import_json_upserts_and_reports_bad_rows(client, database):

@@ -4,7 +4,7 @@ from click.testing import CliRunner
 from sqlalchemy import select
 
 from bot.commands.cli import main
-from bot.storage.models import AuditEvent
+from bot.storage.models import AuditEvent, Participant
 from tests.conftest import ADMIN, PUBLIC, run_worker
 from tests.fakes import post_twilio, sms_params
 
@@ -103,6 +103,12 @@ def test_cli_subject_access_and_erasure(client, database, monkeypatch):
     runner = CliRunner()
     shown = runner.invoke(main, ["participants", "show", "ext:A1"])
     assert shown.exit_code == 0 and json.loads(shown.output)["name"] == "Ann"
+    # Asked first, naming the person as staff know them (and not erased on "no").
+    kept = runner.invoke(main, ["participants", "erase", "ext:A1"], input="n\n")
+    assert "Erase ext:A1, Ann, +44770090**** (participant" in kept.output
+    assert kept.exit_code == 1
+    with database.session() as session:
+        assert session.scalars(select(Participant)).one().erased_at is None
     erased = runner.invoke(main, ["participants", "erase", "ext:A1", "--yes"])
     assert erased.exit_code == 0, erased.output
     assert runner.invoke(main, ["participants", "show", "ext:A1"]).exit_code == 1

@@ -781,3 +781,22 @@ def test_a_launch_while_redis_is_away_stands_and_says_so(client, database, app_s
         runtime.configure(app_settings)
     assert response.status_code == 202
     assert response.json == {"id": campaign_id, "status": "launching", "queued": False}
+
+
+def test_campaigns_are_listed_newest_first_by_the_api_and_the_cli(client, database):
+    from click.testing import CliRunner
+
+    from bot.commands.cli import main
+
+    assert client.get("/admin/api/campaigns", headers=ADMIN).json == []
+    setup_panel(client, database, opted_out=())
+    first, second = create(client)["id"], create(client)["id"]
+    listed = client.get("/admin/api/campaigns", headers=ADMIN).json
+    assert [c["id"] for c in listed] == [second, first]
+    assert listed[0]["survey"] == "guide-title" and listed[0]["status"] == "draft"
+    shown = CliRunner().invoke(main, ["campaign", "list"])
+    assert shown.exit_code == 0 and shown.output.splitlines()[0].split()[:3] == [
+        str(second),
+        "guide-title",
+        "draft",
+    ]

@@ -68,6 +68,16 @@ def _http_error(exc: HTTPException):
     return jsonify(error=exc.description or exc.name), exc.code or 500
 
 
+@bp.app_errorhandler(404)
+@bp.app_errorhandler(405)
+def _routing_error(exc: HTTPException):
+    """A path or method no route of the API has: still JSON there (the blueprint's own handlers
+    see only requests one of its routes matched)."""
+    if request.path == "/admin/api" or request.path.startswith("/admin/api/"):
+        return _http_error(exc)
+    return exc
+
+
 @bp.errorhandler(Exception)
 def _server_error(exc: Exception):
     log.exception("admin API error")
@@ -265,6 +275,17 @@ def telegram_link(key: str):
 
 
 # --- campaigns -------------------------------------------------------------------------
+
+
+@bp.get("/campaigns")
+@api.validate(
+    resp=answers(200, list[openapi.CampaignListed], description="Newest first (at most 100)"),
+    operation_id="listCampaigns",
+    skip_validation=True,
+)
+def list_campaigns():
+    """Campaigns, newest first"""
+    return jsonify(services.list_campaigns(runtime.database()))
 
 
 @bp.post("/campaigns")

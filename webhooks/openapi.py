@@ -118,6 +118,17 @@ class CampaignStatus(Listed):
     inbound_problems: InboundProblems | None = None
 
 
+class CampaignListed(Listed):
+    id: int
+    survey: str
+    status: str
+    channel: str | None = None
+    created_at: str
+    launched_at: str | None = None
+    closed_at: str | None = None
+    counts: dict[str, int]
+
+
 class Launched(Listed):
     id: int
     status: str

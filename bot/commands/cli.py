@@ -271,13 +271,28 @@ def participants_erase(key: str, yes: bool) -> None:
     """Erase one person's personal data everywhere. KEY: id:N, ext:X or either."""
     from bot.commands import runtime
     from bot.cycle import services
+    from bot.logmask import mask_phone
     from bot.privacy import audit
+    from bot.storage.models import Participant
 
     _settings()
     with _refusals():
         number = services.participant_id(runtime.database(), key)
         if not yes:
-            click.confirm(f"Erase participant {number}? This cannot be undone", abort=True)
+            # Named as staff know them, the key they typed first: our own id means nothing
+            # to them, and erasing the wrong person cannot be undone.
+            with runtime.database().read() as session:
+                person = session.get(Participant, number)
+                who = ", ".join(
+                    part
+                    for part in (
+                        key,
+                        person.name if person else None,
+                        mask_phone(person.phone) if person and person.phone else None,
+                    )
+                    if part
+                )
+            click.confirm(f"Erase {who} (participant {number})? This cannot be undone", abort=True)
         try:
             redis = runtime.redis()
         except Exception:
@@ -450,7 +465,8 @@ def campaign_create(survey, tags, people, everyone, channel, send_at, reminder_a
         )
     number, size = created["id"], created["audience_size"]
     click.echo(
-        f"campaign {number} created (draft) for {size} people; launch it with: involve campaign launch {number}"
+        f"campaign {number} created (draft) for {size} {'person' if size == 1 else 'people'};"
+        f" launch it with: involve campaign launch {number}"
     )
 
 
@@ -477,6 +493,24 @@ def campaign_launch(campaign_id: int) -> None:
         click.echo(f"campaign {campaign_id} launching: the worker is sending the invitations")
     else:
         click.echo(f"campaign {campaign_id} was launched already; nothing is sent twice")
+
+
+@campaign.command("list")
+def campaign_list() -> None:
+    """Campaigns, newest first: their numbers, surveys, where each stands."""
+    from bot.commands import runtime
+    from bot.cycle import services
+
+    _settings()
+    found = services.list_campaigns(runtime.database())
+    if not found:
+        click.echo("no campaigns yet: involve campaign create SURVEY --tag TAG")
+    for c in found:
+        counts = c["counts"]
+        click.echo(
+            f"{c['id']:>5}  {c['survey']:24} {c['status']:10}"
+            f" invited {counts.get('invited', 0)}, completed {counts.get('completed', 0)}"
+        )
 
 
 @campaign.command("status")

@@ -170,6 +170,15 @@ def read_csv(text: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     headers = [h.strip().lower() for h in fieldnames]
     unknown = [h for h in headers if h and h not in COLUMNS]
     if not headers or not ({"phone", "telegram_chat_id", "external_id"} & set(headers)):
+        if len(headers) == 1 and ";" in headers[0]:
+            # Excel saves "CSV" with semicolons where a comma is the decimal mark.
+            return [], [
+                {
+                    "row": 1,
+                    "error": "the columns are separated by semicolons (;): save the file as"
+                    " 'CSV UTF-8 (comma delimited)', or replace the semicolons with commas",
+                }
+            ]
         return [], [{"row": 1, "error": f"the header must name some of: {', '.join(COLUMNS)}"}]
     problems = [
         {"row": 1, "error": f"unknown column {h!r} ignored (known: {', '.join(COLUMNS)})"}

@@ -318,6 +318,27 @@ def create_campaign(
         return {"id": campaign.id, "status": campaign.status, "audience_size": size}
 
 
+def list_campaigns(database: Database, limit: int = 100) -> list[dict[str, Any]]:
+    """The newest campaigns first: what each asks, where it stands, and its counts."""
+    with database.read() as session:
+        found = session.scalars(
+            select(Campaign).order_by(Campaign.id.desc()).limit(max(1, min(limit, 1000)))
+        ).all()
+        return [
+            {
+                "id": c.id,
+                "survey": c.survey_id,
+                "status": c.status,
+                "channel": c.channel,
+                "created_at": c.created_at.isoformat(),
+                "launched_at": c.launched_at.isoformat() if c.launched_at else None,
+                "closed_at": c.closed_at.isoformat() if c.closed_at else None,
+                "counts": progress.counts(session, c.id).as_json(),
+            }
+            for c in found
+        ]
+
+
 def launch_campaign(
     database: Database, settings: Settings, redis: Redis, campaign_id: int, actor: str
 ) -> dict[str, Any]:
