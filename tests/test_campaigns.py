@@ -800,3 +800,18 @@ def test_campaigns_are_listed_newest_first_by_the_api_and_the_cli(client, databa
         "guide-title",
         "draft",
     ]
+
+
+def test_erasing_someone_is_not_counted_as_opting_out(client, database, redis_conn):
+    setup_panel(client, database, opted_out=())
+    campaign_id = create(client)["id"]
+    client.post(f"/admin/api/campaigns/{campaign_id}/launch", headers=ADMIN)
+    run_worker(redis_conn)
+    for text in ["1", "skip", "4", "no"]:
+        reply(client, "+447700900001", text)  # Ann finishes
+    reply(client, "+447700900003", "STOP")  # Cy stops
+    assert status(client, campaign_id)["counts"]["opted_out"] == 1
+    assert client.delete("/admin/api/participants/A", headers=ADMIN).status_code == 200
+    assert client.delete("/admin/api/participants/C", headers=ADMIN).status_code == 200
+    counts = status(client, campaign_id)["counts"]
+    assert counts["opted_out"] == 1  # Cy, who said STOP; not Ann, who was erased

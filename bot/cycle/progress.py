@@ -52,12 +52,19 @@ def counts(session: Session, campaign_id: int) -> Counts:
         )
         or 0
     )
+    # Erasure marks a person opted out too (so nothing reaches them again); it is not a STOP,
+    # so an erased person counts here only if their conversation in this campaign was stopped.
     opted_out = (
         session.scalar(
             select(func.count())
             .select_from(Invitation)
             .join(Participant, Participant.id == Invitation.participant_id)
-            .where(Invitation.campaign_id == campaign_id, Participant.opted_out.is_(True))
+            .outerjoin(Conversation, Conversation.id == Invitation.conversation_id)
+            .where(
+                Invitation.campaign_id == campaign_id,
+                Participant.opted_out.is_(True),
+                Participant.erased_at.is_(None) | (Conversation.status == engine.STOPPED),
+            )
         )
         or 0
     )

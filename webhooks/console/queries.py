@@ -65,10 +65,17 @@ class CampaignRow:
 
     @property
     def bars(self) -> list[tuple[str, str, int, int]]:
-        """(key, label, number, percent of invited) for each stage."""
+        """(key, label, number, percent) for each stage: of those invited, except "not
+        reached", who were never invited (no number for the channel...): of everyone named."""
         invited = self.counts.get("invited", 0)
+        named = invited + self.counts.get("not_reached", 0)
         return [
-            (key, label, self.counts.get(key, 0), _percent(self.counts.get(key, 0), invited))
+            (
+                key,
+                label,
+                self.counts.get(key, 0),
+                _percent(self.counts.get(key, 0), named if key == "not_reached" else invited),
+            )
             for key, label in PROGRESS
         ]
 
