@@ -807,7 +807,7 @@ def test_erasing_someone_is_not_counted_as_opting_out(client, database, redis_co
     campaign_id = create(client)["id"]
     client.post(f"/admin/api/campaigns/{campaign_id}/launch", headers=ADMIN)
     run_worker(redis_conn)
-    for text in ["1", "skip", "4", "no"]:
+    for text in ["1", "Because it is clear", "4", "no"]:
         reply(client, "+447700900001", text)  # Ann finishes
     reply(client, "+447700900003", "STOP")  # Cy stops
     assert status(client, campaign_id)["counts"]["opted_out"] == 1
@@ -815,3 +815,6 @@ def test_erasing_someone_is_not_counted_as_opting_out(client, database, redis_co
     assert client.delete("/admin/api/participants/C", headers=ADMIN).status_code == 200
     counts = status(client, campaign_id)["counts"]
     assert counts["opted_out"] == 1  # Cy, who said STOP; not Ann, who was erased
+    summary = client.get(f"/admin/api/campaigns/{campaign_id}/summary", headers=ADMIN).json
+    why = next(q for q in summary["questions"] if q["id"] == "why")
+    assert (why["answered"], why["answers"], why["removed"]) == (1, [], 1)

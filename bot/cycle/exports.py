@@ -255,5 +255,7 @@ def summary(session: Session, campaign: Campaign) -> dict[str, Any]:
                     ).order_by(Answer.id)
                 )
             ]
+            # Counted, but their words went with their writer's erasure (or retention).
+            entry["removed"] = answered - len(entry["answers"])
         questions.append(entry)
     return {"campaign": campaign.id, "survey": survey.id, "questions": questions}
