@@ -211,3 +211,17 @@ questions:
     assert chose.language is None and chose.answers[0].value == "en"
     shouted = engine.step(survey, said.state, Reply("CYMRAEG"), context)
     assert shouted.language == "cy" and not shouted.answers
+
+
+def test_a_survey_with_no_welsh_is_held_in_english_whole_not_half_and_half():
+    untranslated = load_text(
+        "id: u\ntitle: U\nquestions:\n"
+        '  - {id: useful, type: scale, ask: "How useful?", min: 1, max: 5, labels: {1: Not useful}}\n',
+        "u.yaml",
+    )
+    (text,) = sms.render(engine.begin(untranslated, CY).prompts)
+    assert "Reply with a number from 1 (Not useful) to 5" in text
+    assert "Atebwch" not in text
+    # Their Welsh still holds for what the service says outside the survey.
+    idle = engine.after_end(Reply("beth?"), CY)
+    assert idle.prompts[0].text.startswith("Dyma Age Better")

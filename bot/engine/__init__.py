@@ -422,7 +422,17 @@ def _said(
     ]
 
 
+def _spoken_in(survey: Survey, context: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The context a survey is held in with this person: in their language if the script has
+    it, else in the script's own, so no message is half Welsh and half English."""
+    language = _lang(context)
+    if language == STAFF_LANGUAGE or language in survey.translations:
+        return context
+    return {**context, "language": STAFF_LANGUAGE}
+
+
 def begin(survey: Survey, context: Mapping[str, Any]) -> Step:
+    context = _spoken_in(survey, context)
     survey = survey.in_language(_lang(context))
     prompts: list[Prompt] = []
     if survey.intro:
@@ -493,7 +503,8 @@ def step(survey: Survey, state: State, inbound: Inbound, context: Mapping[str, A
     if state.status != ACTIVE or state.question_id is None:
         return after_end(inbound, context)
     question = survey.question(state.question_id)
-    context = {**context, "answered": state.answered}  # for piping, wherever it is asked
+    # For piping, wherever it is asked; in the script's language if it has none of theirs.
+    context = {**_spoken_in(survey, context), "answered": state.answered}
     # Asked once: whatever comes next settles it, so the question is back in front of them.
     asked_to_stop, state = state.stop_asked, replace(state, stop_asked=False)
     if asked_to_stop and isinstance(inbound, Reply) and declines_stop(inbound.text):
@@ -528,7 +539,7 @@ def step(survey: Survey, state: State, inbound: Inbound, context: Mapping[str, A
         switched = None  # "English" to "Which language do you speak at home?" is an answer
     if switched is not None:
         # CYMRAEG / ENGLISH: the same question again in that language; not an answer or a miss.
-        moved = {**context, "language": switched}
+        moved = _spoken_in(survey, {**context, "language": switched})
         return Step(state, (ask(survey, question, moved),), language=switched)
     meant = intent(inbound.text)
     # Neither is an answer, so neither is stored nor counted as a miss.
