@@ -265,3 +265,8 @@ def test_someone_with_no_survey_is_not_told_about_questions_they_do_not_have(cli
     (reply,) = texts(text(client, "hello", sender="+447700900999"))
     assert "no questions for you just now" in reply
     assert "REPEAT" not in reply and "SKIP" not in reply and "STOP" in reply
+
+
+def test_a_keyword_with_please_around_it_starts_the_survey(client):
+    (reply,) = texts(text(client, "Title please", sender="+447700900777"))
+    assert "Which title do you like best?" in reply

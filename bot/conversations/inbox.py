@@ -481,6 +481,11 @@ def _keyword_survey(raw: str | None, keywords: Mapping[str, Survey] | None) -> S
     if not keywords or not raw:
         return None
     word = start_payload(raw) or raw.strip().strip(".!").upper()
+    if word not in keywords:
+        # "Title please", "TITLE thanks": the keyword with a polite word around it.
+        polite = {"PLEASE", "PLS", "THANKS", "THANK", "YOU", "HELLO", "HI"}
+        words = [w.strip(".,!") for w in word.split() if w.strip(".,!") not in polite]
+        word = words[0] if len(words) == 1 else word
     return keywords.get(word)
 
 
