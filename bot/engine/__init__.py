@@ -503,6 +503,7 @@ def step(survey: Survey, state: State, inbound: Inbound, context: Mapping[str, A
     if state.status != ACTIVE or state.question_id is None:
         return after_end(inbound, context)
     question = survey.question(state.question_id)
+    written_in = _lang(context)  # theirs, noted on what they write even where we speak English
     # For piping, wherever it is asked; in the script's language if it has none of theirs.
     context = {**_spoken_in(survey, context), "answered": state.answered}
     # Asked once: whatever comes next settles it, so the question is back in front of them.
@@ -554,7 +555,9 @@ def step(survey: Survey, state: State, inbound: Inbound, context: Mapping[str, A
     if isinstance(parsed, parsing.Answer):
         # Stored in the staff language, whatever it was answered in; the language is noted.
         label = _stored_label(question, parsed.value) if question.choices else parsed.label
-        recorded = RecordedAnswer(question.id, parsed.value, label, inbound.text, language=language)
+        recorded = RecordedAnswer(
+            question.id, parsed.value, label, inbound.text, language=written_in
+        )
         return _advance(survey, state, recorded, context, _consent_for(question, parsed))
     if meant is Intent.THANKS or agreeing(inbound.text):
         # "Yes", "of course", "ok", a thumbs up: saying yes to taking part (the invitation
@@ -565,7 +568,7 @@ def step(survey: Survey, state: State, inbound: Inbound, context: Mapping[str, A
         # Their words are kept, flagged unreadable, for staff to read; never stored as the
         # answer (no value, no label), so no count, branch or export takes them for one.
         recorded = RecordedAnswer(
-            question.id, None, None, inbound.text, unparsed=True, language=language
+            question.id, None, None, inbound.text, unparsed=True, language=written_in
         )
         thanks = Say(t(language, "Thank you, we have noted that."), "info")
         return _advance(survey, replace(state, misses=0), recorded, context, lead=(thanks,))
