@@ -463,14 +463,18 @@ def test_a_message_with_no_words_is_not_a_miss():
         assert prompt.retry == "We could not find any words in your message."
 
 
-def test_yes_or_ok_to_the_invitation_is_thanked_and_asked_again_never_a_miss():
+def test_yes_or_ok_to_the_invitation_is_thanked_and_asked_again_once_without_a_miss():
     for said in ("Yes", "Yes of course", "ok", "happy to", "👍", "Thanks"):
-        step = play(said, said)[-1]
-        assert step.answers == () and step.state.misses == 0, said
-        thanks, _again = step.prompts
-        assert thanks.text == "Thank you." and asked(step) == ["format"], said
-    # Where yes is an answer, it is one.
+        first, second, third = play(said, said, said)[1:]
+        assert first.answers == () and first.state.misses == 0, said
+        thanks, _again = first.prompts
+        assert thanks.text == "Thank you." and asked(first) == ["format"], said
+        # Only once: then it is a miss like any other, so nobody goes round and round.
+        assert second.state.misses == 1 and second.prompts[0].retry is not None, said
+        assert third.answers[0].unparsed and asked(third) == ["useful"], said
+    # Where yes is an answer, it is one; and on a yes/no question it is never "thanked".
     assert [a.value for a in play("2", "4", "yes")[-1].answers] == ["yes"]
+    assert play("2", "4", "happy to")[-1].prompts[0].retry is not None
 
 
 def test_greetings_for_names_as_panel_lists_write_them():
@@ -483,3 +487,32 @@ def test_greetings_for_names_as_panel_lists_write_them():
     assert (
         first_name("Mrs") == "there" and first_name("  ") == "there" and first_name(None) == "there"
     )
+
+
+def test_while_we_ask_whether_to_stop_a_yes_no_question_stores_nothing():
+    confirm = play("2", "4", "stop texting me")[-1]
+    for said in ("please do", "definitely", "ydw", "No. Stop.", "yes stop"):
+        stopped = engine.step(SURVEY, confirm.state, Reply(said), CTX)
+        assert stopped.state.status == engine.STOPPED and stopped.answers == (), said
+    for said in ("maybe", "no", "don't stop"):
+        carried = engine.step(SURVEY, confirm.state, Reply(said), CTX)
+        assert carried.answers == () and carried.consent == (), said
+        assert carried.prompts[0].text == "Thank you. We will carry on.", said
+
+
+def test_a_stop_request_is_only_a_whole_message_aimed_at_us():
+    from bot.engine.keywords import classify, intent
+
+    assert intent("Please stop the cuts to the day centre") is None
+    assert classify("cancel it") is None and classify("end it") is None
+    assert intent("I have enough now") is None
+
+
+def test_an_option_named_exactly_is_that_option_whatever_else_it_could_mean():
+    survey = load_text(
+        "id: m\ntitle: M\nquestions:\n  - id: more\n    type: choice\n    ask: How many?\n"
+        "    options:\n      - {value: more, label: No more}\n      - {value: same, label: The same}\n",
+        "m.yaml",
+    )
+    step = engine.step(survey, engine.begin(survey, CTX).state, Reply("No more"), CTX)
+    assert [a.value for a in step.answers] == ["more"]

@@ -400,3 +400,23 @@ def test_words_people_use_for_an_option():
     assert _parsed("how", "text").value == "sms" and _parsed("how", "phone").value == "voice"
     assert _parsed("days", "Fridays").value == "fri"
     assert _parsed("days", "Mondays and Fridays").value == "mon;fri"
+
+
+def test_single_words_do_not_map_on_scales_or_through_a_no():
+    scale = load_text(
+        'id: s\ntitle: S\nquestions:\n  - {id: food, type: scale, ask: "Food?", min: 1, max: 5,'
+        " labels: {1: Very poor, 5: Very good}}\n",
+        "s.yaml",
+    ).question("food")
+    assert isinstance(parse(scale, "good"), Miss) and isinstance(parse(scale, "poor"), Miss)
+    for text in ("no phone please", "no text", "not the internet"):
+        assert isinstance(_parsed("how", text), Miss), text
+
+
+def test_no_problem_is_no_answer_to_a_yes_no_question():
+    question = load_text(
+        'id: y\ntitle: Y\nquestions:\n  - {id: ok, type: yesno, ask: "May we?"}\n', "y.yaml"
+    ).question("ok")
+    for text in ("no problem", "No worries"):
+        assert isinstance(parse(question, text), Miss), text
+    assert parse(question, "no").value == "no"

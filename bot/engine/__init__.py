@@ -70,6 +70,9 @@ class State:
     # We asked "Do you want us to stop all messages?": their next reply answers that, not the
     # question (a "yes" there is no consent to anything).
     stop_asked: bool = False
+    # Thanked once for a "yes" or "ok" that answered the invitation, not the question; a
+    # second such reply counts as a miss, so nobody goes round and round.
+    thanked: bool = False
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -84,6 +87,8 @@ class State:
             data["picked"] = list(self.picked)
         if self.stop_asked:
             data["stop_asked"] = True
+        if self.thanked:
+            data["thanked"] = True
         return data
 
     @classmethod
@@ -96,6 +101,7 @@ class State:
             unusable=tuple(data.get("unusable") or ()),
             picked=tuple(data.get("picked") or ()),
             stop_asked=bool(data.get("stop_asked")),
+            thanked=bool(data.get("thanked")),
         )
 
 
@@ -486,7 +492,11 @@ def _consent_for(question: Question, answer: parsing.Answer) -> tuple[str, ...]:
 def meaning(state: State, inbound: Inbound) -> Inbound:
     """What an input means in this state: "yes" just after we asked whether to stop all
     messages is STOP, whatever question is waiting."""
-    if state.stop_asked and isinstance(inbound, Reply) and confirms_stop(inbound.text):
+    if (
+        state.stop_asked
+        and isinstance(inbound, Reply)
+        and (confirms_stop(inbound.text) or parsing.says_yes(inbound.text))
+    ):
         return Command.STOP
     return inbound
 
@@ -508,7 +518,13 @@ def step(survey: Survey, state: State, inbound: Inbound, context: Mapping[str, A
     context = {**_spoken_in(survey, context), "answered": state.answered}
     # Asked once: whatever comes next settles it, so the question is back in front of them.
     asked_to_stop, state = state.stop_asked, replace(state, stop_asked=False)
-    if asked_to_stop and isinstance(inbound, Reply) and declines_stop(inbound.text):
+    if (
+        asked_to_stop
+        and isinstance(inbound, Reply)
+        and (declines_stop(inbound.text) or question.type == "yesno")
+    ):
+        # A no to stopping; and on a yes/no question anything else too, since a "no" or
+        # "maybe" there answered us, not the question (it may be about consent).
         carry_on = Say(t(_lang(context), "Thank you. We will carry on."), "info")
         return Step(state, (carry_on, ask(survey, question, context)))
     if inbound is Command.START:
@@ -542,7 +558,9 @@ def step(survey: Survey, state: State, inbound: Inbound, context: Mapping[str, A
         # CYMRAEG / ENGLISH: the same question again in that language; not an answer or a miss.
         moved = _spoken_in(survey, {**context, "language": switched})
         return Step(state, (ask(survey, question, moved),), language=switched)
-    meant = intent(inbound.text)
+    # One of the question's own answers is that answer ("No more" as an option), whatever
+    # else the words could mean.
+    meant = None if parsing.names_an_option(question, inbound.text) else intent(inbound.text)
     # Neither is an answer, so neither is stored nor counted as a miss.
     if meant is Intent.STOP_REQUEST:
         confirm = Say(confirm_stop_text(context), "confirm_stop")
@@ -559,11 +577,15 @@ def step(survey: Survey, state: State, inbound: Inbound, context: Mapping[str, A
             question.id, parsed.value, label, inbound.text, language=written_in
         )
         return _advance(survey, state, recorded, context, _consent_for(question, parsed))
-    if meant is Intent.THANKS or agreeing(inbound.text):
+    if (
+        question.type != "yesno"
+        and not state.thanked
+        and (meant is Intent.THANKS or agreeing(inbound.text))
+    ):
         # "Yes", "of course", "ok", a thumbs up: saying yes to taking part (the invitation
-        # asked), not a wrong answer. Thanked and asked again; never a miss.
+        # asked), not a wrong answer. Thanked and asked again, once, without a miss.
         thanks = Say(t(language, "Thank you."), "thanks")
-        return Step(state, (thanks, ask(survey, question, context)))
+        return Step(replace(state, thanked=True), (thanks, ask(survey, question, context)))
     if state.misses + 1 >= MAX_MISSES:
         # Their words are kept, flagged unreadable, for staff to read; never stored as the
         # answer (no value, no label), so no count, branch or export takes them for one.

@@ -34,8 +34,11 @@ WORDS: dict[str, Command] = {
     "eto": Command.REPEAT,
     "hepgor": Command.SKIP,
 }
-# Words around a command that do not change it: "stop it", "help me please", "skip this one".
-_POLITE = {"please", "pls", "thanks", "thank", "you", "now", "it", "me", "this", "one"}
+_POLITE = {"please", "pls", "thanks", "thank", "you", "now"}
+# Words around a few commands that do not change them: "stop it", "help me", "skip this one".
+# Not around the others: "cancel it" or "end it" may be about something else.
+_AROUND = {"it", "me", "this", "one"}
+_TAKE_AROUND = {"stop", "help", "skip", "repeat"}
 
 
 def classify(text: str) -> Command | None:
@@ -46,7 +49,10 @@ def classify(text: str) -> Command | None:
     """
     words = re.sub(r"[^a-z/ ]", " ", (text or "").casefold()).split()
     words = [w.lstrip("/") for w in words if w.lstrip("/") not in _POLITE]
-    if len(words) == 1 or (words and len(set(words)) == 1):  # "STOP STOP" is still STOP
+    core = [w for w in words if w not in _AROUND]
+    if len(set(core)) == 1 and core[0] in _TAKE_AROUND:
+        words = core  # "stop it", "STOP STOP", "help me"
+    if len(words) == 1 or (words and len(set(words)) == 1):
         return WORDS.get(words[0])
     if len(words) == 2 and words[0] == "start":
         # Telegram deep links arrive as "/start <payload>"; that is a start, not a reply.
@@ -78,8 +84,10 @@ _STOP_REQUEST = re.compile(
     r"|(?:do not|dont|don t|never) (?:text|message|contact|call|phone|send)(?: me| us)?"
     r"|unsubscribe me|remove me|take me off|opt me out|leave me alone|no more (?:texts|messages)"
     r"|(?:want|like) (?:to|you to) stop"
-    r"|(?:can|could|would|will) (?:you|u) (?:please |pls )?stop"
-    r"|please stop|no more please|^no more$|enough now|enough is enough"
+    # Only as a whole message: "please stop the cuts to the day centre" is an answer.
+    r"|(?:^|^please |^(?:please )?(?:can|could|would|will) (?:you|u) (?:please |pls )?)stop"
+    r"(?: it| this| now| please| pls| thanks| thank you)*$"
+    r"|^no more(?: please| thanks| thank you)?$"
     r")\b"
 )
 _WHO = re.compile(
@@ -158,14 +166,20 @@ _YES_WORDS = {
 _YES_FILLER = _YES_WORDS | {"please", "pls", "do", "i", "stop", "it", "them", "all", "thanks"}
 _YES_FILLER |= {"of", "course", "thank", "you"}
 _NO_WORDS = {"no", "nope", "nah", "n", "na", "nage", "naddo", "nac"}
-_NO_FILLER = _NO_WORDS | {"thanks", "thank", "you", "ydw", "dont", "don", "t", "stop", "please"}
+_NO_FILLER = _NO_WORDS | {"thanks", "thank", "you", "ydw", "dont", "don", "t", "please"}
 _NO_FILLER |= {"carry", "on", "continue", "keep", "going", "im", "i", "m", "fine"}
 
 
 def confirms_stop(text: str) -> bool:
-    """ "Yes", "yes please", "ok stop": yes to our question whether to stop all messages."""
+    """ "Yes", "yes please", "ok stop", "No. Stop.": yes to our question whether to stop all
+    messages (a yes as a yes/no question reads one counts too: see the engine)."""
     words = _plain(text).split()
+    if 0 < len(words) <= 5 and "stop" in words and not set(words) & _NOT_STOPPING:
+        return True
     return 0 < len(words) <= 5 and set(words) <= _YES_FILLER and bool(set(words) & _YES_WORDS)
+
+
+_NOT_STOPPING = {"dont", "don", "not", "never", "t"}
 
 
 def declines_stop(text: str) -> bool:

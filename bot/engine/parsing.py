@@ -505,9 +505,13 @@ def _pick(question: Question, text: str) -> Answer | Miss | None:
             return Answer(named[0].value, named[0].label)
         # A word or two out of exactly one label: "internet" for "The internet", "phone" for
         # "By phone call" (but "very", in "Very good" and "Very poor", names neither).
-        words = set(said.split()) - FILLER_WORDS
+        # Not on a scale, whose end labels are not the only points ("good" is not 5), and
+        # not with a "no" or a negation ("no phone please" is not By phone call).
+        said_words = set(said.split())
+        words = said_words - FILLER_WORDS
+        plain = not (said_words & (NEGATIONS | {"no", "nope", "na"}))
         holding = [o for o in options if words and words <= set(simplify(o.label).split())]
-        if len(holding) == 1:
+        if question.type != "scale" and plain and len(holding) == 1:
             return Answer(holding[0].value, holding[0].label)
     if len(said) == 1 and said.isalpha() and question.type == "choice":
         # Letters a, b, c... as in a printed form.
@@ -599,8 +603,26 @@ def _date(text: str) -> Answer | None:
     return Answer(when.isoformat(), f"{when.day} {MONTH_NAMES[when.month - 1]} {when.year}")
 
 
+# "No" that means yes: an answer to a thank-you, not to the question.
+_NO_THAT_MEANS_YES = re.compile(r"^no (?:problem|worries|bother|trouble)\b")
+
+
+def names_an_option(question: Question, text: str) -> bool:
+    """The reply is exactly one of the question's answers, by its label, value or synonym."""
+    said = simplify(text)
+    return bool(said) and any(said in _names(option) for option in question.choices)
+
+
+def says_yes(text: str) -> bool:
+    """A yes, however it is put ("yes", "yeah please", "ydw"), as a yes/no question reads it."""
+    found = _yesno(text)
+    return found is not None and found.value == "yes"
+
+
 def _yesno(text: str) -> Answer | None:
     said = simplify(text)
+    if _NO_THAT_MEANS_YES.match(said):
+        return None  # asked again: "no problem" to "May we...?" is no answer to store
     if said in YES_WORDS or said in ("1", "1 yes"):
         return Answer("yes", "Yes")
     if said in NO_WORDS or said in ("2", "2 no"):
