@@ -270,3 +270,23 @@ def test_someone_with_no_survey_is_not_told_about_questions_they_do_not_have(cli
 def test_a_keyword_with_please_around_it_starts_the_survey(client):
     (reply,) = texts(text(client, "Title please", sender="+447700900777"))
     assert "Which title do you like best?" in reply
+
+
+def test_a_yes_long_after_do_you_want_us_to_stop_answers_the_question(client, database):
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from bot.storage.models import utcnow
+
+    text(client, "TITLE")
+    for reply in ("1", "Because it is clear", "5"):
+        texts(text(client, reply))
+    texts(text(client, "don't text me again"))
+    # Unanswered for two hours (a reminder has asked the question again since).
+    with database.session() as session:
+        session.execute(update(Conversation).values(last_activity_at=utcnow() - timedelta(hours=2)))
+    texts(text(client, "Yes"))
+    with database.session() as session:
+        assert session.scalars(select(Participant)).one().opted_out is False
+    assert count(database, Answer) == 4

@@ -886,3 +886,26 @@ def test_silence_on_a_call_they_made_does_not_promise_a_call_back(web, database)
     call.wait().wait().wait()
     assert call.ended and "We have kept your answers so far." in call.said
     assert "try again" not in call.said and "call us again at any time" in call.said
+
+
+def test_after_starting_again_by_phone_the_same_call_goes_on(web, database):
+    begin_inbound(web).press("2")
+    Phone(web).dial().press("9").press("1")
+    call = Phone(web).dial()
+    call.press("1")  # hear from us again
+    assert the_person(database).opted_out is False
+    call.press("9").press("1")  # and, in the same call, stop after all
+    assert call.ended and the_person(database).opted_out is True
+    again = Phone(web).dial()
+    again.press("1")
+    again.press("1")  # start again, then begin the survey in the same call
+    assert "Which title do you like best?" in again.said
+
+
+def test_a_caller_who_chooses_not_to_stop_hears_the_menu_again(web, database):
+    call = Phone(web).dial()
+    call.press("9")
+    call.press("2")
+    assert not call.ended and "To begin, press 1." in call.said
+    call.press("1")
+    assert "Which title do you like best?" in call.said

@@ -25,7 +25,7 @@ import random
 import time
 import traceback
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -415,9 +415,10 @@ def _decide(
     org = settings.org_name
     context = conversations.context_for(person, org)
     inbound = _interpret(session, received.inbound, conv)
-    if conv is not None and conv.state.get("stop_asked"):
+    state = _state_now(conv, now)
+    if state is not None and state.stop_asked:
         # "Yes" to "Do you want us to stop all messages?" takes the one STOP path below.
-        inbound = engine.meaning(engine.State.from_json(conv.state), inbound)
+        inbound = engine.meaning(state, inbound)
     if inbound is Command.STOP:
         changed = conversations.record_consent(session, person, Consent.OPT_OUT, channel, now=now)
         if conv is not None:
@@ -458,13 +459,29 @@ def _decide(
             conversations.set_person(session, person, **changes)
         return _Decided(ended.prompts, None)
     survey = conversations.survey_for(session, conv.survey_version_id)
-    step = engine.step(survey, engine.State.from_json(conv.state), inbound, context)
+    assert state is not None
+    step = engine.step(survey, state, inbound, context)
     conversations.write_step(session, person, conv, step, channel, now)
     for kind in step.consent:
         conversations.record_consent(
             session, person, kind, channel, detail=f"survey {survey.id}", now=now
         )
     return _Decided(step.prompts, conv, finished=step.finished, state=step.state)
+
+
+# How long "Do you want us to stop all messages?" waits for its answer. A reply much later
+# (after a reminder has asked the question again) answers the question, not that.
+STOP_QUESTION_LIFETIME = timedelta(hours=1)
+
+
+def _state_now(conv: Any, now: datetime) -> engine.State | None:
+    """The conversation's state as this message meets it (None without one)."""
+    if conv is None:
+        return None
+    state = engine.State.from_json(conv.state)
+    if state.stop_asked and now - conv.last_activity_at > STOP_QUESTION_LIFETIME:
+        state = replace(state, stop_asked=False)
+    return state
 
 
 def _interpret(session: Session, inbound: Interpret, conv: Any) -> Inbound:

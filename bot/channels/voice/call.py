@@ -467,7 +467,9 @@ class CallFlow:
         """A call we placed, answered by a person: the simulator's way in."""
         return self._opening(call, self._where(call), outbound=True)
 
-    def _opening(self, call: CallIn, here: Where | None, outbound: bool) -> str:
+    def _opening(self, call: CallIn, here: Where | None, outbound: bool, step: int = 1) -> str:
+        """The call's first menu. `step` numbers what is pressed next: past 1 when something
+        was already stored under an earlier step in this call (a restart)."""
         hello = (
             Said("Hello, this is a call from {org}.", org=self.org)
             if outbound
@@ -481,7 +483,7 @@ class CallFlow:
                 return turn.end([hello, said, GOODBYE])
             # They rang us: the keypad's way back, as START is by text.
             turn.say([hello, said])
-            gather = turn.gather(turn.url("restart", s=1), digits=1, finish="", hints="yes")
+            gather = turn.gather(turn.url("restart", s=step), digits=1, finish="", hints="yes")
             turn.say(
                 [
                     N_("If you would like to hear from us again, press 1."),
@@ -505,7 +507,7 @@ class CallFlow:
                 )
             turn.say([hello, Said("We are asking people about this: {title}.", title=survey.title)])
             gather = turn.gather(
-                turn.url("open", s=1, begin=1), digits=1, finish="", hints="yes, begin"
+                turn.url("open", s=step, begin=1), digits=1, finish="", hints="yes, begin"
             )
             turn.say(
                 [
@@ -515,7 +517,7 @@ class CallFlow:
                 ],
                 into=gather,
             )
-            turn.redirect(turn.url("open", s=1, begin=1, silent=1))
+            turn.redirect(turn.url("open", s=step, begin=1, silent=1))
             return str(turn)
         if here.at_start and here.survey is not None and here.survey.intro:
             intro = engine.begin(here.survey, here.context).prompts[0]
@@ -523,10 +525,10 @@ class CallFlow:
         else:
             lead = [N_("Welcome back."), N_("We will carry on where you left off.")]
         turn.say([hello, *lead])
-        gather = turn.gather(turn.url("open", s=1), digits=1, finish="", hints="begin, stop")
+        gather = turn.gather(turn.url("open", s=step), digits=1, finish="", hints="begin, stop")
         # Offered once per call, where no answer is expected, so 9 can mean nothing else.
         turn.say([N_("To begin, press 1."), render.STOP_OFFER], into=gather)
-        turn.redirect(turn.url("ask", s=1))  # silence: we simply begin
+        turn.redirect(turn.url("ask", s=step))  # silence: we simply begin
         return str(turn)
 
     # POST /webhooks/twilio/voice/open
@@ -568,6 +570,10 @@ class CallFlow:
             "yes",
             "stop",
         }:
+            here = self._where(call)
+            if not call.outbound and (here is None or here.prompt() is None):
+                # They rang us and chose not to stop: the menu again, not a goodbye.
+                return self._opening(call, here, outbound=False, step=step)
             return self.ask(call, step, "carry")
         outcome = self._submit(call, step, "STOP (confirmed on the keypad)", Command.STOP)
         if outcome.status == inbox.RETRYING:
@@ -583,7 +589,8 @@ class CallFlow:
         outcome = self._submit(call, step, "START (on the keypad)", Command.START)
         if outcome.status == inbox.RETRYING:
             return self._after(call, outcome, step)
-        return self._opening(call, self._where(call), outbound=False)
+        # The START is stored under this step: what is pressed next goes under the next one.
+        return self._opening(call, self._where(call), outbound=False, step=step + 1)
 
     # POST /webhooks/twilio/voice/answer
     def answer(self, call: CallIn, step: int, question_id: str, silences: int, silent: bool) -> str:

@@ -216,7 +216,13 @@ _SKIP_WORDS = {"skip", "skip it", "skip this", "skip this one", "next", "pass"}
 
 
 def said_stop(speech: str) -> bool:
-    return simplify(speech) in {"stop", "stop calling", "stop calling me", "unsubscribe"}
+    """Words on a call that ask us to stop: confirmed with the keypad's own 1 or 2 (the text
+    channels' "Do you want us to stop?" has no place on a call)."""
+    from bot.engine.keywords import Command, Intent, classify, intent
+
+    if simplify(speech) in {"stop", "stop calling", "stop calling me", "unsubscribe"}:
+        return True
+    return classify(speech) is Command.STOP or intent(speech) is Intent.STOP_REQUEST
 
 
 def parse(
