@@ -516,3 +516,15 @@ def test_an_option_named_exactly_is_that_option_whatever_else_it_could_mean():
     )
     step = engine.step(survey, engine.begin(survey, CTX).state, Reply("No more"), CTX)
     assert [a.value for a in step.answers] == ["more"]
+
+
+def test_a_key_or_a_tapped_1_picks_an_option_even_while_we_ask_whether_to_stop():
+    confirm = play("please stop texting me")[-1]
+    picked = engine.step(SURVEY, confirm.state, Reply("1"), CTX)
+    assert picked.state.status == engine.ACTIVE and [a.value for a in picked.answers] == ["printed"]
+    # A second stop request while we ask is asked again, on a yes/no question too.
+    at_consent = play("2", "4", "stop texting me")[-1]
+    again = engine.step(SURVEY, at_consent.state, Reply("leave me alone"), CTX)
+    assert again.prompts[0].kind == "confirm_stop" and again.state.stop_asked
+    for said in ("absolutely", "correct"):
+        assert engine.step(SURVEY, at_consent.state, Reply(said), CTX).consent == ("opt_out",)

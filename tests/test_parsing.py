@@ -420,3 +420,15 @@ def test_no_problem_is_no_answer_to_a_yes_no_question():
     for text in ("no problem", "No worries"):
         assert isinstance(parse(question, text), Miss), text
     assert parse(question, "no").value == "no"
+
+
+def test_a_no_in_front_of_an_option_does_not_pick_it():
+    for text in ("no text message", "no internet please"):
+        assert isinstance(_parsed("how", text), Miss), text
+    useful = load_text(
+        'id: u\ntitle: U\nquestions:\n  - {id: u, type: scale, ask: "Useful?", min: 1, max: 5,'
+        " labels: {1: Not useful, 5: Very useful}}\n",
+        "u.yaml",
+    ).question("u")
+    assert isinstance(parse(useful, "very"), Miss) and isinstance(parse(useful, "not"), Miss)
+    assert parse(useful, "very useful").value == "5"

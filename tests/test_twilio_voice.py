@@ -909,3 +909,13 @@ def test_a_caller_who_chooses_not_to_stop_hears_the_menu_again(web, database):
     assert not call.ended and "To begin, press 1." in call.said
     call.press("1")
     assert "Which title do you like best?" in call.said
+
+
+def test_hearing_the_menu_again_after_starting_again_keeps_the_call_going(web, database):
+    begin_inbound(web).press("2")
+    Phone(web).dial().press("9").press("1")
+    call = Phone(web).dial()
+    call.press("1")  # hear from us again
+    call.press("*")  # the menu again
+    call.press("1")
+    assert "Which title do you like best?" in call.said

@@ -324,6 +324,7 @@ ACTIVE_LOCKED_STATEMENT = (
         _conversations.c.state,
         _conversations.c.started_at,
         _conversations.c.last_activity_at,
+        _conversations.c.channel,
     )
     .where(
         _conversations.c.participant_id == bindparam("participant_id"),

@@ -415,7 +415,7 @@ def _decide(
     org = settings.org_name
     context = conversations.context_for(person, org)
     inbound = _interpret(session, received.inbound, conv)
-    state = _state_now(conv, now)
+    state = _state_now(conv, now, channel)
     if state is not None and state.stop_asked:
         # "Yes" to "Do you want us to stop all messages?" takes the one STOP path below.
         inbound = engine.meaning(state, inbound)
@@ -474,12 +474,16 @@ def _decide(
 STOP_QUESTION_LIFETIME = timedelta(hours=1)
 
 
-def _state_now(conv: Any, now: datetime) -> engine.State | None:
-    """The conversation's state as this message meets it (None without one)."""
+def _state_now(conv: Any, now: datetime, channel: str) -> engine.State | None:
+    """The conversation's state as this message meets it (None without one). The stop
+    question waits an hour, on the channel it was asked on: a key pressed on a call later is
+    not an answer to a text."""
     if conv is None:
         return None
     state = engine.State.from_json(conv.state)
-    if state.stop_asked and now - conv.last_activity_at > STOP_QUESTION_LIFETIME:
+    if state.stop_asked and (
+        now - conv.last_activity_at > STOP_QUESTION_LIFETIME or conv.channel != channel
+    ):
         state = replace(state, stop_asked=False)
     return state
 

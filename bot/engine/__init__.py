@@ -495,7 +495,11 @@ def meaning(state: State, inbound: Inbound) -> Inbound:
     if (
         state.stop_asked
         and isinstance(inbound, Reply)
-        and (confirms_stop(inbound.text) or parsing.says_yes(inbound.text))
+        and (
+            confirms_stop(inbound.text)
+            # A worded yes: a key or a tapped "1" picks an option, it does not answer us.
+            or (parsing.says_yes(inbound.text) and not any(c.isdigit() for c in inbound.text))
+        )
     ):
         return Command.STOP
     return inbound
@@ -521,7 +525,10 @@ def step(survey: Survey, state: State, inbound: Inbound, context: Mapping[str, A
     if (
         asked_to_stop
         and isinstance(inbound, Reply)
-        and (declines_stop(inbound.text) or question.type == "yesno")
+        and (
+            declines_stop(inbound.text)
+            or (question.type == "yesno" and intent(inbound.text) is not Intent.STOP_REQUEST)
+        )
     ):
         # A no to stopping; and on a yes/no question anything else too, since a "no" or
         # "maybe" there answered us, not the question (it may be about consent).

@@ -164,7 +164,8 @@ _YES_WORDS = {
     "iawn",
 }
 _YES_FILLER = _YES_WORDS | {"please", "pls", "do", "i", "stop", "it", "them", "all", "thanks"}
-_YES_FILLER |= {"of", "course", "thank", "you"}
+_YES_FILLER |= {"of", "course", "thank", "you", "absolutely", "correct", "definitely", "right"}
+_YES_WORDS |= {"absolutely", "correct", "definitely"}
 _NO_WORDS = {"no", "nope", "nah", "n", "na", "nage", "naddo", "nac"}
 _NO_FILLER = _NO_WORDS | {"thanks", "thank", "you", "ydw", "dont", "don", "t", "please"}
 _NO_FILLER |= {"carry", "on", "continue", "keep", "going", "im", "i", "m", "fine"}

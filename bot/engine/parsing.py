@@ -441,7 +441,7 @@ def _names(option: Option) -> list[str]:
 
 def _negated(said: str, option: Option) -> bool:
     own = {w for name in _names(option) for w in name.split()}
-    return any(w in NEGATIONS and w not in own for w in said.split())
+    return any(w in NEGATIONS | {"no", "nope", "na"} and w not in own for w in said.split())
 
 
 def _found(options: tuple[Option, ...], said: str) -> list[Option]:
@@ -495,7 +495,10 @@ def _pick(question: Question, text: str) -> Answer | Miss | None:
     if len(named) > 1:
         return Miss(expected(question), "several")
     if len(said) >= MIN_PREFIX:
-        starts = [o for o in options if simplify(o.label).startswith(said)]
+        # Not on a scale: "very" or "not" begins an end label, and names no point.
+        starts = [
+            o for o in options if question.type != "scale" and simplify(o.label).startswith(said)
+        ]
         if len(starts) == 1:
             return Answer(starts[0].value, starts[0].label)
         # A reply that contains exactly one option's whole label ("I'd say printed please").
@@ -604,7 +607,7 @@ def _date(text: str) -> Answer | None:
 
 
 # "No" that means yes: an answer to a thank-you, not to the question.
-_NO_THAT_MEANS_YES = re.compile(r"^no (?:problem|worries|bother|trouble)\b")
+_NO_THAT_MEANS_YES = re.compile(r"^no (?:problems?|worries|worry|bother|trouble)\b")
 
 
 def names_an_option(question: Question, text: str) -> bool:

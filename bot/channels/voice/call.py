@@ -540,7 +540,7 @@ class CallFlow:
             survey = self.inbound_survey
             wants = call.digits == "1" or parsing.simplify(call.speech) in BEGIN_WORDS
             if repeat:
-                return self._opening(call, self._where(call), outbound=False)
+                return self._opening(call, self._where(call), outbound=False, step=step)
             if call.digits == render.STOP_KEY or render.said_stop(call.speech):
                 return stop_confirm_turn(self.settings, step, self._language(call))
             if survey is None or not wants:
@@ -554,7 +554,7 @@ class CallFlow:
             outcome = self._submit(call, step, word, started, keywords={word: survey})
             return self._after(call, outcome, step)
         if repeat:
-            return self._opening(call, self._where(call), outbound=True)
+            return self._opening(call, self._where(call), outbound=True, step=step)
         if call.digits == render.STOP_KEY or render.said_stop(call.speech):
             return stop_confirm_turn(self.settings, step, self._language(call))
         return self.ask(call, step, "begin")
