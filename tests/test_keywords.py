@@ -51,3 +51,10 @@ def test_ordinary_replies_are_not_commands(typed):
 def test_start_payload():
     assert start_payload("/start title") == "TITLE"
     assert start_payload("start") is None
+
+
+def test_agreeing_is_whole_words_only():
+    from bot.engine.keywords import agreeing
+
+    assert agreeing("Yes, I would be happy to") and agreeing("ok thanks")
+    assert not agreeing("yesok") and not agreeing("beyond") and not agreeing("yes 2")

@@ -290,3 +290,8 @@ def test_a_yes_long_after_do_you_want_us_to_stop_answers_the_question(client, da
     with database.session() as session:
         assert session.scalars(select(Participant)).one().opted_out is False
     assert count(database, Answer) == 4
+
+
+def test_start_with_no_survey_waiting_offers_no_question(client):
+    (reply,) = texts(text(client, "START", sender="+447700900888"))
+    assert "no questions for you just now" in reply and "REPEAT" not in reply

@@ -440,7 +440,7 @@ def _decide(
             piped = {**context, "answered": conv.state.get("answered") or {}}
             prompts += (engine.ask(current, current.question(conv.state["question_id"]), piped),)
         elif not changed:
-            prompts = (Say(engine.help_text(context), "help"),)
+            prompts = (Say(engine.idle_help_text(context), "help"),)  # no question waits
         return _Decided(prompts, conv)
     if person.opted_out:
         # They asked us to stop; answer only to say how to start again.

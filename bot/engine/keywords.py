@@ -197,7 +197,7 @@ def declines_stop(text: str) -> bool:
 _AGREEING = re.compile(
     r"^(?:(?:yes|yeah|yep|ok|okay|sure|of course|happy to|certainly|fine|go on|go ahead"
     r"|ready|ie|iawn|ok then|why not|no problem|will do|please|thanks|thank you|i will"
-    r"|i can|i would|love to|glad to|be|)\s*)+$"
+    r"|i can|i would|love to|glad to|be)\b\s*)+$"
 )
 
 
