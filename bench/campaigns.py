@@ -374,7 +374,7 @@ def bench_import(workdir: Path) -> list[str]:
     started = time.perf_counter()
     rows, _ = read_csv(text)
     with runtime.database().session() as session:
-        report = import_rows(session, rows, source="import", first_row=2)
+        report = import_rows(session, settings, rows, source="import", first_row=2)
     elapsed = time.perf_counter() - started
     result = [
         f"import: {PEOPLE:,} rows in {elapsed:.1f} s ({report.created:,} created, {len(report.rejected)} rejected) "

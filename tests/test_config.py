@@ -131,7 +131,7 @@ def test_voice_settings_and_their_defaults():
 
 
 def test_without_a_channel_a_key_is_made_once_in_the_instance_folder(tmp_path):
-    from bot.cycle.panel import suppression_hash, suppression_key
+    from bot.conversations.suppression import suppression_hash, suppression_key
 
     settings = load_settings({}, instance_path=tmp_path)
     key = suppression_key(settings)

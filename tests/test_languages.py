@@ -186,7 +186,7 @@ def test_subject_access_shows_the_language_and_erasure_removes_it(database):
         session.add(person)
         session.flush()
         assert privacy.subject_access(session, person)["language"] == "cy"
-        privacy.erase(session, person)
+        privacy.erase(session, load_settings({}), person)
         assert person.language is None
 
 

@@ -68,3 +68,35 @@ def test_the_api_and_the_cli_offer_exactly_the_registered_channels(client):
         assert f"'{name}'" in text
     help_text = CliRunner().invoke(main, ["simulate", "--help"]).output
     assert "[" + "|".join(channels.NAMES) + "]" in help_text.replace("\n", "").replace(" ", "")
+
+
+# What a channel package may not import: anything that opens a database session or writes a
+# row. It reads its provider's requests, renders, sends, classifies errors and declares
+# policies; every write goes through the core (`bot.channels.base.Core`, `bot.sending.delivery`).
+WRITERS = re.compile(
+    r"^(sqlalchemy|bot\.storage\.(db|models|prepared)|bot\.conversations|bot\.sending\.(?!errors\b)"
+    r"|bot\.cycle|bot\.privacy|bot\.commands|webhooks)(\.|$)"
+)
+
+
+def test_channel_packages_never_open_a_session_or_write():
+    import ast
+
+    offenders = []
+    for path in sorted((ROOT / "bot" / "channels").rglob("*.py")):
+        if path.parent == ROOT / "bot" / "channels":
+            continue  # the registry and the plug-in interface, not a channel
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = (
+                [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else [alias.name for alias in node.names]
+                if isinstance(node, ast.Import)
+                else []
+            )
+            offenders += [
+                f"{path.relative_to(ROOT)}:{node.lineno}: {name}"
+                for name in names
+                if WRITERS.match(name)
+            ]
+    assert offenders == [], "a channel asks the core instead:\n" + "\n".join(offenders)

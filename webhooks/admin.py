@@ -188,6 +188,7 @@ def import_participants():
     if request.mimetype in ("text/csv", "application/csv"):
         report = services.import_csv(
             runtime.database(),
+            runtime.settings(),
             request.get_data(),
             replace_tags=replace_tags,
             source="api",
@@ -196,6 +197,7 @@ def import_participants():
     else:
         report = services.import_json(
             runtime.database(),
+            runtime.settings(),
             _json_body(),
             replace_tags=replace_tags,
             source="api",
@@ -225,7 +227,9 @@ def subject_access(key: str):
 )
 def erase(key: str):
     """Erase a person's personal data"""
-    removed = services.erase(runtime.database(), _redis_or_none(), key, audit.ADMIN_API)
+    removed = services.erase(
+        runtime.database(), runtime.settings(), _redis_or_none(), key, audit.ADMIN_API
+    )
     removed.pop("participant")
     removed.pop("redis_cleaned")
     return jsonify(removed)

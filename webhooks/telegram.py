@@ -15,10 +15,10 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from bot import channels
-from bot.channels.telegram import ReadUpdate, links
+from bot.channels.telegram import ReadUpdate
 from bot.commands import runtime
 from bot.config import Settings
-from bot.conversations import inbox
+from bot.conversations import inbox, links
 from bot.sending import outbox
 from webhooks.signatures import limit_body
 
@@ -64,7 +64,9 @@ def _apply(settings: Settings, read: ReadUpdate) -> Response:
     database = runtime.database()
     received_text, inbound = read.text, read.inbound
     if read.link_code is not None:
-        result = links.redeem(database, settings, read.chat_id, read.link_code, read.provider_id)
+        result = links.redeem(
+            database, settings, CHANNEL, read.chat_id, read.link_code, read.provider_id
+        )
         if result != links.UNKNOWN:
             # Joined (or refused, with a note): a plain /start from here on, stored without
             # the code, which is a credential until used.
@@ -95,11 +97,14 @@ def _apply(settings: Settings, read: ReadUpdate) -> Response:
 
 
 def _clear_keyboard_later(chat_id: int, message_id: int) -> None:
-    from bot.channels.telegram.sender import clear_keyboard_job
-
     try:
         outbox.queue(runtime.redis()).enqueue(
-            clear_keyboard_job, chat_id, message_id, job_timeout=60, result_ttl=0
+            "bot.sending.jobs.clear_keyboard",
+            CHANNEL.name,
+            chat_id,
+            message_id,
+            job_timeout=60,
+            result_ttl=0,
         )
     except Exception as exc:
         # Only tidiness is lost: a press on a keyboard left behind is refused as stale.

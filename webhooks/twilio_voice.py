@@ -1,8 +1,8 @@
 """POST /webhooks/twilio/voice and the turns under it: a keypad call, answered with TwiML.
 
 Thin on purpose: the signature is checked (the whole URL, query included), the channel reads
-Twilio's form, and `bot.channels.voice.call` decides each turn, writing only through the one
-writer (`bot.conversations.inbox`).
+Twilio's form, and `bot.channels.voice.call` decides each turn, reading and writing only through
+the core's `Gateway` (whose writes go through the one writer, `bot.conversations.inbox`).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from bot import channels
 from bot.channels.voice.call import CallFlow, CallIn, read_call
 from bot.commands import runtime
 from bot.config import Settings
+from bot.conversations.gateway import Gateway
 from bot.storage.models import as_id
 from webhooks.signatures import twilio_signed
 
@@ -25,7 +26,7 @@ def _flow() -> CallFlow:
     survey = None
     if settings.inbound_call_survey:
         survey = runtime.library().surveys().get(settings.inbound_call_survey)
-    return CallFlow(runtime.database(), settings, CHANNEL, survey)
+    return CallFlow(Gateway(runtime.database(), settings), settings, CHANNEL, survey)
 
 
 def _call() -> CallIn | Response:

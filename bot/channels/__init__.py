@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from bot.channels.base import Channel, Handed, InvalidAddress, Outgoing, Sender
+from bot.channels.base import Channel, InvalidAddress
 from bot.channels.sms import SMS
 from bot.channels.telegram import TELEGRAM
 from bot.channels.voice import VOICE
+from bot.providers.base import Handed, Outgoing, Sender
 
 if TYPE_CHECKING:
     from bot.config import Settings

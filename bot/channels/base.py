@@ -1,65 +1,151 @@
-"""What every channel plug-in provides, and what the core may ask of one.
+"""What every channel plug-in provides, what the core may ask of one, and what one may ask of
+the core.
 
 A channel owns everything about one way of reaching people: the kind of address (an E.164
 number, a Telegram chat id), where that address is kept on a participant, reading what its
 provider sends us, rendering the engine's prompts, the sender (the one place its provider is
-called) and what it can do. The core asks these questions and never names a channel.
+called), what it can do and its policies (`retry_after`). The core asks these questions and
+never names a channel.
+
+The boundary runs one way: a channel never opens a database session or writes a row. What a
+channel's request handlers need from the core (where a person is in their survey, the one
+writer) is the `Core` below, which the core implements (`bot.conversations.gateway`) and the
+endpoint hands in; `Received` and `Outcome` are what goes through it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-from bot.engine import Inbound, Prompt
+from bot import engine
+from bot.engine import Ask, Inbound, Prompt
+from bot.providers.base import Sender
+from bot.providers.errors import ChannelOff
+from bot.scripts.survey import Question, Survey
 
 if TYPE_CHECKING:
-    from sqlalchemy.orm import Session
-
     from bot.config import Settings
-    from bot.scripts.survey import Question
-    from bot.storage.db import Database
-    from bot.storage.models import Message, Participant
+    from bot.storage.models import Participant
 
 
 class InvalidAddress(ValueError):
     """Not an address this channel could ever reach; the message says why."""
 
 
+class LinkError(Exception):
+    """A link that joins a chat to a person cannot be made; the message says why."""
+
+
+# --- what a channel hands the core, and gets back ---------------------------------------
+
+# What a person sent, as the channel reads it; a channel whose keys mean different things at
+# different questions (the keypad: is 0 an answer or "skip"?) passes a function of the question
+# in front of the person, which the writer calls once it holds their conversation.
+Interpret = Inbound | Callable[[Question | None], Inbound]
+
+PROCESSED, DUPLICATE, RETRYING = "processed", "duplicate", "retrying"
+
+
 @dataclass(frozen=True)
-class Handed:
-    """The provider took the message: its id there, and its first status."""
+class Received:
+    """Something a person sent, as a channel read it from its provider."""
 
-    sid: str
-    status: str
+    channel: str
+    text: str  # as it arrived; stored
+    inbound: Interpret  # what the channel read it as
+    address: str | None = None  # how the channel reaches them
+    provider_id: str | None = None  # the provider's id for this delivery: the dedupe key
+    participant_id: int | None = None  # for callers that know the person (the simulator)
 
 
 @dataclass(frozen=True)
-class Outgoing:
-    """An outbox row as a sender needs it."""
+class Outcome:
+    """What the one writer did with a `Received`."""
 
-    id: int
-    address: str
-    body: str
-    kind: str
+    status: str  # processed | duplicate | retrying
+    prompts: tuple[Prompt, ...] = ()
+    replies: tuple[str, ...] = ()  # the stored reply bodies, for the channel to send inline
+    participant_id: int | None = None
+    conversation_id: int | None = None
+    inbound_id: int | None = None
+    state: engine.State | None = None  # the conversation's state afterwards, if it has one
 
 
-class Sender(Protocol):
-    """The one place a channel's provider is called; errors come out as `bot.sending.errors` types."""
+@dataclass(frozen=True)
+class Place:
+    """Where a person is in their survey, read without changing anything."""
+
+    person_id: int
+    opted_out: bool
+    survey: Survey | None = None
+    conversation_id: int | None = None
+    question: Question | None = None
+    context: Mapping[str, object] = field(default_factory=dict)
+
+    def prompt(self) -> Ask | None:
+        if self.survey is None or self.question is None:
+            return None
+        return engine.ask(self.survey, self.question, self.context)
 
     @property
-    def sender_key(self) -> str:
-        """What SEND_RATE is counted per (one number, one bot)."""
+    def at_start(self) -> bool:
+        if self.survey is None or self.question is None:
+            return False
+        first = engine.next_question(self.survey, None, {})
+        return first is not None and first.id == self.question.id
+
+
+@dataclass(frozen=True)
+class SentMessage:
+    """One of our outbound messages, as a channel's request handler may read it."""
+
+    id: int
+    channel: str
+    outbound: bool
+    kind: str
+    body: str
+    participant_id: int | None
+
+
+class Core(Protocol):
+    """What a channel's request handlers may ask of the core: reads, and the one writer. A
+    channel never opens a database session itself; the endpoint hands it one of these."""
+
+    def place(
+        self, channel: Channel, address: str | None = None, person_id: int | None = None
+    ) -> Place | None:
+        """The person at this address (or with this id) and their survey in progress."""
         ...
 
-    def send(self, message: Outgoing) -> Handed: ...
-
-    def find(self, message: Outgoing, since: datetime) -> Handed | None:
-        """The provider's record of this message if it was handed over after all (a worker
-        died mid-call), else None: how a claimed row is settled before any resend."""
+    def receive(self, received: Received, keywords: Mapping[str, Survey] | None = None) -> Outcome:
+        """Apply what a person sent, through the one writer."""
         ...
+
+    def sent_message(self, message_id: int) -> SentMessage | None: ...
+
+    def transcribed(self, question_id: str, recording_url: str, words: str) -> None:
+        """The provider's words for a spoken answer, stored by the writer."""
+        ...
+
+
+# --- sending -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """A channel's "try again after X" for new contact (invitations, reminders, feedback) that
+    did not get through. Each further try is a new outbox row made by the core."""
+
+    schedule: tuple[timedelta, ...]  # the wait before each further try; then not reached
+    statuses: frozenset[str]  # the provider's final statuses worth another try ("busy")
+    # A failed message with no error, or one classified a `TemporaryError`, is tried again
+    # too; one that failed for good (a bad number) never is.
+    passing_failures: bool = True
+    tries: str = "tries"  # how the stored reason names them: "not reached after 4 calls"
+    again: str = "tried again"  # "no-answer: called again as message 12"
 
 
 class Channel:
@@ -86,6 +172,8 @@ class Channel:
     # "<chat id>:<message id>")? Then erasure removes them with the rest.
     provider_ids_name_the_person: ClassVar[bool] = False
     segment_counted: ClassVar[bool] = False  # is length billed in SMS segments?
+    # Can a person we know join by tapping a link we give them (`bot.conversations.links`)?
+    joins_by_link: ClassVar[bool] = False
     simulate_hint: ClassVar[str] = "type a reply"
     # The Flask blueprints that receive from this channel's provider, as "module:attribute".
     # They live in `webhooks/` (the core has no HTTP in it); the app registers what is listed.
@@ -113,8 +201,6 @@ class Channel:
 
     def require_on(self, settings: Settings) -> None:
         """Raise `ChannelOff`, saying why and what to set, unless this channel can send."""
-        from bot.sending.errors import ChannelOff
-
         why_not = self.off_reason(settings)
         if why_not is not None:
             raise ChannelOff(f"sending by {self.title} is off: {why_not}")
@@ -123,17 +209,21 @@ class Channel:
         """The sender for these settings; raises `ChannelOff` when it cannot send."""
         raise NotImplementedError
 
+    def link_prefix(self, settings: Settings) -> str:
+        """Where `joins_by_link`: a link's text before its code (it may ask the provider).
+        Raises `LinkError` saying what to set when it cannot be made."""
+        raise LinkError(f"people cannot join by {self.title} with a link")
+
     def point_webhooks(self, settings: Settings) -> list[str]:
         """Tell the provider where to send what people write (`involve webhooks set`): what
-        was set, a line each. Raises a `bot.sending.errors.SendError` when the provider refuses."""
+        was set, a line each. Raises a `bot.providers.errors.SendError` when the provider refuses."""
         return []
 
-    def after_status(
-        self, session: Session, message: Message, raw_status: str, settings: Settings
-    ) -> None:
-        """The provider's status callback just moved this outbound message on (in `session`,
-        its row locked): anything this channel does about it, such as calling again after no
-        answer. Most channels do nothing."""
+    def retry_policy(self, settings: Settings) -> RetryPolicy | None:
+        """Whether, and when, the core tries again a message of new contact that this channel
+        did not get through (an unanswered call); None: never. Declared as data: the core's
+        status writer (`bot.sending.delivery`) acts on it."""
+        return None
 
     # --- words -------------------------------------------------------------------------
 
@@ -160,7 +250,7 @@ class Channel:
 
     def simulate_play(
         self,
-        database: Database,
+        core: Core,
         settings: Settings,
         participant_id: int,
         read: Callable[[], str | None],

@@ -227,6 +227,7 @@ def participants_import(file: str, replace_tags: bool) -> None:
     with tqdm(unit="row", desc="importing", disable=None) as bar, _refusals():
         report = services.import_csv(
             runtime.database(),
+            runtime.settings(),
             Path(file).read_bytes(),
             replace_tags=replace_tags,
             source="import",
@@ -297,7 +298,9 @@ def participants_erase(key: str, yes: bool) -> None:
             redis = runtime.redis()
         except Exception:
             redis = None
-        erased = services.erase(runtime.database(), redis, f"id:{number}", audit.cli_actor())
+        erased = services.erase(
+            runtime.database(), runtime.settings(), redis, f"id:{number}", audit.cli_actor()
+        )
     if not erased["redis_cleaned"]:
         click.echo("note: Redis was not reachable; rq's job history there expires on its own")
     click.echo(f"participant {number} erased")
@@ -392,7 +395,7 @@ def webhooks_group() -> None:
 @webhooks_group.command("set")
 def webhooks_set() -> None:
     """Point each channel that is on at PUBLIC_BASE_URL, and say what was set."""
-    from bot.sending.errors import SendError
+    from bot.providers.errors import SendError
 
     settings = _settings()
     failed = False

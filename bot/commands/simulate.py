@@ -14,6 +14,7 @@ from sqlalchemy import select
 from bot import channels, conversations, engine
 from bot.config import Settings
 from bot.conversations import inbox
+from bot.conversations.gateway import Gateway
 from bot.conversations.inbox import Interpret
 from bot.cycle.campaigns import SIMULATOR
 from bot.engine import Inbound, Prompt
@@ -48,7 +49,9 @@ def run(
     person_id, conversation_id, step = begin(
         database, settings, survey, channel, name=name, external_id=f"simulator-{channel}"
     )
-    if channels.get(channel).simulate_play(database, settings, person_id, read, write):
+    if channels.get(channel).simulate_play(
+        Gateway(database, settings), settings, person_id, read, write
+    ):
         return conversation_id
     for line in show(channel, step.prompts, org):
         write(line)

@@ -21,6 +21,8 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from bot import engine
 from bot.channels import Channel
+from bot.config import Settings
+from bot.conversations.suppression import suppressed
 from bot.scripts.survey import Survey, load_text
 from bot.storage.db import Database
 from bot.storage.models import (
@@ -179,7 +181,7 @@ def lock_person_row(session: Session, participant_id: int) -> Record | None:
 _insert_person: dict[tuple[str, str], Any] = {}
 
 
-def lock_person_at(session: Session, channel: Channel, address: str) -> Record:
+def lock_person_at(session: Session, settings: Settings, channel: Channel, address: str) -> Record:
     """The person at this address, locked, as a row; someone new is created (and locked)."""
     connection = session.connection()
     value = channel.column_value(address)
@@ -187,8 +189,6 @@ def lock_person_at(session: Session, channel: Channel, address: str) -> Record:
     person = statement.first(connection, {"key": value})
     if person is not None:
         return person
-    from bot.cycle.panel import suppressed
-
     now = utcnow()
     # Someone erased after opting out who writes again starts opted out: START lets them back.
     # If they wrote twice at once, the other message created them a moment ago: nothing is
@@ -199,7 +199,7 @@ def lock_person_at(session: Session, channel: Channel, address: str) -> Record:
             channel.address_field: value,
             "channel": channel.name,
             "tags": [],
-            "opted_out": bool(suppressed(session, [address])),
+            "opted_out": bool(suppressed(session, settings, [address])),
             "created_at": now,
             "updated_at": now,
         },
@@ -387,18 +387,60 @@ def start_conversation(
     version = survey_version(session, survey)
     step = engine.begin(survey, context_for(person, org))
     conv = Conversation(
-        participant_id=person.id,
-        survey_version_id=version.id,
-        campaign_id=campaign_id,
-        channel=channel,
-        status=engine.ACTIVE,
-        state=step.state.to_json(),
-        started_at=now,
-        last_activity_at=now,
+        **_conversation_row(person, version.id, campaign_id, channel, step, now, started_at=now)
     )
     session.add(conv)
     session.flush()
     return conv, step
+
+
+def start_many(
+    session: Session,
+    survey: Survey,
+    version_id: int,
+    campaign_id: int,
+    starting: list[tuple[Any, str]],
+    now: datetime,
+    org: str,
+) -> list[tuple[int, engine.Step]]:
+    """Begin a campaign's survey for many (person, channel) at once, in one statement, as not
+    yet started (nobody has answered): each conversation's id and first step, in order. The
+    caller has made sure nothing else is in progress for these people."""
+    if not starting:
+        return []
+    steps = [engine.begin(survey, context_for(person, org)) for person, _ in starting]
+    ids = session.scalars(
+        insert(Conversation.__table__).returning(
+            Conversation.__table__.c.id, sort_by_parameter_order=True
+        ),
+        [
+            _conversation_row(person, version_id, campaign_id, channel, step, now, started_at=None)
+            for (person, channel), step in zip(starting, steps, strict=True)
+        ],
+    ).all()
+    return list(zip(ids, steps, strict=True))
+
+
+def _conversation_row(
+    person: Any,
+    version_id: int,
+    campaign_id: int | None,
+    channel: str,
+    step: engine.Step,
+    now: datetime,
+    started_at: datetime | None,
+) -> dict[str, Any]:
+    return {
+        "participant_id": person.id,
+        "survey_version_id": version_id,
+        "campaign_id": campaign_id,
+        "channel": channel,
+        "status": engine.ACTIVE,
+        "state": step.state.to_json(),
+        "started_at": started_at,
+        "last_activity_at": now,
+        "completed_at": None,
+    }
 
 
 def write_step(

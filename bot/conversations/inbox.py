@@ -24,7 +24,7 @@ import logging
 import random
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -33,23 +33,26 @@ from sqlalchemy import bindparam, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from bot import channels, conversations, engine
+from bot.channels.base import (
+    DUPLICATE,
+    PROCESSED,
+    RETRYING,
+    Interpret,
+    Outcome,
+    Received,
+)
 from bot.config import Settings
 from bot.conversations import events
 from bot.engine import Inbound, Prompt, Say
 from bot.engine.keywords import Command, start_payload
 from bot.i18n import N_, t
-from bot.scripts.survey import Question, Survey
+from bot.scripts.survey import Survey
 from bot.sending import outbox
 from bot.storage.db import INBOX, Database, is_transient, queue_after_commit
-from bot.storage.models import WAITING_INBOUND, Message, Participant, utcnow
+from bot.storage.models import WAITING_INBOUND, Answer, Message, Participant, utcnow
 from bot.storage.prepared import Prepared
 from bot.storage.status import Consent, Direction, Kind, Outbound
 from bot.storage.status import Inbound as InboundStatus
-
-# What a person sent, as the channel reads it; a channel whose keys mean different things at
-# different questions (the keypad: is 0 an answer or "skip"?) passes a function of the question
-# in front of the person, which the writer calls once it holds their conversation.
-Interpret = Inbound | Callable[[Question | None], Inbound]
 
 log = logging.getLogger(__name__)
 
@@ -63,31 +66,6 @@ GAVE_UP_TEXT = N_(
     "Sorry, something went wrong on our side with your last message. "
     "We have kept it, and someone will look into it."
 )
-
-PROCESSED, DUPLICATE, RETRYING = "processed", "duplicate", "retrying"
-
-
-@dataclass(frozen=True)
-class Received:
-    """Something a person sent, as a channel read it from its provider."""
-
-    channel: str
-    text: str  # as it arrived; stored
-    inbound: Interpret  # what the channel read it as
-    address: str | None = None  # how the channel reaches them
-    provider_id: str | None = None  # the provider's id for this delivery: the dedupe key
-    participant_id: int | None = None  # for callers that know the person (the simulator)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    status: str  # processed | duplicate | retrying
-    prompts: tuple[Prompt, ...] = ()
-    replies: tuple[str, ...] = ()  # the stored reply bodies, for the channel to send inline
-    participant_id: int | None = None
-    conversation_id: int | None = None
-    inbound_id: int | None = None
-    state: engine.State | None = None  # the conversation's state afterwards, if it has one
 
 
 def receive(
@@ -117,24 +95,29 @@ def receive(
         type(failure).__name__,
         _where(failure),
     )
-    return _keep_for_retry(database, received, now, failure)
+    return _keep_for_retry(database, settings, received, now, failure)
 
 
 def _keep_for_retry(
-    database: Database, received: Received, now: datetime, failure: BaseException | None
+    database: Database,
+    settings: Settings,
+    received: Received,
+    now: datetime,
+    failure: BaseException | None,
 ) -> Outcome:
     try:
-        return _keep(database, received, now, failure, find_person=True)
+        return _keep(database, settings, received, now, failure, find_person=True)
     except Exception as exc:
         # Even finding (or creating) the person failed: keep the words, and find them later.
         log.warning(
             "could not link a %s message to its sender (%s)", received.channel, type(exc).__name__
         )
-        return _keep(database, received, now, failure, find_person=False)
+        return _keep(database, settings, received, now, failure, find_person=False)
 
 
 def _keep(
     database: Database,
+    settings: Settings,
     received: Received,
     now: datetime,
     failure: BaseException | None,
@@ -145,7 +128,9 @@ def _keep(
         if person_id is None and received.address is not None and find_person:
             # Theirs from the start (created if new), so subject access and erasure find it.
             channel = channels.get(received.channel)
-            person_id = conversations.lock_person_at(session, channel, received.address).id
+            person_id = conversations.lock_person_at(
+                session, settings, channel, received.address
+            ).id
         inbound_id = conversations.insert_inbound_once(
             session,
             **_inbound_row(received, now),
@@ -209,7 +194,7 @@ def _handle(
             raise LookupError("no such participant")
     else:
         assert received.address is not None, "a message comes from an address or a known person"
-        person = conversations.lock_person_at(session, channel, received.address)
+        person = conversations.lock_person_at(session, settings, channel, received.address)
     if inbound_id is not None and not _still_waiting(session, inbound_id):
         # Handled again by two jobs at once (the reconciler and the after-commit dispatch
         # can both enqueue it): the other one applied it while this one waited for the lock.
@@ -517,6 +502,19 @@ def _begin(
     if person.joined_via is None:
         conversations.set_person(session, person, joined_via=f"keyword {survey.keyword}")
     return _Decided(step.prompts, conv)
+
+
+def transcribed(database: Database, question_id: str, recording_url: str, words: str) -> int:
+    """A provider's words for a spoken answer replace the placeholder kept with it (the
+    recording stays): a late part of that person's input, written with their lock first.
+    How many answers changed."""
+    matching = (Answer.question_id == question_id, Answer.raw_text.contains(recording_url))
+    with database.session() as session:
+        people = session.scalars(select(Answer.participant_id).where(*matching).distinct())
+        for person_id in sorted(p for p in people if p is not None):
+            conversations.lock_person(session, person_id)
+        changed = session.execute(update(Answer).where(*matching).values(value=words, label=words))
+    return changed.rowcount or 0
 
 
 # --- handling again, in order, what failed ------------------------------------------------

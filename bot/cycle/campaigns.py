@@ -24,7 +24,7 @@ from bot.conversations import events
 from bot.cycle.refusals import Refused
 from bot.scripts.survey import Survey, SurveyError
 from bot.sending import outbox
-from bot.storage.db import Database, queue_after_commit
+from bot.storage.db import Database
 from bot.storage.models import (
     Campaign,
     Conversation,
@@ -36,6 +36,7 @@ from bot.storage.models import (
     utcnow,
 )
 from bot.storage.prepared import Prepared
+from bot.storage.status import InvitationStatus, Kind
 from bot.text import clean_text
 
 if TYPE_CHECKING:
@@ -464,12 +465,19 @@ def _invite_chunk(
             channel, why_not = channel, "opted out"
         if why_not is not None:
             invitations.append(
-                _invitation(campaign.id, person.id, channel, "skipped", why_not, now)
+                _invitation(campaign.id, person.id, channel, InvitationStatus.SKIPPED, why_not, now)
             )
             counts["skipped"] += 1
         elif person.id in busy:
             invitations.append(
-                _invitation(campaign.id, person.id, channel, "waiting", "in another survey", now)
+                _invitation(
+                    campaign.id,
+                    person.id,
+                    channel,
+                    InvitationStatus.WAITING,
+                    "in another survey",
+                    now,
+                )
             )
             counts["waiting"] += 1
         else:
@@ -518,63 +526,38 @@ def _start_many(
     invitations are sent once the caller's unit of work commits."""
     if not starting:
         return []
-    steps = [
-        engine.begin(survey, conversations.context_for(person, settings.org_name))
-        for person, _ in starting
-    ]
-    conv_ids = session.scalars(
-        insert(Conversation.__table__).returning(
-            Conversation.__table__.c.id, sort_by_parameter_order=True
-        ),
+    started = conversations.start_many(
+        session,
+        survey,
+        campaign.survey_version_id,
+        campaign.id,
+        starting,
+        now,
+        settings.org_name,
+    )
+    conv_ids = [conv_id for conv_id, _ in started]
+    message_ids = outbox.add_many(
+        session,
         [
-            {
-                "participant_id": person.id,
-                "survey_version_id": campaign.survey_version_id,
-                "campaign_id": campaign.id,
-                "channel": channel,
-                "status": engine.ACTIVE,
-                "state": step.state.to_json(),
-                "started_at": None,
-                "last_activity_at": now,
-                "completed_at": None,
-            }
-            for (person, channel), step in zip(starting, steps, strict=True)
+            outbox.outgoing(
+                person,
+                channel,
+                render_for(channel, step.prompts, settings.org_name),
+                Kind.INVITATION,
+                campaign_id=campaign.id,
+                conversation_id=conv_id,
+                now=now,
+            )
+            for (person, channel), (conv_id, step) in zip(starting, started, strict=True)
         ],
-    ).all()
-    message_ids = session.scalars(
-        insert(Message.__table__).returning(Message.__table__.c.id, sort_by_parameter_order=True),
-        [
-            {
-                "participant_id": person.id,
-                "conversation_id": conv_id,
-                "campaign_id": campaign.id,
-                "in_reply_to_id": None,
-                "direction": "out",
-                "channel": channel,
-                "kind": "invitation",
-                "address": outbox.address_for(person, channel),
-                "body": render_for(channel, step.prompts, settings.org_name),
-                "provider_id": None,
-                "status": "pending",
-                "error_code": None,
-                "error_message": None,
-                "attempts": 0,
-                "send_after": None,
-                "claimed_at": None,
-                "sent_at": None,
-                "created_at": now,
-                "updated_at": now,
-            }
-            for (person, channel), step, conv_id in zip(starting, steps, conv_ids, strict=True)
-        ],
-    ).all()
+    )
     for (person, channel), conv_id, message_id in zip(starting, conv_ids, message_ids, strict=True):
         invitations.append(
             _invitation(
                 campaign.id,
                 person.id,
                 channel,
-                "invited",
+                InvitationStatus.INVITED,
                 None,
                 now,
                 conversation_id=conv_id,
@@ -582,8 +565,7 @@ def _start_many(
                 invited_at=now,
             )
         )
-    queue_after_commit(session, [(message_id, None) for message_id in message_ids])
-    return list(message_ids)
+    return message_ids
 
 
 def connect() -> None:

@@ -8,11 +8,7 @@ queries per batch, so a 100,000-person panel imports in seconds.
 from __future__ import annotations
 
 import csv
-import hashlib
-import hmac
 import io
-import os
-import secrets
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,10 +17,10 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from bot import channels
-from bot.commands import runtime
 from bot.config import Settings
+from bot.conversations.suppression import suppressed
 from bot.phone import InvalidPhoneNumber, normalise_phone
-from bot.storage.models import ConsentEvent, Participant, Suppression, utcnow
+from bot.storage.models import ConsentEvent, Participant, utcnow
 from bot.storage.status import Consent
 from bot.text import clean_text
 
@@ -88,72 +84,6 @@ class CleanRow:
     external_id: str | None
     given: frozenset[str]  # which fields the row actually set
     language: str | None = None  # en | cy
-
-
-def suppression_key(settings: Settings | None = None) -> bytes:
-    """SUPPRESSION_KEY, or where no channel is on (a laptop) a random key kept in the instance
-    folder, made on first use: such a machine needs no setup, and its hashes still cannot be
-    reversed by someone holding only the database."""
-    settings = settings or runtime.settings()
-    if settings.suppression_key:
-        return settings.suppression_key.encode()
-    path = settings.instance_path / "suppression.key"
-    try:
-        return path.read_bytes().strip()
-    except FileNotFoundError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        # O_EXCL: two processes starting together agree on one key.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_bytes().strip()
-    with os.fdopen(fd, "w") as handle:
-        handle.write(secrets.token_hex(32))
-    return path.read_bytes().strip()
-
-
-def suppression_hash(address: str, key: bytes | None = None) -> str:
-    """Keyed (HMAC-SHA256), so a number cannot be found again by trying every number."""
-    return hmac.new(key or suppression_key(), address.encode(), hashlib.sha256).hexdigest()
-
-
-def legacy_suppression_hash(address: str) -> str:
-    """The unkeyed hash suppressions were written with before SUPPRESSION_KEY existed; read only
-    to re-key such a row the first time its number is seen again (see `suppressed`)."""
-    return hashlib.sha256(f"involve-suppression:{address}".encode()).hexdigest()
-
-
-def suppressed(session: Session, addresses: Iterable[str]) -> set[str]:
-    """Which of these numbers or chat ids belong to an erased person who had opted out.
-
-    A row still carrying the old unkeyed hash is re-keyed when it matches, so the reversible
-    hash does not outlive the next time that number is imported or writes in.
-    """
-    addresses = set(addresses)
-    if not addresses:
-        return set()
-    key = suppression_key()
-    keyed = {suppression_hash(a, key): a for a in addresses}
-    legacy = {legacy_suppression_hash(a): a for a in addresses}
-    found = set()
-    for row in session.scalars(
-        select(Suppression).where(Suppression.address_hash.in_([*keyed, *legacy]))
-    ):
-        if row.address_hash in keyed:
-            found.add(keyed[row.address_hash])
-        else:
-            address = legacy[row.address_hash]
-            found.add(address)
-            if session.scalar(
-                select(Suppression.id).where(
-                    Suppression.address_hash == suppression_hash(address, key)
-                )
-            ):
-                session.delete(row)
-            else:
-                row.address_hash = suppression_hash(address, key)
-    return found
 
 
 def read_csv(text: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -315,6 +245,7 @@ def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
 
 def import_rows(
     session: Session,
+    settings: Settings,
     rows: Iterable[Mapping[str, Any]],
     replace_tags: bool = False,
     source: str = "import",
@@ -353,7 +284,7 @@ def import_rows(
         first_seen.update((k, number) for k in keys)
         cleaned.append(row)
     for chunk in _chunks(cleaned, BATCH):
-        _upsert_chunk(session, chunk, replace_tags, source, report)
+        _upsert_chunk(session, settings, chunk, replace_tags, source, report)
         session.flush()
         if progress:
             progress(len(chunk))
@@ -362,7 +293,12 @@ def import_rows(
 
 
 def _upsert_chunk(
-    session: Session, chunk: list[CleanRow], replace_tags: bool, source: str, report: ImportReport
+    session: Session,
+    settings: Settings,
+    chunk: list[CleanRow],
+    replace_tags: bool,
+    source: str,
+    report: ImportReport,
 ) -> None:
     externals = {r.external_id for r in chunk if r.external_id}
     phones = {r.phone for r in chunk if r.phone}
@@ -381,7 +317,7 @@ def _upsert_chunk(
     by_external = {p.external_id: p for p in found if p.external_id}
     by_phone = {p.phone: p for p in found if p.phone}
     by_chat = {p.telegram_chat_id: p for p in found if p.telegram_chat_id is not None}
-    opted_out_then_erased = suppressed(session, [*phones, *(str(c) for c in chats)])
+    opted_out_then_erased = suppressed(session, settings, [*phones, *(str(c) for c in chats)])
     answered_themselves = _own_recontact_answers(session, [p.id for p in found])
     consent: list[dict[str, Any]] = []
     now = utcnow()

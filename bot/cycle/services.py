@@ -21,8 +21,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bot import conversations, privacy
+from bot.channels.base import LinkError
 from bot.config import Settings
-from bot.conversations import inbox
+from bot.conversations import inbox, links
 from bot.cycle import campaigns, exports, panel, progress
 from bot.cycle import feedback as fb
 from bot.cycle.refusals import Refused
@@ -101,6 +102,7 @@ def _question(question: Question) -> dict[str, Any]:
 
 def import_json(
     database: Database,
+    settings: Settings,
     body: Any,
     *,
     replace_tags: bool = False,
@@ -110,11 +112,14 @@ def import_json(
     """`{"participants": [...]}`: how many were created, changed and already up to date, and
     each bad row with its number (from 1)."""
     request = ImportRequest.parse(body)
-    return _import(database, request.participants, [], 1, replace_tags, source, None, actor)
+    return _import(
+        database, settings, request.participants, [], 1, replace_tags, source, None, actor
+    )
 
 
 def import_csv(
     database: Database,
+    settings: Settings,
     data: bytes | str,
     *,
     replace_tags: bool = False,
@@ -133,11 +138,12 @@ def import_csv(
     rows, problems = panel.read_csv(data)
     if started:
         started(len(rows))
-    return _import(database, rows, problems, 2, replace_tags, source, progress, actor)
+    return _import(database, settings, rows, problems, 2, replace_tags, source, progress, actor)
 
 
 def _import(
     database: Database,
+    settings: Settings,
     rows: list[Any],
     problems: list[dict[str, Any]],
     first_row: int,
@@ -149,6 +155,7 @@ def _import(
     with database.session() as session:
         report = panel.import_rows(
             session,
+            settings,
             rows,
             replace_tags=replace_tags,
             source=source,
@@ -199,7 +206,9 @@ def subject_access(database: Database, key: str, actor: str) -> dict[str, Any]:
     return data
 
 
-def erase(database: Database, redis: Redis | None, key: str, actor: str) -> dict[str, Any]:
+def erase(
+    database: Database, settings: Settings, redis: Redis | None, key: str, actor: str
+) -> dict[str, Any]:
     """Erase one person's personal data (answers stay as anonymous counts), then their
     addresses in rq's job history. `redis_cleaned` is False when Redis could not be reached:
     that history expires on its own (rq's result TTL)."""
@@ -208,7 +217,7 @@ def erase(database: Database, redis: Redis | None, key: str, actor: str) -> dict
         number = person.id
         addresses = privacy.addresses_of(person)
         recordings = privacy.recordings_of(session, person)
-        removed = privacy.erase(session, person)
+        removed = privacy.erase(session, settings, person)
         removed["recordings"] = len(recordings)
         audit.record(session, actor, "erasure", f"participant {number}", **removed)
     cleaned = False
@@ -248,24 +257,22 @@ def issue_telegram_link(
 ) -> dict[str, Any]:
     """A single-use deep link that joins the person's Telegram chat to them when tapped; only
     a hash of its code is kept, so this is the one time it can be shown."""
-    from bot.channels.telegram import links
-
     days = TelegramLinkRequest.parse(request if request is not None else {}).days
     try:
-        username = links.bot_username(settings)
-    except links.LinkError as exc:
+        prefix = links.link_prefix(settings)
+    except LinkError as exc:
         raise Refused(str(exc), 409) from None
     with database.session() as session:
         person = _person(session, key)
         try:
             issued = links.issue(session, person, days=days)
-        except links.LinkError as exc:
+        except LinkError as exc:
             raise Refused(str(exc)) from None
         external_id = person.external_id
     return {
         "participant": issued.participant_id,
         "external_id": external_id,
-        "link": issued.link(username),
+        "link": issued.link(prefix),
         "expires_at": issued.expires_at.isoformat(),
     }
 
@@ -275,15 +282,14 @@ def telegram_link_sheet(
 ) -> list[list[str]]:
     """Links for a panel mail-out (everyone not yet in Telegram, or with any of `tags`): CSV
     rows, a header first."""
-    from bot.channels.telegram import links
-
     days = TelegramLinkRequest.parse({"days": days}).days
     try:
-        username = links.bot_username(settings)
-    except links.LinkError as exc:
+        prefix = links.link_prefix(settings)
+    except LinkError as exc:
         raise Refused(str(exc), 409) from None
     with database.session() as session:
-        return links.panel_links(session, username, tags=tags, days=days)
+        rows = links.panel_links(session, prefix, tags=tags, days=days)
+    return [[exports.defuse(cell) for cell in row] for row in rows]
 
 
 # --- campaigns ---------------------------------------------------------------------------

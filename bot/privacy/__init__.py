@@ -13,7 +13,8 @@ from sqlalchemy import ColumnElement, and_, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from bot import channels, conversations, engine
-from bot.cycle.panel import suppression_hash
+from bot.config import Settings
+from bot.conversations.suppression import suppression_hash, suppression_key
 from bot.storage.models import (
     Answer,
     Campaign,
@@ -188,7 +189,7 @@ def subject_access(session: Session, person: Participant) -> dict[str, Any]:
     }
 
 
-def erase(session: Session, person: Participant) -> dict[str, int]:
+def erase(session: Session, settings: Settings, person: Participant) -> dict[str, int]:
     """Remove the person's personal data everywhere; keep only anonymous answers for the counts.
 
     The participant row stays as an empty tombstone so counts still add up. Closed answers keep
@@ -199,10 +200,11 @@ def erase(session: Session, person: Participant) -> dict[str, int]:
     """
     now = utcnow()
     if person.opted_out:
+        key = suppression_key(settings)
         for address in filter(
             None, [person.phone, str(person.telegram_chat_id) if person.telegram_chat_id else None]
         ):
-            digest = suppression_hash(address)
+            digest = suppression_hash(address, key)
             if (
                 session.scalar(select(Suppression.id).where(Suppression.address_hash == digest))
                 is None

@@ -1,6 +1,6 @@
 """Twilio's REST API: the one place texts (and calls) are handed over.
 
-Failures are classified here (see `bot.sending.errors`); nothing else looks at Twilio's error codes.
+Failures are classified here (see `bot.providers.errors`); nothing else looks at Twilio's error codes.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from twilio.http import HttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
-from bot.channels.base import Handed, Outgoing
 from bot.config import Settings
-from bot.sending.errors import (
+from bot.providers.base import Handed, Outgoing
+from bot.providers.errors import (
     ChannelOff,
     PermanentError,
     RecipientOptedOut,

@@ -1,8 +1,32 @@
-"""Message status: moves only forward, whatever order the provider's callbacks arrive in."""
+"""The one status writer: what a provider says became of a message we sent.
+
+A status moves only forward, whatever order the provider's callbacks arrive in. A callback is
+applied here and only here (`record`): the person's lock first, as every writer of a person's
+data takes it, then the message's; the status moves on; a channel's declared "try again after
+X" (`Channel.retry_policy`) makes the next try; an unsubscribe at the carrier opts the person
+out. Provider endpoints (`webhooks/`) only read the callback into a `StatusReport`.
+"""
 
 from __future__ import annotations
 
-from bot.storage.models import Message, utcnow
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from bot import channels, conversations
+from bot.channels.base import RetryPolicy
+from bot.config import Settings
+from bot.providers.errors import RecipientOptedOut, SendError, TemporaryError
+from bot.sending import outbox, pacing
+from bot.storage.db import Database
+from bot.storage.models import Invitation, Message, Participant, utcnow
+from bot.storage.status import Direction, Outbound
+
+log = logging.getLogger(__name__)
 
 # Our statuses, by how far along they are. Final ones never change again.
 RANK = {
@@ -55,3 +79,130 @@ def advance(
         message.error_message = error_message
     message.updated_at = utcnow()
     return True
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    """A provider's status callback, as its endpoint read it."""
+
+    provider: str  # who said so, for the consent log: "Twilio"
+    provider_id: str  # the provider's id for the message (or call)
+    status: str  # ours (a key of RANK)
+    raw_status: str  # the provider's own word ("no-answer"), for a channel's retry policy
+    error_code: str | None = None
+    error_text: str | None = None
+    message_id: int | None = None  # our row id, where the callback URL carries it
+
+
+def record(
+    database: Database,
+    settings: Settings,
+    report: StatusReport,
+    classify: Callable[[str | None], SendError | None],
+) -> bool:
+    """Apply a status callback; False when no message of ours is the one it is about.
+    `classify` turns the provider's error code into the error tree (`bot.providers.errors`)."""
+    opted_out_person: int | None = None
+    with database.session() as session:
+        found = _find(session, report.message_id, report.provider_id, lock=False)
+        if found is None:
+            return False  # not ours, or already erased: nothing to update
+        # The person's lock first, as every writer of a person's data takes it (a retry,
+        # below, writes to their invitations and the outbox); then the message's.
+        if found.participant_id is not None:
+            conversations.lock_person(session, found.participant_id)
+        message = _find(session, report.message_id, report.provider_id, lock=True)
+        if message is None:
+            return False
+        message.provider_id = message.provider_id or report.provider_id
+        if message.status in (Outbound.PENDING, Outbound.CLAIMED):
+            # The callback beat the sender's own write: the provider has it, so it was handed over.
+            message.status = Outbound.PENDING
+        moved = advance(message, report.status, report.error_code, report.error_text)
+        if moved and message.channel in channels.NAMES:
+            policy = channels.get(message.channel).retry_policy(settings)
+            if policy is not None:
+                try_again(session, message, report.raw_status, policy, classify)
+        if isinstance(classify(report.error_code), RecipientOptedOut) and message.participant_id:
+            opted_out_person = message.participant_id
+    if opted_out_person is not None:
+        # After the message's transaction: the person's lock is always taken first.
+        conversations.opt_out_by_carrier(
+            database, opted_out_person, f"{report.provider} {report.error_code}"
+        )
+    return True
+
+
+def _find(session: Session, message_id: int | None, sid: str, lock: bool) -> Message | None:
+    """Our outbound message a callback is about: by the row id we put in its URL, else by
+    the provider's id."""
+    message = None
+    if message_id is not None:
+        message = session.get(Message, message_id, with_for_update=lock, populate_existing=lock)
+        if message is not None and (
+            message.direction != Direction.OUT or message.provider_id not in (None, sid)
+        ):
+            message = None
+    if message is None:
+        query = select(Message).where(
+            Message.direction == Direction.OUT, Message.provider_id == sid
+        )
+        message = session.scalar(query.with_for_update() if lock else query)
+    return message
+
+
+def _worth_again(
+    policy: RetryPolicy,
+    message: Message,
+    raw_status: str,
+    classify: Callable[[str | None], SendError | None],
+) -> bool:
+    if raw_status in policy.statuses:
+        return True
+    if raw_status == "failed" and policy.passing_failures:
+        # Failed for good (a bad number) is never tried again; only a passing failure is.
+        return message.error_code is None or isinstance(
+            classify(message.error_code), TemporaryError
+        )
+    return False
+
+
+def try_again(
+    session: Session,
+    message: Message,
+    raw_status: str,
+    policy: RetryPolicy,
+    classify: Callable[[str | None], SendError | None],
+    now: datetime | None = None,
+) -> Message | None:
+    """The next try of new contact that did not get through, on the channel's schedule, as a
+    new outbox row; None when the policy says no more. The caller holds the person's lock."""
+    if message.kind not in pacing.NEW_CONTACT or not _worth_again(
+        policy, message, raw_status, classify
+    ):
+        return None
+    now = now or utcnow()
+    tries = max(message.attempts, 1)  # tries made for this message so far
+    person = session.get(Participant, message.participant_id) if message.participant_id else None
+    if tries > len(policy.schedule) or person is None or person.opted_out:
+        message.error_message = f"not reached after {tries} {policy.tries} ({raw_status})"
+        return None
+    again = outbox.add(
+        session,
+        person,
+        message.channel,
+        message.body or "",
+        message.kind,
+        campaign_id=message.campaign_id,
+        conversation_id=message.conversation_id,
+        send_after=now + policy.schedule[tries - 1],
+    )
+    again.attempts = message.attempts  # the next claim makes it one more try
+    message.status = Outbound.CANCELLED
+    message.error_message = f"{raw_status}: {policy.again} as message {again.id}"
+    message.updated_at = now
+    # The invitation follows its latest try, so campaign counts see one row per person.
+    for column in (Invitation.message_id, Invitation.reminder_message_id):
+        session.execute(update(Invitation).where(column == message.id).values({column: again.id}))
+    log.info("message %s not through (%s); trying again as %s", message.id, raw_status, again.id)
+    return again

@@ -31,8 +31,8 @@ from bot.commands import runtime
 from bot.config import Settings
 from bot.conversations import inbox
 from bot.logmask import mask_phones
+from bot.providers.errors import RecipientOptedOut, SendError, TemporaryError
 from bot.sending import delivery, outbox, pacing
-from bot.sending.errors import RecipientOptedOut, SendError, TemporaryError
 from bot.storage.db import Database
 from bot.storage.models import ConsentEvent, Message, Participant, utcnow
 from bot.storage.status import CampaignStatus, Consent, Direction, InvitationStatus, Kind, Outbound
@@ -84,6 +84,12 @@ def delete_call_recordings(recording_ids: list[str]) -> int:
     from bot.channels.voice.sender import delete_recordings
 
     return delete_recordings(runtime.settings(), recording_ids)
+
+
+def clear_keyboard(channel: str, chat_id: int, message_id: int) -> bool:
+    """The buttons off a message once one of them was pressed (Telegram)."""
+    sender = channels.get(channel).sender(runtime.settings())
+    return sender.clear_keyboard(chat_id, message_id)  # type: ignore[attr-defined]
 
 
 def fan_out_job(campaign_id: int) -> dict[str, int]:

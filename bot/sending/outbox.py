@@ -1,7 +1,8 @@
 """The outbox: every outbound message is a row first, then an rq job carrying its id.
 
-`add` writes the row inside the caller's unit of work and queues it for after the commit; the
-unit of work (`bot.storage.db.Database.session`) then calls `dispatch`, so a job never runs before its
+`add` (one row) and `add_many` (a campaign's invitations, in one statement) write rows made by
+one function, `outgoing`, inside the caller's unit of work and queue them for after the commit;
+the unit of work (`bot.storage.db.Database.session`) then calls `dispatch`, so a job never runs before its
 row exists and no caller enqueues by hand. If Redis loses the job, the reconciler finds the row
 still pending and enqueues it again.
 """
@@ -10,20 +11,60 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 
 from redis import Redis
 from rq import Queue
+from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from bot import channels
 from bot.storage.db import queue_after_commit
 from bot.storage.models import Message, Participant, utcnow
+from bot.storage.status import Direction, Outbound
 
 QUEUE = "involve"
 
 
 def address_for(person: Participant, channel: str) -> str | None:
     return channels.get(channel).address_of(person)
+
+
+def outgoing(
+    person: Participant,
+    channel: str,
+    body: str,
+    kind: str,
+    *,
+    campaign_id: int | None = None,
+    conversation_id: int | None = None,
+    send_after: datetime | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """An outbound row, pending, addressed as the channel addresses this person: the one
+    shape every message we send starts as."""
+    now = now or utcnow()
+    return {
+        "participant_id": person.id,
+        "conversation_id": conversation_id,
+        "campaign_id": campaign_id,
+        "in_reply_to_id": None,
+        "direction": Direction.OUT,
+        "channel": channel,
+        "kind": kind,
+        "address": address_for(person, channel),
+        "body": body,
+        "provider_id": None,
+        "status": Outbound.PENDING,
+        "error_code": None,
+        "error_message": None,
+        "attempts": 0,
+        "send_after": send_after,
+        "claimed_at": None,
+        "sent_at": None,
+        "created_at": now,
+        "updated_at": now,
+    }
 
 
 def add(
@@ -37,24 +78,34 @@ def add(
     conversation_id: int | None = None,
     send_after: datetime | None = None,
 ) -> Message:
+    """One message to send, as an ORM row (its caller may change it before the commit)."""
     message = Message(
-        participant_id=person.id,
-        conversation_id=conversation_id,
-        campaign_id=campaign_id,
-        direction="out",
-        channel=channel,
-        kind=kind,
-        address=address_for(person, channel),
-        body=body,
-        status="pending",
-        send_after=send_after,
-        attempts=0,
-        created_at=utcnow(),
+        **outgoing(
+            person,
+            channel,
+            body,
+            kind,
+            campaign_id=campaign_id,
+            conversation_id=conversation_id,
+            send_after=send_after,
+        )
     )
     session.add(message)
     session.flush()
     queue_after_commit(session, [(message.id, send_after)])
     return message
+
+
+def add_many(session: Session, rows: list[dict[str, Any]]) -> list[int]:
+    """Many messages to send (rows made by `outgoing`), in one statement: their ids, in order."""
+    if not rows:
+        return []
+    ids = session.scalars(
+        insert(Message.__table__).returning(Message.__table__.c.id, sort_by_parameter_order=True),
+        rows,
+    ).all()
+    queue_after_commit(session, [(i, row["send_after"]) for i, row in zip(ids, rows, strict=True)])
+    return list(ids)
 
 
 def queue(redis: Redis) -> Queue:

@@ -68,6 +68,7 @@ def import_people() -> Any:
             try:
                 report = services.import_csv(
                     runtime.database(),
+                    runtime.settings(),
                     data,
                     replace_tags=replace_tags,
                     source="console",
@@ -315,7 +316,11 @@ def erase(person_id: int) -> Any:
         else:
             try:
                 removed = services.erase(
-                    runtime.database(), _redis_or_none(), f"id:{person_id}", _actor()
+                    runtime.database(),
+                    runtime.settings(),
+                    _redis_or_none(),
+                    f"id:{person_id}",
+                    _actor(),
                 )
             except Refused as exc:
                 error = exc.message

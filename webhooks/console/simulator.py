@@ -23,6 +23,7 @@ from bot.channels.voice.simulate import answer as voice_answer
 from bot.channels.voice.simulate import ring as voice_ring
 from bot.commands import simulate as sim
 from bot.config import Settings
+from bot.conversations.gateway import Gateway
 from bot.engine import Prompt
 from bot.scripts.survey import Survey
 from bot.storage.db import Database
@@ -139,7 +140,9 @@ def start(
     )
     play = Play(survey.id, channel, person_id, conversation_id)
     if channels.get(channel).keypad:
-        base, root = voice_ring(CallFlow(database, settings, channels.get(channel)), person_id)
+        base, root = voice_ring(
+            CallFlow(Gateway(database, settings), settings, channels.get(channel)), person_id
+        )
         play.call_sid, play.twiml = base.sid, ET.tostring(root, encoding="unicode")
         play.entries = _heard(root)
         play.ended = root.find("Hangup") is not None
@@ -166,7 +169,7 @@ def send(
         return play
     typed = typed[:MAX_TYPED]
     if channels.get(play.channel).keypad:
-        flow = CallFlow(database, settings, channels.get(play.channel))
+        flow = CallFlow(Gateway(database, settings), settings, channels.get(play.channel))
         base = CallIn(sid=play.call_sid, address="", person_id=play.person_id)
         root = voice_answer(flow, base, ET.fromstring(play.twiml), typed)
         play.entries.append(Entry("you", typed.strip() or "(silence)"))

@@ -14,18 +14,20 @@ from typing import TYPE_CHECKING, Any
 
 from telegram import Update
 
-from bot.channels.base import Channel, InvalidAddress, Sender
+from bot.channels.base import Channel, InvalidAddress, LinkError, Sender
 from bot.channels.telegram import render
 from bot.engine import Inbound, Prompt
+from bot.providers.errors import SendError
 
 if TYPE_CHECKING:
+    from bot.channels.base import Interpret
     from bot.config import Settings
-    from bot.conversations.inbox import Interpret
     from bot.scripts.survey import Question
 
 MAX_CHAT_ID = 2**52  # Telegram promises chat ids fit in 52 bits
 MAX_TEXT = 4096  # Telegram's longest message; anything longer is not from Telegram
-# A deep-link code as `links.new_code` makes them: URL-safe base64, as /start payloads allow.
+# A deep-link code as `bot.conversations.links` makes them: URL-safe base64, as /start
+# payloads allow.
 LINK_CODE = re.compile(r"[A-Za-z0-9_-]{20,64}")
 
 
@@ -60,6 +62,7 @@ def _command_text(message: Any) -> str:
 
 class TelegramChannel(Channel):
     name = "telegram"
+    joins_by_link = True
     title = "Telegram"
     provider_ids_name_the_person = True
     address_field = "telegram_chat_id"
@@ -88,6 +91,24 @@ class TelegramChannel(Channel):
 
         self.require_on(settings)
         return telegram_sender(settings)
+
+    def link_prefix(self, settings: Settings) -> str:
+        """`t.me/<bot>?start=`: the bot's @username is TELEGRAM_BOT_USERNAME, else asked of
+        Telegram."""
+        return f"https://t.me/{self._bot_username(settings)}?start="
+
+    def _bot_username(self, settings: Settings) -> str:
+        if settings.telegram_bot_username:
+            return settings.telegram_bot_username
+        try:
+            me = self.sender(settings).get_me()  # type: ignore[attr-defined]
+        except SendError as exc:
+            raise LinkError(
+                f"set TELEGRAM_BOT_USERNAME, or let us ask Telegram for it ({exc})"
+            ) from None
+        if not me.username:
+            raise LinkError("Telegram did not say the bot's username: set TELEGRAM_BOT_USERNAME")
+        return str(me.username)
 
     def point_webhooks(self, settings: Settings) -> list[str]:
         from bot.channels.telegram.sender import UPDATES, telegram_sender

@@ -35,10 +35,10 @@ from telegram.error import (
 )
 from telegram.request import HTTPXRequest
 
-from bot.channels.base import Handed, Outgoing
 from bot.channels.telegram import render
 from bot.config import Settings
-from bot.sending.errors import (
+from bot.providers.base import Handed, Outgoing
+from bot.providers.errors import (
     ChannelOff,
     PermanentError,
     RecipientOptedOut,
@@ -60,7 +60,7 @@ T = TypeVar("T")
 
 
 def classify(exc: BaseException) -> SendError:
-    """What a Bot API failure means, in the one error tree (`bot.sending.errors`)."""
+    """What a Bot API failure means, in the one error tree (`bot.providers.errors`)."""
     said = str(exc)
     lowered = said.casefold()
     if isinstance(exc, RetryAfter):
@@ -221,10 +221,3 @@ def telegram_sender(settings: Settings) -> TelegramSender:
             _senders.clear()
             sender = _senders[key] = TelegramSender(settings)
         return sender
-
-
-def clear_keyboard_job(chat_id: int, message_id: int) -> bool:
-    """rq job: the buttons off a message once one of them was pressed."""
-    from bot.commands import runtime
-
-    return telegram_sender(runtime.settings()).clear_keyboard(chat_id, message_id)

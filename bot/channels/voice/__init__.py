@@ -10,18 +10,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
 
-from bot.channels.base import Sender
+from bot.channels.base import Core, RetryPolicy, Sender
 from bot.channels.phone_number import PhoneNumberChannel
 from bot.channels.voice import render
+from bot.channels.voice.retry import call_again
 from bot.engine import Inbound, Prompt
 
 if TYPE_CHECKING:
-    from sqlalchemy.orm import Session
-
     from bot.config import Settings
     from bot.scripts.survey import Question
-    from bot.storage.db import Database
-    from bot.storage.models import Message
 
 
 class VoiceChannel(PhoneNumberChannel):
@@ -39,12 +36,8 @@ class VoiceChannel(PhoneNumberChannel):
         self.require_on(settings)
         return call_sender(settings)
 
-    def after_status(
-        self, session: Session, message: Message, raw_status: str, settings: Settings
-    ) -> None:
-        from bot.channels.voice.retry import after_status
-
-        after_status(session, message, raw_status, settings)
+    def retry_policy(self, settings: Settings) -> RetryPolicy:
+        return call_again(settings)
 
     def point_webhooks(self, settings: Settings) -> list[str]:
         from bot.providers.twilio import point_number
@@ -71,7 +64,7 @@ class VoiceChannel(PhoneNumberChannel):
 
     def simulate_play(
         self,
-        database: Database,
+        core: Core,
         settings: Settings,
         participant_id: int,
         read: Callable[[], str | None],
@@ -79,7 +72,7 @@ class VoiceChannel(PhoneNumberChannel):
     ) -> bool:
         from bot.channels.voice.simulate import play
 
-        play(database, settings, self, participant_id, read, write)
+        play(core, settings, self, participant_id, read, write)
         return True
 
     def simulate_parse(self, typed: str, question: Question | None) -> Inbound:

@@ -10,7 +10,8 @@ on under `/webhooks/twilio/voice/`. What a turn needs to remember rides in that 
        text meanwhile) are not applied to the one in front of them now.
     n  silences so far at this prompt: asked again twice, then we keep what we have.
 
-Everything else (where the person is in their survey) is read from the database, so a dropped
+Everything else (where the person is in their survey) is read through the core (`Core.place`:
+a channel never opens a database session itself), so a dropped
 call loses nothing and the next call, either way, resumes at the first unanswered question.
 """
 
@@ -21,21 +22,26 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
-from sqlalchemy import select, update
 from twilio.twiml.voice_response import VoiceResponse
 
-from bot import conversations, engine
-from bot.channels.base import Channel
+from bot import engine
+from bot.channels.base import (
+    DUPLICATE,
+    RETRYING,
+    Channel,
+    Core,
+    Interpret,
+    Outcome,
+    Place,
+    Received,
+)
 from bot.channels.voice import render
 from bot.config import Settings
-from bot.conversations import inbox
 from bot.engine import Ask, Inbound, Prompt, Reply, Say, parsing
 from bot.engine.keywords import Command
 from bot.i18n import N_, t
 from bot.scripts.survey import Question, Survey
-from bot.storage.db import Database
-from bot.storage.models import Answer, Conversation, Message, Participant, utcnow
-from bot.storage.status import Direction, Kind
+from bot.storage.status import Kind
 
 log = logging.getLogger(__name__)
 
@@ -281,66 +287,6 @@ def feedback_turn(settings: Settings, body: str, message_id: int) -> str:
     return str(turn)
 
 
-# --- where the person is -------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Where:
-    person_id: int
-    opted_out: bool
-    survey: Survey | None = None
-    conversation_id: int | None = None
-    question: Question | None = None
-    context: Mapping[str, object] = field(default_factory=dict)
-
-    def prompt(self) -> Ask | None:
-        if self.survey is None or self.question is None:
-            return None
-        return engine.ask(self.survey, self.question, self.context)
-
-    @property
-    def at_start(self) -> bool:
-        if self.survey is None or self.question is None:
-            return False
-        first = engine.next_question(self.survey, None, {})
-        return first is not None and first.id == self.question.id
-
-
-def where(
-    database: Database,
-    settings: Settings,
-    channel: Channel,
-    address: str | None = None,
-    person_id: int | None = None,
-) -> Where | None:
-    """The person and their survey in progress, read without changing anything."""
-    with database.session() as session:
-        if person_id is not None:
-            person = session.get(Participant, person_id)
-        else:
-            person = conversations.person_at(session, channel, address or "")
-        if person is None or person.erased_at is not None:
-            return None
-        conv = session.scalar(
-            select(Conversation).where(
-                Conversation.participant_id == person.id, Conversation.status == engine.ACTIVE
-            )
-        )
-        context = conversations.context_for(person, settings.org_name)
-        if conv is None or engine.is_expired(conv.last_activity_at, utcnow()):
-            return Where(person.id, person.opted_out, context=context)
-        survey = conversations.survey_for(session, conv.survey_version_id)
-        question_id = conv.state.get("question_id")
-        return Where(
-            person.id,
-            person.opted_out,
-            survey,
-            conv.id,
-            survey.question(question_id) if question_id else None,
-            {**context, "answered": conv.state.get("answered") or {}},  # for piped answers
-        )
-
-
 # --- the turns -----------------------------------------------------------------------------
 
 
@@ -349,12 +295,12 @@ class CallFlow:
 
     def __init__(
         self,
-        database: Database,
+        core: Core,
         settings: Settings,
         channel: Channel,
         inbound_survey: Survey | None = None,
     ):
-        self.database = database
+        self.core = core
         self.settings = settings
         self.channel = channel
         self.inbound_survey = inbound_survey
@@ -363,23 +309,23 @@ class CallFlow:
     def org(self) -> str:
         return self.settings.org_name
 
-    def _where(self, call: CallIn) -> Where | None:
+    def _where(self, call: CallIn) -> Place | None:
         if call.person_id is not None:
-            return where(self.database, self.settings, self.channel, person_id=call.person_id)
-        return where(self.database, self.settings, self.channel, address=call.address)
+            return self.core.place(self.channel, person_id=call.person_id)
+        return self.core.place(self.channel, address=call.address)
 
     def _submit(
         self,
         call: CallIn,
         step: int,
         text: str,
-        inbound: inbox.Interpret,
+        inbound: Interpret,
         keywords: Mapping[str, Survey] | None = None,
-    ) -> inbox.Outcome:
+    ) -> Outcome:
         if not call.address and call.person_id is None:
             # A withheld number: there is nobody to keep this for, and nothing is stored.
-            return inbox.Outcome(inbox.DUPLICATE)
-        received = inbox.Received(
+            return Outcome(DUPLICATE)
+        received = Received(
             channel=self.channel.name,
             text=text,
             inbound=inbound,
@@ -387,13 +333,13 @@ class CallFlow:
             provider_id=f"{call.sid}:{step}",
             participant_id=call.person_id,
         )
-        return inbox.receive(self.database, self.settings, received, keywords=keywords)
+        return self.core.receive(received, keywords=keywords)
 
-    def _after(self, call: CallIn, outcome: inbox.Outcome, step: int) -> str:
-        if outcome.status == inbox.DUPLICATE:
+    def _after(self, call: CallIn, outcome: Outcome, step: int) -> str:
+        if outcome.status == DUPLICATE:
             # Seen before: say what comes next from the stored state, as the first time did.
             return self._current(call, step + 1)
-        if outcome.status == inbox.RETRYING:
+        if outcome.status == RETRYING:
             return Turn(self.settings).end(
                 [
                     N_("Sorry, something went wrong on our side."),
@@ -438,36 +384,24 @@ class CallFlow:
             )
         if message_id is None:
             return self._opening(call, self._where(call), outbound=False)
-        with self.database.session() as session:
-            message = session.get(Message, message_id)
-            found = (
-                None
-                if message is None
-                or message.channel != self.channel.name
-                or message.direction != Direction.OUT
-                else (message.kind, message.body or "", message.participant_id)
-            )
-        if found is None:
+        message = self.core.sent_message(message_id)
+        if message is None or message.channel != self.channel.name or not message.outbound:
             return Turn(self.settings).end(
                 [f"Hello, this is {self.org}.", N_("Sorry, this call was made in error."), GOODBYE]
             )
-        kind, body, person_id = found
         if call.answered_by in MACHINE:
             return machine_turn(self.settings)  # never the survey, to a machine
-        if kind == Kind.FEEDBACK:
-            return feedback_turn(self.settings, body, message_id)
-        here = (
-            where(self.database, self.settings, self.channel, person_id=person_id)
-            if person_id is not None
-            else None
-        )
+        if message.kind == Kind.FEEDBACK:
+            return feedback_turn(self.settings, message.body, message_id)
+        person_id = message.participant_id
+        here = self.core.place(self.channel, person_id=person_id) if person_id is not None else None
         return self._opening(call, here, outbound=True)
 
     def ring(self, call: CallIn) -> str:
         """A call we placed, answered by a person: the simulator's way in."""
         return self._opening(call, self._where(call), outbound=True)
 
-    def _opening(self, call: CallIn, here: Where | None, outbound: bool, step: int = 1) -> str:
+    def _opening(self, call: CallIn, here: Place | None, outbound: bool, step: int = 1) -> str:
         """The call's first menu. `step` numbers what is pressed next: past 1 when something
         was already stored under an earlier step in this call (a restart)."""
         hello = (
@@ -576,7 +510,7 @@ class CallFlow:
                 return self._opening(call, here, outbound=False, step=step)
             return self.ask(call, step, "carry")
         outcome = self._submit(call, step, "STOP (confirmed on the keypad)", Command.STOP)
-        if outcome.status == inbox.RETRYING:
+        if outcome.status == RETRYING:
             return self._after(call, outcome, step)
         # Confirmed, or confirmed before (a redelivery): the same words either way.
         return Turn(self.settings).end([render.SPOKEN["stopped"]])
@@ -587,7 +521,7 @@ class CallFlow:
         if call.digits != "1" and parsing.simplify(call.speech) not in BEGIN_WORDS:
             return Turn(self.settings, language=self._language(call)).end([GOODBYE])
         outcome = self._submit(call, step, "START (on the keypad)", Command.START)
-        if outcome.status == inbox.RETRYING:
+        if outcome.status == RETRYING:
             return self._after(call, outcome, step)
         # The START is stored under this step: what is pressed next goes under the next one.
         return self._opening(call, self._where(call), outbound=False, step=step + 1)
@@ -701,11 +635,9 @@ class CallFlow:
         if call.digits == render.REPEAT_KEY or (
             call.speech and parsing.simplify(call.speech) in {"repeat", "again"}
         ):
-            with self.database.session() as session:
-                message = session.get(Message, message_id)
-                body = message.body if message is not None else None
-            if body:
-                return feedback_turn(self.settings, body, message_id)
+            message = self.core.sent_message(message_id)
+            if message is not None and message.body:
+                return feedback_turn(self.settings, message.body, message_id)
         return Turn(self.settings).end([N_("Thank you for listening."), GOODBYE])
 
     # POST /webhooks/twilio/voice/transcription
@@ -715,15 +647,10 @@ class CallFlow:
         url = (form.get("RecordingUrl") or "").strip()
         if (form.get("TranscriptionStatus") or "") != "completed" or not words or not url:
             return
-        with self.database.session() as session:
-            session.execute(
-                update(Answer)
-                .where(Answer.question_id == question_id, Answer.raw_text.contains(url))
-                .values(value=words, label=words)
-            )
+        self.core.transcribed(question_id, url, words)
 
 
-def _only_at(question_id: str, inbound: Inbound) -> inbox.Interpret:
+def _only_at(question_id: str, inbound: Inbound) -> Interpret:
     def meaning(question: Question | None) -> Inbound:
         return inbound if question is not None and question.id == question_id else Command.REPEAT
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from bot.channels.base import Handed, Outgoing
 from bot.config import Settings
+from bot.providers.base import Handed, Outgoing
 from bot.providers.twilio import TwilioSender, classify
 
 RING_SECONDS = 40  # long enough for someone to reach the phone from another room

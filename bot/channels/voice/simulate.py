@@ -13,11 +13,9 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from urllib.parse import parse_qs, urlsplit
 
-from bot.channels.base import Channel
+from bot.channels.base import Channel, Core
 from bot.channels.voice.call import BASE, CallFlow, CallIn
 from bot.config import Settings
-from bot.storage.db import Database
-from bot.storage.models import as_id
 
 KEYS = re.compile(r"[0-9*#]+")
 MAX_TURNS = 500  # a script typed in a loop ends rather than spinning for ever
@@ -47,7 +45,7 @@ def follow(flow: CallFlow, base: CallIn, url: str, **said: str) -> str:
         confidence=0.95 if said.get("SpeechResult") else None,
         person_id=base.person_id,
     )
-    step = as_id(query.get("s", "1")) or 1
+    step = int(query["s"]) if query.get("s", "").isdigit() else 1  # our own URLs
     if action == "open":
         return flow.open(call, step, begin=query.get("begin") == "1")
     if action == "ask":
@@ -69,14 +67,14 @@ def follow(flow: CallFlow, base: CallIn, url: str, **said: str) -> str:
 
 
 def play(
-    database: Database,
+    core: Core,
     settings: Settings,
     channel: Channel,
     participant_id: int,
     read: Callable[[], str | None],
     write: Callable[[str], None],
 ) -> None:
-    flow = CallFlow(database, settings, channel)
+    flow = CallFlow(core, settings, channel)
     base, root = ring(flow, participant_id)
     for _ in range(MAX_TURNS):
         for line in heard(root):

@@ -7,7 +7,7 @@
         ├── RecipientOptedOut  the person unsubscribed at their carrier (Twilio 21610)
         └── ChannelOff         the channel has no credentials configured
 
-Senders raise these; `bot.sending.jobs` is the one place that decides what each means for the row.
+Senders raise these; `bot.sending.send` is the one place that decides what each means for the row.
 """
 
 from __future__ import annotations

@@ -1,8 +1,10 @@
-"""Deep links that join a Telegram chat to a person we already know.
+"""Deep links that join a chat to a person we already know (Telegram's `t.me/<bot>?start=`).
 
-Staff issue a link per person (`t.me/<bot>?start=<code>`, on paper in a panel mail-out, or by
-email); tapping it sends `/start <code>` from the person's chat, and the chat becomes theirs.
-A code is 128 random bits, single-use and expires; only its SHA-256 is stored.
+Staff issue a link per person (on paper in a panel mail-out, or by email); tapping it sends
+`/start <code>` from the person's chat, and the chat becomes theirs. A code is 128 random bits,
+single-use and expires; only its SHA-256 is stored. A channel that people join this way says so
+(`Channel.link_prefix`); redeeming a code is a write to the person, so it is here in the core,
+with the person's lock first.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot import conversations
+from bot import channels, conversations
+from bot.channels.base import Channel, LinkError
 from bot.config import Settings
 from bot.sending import outbox
 from bot.storage.db import Database
@@ -43,10 +46,6 @@ EXPIRED_TEXT = (
 )
 
 
-class LinkError(Exception):
-    """A link cannot be issued; the message says why."""
-
-
 def code_hash(code: str) -> str:
     return hashlib.sha256(code.encode()).hexdigest()
 
@@ -57,8 +56,8 @@ class Issued:
     code: str
     expires_at: datetime
 
-    def link(self, username: str) -> str:
-        return f"https://t.me/{username}?start={self.code}"
+    def link(self, prefix: str) -> str:
+        return prefix + self.code
 
 
 def issue(
@@ -81,27 +80,23 @@ def issue(
     return Issued(person.id, code, expires)
 
 
-def bot_username(settings: Settings) -> str:
-    """The bot's @username, for links: TELEGRAM_BOT_USERNAME, else asked of Telegram."""
-    if settings.telegram_bot_username:
-        return settings.telegram_bot_username
-    from bot.channels.telegram import TELEGRAM
-    from bot.sending.errors import SendError
+def joining_channel() -> Channel:
+    """The channel people join by a link (the first that offers links)."""
+    for channel in channels.all_channels():
+        if channel.joins_by_link:
+            return channel
+    raise LinkError("no channel joins people by a link")
 
-    try:
-        me = TELEGRAM.sender(settings).get_me()  # type: ignore[attr-defined]
-    except SendError as exc:
-        raise LinkError(
-            f"set TELEGRAM_BOT_USERNAME, or let us ask Telegram for it ({exc})"
-        ) from None
-    if not me.username:
-        raise LinkError("Telegram did not say the bot's username: set TELEGRAM_BOT_USERNAME")
-    return str(me.username)
+
+def link_prefix(settings: Settings) -> str:
+    """The start of every link: the channel's, for these settings (it may ask its provider)."""
+    return joining_channel().link_prefix(settings)
 
 
 def redeem(
     database: Database,
     settings: Settings,
+    channel: Channel,
     chat_id: int,
     code: str,
     provider_id: str,
@@ -112,13 +107,12 @@ def redeem(
     A used or expired code is answered with a short note (through the outbox); an unknown one
     is left to the caller, since `/start <word>` may be a survey's keyword instead.
     """
-    from bot.channels.telegram import TELEGRAM
-
     now = now or utcnow()
+    address_column = getattr(Participant, channel.address_field)
     with database.session() as session:
         seen = session.scalar(
             select(Message.id).where(
-                Message.channel == TELEGRAM.name,
+                Message.channel == channel.name,
                 Message.direction == Direction.IN,
                 Message.provider_id == provider_id,
             )
@@ -138,52 +132,49 @@ def redeem(
         if person is None or link is None or person.erased_at is not None:
             return UNKNOWN
         if link.used_at is not None:
-            if person.telegram_chat_id == chat_id:
+            if getattr(person, channel.address_field) == chat_id:
                 return SAME  # they tapped their link again: nothing to do, nothing to say
-            _note(session, settings, chat_id, USED_TEXT)
+            _note(session, settings, channel, chat_id, USED_TEXT)
             return USED
         if link.expires_at <= now:
-            _note(session, settings, chat_id, EXPIRED_TEXT)
+            _note(session, settings, channel, chat_id, EXPIRED_TEXT)
             return EXPIRED
         holder = session.scalar(
             select(Participant)
-            .where(Participant.telegram_chat_id == chat_id, Participant.id != person.id)
+            .where(address_column == chat_id, Participant.id != person.id)
             .with_for_update()
         )
         if holder is not None:
             # The chat wrote to us before it was linked (a plain /start): it was a stranger,
             # and is this person now. What the stranger sent stays on its own record.
-            holder.telegram_chat_id = None
+            setattr(holder, channel.address_field, None)
             session.flush()
-        person.telegram_chat_id = chat_id
-        person.channel = TELEGRAM.name  # they chose Telegram: invitations and feedback go there
+        setattr(person, channel.address_field, chat_id)
+        person.channel = channel.name  # they chose it: invitations and feedback go there
         link.used_at = now
         return LINKED
 
 
-def _note(session: Session, settings: Settings, chat_id: int, text: str) -> None:
-    from bot.channels.telegram import TELEGRAM
-
-    person = conversations.lock_person_at(session, TELEGRAM, str(chat_id))
+def _note(session: Session, settings: Settings, channel: Channel, chat_id: int, text: str) -> None:
+    person = conversations.lock_person_at(session, settings, channel, str(chat_id))
     if not person.opted_out:
-        outbox.add(session, person, TELEGRAM.name, text.format(org=settings.org_name), Kind.REPLY)
+        outbox.add(session, person, channel.name, text.format(org=settings.org_name), Kind.REPLY)
 
 
 def panel_links(
     session: Session,
-    username: str,
+    prefix: str,
     tags: tuple[str, ...] = (),
     days: float = DEFAULT_DAYS,
     now: datetime | None = None,
 ) -> list[list[str]]:
-    """A link for everyone who could join by Telegram and has not (no chat yet, not opted out,
-    not erased), with any of these tags: rows for a mail-out, with a header row first."""
-    from bot.cycle.exports import defuse
-
+    """A link for everyone who could join by link and has not (no chat yet, not opted out,
+        not erased), with any of these tags: rows for a mail-out, with a header row first (as
+    stored: whoever writes them to a file defuses them)."""
     query = (
         select(Participant)
         .where(
-            Participant.telegram_chat_id.is_(None),
+            getattr(Participant, joining_channel().address_field).is_(None),
             Participant.opted_out.is_(False),
             Participant.erased_at.is_(None),
         )
@@ -197,9 +188,9 @@ def panel_links(
         rows.append(
             [
                 str(person.id),
-                defuse(person.external_id or ""),
-                defuse(person.name or ""),
-                issued.link(username),
+                person.external_id or "",
+                person.name or "",
+                issued.link(prefix),
                 issued.expires_at.isoformat(),
             ]
         )
