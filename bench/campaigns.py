@@ -150,7 +150,7 @@ def bench_launch(workdir: Path) -> list[str]:
             report.append("MISSED: launch rate or count")
 
         # SEND_RATE=20: the pace is held.
-        from bot.sending import outbox
+        from bot.conversations import outbox
         from bot.storage.models import Message
 
         runtime.configure(settings.with_overrides(send_rate=20.0))

@@ -9,10 +9,10 @@ from rq.registry import ScheduledJobRegistry
 from sqlalchemy import select
 
 from bot.channels import Outgoing
-from bot.commands import runtime
+from bot.commands import jobs, runtime
 from bot.config import parse_quiet_hours
 from bot.cycle import campaigns, reminders
-from bot.sending import jobs
+from bot.sending import send
 from bot.storage.models import Invitation, Message, Participant, utcnow
 from tests.conftest import ADMIN, PUBLIC, run_worker
 from tests.fakes import post_twilio, sms_params
@@ -554,8 +554,8 @@ def test_the_reminder_is_scheduled_for_when_it_is_due(client, database, redis_co
         for job_id in registry.get_job_ids()
     )
     assert [name for _, name in due] == [
-        "bot.sending.jobs.fan_out_job",
-        "bot.cycle.reminders.send_reminders_job",
+        "bot.commands.jobs.fan_out",
+        "bot.commands.jobs.send_reminders",
     ]
     assert abs((due[0][0] - start).total_seconds()) < 2
     assert abs((due[1][0] - (start + timedelta(hours=24))).total_seconds()) < 2
@@ -638,14 +638,14 @@ def test_a_campaign_resumes_after_redis_restarts_empty_mid_send(
             select(Message.id).where(Message.kind == "invitation").order_by(Message.id)
         ).all()
     assert len(ids) == 30
-    jobs.send_batch(db, redis_conn, app_settings, ids[:10])  # ten went out
+    send.send_batch(db, redis_conn, app_settings, ids[:10])  # ten went out
     # The eleventh was handed to Twilio, then the worker died before it wrote that down.
-    sent = jobs._Planned(ids[10], "sms", "", "", "invitation", 0)
+    sent = send._Planned(ids[10], "sms", "", "", "invitation", 0)
     with database.session() as session:
         row = session.get(Message, ids[10])
         sent.address, sent.body = row.address, row.body
-    assert jobs._claim(db, ids[10])
-    jobs._sender(app_settings, "sms").send(Outgoing(ids[10], sent.address, sent.body, "invitation"))
+    assert send._claim(db, ids[10])
+    send._sender(app_settings, "sms").send(Outgoing(ids[10], sent.address, sent.body, "invitation"))
     redis_conn.flushdb()  # and Redis restarted empty: the jobs for the rest are gone
     assert len(twilio_fake.sends()) == 11
     later = utcnow() + timedelta(minutes=2)

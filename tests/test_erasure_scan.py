@@ -170,7 +170,7 @@ def test_erasure_removes_rq_records_that_quote_the_number(client, redis_conn, tw
     ).json["id"]
     client.post(f"/admin/api/campaigns/{campaign}/launch", headers=ADMIN)
     run_worker(redis_conn)
-    # Send jobs keep no result in Redis (result_ttl=0, bot/sending/outbox.py), so Twilio's error text
+    # Send jobs keep no result in Redis (result_ttl=0, bot/conversations/outbox.py), so Twilio's error text
     # naming the number is not there to begin with; whatever else is, erasure must leave none.
     assert (
         client.delete(f"/admin/api/participants/ext:{EXTERNAL}", headers=ADMIN).status_code == 200

@@ -336,7 +336,7 @@ def test_a_failed_job_keeps_no_quoted_row_in_redis_or_the_worker_log(
     from rq.job import Job
 
     from bot import logmask
-    from bot.sending import outbox
+    from bot.conversations import outbox
     from tests.conftest import run_worker
 
     _postgresql_only(database)
@@ -362,7 +362,8 @@ def test_a_failed_job_keeps_no_quoted_row_in_redis_or_the_worker_log(
 
 
 def test_a_failed_send_logs_a_masked_number(app_settings, database, twilio_fake, caplog):
-    from bot.sending import jobs, outbox
+    from bot.commands import jobs
+    from bot.conversations import outbox
     from tests.fakes import Scripted
 
     twilio_fake.script.append(
@@ -386,7 +387,7 @@ def test_a_failed_send_logs_a_masked_number(app_settings, database, twilio_fake,
 def test_send_jobs_leave_no_message_text_or_number_in_redis(
     app_settings, database, redis_conn, twilio_fake
 ):
-    from bot.sending import outbox
+    from bot.conversations import outbox
     from tests.conftest import run_worker
     from tests.fakes import Scripted
 

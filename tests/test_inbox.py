@@ -8,10 +8,9 @@ from sqlalchemy import create_engine, func, select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.pool import NullPool
 
-from bot.commands import runtime
+from bot.commands import jobs, runtime
 from bot.conversations import inbox
 from bot.engine import Reply
-from bot.sending import jobs
 from bot.storage.models import Answer, Conversation, Message, Participant
 from tests.conftest import ADMIN, PUBLIC, run_worker
 from tests.fakes import post_twilio, sms_params

@@ -16,10 +16,10 @@ from bot.channels.telegram import render as telegram
 from bot.channels.voice import render as voice
 from bot.config import load_settings
 from bot.conversations import inbox
+from bot.cycle.lint import lint_file
 from bot.cycle.panel import RowError, clean
 from bot.engine import Ask, Reply
 from bot.engine.keywords import Command, classify
-from bot.scripts.lint import lint_file
 from bot.scripts.survey import load_file, load_text
 from bot.storage.models import Answer, Participant
 from tests.conftest import CONVERSATIONS

@@ -3,7 +3,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from bot.commands.cli import main
-from bot.scripts.lint import lint_file, reachable_questions
+from bot.cycle.lint import lint_file, reachable_questions
 from bot.scripts.survey import load_text
 from tests.conftest import CONVERSATIONS
 

@@ -8,9 +8,10 @@ import pytest
 from rq.registry import ScheduledJobRegistry
 from sqlalchemy import select
 
-from bot.commands import runtime
+from bot.commands import jobs, runtime
+from bot.conversations import outbox
 from bot.providers.twilio import _sms_senders
-from bot.sending import jobs, outbox
+from bot.sending import send
 from bot.storage.models import ConsentEvent, Message, Participant, utcnow
 from tests.conftest import app_env, run_worker
 from tests.fakes import FROM_NUMBER, Scripted
@@ -190,7 +191,7 @@ def test_worker_killed_mid_send_neither_loses_nor_doubles(
     assert stuck.status == "claimed" and stuck.provider_id is None
     # Too early to judge: a send may still be under way.
     assert jobs.reconcile_outbox()["settled"] + jobs.reconcile_outbox()["resent"] == 0
-    result = jobs.reconcile_outbox(now=utcnow() + jobs.CLAIM_TIMEOUT + timedelta(seconds=5))
+    result = jobs.reconcile_outbox(now=utcnow() + send.CLAIM_TIMEOUT + timedelta(seconds=5))
     run_worker(redis_conn)
     settled = row(database, message_id)
     created = twilio_fake.created

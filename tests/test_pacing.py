@@ -7,9 +7,9 @@ import time_machine
 from rq.registry import ScheduledJobRegistry
 from sqlalchemy import select
 
-from bot.commands import runtime
+from bot.commands import jobs, runtime
 from bot.config import load_settings, parse_quiet_hours
-from bot.sending import jobs, outbox
+from bot.conversations import outbox
 from bot.sending.pacing import RateLimiter, in_quiet_hours, next_allowed
 from bot.storage.models import Message, Participant
 from tests.conftest import app_env, run_worker

@@ -100,3 +100,37 @@ def test_channel_packages_never_open_a_session_or_write():
                 if WRITERS.match(name)
             ]
     assert offenders == [], "a channel asks the core instead:\n" + "\n".join(offenders)
+
+
+def test_every_job_enqueued_by_name_is_an_entry_point_in_the_one_jobs_module():
+    from bot.commands import jobs
+
+    named = {
+        name
+        for path in [*(ROOT / "bot").rglob("*.py"), *(ROOT / "webhooks").rglob("*.py")]
+        for name in re.findall(r"""["']bot\.commands\.jobs\.(\w+)["']""", path.read_text())
+    }
+    assert {"send_messages", "retry_inbound", "fan_out", "send_reminders"} <= named
+    assert [name for name in sorted(named) if not callable(getattr(jobs, name, None))] == []
+    # Nothing else in the code base is an rq job: the entry points are all in that module.
+    elsewhere = [
+        f"{path.relative_to(ROOT)}:{n}"
+        for path in [*(ROOT / "bot").rglob("*.py"), *(ROOT / "webhooks").rglob("*.py")]
+        if path != ROOT / "bot" / "commands" / "jobs.py"
+        for n, line in enumerate(path.read_text().splitlines(), start=1)
+        if re.match(r"\s*def \w+_job\(", line)
+    ]
+    assert elsewhere == []
+
+
+def test_the_import_layers_hold():
+    """pyproject.toml's [tool.importlinter] contracts (`./dev lint` runs them too): no module
+    imports upward, no channel package writes, and only the registry names a channel."""
+    import subprocess
+    import sys
+
+    lint_imports = Path(sys.executable).with_name("lint-imports")
+    result = subprocess.run(
+        [str(lint_imports), "--no-cache"], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
+    assert result.returncode == 0, result.stdout[-3000:]

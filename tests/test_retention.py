@@ -4,8 +4,8 @@ from rq import Queue
 from sqlalchemy import select
 
 from bot.commands import runtime
+from bot.conversations import outbox
 from bot.privacy import retention
-from bot.sending import outbox
 from bot.storage.models import Answer, AuditEvent, Conversation, Message, utcnow
 from tests.conftest import PUBLIC, run_worker
 from tests.fakes import post_twilio, sms_params
@@ -85,14 +85,22 @@ def test_the_worker_runs_the_purge_once_a_day(client, database, redis_conn, app_
     _answer_a_survey(client)
     runtime.configure(app_settings.with_overrides(retention_days=30))
     today = utcnow()
-    assert retention.enqueue_if_due(redis_conn, today) is True
-    assert retention.enqueue_if_due(redis_conn, today) is False  # one a day, however often asked
+    assert retention.enqueue_if_due(redis_conn, runtime.settings(), today) is True
+    assert (
+        retention.enqueue_if_due(redis_conn, runtime.settings(), today) is False
+    )  # one a day, however often asked
     assert Queue(outbox.QUEUE, connection=redis_conn).count == 1
     run_worker(redis_conn)
-    assert retention.enqueue_if_due(redis_conn, today) is False  # the day's record is kept
-    assert retention.enqueue_if_due(redis_conn, today + timedelta(days=1)) is True
+    assert (
+        retention.enqueue_if_due(redis_conn, runtime.settings(), today) is False
+    )  # the day's record is kept
+    assert (
+        retention.enqueue_if_due(redis_conn, runtime.settings(), today + timedelta(days=1)) is True
+    )
     runtime.configure(app_settings)
-    assert retention.enqueue_if_due(redis_conn, today + timedelta(days=2)) is False  # off
+    assert (
+        retention.enqueue_if_due(redis_conn, runtime.settings(), today + timedelta(days=2)) is False
+    )  # off
 
 
 def test_the_cli_purges_by_hand(client, database, app_settings, monkeypatch):

@@ -2,6 +2,7 @@ from pathlib import Path
 
 import pytest
 
+from bot import channels
 from bot.scripts.survey import SurveyError, load_file, load_text, resolve
 
 GOOD = """
@@ -152,9 +153,9 @@ def test_more_options_than_keys_on_a_phone_load_but_not_for_a_keypad():
     options = "".join(f"      - {{value: o{i}, label: Option {i}}}\n" for i in range(10))
     source = f"id: s\ntitle: t\nquestions:\n  - id: q\n    type: choice\n    ask: Pick\n    options:\n{options}"
     survey = load_text(source, "s.yaml")
-    assert survey.channels() == ("sms", "telegram")
+    assert channels.able_to_carry(survey) == ("sms", "telegram")
     nine = source.replace("      - {value: o9, label: Option 9}\n", "")
-    assert load_text(nine, "s.yaml").channels() == ("sms", "voice", "telegram")
+    assert channels.able_to_carry(load_text(nine, "s.yaml")) == ("sms", "voice", "telegram")
 
 
 def test_missing_file_and_resolve_by_id(tmp_path: Path):

@@ -358,7 +358,7 @@ def test_script_words_read_as_commands():
 
 
 def _queue(database: Database, chat_id: int, body: str, kind: str = "feedback") -> int:
-    from bot.sending import outbox
+    from bot.conversations import outbox
 
     # The app's own database object: its unit of work queues the send job after the commit.
     with runtime.database().session() as session:

@@ -156,8 +156,8 @@ def test_same_message_sid_ten_times_at_once_gives_one_answer_and_one_reply(app, 
 def test_a_failure_while_handling_keeps_the_message_and_a_retry_answers_it(
     client, database, redis_conn, twilio_fake, monkeypatch
 ):
+    from bot.commands import jobs
     from bot.conversations import inbox
-    from bot.sending import jobs
 
     working = inbox._decide
 

@@ -2,7 +2,8 @@ from sqlalchemy import select
 
 from bot.channels import Handed
 from bot.commands import runtime
-from bot.sending import jobs, outbox
+from bot.conversations import outbox
+from bot.sending import send
 from bot.storage.models import Message, Participant
 from tests.conftest import PUBLIC
 from tests.fakes import post_twilio, status_params
@@ -63,8 +64,8 @@ def test_a_callback_that_beats_the_senders_write_is_kept(client, database, app_s
         m = session.get(Message, mid)
         assert (m.status, m.provider_id) == ("sent", "SM999")
     # The sender's own record of the hand-over arrives afterwards and changes nothing back.
-    sent = jobs._Planned(mid, "sms", "+447700900123", "hello", "invitation", 1)
-    jobs._record(runtime.database(), runtime.redis(), [(sent, Handed("SM999", "queued"))])
+    sent = send._Planned(mid, "sms", "+447700900123", "hello", "invitation", 1)
+    send._record(runtime.database(), runtime.redis(), [(sent, Handed("SM999", "queued"))])
     assert status_of(database, mid) == ("sent", None)
 
 

@@ -526,7 +526,7 @@ def test_no_answer_is_called_again_on_the_schedule_then_counted_as_not_reached(
             assert invitation.message_id == retry.id
             # Due now, as if the wait had passed:
             retry.send_after = None
-        from bot.sending.jobs import send_messages
+        from bot.commands.jobs import send_messages
 
         send_messages([retry.id])
         assert len(twilio_fake.calls) == attempt + 1
@@ -551,7 +551,7 @@ def test_a_call_again_is_cancelled_when_they_stop_meanwhile(web, database, redis
         ).all()
         assert first.error_message.startswith("no-answer: called again as message")
         assert (again.status, again.error_message) == ("cancelled", "opted out")
-    from bot.sending.jobs import send_messages
+    from bot.commands.jobs import send_messages
 
     assert send_messages([again.id]) == {again.id: "already cancelled"}
     assert len(twilio_fake.calls) == 1
@@ -708,7 +708,9 @@ def test_every_survey_by_keys_outbound_and_by_speech_inbound_as_by_text(
 def test_a_call_whose_worker_died_mid_send_is_settled_not_placed_twice(
     web, database, redis_conn, twilio_fake
 ):
-    from bot.sending import jobs, outbox
+    from bot.commands import jobs
+    from bot.conversations import outbox
+    from bot.sending import send
     from bot.storage.models import utcnow
 
     web.post("/admin/api/participants", json=PANEL, headers=ADMIN)
@@ -722,9 +724,9 @@ def test_a_call_whose_worker_died_mid_send_is_settled_not_placed_twice(
     from bot.channels.voice.sender import call_sender
 
     placed = call_sender(runtime.settings()).send(
-        jobs.Outgoing(message_id, NUMBER, "Hello.", "notice")
+        send.Outgoing(message_id, NUMBER, "Hello.", "notice")
     )
-    result = jobs.reconcile_outbox(now=utcnow() + jobs.CLAIM_TIMEOUT + timedelta(seconds=5))
+    result = jobs.reconcile_outbox(now=utcnow() + send.CLAIM_TIMEOUT + timedelta(seconds=5))
     assert result["settled"] == 1 and len(twilio_fake.calls) == 1
     with database.session() as session:
         assert session.get(Message, message_id).provider_id == placed.sid
@@ -734,7 +736,7 @@ def test_a_call_again_waits_for_quiet_hours_to_end(
     web, database, redis_conn, twilio_fake, voice_settings
 ):
     from bot.config import parse_quiet_hours
-    from bot.sending import jobs
+    from bot.sending import send
 
     launch_by_call(web, redis_conn)
     status_of(web, twilio_fake.calls[-1], "no-answer")
@@ -742,7 +744,7 @@ def test_a_call_again_waits_for_quiet_hours_to_end(
         again = session.scalars(select(Message).where(Message.status == "pending")).one()
         again.send_after = None
     quiet = voice_settings.with_overrides(quiet_hours=parse_quiet_hours("00:00-23:59"))
-    (outcome,) = jobs.send_batch(database, redis_conn, quiet, [again.id]).values()
+    (outcome,) = send.send_batch(database, redis_conn, quiet, [again.id]).values()
     assert outcome.startswith("held until") and len(twilio_fake.calls) == 1
 
 
@@ -822,8 +824,8 @@ def test_a_key_press_handled_late_never_rings_the_person_back(
 ):
     """Handling a press failed and a job applied it later: the answer is kept, but nobody is
     called back to hear the next question (perhaps at night); the next call resumes there."""
+    from bot.commands import jobs
     from bot.conversations import inbox
-    from bot.sending import jobs
 
     call = begin_inbound(web)
     working = inbox._decide

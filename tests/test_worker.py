@@ -11,7 +11,7 @@ def reconcilers_queued(redis) -> int:
     return sum(
         1
         for job in Queue("involve", connection=redis).get_jobs()
-        if job.func_name == "bot.sending.jobs.reconcile_outbox"
+        if job.func_name == "bot.commands.jobs.reconcile_outbox"
     )
 
 

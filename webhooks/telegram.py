@@ -15,11 +15,9 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from bot import channels
-from bot.channels.telegram import ReadUpdate
 from bot.commands import runtime
 from bot.config import Settings
-from bot.conversations import inbox, links
-from bot.sending import outbox
+from bot.conversations import inbox, links, outbox
 from webhooks.signatures import limit_body
 
 bp = Blueprint("telegram", __name__, url_prefix="/webhooks")
@@ -60,7 +58,7 @@ def inbound_update() -> Response:
     return _apply(settings, read)
 
 
-def _apply(settings: Settings, read: ReadUpdate) -> Response:
+def _apply(settings: Settings, read: Any) -> Response:  # the channel's ReadUpdate
     database = runtime.database()
     received_text, inbound = read.text, read.inbound
     if read.link_code is not None:
@@ -99,7 +97,7 @@ def _apply(settings: Settings, read: ReadUpdate) -> Response:
 def _clear_keyboard_later(chat_id: int, message_id: int) -> None:
     try:
         outbox.queue(runtime.redis()).enqueue(
-            "bot.sending.jobs.clear_keyboard",
+            "bot.commands.jobs.clear_keyboard",
             CHANNEL.name,
             chat_id,
             message_id,

@@ -7,10 +7,11 @@ the core's `Gateway` (whose writes go through the one writer, `bot.conversations
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint, Response, current_app, request
 
 from bot import channels
-from bot.channels.voice.call import CallFlow, CallIn, read_call
 from bot.commands import runtime
 from bot.config import Settings
 from bot.conversations.gateway import Gateway
@@ -21,16 +22,17 @@ bp = Blueprint("twilio_voice", __name__, url_prefix="/webhooks/twilio/voice")
 CHANNEL = channels.get("voice")
 
 
-def _flow() -> CallFlow:
+def _flow() -> Any:  # the voice channel's CallFlow
     settings: Settings = current_app.extensions["involve.settings"]
     survey = None
     if settings.inbound_call_survey:
         survey = runtime.library().surveys().get(settings.inbound_call_survey)
-    return CallFlow(Gateway(runtime.database(), settings), settings, CHANNEL, survey)
+    return CHANNEL.call_flow(Gateway(runtime.database(), settings), settings, survey)  # type: ignore[attr-defined]
 
 
-def _call() -> CallIn | Response:
-    read = read_call(CHANNEL, request.form)
+def _call() -> Any:
+    """The call as the voice channel reads Twilio's form (its `CallIn`), or a 400."""
+    read = CHANNEL.read_call(request.form)  # type: ignore[attr-defined]
     if isinstance(read, str):
         return Response(read, status=400, mimetype="text/plain")
     return read

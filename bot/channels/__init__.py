@@ -17,6 +17,7 @@ from bot.providers.base import Handed, Outgoing, Sender
 
 if TYPE_CHECKING:
     from bot.config import Settings
+    from bot.scripts.survey import Survey
     from bot.storage.models import Participant
 
 _PLUGINS: tuple[Channel, ...] = (SMS, VOICE, TELEGRAM)
@@ -45,6 +46,13 @@ def states(settings: Settings) -> dict[str, str]:
     return {c.name: f"off: {why}" if (why := c.off_reason(settings)) else "on" for c in _PLUGINS}
 
 
+def able_to_carry(survey: Survey) -> tuple[str, ...]:
+    """The names of the channels that can carry every question of this survey."""
+    return tuple(
+        c.name for c in _PLUGINS if c.max_choices is None or survey.most_choices <= c.max_choices
+    )
+
+
 def default_for(person: Participant) -> str | None:
     """A person's own channel, else the first whose address we hold."""
     if person.channel in REGISTRY:
@@ -65,6 +73,7 @@ __all__ = [
     "Outgoing",
     "Sender",
     "UnknownChannel",
+    "able_to_carry",
     "all_channels",
     "default_for",
     "get",

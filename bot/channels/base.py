@@ -248,6 +248,30 @@ class Channel:
     def simulate_parse(self, typed: str, question: Question | None) -> Inbound:
         return self.parse_stored(typed)
 
+    def simulate_screen(
+        self, prompts: Sequence[Prompt], org: str
+    ) -> list[tuple[str, list[list[tuple[str, str]]]]]:
+        """Each message as the console's simulator shows it: its text, and its buttons as rows
+        of (label, what a tap sends)."""
+        return [(body, []) for body in self.render_replies(prompts, org)]
+
+    def simulate_press(self, data: str) -> Inbound | None:
+        """What tapping a button that sends `data` means (None: not one of ours)."""
+        return None
+
+    def simulate_call(
+        self,
+        core: Core,
+        settings: Settings,
+        person_id: int,
+        call: tuple[str, str] | None = None,
+        typed: str = "",
+    ) -> tuple[str, str]:
+        """A keypad channel's call in the console's simulator, as (call id, TwiML turn): the
+        first turn, or, given the call so far, the turn after the caller keyed or said
+        `typed` (empty: silence)."""
+        raise NotImplementedError
+
     def simulate_play(
         self,
         core: Core,

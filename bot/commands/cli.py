@@ -82,7 +82,7 @@ def main() -> None:
 def lint(files: tuple[str, ...], strict: bool) -> None:
     """Check survey scripts and their *.feedback.yaml files (all of CONVERSATIONS_DIR when no
     file is named)."""
-    from bot.scripts.lint import lint_paths
+    from bot.cycle.lint import lint_paths
 
     paths = [Path(f) for f in files] or sorted(_settings().conversations_dir.glob("*.y*ml"))
     if not paths:

@@ -60,7 +60,7 @@ def _connect_receivers() -> None:
 
 def _dispatch_after_commit(what: str, rows: Queued) -> None:
     """What a unit of work queued, handed to rq once it has committed."""
-    from bot.sending import jobs, outbox
+    from bot.conversations import inbox, outbox
 
     if what == OUTBOX:
         outbox.dispatch(redis(), rows)
@@ -68,11 +68,9 @@ def _dispatch_after_commit(what: str, rows: Queued) -> None:
         queue = outbox.queue(redis())
         for message_id, when in rows:
             if when is None:
-                queue.enqueue(jobs.retry_inbound, message_id, job_timeout=300, result_ttl=0)
+                queue.enqueue(inbox.RETRY_JOB, message_id, job_timeout=300, result_ttl=0)
             else:
-                queue.enqueue_at(
-                    when, jobs.retry_inbound, message_id, job_timeout=300, result_ttl=0
-                )
+                queue.enqueue_at(when, inbox.RETRY_JOB, message_id, job_timeout=300, result_ttl=0)
 
 
 def redis() -> Redis:

@@ -17,8 +17,10 @@ from redis import Redis
 from rq import Queue
 from rq.cron import CronScheduler
 
+from bot.commands import jobs, runtime
+from bot.conversations import outbox
 from bot.logmask import redact
-from bot.sending import outbox
+from bot.privacy import retention
 
 log = logging.getLogger(__name__)
 RECONCILE_INTERVAL = 60  # seconds
@@ -27,11 +29,9 @@ RECONCILE_INTERVAL = 60  # seconds
 def make_cron(redis: Redis, interval: int = RECONCILE_INTERVAL) -> CronScheduler:
     """What the worker runs on a schedule. A job still waiting after its interval is dropped
     (`ttl`), so a busy worker does not collect a pile of them."""
-    from bot.sending.jobs import reconcile_outbox
-
     cron = CronScheduler(connection=redis, logging_level=logging.WARNING)
     cron.register(
-        reconcile_outbox,
+        jobs.reconcile_outbox,
         outbox.QUEUE,
         interval=interval,
         job_timeout=600,
@@ -52,13 +52,11 @@ class CronThread(threading.Thread):
         self.stopping = threading.Event()
 
     def run(self) -> None:
-        from bot.privacy import retention
-
         while not self.stopping.is_set():
             try:
                 self.cron.enqueue_jobs()
                 # Once a UTC day (its job id carries the date), when RETENTION_DAYS is set.
-                retention.enqueue_if_due(self.cron.connection)
+                retention.enqueue_if_due(self.cron.connection, runtime.settings())
                 wait = self.cron.calculate_sleep_interval()
             except Exception:  # Redis away: try again shortly, never stop
                 log.warning("could not enqueue scheduled jobs; trying again in 5 s")
@@ -74,11 +72,6 @@ def preload() -> None:
     twilio's REST modules alone cost a work horse a fifth of a second."""
     import twilio.rest.api.v2010.account.call
     import twilio.rest.api.v2010.account.message  # noqa: F401
-
-    import bot.cycle.campaigns
-    import bot.cycle.feedback
-    import bot.privacy.retention
-    import bot.sending.jobs  # noqa: F401
 
 
 class Worker(rq.Worker):

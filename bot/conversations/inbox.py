@@ -42,12 +42,11 @@ from bot.channels.base import (
     Received,
 )
 from bot.config import Settings
-from bot.conversations import events
+from bot.conversations import events, outbox
 from bot.engine import Inbound, Prompt, Say
 from bot.engine.keywords import Command, start_payload
 from bot.i18n import N_, t
 from bot.scripts.survey import Survey
-from bot.sending import outbox
 from bot.storage.db import INBOX, Database, is_transient, queue_after_commit
 from bot.storage.models import WAITING_INBOUND, Answer, Message, Participant, utcnow
 from bot.storage.prepared import Prepared
@@ -56,6 +55,7 @@ from bot.storage.status import Inbound as InboundStatus
 
 log = logging.getLogger(__name__)
 
+RETRY_JOB = "bot.commands.jobs.retry_inbound"  # the rq job that handles a kept message again
 INLINE_TRIES = 3  # attempts within the request before handing over to the retry job
 RETRY_DELAYS = (10, 30, 120, 600, 3600)  # seconds before each later attempt
 # Said in the person's language (`t`); staff and the keypad know the first by its kind.

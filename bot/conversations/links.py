@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from bot import channels, conversations
 from bot.channels.base import Channel, LinkError
 from bot.config import Settings
-from bot.sending import outbox
+from bot.conversations import outbox
 from bot.storage.db import Database
 from bot.storage.models import Message, Participant, TelegramLink, utcnow
 from bot.storage.status import Direction, Kind

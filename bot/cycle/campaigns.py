@@ -20,10 +20,9 @@ from sqlalchemy.orm import Session
 
 from bot import channels, conversations, engine
 from bot.config import Settings
-from bot.conversations import events
+from bot.conversations import events, outbox
 from bot.cycle.refusals import Refused
 from bot.scripts.survey import Survey, SurveyError
-from bot.sending import outbox
 from bot.storage.db import Database
 from bot.storage.models import (
     Campaign,
@@ -44,6 +43,8 @@ if TYPE_CHECKING:
 
 BATCH = 1000
 SIMULATOR = "simulate"  # Participant.joined_via of the people `involve simulate` plays
+FAN_OUT_JOB = "bot.commands.jobs.fan_out"  # rq jobs, by name (`bot.commands.jobs`)
+REMINDERS_JOB = "bot.commands.jobs.send_reminders"
 SCHEDULING_MARGIN_DAYS = 90  # more than the longest reminder delay (1440 hours)
 
 
@@ -205,7 +206,7 @@ def create(
         why_not = channel_off(channel, settings)
         if why_not is not None:
             raise CampaignError(f"cannot invite by {channel} now: {why_not}", 409)
-        if channel not in surveys[survey_id].channels():
+        if channel not in channels.able_to_carry(surveys[survey_id]):
             # A keypad has keys 1 to 9: a longer list cannot be answered on a call.
             raise CampaignError(
                 f"survey {survey_id!r} cannot go by {channel}: a question offers "
@@ -358,23 +359,18 @@ def reminder_due(campaign: Campaign) -> datetime | None:
 
 def enqueue_fan_out(redis: Redis, campaign: Campaign, reminder: bool = True) -> None:
     """Enqueue the fan-out (at `send_at`, if that is to come) and the reminder when it is due.
-    If Redis loses either, the reconciler enqueues it again (`bot.sending.jobs`)."""
-    from bot.cycle import reminders
-    from bot.sending.jobs import fan_out_job
-
+    If Redis loses either, the reconciler enqueues it again (`bot.cycle.upkeep`)."""
     queue = outbox.queue(redis)
     job_id = fan_out_job_id(campaign.id)
     if campaign.send_at is not None and campaign.send_at > utcnow():
         queue.enqueue_at(
-            campaign.send_at, fan_out_job, campaign.id, job_timeout=3600, job_id=job_id
+            campaign.send_at, FAN_OUT_JOB, campaign.id, job_timeout=3600, job_id=job_id
         )
     else:
-        queue.enqueue(fan_out_job, campaign.id, job_timeout=3600, job_id=job_id)
+        queue.enqueue(FAN_OUT_JOB, campaign.id, job_timeout=3600, job_id=job_id)
     due = reminder_due(campaign) if reminder else None
     if due is not None:
-        queue.enqueue_at(
-            max(due, utcnow()), reminders.send_reminders_job, campaign.id, job_timeout=3600
-        )
+        queue.enqueue_at(max(due, utcnow()), REMINDERS_JOB, campaign.id, job_timeout=3600)
 
 
 def _channel_for(
@@ -387,7 +383,7 @@ def _channel_for(
     channel = channels.get(choice)
     if channel.address_of(person) is None:
         return None, f"no {channel.title} address"
-    if survey is not None and choice not in survey.channels():
+    if survey is not None and choice not in channels.able_to_carry(survey):
         # Their own channel cannot carry this survey (a keypad has keys 1 to 9).
         return None, (
             f"a question offers {survey.most_choices} answers and a {channel.title} "

@@ -19,10 +19,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bot import channels, conversations, engine
+from bot.conversations import outbox
 from bot.cycle import exports
 from bot.scripts import gsm, templates
 from bot.scripts.survey import Survey
-from bot.sending import outbox
 from bot.storage.models import Answer, Campaign, Conversation, Message, Participant, SurveyVersion
 
 TEMPLATE_NAMES = {"name", "answers", "outcomes", "summary"}

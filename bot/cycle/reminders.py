@@ -10,9 +10,9 @@ from sqlalchemy import select
 
 from bot import conversations, engine
 from bot.config import Settings
+from bot.conversations import outbox
 from bot.cycle.campaigns import render_for
 from bot.i18n import N_, t
-from bot.sending import outbox
 from bot.storage.db import Database
 from bot.storage.models import (
     Campaign,
@@ -24,12 +24,6 @@ from bot.storage.models import (
 )
 
 REMINDER_LEAD = N_("A gentle reminder: we would still love your views.")
-
-
-def send_reminders_job(campaign_id: int) -> int:
-    from bot.commands import runtime
-
-    return send_reminders(runtime.database(), runtime.settings(), campaign_id)
 
 
 def send_reminders(database: Database, settings: Settings, campaign_id: int) -> int:

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from bot import conversations, privacy
 from bot.channels.base import LinkError
 from bot.config import Settings
-from bot.conversations import inbox, links
+from bot.conversations import inbox, links, outbox
 from bot.cycle import campaigns, exports, panel, progress
 from bot.cycle import feedback as fb
 from bot.cycle.refusals import Refused
@@ -31,7 +31,6 @@ from bot.cycle.requests import AuditQuery, FeedbackRequest, ImportRequest, Teleg
 from bot.privacy import audit
 from bot.scripts.library import SurveyLibrary
 from bot.scripts.survey import Question
-from bot.sending import outbox
 from bot.storage.db import Database
 from bot.storage.models import Campaign, Invitation, Participant
 
@@ -232,10 +231,8 @@ def erase(
         try:
             from rq import Retry
 
-            from bot.sending import jobs
-
             outbox.queue(redis).enqueue(
-                jobs.delete_call_recordings,
+                "bot.commands.jobs.delete_call_recordings",
                 recordings,
                 retry=Retry(max=5, interval=[60, 300, 900, 3600, 86400]),
                 result_ttl=0,

@@ -7,7 +7,7 @@ Closed answers (an option, a number) stay, so counts and summaries still add up.
 purges anything leaves an audit row with the counts.
 
 The worker runs it once a day: its maintenance loop calls `enqueue_if_due`, which enqueues
-`purge_expired_job` under a job id made from the date, so however many workers call it, one
+`bot.commands.jobs.purge_expired` under a job id made from the date, so however many workers call it, one
 job runs per day.
 """
 
@@ -111,14 +111,10 @@ def purge_expired(
     return counts
 
 
-def purge_expired_job() -> dict[str, Any]:
-    """The rq job: takes nothing, so a queued job never holds anything about anyone."""
-    from bot.commands import runtime
-
-    return purge_expired(runtime.database(), runtime.settings(), utcnow())
+PURGE_JOB = "bot.commands.jobs.purge_expired"  # the rq job, by name (`bot.commands.jobs`)
 
 
-def enqueue_if_due(redis: Redis, now: datetime | None = None) -> bool:
+def enqueue_if_due(redis: Redis, settings: Settings, now: datetime | None = None) -> bool:
     """Enqueue today's purge unless it has been already; True if this call enqueued it.
 
     Meant for the worker's maintenance loop (every minute). The job id carries the UTC date
@@ -128,16 +124,15 @@ def enqueue_if_due(redis: Redis, now: datetime | None = None) -> bool:
     from rq import Queue
     from rq.job import Job
 
-    from bot.commands import runtime
-    from bot.sending import outbox
+    from bot.conversations import outbox
 
-    if runtime.settings().retention_days is None:
+    if settings.retention_days is None:
         return False
     job_id = f"{JOB_PREFIX}{(now or utcnow()).date().isoformat()}"
     if Job.exists(job_id, connection=redis):
         return False
     Queue(outbox.QUEUE, connection=redis).enqueue(
-        purge_expired_job,
+        PURGE_JOB,
         job_id=job_id,
         job_timeout=3600,
         result_ttl=2 * 86400,

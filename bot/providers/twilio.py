@@ -245,3 +245,20 @@ def sms_sender(settings: Settings) -> TwilioSender:
         _sms_senders.clear()
         sender = _sms_senders[id(settings)] = TwilioSender(settings)
     return sender
+
+
+def delete_recordings(settings: Settings, recording_ids: list[str]) -> int:
+    """Delete these recordings at Twilio (erasure); how many went. One already gone counts as
+    gone; any other failure is raised, classified, so the job is tried again."""
+    client = TwilioSender(settings).client()
+    deleted = 0
+    for recording_id in recording_ids:
+        try:
+            client.recordings(recording_id).delete()
+        except TwilioRestException as exc:
+            if exc.status != 404:
+                raise classify(exc) from exc
+        except Exception as exc:
+            raise classify(exc) from exc
+        deleted += 1
+    return deleted

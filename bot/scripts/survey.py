@@ -321,16 +321,6 @@ class Survey:
         """The longest list of answers any question offers (a keypad carries at most 9)."""
         return max((len(q.choices) for q in self.questions), default=0)
 
-    def channels(self) -> tuple[str, ...]:
-        """The names of the channels that can carry every question."""
-        from bot import channels
-
-        return tuple(
-            c.name
-            for c in channels.all_channels()
-            if c.max_choices is None or self.most_choices <= c.max_choices
-        )
-
 
 _LOCALISED: dict[tuple[int, str], Survey] = {}
 

@@ -20,8 +20,9 @@ from sqlalchemy.orm import Session
 from bot import channels, conversations
 from bot.channels.base import RetryPolicy
 from bot.config import Settings
+from bot.conversations import outbox
 from bot.providers.errors import RecipientOptedOut, SendError, TemporaryError
-from bot.sending import outbox, pacing
+from bot.sending import pacing
 from bot.storage.db import Database
 from bot.storage.models import Invitation, Message, Participant, utcnow
 from bot.storage.status import Direction, Outbound

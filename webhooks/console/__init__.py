@@ -32,9 +32,8 @@ from werkzeug.wrappers import Response
 from bot import channels
 from bot.commands import runtime
 from bot.config import Settings
-from bot.cycle import staff
+from bot.cycle import lint, staff
 from bot.privacy import audit
-from bot.scripts import lint
 from bot.scripts.survey import SurveyError
 from webhooks.console import auth, queries, simulator
 

@@ -17,10 +17,6 @@ from typing import Any
 from redis import Redis
 
 from bot import channels, engine
-from bot.channels.telegram import render as telegram_render
-from bot.channels.voice.call import CallFlow, CallIn
-from bot.channels.voice.simulate import answer as voice_answer
-from bot.channels.voice.simulate import ring as voice_ring
 from bot.commands import simulate as sim
 from bot.config import Settings
 from bot.conversations.gateway import Gateway
@@ -103,19 +99,12 @@ def _save(redis: Redis, staff_id: int, play: Play) -> None:
 
 def _shown(channel: str, prompts: tuple[Prompt, ...], org: str) -> list[Entry]:
     """The prompts as the channel would show them: one entry per message sent."""
-    plug = channels.get(channel)
-    if plug.buttons:
-        message = telegram_render.combine(telegram_render.render(prompts, org))
-        if message is None:
-            return []
-        rows = []
-        if message.keyboard is not None:
-            rows = [
-                [{"label": b.text, "data": str(b.callback_data)} for b in row]
-                for row in message.keyboard.inline_keyboard
-            ]
-        return [Entry("them", message.text, rows)]
-    return [Entry("them", body) for body in plug.render_replies(prompts, org)]
+    return [
+        Entry(
+            "them", text, [[{"label": label, "data": data} for label, data in row] for row in rows]
+        )
+        for text, rows in channels.get(channel).simulate_screen(prompts, org)
+    ]
 
 
 def _heard(root: ET.Element) -> list[Entry]:
@@ -140,10 +129,10 @@ def start(
     )
     play = Play(survey.id, channel, person_id, conversation_id)
     if channels.get(channel).keypad:
-        base, root = voice_ring(
-            CallFlow(Gateway(database, settings), settings, channels.get(channel)), person_id
+        play.call_sid, play.twiml = channels.get(channel).simulate_call(
+            Gateway(database, settings), settings, person_id
         )
-        play.call_sid, play.twiml = base.sid, ET.tostring(root, encoding="unicode")
+        root = ET.fromstring(play.twiml)
         play.entries = _heard(root)
         play.ended = root.find("Hangup") is not None
     else:
@@ -169,16 +158,20 @@ def send(
         return play
     typed = typed[:MAX_TYPED]
     if channels.get(play.channel).keypad:
-        flow = CallFlow(Gateway(database, settings), settings, channels.get(play.channel))
-        base = CallIn(sid=play.call_sid, address="", person_id=play.person_id)
-        root = voice_answer(flow, base, ET.fromstring(play.twiml), typed)
+        _, play.twiml = channels.get(play.channel).simulate_call(
+            Gateway(database, settings),
+            settings,
+            play.person_id,
+            (play.call_sid or "", play.twiml or ""),
+            typed,
+        )
+        root = ET.fromstring(play.twiml)
         play.entries.append(Entry("you", typed.strip() or "(silence)"))
         play.entries.extend(_heard(root))
-        play.twiml = ET.tostring(root, encoding="unicode")
         play.ended = root.find("Hangup") is not None
     else:
         state = engine.State.from_json(play.state or {})
-        press = telegram_render.Press.read(button) if button else None
+        press = channels.get(play.channel).simulate_press(button) if button else None
         label = _label(play.buttons, button) if press is not None else ""
         if press is not None:
             prompts, after = sim.reply(

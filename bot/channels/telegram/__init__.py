@@ -207,6 +207,23 @@ class TelegramChannel(Channel):
                 lines.append("           " + "   ".join(shown))
         return lines
 
+    def simulate_screen(
+        self, prompts: Sequence[Prompt], org: str
+    ) -> list[tuple[str, list[list[tuple[str, str]]]]]:
+        message = render.combine(render.render(prompts, org))
+        if message is None:
+            return []
+        rows = []
+        if message.keyboard is not None:
+            rows = [
+                [(b.text, str(b.callback_data)) for b in row]
+                for row in message.keyboard.inline_keyboard
+            ]
+        return [(message.text, rows)]
+
+    def simulate_press(self, data: str) -> Inbound | None:
+        return render.Press.read(data)
+
     def simulate_parse(self, typed: str, question: Question | None) -> Inbound:
         # A button's number typed is what pressing it sends ("2", the point on a scale).
         return render.parse(text=typed)

@@ -7,18 +7,20 @@ answer in `retry`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from bot.channels.base import Core, RetryPolicy, Sender
 from bot.channels.phone_number import PhoneNumberChannel
-from bot.channels.voice import render
+from bot.channels.voice import render, simulate
+from bot.channels.voice.call import CallFlow, CallIn, read_call
 from bot.channels.voice.retry import call_again
 from bot.engine import Inbound, Prompt
 
 if TYPE_CHECKING:
     from bot.config import Settings
-    from bot.scripts.survey import Question
+    from bot.scripts.survey import Question, Survey
 
 
 class VoiceChannel(PhoneNumberChannel):
@@ -70,10 +72,35 @@ class VoiceChannel(PhoneNumberChannel):
         read: Callable[[], str | None],
         write: Callable[[str], None],
     ) -> bool:
-        from bot.channels.voice.simulate import play
-
-        play(core, settings, self, participant_id, read, write)
+        simulate.play(core, settings, self, participant_id, read, write)
         return True
+
+    # --- the call's turns, for its endpoint (webhooks/twilio_voice.py) ---------------------
+
+    def call_flow(
+        self, core: Core, settings: Settings, inbound_survey: Survey | None = None
+    ) -> CallFlow:
+        return CallFlow(core, settings, self, inbound_survey)
+
+    def read_call(self, form: Mapping[str, str]) -> CallIn | str:
+        """The call's parameters as Twilio posts them, or what is wrong with them."""
+        return read_call(self, form)
+
+    def simulate_call(
+        self,
+        core: Core,
+        settings: Settings,
+        person_id: int,
+        call: tuple[str, str] | None = None,
+        typed: str = "",
+    ) -> tuple[str, str]:
+        flow = CallFlow(core, settings, self)
+        if call is None:
+            base, root = simulate.ring(flow, person_id)
+        else:
+            base = CallIn(sid=call[0], address="", person_id=person_id)
+            root = simulate.answer(flow, base, ET.fromstring(call[1]), typed)
+        return base.sid, ET.tostring(root, encoding="unicode")
 
     def simulate_parse(self, typed: str, question: Question | None) -> Inbound:
         if question is not None and question.type == "text" and typed.strip() not in "*#0":

@@ -24,6 +24,7 @@ from bot.storage.models import Message, Participant, utcnow
 from bot.storage.status import Direction, Outbound
 
 QUEUE = "involve"
+SEND_JOB = "bot.commands.jobs.send_messages"  # the rq job that sends a batch of rows
 
 
 def address_for(person: Participant, channel: str) -> str | None:
@@ -124,11 +125,7 @@ def dispatch(redis: Redis, messages: Iterable[tuple[int, datetime | None]]) -> N
 
 
 def dispatch_many(redis: Redis, groups: Iterable[tuple[list[int], datetime | None]]) -> None:
-    from rq import Queue as RqQueue
-
-    from bot.sending.jobs import send_messages
-
-    q: RqQueue = queue(redis)
+    q = queue(redis)
     now = utcnow()
     jobs = []
     for ids, when in groups:
@@ -139,10 +136,8 @@ def dispatch_many(redis: Redis, groups: Iterable[tuple[list[int], datetime | Non
             # result_ttl=0: rq would keep what a send returns (provider errors quoting the
             # number) in Redis for an hour, beyond the reach of erasure; the row says it all.
             if when is not None and when > now:
-                q.enqueue_at(when, send_messages, chunk, job_timeout=timeout, result_ttl=0)
+                q.enqueue_at(when, SEND_JOB, chunk, job_timeout=timeout, result_ttl=0)
             else:
-                jobs.append(
-                    RqQueue.prepare_data(send_messages, (chunk,), timeout=timeout, result_ttl=0)
-                )
+                jobs.append(Queue.prepare_data(SEND_JOB, (chunk,), timeout=timeout, result_ttl=0))
     if jobs:
         q.enqueue_many(jobs)

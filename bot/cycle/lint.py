@@ -13,8 +13,8 @@ from pathlib import Path
 
 import yaml
 
-from bot import engine
-from bot.channels.sms import render as sms
+from bot import channels, engine
+from bot.cycle import feedback
 from bot.engine import Ask, Say
 from bot.scripts import gsm, templates
 from bot.scripts.survey import (
@@ -152,8 +152,11 @@ def _texts(survey: Survey) -> Iterator[tuple[str, str]]:
     context = {**SAMPLE_CONTEXT, "answered": _sample_answers(survey)}
     ctx = engine._ctx(context, survey)
 
+    # As the channel billed by SMS segment writes them (the registry says which that is).
+    texts = next(c for c in channels.all_channels() if c.segment_counted)
+
     def rendered(*prompts: engine.Prompt) -> str:
-        return "\n\n".join(sms.render(prompts))
+        return texts.render_body(prompts, "")
 
     first = True
     for question in survey.questions:
@@ -233,9 +236,7 @@ def lint_survey(survey: Survey, report: LintReport) -> None:
 
 def channel_notes(survey: Survey) -> list[str]:
     """Which channels can carry this survey, when it is not all of them."""
-    from bot import channels
-
-    carried = survey.channels()
+    carried = channels.able_to_carry(survey)
     left_out = [c for c in channels.all_channels() if c.name not in carried]
     if not left_out:
         return []
@@ -290,8 +291,6 @@ def lint_file(path: str | Path) -> LintReport:
 
 def lint_feedback_file(path: str | Path) -> LintReport:
     """A `<survey id>.feedback.yaml`: checked against the survey script beside it."""
-    from bot.cycle import feedback
-
     path = Path(path)
     report = LintReport(str(path))
     survey_id = path.name.split(".feedback.", 1)[0]

@@ -1,13 +1,13 @@
-"""rq jobs. Each takes ids, never objects, and may run twice without doing anything twice.
-
-Job functions are process entry points: they read the settings, database and Redis from
-`bot.commands.runtime` and hand them to the domain functions, which take them as arguments.
+"""Sending the outbox, and the reconciler. The rq jobs that run these are in
+`bot.commands.jobs`; everything here takes the database, Redis and settings as arguments, and
+may run twice without doing anything twice.
 
 `send_batch` claims each outbox row (pending -> claimed) just before its provider call, so two
 runs of one job send once, and a worker that dies mid-batch leaves claimed only the rows that
 were in flight or just handed over. `reconcile` settles those by asking the provider whether
-each went, re-enqueues what Redis lost, and keeps campaigns and retries moving; the worker
-enqueues it every minute whatever else it is doing (`bot.commands.worker`).
+each went, re-enqueues what Redis lost and retries inbound messages whose handling failed; the
+worker runs it every minute whatever else it is doing (`bot.commands.worker`), with the
+campaigns' upkeep (`bot.cycle.upkeep`).
 """
 
 from __future__ import annotations
@@ -20,22 +20,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from redis import Redis
-from rq.exceptions import NoSuchJobError
-from rq.job import Job, JobStatus
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from bot import channels, conversations
 from bot.channels import Handed, Outgoing, Sender
-from bot.commands import runtime
 from bot.config import Settings
-from bot.conversations import inbox
+from bot.conversations import inbox, outbox
 from bot.logmask import mask_phones
 from bot.providers.errors import RecipientOptedOut, SendError, TemporaryError
-from bot.sending import delivery, outbox, pacing
+from bot.sending import delivery, pacing
 from bot.storage.db import Database
 from bot.storage.models import ConsentEvent, Message, Participant, utcnow
-from bot.storage.status import CampaignStatus, Consent, Direction, InvitationStatus, Kind, Outbound
+from bot.storage.status import Consent, Direction, Kind, Outbound
 
 log = logging.getLogger(__name__)
 
@@ -48,54 +45,11 @@ MAX_PACING_WAIT = 20.0  # seconds a job may wait for its rate slot before handin
 RECORD_EVERY = 25  # results written per transaction while a batch is sent
 SEND_THREADS = 4  # provider calls in flight at once within one job
 RECONCILE_BATCH = 2000
-REMINDER_GRACE = timedelta(minutes=2)  # a reminder job this late was lost with Redis
-LIVE_JOB = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
 
 
 def backoff(attempts: int, retry_after: float | None = None) -> timedelta:
     base = min(30 * 2 ** max(attempts - 1, 0), 3600)
     return timedelta(seconds=max(base * random.uniform(0.8, 1.2), retry_after or 0))
-
-
-# --- job entry points -------------------------------------------------------------------
-
-
-def send_messages(message_ids: list[int]) -> dict[int, str]:
-    """Send a batch of outbox rows; what happened to each, in words (no message text)."""
-    return send_batch(runtime.database(), runtime.redis(), runtime.settings(), message_ids)
-
-
-def send_message(message_id: int) -> str:
-    return send_messages([message_id]).get(message_id, "no such outbound message")
-
-
-def reconcile_outbox(now: datetime | None = None) -> dict[str, int]:
-    return reconcile(runtime.database(), runtime.redis(), runtime.settings(), now)
-
-
-def retry_inbound(message_id: int) -> dict[str, int]:
-    return inbox.retry_backlog(
-        runtime.database(), runtime.settings(), message_id, keywords=runtime.library().keywords()
-    )
-
-
-def delete_call_recordings(recording_ids: list[str]) -> int:
-    """Erasure's last step for keypad calls: the spoken answers held at Twilio."""
-    from bot.channels.voice.sender import delete_recordings
-
-    return delete_recordings(runtime.settings(), recording_ids)
-
-
-def clear_keyboard(channel: str, chat_id: int, message_id: int) -> bool:
-    """The buttons off a message once one of them was pressed (Telegram)."""
-    sender = channels.get(channel).sender(runtime.settings())
-    return sender.clear_keyboard(chat_id, message_id)  # type: ignore[attr-defined]
-
-
-def fan_out_job(campaign_id: int) -> dict[str, int]:
-    from bot.cycle import campaigns
-
-    return campaigns.fan_out(runtime.database(), runtime.settings(), campaign_id)
 
 
 # --- sending ------------------------------------------------------------------------------
@@ -353,8 +307,8 @@ def _hand_back(
 def reconcile(
     database: Database, redis: Redis, settings: Settings, now: datetime | None = None
 ) -> dict[str, int]:
-    """Re-enqueue what Redis may have lost, settle rows whose worker died mid-send, retry
-    inbound messages whose handling failed, and keep campaigns moving."""
+    """Re-enqueue what Redis may have lost, settle rows whose worker died mid-send, and retry
+    inbound messages whose handling failed."""
     now = now or utcnow()
     with database.session() as session:
         due = session.scalars(
@@ -389,13 +343,12 @@ def reconcile(
         resent += result == "resend"
     outbox.dispatch(redis, [(message_id, None) for message_id in due])
     for message_id in retries:
-        outbox.queue(redis).enqueue(retry_inbound, message_id, job_timeout=300, result_ttl=0)
+        outbox.queue(redis).enqueue(inbox.RETRY_JOB, message_id, job_timeout=300, result_ttl=0)
     return {
         "requeued": len(due),
         "settled": settled,
         "resent": resent,
         "inbound_retried": len(retries),
-        **_campaign_upkeep(database, redis, settings, now),
     }
 
 
@@ -425,71 +378,3 @@ def _settle(
         row.status, row.updated_at = Outbound.PENDING, now
     outbox.dispatch(redis, [(message.id, None)])
     return "resend"
-
-
-def _job_alive(redis: Redis, job_id: str) -> bool:
-    try:
-        return Job.fetch(job_id, connection=redis).get_status(refresh=True) in LIVE_JOB
-    except NoSuchJobError:
-        return False
-
-
-def _campaign_upkeep(
-    database: Database, redis: Redis, settings: Settings, now: datetime
-) -> dict[str, int]:
-    """Resume fan-outs and reminders whose jobs were lost; move on people whose survey went idle."""
-    from bot import engine
-    from bot.cycle import campaigns, reminders
-    from bot.storage.models import Campaign, Conversation, Invitation
-
-    resumed = reminded = promoted = 0
-    with database.session() as session:
-        unfinished = session.scalars(
-            select(Campaign).where(
-                Campaign.status.in_((CampaignStatus.LAUNCHING, CampaignStatus.LAUNCHED)),
-                Campaign.fanout_done_at.is_(None),
-            )
-        ).all()
-        due_reminders = [
-            c.id
-            for c in session.scalars(
-                select(Campaign).where(
-                    Campaign.status == CampaignStatus.LAUNCHED,
-                    Campaign.reminder_after_hours.is_not(None),
-                    Campaign.reminders_sent_at.is_(None),
-                    Campaign.fanout_done_at.is_not(None),
-                )
-            )
-            if (when := campaigns.reminder_due(c)) is not None and when <= now - REMINDER_GRACE
-        ]
-        idle = session.execute(
-            select(Conversation.id, Conversation.participant_id)
-            .join(
-                Invitation,
-                (Invitation.participant_id == Conversation.participant_id)
-                & (Invitation.status == InvitationStatus.WAITING),
-            )
-            .where(
-                Conversation.status == engine.ACTIVE,
-                Conversation.last_activity_at <= now - engine.IDLE_EXPIRY,
-            )
-            .limit(RECONCILE_BATCH)
-        ).all()
-    for campaign in unfinished:
-        if not _job_alive(redis, campaigns.fan_out_job_id(campaign.id)):
-            # Its job is gone (Redis restarted empty, or it failed): fan-outs can run again.
-            campaigns.enqueue_fan_out(redis, campaign, reminder=False)
-            resumed += 1
-    for campaign_id in due_reminders:
-        reminded += reminders.send_reminders(database, settings, campaign_id)
-    for conversation_id, participant_id in idle:
-        with database.session() as session:
-            if conversations.lock_person(session, participant_id) is None:
-                continue
-            conv = session.get(Conversation, conversation_id, with_for_update=True)
-            if conv is None or conv.status != engine.ACTIVE:
-                continue
-            conv.status = engine.EXPIRED
-            conv.state = {**conv.state, "status": engine.EXPIRED}
-            promoted += len(campaigns.promote_waiting(session, participant_id, settings))
-    return {"fanouts_resumed": resumed, "reminders_sent": reminded, "waiting_invited": promoted}

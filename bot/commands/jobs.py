@@ -1,0 +1,71 @@
+"""Every rq job's entry point, and nothing else.
+
+Each is a thin process entry point: it takes ids (never a person's words or number), reads the
+settings, database and Redis from `bot.commands.runtime`, and calls the work in its domain
+module, which takes them as arguments. Jobs are enqueued by these dotted names, as strings
+("bot.commands.jobs.send_messages"), so that the modules that enqueue them import nothing
+from up here (tests/test_registry.py checks every such name is a job below).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from bot import channels
+from bot.commands import runtime
+from bot.conversations import inbox
+from bot.cycle import campaigns, reminders, upkeep
+from bot.privacy import retention
+from bot.providers import twilio
+from bot.sending import send
+from bot.storage.models import utcnow
+
+
+def send_messages(message_ids: list[int]) -> dict[int, str]:
+    """Send a batch of outbox rows; what happened to each, in words (no message text)."""
+    return send.send_batch(runtime.database(), runtime.redis(), runtime.settings(), message_ids)
+
+
+def send_message(message_id: int) -> str:
+    return send_messages([message_id]).get(message_id, "no such outbound message")
+
+
+def reconcile_outbox(now: datetime | None = None) -> dict[str, int]:
+    """Every minute (the worker's cron): the outbox, inbound retries, and campaigns' upkeep."""
+    database, redis, settings = runtime.database(), runtime.redis(), runtime.settings()
+    now = now or utcnow()
+    return {
+        **send.reconcile(database, redis, settings, now),
+        **upkeep.keep_moving(database, redis, settings, now),
+    }
+
+
+def retry_inbound(message_id: int) -> dict[str, int]:
+    return inbox.retry_backlog(
+        runtime.database(), runtime.settings(), message_id, keywords=runtime.library().keywords()
+    )
+
+
+def fan_out(campaign_id: int) -> dict[str, int]:
+    return campaigns.fan_out(runtime.database(), runtime.settings(), campaign_id)
+
+
+def send_reminders(campaign_id: int) -> int:
+    return reminders.send_reminders(runtime.database(), runtime.settings(), campaign_id)
+
+
+def purge_expired() -> dict[str, Any]:
+    """Takes nothing, so a queued job never holds anything about anyone."""
+    return retention.purge_expired(runtime.database(), runtime.settings(), utcnow())
+
+
+def delete_call_recordings(recording_ids: list[str]) -> int:
+    """Erasure's last step for keypad calls: the spoken answers held at Twilio."""
+    return twilio.delete_recordings(runtime.settings(), recording_ids)
+
+
+def clear_keyboard(channel: str, chat_id: int, message_id: int) -> bool:
+    """The buttons off a message once one of them was pressed (Telegram)."""
+    sender = channels.get(channel).sender(runtime.settings())
+    return sender.clear_keyboard(chat_id, message_id)  # type: ignore[attr-defined]
