@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from bot.phone import InvalidPhoneNumber, normalise_phone
+
 
 class ConfigError(Exception):
     """A setting is missing or malformed; the message is one line naming the variable."""
@@ -263,8 +265,6 @@ def load_settings(
             "TWILIO_FROM_NUMBER must be set too: texts and calls need a number to come from"
         )
     if from_number is not None:
-        from bot.phone import InvalidPhoneNumber, normalise_phone
-
         try:
             from_number = normalise_phone(from_number)
         except InvalidPhoneNumber as exc:

@@ -13,6 +13,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from bot import channels, logmask
 from bot.commands import runtime
 from bot.config import ConfigError, Settings
+from webhooks import admin, console, health, twilio_status
 
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
@@ -40,8 +41,6 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logmask.install()
-
-    from webhooks import admin, console, health, twilio_status
 
     app.register_blueprint(admin.bp)
     console.init_app(app, settings)

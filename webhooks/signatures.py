@@ -18,7 +18,11 @@ from typing import Any
 from flask import Response, abort, current_app, request
 from twilio.request_validator import RequestValidator
 
+from bot import conversations
+from bot.commands import runtime
 from bot.config import Settings
+from bot.storage.models import utcnow
+from bot.text import clean_text
 
 log = logging.getLogger(__name__)
 
@@ -132,11 +136,6 @@ def twilio_signed_inbound(channel: str) -> Callable[[Callable[..., Any]], Callab
 
 
 def keep_unreachable_sms(channel: str, problem: str) -> None:
-    from bot import conversations
-    from bot.commands import runtime
-    from bot.storage.models import utcnow
-    from bot.text import clean_text
-
     form = request.form
     sid = stable_sid(form.get("MessageSid") or form.get("SmsSid") or "")
     address = clean_text(form.get("From", ""))[:64] or None

@@ -7,18 +7,14 @@ addressed — and never names a channel itself.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from bot.channels.base import Channel, InvalidAddress
 from bot.channels.sms import SMS
 from bot.channels.telegram import TELEGRAM
 from bot.channels.voice import VOICE
+from bot.config import Settings
 from bot.providers.base import Handed, Outgoing, Sender
-
-if TYPE_CHECKING:
-    from bot.config import Settings
-    from bot.scripts.survey import Survey
-    from bot.storage.models import Participant
+from bot.scripts.survey import Survey
+from bot.storage.models import Participant
 
 _PLUGINS: tuple[Channel, ...] = (SMS, VOICE, TELEGRAM)
 REGISTRY: dict[str, Channel] = {channel.name: channel for channel in _PLUGINS}

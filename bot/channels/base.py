@@ -21,13 +21,13 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from bot import engine
+from bot.config import Settings
 from bot.engine import Ask, Inbound, Prompt
 from bot.providers.base import Sender
 from bot.providers.errors import ChannelOff
 from bot.scripts.survey import Question, Survey
 
-if TYPE_CHECKING:
-    from bot.config import Settings
+if TYPE_CHECKING:  # a type hint only: a channel never reads or writes the models itself
     from bot.storage.models import Participant
 
 

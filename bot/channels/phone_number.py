@@ -3,13 +3,9 @@ number (E.164) is the address, and Twilio's settings switch them on."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from bot.channels.base import Channel, InvalidAddress
+from bot.config import Settings
 from bot.phone import InvalidPhoneNumber, normalise_phone
-
-if TYPE_CHECKING:
-    from bot.config import Settings
 
 
 def twilio_off_reason(settings: Settings) -> str | None:

@@ -11,14 +11,23 @@ from typing import Any
 
 import click
 
-from bot import channels
+from bot import channels, logmask
+from bot.commands import runtime
+from bot.commands import simulate as sim
 from bot.config import ConfigError
-from bot.privacy import audit
+from bot.cycle import services
+from bot.cycle import staff as accounts
+from bot.cycle.lint import lint_paths
+from bot.cycle.refusals import Refused
+from bot.logmask import mask_phone
+from bot.privacy import audit, retention
+from bot.providers.errors import SendError
+from bot.scripts.survey import SurveyError, resolve
+from bot.storage import db as storage
+from bot.storage.models import Participant, utcnow
 
 
 def _settings():
-    from bot.commands import runtime
-
     try:
         return runtime.settings()
     except ConfigError as exc:
@@ -28,8 +37,6 @@ def _settings():
 @contextmanager
 def _refusals() -> Iterator[None]:
     """A staff verb's refusal as one line and exit status 1, as the API answers it as JSON."""
-    from bot.cycle.refusals import Refused
-
     try:
         yield
     except Refused as exc:
@@ -40,8 +47,6 @@ def database_problem(exc: BaseException) -> str | None:
     """One line for a database that cannot be used (not reachable, or never set up), or None
     for any other error."""
     from sqlalchemy.exc import OperationalError, ProgrammingError
-
-    from bot import logmask
 
     if not isinstance(exc, OperationalError | ProgrammingError):
         return None
@@ -71,8 +76,6 @@ class _Commands(click.Group):
 @click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """involve: surveys by text, keypad call and Telegram, and telling people what changed."""
-    from bot import logmask
-
     logmask.install()  # the worker and every command log without participants' numbers
 
 
@@ -82,8 +85,6 @@ def main() -> None:
 def lint(files: tuple[str, ...], strict: bool) -> None:
     """Check survey scripts and their *.feedback.yaml files (all of CONVERSATIONS_DIR when no
     file is named)."""
-    from bot.cycle.lint import lint_paths
-
     paths = [Path(f) for f in files] or sorted(_settings().conversations_dir.glob("*.y*ml"))
     if not paths:
         raise click.ClickException(f"no survey scripts to check in {_settings().conversations_dir}")
@@ -114,17 +115,12 @@ def lint(files: tuple[str, ...], strict: bool) -> None:
 )
 def simulate(survey: str, channel: str, name: str) -> None:
     """Play SURVEY (a file, or an id in CONVERSATIONS_DIR) as a participant would."""
-    from bot.commands import runtime
-    from bot.commands import simulate as sim
-    from bot.scripts.survey import SurveyError, resolve
-    from bot.storage import db
-
     settings = _settings()
     try:
         script = resolve(survey, settings.conversations_dir)
     except SurveyError as exc:
         raise click.ClickException(str(exc)) from None
-    db.upgrade(settings.database_url)
+    storage.upgrade(settings.database_url)
     interactive = sys.stdin.isatty()
     hint = channels.get(channel).simulate_hint
     click.echo(f"Simulating {script.title!r} by {channel} ({hint}; Ctrl-D ends).")
@@ -152,11 +148,9 @@ def db() -> None:
 @click.option("--revision", default="head", show_default=True)
 def db_upgrade(revision: str) -> None:
     """Apply database migrations."""
-    from bot.storage import db as database
-
     settings = _settings()
-    database.upgrade(settings.database_url, revision)
-    click.echo(f"database at revision {database.current_revision(settings.database_url)}")
+    storage.upgrade(settings.database_url, revision)
+    click.echo(f"database at revision {storage.current_revision(settings.database_url)}")
 
 
 @main.command()
@@ -172,6 +166,7 @@ def db_upgrade(revision: str) -> None:
 @click.option("--web-workers", default=2, show_default=True, type=int)
 def serve(host: str, port: int, web_workers: int) -> None:
     """Run everything on this machine: web app, worker, and Redis/SQLite where none is set."""
+    # Here, not at the top: only this verb needs the web app, gunicorn and embedded Redis.
     from bot.commands import serve as serving
 
     sys.exit(serving.serve(_settings(), host, port, web_workers))
@@ -181,7 +176,7 @@ def serve(host: str, port: int, web_workers: int) -> None:
 @click.option("--burst", is_flag=True, help="Stop when the queue is empty.")
 def worker(burst: bool) -> None:
     """An rq worker with the scheduler, for the Procfile."""
-    from bot.commands import runtime
+    # Here, not at the top: only this verb needs rq's worker and cron machinery.
     from bot.commands import worker as working
 
     _settings()
@@ -194,8 +189,6 @@ def worker(burst: bool) -> None:
 
 
 def _redis():
-    from bot.commands import runtime
-
     try:
         connection = runtime.redis()
         connection.ping()
@@ -219,9 +212,6 @@ def participants() -> None:
 def participants_import(file: str, replace_tags: bool) -> None:
     """Import or update a panel from FILE.csv (name, phone, telegram_chat_id, channel, tags, recontact, external_id)."""
     from tqdm import tqdm
-
-    from bot.commands import runtime
-    from bot.cycle import services
 
     _settings()
     with tqdm(unit="row", desc="importing", disable=None) as bar, _refusals():
@@ -255,10 +245,6 @@ def participants_show(key: str) -> None:
     """Print all we hold about one person as JSON (subject access). KEY: id:N, ext:X or either."""
     import json
 
-    from bot.commands import runtime
-    from bot.cycle import services
-    from bot.privacy import audit
-
     _settings()
     with _refusals():
         data = services.subject_access(runtime.database(), key, audit.cli_actor())
@@ -270,12 +256,6 @@ def participants_show(key: str) -> None:
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def participants_erase(key: str, yes: bool) -> None:
     """Erase one person's personal data everywhere. KEY: id:N, ext:X or either."""
-    from bot.commands import runtime
-    from bot.cycle import services
-    from bot.logmask import mask_phone
-    from bot.privacy import audit
-    from bot.storage.models import Participant
-
     _settings()
     with _refusals():
         number = services.participant_id(runtime.database(), key)
@@ -314,10 +294,6 @@ def privacy() -> None:
 @privacy.command("purge")
 def privacy_purge() -> None:
     """Purge message bodies and free text older than RETENTION_DAYS now (the worker does it daily)."""
-    from bot.commands import runtime
-    from bot.privacy import audit, retention
-    from bot.storage.models import utcnow
-
     settings = _settings()
     if settings.retention_days is None:
         raise click.ClickException("RETENTION_DAYS is not set: nothing is purged by age")
@@ -334,9 +310,6 @@ def privacy_purge() -> None:
 @click.option("--limit", type=int, default=50, show_default=True)
 def privacy_audit(limit: int) -> None:
     """The newest audit events: who looked at, erased, exported, launched or purged what."""
-    from bot.commands import runtime
-    from bot.cycle import services
-
     _settings()
     with _refusals():
         events = services.audit_log(runtime.database(), {"limit": limit})
@@ -368,9 +341,6 @@ def participants_telegram_links(
     import csv
     from datetime import datetime
 
-    from bot.commands import runtime
-    from bot.cycle import services
-
     settings = _settings()
     if (file is None) == (key is None):
         raise click.UsageError("give FILE.csv or --participant ID (one of them)")
@@ -395,8 +365,6 @@ def webhooks_group() -> None:
 @webhooks_group.command("set")
 def webhooks_set() -> None:
     """Point each channel that is on at PUBLIC_BASE_URL, and say what was set."""
-    from bot.providers.errors import SendError
-
     settings = _settings()
     failed = False
     for channel in channels.all_channels():
@@ -439,9 +407,6 @@ def campaign() -> None:
 @click.option("--reminder-after-hours", type=float, default=None)
 def campaign_create(survey, tags, people, everyone, channel, send_at, reminder_after_hours) -> None:
     """Create a draft campaign for SURVEY."""
-    from bot.commands import runtime
-    from bot.cycle import services
-
     chosen = [bool(tags), bool(people), everyone]
     if sum(chosen) != 1:
         raise click.UsageError(
@@ -477,10 +442,6 @@ def campaign_create(survey, tags, people, everyone, channel, send_at, reminder_a
 @click.argument("campaign_id", type=int)
 def campaign_launch(campaign_id: int) -> None:
     """Send the invitations (a worker does the sending)."""
-    from bot.commands import runtime
-    from bot.cycle import services
-    from bot.privacy import audit
-
     settings = _settings()
     redis = _redis()  # fail now, in one line, before anything is launched
     with _refusals():
@@ -501,9 +462,6 @@ def campaign_launch(campaign_id: int) -> None:
 @campaign.command("list")
 def campaign_list() -> None:
     """Campaigns, newest first: their numbers, surveys, where each stands."""
-    from bot.commands import runtime
-    from bot.cycle import services
-
     _settings()
     found = services.list_campaigns(runtime.database())
     if not found:
@@ -520,9 +478,6 @@ def campaign_list() -> None:
 @click.argument("campaign_id", type=int)
 def campaign_status(campaign_id: int) -> None:
     """Progress counts."""
-    from bot.commands import runtime
-    from bot.cycle import services
-
     settings = _settings()
     with _refusals():
         found = services.campaign_status(runtime.database(), settings, campaign_id)
@@ -547,9 +502,6 @@ def campaign_status(campaign_id: int) -> None:
 @click.argument("campaign_id", type=int)
 def campaign_close(campaign_id: int) -> None:
     """No more invitations or reminders; conversations in progress end."""
-    from bot.commands import runtime
-    from bot.cycle import services
-
     settings = _settings()
     with _refusals():
         closed = services.close_campaign(
@@ -572,10 +524,6 @@ def campaign_close(campaign_id: int) -> None:
 def campaign_export(campaign_id: int, output: str | None) -> None:
     """Write responses.csv (the same as the admin API's), with a progress bar."""
     from tqdm import tqdm
-
-    from bot.commands import runtime
-    from bot.cycle import services
-    from bot.privacy import audit
 
     _settings()
     target = Path(output or f"campaign-{campaign_id}-responses.csv")
@@ -605,9 +553,6 @@ def feedback_group() -> None:
 )
 def feedback_preview(campaign_id: int, file: str | None) -> None:
     """Show each recipient's message without sending anything."""
-    from bot.commands import runtime
-    from bot.cycle import services
-
     settings = _settings()
     with _refusals():
         shown = services.preview_feedback(
@@ -633,9 +578,6 @@ def feedback_preview(campaign_id: int, file: str | None) -> None:
 )
 def feedback_send(campaign_id: int, file: str | None) -> None:
     """Queue the messages (a worker sends them, honouring quiet hours and SEND_RATE)."""
-    from bot.commands import runtime
-    from bot.cycle import services
-
     settings = _settings()
     _redis()  # fail now, in one line, rather than leave the messages for the reconciler
     with _refusals():
@@ -668,12 +610,7 @@ def _new_password() -> str:
 
 def _staff_verb(action: str, verb: Any, email: str, *args: Any) -> str:
     """Run one staff-account verb in a unit of work, audited; the account's email."""
-    from bot.commands import runtime
-    from bot.cycle import staff as accounts
-    from bot.privacy import audit
-    from bot.storage import db as database
-
-    database.upgrade(_settings().database_url)
+    storage.upgrade(_settings().database_url)
     try:
         with runtime.database().session() as session:
             account = verb(session, email, *args)
@@ -688,8 +625,6 @@ def _staff_verb(action: str, verb: Any, email: str, *args: Any) -> str:
 def staff_add(email: str) -> None:
     """Create a console account for EMAIL. The password is asked for twice at a terminal, or
     read from the first line of standard input otherwise (for scripts)."""
-    from bot.cycle import staff as accounts
-
     settings = _settings()
     address = _staff_verb("staff_added", accounts.add, email, _new_password())
     click.echo(f"staff account {address} created; sign in at {settings.public_base_url}/console/")
@@ -699,8 +634,6 @@ def staff_add(email: str) -> None:
 @click.argument("email")
 def staff_password(email: str) -> None:
     """Give EMAIL's account a new password (asked as for `add`); signs out its sessions."""
-    from bot.cycle import staff as accounts
-
     address = _staff_verb("staff_password", accounts.set_password, email, _new_password())
     click.echo(f"new password set for {address}; any console session of theirs has ended")
 
@@ -709,8 +642,6 @@ def staff_password(email: str) -> None:
 @click.argument("email")
 def staff_disable(email: str) -> None:
     """Shut EMAIL out of the console (someone who left): no sign-in, open pages sign out."""
-    from bot.cycle import staff as accounts
-
     address = _staff_verb("staff_disabled", accounts.disable, email)
     click.echo(f"{address} can no longer sign in; any console session of theirs has ended")
 
@@ -719,8 +650,6 @@ def staff_disable(email: str) -> None:
 @click.argument("email")
 def staff_enable(email: str) -> None:
     """Let a disabled account sign in again."""
-    from bot.cycle import staff as accounts
-
     address = _staff_verb("staff_enabled", accounts.enable, email)
     click.echo(f"{address} can sign in again")
 
@@ -728,11 +657,7 @@ def staff_enable(email: str) -> None:
 @staff.command("list")
 def staff_list() -> None:
     """Every staff account: in use or disabled, and when each last signed in."""
-    from bot.commands import runtime
-    from bot.cycle import staff as accounts
-    from bot.storage import db as database
-
-    database.upgrade(_settings().database_url)
+    storage.upgrade(_settings().database_url)
     with runtime.database().session() as session:
         rows = [(a.email, a.disabled_at, a.last_signed_in_at) for a in accounts.listing(session)]
     if not rows:

@@ -12,6 +12,8 @@ import threading
 from redis import Redis
 
 from bot.config import Settings, load_settings
+from bot.conversations import inbox, outbox
+from bot.cycle import campaigns
 from bot.scripts.library import SurveyLibrary
 from bot.storage.db import INBOX, OUTBOX, Database, Queued
 
@@ -53,15 +55,11 @@ def database() -> Database:
 
 def _connect_receivers() -> None:
     """What listens to conversations' events, wired where the process is (not by imports)."""
-    from bot.cycle import campaigns
-
     campaigns.connect()
 
 
 def _dispatch_after_commit(what: str, rows: Queued) -> None:
     """What a unit of work queued, handed to rq once it has committed."""
-    from bot.conversations import inbox, outbox
-
     if what == OUTBOX:
         outbox.dispatch(redis(), rows)
     elif what == INBOX:
@@ -109,6 +107,7 @@ os.register_at_fork(after_in_child=_reset_after_fork)
 
 def _embedded_redis_url(current: Settings) -> str | None:
     """The Redis that `involve serve` embeds for this instance folder, while it runs."""
+    # Here: `serve` is the whole local service (web, worker, Redis); only this lookup needs it.
     from bot.commands.serve import _redis_dir
 
     socket = _redis_dir(current) / "redis.sock"

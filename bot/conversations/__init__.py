@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from bot import engine
-from bot.channels import Channel
+from bot.channels import Channel, all_channels
 from bot.config import Settings
 from bot.conversations.suppression import suppressed
 from bot.scripts.survey import Survey, load_text
@@ -153,8 +153,6 @@ _people = Participant.__table__
 @lru_cache(maxsize=1)
 def _person_columns() -> tuple[Any, ...]:
     # Every channel's address column, so `channel.address_of(row)` works on the row.
-    from bot.channels import all_channels
-
     fields = sorted({channel.address_field for channel in all_channels()})
     names = ("id", "name", "language", "opted_out", "recontact", "joined_via", *fields)
     return tuple(_people.c[name] for name in names)

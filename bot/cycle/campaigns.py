@@ -10,18 +10,18 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from redis import Redis
 from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 
-from bot import channels, conversations, engine
+from bot import channels, conversations, engine, privacy
 from bot.config import Settings
 from bot.conversations import events, outbox
-from bot.cycle.refusals import Refused
+from bot.cycle.requests import CampaignError, CampaignRequest
 from bot.scripts.survey import Survey, SurveyError
 from bot.storage.db import Database
 from bot.storage.models import (
@@ -36,27 +36,11 @@ from bot.storage.models import (
 )
 from bot.storage.prepared import Prepared
 from bot.storage.status import InvitationStatus, Kind
-from bot.text import clean_text
-
-if TYPE_CHECKING:
-    from bot.cycle.requests import CampaignRequest
 
 BATCH = 1000
 SIMULATOR = "simulate"  # Participant.joined_via of the people `involve simulate` plays
 FAN_OUT_JOB = "bot.commands.jobs.fan_out"  # rq jobs, by name (`bot.commands.jobs`)
 REMINDERS_JOB = "bot.commands.jobs.send_reminders"
-SCHEDULING_MARGIN_DAYS = 90  # more than the longest reminder delay (1440 hours)
-
-
-class CampaignError(Refused, ValueError):
-    """Bad input from staff; the message says what to change. `status` is the HTTP code.
-
-    A ValueError too, so that the request models' validators can raise it and pydantic turns
-    it into a validation error carrying the same message.
-    """
-
-    def __init__(self, message: str, status: int = 400):
-        super().__init__(message, status)
 
 
 # --- can a channel send ----------------------------------------------------------------
@@ -71,58 +55,6 @@ def channel_off(channel: str, settings: Settings) -> str | None:
 
 
 # --- creating --------------------------------------------------------------------------
-
-
-def _parse_time(value: Any, name: str, settings: Settings) -> datetime | None:
-    if value in (None, ""):
-        return None
-    if not isinstance(value, str):
-        raise CampaignError(f"{name} must be an ISO 8601 time such as 2026-12-01T10:00:00Z")
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise CampaignError(
-            f"{name} must be an ISO 8601 time such as 2026-12-01T10:00:00Z, got {value!r}"
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=settings.timezone)
-    # Times at the ends of the calendar parse, but cannot be moved to UTC, or have the reminder
-    # delay (at most 60 days) and the upkeep's margins added to them without overflowing: a
-    # 500 now, or a worker job failing every minute later. Past times stay allowed (= now).
-    try:
-        in_utc = moment.astimezone(UTC)
-        in_utc + timedelta(days=SCHEDULING_MARGIN_DAYS)
-        in_utc - timedelta(days=SCHEDULING_MARGIN_DAYS)
-    except OverflowError:
-        raise CampaignError(
-            f"{name} is too near the end of the calendar to schedule, got {value!r}"
-        ) from None
-    return moment
-
-
-def _audience(raw: Any) -> dict[str, Any]:
-    if not isinstance(raw, Mapping) or len(raw) != 1:
-        raise CampaignError(
-            'audience must be one of {"tags": [...]}, {"participants": [...]} or {"all": true}'
-        )
-    ((kind, value),) = raw.items()
-    if kind == "all":
-        if value is not True:
-            raise CampaignError('audience {"all": ...} must be true')
-        return {"all": True}
-    if kind in ("tags", "participants"):
-        if (
-            not isinstance(value, list)
-            or not value
-            or not all(isinstance(v, str | int) and not isinstance(v, bool) for v in value)
-        ):
-            raise CampaignError(f"audience {kind} must be a non-empty list")
-        return {
-            kind: [clean_text(v) for v in value]
-            if kind == "tags"
-            else [v if isinstance(v, int) else clean_text(v) for v in value]
-        }
-    raise CampaignError(f"unknown audience {kind!r}: use tags, participants or all")
 
 
 def audience_ids(session: Session, audience: Mapping[str, Any]) -> list[int]:
@@ -171,8 +103,6 @@ def _person_key(session: Session, value: str | int) -> str | int | None:
     in the admin API's URLs, rather than inviting both. A key nobody has is returned as None:
     the caller names it (a typo must not quietly shrink the audience).
     """
-    from bot import privacy
-
     if isinstance(value, int):
         number = as_id(str(value))
         return number if number is not None and session.get(Participant, number) else None
@@ -197,8 +127,6 @@ def create(
     """A draft campaign. The request is checked by `bot.cycle.requests.CampaignRequest`; `broken`
     names scripts that did not load, so staff learn why theirs is missing instead of only
     that it is."""
-    from bot.cycle.requests import CampaignRequest
-
     request = CampaignRequest.parse(payload, surveys=surveys, broken=broken, settings=settings)
     survey_id, channel = request.survey, request.channel
     assert survey_id is not None  # the model refuses a missing survey

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from bot import channels
 from bot.config import Settings
 from bot.conversations.suppression import suppressed
+from bot.i18n import LANGUAGES, SWITCH_WORDS
 from bot.phone import InvalidPhoneNumber, normalise_phone
 from bot.storage.models import ConsentEvent, Participant, utcnow
 from bot.storage.status import Consent
@@ -214,8 +215,6 @@ def clean(number: int, raw: Mapping[str, Any]) -> CleanRow:
     name = str(name).strip()[:200] if name not in (None, "") else None
     language = raw.get("language")
     if language not in (None, ""):
-        from bot.i18n import LANGUAGES, SWITCH_WORDS
-
         said = str(language).strip().casefold()
         language = SWITCH_WORDS.get(said, said)
         if language not in LANGUAGES:

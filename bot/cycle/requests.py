@@ -10,7 +10,7 @@ wrong type, a missing field) into such a line too.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import (
@@ -25,9 +25,77 @@ from pydantic import (
 )
 
 from bot import channels
+from bot.config import Settings
 from bot.cycle.refusals import Refused
+from bot.text import clean_text
 
 ChannelName = Literal[channels.NAMES]  # type: ignore[valid-type]  # from the registry, never spelt out
+
+
+SCHEDULING_MARGIN_DAYS = 90  # more than the longest reminder delay (1440 hours)
+
+
+class CampaignError(Refused, ValueError):
+    """Bad input from staff; the message says what to change. `status` is the HTTP code.
+
+    A ValueError too, so that the request models' validators can raise it and pydantic turns
+    it into a validation error carrying the same message.
+    """
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message, status)
+
+
+def _parse_time(value: Any, name: str, settings: Settings) -> datetime | None:
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str):
+        raise CampaignError(f"{name} must be an ISO 8601 time such as 2026-12-01T10:00:00Z")
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise CampaignError(
+            f"{name} must be an ISO 8601 time such as 2026-12-01T10:00:00Z, got {value!r}"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=settings.timezone)
+    # Times at the ends of the calendar parse, but cannot be moved to UTC, or have the reminder
+    # delay (at most 60 days) and the upkeep's margins added to them without overflowing: a
+    # 500 now, or a worker job failing every minute later. Past times stay allowed (= now).
+    try:
+        in_utc = moment.astimezone(UTC)
+        in_utc + timedelta(days=SCHEDULING_MARGIN_DAYS)
+        in_utc - timedelta(days=SCHEDULING_MARGIN_DAYS)
+    except OverflowError:
+        raise CampaignError(
+            f"{name} is too near the end of the calendar to schedule, got {value!r}"
+        ) from None
+    return moment
+
+
+def _audience(raw: Any) -> dict[str, Any]:
+    if not isinstance(raw, Mapping) or len(raw) != 1:
+        raise CampaignError(
+            'audience must be one of {"tags": [...]}, {"participants": [...]} or {"all": true}'
+        )
+    ((kind, value),) = raw.items()
+    if kind == "all":
+        if value is not True:
+            raise CampaignError('audience {"all": ...} must be true')
+        return {"all": True}
+    if kind in ("tags", "participants"):
+        if (
+            not isinstance(value, list)
+            or not value
+            or not all(isinstance(v, str | int) and not isinstance(v, bool) for v in value)
+        ):
+            raise CampaignError(f"audience {kind} must be a non-empty list")
+        return {
+            kind: [clean_text(v) for v in value]
+            if kind == "tags"
+            else [v if isinstance(v, int) else clean_text(v) for v in value]
+        }
+    raise CampaignError(f"unknown audience {kind!r}: use tags, participants or all")
 
 
 class StaffRequest(BaseModel):
@@ -206,15 +274,11 @@ class CampaignRequest(StaffRequest):
     @field_validator("audience", mode="before")
     @classmethod
     def _audience(cls, value: Any) -> Any:
-        from bot.cycle.campaigns import _audience
-
         return _audience(value)  # one of the three shapes, tidied, or the reason why not
 
     @field_validator("send_at", mode="before")
     @classmethod
     def _when(cls, value: Any, info: ValidationInfo) -> Any:
-        from bot.cycle.campaigns import _parse_time
-
         settings = (info.context or {}).get("settings")
         if settings is None:
             raise ValueError("send_at cannot be read without the settings' time zone")

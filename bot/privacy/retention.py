@@ -21,6 +21,7 @@ from sqlalchemy import or_, select, update
 
 from bot import conversations, engine
 from bot.config import Settings
+from bot.conversations import outbox
 from bot.privacy import audit
 from bot.storage.db import Database
 from bot.storage.models import Answer, Conversation, Message, SurveyVersion, utcnow
@@ -123,8 +124,6 @@ def enqueue_if_due(redis: Redis, settings: Settings, now: datetime | None = None
     """
     from rq import Queue
     from rq.job import Job
-
-    from bot.conversations import outbox
 
     if settings.retention_days is None:
         return False

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from bot.i18n import N_
+from bot.i18n import LANGUAGES, N_, STAFF_LANGUAGE, language_of, t
 from bot.scripts import templates
 
 QUESTION_TYPES = (
@@ -304,8 +304,6 @@ class Survey:
         """This survey in another language: its own translations, the service's words for
         "Don't know", and each option's label in the script's language read as a synonym (so
         a reply in English still counts). Untranslated words stay as written."""
-        from bot.i18n import STAFF_LANGUAGE, language_of, t
-
         code = language_of(language)
         if code == STAFF_LANGUAGE:
             return self
@@ -526,8 +524,6 @@ class _Builder:
         )
 
     def translations(self, raw: Any, questions: dict[str, Question]) -> dict[str, dict[str, Any]]:
-        from bot.i18n import LANGUAGES, STAFF_LANGUAGE
-
         if raw is None:
             return {}
         if not isinstance(raw, dict):

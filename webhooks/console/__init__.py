@@ -32,9 +32,10 @@ from werkzeug.wrappers import Response
 from bot import channels
 from bot.commands import runtime
 from bot.config import Settings
-from bot.cycle import lint, staff
+from bot.cycle import exports, lint, staff
 from bot.privacy import audit
 from bot.scripts.survey import SurveyError
+from bot.storage.models import Campaign
 from webhooks.console import auth, queries, simulator
 
 bp = Blueprint(
@@ -345,9 +346,6 @@ def campaigns() -> str:
 
 @bp.get("/campaigns/<int:campaign_id>")
 def campaign(campaign_id: int) -> str:
-    from bot.cycle import exports
-    from bot.storage.models import Campaign
-
     with runtime.database().read() as db:
         row = queries.campaign(db, campaign_id)
         if row is None:

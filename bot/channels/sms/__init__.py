@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING
 
 from bot.channels.base import Sender
 from bot.channels.phone_number import PhoneNumberChannel
 from bot.channels.sms import render
+from bot.config import Settings
 from bot.engine import Inbound, Prompt
 from bot.phone import InvalidPhoneNumber, normalise_phone
 from bot.text import clean_text
-
-if TYPE_CHECKING:
-    from bot.config import Settings
 
 E164 = re.compile(r"\+[1-9]\d{7,14}")
 MAX_SID = 64  # Twilio's are 34 characters; anything far longer is not from Twilio
@@ -28,12 +25,14 @@ class SmsChannel(PhoneNumberChannel):
     webhooks = ("webhooks.twilio_sms:bp",)
 
     def sender(self, settings: Settings) -> Sender:
+        # Here: the provider's client library loads only where we send or set it up.
         from bot.providers.twilio import sms_sender
 
         self.require_on(settings)
         return sms_sender(settings)
 
     def point_webhooks(self, settings: Settings) -> list[str]:
+        # Here: the provider's client library loads only where we send or set it up.
         from bot.providers.twilio import point_number
 
         return [point_number(settings, "sms", f"{settings.public_base_url}/webhooks/twilio/sms")]

@@ -10,19 +10,16 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from telegram import Update
 
-from bot.channels.base import Channel, InvalidAddress, LinkError, Sender
+from bot.channels.base import Channel, Interpret, InvalidAddress, LinkError, Sender
 from bot.channels.telegram import render
+from bot.config import Settings
 from bot.engine import Inbound, Prompt
 from bot.providers.errors import SendError
-
-if TYPE_CHECKING:
-    from bot.channels.base import Interpret
-    from bot.config import Settings
-    from bot.scripts.survey import Question
+from bot.scripts.survey import Question
 
 MAX_CHAT_ID = 2**52  # Telegram promises chat ids fit in 52 bits
 MAX_TEXT = 4096  # Telegram's longest message; anything longer is not from Telegram
@@ -87,6 +84,7 @@ class TelegramChannel(Channel):
         return "set TELEGRAM_BOT_TOKEN and TELEGRAM_WEBHOOK_SECRET"
 
     def sender(self, settings: Settings) -> Sender:
+        # Here: the provider's client library loads only where we send or set it up.
         from bot.channels.telegram.sender import telegram_sender
 
         self.require_on(settings)
@@ -111,6 +109,7 @@ class TelegramChannel(Channel):
         return str(me.username)
 
     def point_webhooks(self, settings: Settings) -> list[str]:
+        # Here: the provider's client library loads only where we send or set it up.
         from bot.channels.telegram.sender import UPDATES, telegram_sender
 
         url = f"{settings.public_base_url}/webhooks/telegram"

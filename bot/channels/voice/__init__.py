@@ -9,18 +9,15 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING
 
 from bot.channels.base import Core, RetryPolicy, Sender
 from bot.channels.phone_number import PhoneNumberChannel
 from bot.channels.voice import render, simulate
 from bot.channels.voice.call import CallFlow, CallIn, read_call
 from bot.channels.voice.retry import call_again
+from bot.config import Settings
 from bot.engine import Inbound, Prompt
-
-if TYPE_CHECKING:
-    from bot.config import Settings
-    from bot.scripts.survey import Question, Survey
+from bot.scripts.survey import Question, Survey
 
 
 class VoiceChannel(PhoneNumberChannel):
@@ -33,6 +30,7 @@ class VoiceChannel(PhoneNumberChannel):
     webhooks = ("webhooks.twilio_voice:bp",)
 
     def sender(self, settings: Settings) -> Sender:
+        # Here: the provider's client library loads only where we send or set it up.
         from bot.channels.voice.sender import call_sender
 
         self.require_on(settings)
@@ -42,6 +40,7 @@ class VoiceChannel(PhoneNumberChannel):
         return call_again(settings)
 
     def point_webhooks(self, settings: Settings) -> list[str]:
+        # Here: the provider's client library loads only where we send or set it up.
         from bot.providers.twilio import point_number
 
         url = f"{settings.public_base_url}/webhooks/twilio/voice"

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from bot.engine import Ask, Inbound, Prompt, Reply, Say
-from bot.engine.keywords import Command
+from bot.engine.keywords import Command, Intent, classify, intent
 from bot.engine.parsing import range_words, simplify
 from bot.i18n import N_, t
 from bot.scripts.survey import Question
@@ -218,8 +218,6 @@ _SKIP_WORDS = {"skip", "skip it", "skip this", "skip this one", "next", "pass"}
 def said_stop(speech: str) -> bool:
     """Words on a call that ask us to stop: confirmed with the keypad's own 1 or 2 (the text
     channels' "Do you want us to stop?" has no place on a call)."""
-    from bot.engine.keywords import Command, Intent, classify, intent
-
     if simplify(speech) in {"stop", "stop calling", "stop calling me", "unsubscribe"}:
         return True
     return classify(speech) is Command.STOP or intent(speech) is Intent.STOP_REQUEST
