@@ -35,7 +35,7 @@ from bot.storage.models import (
     utcnow,
 )
 from bot.storage.prepared import Prepared
-from bot.storage.status import InvitationStatus, Kind
+from bot.storage.status import InvitationStatus, Kind, Outbound
 
 BATCH = 1000
 SIMULATOR = "simulate"  # Participant.joined_via of the people `involve simulate` plays
@@ -566,8 +566,8 @@ def close(session: Session, campaign: Campaign, settings: Settings) -> int:
         update(Message)
         .where(
             Message.campaign_id == campaign.id,
-            Message.status == "pending",
-            Message.kind.in_(("invitation", "reminder")),
+            Message.status == Outbound.PENDING,
+            Message.kind.in_((Kind.INVITATION, Kind.REMINDER)),
         )
         .values(status="cancelled", error_message="campaign closed", updated_at=utcnow())
     )

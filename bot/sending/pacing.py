@@ -14,8 +14,9 @@ from zoneinfo import ZoneInfo
 from redis import Redis
 
 from bot.config import QuietWindow
+from bot.storage.status import Kind
 
-NEW_CONTACT = frozenset({"invitation", "reminder", "feedback"})
+NEW_CONTACT = frozenset({Kind.INVITATION, Kind.REMINDER, Kind.FEEDBACK})
 
 
 def _inside(window: QuietWindow, local: datetime) -> datetime | None:
