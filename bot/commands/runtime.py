@@ -13,7 +13,6 @@ from redis import Redis
 
 from bot.config import Settings, load_settings
 from bot.conversations import inbox, outbox
-from bot.cycle import campaigns
 from bot.scripts.library import SurveyLibrary
 from bot.storage.db import INBOX, OUTBOX, Database, Queued
 
@@ -55,6 +54,10 @@ def database() -> Database:
 
 def _connect_receivers() -> None:
     """What listens to conversations' events, wired where the process is (not by imports)."""
+    # Here, not at the top: importing this module must not be what wires campaigns (a worker
+    # that only ever retried inbox messages still wires them: tests/test_worker.py).
+    from bot.cycle import campaigns
+
     campaigns.connect()
 
 
