@@ -3,6 +3,11 @@ real Redis (TEST_REDIS_URL, else the local server's database 13, else an embedde
 
 Tests only ever wipe what they created: a fresh PostgreSQL database per run, dropped at the end,
 and a Redis database that carries our marker key (we refuse to touch one that holds other keys).
+
+Under pytest-xdist (`./dev test` runs `-n auto`) every worker is a run of its own: its own temp
+folder, SQLite file and PostgreSQL database, and the Redis database after the one before it
+(TEST_REDIS_URL's number, or 13, plus the worker's index: gw0 -> 13, gw1 -> 14, ...).
+Tests marked `slow` run only with `--slow` (CI's `.ci/run` passes it) or `-m slow`.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pytest
 from redis import Redis
@@ -30,6 +36,27 @@ ROOT = Path(__file__).resolve().parent.parent
 CONVERSATIONS = ROOT / "conversations"
 REDIS_MARKER = "involve:test-database"
 BACKENDS = ["sqlite"] + (["postgresql"] if os.environ.get("TEST_DATABASE_URL") else [])
+DEFAULT_TEST_REDIS = "redis://127.0.0.1:6379/13"
+
+
+# --- slow tests ---------------------------------------------------------------------------
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--slow",
+        action="store_true",
+        help="also run the tests marked slow (end-to-end runs of whole processes); CI does",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--slow") or "slow" in (config.option.markexpr or ""):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --slow (CI does)")
+    for item in items:
+        if item.get_closest_marker("slow"):
+            item.add_marker(skip)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -39,9 +66,16 @@ def pytest_configure(config: pytest.Config) -> None:
     pytest's default keeps the last three runs in the temp folder; its "none" policy instead
     deletes every unlocked run folder there, another run's in progress included. A folder of
     our own, named before pytest makes one, avoids both. `--basetemp` still wins.
+
+    It is in memory (/dev/shm) where there is one and TMPDIR does not say otherwise: every
+    SQLite checkpoint syncs to disk, and on a disk shared with other work each sync can take a
+    tenth of a second; in memory the same SQLite, in the same WAL mode, syncs at once.
     """
     if config.option.basetemp is None:
-        base = tempfile.mkdtemp(prefix="involve-tests-")  # short: Unix socket paths are limited
+        memory = Path("/dev/shm")
+        in_memory = not os.environ.get("TMPDIR") and memory.is_dir() and os.access(memory, os.W_OK)
+        # Short names: Unix socket paths are limited to about 100 characters.
+        base = tempfile.mkdtemp(prefix="involve-tests-", dir=memory if in_memory else None)
         config.option.basetemp = base
         atexit.register(shutil.rmtree, base, ignore_errors=True)
 
@@ -67,6 +101,10 @@ def database_url(
     admin = create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
+        # Commits need not wait for the server's disk: a test database is never recovered
+        # after a crash, and what every other connection sees is the same. On a shared disk
+        # each wait was tens of milliseconds, and the tests commit thousands of times.
+        conn.execute(text(f'ALTER DATABASE "{name}" SET synchronous_commit = off'))
     url = base.set(database=name).render_as_string(hide_password=False)
     try:
         dbmod.upgrade(url)
@@ -95,24 +133,35 @@ def database(database_url: str) -> Iterator[Database]:
     database.dispose()
 
 
+def xdist_worker_index() -> int:
+    """0 in a plain run; n in pytest-xdist's worker gw<n>."""
+    return int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+
+
+def redis_database_after(url: str, steps: int) -> str:
+    """The same Redis server's database `steps` numbers after the one `url` names."""
+    if steps == 0:
+        return url
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    if "db" in query or parts.scheme == "unix":
+        query["db"] = str(int(query.get("db", 0)) + steps)
+        return urlunsplit(parts._replace(query=urlencode(query)))
+    return urlunsplit(parts._replace(path=f"/{int(parts.path.strip('/') or 0) + steps}"))
+
+
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     from bot.commands.embedded_redis import EmbeddedRedis
 
-    candidates = (
-        [os.environ["TEST_REDIS_URL"]]
-        if os.environ.get("TEST_REDIS_URL")
-        else ["redis://127.0.0.1:6379/13"]
+    url = redis_database_after(
+        os.environ.get("TEST_REDIS_URL") or DEFAULT_TEST_REDIS, xdist_worker_index()
     )
     server = None
-    for url in candidates:
-        try:
-            client = Redis.from_url(url, socket_connect_timeout=1)
-            client.ping()
-            break
-        except Exception:
-            continue
-    else:
+    try:
+        client = Redis.from_url(url, socket_connect_timeout=1)
+        client.ping()
+    except Exception:  # no server there (or no such database): one of our own
         # Short path: Unix socket paths are limited to about 100 characters.
         server = EmbeddedRedis(
             Path(f"/tmp/involve-test-redis-{uuid.uuid4().hex[:8]}"), persist=False

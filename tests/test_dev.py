@@ -2,6 +2,8 @@
 
 import subprocess
 
+import pytest
+
 from tests.conftest import ROOT
 
 
@@ -25,6 +27,7 @@ def test_dev_with_an_unknown_command_says_so_and_exits_2():
     assert "./dev serve" in result.stderr and "set -euo" not in result.stderr
 
 
+@pytest.mark.slow  # a whole pytest run of its own
 def test_a_test_run_leaves_nothing_in_the_temp_folder(tmp_path):
     """Run a few tests that use tmp_path, an instance folder and lint, in an empty TMPDIR."""
     import os

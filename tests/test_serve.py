@@ -14,6 +14,9 @@ import requests
 from tests.conftest import CONVERSATIONS, SUPPRESSION_KEY
 from tests.fakes import ACCOUNT_SID, AUTH_TOKEN, FROM_NUMBER, sign, sms_params
 
+# Each starts whole `involve serve` processes (gunicorn, a worker, an embedded Redis).
+pytestmark = pytest.mark.slow
+
 
 def free_port() -> int:
     with socket.socket() as s:

@@ -69,3 +69,37 @@ def test_an_idle_worker_can_wait_for_jobs_longer_than_a_clients_read_timeout(red
     started = time.monotonic()
     assert worker.connection.blpop(["involve:test:nothing"], timeout=2) is None
     assert time.monotonic() - started >= 1.9
+
+
+def test_a_worker_stops_listening_at_once_even_when_redis_answers_before_it_says_stop(
+    redis_conn,
+):
+    """A busy machine can let the listening thread read Redis's reply to the unsubscribe before
+    the worker tells it to stop; it then waited up to a minute for a new subscription, and so
+    did every burst worker's end (each test that ran a worker) and every worker's shutdown."""
+    import threading
+
+    from bot.commands.worker import make_worker
+
+    worker = make_worker(redis_conn)
+    worker.subscribe()
+    listening = worker.pubsub
+    deadline = time.monotonic() + 10
+    while not listening.subscribed and time.monotonic() < deadline:
+        time.sleep(0.01)
+    unsubscribe = listening.unsubscribe
+
+    def unsubscribe_and_let_the_thread_read_the_reply(*args, **kwargs):
+        result = unsubscribe(*args, **kwargs)
+        deadline = time.monotonic() + 10
+        while listening.subscribed and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return result
+
+    listening.unsubscribe = unsubscribe_and_let_the_thread_read_the_reply
+    stopping = threading.Thread(target=worker.unsubscribe, daemon=True)
+    stopping.start()
+    stopping.join(20)  # rq waits up to 60 s for the thread; the fix needs none of it
+    assert not stopping.is_alive(), "the worker is still waiting for its listening thread"
+    worker.pubsub_thread.join(20)
+    assert not worker.pubsub_thread.is_alive()
