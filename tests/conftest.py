@@ -22,6 +22,7 @@ from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pytest
+from argon2 import PasswordHasher
 from redis import Redis
 from sqlalchemy import create_engine, make_url, text
 
@@ -216,6 +217,28 @@ def settings(database: Database, tmp_path: Path) -> Iterator[Settings]:
     runtime.configure(current)
     yield current
     runtime.configure(current)
+
+
+# --- password hashing ---------------------------------------------------------------------
+
+# argon2id at argon2-cffi's defaults spends about 0.1 s and 64 MiB a hash on purpose, and the
+# console's tests sign in hundreds of times. What they test is the sign-in, not argon2's cost:
+# they get the same algorithm at its smallest cost; a test marked `real_password_hashing`
+# gets the production hasher.
+_CHEAP_HASHER = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+
+
+@pytest.fixture(autouse=True)
+def cheap_password_hashing(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch):
+    if request.node.get_closest_marker("real_password_hashing"):
+        return
+    from bot.cycle import staff
+
+    monkeypatch.setattr(staff, "_hasher", _CHEAP_HASHER)
+    monkeypatch.setattr(staff, "_DUMMY_HASH", _CHEAP_DUMMY_HASH)
+
+
+_CHEAP_DUMMY_HASH = _CHEAP_HASHER.hash("not anyone's password, only here to spend the same time")
 
 
 @pytest.fixture

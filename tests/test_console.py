@@ -7,6 +7,7 @@ import io
 import re
 
 import pytest
+from argon2 import PasswordHasher
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
@@ -190,6 +191,7 @@ def test_sign_out_ends_every_copy_of_the_session_and_is_audited(signed_in, datab
     assert [r[1] for r in audit_rows(database)] == ["sign_in", "sign_out"]
 
 
+@pytest.mark.real_password_hashing
 def test_staff_add_reads_the_password_from_standard_input(database, settings):
     runner = CliRunner()
     made = runner.invoke(main, ["staff", "add", "Cy@Example.org"], input=PASSWORD + "\n")
@@ -199,6 +201,7 @@ def test_staff_add_reads_the_password_from_standard_input(database, settings):
         account = session.scalar(select(StaffAccount))
         assert account.email == "cy@example.org"
         assert account.password_hash.startswith("$argon2id$")
+        assert not PasswordHasher().check_needs_rehash(account.password_hash)  # full cost
         assert PASSWORD not in account.password_hash
         assert staff.authenticate(session, "cy@example.org", PASSWORD) is not None
     again = runner.invoke(main, ["staff", "add", "cy@example.org"], input=PASSWORD + "\n")
