@@ -65,14 +65,14 @@ def _settings(workdir: Path, redis_url: str, twilio_url: str, **extra: str):
 
 
 def _seed_people(database, count: int) -> None:
-    from bot.storage.models import Participant
+    from bot.storage.models import ContactPoint, Participant
 
     now = datetime.now(UTC)
+    people = Participant.__table__
     with database.session() as session:
         rows = [
             {
                 "name": f"Person {n}",
-                "phone": f"+4477{n:08d}",
                 "tags": ["panel"],
                 "channel": "sms",
                 "opted_out": False,
@@ -82,7 +82,24 @@ def _seed_people(database, count: int) -> None:
             for n in range(count)
         ]
         for start in range(0, count, 10000):
-            session.execute(insert(Participant.__table__), rows[start : start + 10000])
+            ids = session.scalars(
+                insert(people).returning(people.c.id, sort_by_parameter_order=True),
+                rows[start : start + 10000],
+            ).all()
+            session.execute(
+                insert(ContactPoint.__table__),
+                [
+                    {
+                        "participant_id": pid,
+                        "channel": "sms",
+                        "address": f"+4477{start + n:08d}",
+                        "position": 0,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                    for n, pid in enumerate(ids)
+                ],
+            )
 
 
 def _redis() -> tuple[str, object | None]:

@@ -3,7 +3,8 @@
 The same webhook, form and Twilio signature check as involve's, then the database work the
 one writer does for an answer, on the same schema, as plain SQL on the driver (no SQLAlchemy,
 no engine step, no rendering): on PostgreSQL the pool's connection check, BEGIN, the person's
-row (locked; created if new), their conversation (locked) and whether a message of theirs is
+row found by their contact point (locked; both created if new; when they last wrote moved on
+as involve moves it), their conversation (locked) and whether a message of theirs is
 waiting for a retry, the conversation's state, the answer, the inbound row under its provider
 id, the reply, COMMIT; on SQLite the same inside the same writers' turn. It answers a fixed
 TwiML string.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 from datetime import UTC, datetime
 from typing import Any
@@ -42,14 +44,28 @@ writers = None if POSTGRES else _WriterQueue(URL.split(":///", 1)[1])
 def _sql(statement: str) -> str:
     if POSTGRES:
         return statement.replace("?", "%s")
-    return statement.replace(" FOR UPDATE OF conversations", "").replace(" FOR UPDATE", "")
+    return re.sub(r" FOR UPDATE( OF \w+)?", "", statement)
 
 
 PERSON = _sql(
-    "SELECT id, name, language, opted_out, recontact, joined_via, phone FROM participants WHERE phone = ? FOR UPDATE"
+    "SELECT participants.id, name, language, opted_out, recontact, joined_via,"
+    " participants.channel, contact_points.id, contact_points.last_inbound_at"
+    " FROM contact_points JOIN participants ON participants.id = contact_points.participant_id"
+    " WHERE contact_points.channel = 'sms' AND contact_points.address = ?"
+    " FOR UPDATE OF participants"
 )
 NEW_PERSON = _sql(
-    "INSERT INTO participants (phone, tags, opted_out, created_at, updated_at) VALUES (?, '[]', ?, ?, ?) RETURNING id"
+    "INSERT INTO participants (channel, tags, opted_out, created_at, updated_at)"
+    " VALUES ('sms', '[]', ?, ?, ?) RETURNING id"
+)
+NEW_POINT = _sql(
+    "INSERT INTO contact_points (participant_id, channel, address, position, verified_at,"
+    " last_inbound_at, created_at, updated_at) VALUES (?, 'sms', ?, 0, ?, ?, ?, ?)"
+    " ON CONFLICT (channel, address) DO NOTHING RETURNING id"
+)
+WROTE = _sql(
+    "UPDATE contact_points SET last_inbound_at = ?, verified_at = ?, unreachable_at = NULL,"
+    " unreachable_reason = NULL, updated_at = ? WHERE id = ?"
 )
 CONVERSATION = _sql(
     "SELECT conversations.id, conversations.state, EXISTS (SELECT messages.id FROM messages"
@@ -117,7 +133,11 @@ def _store(db: Any, phone: str, sid: str, body: str) -> None:
 def _write(cursor: Any, phone: str, sid: str, body: str, now: Any) -> None:
     person = cursor.execute(PERSON, (phone,)).fetchone()
     if person is None:
-        person = cursor.execute(NEW_PERSON, (phone, False, now, now)).fetchone()
+        person = cursor.execute(NEW_PERSON, (False, now, now)).fetchone()
+        cursor.execute(NEW_POINT, (person[0], phone, now, now, now, now)).fetchone()
+    elif person[8] is None:
+        # involve moves it on at most every few minutes: in a run, each person's first text.
+        cursor.execute(WROTE, (now, now, now, person[7]))
     person_id = person[0]
     conversation = cursor.execute(CONVERSATION, (phone, person_id)).fetchone()
     conversation_id = conversation[0] if conversation is not None else None

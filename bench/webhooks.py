@@ -33,7 +33,7 @@ from bench import load
 from bot.config import load_settings
 from bot.cycle import campaigns
 from bot.scripts.survey import load_text
-from bot.storage import db
+from bot.storage import contacts, db
 from bot.storage.models import Message, Participant
 
 TOKEN = "bench-auth-token"
@@ -147,7 +147,10 @@ def seed(url: str, workdir: Path) -> list[str]:
     database = db.Database(url)  # no dispatcher: the invitations stay in the outbox
     phones = [f"+4477009{n:05d}" for n in range(PANEL)]
     with database.session() as session:
-        session.add_all(Participant(phone=p, name="Bench", tags=["panel"]) for p in phones)
+        for phone in phones:
+            person = Participant(name="Bench", tags=["panel"])
+            session.add(person)
+            contacts.add(session, person, "sms", phone)
     with database.session() as session:
         payload = {"survey": "bench", "audience": {"tags": ["panel"]}, "channel": None}
         campaign, _size = campaigns.create(session, payload, {"bench": survey}, settings)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from bot.phone import InvalidPhoneNumber, normalise_phone
+from bot.phone_numbers import InvalidPhoneNumber, normalise_phone
 
 
 class ConfigError(Exception):

@@ -18,6 +18,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -97,6 +98,14 @@ def database_url(
         dbmod.upgrade(url)
         yield url
         return
+    with _fresh_pg_database() as url:
+        dbmod.upgrade(url)
+        yield url
+
+
+@contextmanager
+def _fresh_pg_database() -> Iterator[str]:
+    """A new, uniquely named PostgreSQL database on TEST_DATABASE_URL's server, dropped after."""
     base = _pg_url(os.environ["TEST_DATABASE_URL"])
     name = f"{base.database or 'involve_test'}_{uuid.uuid4().hex[:10]}"
     admin = create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT")
@@ -106,14 +115,23 @@ def database_url(
         # after a crash, and what every other connection sees is the same. On a shared disk
         # each wait was tens of milliseconds, and the tests commit thousands of times.
         conn.execute(text(f'ALTER DATABASE "{name}" SET synchronous_commit = off'))
-    url = base.set(database=name).render_as_string(hide_password=False)
     try:
-        dbmod.upgrade(url)
-        yield url
+        yield base.set(database=name).render_as_string(hide_password=False)
     finally:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database of its own with no tables at all, for tests that run migrations
+    themselves (a copy of a database as an older revision left it)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'empty.sqlite3'}"
+        return
+    with _fresh_pg_database() as url:
+        yield url
 
 
 def wipe(database: Database) -> None:

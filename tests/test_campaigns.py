@@ -14,6 +14,7 @@ from bot.config import parse_quiet_hours
 from bot.cycle import campaigns, reminders
 from bot.sending import send
 from bot.storage.models import Invitation, Message, Participant, utcnow
+from tests import people as panel
 from tests.conftest import ADMIN, PUBLIC, run_worker
 from tests.fakes import post_twilio, sms_params
 
@@ -234,9 +235,7 @@ def test_a_reminder_to_a_welsh_speaker_opens_in_welsh(client, database, redis_co
     run_worker(redis_conn)
     reply(client, "+447700900001", "2")
     with database.session() as session:
-        session.scalars(
-            select(Participant).where(Participant.phone == "+447700900001")
-        ).one().language = "cy"
+        panel.at(session, "phone", "+447700900001").language = "cy"
     before = len(twilio_fake.sends())
     assert reminders.send_reminders(runtime.database(), runtime.settings(), campaign_id) >= 1
     run_worker(redis_conn)
@@ -375,7 +374,7 @@ def test_audience_entries_that_cannot_be_ids_match_nobody(client):
 
 def test_a_mistyped_person_in_an_audience_is_named_not_dropped(client, database):
     with database.session() as session:
-        session.add(Participant(phone="+447700900002", external_id="P002", tags=[]))
+        panel.person(session, phone="+447700900002", external_id="P002")
     response = client.post(
         "/admin/api/campaigns",
         json={"survey": "guide-title", "audience": {"participants": ["P002", "P0003", "ext:M999"]}},
@@ -598,9 +597,7 @@ questions:
         session.flush()
         people = []
         for n in range(3):
-            person = Participant(name=f"P{n}", phone=f"+4477009001{n}0", tags=[])
-            session.add(person)
-            session.flush()
+            person = panel.person(session, name=f"P{n}", phone=f"+4477009001{n}0")
             conversations.start_conversation(
                 session, person, survey, "sms", now, "us", campaign_id=campaign.id
             )

@@ -21,6 +21,7 @@ from bot.storage.models import (
     Participant,
     StaffAccount,
 )
+from tests import people
 from tests.conftest import ADMIN, CONVERSATIONS, PUBLIC, run_worker
 from tests.fakes import post_twilio, sms_params
 
@@ -369,7 +370,7 @@ def real_state(database) -> tuple:
         real = Participant.joined_via.is_(None)
         return (
             [
-                (p.name, p.phone, p.opted_out, p.recontact, list(p.tags))
+                (p.name, people.phone(p), p.opted_out, p.recontact, list(p.tags))
                 for p in session.scalars(select(Participant).where(real).order_by(Participant.id))
             ],
             session.scalar(select(func.count()).select_from(Message).join(Participant).where(real)),

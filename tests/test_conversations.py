@@ -11,6 +11,7 @@ from bot.engine import Reply
 from bot.engine.keywords import Command
 from bot.scripts.survey import load_file
 from bot.storage.models import Answer, ConsentEvent, Conversation, Participant, SurveyVersion
+from tests import people
 from tests.conftest import CONVERSATIONS
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -21,10 +22,7 @@ SETTINGS = load_settings({"DATABASE_URL": "sqlite://", "ORG_NAME": ORG})
 
 
 def person(session, phone="+447700900123", name="Margaret"):
-    p = Participant(phone=phone, name=name, tags=[])
-    session.add(p)
-    session.flush()
-    return p
+    return people.person(session, phone=phone, name=name)
 
 
 def send(database, pid, text, inbound=None, at=NOW, channel="sms"):

@@ -14,6 +14,7 @@ import xml.etree.ElementTree as ET
 from sqlalchemy import func, select
 
 from bot.storage.models import Message, Participant
+from tests import people
 from tests.conftest import ADMIN, PUBLIC
 from tests.fakes import post_twilio, sms_params
 
@@ -374,9 +375,7 @@ def test_a_failed_send_logs_a_masked_number(app_settings, database, twilio_fake,
         )
     )
     with database.session() as session:
-        person = Participant(phone="+447700900123", name="Ann", tags=[], opted_out=False)
-        session.add(person)
-        session.flush()
+        person = people.person(session, phone="+447700900123", name="Ann", opted_out=False)
         message_id = outbox.add(session, person, "sms", "About your knee", "reply").id
     caplog.set_level("INFO")
     outcome = jobs.send_messages([message_id])
@@ -401,9 +400,7 @@ def test_send_jobs_leave_no_message_text_or_number_in_redis(
     ids = []
     with database.session() as session:
         for phone in ("+447700900999", "+447700900123"):
-            person = Participant(phone=phone, name="Ann", tags=[], opted_out=False)
-            session.add(person)
-            session.flush()
+            person = people.person(session, phone=phone, name="Ann", opted_out=False)
             ids.append(outbox.add(session, person, "sms", "About your hip", "reply").id)
     outbox.dispatch(redis_conn, [(i, None) for i in ids])
     run_worker(redis_conn)

@@ -22,6 +22,7 @@ from bot.engine import Ask, Reply
 from bot.engine.keywords import Command, classify
 from bot.scripts.survey import load_file, load_text
 from bot.storage.models import Answer, Participant
+from tests import people
 from tests.conftest import CONVERSATIONS
 
 HEAR_BACK = load_file(CONVERSATIONS / "hear-back.yaml")
@@ -157,10 +158,7 @@ def test_texting_cymraeg_keeps_the_language_for_next_time(database):
 
     keywords = scan(CONVERSATIONS).keywords
     with database.session() as session:
-        person = Participant(phone="+447700900123", name="Gwen", tags=[])
-        session.add(person)
-        session.flush()
-        pid = person.id
+        pid = people.person(session, phone="+447700900123", name="Gwen").id
 
     def send(text: str):
         received = inbox.Received(channel="sms", text=text, inbound=Reply(text), participant_id=pid)
@@ -182,9 +180,7 @@ def test_subject_access_shows_the_language_and_erasure_removes_it(database):
     from bot import privacy
 
     with database.session() as session:
-        person = Participant(phone="+447700900124", name="Gwen", tags=[], language="cy")
-        session.add(person)
-        session.flush()
+        person = people.person(session, phone="+447700900124", name="Gwen", language="cy")
         assert privacy.subject_access(session, person)["language"] == "cy"
         privacy.erase(session, load_settings({}), person)
         assert person.language is None

@@ -13,6 +13,7 @@ from bot.conversations import outbox
 from bot.providers.twilio import _sms_senders
 from bot.sending import send
 from bot.storage.models import ConsentEvent, Message, Participant, utcnow
+from tests import people
 from tests.conftest import app_env, run_worker
 from tests.fakes import FROM_NUMBER, Scripted
 
@@ -21,11 +22,8 @@ def queue_text(
     database, body="Hello from us", kind="reply", phone="+447700900123", opted_out=False
 ):
     with database.session() as session:
-        person = session.scalar(select(Participant).where(Participant.phone == phone))
-        if person is None:
-            person = Participant(phone=phone, name="Ann", tags=[], opted_out=opted_out)
-            session.add(person)
-            session.flush()
+        found = people.at(session, "phone", phone)
+        person = found or people.person(session, phone=phone, name="Ann", opted_out=opted_out)
         message = outbox.add(session, person, "sms", body, kind)
         return message.id, person.id
 

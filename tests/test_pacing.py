@@ -13,6 +13,7 @@ from bot.config import load_settings, parse_quiet_hours
 from bot.conversations import outbox
 from bot.sending.pacing import RateLimiter, in_quiet_hours, next_allowed
 from bot.storage.models import Message, Participant
+from tests import people
 from tests.conftest import app_env, run_worker
 
 LONDON = ZoneInfo("Europe/London")
@@ -73,9 +74,9 @@ def _utc(moment: datetime) -> datetime:
 
 def _queue(database, kind):
     with database.session() as session:
-        person = session.scalar(select(Participant)) or Participant(phone="+447700900123", tags=[])
-        session.add(person)
-        session.flush()
+        person = session.scalar(select(Participant)) or people.person(
+            session, phone="+447700900123"
+        )
         return outbox.add(session, person, "sms", "An invitation", kind).id
 
 

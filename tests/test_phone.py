@@ -1,6 +1,6 @@
 import pytest
 
-from bot.phone import InvalidPhoneNumber, normalise_phone
+from bot.phone_numbers import InvalidPhoneNumber, normalise_phone
 
 
 @pytest.mark.parametrize(
@@ -33,7 +33,7 @@ def test_not_numbers_are_refused(written):
 def test_letters_are_refused_not_read_as_keypad_digits():
     import pytest
 
-    from bot.phone import InvalidPhoneNumber, normalise_phone
+    from bot.phone_numbers import InvalidPhoneNumber, normalise_phone
 
     for typed in ("07700 9OO0I4", "+44 7700 900l23"):
         with pytest.raises(InvalidPhoneNumber, match="has letters in it"):

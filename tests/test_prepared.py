@@ -16,7 +16,7 @@ CONVERSATIONS = Conversation.__table__
 INSERT_PERSON = Prepared(insert(PEOPLE).returning(PEOPLE.c.id))
 PERSON = Prepared(
     select(PEOPLE.c.id, PEOPLE.c.opted_out, PEOPLE.c.tags, PEOPLE.c.created_at)
-    .where(PEOPLE.c.phone == bindparam("phone"))
+    .where(PEOPLE.c.external_id == bindparam("external_id"))
     .with_for_update()
 )
 UPDATE_CONVERSATION = Prepared(
@@ -24,8 +24,8 @@ UPDATE_CONVERSATION = Prepared(
 )
 
 
-def a_person(connection, phone="+447700900123", **values):
-    row = {"phone": phone, "tags": ["panel"], "opted_out": False, "created_at": WHEN}
+def a_person(connection, external_id="+447700900123", **values):
+    row = {"external_id": external_id, "tags": ["panel"], "opted_out": False, "created_at": WHEN}
     row["updated_at"] = WHEN
     return INSERT_PERSON.first(connection, {**row, **values}).id
 
@@ -34,14 +34,14 @@ def test_values_read_back_as_the_orm_reads_them(database):
     with database.session() as session:
         person_id = a_person(session.connection(), opted_out=True)
     with database.session() as session:
-        row = PERSON.first(session.connection(), {"phone": "+447700900123"})
+        row = PERSON.first(session.connection(), {"external_id": "+447700900123"})
         orm = session.get(Participant, person_id)
         assert row.id == person_id
         assert row.opted_out is True and orm.opted_out is True  # a bool, not SQLite's 1
         assert row.tags == orm.tags == ["panel"]  # JSON, as a list
         assert row.created_at == orm.created_at == WHEN  # an aware UTC time, to the microsecond
         assert row.created_at.tzinfo is not None
-        assert PERSON.first(session.connection(), {"phone": "+447700900999"}) is None
+        assert PERSON.first(session.connection(), {"external_id": "+447700900999"}) is None
 
 
 def test_an_update_sets_the_columns_its_values_name_and_says_how_many_rows(database):
@@ -87,7 +87,7 @@ def test_many_rows_at_once(database):
     insert_people = Prepared(insert(PEOPLE))
     rows = [
         {
-            "phone": f"+4477009001{n:02d}",
+            "external_id": f"+4477009001{n:02d}",
             "tags": [],
             "opted_out": False,
             "created_at": WHEN,
@@ -102,11 +102,11 @@ def test_many_rows_at_once(database):
 
 
 def test_a_value_not_given_fails_loudly_instead_of_storing_null(database):
-    with database.session() as session, pytest.raises(KeyError, match="phone"):
+    with database.session() as session, pytest.raises(KeyError, match="external_id"):
         PERSON.first(session.connection(), {})
     with database.session() as session, pytest.raises(KeyError, match="created_at"):
         # The column's Python-side default is not run here: leaving it out is a mistake.
-        Prepared(insert(PEOPLE)).run(session.connection(), {"phone": "+447700900123"})
+        Prepared(insert(PEOPLE)).run(session.connection(), {"external_id": "+447700900123"})
 
 
 def test_a_driver_error_is_sqlalchemys_with_its_parameters_hidden(database):
@@ -128,7 +128,7 @@ def test_stored_exactly_as_the_orm_stores_it(database):
         a_person(session.connection(), "+447700900001", opted_out=True)
         session.add(
             Participant(
-                phone="+447700900002",
+                external_id="+447700900002",
                 tags=["panel"],
                 opted_out=True,
                 created_at=WHEN,
@@ -137,7 +137,7 @@ def test_stored_exactly_as_the_orm_stores_it(database):
         )
     with database.session() as session:
         raw = session.connection().exec_driver_sql(
-            "SELECT phone, tags, opted_out, created_at FROM participants ORDER BY phone"
+            "SELECT external_id, tags, opted_out, created_at FROM participants ORDER BY external_id"
         )
         mine, orms = [tuple(row[1:]) for row in raw]
         assert mine == orms
@@ -148,18 +148,18 @@ def test_values_a_statement_carries_itself_are_sent(database):
         for n in range(3):
             a_person(session.connection(), f"+44770090000{n}", opted_out=n == 1)
     first_opted_out = Prepared(
-        select(PEOPLE.c.phone)
-        .where(PEOPLE.c.opted_out == True, PEOPLE.c.phone != "+447700900000")  # noqa: E712
-        .order_by(PEOPLE.c.phone)
+        select(PEOPLE.c.external_id)
+        .where(PEOPLE.c.opted_out == True, PEOPLE.c.external_id != "+447700900000")  # noqa: E712
+        .order_by(PEOPLE.c.external_id)
         .limit(1)
     )
     with database.session() as session:
-        assert [r.phone for r in first_opted_out.rows(session.connection(), {})] == [
+        assert [r.external_id for r in first_opted_out.rows(session.connection(), {})] == [
             "+447700900001"
         ]
 
 
 def test_a_statement_sqlalchemy_rewrites_per_execution_is_refused(database):
-    in_a_list = Prepared(select(PEOPLE.c.id).where(PEOPLE.c.phone.in_(["+447700900001"])))
+    in_a_list = Prepared(select(PEOPLE.c.id).where(PEOPLE.c.external_id.in_(["+447700900001"])))
     with database.session() as session, pytest.raises(ValueError, match="rewrite"):
         in_a_list.rows(session.connection(), {})

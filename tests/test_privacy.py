@@ -7,7 +7,16 @@ import json
 from sqlalchemy import select
 
 from bot.cycle.campaigns import audience_ids
-from bot.storage.models import Answer, Campaign, Conversation, Message, Participant, Suppression
+from bot.storage.models import (
+    Answer,
+    Campaign,
+    ContactPoint,
+    Conversation,
+    Message,
+    Participant,
+    Suppression,
+)
+from tests import people as panel
 from tests.conftest import ADMIN, PUBLIC, run_worker
 from tests.fakes import post_twilio, sms_params
 
@@ -29,7 +38,15 @@ def test_subject_access_shows_everything_we_hold(client):
     for body in ["TITLE", "2", "Clearer words", "4"]:
         text(client, body)
     data = client.get("/admin/api/participants/A", headers=ADMIN).json
-    assert (data["name"], data["phone"], data["external_id"]) == ("Ann", "+447700900001", "A")
+    assert (data["name"], data["external_id"]) == ("Ann", "A")
+    # Every address we hold, in their order, with what we know of it: they wrote by text.
+    points = data["contact_points"]
+    assert [(p["channel"], p["address"], p["position"]) for p in points] == [
+        ("sms", "+447700900001", 0),
+        ("voice", "+447700900001", 1),
+    ]
+    assert points[0]["last_inbound_at"] and points[0]["verified_at"]
+    assert points[1]["last_inbound_at"] is None and points[1]["opted_out_at"] is None
     assert [e["kind"] for e in data["consent_log"]] == ["recontact_yes"]
     assert [(a["question"], a["label"]) for a in data["answers"]] == [
         ("title", "Your health, your way"),
@@ -57,12 +74,12 @@ def test_erasure_removes_personal_data_and_keeps_anonymous_counts(client, databa
     assert client.get("/admin/api/participants/A", headers=ADMIN).status_code == 404
     with database.session() as session:
         person = session.scalars(select(Participant)).one()
-        assert (person.name, person.phone, person.external_id, person.erased_at is not None) == (
-            None,
+        assert (person.name, person.external_id, person.erased_at is not None) == (
             None,
             None,
             True,
         )
+        assert session.scalars(select(ContactPoint)).all() == []  # every address goes
         assert all(m.body is None and m.address is None for m in session.scalars(select(Message)))
         answers = {a.question_id: a for a in session.scalars(select(Answer))}
         assert answers["why"].value is None and answers["why"].raw_text is None
@@ -88,11 +105,7 @@ def test_an_erased_person_who_opted_out_is_never_contacted_again(client, databas
     response = text(client, "TITLE")
     assert b"You asked us not to contact you" in response.data
     with database.session() as session:
-        assert (
-            session.scalars(select(Participant).where(Participant.phone == "+447700900001"))
-            .one()
-            .opted_out
-        )
+        assert panel.at(session, "phone", "+447700900001").opted_out
 
 
 def test_keys_that_cannot_be_ids_are_not_found_not_errors(client):

@@ -18,6 +18,7 @@ from bot.config import Settings, load_settings
 from bot.scripts.survey import discover, load_file
 from bot.storage.db import Database
 from bot.storage.models import Answer, ConsentEvent, Message, Participant
+from tests import people
 from tests.conftest import ADMIN, CONVERSATIONS, app_env, run_worker
 from tests.fakes import (
     BLOCKED,
@@ -124,7 +125,7 @@ def chat(tg, telegram_fake: FakeTelegram, redis_conn: Redis) -> Chat:
 
 def answers(database: Database, chat_id: int = CHAT) -> dict[str, tuple[Any, ...]]:
     with database.session() as session:
-        person = session.scalar(select(Participant).where(Participant.telegram_chat_id == chat_id))
+        person = people.at(session, "telegram_chat_id", chat_id)
         rows = session.scalars(select(Answer).where(Answer.participant_id == person.id)).all()
         return {a.question_id: (a.value, a.label, a.skipped, a.unparsed) for a in rows}
 
@@ -231,7 +232,7 @@ def test_a_whole_survey_by_buttons(chat, database, telegram_fake):
         "recontact": ("yes", "Yes", False, False),
     }
     with database.session() as session:
-        person = session.scalar(select(Participant).where(Participant.telegram_chat_id == CHAT))
+        person = people.at(session, "telegram_chat_id", CHAT)
         assert person.recontact is True
         # Stored as the person would have typed it: staff read the label they tapped.
         bodies = session.scalars(
@@ -362,9 +363,7 @@ def _queue(database: Database, chat_id: int, body: str, kind: str = "feedback") 
 
     # The app's own database object: its unit of work queues the send job after the commit.
     with runtime.database().session() as session:
-        person = Participant(telegram_chat_id=chat_id, name="Ann", tags=[], channel="telegram")
-        session.add(person)
-        session.flush()
+        person = people.person(session, telegram_chat_id=chat_id, name="Ann", channel="telegram")
         return outbox.add(session, person, TELEGRAM.name, body, kind).id
 
 
@@ -451,7 +450,7 @@ def test_feedback_reaches_people_on_telegram(chat, tg, database, telegram_fake):
         chat.send(typed)
         chat.deliver()
     with database.session() as session:
-        person = session.scalar(select(Participant).where(Participant.telegram_chat_id == CHAT))
+        person = people.at(session, "telegram_chat_id", CHAT)
         person.external_id = "T1"
     # Feedback goes to the people of a campaign: put this conversation in one.
     created = tg.post(
@@ -510,10 +509,7 @@ def test_a_campaign_invites_people_in_telegram_with_buttons(chat, tg, database):
 
 def _person(database: Database, **fields: Any) -> int:
     with runtime.database().session() as session:
-        person = Participant(**{"tags": ["panel"], **fields})
-        session.add(person)
-        session.flush()
-        return person.id
+        return people.person(session, **{"tags": ["panel"], **fields}).id
 
 
 def _link(tg, key: Any, **body: Any) -> str:
@@ -537,7 +533,14 @@ def test_joining_by_deep_link_links_the_chat_to_the_person(chat, tg, database, t
     assert "/stop" in welcome["text"]
     with database.session() as session:
         person = session.get(Participant, person_id)
-        assert person.telegram_chat_id == CHAT and person.channel == "telegram"
+        assert people.chat_id(person) == CHAT and person.channel == "telegram"
+        # The chat is their first contact point now (they chose it); the number stays theirs.
+        assert [(p.channel, p.position) for p in person.contact_points] == [
+            ("telegram", 0),
+            ("sms", 1),
+            ("voice", 2),
+        ]
+        assert person.contact_points[0].verified_at is not None
         # The code is a credential until used: it is not kept in the message log.
         bodies = session.scalars(select(Message.body)).all()
         assert not any(code in (body or "") for body in bodies)
@@ -561,7 +564,7 @@ def test_a_used_code_does_not_link_another_chat(chat, tg, database, telegram_fak
     sent = other.deliver()
     assert any("already been used" in m["text"] for m in sent)
     with database.session() as session:
-        assert session.get(Participant, person_id).telegram_chat_id == CHAT
+        assert people.chat_id(session.get(Participant, person_id)) == CHAT
 
 
 def test_an_expired_code_does_not_link(chat, tg, database):
@@ -578,7 +581,7 @@ def test_an_expired_code_does_not_link(chat, tg, database):
     sent = chat.deliver()
     assert any("expired" in m["text"] for m in sent)
     with database.session() as session:
-        assert session.get(Participant, person_id).telegram_chat_id is None
+        assert people.chat_id(session.get(Participant, person_id)) is None
 
 
 def test_a_repeated_deep_link_update_changes_nothing_twice(chat, tg, database):
@@ -589,7 +592,7 @@ def test_a_repeated_deep_link_update_changes_nothing_twice(chat, tg, database):
         assert post_telegram(chat.client, update).status_code == 200
     assert len(chat.deliver()) == 1
     with database.session() as session:
-        assert session.get(Participant, person_id).telegram_chat_id == CHAT
+        assert people.chat_id(session.get(Participant, person_id)) == CHAT
 
 
 def test_an_unknown_code_or_keyword_start_is_a_welcome(chat, database):
@@ -691,12 +694,7 @@ def test_erasing_a_person_removes_their_unused_links(chat, tg, database):
     chat.send(f"/start {code}")
     chat.deliver()
     with database.session() as session:
-        assert (
-            session.scalar(
-                select(Participant).where(Participant.telegram_chat_id == CHAT)
-            ).external_id
-            is None
-        )
+        assert people.at(session, "telegram_chat_id", CHAT).external_id is None
 
 
 def test_a_button_that_is_not_ours_is_acknowledged_and_nothing_is_stored(tg, database):

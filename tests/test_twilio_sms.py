@@ -6,6 +6,7 @@ from sqlalchemy import func, select
 from werkzeug.serving import make_server
 
 from bot.storage.models import Answer, Conversation, Message, Participant
+from tests import people
 from tests.conftest import PUBLIC, run_worker
 from tests.fakes import post_twilio, sign, sms_params
 
@@ -33,7 +34,7 @@ def test_keyword_starts_the_survey_for_a_new_number(client, database):
     assert "Which title do you like best?" in reply
     with database.session() as session:
         person = session.scalars(select(Participant)).one()
-        assert (person.phone, person.joined_via) == ("+447700900123", "keyword TITLE")
+        assert (people.phone(person), person.joined_via) == ("+447700900123", "keyword TITLE")
         rows = session.scalars(select(Message).order_by(Message.id)).all()
         assert [(m.direction, m.kind, m.status) for m in rows] == [
             ("in", "inbound", "processed"),
@@ -238,9 +239,7 @@ def test_yes_to_do_you_want_us_to_stop_opts_out_and_records_no_consent(client, d
 
 def test_someone_who_opted_out_is_answered_in_their_language(client, database):
     with database.session() as session:
-        session.add(
-            Participant(phone="+447700900123", name="Gwen", tags=[], opted_out=True, language="cy")
-        )
+        people.person(session, phone="+447700900123", name="Gwen", opted_out=True, language="cy")
     (reply,) = texts(text(client, "Helo"))
     assert reply.startswith("Gofynnoch i ni beidio â chysylltu â chi.")
 

@@ -5,15 +5,14 @@ from bot.commands import runtime
 from bot.conversations import outbox
 from bot.sending import send
 from bot.storage.models import Message, Participant
+from tests import people
 from tests.conftest import PUBLIC
 from tests.fakes import post_twilio, status_params
 
 
 def sent_text(database, status="queued", sid="SM123", claimed=False):
     with database.session() as session:
-        person = Participant(phone="+447700900123", tags=[])
-        session.add(person)
-        session.flush()
+        person = people.person(session, phone="+447700900123")
         message = outbox.add(session, person, "sms", "Hello", "invitation")
         message.status = "claimed" if claimed else status
         message.provider_id = None if claimed else sid

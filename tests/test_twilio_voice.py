@@ -13,11 +13,21 @@ from urllib.parse import urlsplit
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.orm import selectinload
 
 from bot.channels.voice import render
 from bot.commands import runtime
 from bot.config import load_settings
-from bot.storage.models import Answer, ConsentEvent, Conversation, Invitation, Message, Participant
+from bot.storage.models import (
+    Answer,
+    ConsentEvent,
+    ContactPoint,
+    Conversation,
+    Invitation,
+    Message,
+    Participant,
+)
+from tests import people
 from tests.conftest import ADMIN, PUBLIC, app_env, run_worker
 from tests.fakes import call_params, call_status_params, post_twilio, sign, sms_params
 
@@ -149,7 +159,8 @@ def answers(database):
 
 def the_person(database) -> Participant:
     with database.session() as session:
-        return session.scalars(select(Participant)).one()
+        query = select(Participant).options(selectinload(Participant.contact_points))
+        return session.scalars(query).one()
 
 
 def begin_inbound(web) -> Phone:
@@ -190,7 +201,7 @@ def test_an_unknown_caller_is_offered_the_inbound_survey_and_completes_it_by_key
     assert call.said.startswith("Thank you. We will tell you what we decide.") and call.ended
     assert answers(database) == TEXT_ANSWERS
     person = the_person(database)
-    assert (person.phone, person.recontact) == (NUMBER, True)
+    assert (people.phone(person), person.recontact) == (NUMBER, True)
 
 
 def test_a_whole_survey_by_speech_with_a_recorded_text_answer(web, database):
@@ -603,7 +614,7 @@ WORDS = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 0: "zero", 10: "t
 
 def current_question(database, phone):
     with database.session() as session:
-        person = session.scalars(select(Participant).where(Participant.phone == phone)).one()
+        person = people.at(session, "phone", phone)
         conv = session.scalars(
             select(Conversation).where(Conversation.participant_id == person.id)
         ).one()
@@ -618,8 +629,8 @@ def answers_of(database, phone):
     with database.session() as session:
         rows = session.execute(
             select(Answer)
-            .join(Participant, Participant.id == Answer.participant_id)
-            .where(Participant.phone == phone)
+            .join(ContactPoint, ContactPoint.participant_id == Answer.participant_id)
+            .where(ContactPoint.channel == "voice", ContactPoint.address == phone)
             .order_by(Answer.id)
         ).scalars()
         return [

@@ -18,7 +18,7 @@ from typing import Any
 from flask import Response, abort, current_app, request
 from twilio.request_validator import RequestValidator
 
-from bot import conversations
+from bot import channels, conversations
 from bot.commands import runtime
 from bot.config import Settings
 from bot.storage.models import utcnow
@@ -32,8 +32,6 @@ WEBHOOK_MAX_BODY = 64 * 1024
 SIGNATURE_LENGTH = 28
 # Twilio's MessageSid/SmsSid/CallSid: two letters and 32 hex digits.
 SID_LENGTH = 34
-# E.164: a plus and at most 15 digits. Short codes and alphanumeric senders are shorter.
-SENDER_LENGTH = 16
 
 
 def public_url() -> str:
@@ -94,13 +92,17 @@ def stable_sid(sid: str) -> str:
     return prefix + hashlib.sha256(sid.encode("utf-8", "replace")).hexdigest()[:32]
 
 
-def unreachable_sms_fields() -> str | None:
-    """Why this signed inbound text cannot be handled as a person's message, or None.
+def unreachable_sms_fields(channel: str) -> str | None:
+    """Why this signed inbound message on `channel` cannot be handled as a person's message,
+    or None.
 
-    Twilio never sends a MessageSid longer than 34 characters or a From longer than E.164's
-    16; a signed request that does (a misconfigured proxy, a test tool holding the auth
-    token) would otherwise overflow the columns, which PostgreSQL refuses with a 500.
+    Twilio never sends a MessageSid longer than 34 characters, or a From longer than the
+    channel's addresses (`Channel.max_address_length`: E.164's 16 for a text,
+    `whatsapp:+447700900123`'s 22 for WhatsApp); a signed request that does (a misconfigured
+    proxy, a test tool holding the auth token) would otherwise overflow the columns, which
+    PostgreSQL refuses with a 500.
     """
+    longest = channels.get(channel).max_address_length
     form = request.form
     sid = form.get("MessageSid") or form.get("SmsSid") or ""
     sender = form.get("From", "")
@@ -109,8 +111,8 @@ def unreachable_sms_fields() -> str | None:
     if not _plausible_sid(sid):
         # A NUL here is a 500 on PostgreSQL; Twilio's sids are plain letters and digits.
         return "MessageSid has characters no Twilio sid has"
-    if len(sender) > SENDER_LENGTH:
-        return f"From is too long ({len(sender)} characters) to be a phone number"
+    if len(sender) > longest:
+        return f"From is too long ({len(sender)} characters; at most {longest} on this channel)"
     return None
 
 
@@ -122,7 +124,7 @@ def twilio_signed_inbound(channel: str) -> Callable[[Callable[..., Any]], Callab
     def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(view)
         def checked(*args: Any, **kwargs: Any) -> Any:
-            problem = unreachable_sms_fields()
+            problem = unreachable_sms_fields(channel)
             if problem is None:
                 return view(*args, **kwargs)
             keep_unreachable_sms(channel, problem)

@@ -20,8 +20,8 @@ from bot.config import Settings
 from bot.conversations import inbox, links, outbox
 from webhooks.signatures import limit_body
 
-bp = Blueprint("telegram", __name__, url_prefix="/webhooks")
-CHANNEL = channels.get("telegram")
+bp = Blueprint("telegram_bot", __name__, url_prefix="/webhooks")  # where the Bot API posts
+CHANNEL = channels.serving(__name__)  # the channel that lists this module
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 STALE_TEXT = "That question has been answered already. Here is the one we are on now."
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ from bot.conversations import inbox
 from webhooks.signatures import twilio_signed_inbound
 
 bp = Blueprint("twilio_sms", __name__, url_prefix="/webhooks/twilio")
-CHANNEL = channels.get("sms")
+CHANNEL = channels.serving(__name__)  # the channel that lists this module
 
 
 def twiml(texts: list[str] | tuple[str, ...]) -> Response:

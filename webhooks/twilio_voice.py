@@ -19,7 +19,7 @@ from bot.storage.models import as_id
 from webhooks.signatures import twilio_signed
 
 bp = Blueprint("twilio_voice", __name__, url_prefix="/webhooks/twilio/voice")
-CHANNEL = channels.get("voice")
+CHANNEL = channels.serving(__name__)  # the channel that lists this module
 
 
 def _flow() -> Any:  # the voice channel's CallFlow

@@ -1,11 +1,14 @@
 """The channel registry: every way of reaching people, each a plug-in package beside this file.
 
 Adding a channel is a new package here (see `base.Channel`) plus one line in `_PLUGINS`. The
-rest of the code asks the registry — which channels exist, which can send now, how a person is
-addressed — and never names a channel itself.
+rest of the code asks the registry — which channels exist, which can send now, which field of a
+panel import names an address on each — and never names a channel itself. A person's addresses
+are their contact points (`bot.storage.contacts`), one row per channel.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from bot.channels.base import Channel, InvalidAddress
 from bot.channels.sms import SMS
@@ -14,12 +17,13 @@ from bot.channels.voice import VOICE
 from bot.config import Settings
 from bot.providers.base import Handed, Outgoing, Sender
 from bot.scripts.survey import Survey
-from bot.storage.models import Participant
+from bot.storage.contacts import is_usable
 
 _PLUGINS: tuple[Channel, ...] = (SMS, VOICE, TELEGRAM)
 REGISTRY: dict[str, Channel] = {channel.name: channel for channel in _PLUGINS}
 NAMES: tuple[str, ...] = tuple(REGISTRY)
-ADDRESS_FIELDS: tuple[str, ...] = tuple(dict.fromkeys(c.address_field for c in _PLUGINS))
+# The fields of a panel import that name addresses, once each, in the registry's order.
+CONTACT_FIELDS: tuple[str, ...] = tuple(dict.fromkeys(c.contact_field for c in _PLUGINS))
 
 
 class UnknownChannel(ValueError):
@@ -49,18 +53,39 @@ def able_to_carry(survey: Survey) -> tuple[str, ...]:
     )
 
 
-def default_for(person: Participant) -> str | None:
-    """A person's own channel, else the first whose address we hold."""
-    if person.channel in REGISTRY:
-        return person.channel
-    for channel in _PLUGINS:
-        if channel.address_of(person) is not None:
-            return channel.name
+def serving(module: str) -> Channel:
+    """The channel whose provider posts to the endpoints in this module (its `webhooks` name
+    it): a thin endpoint asks, so it never spells its channel out."""
+    found = [c for c in _PLUGINS if any(w.split(":", 1)[0] == module for w in c.webhooks)]
+    if len(found) != 1:
+        raise UnknownChannel(f"{len(found)} channels list {module} among their webhooks")
+    return found[0]
+
+
+def for_field(field: str) -> tuple[Channel, ...]:
+    """The channels whose addresses this import field names ("phone": texts and calls)."""
+    return tuple(c for c in _PLUGINS if c.contact_field == field)
+
+
+def default_for(person: Any) -> str | None:
+    """The channel to reach a person on when a campaign leaves it to them: their own, while
+    they have a contact point there we may use; else that of their first usable contact
+    point, in their order; else their own or their first one's, so that what stops it is
+    said. `person` has `channel` and `contact_points` (a `Participant`, or the same two read
+    in bulk)."""
+    points = [p for p in person.contact_points if p.channel in REGISTRY]
+    usable = [p for p in points if is_usable(p)]
+    if person.channel in REGISTRY and (
+        any(p.channel == person.channel for p in usable) or not usable
+    ):
+        return str(person.channel)
+    for point in usable or points:
+        return str(point.channel)
     return None
 
 
 __all__ = [
-    "ADDRESS_FIELDS",
+    "CONTACT_FIELDS",
     "NAMES",
     "REGISTRY",
     "Channel",
@@ -72,6 +97,8 @@ __all__ = [
     "able_to_carry",
     "all_channels",
     "default_for",
+    "for_field",
     "get",
+    "serving",
     "states",
 ]

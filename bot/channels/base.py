@@ -2,7 +2,7 @@
 the core.
 
 A channel owns everything about one way of reaching people: the kind of address (an E.164
-number, a Telegram chat id), where that address is kept on a participant, reading what its
+number, a Telegram chat id) and the field that names it in a panel import, reading what its
 provider sends us, rendering the engine's prompts, the sender (the one place its provider is
 called), what it can do and its policies (`retry_after`). The core asks these questions and
 never names a channel.
@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import ClassVar, Protocol
 
 from bot import engine
 from bot.config import Settings
@@ -26,9 +26,6 @@ from bot.engine import Ask, Inbound, Prompt
 from bot.providers.base import Sender
 from bot.providers.errors import ChannelOff
 from bot.scripts.survey import Question, Survey
-
-if TYPE_CHECKING:  # a type hint only: a channel never reads or writes the models itself
-    from bot.storage.models import Participant
 
 
 class InvalidAddress(ValueError):
@@ -153,7 +150,15 @@ class Channel:
 
     name: ClassVar[str]  # stored in rows and used in the API: never changes
     title: ClassVar[str]  # how staff read it: "text message"
-    address_field: ClassVar[str]  # the Participant attribute that holds the address
+    # The field naming a person's address on this channel in a panel import (CSV column,
+    # admin API, console): the outside contract's words. Channels that reach the same kind of
+    # address share one ("phone": a number is texted and called), so one column gives a
+    # person a contact point on each. The address itself is a `ContactPoint` row.
+    contact_field: ClassVar[str]
+    contact_example: ClassVar[str | None] = None  # how staff write one, for the API's docs
+    # The longest address its provider sends us (`From`): anything longer is not from it, and
+    # is kept as an error rather than run through a conversation. At most 64 (the column).
+    max_address_length: ClassVar[int] = 64
     can_start: ClassVar[bool] = True  # may we contact people first (invitations, feedback)?
     buttons: ClassVar[bool] = False  # can a question be answered by tapping?
     # Is it a call answered on a phone keypad? The console's simulator then shows keys and
@@ -182,16 +187,9 @@ class Channel:
     # --- addresses and people ---------------------------------------------------------
 
     def normalise(self, raw: str) -> str:
-        """The stored form of an address as a person or a provider wrote it."""
+        """The stored form of an address as a person or a provider wrote it (text, at most
+        `max_address_length`); raises `InvalidAddress`, saying why, for one it cannot reach."""
         raise NotImplementedError
-
-    def address_of(self, person: Participant) -> str | None:
-        value = getattr(person, self.address_field)
-        return None if value is None else str(value)
-
-    def column_value(self, address: str) -> Any:
-        """The address as its database column holds it."""
-        return address
 
     # --- what it can do now ------------------------------------------------------------
 

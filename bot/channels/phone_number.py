@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from bot.channels.base import Channel, InvalidAddress
 from bot.config import Settings
-from bot.phone import InvalidPhoneNumber, normalise_phone
+from bot.phone_numbers import InvalidPhoneNumber, normalise_phone
 
 
 def twilio_off_reason(settings: Settings) -> str | None:
@@ -15,7 +15,9 @@ def twilio_off_reason(settings: Settings) -> str | None:
 
 
 class PhoneNumberChannel(Channel):
-    address_field = "phone"
+    contact_field = "phone"
+    contact_example = "07700 900123"
+    max_address_length = 16  # E.164: a plus and at most 15 digits (short codes are shorter)
 
     def normalise(self, raw: str) -> str:
         try:

@@ -204,13 +204,18 @@ def participants() -> None:
     """The panel."""
 
 
-@participants.command("import")
+# The address columns are the channels' own (from the registry), so the help names them.
+_PANEL_COLUMNS = ", ".join(
+    ("name", *channels.CONTACT_FIELDS, "channel", "tags", "recontact", "external_id", "language")
+)
+
+
+@participants.command("import", help=f"Import or update a panel from FILE.csv ({_PANEL_COLUMNS}).")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @click.option(
     "--replace-tags", is_flag=True, help="Replace each person's tags instead of adding to them."
 )
 def participants_import(file: str, replace_tags: bool) -> None:
-    """Import or update a panel from FILE.csv (name, phone, telegram_chat_id, channel, tags, recontact, external_id)."""
     from tqdm import tqdm
 
     _settings()
@@ -269,7 +274,9 @@ def participants_erase(key: str, yes: bool) -> None:
                     for part in (
                         key,
                         person.name if person else None,
-                        mask_phone(person.phone) if person and person.phone else None,
+                        mask_phone(person.contact_points[0].address)
+                        if person and person.contact_points
+                        else None,
                     )
                     if part
                 )

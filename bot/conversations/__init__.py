@@ -14,7 +14,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -24,10 +24,12 @@ from bot.channels import Channel, all_channels
 from bot.config import Settings
 from bot.conversations.suppression import suppressed
 from bot.scripts.survey import Survey, load_text
+from bot.storage import contacts
 from bot.storage.db import Database
 from bot.storage.models import (
     Answer,
     ConsentEvent,
+    ContactPoint,
     Conversation,
     Message,
     Participant,
@@ -148,21 +150,42 @@ _INBOUND_COLUMNS = (
 # Code that holds a `Participant` object (staff verbs) may pass it: it is kept in step.
 
 _people = Participant.__table__
+_points = ContactPoint.__table__
+_PERSON_COLUMNS = tuple(
+    _people.c[name]
+    for name in ("id", "name", "language", "opted_out", "recontact", "joined_via", "channel")
+)
 
-
-@lru_cache(maxsize=1)
-def _person_columns() -> tuple[Any, ...]:
-    # Every channel's address column, so `channel.address_of(row)` works on the row.
-    fields = sorted({channel.address_field for channel in all_channels()})
-    names = ("id", "name", "language", "opted_out", "recontact", "joined_via", *fields)
-    return tuple(_people.c[name] for name in names)
-
-
-@lru_cache(maxsize=8)
-def _person_row_locked(address_field: str | None) -> Prepared:
-    # Built once per address column: this is every inbound message's first statement.
-    key = _people.c[address_field] if address_field else _people.c.id
-    return Prepared(select(*_person_columns()).where(key == bindparam("key")).with_for_update())
+# The person's row by id, locked: the first statement of a known person's message.
+_PERSON_LOCKED = Prepared(
+    select(*_PERSON_COLUMNS).where(_people.c.id == bindparam("key")).with_for_update()
+)
+# The sender of a message, by the contact point they wrote on: one indexed read (the unique
+# (channel, address) index) joined to their row, which is locked; the contact point is read
+# with it, so moving `last_inbound_at` on needs no other read.
+_SENDER_LOCKED = Prepared(
+    select(
+        *_PERSON_COLUMNS,
+        _points.c.id.label("contact_point_id"),
+        _points.c.last_inbound_at,
+        _points.c.verified_at,
+        _points.c.unreachable_at,
+    )
+    .select_from(_points.join(_people, _people.c.id == _points.c.participant_id))
+    .where(_points.c.channel == bindparam("channel"), _points.c.address == bindparam("address"))
+    .with_for_update(of=_people)
+)
+_WROTE = Prepared(
+    update(_points)
+    .where(_points.c.id == bindparam("point_id"))
+    .values(
+        last_inbound_at=bindparam("wrote_at"),
+        verified_at=bindparam("verified_at"),
+        unreachable_at=None,
+        unreachable_reason=None,
+        updated_at=bindparam("wrote_at"),
+    )
+)
 
 
 def lock_person(session: Session, participant_id: int) -> Participant | None:
@@ -171,53 +194,93 @@ def lock_person(session: Session, participant_id: int) -> Participant | None:
 
 
 def lock_person_row(session: Session, participant_id: int) -> Record | None:
-    """`lock_person`, as a row (id, name, language, opted_out, recontact, joined_via and
-    the address columns)."""
-    return _person_row_locked(None).first(session.connection(), {"key": participant_id})
+    """`lock_person`, as a row (id, name, language, opted_out, recontact, joined_via,
+    channel)."""
+    return _PERSON_LOCKED.first(session.connection(), {"key": participant_id})
 
 
-_insert_person: dict[tuple[str, str], Any] = {}
+_INSERT_PERSON = insert(_people).returning(_people.c.id)
+_insert_point: dict[str, Any] = {}
 
 
-def lock_person_at(session: Session, settings: Settings, channel: Channel, address: str) -> Record:
-    """The person at this address, locked, as a row; someone new is created (and locked)."""
+def lock_person_at(
+    session: Session,
+    settings: Settings,
+    channel: Channel,
+    address: str,
+    wrote_at: datetime | None = None,
+) -> Record:
+    """The person at this address on this channel, locked, as a row (`lock_person_row`'s
+    columns and `contact_point_id`); someone new is created with that contact point (and
+    locked). `wrote_at`: they wrote to us on it then, so it is theirs and it works: its
+    `last_inbound_at` moves on (at most every `contacts.INBOUND_PRECISION`), it is verified,
+    and no longer taken for unreachable."""
     connection = session.connection()
-    value = channel.column_value(address)
-    statement = _person_row_locked(channel.address_field)
-    person = statement.first(connection, {"key": value})
+    where = {"channel": channel.name, "address": address}
+    person = _SENDER_LOCKED.first(connection, where)
     if person is not None:
+        if wrote_at is not None and (
+            person.last_inbound_at is None
+            or wrote_at - person.last_inbound_at >= contacts.INBOUND_PRECISION
+            or person.unreachable_at is not None
+        ):
+            _WROTE.run(
+                connection,
+                {
+                    "point_id": person.contact_point_id,
+                    "wrote_at": max(wrote_at, person.last_inbound_at or wrote_at),
+                    "verified_at": person.verified_at or wrote_at,
+                },
+            )
         return person
     now = utcnow()
     # Someone erased after opting out who writes again starts opted out: START lets them back.
-    # If they wrote twice at once, the other message created them a moment ago: nothing is
-    # inserted, and the select below waits for that one's lock.
-    connection.execute(
-        _insert_person_once(session, channel.address_field),
+    new_id = connection.execute(
+        _INSERT_PERSON,
         {
-            channel.address_field: value,
             "channel": channel.name,
             "tags": [],
             "opted_out": bool(suppressed(session, settings, [address])),
             "created_at": now,
             "updated_at": now,
         },
-    )
-    person = statement.first(connection, {"key": value})
+    ).scalar_one()
+    # If they wrote twice at once, the other message created them a moment ago: its contact
+    # point holds the address, this insert waits for it and adds nothing, and the person just
+    # made (nobody's yet) goes again. The select below then waits for the other one's lock.
+    added = connection.execute(
+        _insert_point_once(session),
+        {
+            "participant_id": new_id,
+            "channel": channel.name,
+            "address": address,
+            "position": 0,
+            "verified_at": wrote_at,
+            "last_inbound_at": wrote_at,
+            "created_at": now,
+            "updated_at": now,
+        },
+    ).first()
+    if added is None:
+        connection.execute(delete(_people).where(_people.c.id == new_id))
+    person = _SENDER_LOCKED.first(connection, where)
     assert person is not None, "inserted, or inserted a moment ago by the other message"
     return person
 
 
-def _insert_person_once(session: Session, address_field: str) -> Any:
+def _insert_point_once(session: Session) -> Any:
     dialect = session.get_bind().dialect.name
-    statement = _insert_person.get((dialect, address_field))
+    statement = _insert_point.get(dialect)
     if statement is None:
         if dialect == "postgresql":
             from sqlalchemy.dialects.postgresql import insert as dialect_insert
         else:
             from sqlalchemy.dialects.sqlite import insert as dialect_insert
-        statement = _insert_person[(dialect, address_field)] = dialect_insert(
-            _people
-        ).on_conflict_do_nothing(index_elements=[address_field])
+        statement = _insert_point[dialect] = (
+            dialect_insert(_points)
+            .on_conflict_do_nothing(index_elements=["channel", "address"])
+            .returning(_points.c.id)
+        )
     return statement
 
 
@@ -240,13 +303,13 @@ def set_person(session: Session, person: Any, **values: Any) -> None:
 
 
 def person_at(session: Session, channel: Channel, address: str) -> Participant | None:
-    """The person at this address, if we know them (no lock: for bookkeeping only)."""
-    column = getattr(Participant, channel.address_field)
-    try:
-        value = channel.column_value(address)
-    except ValueError:
-        return None
-    return session.scalar(select(Participant).where(column == value))
+    """The person at this address on this channel, if we know them (no lock: for
+    bookkeeping only)."""
+    return session.scalar(
+        select(Participant)
+        .join(ContactPoint, ContactPoint.participant_id == Participant.id)
+        .where(ContactPoint.channel == channel.name, ContactPoint.address == address)
+    )
 
 
 _INSERT_CONSENT = Prepared(insert(ConsentEvent.__table__))
@@ -289,13 +352,35 @@ def record_consent(
     return True
 
 
-def opt_out_by_carrier(database: Database, participant_id: int, detail: str) -> None:
-    """The person unsubscribed at their carrier: logged like a STOP, in its own unit of work
-    that takes the person's lock first."""
+def opt_out_by_carrier(
+    database: Database,
+    participant_id: int,
+    detail: str,
+    channel: str | None = None,
+    address: str | None = None,
+    reason: str | None = None,
+) -> None:
+    """The person unsubscribed at their carrier (or blocked the bot): logged like a STOP, and
+    that contact point marked opted out there (`reason`), in its own unit of work that takes
+    the person's lock first."""
     with database.session() as session:
         person = lock_person(session, participant_id)
-        if person is not None:
-            record_consent(session, person, Consent.OPT_OUT, "carrier", detail=detail)
+        if person is None:
+            return
+        if channel is not None and address is not None:
+            contacts.mark(session, person.id, channel, address, opted_out=reason or detail)
+        record_consent(session, person, Consent.OPT_OUT, "carrier", detail=detail)
+
+
+def unreachable(
+    database: Database, participant_id: int, channel: str, address: str, reason: str
+) -> None:
+    """The provider says this address can never be reached on this channel (an invalid
+    number, a landline for texts, a chat that is gone): its contact point is marked so, and
+    campaigns use their next one. Its own unit of work, the person's lock first."""
+    with database.session() as session:
+        if lock_person(session, participant_id) is not None:
+            contacts.mark(session, participant_id, channel, address, unreachable=reason)
 
 
 def cancel_pending(session: Session, participant_id: int, reason: str) -> None:

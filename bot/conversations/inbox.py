@@ -47,6 +47,7 @@ from bot.engine import Inbound, Prompt, Say
 from bot.engine.keywords import Command, start_payload
 from bot.i18n import N_, t
 from bot.scripts.survey import Survey
+from bot.storage import contacts
 from bot.storage.db import INBOX, Database, is_transient, queue_after_commit
 from bot.storage.models import WAITING_INBOUND, Answer, Message, Participant, utcnow
 from bot.storage.prepared import Prepared
@@ -194,7 +195,11 @@ def _handle(
             raise LookupError("no such participant")
     else:
         assert received.address is not None, "a message comes from an address or a known person"
-        person = conversations.lock_person_at(session, settings, channel, received.address)
+        # A new delivery moves the contact point's `last_inbound_at` on, in the same read.
+        wrote_at = now if inbound_id is None else None
+        person = conversations.lock_person_at(
+            session, settings, channel, received.address, wrote_at
+        )
     if inbound_id is not None and not _still_waiting(session, inbound_id):
         # Handled again by two jobs at once (the reconciler and the after-commit dispatch
         # can both enqueue it): the other one applied it while this one waited for the lock.
@@ -246,6 +251,7 @@ def _handle(
         session,
         channel,
         person,
+        received.address,
         decided.prompts,
         conversation_id,
         inbound_id,
@@ -328,6 +334,7 @@ def _reply(
     session: Session,
     channel: channels.Channel,
     person: Any,
+    address: str | None,
     prompts: tuple[Prompt, ...],
     conversation_id: int | None,
     inbound_id: int,
@@ -342,12 +349,21 @@ def _reply(
         if not channel.answers_later:
             return []  # the state moved on; they hear the next question on the next call
         # Handled later than the request, or by a channel that cannot answer in its webhook
-        # response: the answer goes out like any other message.
+        # response: the answer goes out like any other message, to where they wrote from.
         for body in bodies:
             outbox.add(
-                session, person, channel.name, body, Kind.REPLY, conversation_id=conversation_id
+                session,
+                person,
+                channel.name,
+                body,
+                Kind.REPLY,
+                conversation_id=conversation_id,
+                address=address,
             )
         return []
+    if address is None:
+        # A known person (a call we placed, the simulator): their address on this channel.
+        address = contacts.address_for(session, person, channel.name)
     _INSERT_REPLIES.run(
         session.connection(),
         [
@@ -355,7 +371,7 @@ def _reply(
                 "direction": Direction.OUT,
                 "channel": channel.name,
                 "kind": Kind.REPLY,
-                "address": channel.address_of(person),
+                "address": address,
                 "body": body,
                 "status": Outbound.REPLIED,
                 "participant_id": person.id,
@@ -414,6 +430,9 @@ def _decide(
         return _Decided(prompts, conv, finished=conv is not None, state=stopped)
     if inbound is Command.START:
         changed = conversations.record_consent(session, person, Consent.OPT_IN, channel, now=now)
+        if received.address is not None:
+            # A START lifts a provider's block on the address they wrote from, as Twilio does.
+            contacts.opted_in(session, person.id, channel, received.address)
         survey = _keyword_survey(received.text, keywords)
         if conv is None and survey is not None:
             return _begin(session, person, survey, channel, now, org)
@@ -610,7 +629,7 @@ def _note_failure(
                 and channels.get(row.channel).answers_later
             ):
                 gave_up = t(person.language, GAVE_UP_TEXT)
-                outbox.add(session, person, row.channel, gave_up, Kind.REPLY)
+                outbox.add(session, person, row.channel, gave_up, Kind.REPLY, address=row.address)
             return True
         when = now + timedelta(seconds=RETRY_DELAYS[tried - 1])
         row.send_after, row.error_message = when, _reason(failure)

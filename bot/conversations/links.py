@@ -21,8 +21,9 @@ from bot import channels, conversations
 from bot.channels.base import Channel, LinkError
 from bot.config import Settings
 from bot.conversations import outbox
+from bot.storage import contacts
 from bot.storage.db import Database
-from bot.storage.models import Message, Participant, TelegramLink, utcnow
+from bot.storage.models import ContactPoint, Message, Participant, TelegramLink, utcnow
 from bot.storage.status import Direction, Kind
 
 DEFAULT_DAYS = 28  # long enough for a letter to arrive and be acted on
@@ -108,7 +109,6 @@ def redeem(
     is left to the caller, since `/start <word>` may be a survey's keyword instead.
     """
     now = now or utcnow()
-    address_column = getattr(Participant, channel.address_field)
     with database.session() as session:
         seen = session.scalar(
             select(Message.id).where(
@@ -131,34 +131,39 @@ def redeem(
         )
         if person is None or link is None or person.erased_at is not None:
             return UNKNOWN
+        address = channel.normalise(str(chat_id))
         if link.used_at is not None:
-            if getattr(person, channel.address_field) == chat_id:
+            if any(
+                p.channel == channel.name and p.address == address for p in person.contact_points
+            ):
                 return SAME  # they tapped their link again: nothing to do, nothing to say
             _note(session, settings, channel, chat_id, USED_TEXT)
             return USED
         if link.expires_at <= now:
             _note(session, settings, channel, chat_id, EXPIRED_TEXT)
             return EXPIRED
-        holder = session.scalar(
-            select(Participant)
-            .where(address_column == chat_id, Participant.id != person.id)
-            .with_for_update()
-        )
-        if holder is not None:
+        held = contacts.holder(session, channel.name, address)
+        if held is not None and held.participant_id != person.id:
             # The chat wrote to us before it was linked (a plain /start): it was a stranger,
-            # and is this person now. What the stranger sent stays on its own record.
-            setattr(holder, channel.address_field, None)
+            # and is this person now. What the stranger sent stays on its own record. Their
+            # lock (taken after this person's: a stranger has no other writer waiting on it).
+            conversations.lock_person(session, held.participant_id)
+            session.delete(held)
             session.flush()
-        setattr(person, channel.address_field, chat_id)
-        person.channel = channel.name  # they chose it: invitations and feedback go there
+        # They chose it: their chat comes first in their order, and invitations and feedback
+        # go there.
+        contacts.add(session, person, channel.name, address, now, first=True, verified=True)
+        person.channel = channel.name
         link.used_at = now
         return LINKED
 
 
 def _note(session: Session, settings: Settings, channel: Channel, chat_id: int, text: str) -> None:
-    person = conversations.lock_person_at(session, settings, channel, str(chat_id))
+    address = channel.normalise(str(chat_id))
+    person = conversations.lock_person_at(session, settings, channel, address)
     if not person.opted_out:
-        outbox.add(session, person, channel.name, text.format(org=settings.org_name), Kind.REPLY)
+        body = text.format(org=settings.org_name)
+        outbox.add(session, person, channel.name, body, Kind.REPLY, address=address)
 
 
 def panel_links(
@@ -169,12 +174,15 @@ def panel_links(
     now: datetime | None = None,
 ) -> list[list[str]]:
     """A link for everyone who could join by link and has not (no chat yet, not opted out,
-        not erased), with any of these tags: rows for a mail-out, with a header row first (as
+    not erased), with any of these tags: rows for a mail-out, with a header row first (as
     stored: whoever writes them to a file defuses them)."""
+    joined = select(ContactPoint.participant_id).where(
+        ContactPoint.channel == joining_channel().name
+    )
     query = (
         select(Participant)
         .where(
-            getattr(Participant, joining_channel().address_field).is_(None),
+            Participant.id.not_in(joined),
             Participant.opted_out.is_(False),
             Participant.erased_at.is_(None),
         )

@@ -18,17 +18,13 @@ from rq import Queue
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
-from bot import channels
+from bot.storage import contacts
 from bot.storage.db import queue_after_commit
 from bot.storage.models import Message, Participant, utcnow
 from bot.storage.status import Direction, Outbound
 
 QUEUE = "involve"
 SEND_JOB = "bot.commands.jobs.send_messages"  # the rq job that sends a batch of rows
-
-
-def address_for(person: Participant, channel: str) -> str | None:
-    return channels.get(channel).address_of(person)
 
 
 def outgoing(
@@ -41,10 +37,15 @@ def outgoing(
     conversation_id: int | None = None,
     send_after: datetime | None = None,
     now: datetime | None = None,
+    address: str | None = None,
 ) -> dict[str, Any]:
-    """An outbound row, pending, addressed as the channel addresses this person: the one
-    shape every message we send starts as."""
+    """An outbound row, pending: the one shape every message we send starts as. It goes to
+    `address` (where they just wrote from), else to the person's first usable contact point
+    on the channel (`bot.storage.contacts`); with none, the row is still written and the
+    sender fails it, saying so."""
     now = now or utcnow()
+    if address is None and isinstance(person, Participant):
+        address = contacts.first_usable(person.contact_points, channel)
     return {
         "participant_id": person.id,
         "conversation_id": conversation_id,
@@ -53,7 +54,7 @@ def outgoing(
         "direction": Direction.OUT,
         "channel": channel,
         "kind": kind,
-        "address": address_for(person, channel),
+        "address": address,
         "body": body,
         "provider_id": None,
         "status": Outbound.PENDING,
@@ -70,7 +71,7 @@ def outgoing(
 
 def add(
     session: Session,
-    person: Participant,
+    person: Any,
     channel: str,
     body: str,
     kind: str,
@@ -78,8 +79,10 @@ def add(
     campaign_id: int | None = None,
     conversation_id: int | None = None,
     send_after: datetime | None = None,
+    address: str | None = None,
 ) -> Message:
-    """One message to send, as an ORM row (its caller may change it before the commit)."""
+    """One message to send, as an ORM row (its caller may change it before the commit).
+    `person` is a `Participant` or the writer's locked row (then their address is one read)."""
     message = Message(
         **outgoing(
             person,
@@ -89,6 +92,7 @@ def add(
             campaign_id=campaign_id,
             conversation_id=conversation_id,
             send_after=send_after,
+            address=address or contacts.address_for(session, person, channel),
         )
     )
     session.add(message)

@@ -16,16 +16,18 @@ from typing import Any
 
 from redis import Redis
 from sqlalchemy import bindparam, delete, insert, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from bot import channels, conversations, engine, privacy
 from bot.config import Settings
 from bot.conversations import events, outbox
 from bot.cycle.requests import CampaignError, CampaignRequest
 from bot.scripts.survey import Survey, SurveyError
+from bot.storage import contacts
 from bot.storage.db import Database
 from bot.storage.models import (
     Campaign,
+    ContactPoint,
     Conversation,
     Invitation,
     Message,
@@ -185,20 +187,32 @@ def _why_empty(audience: Mapping[str, Any]) -> str:
 def _channels_needed(session: Session, campaign: Campaign) -> Counter[str]:
     """How many people in the audience (not opted out) each channel would have to reach."""
     ids = audience_ids(session, campaign.audience)
-    fields = channels.ADDRESS_FIELDS
-    columns = [Participant.channel, *(getattr(Participant, f) for f in fields)]
     needed: Counter[str] = Counter()
     for start in range(0, len(ids), BATCH * 10):
-        rows = session.execute(
-            select(*columns).where(
-                Participant.id.in_(ids[start : start + BATCH * 10]),
-                Participant.opted_out.is_(False),
+        chunk = ids[start : start + BATCH * 10]
+        # Just what the registry looks at (their channel and contact points), not 100,000
+        # loaded people.
+        people = {
+            person_id: SimpleNamespace(channel=preferred, contact_points=[])
+            for person_id, preferred in session.execute(
+                select(Participant.id, Participant.channel).where(
+                    Participant.id.in_(chunk), Participant.opted_out.is_(False)
+                )
             )
-        )
-        for preferred, *addresses in rows:
-            # Just the columns the registry looks at, not 100,000 loaded people.
-            person = SimpleNamespace(channel=preferred, **dict(zip(fields, addresses, strict=True)))
-            choice = campaign.channel or channels.default_for(person)  # type: ignore[arg-type]
+        }
+        for point in session.execute(
+            select(
+                ContactPoint.participant_id,
+                ContactPoint.channel,
+                ContactPoint.opted_out_at,
+                ContactPoint.unreachable_at,
+            )
+            .where(ContactPoint.participant_id.in_(list(people)))
+            .order_by(ContactPoint.participant_id, ContactPoint.position, ContactPoint.id)
+        ):
+            people[point.participant_id].contact_points.append(point)
+        for person in people.values():
+            choice = campaign.channel or channels.default_for(person)
             if choice is not None:
                 needed[choice] += 1
     return needed
@@ -309,8 +323,10 @@ def _channel_for(
     if choice is None:
         return None, "no address on any channel"
     channel = channels.get(choice)
-    if channel.address_of(person) is None:
-        return None, f"no {channel.title} address"
+    if contacts.first_usable(person.contact_points, choice) is None:
+        # None given, or each one stopped or unreachable there (the provider said so).
+        why = contacts.why_not_usable(person.contact_points, choice)
+        return None, f"{channel.title} {why}" if why else f"no {channel.title} address"
     if survey is not None and choice not in channels.able_to_carry(survey):
         # Their own channel cannot carry this survey (a keypad has keys 1 to 9).
         return None, (
@@ -367,7 +383,10 @@ def _invite_chunk(
     people = [
         p
         for p in session.scalars(
-            select(Participant).where(Participant.id.in_(chunk)).order_by(Participant.id)
+            select(Participant)
+            .where(Participant.id.in_(chunk))
+            .order_by(Participant.id)
+            .options(selectinload(Participant.contact_points))
         )
         if p.id not in done
     ]

@@ -1,4 +1,9 @@
-"""Bringing in a panel: JSON or CSV rows, upserted by external id, else phone, else Telegram chat.
+"""Bringing in a panel: JSON or CSV rows, upserted by external id, else by an address.
+
+A row's address fields are the channels' own (`Channel.contact_field`, from the registry:
+the outside contract names them); each becomes a contact point on every channel that reads
+it (a phone number: texts and calls), normalised by that channel. A person is matched by
+external id, else by any of their addresses, in the registry's order.
 
 Every bad row is reported with its row number and reason while good rows are kept; importing
 the same file twice creates nobody twice. Rows are handled a thousand at a time with a few
@@ -14,27 +19,28 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import insert, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from bot import channels
 from bot.config import Settings
 from bot.conversations.suppression import suppressed
 from bot.i18n import LANGUAGES, SWITCH_WORDS
-from bot.phone import InvalidPhoneNumber, normalise_phone
-from bot.storage.models import ConsentEvent, Participant, utcnow
+from bot.storage import contacts
+from bot.storage.models import ConsentEvent, ContactPoint, Participant, utcnow
 from bot.storage.status import Consent
 from bot.text import clean_text
 
 COLUMNS = (
     "name",
-    "phone",
-    "telegram_chat_id",
+    *channels.CONTACT_FIELDS,
     "channel",
     "tags",
     "recontact",
     "external_id",
     "language",
 )
+# The fields that can say who a row is.
+KEYS = (*channels.CONTACT_FIELDS, "external_id")
 CHANNELS = channels.NAMES
 BATCH = 1000
 # Longest field we read from a CSV: names are cut to 200 and ids to 100; anything this long
@@ -77,8 +83,9 @@ class ImportReport:
 class CleanRow:
     row: int
     name: str | None
-    phone: str | None
-    telegram_chat_id: int | None
+    # (field, channel, address): each address field given, on each channel that reads it,
+    # as that channel normalises it.
+    addresses: tuple[tuple[str, str, str], ...]
     channel: str | None
     tags: tuple[str, ...]
     recontact: bool | None
@@ -100,7 +107,7 @@ def read_csv(text: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         return [], [{"row": 1, "error": f"the header cannot be read: {exc}"}]
     headers = [h.strip().lower() for h in fieldnames]
     unknown = [h for h in headers if h and h not in COLUMNS]
-    if not headers or not ({"phone", "telegram_chat_id", "external_id"} & set(headers)):
+    if not headers or not (set(KEYS) & set(headers)):
         if len(headers) == 1 and ";" in headers[0]:
             # Excel saves "CSV" with semicolons where a comma is the decimal mark.
             return [], [
@@ -151,7 +158,7 @@ def _csv_row(raw: Mapping[str | None, Any]) -> dict[Any, Any]:
 
 def clean(number: int, raw: Mapping[str, Any]) -> CleanRow:
     if not isinstance(raw, Mapping):
-        raise RowError("each participant must be an object with name, phone, ...")
+        raise RowError(f"each participant must be an object with {', '.join(COLUMNS)}")
     if _UNREADABLE in raw:
         raise RowError(raw[_UNREADABLE])
     raw = {k: clean_text(v) if isinstance(v, str) else v for k, v in raw.items()}
@@ -159,30 +166,13 @@ def clean(number: int, raw: Mapping[str, Any]) -> CleanRow:
     if unknown:
         raise RowError(f"unknown field {unknown[0]!r} (known: {', '.join(COLUMNS)})")
     given = frozenset(k for k, v in raw.items() if v is not None and v != "")
-    phone = raw.get("phone")
-    if phone not in (None, ""):
-        try:
-            phone = normalise_phone(str(phone))
-        except InvalidPhoneNumber as exc:
-            raise RowError(str(exc)) from None
-    else:
-        phone = None
-    chat = raw.get("telegram_chat_id")
-    if chat not in (None, ""):
-        try:
-            chat = int(str(chat).strip())
-        except ValueError:
-            raise RowError(f"telegram_chat_id must be a whole number, got {chat!r}") from None
-        if not -(2**53) < chat < 2**53:
-            raise RowError("telegram_chat_id is not a Telegram chat id (too large)")
-    else:
-        chat = None
+    addresses = _addresses(raw)
     external = raw.get("external_id")
     external = str(external).strip() if external not in (None, "") else None
     if external is not None and len(external) > 100:
         raise RowError("external_id is longer than 100 characters")
-    if phone is None and chat is None and external is None:
-        raise RowError("needs a phone, a telegram_chat_id or an external_id")
+    if not addresses and external is None:
+        raise RowError(f"needs a {', a '.join(channels.CONTACT_FIELDS)} or an external_id")
     channel = raw.get("channel")
     if channel not in (None, ""):
         channel = str(channel).strip().lower()
@@ -226,8 +216,7 @@ def clean(number: int, raw: Mapping[str, Any]) -> CleanRow:
     return CleanRow(
         number,
         name,
-        phone,
-        chat,
+        addresses,
         channel,
         tuple(t for t in (t.strip() for t in tags) if t),
         recontact,
@@ -235,6 +224,24 @@ def clean(number: int, raw: Mapping[str, Any]) -> CleanRow:
         given,
         language,
     )
+
+
+def _addresses(raw: Mapping[str, Any]) -> tuple[tuple[str, str, str], ...]:
+    """(field, channel, address) for each address field the row gives, normalised by each
+    channel that reads it; a bad one is the row's error, in the channel's words."""
+    found = []
+    for name in channels.CONTACT_FIELDS:
+        value = raw.get(name)
+        if value in (None, ""):
+            continue
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            raise RowError(f"{name} must be text or a whole number")
+        for channel in channels.for_field(name):
+            try:
+                found.append((name, channel.name, channel.normalise(str(value))))
+            except channels.InvalidAddress as exc:
+                raise RowError(str(exc)) from None
+    return tuple(found)
 
 
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
@@ -264,15 +271,9 @@ def import_rows(
         except RowError as exc:
             report.rejected.append({"row": number, "error": str(exc)})
             continue
-        keys = [
-            (kind, key)
-            for kind, key in (
-                ("external_id", row.external_id),
-                ("phone", row.phone),
-                ("telegram_chat_id", row.telegram_chat_id),
-            )
-            if key is not None and key != ""
-        ]
+        keys: list[tuple[str, Any]] = [(channel, address) for _, channel, address in row.addresses]
+        if row.external_id:
+            keys.append(("external_id", row.external_id))
         earlier = next((first_seen[k] for k in keys if k in first_seen), None)
         if earlier is not None:
             # Which of two rows for one person is right is for staff to say, not a guess.
@@ -300,39 +301,43 @@ def _upsert_chunk(
     report: ImportReport,
 ) -> None:
     externals = {r.external_id for r in chunk if r.external_id}
-    phones = {r.phone for r in chunk if r.phone}
-    chats = {r.telegram_chat_id for r in chunk if r.telegram_chat_id is not None}
-    found: list[Participant] = []
+    wanted: dict[str, set[str]] = {}
+    for r in chunk:
+        for _, channel, address in r.addresses:
+            wanted.setdefault(channel, set()).add(address)
+    people = select(Participant).options(selectinload(Participant.contact_points))
+    found: dict[int, Participant] = {}
     if externals:
-        found += session.scalars(
-            select(Participant).where(Participant.external_id.in_(externals))
-        ).all()
-    if phones:
-        found += session.scalars(select(Participant).where(Participant.phone.in_(phones))).all()
-    if chats:
-        found += session.scalars(
-            select(Participant).where(Participant.telegram_chat_id.in_(chats))
-        ).all()
-    by_external = {p.external_id: p for p in found if p.external_id}
-    by_phone = {p.phone: p for p in found if p.phone}
-    by_chat = {p.telegram_chat_id: p for p in found if p.telegram_chat_id is not None}
-    opted_out_then_erased = suppressed(session, settings, [*phones, *(str(c) for c in chats)])
-    answered_themselves = _own_recontact_answers(session, [p.id for p in found])
+        for p in session.scalars(people.where(Participant.external_id.in_(externals))):
+            found[p.id] = p
+    for channel, addresses in wanted.items():
+        held = (
+            select(ContactPoint.participant_id)
+            .where(ContactPoint.channel == channel, ContactPoint.address.in_(addresses))
+            .scalar_subquery()
+        )
+        for p in session.scalars(people.where(Participant.id.in_(held))):
+            found[p.id] = p
+    by_external = {p.external_id: p for p in found.values() if p.external_id}
+    by_address = {
+        (point.channel, point.address): p for p in found.values() for point in p.contact_points
+    }
+    everyone = {a for addrs in wanted.values() for a in addrs}
+    opted_out_then_erased = suppressed(session, settings, everyone)
+    answered_themselves = _own_recontact_answers(session, list(found))
     consent: list[dict[str, Any]] = []
     now = utcnow()
     for row in chunk:
-        person = (
-            (by_external.get(row.external_id) if row.external_id else None)
-            or (by_phone.get(row.phone) if row.phone else None)
-            or (by_chat.get(row.telegram_chat_id) if row.telegram_chat_id is not None else None)
-        )
-        clash = _clash(person, row, by_phone, by_chat, by_external)
+        person = by_external.get(row.external_id) if row.external_id else None
+        if person is None:
+            person = next(
+                (by_address[(c, a)] for _, c, a in row.addresses if (c, a) in by_address), None
+            )
+        clash = _clash(person, row, by_address, by_external)
         if clash:
             report.rejected.append({"row": row.row, "error": clash})
             continue
-        is_suppressed = row.phone in opted_out_then_erased or (
-            row.telegram_chat_id is not None and str(row.telegram_chat_id) in opted_out_then_erased
-        )
+        is_suppressed = any(a in opted_out_then_erased for _, _, a in row.addresses)
         if is_suppressed and person is None:
             report.rejected.append(
                 {
@@ -350,9 +355,17 @@ def _upsert_chunk(
             session.add(person)
         before_recontact = person.recontact
         changed = False
-        for attr in ("name", "phone", "telegram_chat_id", "channel", "external_id", "language"):
+        for attr in ("name", "channel", "external_id", "language"):
             if attr in row.given and getattr(person, attr) != getattr(row, attr):
                 setattr(person, attr, getattr(row, attr))
+                changed = True
+        # A new person's addresses in their order: their own channel first, then the
+        # registry's; an address a known person is given takes the old one's place.
+        order = [c.name for c in channels.all_channels()]
+        for _, channel, address in sorted(
+            row.addresses, key=lambda a: (a[1] != row.channel, order.index(a[1]))
+        ):
+            if contacts.replace(person, channel, address, now):
                 changed = True
         if "tags" in row.given or replace_tags:
             tags = _merged_tags([] if replace_tags else person.tags or [], row.tags)
@@ -378,10 +391,8 @@ def _upsert_chunk(
             )
         if row.external_id:
             by_external[row.external_id] = person
-        if row.phone:
-            by_phone[row.phone] = person
-        if row.telegram_chat_id is not None:
-            by_chat[row.telegram_chat_id] = person
+        for _, channel, address in row.addresses:
+            by_address[(channel, address)] = person
         if created:
             report.created += 1
         elif changed:
@@ -433,24 +444,27 @@ def _own_recontact_answers(session: Session, person_ids: list[int]) -> dict[int,
 
 
 def _clash(
-    person: Participant | None, row: CleanRow, by_phone: dict, by_chat: dict, by_external: dict
+    person: Participant | None,
+    row: CleanRow,
+    by_address: dict[tuple[str, str], Participant],
+    by_external: dict[str, Participant],
 ) -> str | None:
-    """A row that would take another person's number or chat id."""
-    if row.phone and row.phone in by_phone and by_phone[row.phone] is not person:
-        return f"phone {row.phone} already belongs to another participant"
-    if (
-        row.telegram_chat_id is not None
-        and row.telegram_chat_id in by_chat
-        and by_chat[row.telegram_chat_id] is not person
-    ):
-        return f"telegram_chat_id {row.telegram_chat_id} already belongs to another participant"
+    """A row that would take another person's address."""
+    for name, channel, address in row.addresses:
+        holder = by_address.get((channel, address))
+        if holder is not None and holder is not person:
+            return f"{name} {address} already belongs to another participant"
     if (
         person is not None
         and row.external_id
         and person.external_id
         and person.external_id != row.external_id
     ):
-        return f"this phone or chat belongs to participant {person.external_id!r}, not {row.external_id!r}"
+        fields = " or ".join(dict.fromkeys(name for name, _, _ in row.addresses))
+        return (
+            f"this {fields or 'address'} belongs to participant {person.external_id!r},"
+            f" not {row.external_id!r}"
+        )
     if person is None and row.external_id and row.external_id in by_external:
         return f"external_id {row.external_id!r} already belongs to another participant"
     return None

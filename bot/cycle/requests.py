@@ -21,6 +21,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     WithJsonSchema,
+    create_model,
     field_validator,
 )
 
@@ -141,26 +142,39 @@ class StaffRequest(BaseModel):
 # --- participants ------------------------------------------------------------------------
 
 
-class ParticipantRow(BaseModel):
-    """One person in an import. Rows are checked one by one (`bot.cycle.panel.clean`, shared with
-    CSV files), so that a bad row is reported with its number while good rows are kept."""
-
+class _ParticipantFields(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str | None = None
-    phone: str | None = Field(None, examples=["07700 900123"])
-    telegram_chat_id: int | str | None = None
     channel: ChannelName | None = None
     tags: list[str] | None = None
     recontact: bool | str | None = None
     external_id: str | None = None
 
 
+# One person in an import. Rows are checked one by one (`bot.cycle.panel.clean`, shared with
+# CSV files), so that a bad row is reported with its number while good rows are kept. The
+# address fields are the channels' own (`Channel.contact_field`), from the registry.
+ParticipantRow = create_model(
+    "ParticipantRow",
+    __base__=_ParticipantFields,
+    **{  # type: ignore[call-overload]
+        field: (
+            int | str | None,
+            Field(None, examples=[c.contact_example for c in channels.for_field(field)][:1]),
+        )
+        for field in channels.CONTACT_FIELDS
+    },
+)
+
+
 class ImportRequest(StaffRequest):
     """`{"participants": [...]}`; each row is judged on its own (see ParticipantRow)."""
 
     model_config = ConfigDict(extra="ignore")
-    NOT_AN_OBJECT: ClassVar[str] = 'send {"participants": [{"name", "phone", ...}, ...]}'
+    NOT_AN_OBJECT: ClassVar[str] = (
+        f'send {{"participants": [{{"name", "{channels.CONTACT_FIELDS[0]}", ...}}, ...]}}'
+    )
     FIELD_PROBLEMS: ClassVar[dict[str, str]] = {"participants": NOT_AN_OBJECT}
 
     participants: Annotated[

@@ -65,18 +65,28 @@ def by_external_id(session: Session, external: str) -> Participant | None:
 
 
 def _messages_of(person: Participant) -> ColumnElement[bool]:
-    """Their messages: those linked to them, and those only their number or chat id ties to
+    """Their messages: those linked to them, and those only one of their addresses ties to
     them (a text the webhook kept after failing to handle it has no participant yet)."""
-    addresses = [a for a in (person.phone, _chat(person)) if a]
     linked = Message.participant_id == person.id
-    if not addresses:
+    if not person.contact_points:
         return linked
-    # Unlinked rows only: a number can have moved to this person from someone else.
-    return or_(linked, and_(Message.participant_id.is_(None), Message.address.in_(addresses)))
+    # Unlinked rows only, on the channel of that address: a number can have moved to this
+    # person from someone else, and a chat id could be a number's digits.
+    return or_(
+        linked,
+        *(
+            and_(
+                Message.participant_id.is_(None),
+                Message.channel == point.channel,
+                Message.address == point.address,
+            )
+            for point in person.contact_points
+        ),
+    )
 
 
-def _chat(person: Participant) -> str | None:
-    return str(person.telegram_chat_id) if person.telegram_chat_id is not None else None
+def _addresses(person: Participant) -> list[str]:
+    return list(dict.fromkeys(point.address for point in person.contact_points))
 
 
 def _iso(moment: Any) -> str | None:
@@ -89,8 +99,22 @@ def subject_access(session: Session, person: Participant) -> dict[str, Any]:
         "id": person.id,
         "external_id": person.external_id,
         "name": person.name,
-        "phone": person.phone,
-        "telegram_chat_id": person.telegram_chat_id,
+        # Every address we hold, in their preferred order, with what we know about each.
+        "contact_points": [
+            {
+                "channel": point.channel,
+                "address": point.address,
+                "position": point.position,
+                "verified_at": _iso(point.verified_at),
+                "unreachable_at": _iso(point.unreachable_at),
+                "unreachable_reason": point.unreachable_reason,
+                "opted_out_at": _iso(point.opted_out_at),
+                "opted_out_reason": point.opted_out_reason,
+                "last_inbound_at": _iso(point.last_inbound_at),
+                "created_at": _iso(point.created_at),
+            }
+            for point in person.contact_points
+        ],
         "channel": person.channel,
         "language": person.language,
         "tags": person.tags or [],
@@ -201,9 +225,7 @@ def erase(session: Session, settings: Settings, person: Participant) -> dict[str
     now = utcnow()
     if person.opted_out:
         key = suppression_key(settings)
-        for address in filter(
-            None, [person.phone, str(person.telegram_chat_id) if person.telegram_chat_id else None]
-        ):
+        for address in _addresses(person):
             digest = suppression_hash(address, key)
             if (
                 session.scalar(select(Suppression.id).where(Suppression.address_hash == digest))
@@ -271,8 +293,8 @@ def erase(session: Session, settings: Settings, person: Participant) -> dict[str
     )
     # Unused deep-link codes would join a chat to nobody; they go with the rest.
     session.execute(delete(TelegramLink).where(TelegramLink.participant_id == person.id))
-    person.name = person.phone = person.external_id = person.joined_via = None
-    person.telegram_chat_id = None
+    person.contact_points.clear()  # every address and what we knew of it
+    person.name = person.external_id = person.joined_via = None
     person.tags = []
     person.channel = None
     person.language = None  # a preference that says something about them: it goes too
@@ -315,7 +337,7 @@ def recordings_of(session: Session, person: Participant) -> list[str]:
 
 def addresses_of(person: Participant) -> list[str]:
     """What could identify the person in free-form text elsewhere (Redis): read before erasing."""
-    found = [person.phone, str(person.telegram_chat_id) if person.telegram_chat_id else None]
+    found: list[str | None] = [*_addresses(person)]
     if person.name and len(person.name) >= 4:
         found.append(person.name)
     return [a for a in found if a]

@@ -3,11 +3,19 @@
     SendError                  a message could not be handed over
     ├── TemporaryError         try again later, with back-off (timeouts, 429, 5xx, our own
     │                          credentials rejected: an operator can fix those)
-    └── PermanentError         never try this message again (bad or unreachable number)
-        ├── RecipientOptedOut  the person unsubscribed at their carrier (Twilio 21610)
+    └── PermanentError         never try this message again
+        ├── RecipientOptedOut  the person stopped us at the provider: unsubscribed at their
+        │                      carrier (Twilio 21610), blocked the bot. They are opted out,
+        │                      and that contact point is marked so.
+        ├── RecipientUnreachable  this address can never be reached on this channel (an
+        │                      invalid number, a landline for texts, a chat that is gone):
+        │                      its contact point is marked so; campaigns use their next one.
         └── ChannelOff         the channel has no credentials configured
 
-Senders raise these; `bot.sending.send` is the one place that decides what each means for the row.
+Senders raise these; `bot.sending.send` is the one place that decides what each means for the
+row (`bot.sending.delivery`, for a failure a status callback reports later). `reason` is a few
+words for the contact point and staff, without the address (a provider's own message can
+quote it).
 """
 
 from __future__ import annotations
@@ -31,8 +39,20 @@ class PermanentError(SendError):
     permanent = True
 
 
-class RecipientOptedOut(PermanentError):
-    pass
+class _AboutTheAddress(PermanentError):
+    def __init__(self, message: str, code: str | None = None, reason: str | None = None):
+        super().__init__(message, code)
+        self.reason = reason or f"{self.said} ({code or 'no code'})"
+
+    said = ""
+
+
+class RecipientOptedOut(_AboutTheAddress):
+    said = "stopped at the provider"
+
+
+class RecipientUnreachable(_AboutTheAddress):
+    said = "cannot be reached"
 
 
 class ChannelOff(PermanentError):

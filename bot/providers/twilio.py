@@ -24,6 +24,7 @@ from bot.providers.errors import (
     ChannelOff,
     PermanentError,
     RecipientOptedOut,
+    RecipientUnreachable,
     SendError,
     TemporaryError,
 )
@@ -51,6 +52,30 @@ BAD_NUMBER = {
     30006,
 }
 TEMPORARY_CODES = {20429, 20500, 20503, 30001, 30008}
+# Of those, the ones that say the number itself cannot be reached this way, for good (not
+# our account's settings, nor a handset that is only switched off): its contact point is
+# marked unreachable with these words, and campaigns use the person's next one.
+UNREACHABLE = {
+    21211: "invalid number",
+    21214: "number cannot be reached",
+    21217: "invalid number",
+    21401: "invalid number",
+    21407: "number cannot take texts",
+    21421: "invalid number",
+    21612: "number cannot take texts",
+    21614: "not a mobile number",
+    30005: "unknown or inactive number",
+    30006: "landline or unreachable carrier",
+}
+OPTED_OUT_REASON = "unsubscribed at the carrier"
+
+
+def _permanent(number: int | None, said: str, code: str) -> PermanentError:
+    if number in OPTED_OUT:
+        return RecipientOptedOut(said, code, f"{OPTED_OUT_REASON} (Twilio {code})")
+    if number in UNREACHABLE:
+        return RecipientUnreachable(said, code, f"{UNREACHABLE[number]} (Twilio {code})")
+    return PermanentError(said, code)
 
 
 class PooledHttpClient(HttpClient):
@@ -117,23 +142,17 @@ def classify_code(code: str | None, text: str = "") -> SendError | None:
     if not code or not code.isdigit():
         return None
     number, said = int(code), f"Twilio error {code}{f': {text}' if text else ''}"
-    if number in OPTED_OUT:
-        return RecipientOptedOut(said, code)
-    if number in BAD_NUMBER:
-        return PermanentError(said, code)
     if number in TEMPORARY_CODES:
         return TemporaryError(said, code)
-    return PermanentError(said, code)
+    return _permanent(number, said, code)
 
 
 def classify(exc: Exception) -> SendError:
     if isinstance(exc, TwilioRestException):
         code = exc.code
         text = f"Twilio {exc.status}{f' error {code}' if code else ''}: {exc.msg}"
-        if code in OPTED_OUT:
-            return RecipientOptedOut(text, str(code))
-        if code in BAD_NUMBER:
-            return PermanentError(text, str(code))
+        if code in OPTED_OUT or code in BAD_NUMBER:
+            return _permanent(code, text, str(code))
         if exc.status == 429 or exc.status >= 500 or code in TEMPORARY_CODES:
             return TemporaryError(text, str(code or exc.status))
         if exc.status in (401, 403):
@@ -214,8 +233,9 @@ class TwilioSender:
         return None
 
 
-def point_number(settings: Settings, what: str, url: str) -> str:
-    """Set the Twilio number's `sms` or `voice` webhook to `url`; what was set, in words."""
+def point_number(settings: Settings, what: str, url: str, carries: str) -> str:
+    """Set the Twilio number's webhook `what` (Twilio's name for it: `sms` or `voice`) to
+    `url`; what was set, in words (`carries`: what Twilio posts there, "texts")."""
     client = sms_sender(settings).client()
     try:
         numbers = client.incoming_phone_numbers.list(
@@ -231,8 +251,7 @@ def point_number(settings: Settings, what: str, url: str) -> str:
         raise
     except Exception as exc:
         raise classify(exc) from exc
-    said = "texts" if what == "sms" else "calls"
-    return f"{settings.twilio_from_number} posts {said} to {url}"
+    return f"{settings.twilio_from_number} posts {carries} to {url}"
 
 
 _sms_senders: dict[int, TwilioSender] = {}

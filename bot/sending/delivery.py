@@ -21,7 +21,12 @@ from bot import channels, conversations
 from bot.channels.base import RetryPolicy
 from bot.config import Settings
 from bot.conversations import outbox
-from bot.providers.errors import RecipientOptedOut, SendError, TemporaryError
+from bot.providers.errors import (
+    RecipientOptedOut,
+    RecipientUnreachable,
+    SendError,
+    TemporaryError,
+)
 from bot.sending import pacing
 from bot.storage.db import Database
 from bot.storage.models import Invitation, Message, Participant, utcnow
@@ -103,7 +108,7 @@ def record(
 ) -> bool:
     """Apply a status callback; False when no message of ours is the one it is about.
     `classify` turns the provider's error code into the error tree (`bot.providers.errors`)."""
-    opted_out_person: int | None = None
+    about: tuple[int, str, str, SendError] | None = None
     with database.session() as session:
         found = _find(session, report.message_id, report.provider_id, lock=False)
         if found is None:
@@ -124,13 +129,13 @@ def record(
             policy = channels.get(message.channel).retry_policy(settings)
             if policy is not None:
                 try_again(session, message, report.raw_status, policy, classify)
-        if isinstance(classify(report.error_code), RecipientOptedOut) and message.participant_id:
-            opted_out_person = message.participant_id
-    if opted_out_person is not None:
-        # After the message's transaction: the person's lock is always taken first.
-        conversations.opt_out_by_carrier(
-            database, opted_out_person, f"{report.provider} {report.error_code}"
-        )
+        error = classify(report.error_code)
+        if error is not None and message.participant_id and message.address:
+            about = (message.participant_id, message.channel, message.address, error)
+    if about is not None:
+        # After the message's transaction: the person's lock is always taken first. A carrier
+        # opt-out stops them; an invalid number marks that contact point unreachable.
+        about_the_address(database, *about, detail=f"{report.provider} {report.error_code}")
     return True
 
 
@@ -197,6 +202,7 @@ def try_again(
         campaign_id=message.campaign_id,
         conversation_id=message.conversation_id,
         send_after=now + policy.schedule[tries - 1],
+        address=message.address,  # the address that did not answer, not another of theirs
     )
     again.attempts = message.attempts  # the next claim makes it one more try
     message.status = Outbound.CANCELLED
@@ -207,3 +213,24 @@ def try_again(
         session.execute(update(Invitation).where(column == message.id).values({column: again.id}))
     log.info("message %s not through (%s); trying again as %s", message.id, raw_status, again.id)
     return again
+
+
+def about_the_address(
+    database: Database,
+    participant_id: int,
+    channel: str,
+    address: str,
+    error: SendError,
+    detail: str | None = None,
+) -> None:
+    """What a failure (from a send, or a status callback) says about the person's address, for
+    good: stopped at the provider (they are opted out, and that contact point is marked), or
+    never reachable on this channel (the contact point is marked; their others still are).
+    Anything else says nothing about the address. Its own unit of work, the person's lock
+    first: call it after the message's transaction. `detail`: for the consent log."""
+    if isinstance(error, RecipientOptedOut):
+        conversations.opt_out_by_carrier(
+            database, participant_id, detail or str(error), channel, address, error.reason
+        )
+    elif isinstance(error, RecipientUnreachable):
+        conversations.unreachable(database, participant_id, channel, address, error.reason)

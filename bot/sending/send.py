@@ -23,12 +23,12 @@ from redis import Redis
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from bot import channels, conversations
+from bot import channels
 from bot.channels import Handed, Outgoing, Sender
 from bot.config import Settings
 from bot.conversations import inbox, outbox
 from bot.logmask import mask_phones
-from bot.providers.errors import RecipientOptedOut, SendError, TemporaryError
+from bot.providers.errors import SendError, TemporaryError
 from bot.sending import delivery, pacing
 from bot.storage.db import Database
 from bot.storage.models import ConsentEvent, Message, Participant, utcnow
@@ -242,7 +242,7 @@ def _record(
         return {}
     outcome: dict[int, str] = {}
     retries: list[tuple[int, datetime]] = []
-    opted_out: list[tuple[int, str]] = []
+    about: list[tuple[int, str, str, SendError]] = []
     now = utcnow()
     with database.session() as session:
         rows = {
@@ -277,12 +277,13 @@ def _record(
                 )
                 message.status = Outbound.FAILED
                 message.error_code, message.error_message = result.code, f"{note}{result}"
-                if isinstance(result, RecipientOptedOut) and message.participant_id:
-                    opted_out.append((message.participant_id, str(result)))
+                if message.participant_id and message.address:
+                    about.append((message.participant_id, message.channel, message.address, result))
                 log.warning("message %s failed: %s", planned.id, result.code or "no code")
                 outcome[planned.id] = mask_phones(f"failed: {result}")
-    for participant_id, detail in opted_out:
-        conversations.opt_out_by_carrier(database, participant_id, detail)
+    # After the rows' transaction, each in its own with the person's lock first.
+    for participant_id, channel, address, error in about:
+        delivery.about_the_address(database, participant_id, channel, address, error)
     if retries:
         outbox.dispatch_many(redis, [([mid], when) for mid, when in retries])
     return outcome

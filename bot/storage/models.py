@@ -80,9 +80,8 @@ class Participant(Base):
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     external_id: Mapped[str | None] = mapped_column(String(100), unique=True)
     name: Mapped[str | None] = mapped_column(String(200))
-    phone: Mapped[str | None] = mapped_column(String(20), unique=True)
-    telegram_chat_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)
-    channel: Mapped[str | None] = mapped_column(String(10))  # preferred: sms | voice | telegram
+    # Preferred channel (a registry name); None: their first contact point's.
+    channel: Mapped[str | None] = mapped_column(String(10))
     language: Mapped[str | None] = mapped_column(String(8))  # en | cy; None: the staff language
     tags: Mapped[list[str]] = mapped_column(default=list)
     recontact: Mapped[bool | None] = mapped_column(Boolean)
@@ -95,6 +94,60 @@ class Participant(Base):
     consent_events: Mapped[list[ConsentEvent]] = relationship(
         back_populates="participant", order_by="ConsentEvent.id"
     )
+    # How to reach them, in their preferred order. Erasure deletes these rows.
+    contact_points: Mapped[list[ContactPoint]] = relationship(
+        back_populates="participant",
+        order_by="(ContactPoint.position, ContactPoint.id)",
+        cascade="all, delete-orphan",
+    )
+
+
+class ContactPoint(Base):
+    """One way to reach a person: a channel (a registry name) and their address on it, as that
+    channel normalises it and as text (an E.164 number, a Telegram chat id, `whatsapp:+44...`).
+
+    A person has as many as they gave us, in their preferred order (`position`, 0 first); a
+    phone number is one row per channel that reaches it (a text and a call), so each keeps its
+    own state: a landline that cannot take texts (unreachable for `sms`) is still called. The
+    state is the provider's or the law's word about this address on this channel, never the
+    person's consent, which is theirs across every channel (`Participant.opted_out`):
+
+    - `unreachable_at`/`_reason`: a permanent failure ("invalid number", "chat not found");
+    - `opted_out_at`/`_reason`: stopped at the provider (a carrier's 21610, a blocked bot);
+    - `last_inbound_at`: when they last wrote on it (a reply window such as WhatsApp's 24 hours
+      is read from it); the writer moves it on at most every few minutes (see
+      `bot.storage.contacts.INBOUND_PRECISION`), never past the truth;
+    - `verified_at`: they wrote to us from it, or redeemed a link on it.
+
+    An address belongs to one person at a time (unique per channel): the writer finds the
+    sender of every message by it, one indexed read.
+    """
+
+    __tablename__ = "contact_points"
+    __table_args__ = (
+        UniqueConstraint("channel", "address", name="uq_contact_points_channel_address"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id"), index=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    address: Mapped[str] = mapped_column(String(64))
+    position: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    verified_at: Mapped[datetime | None]
+    unreachable_at: Mapped[datetime | None]
+    unreachable_reason: Mapped[str | None] = mapped_column(String(200))
+    opted_out_at: Mapped[datetime | None]
+    opted_out_reason: Mapped[str | None] = mapped_column(String(200))
+    last_inbound_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    participant: Mapped[Participant] = relationship(back_populates="contact_points")
+
+    @property
+    def usable(self) -> bool:
+        """Not stopped at the provider and not known to be unreachable."""
+        return self.opted_out_at is None and self.unreachable_at is None
 
 
 class ConsentEvent(Base):

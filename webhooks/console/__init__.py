@@ -119,6 +119,7 @@ def _context() -> dict[str, Any]:
         "staff_email": g.get("staff_email"),
         "org_name": _settings().org_name,
         "channel_titles": {c.name: c.title for c in channels.all_channels()},
+        "contact_fields": channels.CONTACT_FIELDS,  # a panel file's address columns
     }
 
 

@@ -190,6 +190,7 @@ def person(session: Session, person_id: int) -> PersonView | None:
     found = session.get(Participant, person_id)
     if found is None or found.erased_at is not None:
         return None
+    found.contact_points  # noqa: B018  loaded now: the page is drawn after the session ends
     consent = list(
         session.scalars(
             select(ConsentEvent)

@@ -10,7 +10,7 @@ from bot.channels.phone_number import PhoneNumberChannel
 from bot.channels.sms import render
 from bot.config import Settings
 from bot.engine import Inbound, Prompt
-from bot.phone import InvalidPhoneNumber, normalise_phone
+from bot.phone_numbers import InvalidPhoneNumber, normalise_phone
 from bot.text import clean_text
 
 E164 = re.compile(r"\+[1-9]\d{7,14}")
@@ -35,7 +35,8 @@ class SmsChannel(PhoneNumberChannel):
         # Here: the provider's client library loads only where we send or set it up.
         from bot.providers.twilio import point_number
 
-        return [point_number(settings, "sms", f"{settings.public_base_url}/webhooks/twilio/sms")]
+        url = f"{settings.public_base_url}/webhooks/twilio/sms"
+        return [point_number(settings, "sms", url, "texts")]
 
     def render_body(self, prompts: Iterable[Prompt], org: str) -> str:
         return "\n\n".join(render.render(prompts))

@@ -62,7 +62,9 @@ class TelegramChannel(Channel):
     joins_by_link = True
     title = "Telegram"
     provider_ids_name_the_person = True
-    address_field = "telegram_chat_id"
+    contact_field = "telegram_chat_id"
+    contact_example = "123456789"
+    max_address_length = 17  # a minus and 16 digits: chat ids fit in 52 bits
     buttons = True
     replies_inline = False  # the Bot API is called by the sender, never in the webhook
     simulate_hint = "type a button's number or text, or your own words"
@@ -74,9 +76,6 @@ class TelegramChannel(Channel):
         if not (digits.isascii() and digits.isdigit()) or not 0 < int(digits) < MAX_CHAT_ID:
             raise InvalidAddress(f"{raw!r} is not a Telegram chat id (a whole number)")
         return str(int(text))
-
-    def column_value(self, address: str) -> Any:
-        return int(address)
 
     def off_reason(self, settings: Settings) -> str | None:
         if settings.telegram_bot_token and settings.telegram_webhook_secret:

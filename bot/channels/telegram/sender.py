@@ -42,6 +42,7 @@ from bot.providers.errors import (
     ChannelOff,
     PermanentError,
     RecipientOptedOut,
+    RecipientUnreachable,
     SendError,
     TemporaryError,
 )
@@ -74,7 +75,11 @@ def classify(exc: BaseException) -> SendError:
         )
     if isinstance(exc, Forbidden):
         if "blocked by the user" in lowered:
-            return RecipientOptedOut(f"Telegram 403: {said}", "403")
+            return RecipientOptedOut(f"Telegram 403: {said}", "403", "bot blocked (Telegram 403)")
+        if "deactivated" in lowered:
+            return RecipientUnreachable(
+                f"Telegram 403: {said}", "403", "account deleted (Telegram 403)"
+            )
         return PermanentError(f"Telegram 403: {said}", "403")
     if isinstance(exc, InvalidToken):
         return TemporaryError(
@@ -85,6 +90,10 @@ def classify(exc: BaseException) -> SendError:
     if isinstance(exc, TimedOut):
         return TemporaryError(f"Telegram did not answer in time: {said}", "timeout")
     if isinstance(exc, BadRequest):
+        if "chat not found" in lowered:
+            return RecipientUnreachable(
+                f"Telegram 400: {said}", "400", "chat not found (Telegram 400)"
+            )
         return PermanentError(f"Telegram 400: {said}", "400")
     if isinstance(exc, NetworkError):
         return TemporaryError(f"could not reach Telegram: {said}", "connection")

@@ -44,7 +44,7 @@ class VoiceChannel(PhoneNumberChannel):
         from bot.providers.twilio import point_number
 
         url = f"{settings.public_base_url}/webhooks/twilio/voice"
-        return [point_number(settings, "voice", url)]
+        return [point_number(settings, "voice", url, "calls")]
 
     def render_body(self, prompts: Iterable[Prompt], org: str) -> str:
         return " ".join(render.render(list(prompts), org).say)
