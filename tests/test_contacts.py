@@ -42,11 +42,18 @@ def text_in(database, words, at, sender=NUMBER, provider_id=None):
 def test_a_newcomer_who_texts_in_is_a_person_with_that_contact_point(database):
     now = utcnow()
     outcome = text_in(database, "hello", now)
-    (point,) = points(database)
+    point, call = points(database)
     assert (point.participant_id, point.channel, point.address) == (
         outcome.participant_id,
         "sms",
         NUMBER,
+    )
+    # As an import gives a number: calls reach it too, after texts; nobody wrote there yet.
+    assert (call.channel, call.address, call.position, call.last_inbound_at) == (
+        "voice",
+        NUMBER,
+        1,
+        None,
     )
     # They wrote on it: it is theirs, and the reply window starts now.
     assert point.last_inbound_at == now and point.verified_at == now
@@ -73,7 +80,7 @@ def test_writing_on_a_contact_point_marked_unreachable_clears_the_mark(database)
         contacts.mark(session, person_id, "sms", NUMBER, unreachable="invalid number")
     assert points(database)[0].unreachable_at is not None
     text_in(database, "it is me", now + timedelta(seconds=5))
-    (point,) = points(database)
+    point = points(database)[0]
     assert (point.unreachable_at, point.unreachable_reason) == (None, None)
 
 
@@ -85,8 +92,8 @@ def test_start_on_a_contact_point_lifts_the_providers_stop_there(database):
         person = session.get(Participant, person_id)
         conversations.record_consent(session, person, "opt_out", "carrier")
     text_in(database, "START", now + timedelta(minutes=1))
-    (point,) = points(database)
-    assert (point.opted_out_at, point.opted_out_reason) == (None, None)
+    point = points(database)[0]
+    assert (point.channel, point.opted_out_at, point.opted_out_reason) == ("sms", None, None)
     with database.session() as session:
         assert not session.get(Participant, person_id).opted_out
 

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from bot import engine
-from bot.channels import Channel, all_channels
+from bot.channels import Channel, for_field
 from bot.config import Settings
 from bot.conversations.suppression import suppressed
 from bot.scripts.survey import Survey, load_text
@@ -234,6 +234,20 @@ def lock_person_at(
             )
         return person
     now = utcnow()
+    # The same address on the channels that share its kind (a number is texted and called):
+    # someone who called us and now texts from that number is the same person.
+    siblings = [c.name for c in for_field(channel.contact_field) if c.name != channel.name]
+    known = connection.execute(
+        select(_points.c.participant_id)
+        .where(_points.c.channel.in_(siblings), _points.c.address == address)
+        .limit(1)
+    ).scalar()
+    if known is not None and siblings:
+        connection.execute(
+            _insert_point_once(session),
+            _point_row(known, channel.name, address, wrote_at, now, position=len(siblings) + 1),
+        )
+        return _locked_sender(connection, where)
     # Someone erased after opting out who writes again starts opted out: START lets them back.
     new_id = connection.execute(
         _INSERT_PERSON,
@@ -249,23 +263,42 @@ def lock_person_at(
     # point holds the address, this insert waits for it and adds nothing, and the person just
     # made (nobody's yet) goes again. The select below then waits for the other one's lock.
     added = connection.execute(
-        _insert_point_once(session),
-        {
-            "participant_id": new_id,
-            "channel": channel.name,
-            "address": address,
-            "position": 0,
-            "verified_at": wrote_at,
-            "last_inbound_at": wrote_at,
-            "created_at": now,
-            "updated_at": now,
-        },
+        _insert_point_once(session), _point_row(new_id, channel.name, address, wrote_at, now)
     ).first()
     if added is None:
         connection.execute(delete(_people).where(_people.c.id == new_id))
+    else:
+        # As a panel import gives a number: a contact point on each channel that reaches it.
+        for position, sibling in enumerate(siblings, start=1):
+            row = _point_row(new_id, sibling, address, None, now, position)
+            connection.execute(_insert_point_once(session), row)
+    return _locked_sender(connection, where)
+
+
+def _locked_sender(connection: Any, where: dict[str, Any]) -> Record:
     person = _SENDER_LOCKED.first(connection, where)
     assert person is not None, "inserted, or inserted a moment ago by the other message"
     return person
+
+
+def _point_row(
+    person_id: int,
+    channel: str,
+    address: str,
+    wrote_at: datetime | None,
+    now: datetime,
+    position: int = 0,
+) -> dict[str, Any]:
+    return {
+        "participant_id": person_id,
+        "channel": channel,
+        "address": address,
+        "position": position,
+        "verified_at": wrote_at,
+        "last_inbound_at": wrote_at,
+        "created_at": now,
+        "updated_at": now,
+    }
 
 
 def _insert_point_once(session: Session) -> Any:
