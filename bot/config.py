@@ -6,6 +6,7 @@ A bad setting stops the process at start with one line naming the variable and w
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from datetime import time, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bot.phone import InvalidPhoneNumber, normalise_phone
@@ -100,6 +102,31 @@ def _url(env: Mapping[str, str], name: str, default: str) -> str:
             f"{name} must be an http(s) URL such as https://example.org, got {value!r}"
         )
     return value.rstrip("/")
+
+
+def is_local_url(url: str) -> bool:
+    """Does this URL name this machine or a private network (localhost, 127.x, ::1, 10.x,
+    192.168.x, a `.local` name...), which nobody on the internet can reach?"""
+    host = (urlsplit(url).hostname or "").rstrip(".").lower()
+    if host in ("", "localhost") or host.endswith((".localhost", ".local", ".internal")):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False  # a name: public as far as we can tell without asking DNS
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return not address.is_global
+
+
+def unreachable_from_internet(url: str) -> str | None:
+    """Why a provider on the internet could not call this URL, or None when it could."""
+    reasons = []
+    if urlsplit(url).scheme != "https":
+        reasons.append("it is not https")
+    if is_local_url(url):
+        reasons.append("it names this machine or a private network")
+    return " and ".join(reasons) or None
 
 
 def _positive_float(env: Mapping[str, str], name: str, default: float) -> float:

@@ -14,7 +14,7 @@ import click
 from bot import channels, logmask
 from bot.commands import runtime
 from bot.commands import simulate as sim
-from bot.config import ConfigError
+from bot.config import ConfigError, is_local_url, unreachable_from_internet
 from bot.cycle import services
 from bot.cycle import staff as accounts
 from bot.cycle.lint import lint_paths
@@ -366,6 +366,24 @@ def webhooks_group() -> None:
 def webhooks_set() -> None:
     """Point each channel that is on at PUBLIC_BASE_URL, and say what was set."""
     settings = _settings()
+    # A provider on the internet pointed at a local or plain-http URL loses every text and
+    # call that comes in, silently: refuse before changing anything. A provider that is itself
+    # local (a fake, a self-hosted Bot API server) can reach a local URL.
+    public = [
+        channel.title
+        for channel in channels.all_channels()
+        if channel.off_reason(settings) is None
+        and (api := channel.provider_api(settings)) is not None
+        and not is_local_url(api)
+    ]
+    problem = unreachable_from_internet(settings.public_base_url)
+    if public and problem is not None:
+        unset = "" if os.environ.get("PUBLIC_BASE_URL", "").strip() else " (unset: the default)"
+        raise click.ClickException(
+            f"PUBLIC_BASE_URL is {settings.public_base_url}{unset}, but {problem}, so "
+            f"{' and '.join(sorted(set(public)))} could not reach it: set it to this service's "
+            "public https address and run this again; nothing was changed"
+        )
     failed = False
     for channel in channels.all_channels():
         why_not = channel.off_reason(settings)
