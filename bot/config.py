@@ -52,6 +52,9 @@ class Settings:
     send_rate: float
     instance_path: Path
     org_name: str = "our involvement team"
+    # A number where a participant can reach a person, as the charity writes it; said in HELP,
+    # after a stop and at the end of a call. None: HELP says to contact us the usual way.
+    contact_phone: str | None = None
     # Phone calls (the keypad channel): see CONTRACT.md for each.
     inbound_call_survey: str | None = None
     voice_name: str = "Polly.Amy"
@@ -175,6 +178,46 @@ def _suppression_key(env: Mapping[str, str], channels_on: bool) -> str | None:
     return key
 
 
+ORG_NAME_MAX = 60  # the name is in every HELP and STOP answer, which keep within 2 texts
+
+
+def _org_name(env: Mapping[str, str], channels_on: bool) -> str:
+    name = _text(env, "ORG_NAME")
+    if name is None:
+        if channels_on:
+            raise ConfigError(
+                "ORG_NAME must be set when Twilio or Telegram is on: the name participants "
+                "know you by, said in every invitation, HELP and STOP answer "
+                "(e.g. ORG_NAME='Age Better Cardiff')"
+            )
+        return "our involvement team"
+    if len(name) > ORG_NAME_MAX:
+        raise ConfigError(
+            f"ORG_NAME must be at most {ORG_NAME_MAX} characters (it has {len(name)}): "
+            "it is in every HELP and STOP text"
+        )
+    return name
+
+
+def _contact_phone(env: Mapping[str, str]) -> str | None:
+    """Kept as the charity writes it ("0300 123 4567"), once we know it is a number."""
+    raw = _text(env, "CONTACT_PHONE")
+    if raw is None:
+        return None
+    from bot.phone import InvalidPhoneNumber, normalise_phone
+
+    try:
+        normalise_phone(raw)
+    except InvalidPhoneNumber as exc:
+        raise ConfigError(
+            f"CONTACT_PHONE must be a phone number where a participant can reach a person, "
+            f"such as 0300 123 4567: {exc}"
+        ) from None
+    if len(raw) > 24:
+        raise ConfigError(f"CONTACT_PHONE must be at most 24 characters, got {len(raw)}")
+    return " ".join(raw.split())
+
+
 def _retention_days(env: Mapping[str, str], name: str) -> int | None:
     raw = _text(env, name)
     if raw is None or raw.lower() == "off":
@@ -296,6 +339,8 @@ def load_settings(
             from_number = normalise_phone(from_number)
         except InvalidPhoneNumber as exc:
             raise ConfigError(f"TWILIO_FROM_NUMBER must be a phone number: {exc}") from None
+    channels_on = bool(sid) or bool(_text(env, "TELEGRAM_BOT_TOKEN"))
+    suppression_key = _suppression_key(env, channels_on)
     return Settings(
         database_url=database_url,
         redis_url=redis_url,
@@ -315,7 +360,8 @@ def load_settings(
         ),
         send_rate=_positive_float(env, "SEND_RATE", 1.0),
         instance_path=instance,
-        org_name=_text(env, "ORG_NAME", "our involvement team") or "our involvement team",
+        org_name=_org_name(env, channels_on),
+        contact_phone=_contact_phone(env),
         inbound_call_survey=_text(env, "INBOUND_CALL_SURVEY"),
         voice_name=_text(env, "VOICE_NAME", "Polly.Amy") or "Polly.Amy",
         voice_language=_text(env, "VOICE_LANGUAGE", "en-GB") or "en-GB",
@@ -324,7 +370,7 @@ def load_settings(
         voice_confidence=_fraction(env, "VOICE_CONFIDENCE", 0.6),
         voice_transcribe=_flag(env, "VOICE_TRANSCRIBE"),
         voice_retry=parse_durations(env.get("VOICE_RETRY", "15m,1h,1d") or "", "VOICE_RETRY"),
-        suppression_key=_suppression_key(env, bool(sid) or bool(_text(env, "TELEGRAM_BOT_TOKEN"))),
+        suppression_key=suppression_key,
         retention_days=_retention_days(env, "RETENTION_DAYS"),
         telegram_bot_username=_bot_username(env, "TELEGRAM_BOT_USERNAME"),
         trusted_proxies=_int_between(env, "TRUSTED_PROXIES", 0, 0, 5),

@@ -398,7 +398,7 @@ def _decide(
     none; `closed` the survey whose conversation this input found a week idle), written as
     it is decided."""
     org = settings.org_name
-    context = conversations.context_for(person, org)
+    context = conversations.context_for(person, org, settings.contact_phone)
     inbound = _interpret(session, received.inbound, conv)
     state = _state_now(conv, now, channel)
     if state is not None and state.stop_asked:

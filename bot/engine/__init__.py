@@ -691,13 +691,29 @@ def is_expired(last_activity: datetime, now: datetime, idle_for: timedelta = IDL
     return now - last_activity >= idle_for
 
 
+def reach_a_person(context: Mapping[str, Any], otherwise: bool = True) -> str:
+    """How to reach a person (CONTACT_PHONE); with no number, how else to reach staff, or
+    nothing where `otherwise` is False (after a stop, which says nothing it cannot keep)."""
+    phone = context.get("contact")
+    if phone:
+        return t(_lang(context), "To speak to a person, call {phone}.", phone=phone)
+    if not otherwise:
+        return ""
+    return t(_lang(context), "To speak to a person, contact us in the usual way.")
+
+
+def _and_reach(text: str, reach: str) -> str:
+    return f"{text} {reach}" if reach else text
+
+
 def stopped_text(context: Mapping[str, Any]) -> str:
-    return t(
+    stopped = t(
         _lang(context),
         "You will not hear from {org} again. "
         "Thank you for your help so far. Reply START if you change your mind.",
         org=_ctx(context)["org"],
     )
+    return _and_reach(stopped, reach_a_person(context, otherwise=False))
 
 
 def started_text(context: Mapping[str, Any]) -> str:
@@ -725,19 +741,21 @@ def who_text(context: Mapping[str, Any]) -> str:
 
 def idle_help_text(context: Mapping[str, Any]) -> str:
     """HELP, or a message we cannot place, from someone with no question waiting."""
-    return t(
+    helped = t(
         _lang(context),
         "This is {org}, asking for your views to improve our services. We have no questions "
         "for you just now, and will send you one when we do. Reply STOP to stop all messages.",
         org=_ctx(context)["org"],
     )
+    return _and_reach(helped, reach_a_person(context))
 
 
 def help_text(context: Mapping[str, Any]) -> str:
-    return t(
+    helped = t(
         _lang(context),
         "This is {org}, asking for your views to improve our services. "
         "Reply REPEAT to hear the question again, SKIP to leave out an optional one, "
         "or STOP to stop all messages.",
         org=_ctx(context)["org"],
     )
+    return _and_reach(helped, reach_a_person(context))
