@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from datetime import UTC, datetime
 from typing import Any
 
 import rq
@@ -24,6 +25,34 @@ from bot.privacy import retention
 
 log = logging.getLogger(__name__)
 RECONCILE_INTERVAL = 60  # seconds
+# The worker's heartbeat: when a worker's beat last ran (ISO 8601, UTC). /healthz reads it; no
+# expiry, so a worker gone for a day still shows when it was last seen.
+BEAT_KEY = "involve:worker:beat"
+# A beat comes at least once a RECONCILE_INTERVAL; missing two in a row means no worker runs.
+BEAT_STALE_AFTER = 3 * RECONCILE_INTERVAL
+
+
+def beat(redis: Redis, now: datetime | None = None) -> None:
+    redis.set(BEAT_KEY, (now or datetime.now(UTC)).isoformat(timespec="seconds"))
+
+
+def last_beat(redis: Redis) -> datetime | None:
+    raw = redis.get(BEAT_KEY)
+    if raw is None:
+        return None
+    try:
+        return datetime.fromisoformat(raw.decode() if isinstance(raw, bytes) else raw)
+    except ValueError:
+        return None
+
+
+def worker_state(redis: Redis, now: datetime | None = None) -> dict[str, Any]:
+    """{"alive", "last_seen"}: is a worker's beat running (it enqueues the reconciler, and its
+    thread beats even while a long job runs), and when one was last seen."""
+    seen = last_beat(redis)
+    now = now or datetime.now(UTC)
+    alive = seen is not None and (now - seen).total_seconds() <= BEAT_STALE_AFTER
+    return {"alive": alive, "last_seen": seen.isoformat() if seen else None}
 
 
 def make_cron(redis: Redis, interval: int = RECONCILE_INTERVAL) -> CronScheduler:
@@ -54,6 +83,7 @@ class CronThread(threading.Thread):
     def run(self) -> None:
         while not self.stopping.is_set():
             try:
+                beat(self.cron.connection)
                 self.cron.enqueue_jobs()
                 # Once a UTC day (its job id carries the date), when RETENTION_DAYS is set.
                 retention.enqueue_if_due(self.cron.connection, runtime.settings())
