@@ -56,6 +56,7 @@ def _settings(workdir: Path, redis_url: str, twilio_url: str, **extra: str):
         "TWILIO_AUTH_TOKEN": "bench",
         "TWILIO_FROM_NUMBER": "+441234567890",
         "SUPPRESSION_KEY": "bench-suppression-key-" + "0" * 32,
+        "ORG_NAME": "Bench Charity",
         "TWILIO_API_BASE_URL": twilio_url,
         "PUBLIC_BASE_URL": "https://bench.example.org",
         "INVOLVE_INSTANCE_PATH": str(workdir),

@@ -142,6 +142,7 @@ def seed(url: str, workdir: Path) -> list[str]:
             "CONVERSATIONS_DIR": str(workdir),
             "QUIET_HOURS": "",
             "SUPPRESSION_KEY": "bench-suppression-key-" + "0" * 32,
+            "ORG_NAME": "Bench Charity",
         }
     )
     database = db.Database(url)  # no dispatcher: the invitations stay in the outbox
@@ -272,6 +273,7 @@ def measure(app: str, url: str, workdir: Path) -> tuple[load.Result, int, dict[s
         "TWILIO_AUTH_TOKEN": TOKEN,
         "TWILIO_FROM_NUMBER": "+441234567890",
         "SUPPRESSION_KEY": "bench-suppression-key-" + "0" * 32,
+        "ORG_NAME": "Bench Charity",
         "PUBLIC_BASE_URL": base,
         "INVOLVE_INSTANCE_PATH": str(workdir),
         "CONVERSATIONS_DIR": str(workdir),

@@ -6,6 +6,7 @@ A bad setting stops the process at start with one line naming the variable and w
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from datetime import time, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bot.phone_numbers import InvalidPhoneNumber, normalise_phone
@@ -50,6 +52,9 @@ class Settings:
     send_rate: float
     instance_path: Path
     org_name: str = "our involvement team"
+    # A number where a participant can reach a person, as the charity writes it; said in HELP,
+    # after a stop and at the end of a call. None: HELP says to contact us the usual way.
+    contact_phone: str | None = None
     # Phone calls (the keypad channel): see CONTRACT.md for each.
     inbound_call_survey: str | None = None
     voice_name: str = "Polly.Amy"
@@ -102,6 +107,31 @@ def _url(env: Mapping[str, str], name: str, default: str) -> str:
     return value.rstrip("/")
 
 
+def is_local_url(url: str) -> bool:
+    """Does this URL name this machine or a private network (localhost, 127.x, ::1, 10.x,
+    192.168.x, a `.local` name...), which nobody on the internet can reach?"""
+    host = (urlsplit(url).hostname or "").rstrip(".").lower()
+    if host in ("", "localhost") or host.endswith((".localhost", ".local", ".internal")):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False  # a name: public as far as we can tell without asking DNS
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return not address.is_global
+
+
+def unreachable_from_internet(url: str) -> str | None:
+    """Why a provider on the internet could not call this URL, or None when it could."""
+    reasons = []
+    if urlsplit(url).scheme != "https":
+        reasons.append("it is not https")
+    if is_local_url(url):
+        reasons.append("it names this machine or a private network")
+    return " and ".join(reasons) or None
+
+
 def _positive_float(env: Mapping[str, str], name: str, default: float) -> float:
     raw = _text(env, name)
     if raw is None:
@@ -146,6 +176,46 @@ def _suppression_key(env: Mapping[str, str], channels_on: bool) -> str | None:
             f"secret (e.g. from `openssl rand -hex 32`), got {len(key)}"
         )
     return key
+
+
+ORG_NAME_MAX = 60  # the name is in every HELP and STOP answer, which keep within 2 texts
+
+
+def _org_name(env: Mapping[str, str], channels_on: bool) -> str:
+    name = _text(env, "ORG_NAME")
+    if name is None:
+        if channels_on:
+            raise ConfigError(
+                "ORG_NAME must be set when Twilio or Telegram is on: the name participants "
+                "know you by, said in every invitation, HELP and STOP answer "
+                "(e.g. ORG_NAME='Age Better Cardiff')"
+            )
+        return "our involvement team"
+    if len(name) > ORG_NAME_MAX:
+        raise ConfigError(
+            f"ORG_NAME must be at most {ORG_NAME_MAX} characters (it has {len(name)}): "
+            "it is in every HELP and STOP text"
+        )
+    return name
+
+
+def _contact_phone(env: Mapping[str, str]) -> str | None:
+    """Kept as the charity writes it ("0300 123 4567"), once we know it is a number."""
+    raw = _text(env, "CONTACT_PHONE")
+    if raw is None:
+        return None
+    from bot.phone import InvalidPhoneNumber, normalise_phone
+
+    try:
+        normalise_phone(raw)
+    except InvalidPhoneNumber as exc:
+        raise ConfigError(
+            f"CONTACT_PHONE must be a phone number where a participant can reach a person, "
+            f"such as 0300 123 4567: {exc}"
+        ) from None
+    if len(raw) > 24:
+        raise ConfigError(f"CONTACT_PHONE must be at most 24 characters, got {len(raw)}")
+    return " ".join(raw.split())
 
 
 def _retention_days(env: Mapping[str, str], name: str) -> int | None:
@@ -269,6 +339,8 @@ def load_settings(
             from_number = normalise_phone(from_number)
         except InvalidPhoneNumber as exc:
             raise ConfigError(f"TWILIO_FROM_NUMBER must be a phone number: {exc}") from None
+    channels_on = bool(sid) or bool(_text(env, "TELEGRAM_BOT_TOKEN"))
+    suppression_key = _suppression_key(env, channels_on)
     return Settings(
         database_url=database_url,
         redis_url=redis_url,
@@ -288,7 +360,8 @@ def load_settings(
         ),
         send_rate=_positive_float(env, "SEND_RATE", 1.0),
         instance_path=instance,
-        org_name=_text(env, "ORG_NAME", "our involvement team") or "our involvement team",
+        org_name=_org_name(env, channels_on),
+        contact_phone=_contact_phone(env),
         inbound_call_survey=_text(env, "INBOUND_CALL_SURVEY"),
         voice_name=_text(env, "VOICE_NAME", "Polly.Amy") or "Polly.Amy",
         voice_language=_text(env, "VOICE_LANGUAGE", "en-GB") or "en-GB",
@@ -297,7 +370,7 @@ def load_settings(
         voice_confidence=_fraction(env, "VOICE_CONFIDENCE", 0.6),
         voice_transcribe=_flag(env, "VOICE_TRANSCRIBE"),
         voice_retry=parse_durations(env.get("VOICE_RETRY", "15m,1h,1d") or "", "VOICE_RETRY"),
-        suppression_key=_suppression_key(env, bool(sid) or bool(_text(env, "TELEGRAM_BOT_TOKEN"))),
+        suppression_key=suppression_key,
         retention_days=_retention_days(env, "RETENTION_DAYS"),
         telegram_bot_username=_bot_username(env, "TELEGRAM_BOT_USERNAME"),
         trusted_proxies=_int_between(env, "TRUSTED_PROXIES", 0, 0, 5),

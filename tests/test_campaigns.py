@@ -303,6 +303,26 @@ def test_close_stops_waiting_and_pending_invitations(client, database, redis_con
     )
 
 
+def test_answering_after_staff_closed_the_campaign_is_told_it_closed(
+    client, database, redis_conn, twilio_fake
+):
+    """Their answer used to meet the general help, as if we had never asked."""
+    setup_panel(client, database)
+    campaign_id = create(client)["id"]
+    client.post(f"/admin/api/campaigns/{campaign_id}/launch", headers=ADMIN)
+    run_worker(redis_conn)
+    assert "What made you choose it?" in reply(client, "+447700900001", "2")[0]
+    client.post(f"/admin/api/campaigns/{campaign_id}/close", headers=ADMIN)
+    (told,) = reply(client, "+447700900001", "Because it is clear")
+    assert told == (
+        "Sorry, this survey has closed, so we could not use your answer. "
+        "Thank you for your help so far."
+    )
+    # Bob never began: his late "1" is told the same, not given the general help.
+    (bob,) = reply(client, "+447700900002", "1")
+    assert "This is" not in bob and bob.startswith("Sorry, this survey has closed")
+
+
 def test_a_lost_fan_out_is_resumed_by_the_reconciler(client, database, redis_conn, twilio_fake):
     setup_panel(client, database)
     campaign_id = create(client)["id"]

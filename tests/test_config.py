@@ -39,6 +39,22 @@ from bot.config import ConfigError, load_settings
             "SUPPRESSION_KEY must be set when Twilio or Telegram is on",
         ),
         ({"SUPPRESSION_KEY": "short"}, "SUPPRESSION_KEY must be at least 32 characters"),
+        (
+            {
+                "TWILIO_ACCOUNT_SID": "AC1",
+                "TWILIO_AUTH_TOKEN": "t",
+                "TWILIO_FROM_NUMBER": "+447700900999",
+                "SUPPRESSION_KEY": "k" * 32,
+            },
+            "ORG_NAME must be set when Twilio or Telegram is on",
+        ),
+        (
+            {"TELEGRAM_BOT_TOKEN": "1:abc", "SUPPRESSION_KEY": "k" * 32, "ORG_NAME": "  "},
+            "ORG_NAME must be set when Twilio or Telegram is on",
+        ),
+        ({"ORG_NAME": "A" * 61}, "ORG_NAME must be at most 60 characters"),
+        ({"CONTACT_PHONE": "ring the office"}, "CONTACT_PHONE must be a phone number"),
+        ({"CONTACT_PHONE": "12345"}, "CONTACT_PHONE must be a phone number"),
         ({"RETENTION_DAYS": "a year"}, "RETENTION_DAYS must be a whole number of days"),
         ({"RETENTION_DAYS": "0"}, "RETENTION_DAYS must be a whole number of days"),
         ({"TRUSTED_PROXIES": "yes"}, "TRUSTED_PROXIES must be a whole number from 0 to 5"),
@@ -146,3 +162,18 @@ def test_telegram_bot_username_is_checked_at_start():
     )
     with pytest.raises(ConfigError, match="TELEGRAM_BOT_USERNAME must be a bot username"):
         load_settings({"TELEGRAM_BOT_USERNAME": "not a name"})
+
+
+def test_org_name_and_contact_phone_are_read():
+    settings = load_settings(
+        {
+            "TELEGRAM_BOT_TOKEN": "1:abc",
+            "SUPPRESSION_KEY": "k" * 32,
+            "ORG_NAME": "Age Better Cardiff",
+            "CONTACT_PHONE": " 0300  123 4567 ",
+        }
+    )
+    assert (settings.org_name, settings.contact_phone) == ("Age Better Cardiff", "0300 123 4567")
+    # No channel on (a laptop, the simulator): a name to show, and no number.
+    default = load_settings({})
+    assert (default.org_name, default.contact_phone) == ("our involvement team", None)

@@ -577,7 +577,7 @@ def test_a_campaign_is_created_launched_exported_and_closed_from_the_console(
     detail = signed_in.get(f"/console/campaigns/{campaign}").get_data(as_text=True)
     assert f"Campaign {campaign} is ready as a draft for 2 people" in detail
     launch = f"/console/campaigns/{campaign}/launch"
-    assert form(signed_in, launch, f"/console/campaigns/{campaign}").status_code == 302
+    assert form(signed_in, launch, confirm="launch").status_code == 302
     run_worker(redis_conn)
     detail = signed_in.get(f"/console/campaigns/{campaign}").get_data(as_text=True)
     assert "The campaign is launching" in detail and "Launch: send" not in detail
@@ -585,7 +585,7 @@ def test_a_campaign_is_created_launched_exported_and_closed_from_the_console(
     assert csv.status_code == 200 and csv.content_type.startswith("text/csv")
     assert "attachment" in csv.headers["Content-Disposition"]
     close = f"/console/campaigns/{campaign}/close"
-    assert form(signed_in, close, f"/console/campaigns/{campaign}").status_code == 302
+    assert form(signed_in, close, confirm="close").status_code == 302
     assert "The campaign is closed" in signed_in.get(f"/console/campaigns/{campaign}").get_data(
         as_text=True
     )
@@ -596,6 +596,35 @@ def test_a_campaign_is_created_launched_exported_and_closed_from_the_console(
         (STAFF, "export", target),
         (STAFF, "close", target),
     ]
+
+
+def test_launch_and_close_act_only_after_a_second_press_that_confirms(
+    signed_in, database, redis_conn
+):
+    """One stray click on Launch or Close used to act at once."""
+    import_panel(signed_in)
+    created = create(signed_in)
+    campaign = int(created.headers["Location"].rsplit("/", 1)[1])
+    page = f"/console/campaigns/{campaign}"
+    detail = signed_in.get(page).get_data(as_text=True)
+    assert f'href="{page}/launch"' in detail  # a link to a page that asks, not a button
+    for verb in ("launch", "close"):
+        asked = signed_in.get(f"{page}/{verb}")
+        html = asked.get_data(as_text=True)
+        assert asked.status_code == 200 and one_h1(html)
+        assert f"{verb.capitalize()} campaign {campaign}" in html
+        assert f'name="confirm" value="{verb}"' in html
+        # The form without its confirming button (a replayed or scripted POST): nothing done.
+        unconfirmed = form(signed_in, f"{page}/{verb}")
+        assert unconfirmed.status_code == 400
+        assert "Nothing was done." in unconfirmed.get_data(as_text=True)
+    with database.session() as session:
+        from bot.storage.models import Campaign
+
+        assert session.get(Campaign, campaign).status == "draft"
+    assert [a for _, a, _ in actions(database)] == ["create_campaign"]
+    assert form(signed_in, f"{page}/launch", confirm="launch").status_code == 302
+    assert [a for _, a, _ in actions(database)] == ["create_campaign", "launch"]
 
 
 def test_a_refused_campaign_shows_the_verbs_message_beside_the_form(signed_in, database):
@@ -611,14 +640,18 @@ def test_a_refused_campaign_shows_the_verbs_message_beside_the_form(signed_in, d
     assert everyone.status_code == 302
     campaign = int(everyone.headers["Location"].rsplit("/", 1)[1])
     page = f"/console/campaigns/{campaign}"
-    form(signed_in, f"{page}/close", page)
+    form(signed_in, f"{page}/close", confirm="close")
     # Launching a closed campaign: the verb refuses, the page says why (not a 500).
     refused = signed_in.post(
-        f"{page}/launch", data={"csrf_token": token(signed_in, page)}, follow_redirects=True
+        f"{page}/launch",
+        data={"csrf_token": token(signed_in, page), "confirm": "launch"},
+        follow_redirects=True,
     )
     assert refused.status_code == 200
     assert "The campaign was not launched:" in refused.get_data(as_text=True)
-    assert form(signed_in, "/console/campaigns/999999/close", page).status_code == 404
+    assert (
+        form(signed_in, "/console/campaigns/999999/close", page, confirm="close").status_code == 404
+    )
     assert [a for _, a, _ in actions(database)] == ["create_campaign", "close"]
 
 
@@ -626,7 +659,7 @@ def finished_campaign(client, database, redis_conn) -> int:
     import_panel(client)
     created = create(client)
     campaign = int(created.headers["Location"].rsplit("/", 1)[1])
-    form(client, f"/console/campaigns/{campaign}/launch", f"/console/campaigns/{campaign}")
+    form(client, f"/console/campaigns/{campaign}/launch", confirm="launch")
     run_worker(redis_conn)
     for body in ["2", "Short and clear", "5", "yes"]:  # Gwen answers and will hear back
         post_twilio(
@@ -692,8 +725,8 @@ def test_erasing_asks_first_names_the_person_and_is_audited(signed_in, database)
 ACTIONS = [
     ("/console/people/import", {}),
     ("/console/campaigns/new", {"survey": "guide-title", "audience": "everyone"}),
-    ("/console/campaigns/1/launch", {}),
-    ("/console/campaigns/1/close", {}),
+    ("/console/campaigns/1/launch", {"confirm": "launch"}),
+    ("/console/campaigns/1/close", {"confirm": "close"}),
     ("/console/campaigns/1/feedback", {"action": "send", "message": "Hi"}),
     ("/console/people/1/erase", {"confirm": "erase"}),
 ]

@@ -242,6 +242,8 @@ def test_a_whole_campaign_cycle_in_a_browser(
     visit.check("campaign-draft")
     campaign_url = page.url
     press(page, "Launch: send the invitations")
+    expect(page.locator("h1")).to_contain_text("Launch campaign")
+    press(page, re.compile(r"^Launch campaign \d+ now$"))
     expect(page.locator("main")).to_contain_text("The campaign is launching")
 
     # The worker sends the invitations to the fake Twilio; the readers answer by signed texts.

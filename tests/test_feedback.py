@@ -236,9 +236,15 @@ def test_each_person_hears_back_on_the_channel_they_answered_on(database, app_se
             )
             people.append((person.id, channel))
         campaign_id = campaign.id
+    from bot.engine.keywords import Command
+
+    # The whole survey, its own "May we tell you...?" answered yes: that is their consent.
     for person_id, channel in people:
-        answered = inbox.Received(channel, "1", Reply("1"), participant_id=person_id)
-        assert inbox.receive(database, app_settings, answered, now).status == inbox.PROCESSED
+        for said, meant in (("1", Reply("1")), ("skip", Command.SKIP), ("5", Reply("5"))):
+            answered = inbox.Received(channel, said, meant, participant_id=person_id)
+            assert inbox.receive(database, app_settings, answered, now).status == inbox.PROCESSED
+        agreed = inbox.Received(channel, "yes", Reply("yes"), participant_id=person_id)
+        assert inbox.receive(database, app_settings, agreed, now).status == inbox.PROCESSED
     with database.session() as session:
         campaign = session.get(Campaign, campaign_id)
         planned = feedback.plan(
@@ -306,3 +312,92 @@ def test_api_feedback_without_a_message_uses_the_surveys_feedback_file(
     assert sent.status_code == 202 and sent.json["queued"] == 1, sent.json
     run_worker(redis_conn)
     assert len(twilio_fake.sends()) == 1
+
+
+def test_an_unreadable_or_missing_recontact_answer_never_rests_on_the_imports_flag(
+    client, database, redis_conn, twilio_fake
+):
+    """Everyone was imported with recontact yes. Ann answers the survey's own question yes;
+    Bob writes "maybe" again and again (asked again each time: consent is never guessed, and
+    never kept as his words); Cy stops answering before it."""
+    panel = {
+        "participants": [{**person, "recontact": True} for person in PANEL["participants"][:3]]
+    }
+    client.post("/admin/api/participants", json=panel, headers=ADMIN)
+    campaign_id = client.post(
+        "/admin/api/campaigns",
+        json={"survey": "guide-title", "audience": {"tags": ["p"]}},
+        headers=ADMIN,
+    ).json["id"]
+    client.post(f"/admin/api/campaigns/{campaign_id}/launch", headers=ADMIN)
+    run_worker(redis_conn)
+    for body in ["2", "skip", "5", "yes"]:
+        text(client, "+447700900001", body)
+    for body in ["1", "skip", "3", "maybe", "maybe", "maybe"]:
+        text(client, "+447700900002", body)
+    for body in ["1", "skip"]:
+        text(client, "+447700900003", body)
+    with database.session() as session:
+        bob = session.scalar(select(Participant).where(Participant.external_id == "B"))
+        (asked_again,) = session.scalars(
+            select(Message.body)
+            .where(Message.participant_id == bob.id, Message.direction == "out")
+            .order_by(Message.id.desc())
+            .limit(1)
+        )
+        assert "May we tell you which title we choose" in asked_again
+        conv = session.scalar(
+            select(conversations.Conversation).where(
+                conversations.Conversation.participant_id == bob.id
+            )
+        )
+        assert conv.status == "active"  # still waiting for his yes or no
+    preview = post_feedback(client, campaign_id, dry_run=True).json
+    (ann,) = preview["recipients"]
+    assert ann["participant"] == "A"
+    assert ann["consent"] == "their answer in this survey (recontact: Yes)"
+    skipped = dict((s["participant"], s["reason"]) for s in preview["skipped"])
+    flag_alone = (
+        "no readable answer to recontact in this survey; the panel's flag alone is not enough"
+    )
+    assert skipped == {"B": flag_alone, "C": flag_alone}
+
+
+def test_without_its_own_question_the_preview_says_what_consent_each_rests_on(
+    client, database, redis_conn, twilio_fake
+):
+    """Friends and Family asks no recontact question: Ann's flag came from the import, Bob's
+    from his own yes in an earlier survey, and the preview says so for each."""
+    from bot.storage.models import ConsentEvent
+
+    people = [{**person, "recontact": True} for person in PANEL["participants"][:2]]
+    client.post("/admin/api/participants", json={"participants": people}, headers=ADMIN)
+    with database.session() as session:
+        bob = session.scalar(select(Participant).where(Participant.external_id == "B"))
+        session.add(ConsentEvent(participant_id=bob.id, kind="recontact_yes", how="sms"))
+    campaign_id = client.post(
+        "/admin/api/campaigns",
+        json={"survey": "friends-and-family", "audience": {"tags": ["p"]}},
+        headers=ADMIN,
+    ).json["id"]
+    client.post(f"/admin/api/campaigns/{campaign_id}/launch", headers=ADMIN)
+    run_worker(redis_conn)
+    for phone in ("+447700900001", "+447700900002"):
+        for body in ["1", "skip"]:
+            text(client, phone, body)
+    preview = client.post(
+        f"/admin/api/campaigns/{campaign_id}/feedback",
+        json={"message": "Hello {{ name }}.", "dry_run": True},
+        headers=ADMIN,
+    ).json
+    consent = {r["participant"]: r["consent"] for r in preview["recipients"]}
+    assert consent["A"] == "the panel import or staff (recontact: yes)"
+    assert consent["B"].startswith("their own earlier answer (by sms, ")
+    cli = CliRunner().invoke(main_cli(), ["feedback", "preview", str(campaign_id)])
+    assert "(agreed to hear back by: the panel import or staff (recontact: yes))" in cli.output
+
+
+def main_cli():
+    from bot.commands.cli import main
+
+    return main

@@ -2,10 +2,15 @@ from bot.config import load_settings
 from tests.conftest import app_env
 
 
-def test_healthy(client):
+def test_healthy(client, redis_conn):
+    from bot.commands.worker import beat
+
+    beat(redis_conn)  # a worker's beat just ran
     response = client.get("/healthz")
     assert response.status_code == 200
-    assert response.json == {
+    body = dict(response.json)
+    assert body.pop("worker")["alive"] is True
+    assert body == {
         "status": "ok",
         "database": "ok",
         "redis": "ok",
@@ -69,3 +74,39 @@ def test_redis_whose_socket_was_removed_is_down_even_with_a_pooled_connection(
         server.stop()
         shutil.rmtree(server.directory, ignore_errors=True)
         runtime.configure(settings)
+
+
+def test_no_worker_is_degraded_and_says_when_one_was_last_seen(client, redis_conn):
+    """A launch sat at "launching" with 0 invited while /healthz said ok: no worker ran."""
+    from datetime import UTC, datetime, timedelta
+
+    from bot.commands.worker import BEAT_KEY, beat
+
+    redis_conn.delete(BEAT_KEY)
+    never = client.get("/healthz")
+    assert never.status_code == 200  # the contract keeps 503 for the database and Redis
+    assert never.json["status"] == "degraded"
+    assert never.json["worker"] == {"alive": False, "last_seen": None}
+    gone = datetime.now(UTC) - timedelta(minutes=10)
+    beat(redis_conn, gone)
+    stale = client.get("/healthz").json
+    assert stale["status"] == "degraded"
+    assert stale["worker"] == {"alive": False, "last_seen": gone.isoformat(timespec="seconds")}
+
+
+def test_the_workers_beat_is_written_by_its_cron_thread(redis_conn):
+    import time
+
+    from bot.commands.worker import BEAT_KEY, CronThread, worker_state
+
+    redis_conn.delete(BEAT_KEY)
+    thread = CronThread(redis_conn, interval=1)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not redis_conn.exists(BEAT_KEY) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        thread.stop()
+        thread.join(5)
+    assert worker_state(redis_conn)["alive"] is True

@@ -221,3 +221,30 @@ def test_a_survey_with_no_welsh_is_held_in_english_whole_not_half_and_half():
     # Their Welsh still holds for what the service says outside the survey.
     idle = engine.after_end(Reply("beth?"), CY)
     assert idle.prompts[0].text.startswith("Dyma Age Better")
+
+
+def test_help_stop_and_their_way_to_a_person_fit_two_texts_in_both_languages():
+    """CONTACT_PHONE is said in HELP and after STOP; with none, HELP says how else to reach
+    staff. The longest ORG_NAME and CONTACT_PHONE allowed keep each within 2 GSM-7 texts."""
+    from bot.scripts.gsm import sms_size
+
+    org = "A" * 60
+    for language in ("en", "cy"):
+        for contact in ("0300 123 4567", "+44 29 2000 0000 00 00 0", None):
+            context = {"name": "Gwen", "org": org, "language": language, "contact": contact}
+            helped = engine.help_text(context)
+            for text in (helped, engine.idle_help_text(context), engine.stopped_text(context)):
+                size = sms_size(text)
+                assert (size.encoding, size.segments <= 2) == ("GSM-7", True), (text, size)
+            stopped = engine.stopped_text(context)
+            if contact:
+                assert contact in helped and contact in stopped
+                assert contact in engine.idle_help_text(context)
+            else:
+                assert helped.endswith(
+                    "contact us in the usual way."
+                    if language == "en"
+                    else "cysylltwch gyda ni yn y ffordd arferol."
+                )
+    welsh = engine.help_text({"org": "Age Better", "language": "cy", "contact": "0300 123 4567"})
+    assert welsh.endswith("I siarad gyda pherson, ffoniwch 0300 123 4567.")

@@ -34,6 +34,7 @@ def _serve_env(tmp_path, base: str) -> dict[str, str]:
         TWILIO_AUTH_TOKEN=AUTH_TOKEN,
         TWILIO_FROM_NUMBER=FROM_NUMBER,
         SUPPRESSION_KEY=SUPPRESSION_KEY,
+        ORG_NAME="Age Better",
     )
     return env
 

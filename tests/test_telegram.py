@@ -438,7 +438,7 @@ def test_telegram_is_off_until_token_and_secret_are_set(telegram_fake):
     assert TELEGRAM.off_reason(load_settings({})) == (
         "set TELEGRAM_BOT_TOKEN and TELEGRAM_WEBHOOK_SECRET"
     )
-    key = {"SUPPRESSION_KEY": "s" * 40}
+    key = {"SUPPRESSION_KEY": "s" * 40, "ORG_NAME": "Age Better"}
     assert TELEGRAM.off_reason(load_settings({"TELEGRAM_BOT_TOKEN": BOT_TOKEN, **key})) is not None
     assert TELEGRAM.off_reason(load_settings({**telegram_env(telegram_fake), **key})) is None
 

@@ -1,4 +1,9 @@
-"""GET /healthz: the database and Redis, each "ok" or what is wrong; 503 when either is down."""
+"""GET /healthz: the database and Redis, each "ok" or what is wrong; 503 when either is down.
+
+The worker is reported too (`{"alive", "last_seen"}` from its beat): with none alive nothing
+is sent, so the status is "degraded", still 200 — the web app itself can serve, and the
+contract keeps 503 for a database or Redis that is down.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from redis import Redis
 
 from bot import channels
 from bot.commands import runtime
+from bot.commands.worker import worker_state
 from bot.conversations import inbox
 
 bp = Blueprint("health", __name__)
@@ -22,15 +28,20 @@ def healthz():
         checks["database"] = "ok"
     except Exception as exc:
         checks["database"] = f"down: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+    worker: dict[str, object] | None = None
     try:
         _ping_fresh(runtime.redis())
         checks["redis"] = "ok"
+        worker = worker_state(runtime.redis())
     except Exception as exc:
         checks["redis"] = f"down: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
     healthy = all(v == "ok" for v in checks.values())
+    status = "unhealthy" if not healthy else "ok" if worker and worker["alive"] else "degraded"
     return jsonify(
-        status="ok" if healthy else "unhealthy",
+        status=status,
         **checks,
+        # Nothing is sent, launched or retried without a worker: start `involve worker`.
+        worker=worker,
         channels=channels.states(runtime.settings()),
         # Messages from people whose handling failed: retried automatically, or given up on
         # (those need a person to look: subject access shows them with their reason).

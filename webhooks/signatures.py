@@ -12,6 +12,8 @@ import binascii
 import functools
 import hashlib
 import logging
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -39,6 +41,53 @@ def public_url() -> str:
     settings: Settings = current_app.extensions["involve.settings"]
     query = request.query_string.decode("latin-1")
     return settings.public_base_url + request.path + (f"?{query}" if query else "")
+
+
+class OncePer:
+    """Says yes at most once per `seconds` (in this process): a misconfigured URL fails every
+    request, and one line a minute says so without filling the log."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.last: float | None = None
+        self.lock = threading.Lock()
+
+    def __call__(self) -> bool:
+        now = time.monotonic()
+        with self.lock:
+            if self.last is not None and now - self.last < self.seconds:
+                return False
+            self.last = now
+            return True
+
+
+refusal_logged = OncePer(60)
+
+
+def log_refused_signature(why: str) -> None:
+    """One warning a minute naming the URL a Twilio request was checked against, and the fix.
+
+    Only the configured base and the route's path are named (its query can carry a caller's
+    words); never the sender or the body. The Host the request came to is named, cut short and
+    printable, because a mismatch with PUBLIC_BASE_URL is the usual cause.
+    """
+    if not refusal_logged():
+        return
+    settings: Settings = current_app.extensions["involve.settings"]
+    came_to = "".join(c for c in request.host[:100] if c.isascii() and c.isprintable())
+    query = " (and its query)" if request.query_string else ""
+    log.warning(
+        "refused a Twilio request (403): %s, checked against %s%s, built from "
+        "PUBLIC_BASE_URL=%s; the request came to host %s. If Twilio posts to another address "
+        "(another host, http instead of https, a port, a proxy's path), set PUBLIC_BASE_URL to "
+        "the address Twilio is given, and check TWILIO_AUTH_TOKEN is this account's. "
+        "(At most one such line a minute.)",
+        why,
+        settings.public_base_url + request.path,
+        query,
+        settings.public_base_url,
+        came_to or "(none)",
+    )
 
 
 def _plausible_signature(signature: str) -> bool:
@@ -69,10 +118,14 @@ def twilio_signed(view: Callable[..., Any]) -> Callable[..., Any]:
         settings: Settings = current_app.extensions["involve.settings"]
         limit_body()
         signature = request.headers.get("X-Twilio-Signature", "")
-        if not settings.twilio_auth_token or not _plausible_signature(signature):
+        if not settings.twilio_auth_token:
+            log_refused_signature("TWILIO_AUTH_TOKEN is not set on this web process")
             abort(403)
+        if not _plausible_signature(signature):
+            abort(403)  # no signature Twilio could have made: a stranger, not a setting
         validator = RequestValidator(settings.twilio_auth_token)
         if not validator.validate(public_url(), request.form, signature):
+            log_refused_signature("its signature does not match")
             abort(403)
         return view(*args, **kwargs)
 

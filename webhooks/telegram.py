@@ -18,13 +18,14 @@ from bot import channels
 from bot.commands import runtime
 from bot.config import Settings
 from bot.conversations import inbox, links, outbox
-from webhooks.signatures import limit_body
+from webhooks.signatures import OncePer, limit_body
 
 bp = Blueprint("telegram_bot", __name__, url_prefix="/webhooks")  # where the Bot API posts
 CHANNEL = channels.serving(__name__)  # the channel that lists this module
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 STALE_TEXT = "That question has been answered already. Here is the one we are on now."
 log = logging.getLogger(__name__)
+refusal_logged = OncePer(60)
 
 
 def _ok() -> Response:
@@ -37,6 +38,16 @@ def inbound_update() -> Response:
     secret = settings.telegram_webhook_secret
     given = request.headers.get(SECRET_HEADER, "")
     if not secret or not hmac.compare_digest(given.encode(), secret.encode()):
+        if given and refusal_logged():
+            # Telegram sends the secret it was given by `involve webhooks set`: a mismatch is
+            # most often a secret changed since. At most one line a minute; no update is read.
+            log.warning(
+                "refused a Telegram update (403): its secret token is not TELEGRAM_WEBHOOK_SECRET"
+                " on this web process; after changing the secret, run `involve webhooks set`"
+                " again (it gives Telegram %s/webhooks/telegram and the secret). (At most one"
+                " such line a minute.)",
+                settings.public_base_url,
+            )
         return Response("forbidden", status=403, mimetype="text/plain")
     limit_body()  # a real update is a few KB: nothing bigger is parsed
     data = request.get_json(silent=True)

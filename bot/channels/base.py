@@ -212,6 +212,12 @@ class Channel:
         Raises `LinkError` saying what to set when it cannot be made."""
         raise LinkError(f"people cannot join by {self.title} with a link")
 
+    def provider_api(self, settings: Settings) -> str | None:
+        """The base URL of the provider's API this channel calls (None: no provider). Where it
+        is not on this machine or a private network, the provider is on the internet and can
+        only reach us at a public https `PUBLIC_BASE_URL` (`involve webhooks set` checks)."""
+        return None
+
     def point_webhooks(self, settings: Settings) -> list[str]:
         """Tell the provider where to send what people write (`involve webhooks set`): what
         was set, a line each. Raises a `bot.providers.errors.SendError` when the provider refuses."""

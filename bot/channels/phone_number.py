@@ -27,3 +27,6 @@ class PhoneNumberChannel(Channel):
 
     def off_reason(self, settings: Settings) -> str | None:
         return twilio_off_reason(settings)
+
+    def provider_api(self, settings: Settings) -> str | None:
+        return settings.twilio_api_base_url

@@ -14,7 +14,7 @@ import click
 from bot import channels, logmask
 from bot.commands import runtime
 from bot.commands import simulate as sim
-from bot.config import ConfigError
+from bot.config import ConfigError, is_local_url, unreachable_from_internet
 from bot.cycle import services
 from bot.cycle import staff as accounts
 from bot.cycle.lint import lint_paths
@@ -373,6 +373,24 @@ def webhooks_group() -> None:
 def webhooks_set() -> None:
     """Point each channel that is on at PUBLIC_BASE_URL, and say what was set."""
     settings = _settings()
+    # A provider on the internet pointed at a local or plain-http URL loses every text and
+    # call that comes in, silently: refuse before changing anything. A provider that is itself
+    # local (a fake, a self-hosted Bot API server) can reach a local URL.
+    public = [
+        channel.title
+        for channel in channels.all_channels()
+        if channel.off_reason(settings) is None
+        and (api := channel.provider_api(settings)) is not None
+        and not is_local_url(api)
+    ]
+    problem = unreachable_from_internet(settings.public_base_url)
+    if public and problem is not None:
+        unset = "" if os.environ.get("PUBLIC_BASE_URL", "").strip() else " (unset: the default)"
+        raise click.ClickException(
+            f"PUBLIC_BASE_URL is {settings.public_base_url}{unset}, but {problem}, so "
+            f"{' and '.join(sorted(set(public)))} could not reach it: set it to this service's "
+            "public https address and run this again; nothing was changed"
+        )
     failed = False
     for channel in channels.all_channels():
         why_not = channel.off_reason(settings)
@@ -445,6 +463,49 @@ def campaign_create(survey, tags, people, everyone, channel, send_at, reminder_a
     )
 
 
+def _say_whose_settings(settings: Any, redis: Any) -> None:
+    """This terminal judges channels and quiet hours by its own environment; the worker, which
+    sends, by the service's. Say which were used, and where they differ from the worker's."""
+    from bot.commands.worker import service_view, worker_state, worker_view
+
+    try:
+        theirs, state = worker_view(redis), worker_state(redis)
+    except Exception:  # Redis away: the launch itself has said so
+        return
+    ours = service_view(settings)
+    if not state["alive"]:
+        seen = f"last seen {state['last_seen']}" if state["last_seen"] else "never seen"
+        click.echo(
+            f"note: no worker is running ({seen}), and nothing is sent until one is"
+            " (`involve worker`, or `involve serve`); this terminal judged by its own settings:"
+            f" {_describe_view(ours)}",
+            err=True,
+        )
+        return
+    if theirs is None:
+        return  # a worker from before workers said what they judge by
+    differences = []
+    for name, here in ours["channels"].items():
+        there = theirs.get("channels", {}).get(name)
+        if there != here:
+            differences.append(f"{name} {here} here, {there or 'unknown'} in the worker")
+    for key, label in (("quiet_hours", "quiet hours"), ("timezone", "time zone")):
+        if ours[key] != theirs.get(key):
+            differences.append(f"{label} {ours[key]} here, {theirs.get(key)} in the worker")
+    if differences:
+        click.echo(
+            "warning: this terminal's settings are not the worker's, and the worker's are the"
+            f" ones that send ({'; '.join(differences)}): export the"
+            " service's settings here, or use the console or the admin API",
+            err=True,
+        )
+
+
+def _describe_view(view: dict[str, Any]) -> str:
+    on = ", ".join(f"{name} {state}" for name, state in view["channels"].items())
+    return f"{on}; quiet hours {view['quiet_hours']} ({view['timezone']})"
+
+
 @campaign.command("launch")
 @click.argument("campaign_id", type=int)
 def campaign_launch(campaign_id: int) -> None:
@@ -464,6 +525,7 @@ def campaign_launch(campaign_id: int) -> None:
         click.echo(f"campaign {campaign_id} launching: the worker is sending the invitations")
     else:
         click.echo(f"campaign {campaign_id} was launched already; nothing is sent twice")
+    _say_whose_settings(settings, redis)
 
 
 @campaign.command("list")
@@ -496,6 +558,7 @@ def campaign_status(campaign_id: int) -> None:
         click.echo(f"  {key.replace('_', ' '):12} {value}")
     # "invited" means written, not sent: say what is still waiting and until when.
     click.echo(f"  {'held':12} {found.held.describe(settings)}")
+    _say_whose_settings(settings, runtime.redis())
     stuck = found.inbound
     if stuck["retrying"] or stuck["failed"]:
         reasons = "; ".join(stuck["reasons"]) or "see subject access"
@@ -570,6 +633,7 @@ def feedback_preview(campaign_id: int, file: str | None) -> None:
             f", {entry['segments']} segment(s) {entry['encoding']}" if "segments" in entry else ""
         )
         click.echo(f"--- {entry['participant']} by {entry['channel']}{size}")
+        click.echo(f"(agreed to hear back by: {entry['consent']})")
         click.echo(entry["message"])
         for warning in entry["warnings"]:
             click.echo(f"warning: {warning}")

@@ -8,9 +8,11 @@ lose it (the schedule lives in this process, not in Redis).
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 import rq
 from redis import Redis
@@ -22,8 +24,68 @@ from bot.conversations import outbox
 from bot.logmask import redact
 from bot.privacy import retention
 
+if TYPE_CHECKING:
+    from bot.config import Settings
+    from bot.storage.db import Database
+
 log = logging.getLogger(__name__)
 RECONCILE_INTERVAL = 60  # seconds
+# The worker's heartbeat: when a worker's beat last ran (ISO 8601, UTC). /healthz reads it; no
+# expiry, so a worker gone for a day still shows when it was last seen.
+BEAT_KEY = "involve:worker:beat"
+# A beat comes at least once a RECONCILE_INTERVAL; missing two in a row means no worker runs.
+BEAT_STALE_AFTER = 3 * RECONCILE_INTERVAL
+
+
+# What the running worker judges by: its channels, quiet hours and time zone. The CLI in
+# another terminal has its own environment, and says so where the two differ.
+VIEW_KEY = "involve:worker:settings"
+
+
+def service_view(settings: Settings) -> dict[str, Any]:
+    from bot import channels
+
+    return {
+        "channels": channels.states(settings),
+        "quiet_hours": ",".join(str(w) for w in settings.quiet_hours) or "none",
+        "timezone": str(settings.timezone),
+    }
+
+
+def beat(redis: Redis, now: datetime | None = None, view: dict[str, Any] | None = None) -> None:
+    with redis.pipeline() as pipe:
+        pipe.set(BEAT_KEY, (now or datetime.now(UTC)).isoformat(timespec="seconds"))
+        if view is not None:
+            pipe.set(VIEW_KEY, json.dumps(view, sort_keys=True))
+        pipe.execute()
+
+
+def worker_view(redis: Redis) -> dict[str, Any] | None:
+    """The settings the last worker to beat judges by, or None if no worker ever said."""
+    raw = redis.get(VIEW_KEY)
+    try:
+        return json.loads(raw) if raw else None
+    except ValueError:
+        return None
+
+
+def last_beat(redis: Redis) -> datetime | None:
+    raw = redis.get(BEAT_KEY)
+    if raw is None:
+        return None
+    try:
+        return datetime.fromisoformat(raw.decode() if isinstance(raw, bytes) else raw)
+    except ValueError:
+        return None
+
+
+def worker_state(redis: Redis, now: datetime | None = None) -> dict[str, Any]:
+    """{"alive", "last_seen"}: is a worker's beat running (it enqueues the reconciler, and its
+    thread beats even while a long job runs), and when one was last seen."""
+    seen = last_beat(redis)
+    now = now or datetime.now(UTC)
+    alive = seen is not None and (now - seen).total_seconds() <= BEAT_STALE_AFTER
+    return {"alive": alive, "last_seen": seen.isoformat() if seen else None}
 
 
 def make_cron(redis: Redis, interval: int = RECONCILE_INTERVAL) -> CronScheduler:
@@ -44,8 +106,11 @@ def make_cron(redis: Redis, interval: int = RECONCILE_INTERVAL) -> CronScheduler
 class CronThread(threading.Thread):
     """Enqueues the cron jobs as they fall due, until stopped."""
 
-    def __init__(self, redis: Redis, interval: int = RECONCILE_INTERVAL):
+    def __init__(
+        self, redis: Redis, interval: int = RECONCILE_INTERVAL, settings: Settings | None = None
+    ):
         super().__init__(name="involve-cron", daemon=True)
+        self.view = service_view(settings) if settings is not None else None
         # redis-py's pool is thread-safe, and it starts afresh in a forked work horse.
         self.cron = make_cron(redis, interval)
         self.interval = interval
@@ -54,6 +119,7 @@ class CronThread(threading.Thread):
     def run(self) -> None:
         while not self.stopping.is_set():
             try:
+                beat(self.cron.connection, view=self.view)
                 self.cron.enqueue_jobs()
                 # Once a UTC day (its job id carries the date), when RETENTION_DAYS is set.
                 retention.enqueue_if_due(self.cron.connection, runtime.settings())
@@ -123,9 +189,54 @@ def make_worker(redis: Redis, name: str | None = None) -> Worker:
     return Worker([Queue(outbox.QUEUE, connection=own)], connection=own, name=name)
 
 
+def retime_held(database: Database, redis: Redis, settings: Settings) -> int:
+    """New contact held for quiet hours that this worker's QUIET_HOURS would send sooner
+    (QUIET_HOURS emptied or changed, then the worker restarted) goes at the new time, not
+    the old one. Only rows never tried are held that way: a retry's or a call-again's delay
+    is kept. Returns how many were re-timed."""
+    from sqlalchemy import select
+
+    from bot.sending import pacing
+    from bot.storage.models import Message, utcnow
+    from bot.storage.status import Direction, Outbound
+
+    now = utcnow()
+    sooner: dict[datetime, list[int]] = {}
+    with database.session() as session:
+        held = session.scalars(
+            select(Message).where(
+                Message.direction == Direction.OUT,
+                Message.status == Outbound.PENDING,
+                Message.kind.in_(pacing.NEW_CONTACT),
+                Message.attempts == 0,
+                Message.send_after > now + timedelta(minutes=1),
+            )
+        ).all()
+        for message in held:
+            due = pacing.next_allowed(now, settings.quiet_hours, settings.timezone)
+            if due < message.send_after - timedelta(minutes=1):
+                message.send_after = due
+                sooner.setdefault(due, []).append(message.id)
+    if sooner:
+        outbox.dispatch_many(redis, [(ids, due) for due, ids in sooner.items()])
+        log.info(
+            "re-timed %d held messages for QUIET_HOURS %s",
+            sum(map(len, sooner.values())),
+            ",".join(str(w) for w in settings.quiet_hours) or "none",
+        )
+    return sum(len(ids) for ids in sooner.values())
+
+
 def run(redis: Redis, burst: bool = False) -> None:
+    from bot.commands import runtime
+
+    settings = runtime.settings()
+    try:
+        retime_held(runtime.database(), redis, settings)
+    except Exception:  # never stop a worker from starting; the old times still hold
+        log.warning("could not re-time held messages for the current QUIET_HOURS")
     worker = make_worker(redis)
-    cron = CronThread(redis)
+    cron = CronThread(redis, settings=settings)
     cron.start()
     try:
         worker.work(burst=burst, with_scheduler=True, logging_level="INFO")

@@ -486,8 +486,9 @@ def _update_conversation(session: Session, conv: Any, changes: dict[str, Any]) -
             set_committed_value(conv, key, value)
 
 
-def context_for(person: Any, org: str) -> dict[str, Any]:
-    return {"name": person.name, "org": org, "language": person.language}
+def context_for(person: Any, org: str, contact: str | None = None) -> dict[str, Any]:
+    """What the engine's own sentences need: `contact` is CONTACT_PHONE, said in HELP and STOP."""
+    return {"name": person.name, "org": org, "language": person.language, "contact": contact}
 
 
 def start_conversation(

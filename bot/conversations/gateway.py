@@ -43,7 +43,9 @@ class Gateway:
                     Conversation.status == engine.ACTIVE,
                 )
             )
-            context = conversations.context_for(person, self.settings.org_name)
+            context = conversations.context_for(
+                person, self.settings.org_name, self.settings.contact_phone
+            )
             if conv is None or engine.is_expired(conv.last_activity_at, utcnow()):
                 return Place(person.id, person.opted_out, context=context)
             survey = conversations.survey_for(session, conv.survey_version_id)

@@ -414,7 +414,7 @@ def _decide(
     none; `closed` the survey whose conversation this input found a week idle), written as
     it is decided."""
     org = settings.org_name
-    context = conversations.context_for(person, org)
+    context = conversations.context_for(person, org, settings.contact_phone)
     inbound = _interpret(session, received.inbound, conv)
     state = _state_now(conv, now, channel)
     if state is not None and state.stop_asked:
@@ -456,7 +456,10 @@ def _decide(
         changes = {}
         if person.joined_via is None:
             changes["joined_via"] = f"wrote by {channel}"
-        ended = engine.after_end(inbound, context, closed)
+        by_staff = None
+        if closed is None and isinstance(inbound, engine.Reply):
+            by_staff = _closed_by_staff(session, person.id, now)
+        ended = engine.after_end(inbound, context, closed or by_staff, by_staff is not None)
         if ended.language is not None:
             changes["language"] = ended.language  # CYMRAEG / ENGLISH, no survey in progress
         if changes:
@@ -471,6 +474,38 @@ def _decide(
             session, person, kind, channel, detail=f"survey {survey.id}", now=now
         )
     return _Decided(step.prompts, conv, finished=step.finished, state=step.state)
+
+
+# How long after staff close a campaign its people are told so when they answer.
+CLOSED_NOTICE = timedelta(days=7)
+
+
+def _closed_by_staff(session: Session, person_id: int, now: datetime) -> Survey | None:
+    """The survey of this person's latest conversation if staff closed its campaign (within
+    CLOSED_NOTICE) while it was in progress: their answer is told it came too late, rather
+    than met with the general help as if we had never asked."""
+    from bot.storage.models import Campaign, Conversation
+
+    latest = session.execute(
+        select(
+            Conversation.status,
+            Conversation.survey_version_id,
+            Campaign.status,
+            Campaign.closed_at,
+        )
+        .outerjoin(Campaign, Campaign.id == Conversation.campaign_id)
+        .where(Conversation.participant_id == person_id)
+        .order_by(Conversation.id.desc())
+        .limit(1)
+    ).first()
+    if latest is None:
+        return None
+    status, version_id, campaign_status, closed_at = latest
+    if status != engine.EXPIRED or campaign_status != "closed" or closed_at is None:
+        return None
+    if now - closed_at > CLOSED_NOTICE:
+        return None
+    return conversations.survey_for(session, version_id)
 
 
 # How long "Do you want us to stop all messages?" waits for its answer. A reply much later

@@ -21,9 +21,19 @@ from sqlalchemy.orm import Session
 from bot import channels, conversations, engine
 from bot.conversations import outbox
 from bot.cycle import exports
+from bot.cycle.panel import _own_recontact_answers
 from bot.scripts import gsm, templates
 from bot.scripts.survey import Survey
-from bot.storage.models import Answer, Campaign, Conversation, Message, Participant, SurveyVersion
+from bot.storage.models import (
+    Answer,
+    Campaign,
+    ConsentEvent,
+    Conversation,
+    Message,
+    Participant,
+    SurveyVersion,
+)
+from bot.storage.status import Consent
 
 TEMPLATE_NAMES = {"name", "answers", "outcomes", "summary"}
 # Seconds to render everyone's message. Each render has its own limit (bot.scripts.templates); this
@@ -148,6 +158,7 @@ class Recipient:
     external_id: str | None
     channel: str
     message: str
+    consent: str = ""  # what their agreement to hear back rests on, as the preview says it
 
 
 @dataclass
@@ -184,6 +195,8 @@ def plan(session: Session, campaign: Campaign, definition: Definition) -> Plan:
         .where(Conversation.campaign_id == campaign.id, Answer.skipped.is_(False))
     ):
         by_conversation.setdefault(answer.conversation_id, {})[answer.question_id] = answer
+    asked = [q for q in survey.questions if q.sets == "recontact"]
+    own_earlier = _own_recontact_answers(session, [person.id for _, person in rows])
     started = time.monotonic()
     for conv, person in rows:
         if time.monotonic() - started > PLAN_TIME_LIMIT:
@@ -194,6 +207,9 @@ def plan(session: Session, campaign: Campaign, definition: Definition) -> Plan:
         answers = by_conversation.get(conv.id, {})
         who = person.external_id or str(person.id)
         reason = _why_not(person, answers, had)
+        consent = None
+        if not reason:
+            consent, reason = _consent(person, answers, asked, own_earlier.get(person.id))
         if reason:
             result.skipped.append({"participant": who, "reason": reason})
             continue
@@ -212,8 +228,39 @@ def plan(session: Session, campaign: Campaign, definition: Definition) -> Plan:
             text = templates.render(definition.message, context)
         except templates.TemplateProblem as exc:
             raise FeedbackError(f"message: {exc}") from None
-        result.recipients.append(Recipient(person.id, person.external_id, conv.channel, text))
+        result.recipients.append(
+            Recipient(person.id, person.external_id, conv.channel, text, consent or "")
+        )
     return result
+
+
+def _consent(
+    person: Participant,
+    answers: Mapping[str, Answer],
+    asked: list[Any],
+    own_earlier: ConsentEvent | None,
+) -> tuple[str | None, str | None]:
+    """(what their consent to hear back rests on, None) or (None, why they are skipped).
+
+    Where this survey asked its own recontact question, their answer to it decides; with no
+    readable answer there ("maybe", or they stopped before it) only an answer they gave
+    themselves earlier counts, never an import's or staff's flag alone.
+    """
+    for question in asked:
+        answer = answers.get(question.id)
+        if answer is not None and not answer.unparsed and answer.value in ("yes", "no"):
+            if answer.value == "no":
+                return None, "said no to hearing back in this survey"
+            return f"their answer in this survey ({question.id}: {answer.label})", None
+    if own_earlier is not None and own_earlier.kind == Consent.RECONTACT_YES:
+        when = f"{own_earlier.at:%d %b %Y}"
+        return f"their own earlier answer (by {own_earlier.how}, {when})", None
+    if asked:
+        return None, (
+            f"no readable answer to {asked[0].id} in this survey; the panel's flag alone is "
+            "not enough"
+        )
+    return "the panel import or staff (recontact: yes)", None
 
 
 def _why_not(
@@ -255,6 +302,7 @@ def preview(plan_: Plan) -> dict[str, Any]:
             "participant": r.external_id or str(r.participant_id),
             "channel": r.channel,
             "message": r.message,
+            "consent": r.consent,
         }
         warnings = []
         if channels.get(r.channel).segment_counted:

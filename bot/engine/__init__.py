@@ -593,7 +593,9 @@ def step(survey: Survey, state: State, inbound: Inbound, context: Mapping[str, A
         # asked), not a wrong answer. Thanked and asked again, once, without a miss.
         thanks = Say(t(language, "Thank you."), "thanks")
         return Step(replace(state, thanked=True), (thanks, ask(survey, question, context)))
-    if state.misses + 1 >= MAX_MISSES:
+    if state.misses + 1 >= MAX_MISSES and question.sets != "recontact":
+        # (A question that sets consent to hear back is asked until it is answered, skipped
+        # or stopped: "maybe" kept as their words would leave the consent to an import's flag.)
         # Their words are kept, flagged unreadable, for staff to read; never stored as the
         # answer (no value, no label), so no count, branch or export takes them for one.
         recorded = RecordedAnswer(
@@ -651,9 +653,15 @@ def _tapped(
     return _advance(survey, replace(state, picked=()), recorded, context)
 
 
-def after_end(inbound: Inbound, context: Mapping[str, Any], closed: Survey | None = None) -> Step:
+def after_end(
+    inbound: Inbound,
+    context: Mapping[str, Any],
+    closed: Survey | None = None,
+    by_staff: bool = False,
+) -> Step:
     """What to say to someone with no conversation in progress; `closed` is the survey whose
-    conversation has just ended unanswered for a week, if their reply is what found that."""
+    conversation has just ended unanswered for a week, if their reply is what found that, or
+    (`by_staff`) whose campaign staff closed while they were answering."""
     idle = State(question_id=None, status=COMPLETED)
     if inbound is Command.STOP:
         return Step(idle, (Say(stopped_text(context), "stopped"),), (), ("opt_out",))
@@ -672,6 +680,14 @@ def after_end(inbound: Inbound, context: Mapping[str, Any], closed: Survey | Non
         return Step(idle, (Say(confirm_stop_text(context), "confirm_stop"),))
     if meant is Intent.WHO:
         return Step(idle, (Say(who_text(context), "help"),))
+    if closed is not None and isinstance(inbound, Reply) and by_staff:
+        # Never dropped silently: the answer came after the survey closed, and it says so.
+        late = t(
+            _lang(context),
+            "Sorry, this survey has closed, so we could not use your answer. "
+            "Thank you for your help so far.",
+        )
+        return Step(idle, (Say(late, "info"),))
     if closed is not None and isinstance(inbound, Reply):
         # A late answer: say plainly it could not be used, and how to begin again.
         late = t(
@@ -691,13 +707,29 @@ def is_expired(last_activity: datetime, now: datetime, idle_for: timedelta = IDL
     return now - last_activity >= idle_for
 
 
+def reach_a_person(context: Mapping[str, Any], otherwise: bool = True) -> str:
+    """How to reach a person (CONTACT_PHONE); with no number, how else to reach staff, or
+    nothing where `otherwise` is False (after a stop, which says nothing it cannot keep)."""
+    phone = context.get("contact")
+    if phone:
+        return t(_lang(context), "To speak to a person, call {phone}.", phone=phone)
+    if not otherwise:
+        return ""
+    return t(_lang(context), "To speak to a person, contact us in the usual way.")
+
+
+def _and_reach(text: str, reach: str) -> str:
+    return f"{text} {reach}" if reach else text
+
+
 def stopped_text(context: Mapping[str, Any]) -> str:
-    return t(
+    stopped = t(
         _lang(context),
         "You will not hear from {org} again. "
         "Thank you for your help so far. Reply START if you change your mind.",
         org=_ctx(context)["org"],
     )
+    return _and_reach(stopped, reach_a_person(context, otherwise=False))
 
 
 def started_text(context: Mapping[str, Any]) -> str:
@@ -725,19 +757,21 @@ def who_text(context: Mapping[str, Any]) -> str:
 
 def idle_help_text(context: Mapping[str, Any]) -> str:
     """HELP, or a message we cannot place, from someone with no question waiting."""
-    return t(
+    helped = t(
         _lang(context),
         "This is {org}, asking for your views to improve our services. We have no questions "
         "for you just now, and will send you one when we do. Reply STOP to stop all messages.",
         org=_ctx(context)["org"],
     )
+    return _and_reach(helped, reach_a_person(context))
 
 
 def help_text(context: Mapping[str, Any]) -> str:
-    return t(
+    helped = t(
         _lang(context),
         "This is {org}, asking for your views to improve our services. "
         "Reply REPEAT to hear the question again, SKIP to leave out an optional one, "
         "or STOP to stop all messages.",
         org=_ctx(context)["org"],
     )
+    return _and_reach(helped, reach_a_person(context))

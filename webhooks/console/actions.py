@@ -150,8 +150,30 @@ def new_campaign() -> Any:
     ), (400 if error else 200)
 
 
-@bp.post("/campaigns/<int:campaign_id>/launch")
-def launch_campaign(campaign_id: int) -> Response:
+def _confirm_campaign(campaign_id: int, verb: str) -> Any:
+    """A campaign's Launch or Close acts only on a second, explicit press (the form carries
+    `confirm=<verb>`): the first press, or a POST without it, shows what will happen."""
+    with runtime.database().read() as db:
+        row = queries.campaign(db, campaign_id)
+    if row is None:
+        abort(404)
+    if request.method == "POST" and request.form.get("confirm") == verb:
+        return None
+    error = (
+        f"Nothing was done. Press “{verb.capitalize()} campaign {campaign_id} now” to confirm."
+        if request.method == "POST"
+        else None
+    )
+    return render_template("console/campaign_confirm.html", campaign=row, verb=verb, error=error), (
+        400 if error else 200
+    )
+
+
+@bp.route("/campaigns/<int:campaign_id>/launch", methods=["GET", "POST"])
+def launch_campaign(campaign_id: int) -> Any:
+    asked = _confirm_campaign(campaign_id, "launch")
+    if asked is not None:
+        return asked
     try:
         launched = services.launch_campaign(
             runtime.database(), _settings(), runtime.redis(), campaign_id, _actor()
@@ -174,8 +196,11 @@ def launch_campaign(campaign_id: int) -> Response:
     return redirect(url_for("console.campaign", campaign_id=campaign_id))
 
 
-@bp.post("/campaigns/<int:campaign_id>/close")
-def close_campaign(campaign_id: int) -> Response:
+@bp.route("/campaigns/<int:campaign_id>/close", methods=["GET", "POST"])
+def close_campaign(campaign_id: int) -> Any:
+    asked = _confirm_campaign(campaign_id, "close")
+    if asked is not None:
+        return asked
     try:
         closed = services.close_campaign(runtime.database(), _settings(), campaign_id, _actor())
     except Refused as exc:

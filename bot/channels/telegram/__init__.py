@@ -82,6 +82,9 @@ class TelegramChannel(Channel):
             return None
         return "set TELEGRAM_BOT_TOKEN and TELEGRAM_WEBHOOK_SECRET"
 
+    def provider_api(self, settings: Settings) -> str | None:
+        return settings.telegram_api_base_url
+
     def sender(self, settings: Settings) -> Sender:
         # Here: the provider's client library loads only where we send or set it up.
         from bot.channels.telegram.sender import telegram_sender

@@ -51,6 +51,16 @@ KEY_WINDOW = 2  # seconds after a text question for star or 0, before the tone
 MACHINE = {"machine_start", "machine_end_beep", "machine_end_silence", "machine_end_other", "fax"}
 BEGIN_WORDS = {"yes", "begin", "start", "ok", "okay", "yes please", "go ahead", "carry on"}
 GOODBYE = N_("Goodbye.")
+THANKS_GOODBYE = N_("Thank you. Goodbye.")
+REACH_A_PERSON = N_("To speak to a person, call {phone}.")
+
+
+def spoken_number(number: str) -> str:
+    """A phone number read out digit by digit, in the groups it is written in."""
+    groups = ["".join(c for c in part if c.isdigit()) for part in number.split()]
+    return ", ".join(" ".join(group) for group in groups if group)
+
+
 # How Twilio shows a withheld number: nobody to keep answers for, or to call back.
 WITHHELD = {"anonymous", "restricted", "unknown", "unavailable", "+266696687", "+7378742833"}
 RECORD_SECONDS = 120  # Twilio transcribes recordings of up to two minutes
@@ -184,7 +194,14 @@ class Turn:
         self.response.redirect(action, method="POST")
 
     def end(self, words: Iterable[str] = ()) -> str:
-        self.say(words)
+        """The last words of a call, then hang up. With CONTACT_PHONE set, every call ends by
+        saying where to reach a person (before a closing "Goodbye." said on its own)."""
+        said = list(words)
+        if self.settings.contact_phone:
+            reach = Said(REACH_A_PERSON, phone=spoken_number(self.settings.contact_phone))
+            at = len(said) - 1 if said and said[-1] in (GOODBYE, THANKS_GOODBYE) else len(said)
+            said.insert(at, reach)
+        self.say(said)
         self.response.hangup()
         return str(self.response)
 
@@ -282,9 +299,7 @@ def feedback_turn(settings: Settings, body: str, message_id: int) -> str:
     turn = Turn(settings, rate="80%")
     gather = turn.gather(turn.url("feedback", m=message_id), digits=1, finish="")
     turn.say([f"Hello, this is a call from {settings.org_name}.", *call.say], into=gather)
-    turn.say([N_("Thank you for listening."), GOODBYE])
-    turn.response.hangup()
-    return str(turn)
+    return turn.end([N_("Thank you for listening."), GOODBYE])
 
 
 # --- the turns -----------------------------------------------------------------------------
