@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from bot import channels, conversations, engine
 from bot.conversations import outbox
 from bot.cycle import exports
+from bot.cycle.exports import participant_key
 from bot.scripts import gsm, templates
 from bot.scripts.survey import Survey
 from bot.storage.models import Answer, Campaign, Conversation, Message, Participant, SurveyVersion
@@ -192,7 +193,7 @@ def plan(session: Session, campaign: Campaign, definition: Definition) -> Plan:
                 " make the template simpler"
             )
         answers = by_conversation.get(conv.id, {})
-        who = person.external_id or str(person.id)
+        who = participant_key(person.id, person.external_id)
         reason = _why_not(person, answers, had)
         if reason:
             result.skipped.append({"participant": who, "reason": reason})
@@ -252,7 +253,7 @@ def preview(plan_: Plan) -> dict[str, Any]:
     recipients = []
     for r in plan_.recipients:
         entry: dict[str, Any] = {
-            "participant": r.external_id or str(r.participant_id),
+            "participant": participant_key(r.participant_id, r.external_id),
             "channel": r.channel,
             "message": r.message,
         }
