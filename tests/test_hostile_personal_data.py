@@ -146,3 +146,154 @@ def test_healthz_names_no_database_host_port_or_role_when_down(redis_url, twilio
     assert response.json["database"] == "down: OperationalError", shown
     for detail in ("127.0.0.1", "secretrole", "secretdb", "port"):
         assert detail not in shown
+
+
+# --- item 1: console bodies and field counts are limited before any form is parsed ----------
+
+
+@pytest.fixture
+def form_parses(monkeypatch) -> list[str]:
+    """Every time a request's form is parsed, its path (werkzeug's own parser, watched)."""
+    from flask import Request
+
+    parsed: list[str] = []
+    original = Request._load_form_data
+
+    def watched(self) -> None:
+        parsed.append(self.path)
+        original(self)
+
+    monkeypatch.setattr(Request, "_load_form_data", watched)
+    return parsed
+
+
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+def test_a_huge_sign_in_body_is_413_before_the_form_is_parsed(client, database, form_parses):
+    from tests.test_console import audit_rows
+
+    response = client.post("/console/sign-in", data=b"a&" * (4 * 1024 * 1024), headers=FORM)
+    assert response.status_code == 413
+    assert form_parses == [] and audit_rows(database) == []
+
+
+def test_a_small_body_of_many_fields_is_413_before_the_form_is_parsed(client, form_parses):
+    response = client.post("/console/sign-in", data=b"&".join([b"a=1"] * 500), headers=FORM)
+    assert response.status_code == 413 and form_parses == []
+
+
+def test_a_chunked_console_body_is_cut_off_at_the_limit(client, form_parses):
+    def chunks():
+        for _ in range(64):
+            yield b"email=" + b"x" * 8192 + b"&"
+
+    response = client.post(
+        "/console/sign-in",
+        input_stream=io.BytesIO(b"".join(chunks())),
+        headers=FORM,
+        # Behind gunicorn a chunked body declares no length: reading must stop at the cap.
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+    assert response.status_code == 413 and form_parses == []
+
+
+def test_an_upload_is_not_read_before_sign_in(client, form_parses):
+    big = b"name,phone\n" + b"Ann,07700 900001\n" * 400_000  # 7 MB
+    response = client.post(
+        "/console/people/import",
+        data={"csv": (io.BytesIO(big), "people.csv")},
+        content_type="multipart/form-data",
+    )
+    assert response.status_code == 302 and "/console/sign-in" in response.headers["Location"]
+    assert form_parses == []
+
+
+def test_signed_in_staff_can_still_import_a_csv_larger_than_a_form(client, database):
+    from tests.test_console import add_staff, sign_in, upload
+
+    add_staff(database)
+    assert sign_in(client).status_code == 302
+    rows = "".join(f"Person {n},07700 9{n:05d}\n" for n in range(4000))
+    response = upload(client, ("name,phone\n" + rows).encode())
+    assert len(rows) > 64 * 1024
+    assert response.status_code == 200, response.get_data(as_text=True)[:500]
+    with database.session() as session:
+        assert len(session.scalars(select(Participant)).all()) == 4000
+
+
+# --- item 6: limits hold under concurrent requests; refusals do not flood the audit log -----
+
+
+def _at_once(count: int, send) -> list[int]:
+    """`send(n)` from `count` threads released together; their status codes."""
+    import threading
+
+    gate = threading.Barrier(count)
+    codes: list[int] = []
+
+    def run(n: int) -> None:
+        gate.wait()
+        codes.append(send(n))
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return codes
+
+
+def test_wrong_admin_tokens_sent_at_once_meet_the_limit(app, monkeypatch):
+    import hmac
+    import time
+    import types
+
+    from webhooks import admin
+
+    def slow_compare(a: bytes, b: bytes) -> bool:
+        time.sleep(0.2)  # a busy server: every request is past the limit check before any ends
+        return hmac.compare_digest(a, b)
+
+    monkeypatch.setattr(admin, "hmac", types.SimpleNamespace(compare_digest=slow_compare))
+    clients = [app.test_client() for _ in range(15)]
+    wrong = {"Authorization": "Bearer " + "x" * 40}
+    codes = _at_once(15, lambda n: clients[n].get("/admin/api/surveys", headers=wrong).status_code)
+    assert sorted(codes) == [401] * admin.FAILED_AUTH_PER_MINUTE + [429] * 5, codes
+
+
+def test_a_right_token_is_not_counted_as_a_wrong_one(app):
+    client = app.test_client()
+    for _ in range(30):
+        assert client.get("/admin/api/surveys", headers=ADMIN).status_code == 200
+
+
+def test_passwords_sent_at_once_meet_the_limit(app, database):
+    from tests.test_console import EMAIL, add_staff, audit_rows, token
+
+    app.config["CONSOLE_SIGNIN_LIMIT_EMAIL"] = 5
+    add_staff(database)
+    clients = [app.test_client() for _ in range(11)]
+    tokens = [token(c) for c in clients]
+
+    def guess(n: int) -> int:
+        data = {"csrf_token": tokens[n], "email": EMAIL, "password": f"guess number {n:04d}"}
+        return clients[n].post("/console/sign-in", data=data).status_code
+
+    codes = _at_once(11, guess)
+    assert sorted(codes) == [401] * 5 + [429] * 6, codes
+    refused = [r for r in audit_rows(database) if r[1] == "sign_in_refused"]
+    assert len(refused) <= 2, refused
+
+
+def test_a_blocked_guesser_does_not_write_an_audit_row_a_try(app, client, database):
+    from tests.test_console import add_staff, audit_rows, sign_in
+
+    app.config["CONSOLE_SIGNIN_LIMIT_EMAIL"] = 3
+    add_staff(database)
+    codes = [sign_in(client, password="wrong password here").status_code for _ in range(30)]
+    assert codes == [401] * 3 + [429] * 27
+    refused = [r for r in audit_rows(database) if r[1] == "sign_in_refused"]
+    # The first wrong try, the first one blocked for the email (the 4th) and the first one
+    # over the client's own limit (the 21st): three rows for thirty tries, whatever follows.
+    assert len(refused) == 3, refused
