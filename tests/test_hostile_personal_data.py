@@ -297,3 +297,150 @@ def test_a_blocked_guesser_does_not_write_an_audit_row_a_try(app, client, databa
     # The first wrong try, the first one blocked for the email (the 4th) and the first one
     # over the client's own limit (the 21st): three rows for thirty tries, whatever follows.
     assert len(refused) == 3, refused
+
+
+# --- item 2: every route into a template is bounded in memory and time ----------------------
+
+
+def _refused(source: str, context: dict | None = None) -> str:
+    """The template is refused by a limit, before it builds much: not after building the
+    value, and not by running out of memory (`cannot render: MemoryError`)."""
+    import time
+    import tracemalloc
+
+    from bot.scripts import templates
+
+    tracemalloc.start()
+    started = time.perf_counter()
+    try:
+        with pytest.raises(templates.TemplateProblem) as caught:
+            templates.render(source, context or {"name": "Ann"})
+        elapsed = time.perf_counter() - started
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    problem = str(caught.value)
+    assert "MemoryError" not in problem and "cannot render" not in problem, problem
+    assert peak < 16 * 1024 * 1024, (source, peak)
+    assert elapsed < 2 * templates.TIME_LIMIT, (source, elapsed)
+    return problem
+
+
+BUILDERS = [
+    # each of these used to build its whole value (up to gigabytes) before any size check
+    "{{ ('x' * 99999).replace('x', 'y' * 99999) }}",
+    "{{ ('x' * 99999) | replace('x', 'y' * 99999) }}",
+    "{{ ('x' * 9999).join(['y' * 9999] * 9999) }}",
+    "{{ ['y' * 9999] * 9999 | join('x' * 9999) }}",
+    "{{ '{:>{w}}'.format(1, w=10 ** 9) }}",
+    "{{ '{:.{p}f}'.format(1.5, p=10 ** 8) }}",
+    "{{ ('{:>99999}' * 20).format(*range(20)) }}",
+    "{{ '%*d' % (10 ** 9, 1) }}",
+    "{{ '%.*f' % (10 ** 8, 1.5) }}",
+    "{{ ('%99999d' * 14) % (1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1) }}",
+    "{{ ('%99999d' * 14) | format(1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1) }}",
+    "{{ [1] | batch(10 ** 9, 'x') | list }}",
+    "{{ [1] | slice(10 ** 9) | list }}",
+    "{{ ('a\\n' * 50000) | indent('x' * 9999) }}",
+    "{{ ('a ' * 50000) | wordwrap(1, wrapstring='x' * 9999) }}",
+    "{{ ('\\t' * 99999).expandtabs(99999) }}",
+    "{{ (1).to_bytes(10 ** 9, 'big') }}",
+    "{% set ns = namespace(x=2 ** 4000) %}{% for i in range(40) %}{% set ns.x = ns.x * ns.x %}"
+    "{% endfor %}{{ ns.x }}",
+    "{% macro m(s, n) %}{% if n %}{{ m(s ~ s, n - 1) }}{% endif %}{% endmacro %}{{ m('x', 40) }}",
+    "{{ lipsum(99999) }}",
+]
+
+
+@pytest.mark.parametrize("source", BUILDERS)
+def test_a_template_cannot_build_a_huge_value(source):
+    _refused(source)
+
+
+def test_many_small_values_add_up_to_a_limit_too():
+    from bot.scripts import templates
+
+    problem = _refused(
+        "{% for i in range(99999) %}{% set t = ('ab' * 5000).upper() %}{% endfor %}ok"
+    )
+    assert f"{templates.MAX_BUILT:,}" in problem or "too long" in problem
+
+
+def test_only_what_a_message_needs_can_be_called():
+    for source in ("{{ name.encode() }}", "{{ (1).bit_length() }}", "{{ cycler(1, 2).next() }}"):
+        _refused(source)
+
+
+def test_ordinary_templates_still_render():
+    from bot.scripts import templates
+
+    context = {
+        "name": "Ann",
+        "answers": {"colour": templates.Piped("Blue", "blue"), "why": "it is calm"},
+        "outcomes": "We chose blue.",
+        "summary": {"colour": "Blue was chosen by 61% of 212 people"},
+    }
+    cases = {
+        "Hello {{ name }}.": "Hello Ann.",
+        "{{ name | upper }} {{ answers.colour }} ({{ answers.colour.value }})": "ANN Blue (blue)",
+        "{{ '%s chose %s' % (name, answers.colour) }}": "Ann chose Blue",
+        "{{ '{} chose {:>5}'.format(name, 'Blue') }}": "Ann chose  Blue",
+        "{{ answers.why.replace('calm', 'quiet') }}": "it is quiet",
+        "{{ ', '.join(['a', 'b']) }} {{ [1, 2] | join('-') }}": "a, b 1-2",
+        "{% for i in range(3) %}{{ i }}{% endfor %}": "012",
+        "{% if answers.get('colour') %}{{ summary.colour }}{% endif %}": (
+            "Blue was chosen by 61% of 212 people"
+        ),
+        "{{ outcomes | truncate(9, True, '...', 0) }}": "We cho...",
+        "{% set ns = namespace(n=1) %}{% set ns.n = ns.n * 7 %}{{ ns.n }}": "7",
+    }
+    for source, expected in cases.items():
+        assert templates.render(source, context) == expected, source
+
+
+def test_a_feedback_preview_with_a_huge_replace_is_a_400_not_a_swollen_worker(
+    client, database, redis_conn
+):
+    campaign = _answered_campaign(client, database, redis_conn)
+    response = client.post(
+        f"/admin/api/campaigns/{campaign}/feedback",
+        json={"message": "{{ ('x' * 99999).replace('x', 'y' * 99999) }}", "dry_run": True},
+        headers=ADMIN,
+    )
+    assert response.status_code == 400 and "too long" in response.json["error"], response.json
+
+
+# --- item 3: erasure and subject access find texts from the number in any written form ------
+
+
+@pytest.mark.parametrize("sender", ["whatsapp:+447700900116", "+44 7700 900116"])
+def test_a_kept_text_from_the_number_written_otherwise_is_theirs(client, database, sender):
+    from bot.storage.models import Message
+
+    words = "my knee is worse since the fall"
+    _import(client, {"name": "Ann", "phone": "07700 900116", "external_id": "A"})
+    response = post_twilio(client, PUBLIC, "/webhooks/twilio/sms", sms_params(words, sender=sender))
+    assert response.status_code == 200
+    held = client.get("/admin/api/participants/ext:A", headers=ADMIN).json
+    assert words in [m["body"] for m in held["messages"]], held["messages"]
+    assert client.delete("/admin/api/participants/ext:A", headers=ADMIN).status_code == 200
+    with database.session() as session:
+        for message in session.scalars(select(Message)):
+            kept = f"{message.address} {message.body} {message.error_message}"
+            assert words not in kept and "900116" not in kept.replace(" ", ""), kept
+
+
+def test_a_kept_text_from_someone_else_stays(client, database):
+    from bot.storage.models import Message
+
+    _import(client, {"name": "Ann", "phone": "07700 900116", "external_id": "A"})
+    post_twilio(
+        client,
+        PUBLIC,
+        "/webhooks/twilio/sms",
+        sms_params("not Ann", sender="whatsapp:+447700900117"),
+    )
+    assert client.delete("/admin/api/participants/ext:A", headers=ADMIN).status_code == 200
+    with database.session() as session:
+        bodies = [m.body for m in session.scalars(select(Message))]
+    assert "not Ann" in bodies
