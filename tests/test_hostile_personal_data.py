@@ -444,3 +444,96 @@ def test_a_kept_text_from_someone_else_stays(client, database):
     with database.session() as session:
         bodies = [m.body for m in session.scalars(select(Message))]
     assert "not Ann" in bodies
+
+
+# --- item 7: no 500s from the Telegram webhook (right secret) or the console ----------------
+
+CHAT = 700_100_200
+
+
+@pytest.fixture
+def tg(database, redis_conn, redis_url, twilio_fake, tmp_path):
+    """The app with Telegram on (its Bot API a local fake), as tests/test_telegram.py has it."""
+    from bot.commands import runtime
+    from tests.fakes import FakeTelegram
+    from tests.test_telegram import telegram_env
+    from webhooks import create_app
+
+    fake = FakeTelegram().start()
+    try:
+        env = app_env(database.url, redis_url, twilio_fake.url, tmp_path, **telegram_env(fake))
+        settings = load_settings(env)
+        runtime.configure(settings)
+        yield create_app({"SETTINGS": settings, "TESTING": True}).test_client()
+    finally:
+        fake.stop()
+
+
+def _post_raw_update(tg, body: bytes):
+    from tests.fakes import WEBHOOK_SECRET
+
+    return tg.post(
+        "/webhooks/telegram",
+        data=body,
+        headers={"X-Telegram-Bot-Api-Secret-Token": WEBHOOK_SECRET},
+        content_type="application/json",
+    )
+
+
+def test_a_thousand_deep_update_is_a_400_not_a_500(tg):
+    body = b'{"update_id": 5, "message": ' + b"[" * 1000 + b"]" * 1000 + b"}"
+    assert _post_raw_update(tg, body).status_code == 400
+
+
+@pytest.mark.parametrize("words", ["hello\x00world", "\ud800", "a\udfffb\x00"])
+def test_nul_and_lone_surrogates_in_a_message_are_stored_without_them(tg, database, words):
+    import json
+
+    from bot.storage.models import Message
+    from tests.fakes import message_update
+
+    body = json.dumps(message_update(CHAT, words)).encode()  # \u0000, \ud800: valid JSON
+    assert _post_raw_update(tg, body).status_code == 200
+    with database.session() as session:
+        bodies = [m.body for m in session.scalars(select(Message).where(Message.direction == "in"))]
+    assert len(bodies) == 1 and "\x00" not in bodies[0]
+    bodies[0].encode("utf-8")  # storable: no unpaired surrogate left
+
+
+@pytest.mark.parametrize("data", ["1\x00", "\ud800", "x" * 60 + "\x00"])
+def test_nul_and_lone_surrogates_in_callback_data_are_not_a_500(tg, data):
+    import json
+
+    from tests.fakes import callback_update
+
+    update = callback_update(CHAT, {"text": "Pick one"}, data, 1001)
+    assert _post_raw_update(tg, json.dumps(update).encode()).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/console/people/9223372036854775808",
+        "/console/people/99999999999999999999999",
+        "/console/campaigns/9223372036854775808",
+        "/console/people/9223372036854775808/subject-access.json",
+        "/console/people/9223372036854775808/erase",
+        "/console/campaigns/18446744073709551616/feedback",
+    ],
+)
+def test_console_ids_past_any_row_are_404_not_500(client, database, path):
+    from tests.test_console import add_staff, sign_in
+
+    add_staff(database)
+    assert sign_in(client).status_code == 302
+    assert client.get(path).status_code == 404
+
+
+def test_a_nul_in_a_console_search_is_not_a_500(client, database):
+    from tests.test_console import add_staff, sign_in
+
+    _import(client, {"name": "Ann", "phone": "07700 900001"})
+    add_staff(database)
+    assert sign_in(client).status_code == 302
+    for query in ("?q=%00", "?q=An%00n", "?tag=%00", "?q=%ED%A0%80"):
+        assert client.get("/console/people" + query).status_code == 200, query

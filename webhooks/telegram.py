@@ -18,6 +18,7 @@ from bot import channels
 from bot.commands import runtime
 from bot.config import Settings
 from bot.conversations import inbox, links, outbox
+from bot.text import clean_json
 from webhooks.signatures import limit_body
 
 bp = Blueprint("telegram", __name__, url_prefix="/webhooks")
@@ -39,7 +40,14 @@ def inbound_update() -> Response:
     if not secret or not hmac.compare_digest(given.encode(), secret.encode()):
         return Response("forbidden", status=403, mimetype="text/plain")
     limit_body()  # a real update is a few KB: nothing bigger is parsed
-    data = request.get_json(silent=True)
+    try:
+        data = request.get_json(silent=True)
+    except RecursionError:
+        # json refuses nesting deeper than the interpreter's stack with RecursionError, which
+        # `silent` does not cover: a 500 for a thousand `[`.
+        data = None
+    # NUL and unpaired surrogates (`\u0000`, `\ud800` are valid JSON) cannot be stored.
+    data = clean_json(data)
     if not isinstance(data, dict) or not isinstance(data.get("update_id"), int):
         return Response("a JSON update with an update_id is required", status=400)
     try:

@@ -27,6 +27,7 @@ from flask import (
     url_for,
 )
 from flask_wtf.csrf import CSRFError, CSRFProtect
+from werkzeug.routing import IntegerConverter, Map
 from werkzeug.wrappers import Response
 
 from bot import channels
@@ -35,7 +36,8 @@ from bot.config import Settings
 from bot.cycle import exports, lint, staff
 from bot.privacy import audit
 from bot.scripts.survey import SurveyError
-from bot.storage.models import Campaign
+from bot.storage.models import MAX_ID, Campaign
+from bot.text import clean_text
 from webhooks.console import auth, queries, simulator
 
 bp = Blueprint(
@@ -55,8 +57,17 @@ FORM_BYTES = 64 * 1024
 FORM_FIELDS = 100
 
 
+class RowId(IntegerConverter):
+    """`<int:...>` in console URLs: a row id, so nothing past the largest one a database
+    column holds (PostgreSQL and SQLite refuse 2**63 with an error, not "no such row")."""
+
+    def __init__(self, url_map: Map, *args: Any, **kwargs: Any) -> None:
+        super().__init__(url_map, *args, **{"min": 1, **kwargs, "max": MAX_ID - 1})
+
+
 def init_app(app: Flask, settings: Settings) -> None:
     auth.configure(app, settings)
+    app.url_map.converters["int"] = RowId
     csrf.init_app(app)
     app.register_blueprint(bp)
 
@@ -333,8 +344,9 @@ def _page_number() -> int:
 @bp.get("/people")
 def people() -> str:
     filters = {
-        "text": request.args.get("q", "")[:200],
-        "tag": request.args.get("tag", "")[:100],
+        # NUL and unpaired surrogates are refused by PostgreSQL in a query (a 500).
+        "text": clean_text(request.args.get("q", "")[:200]),
+        "tag": clean_text(request.args.get("tag", "")[:100]),
         "channel": request.args.get("channel", ""),
         "consent": request.args.get("consent", ""),
     }
