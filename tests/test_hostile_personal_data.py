@@ -464,7 +464,9 @@ def tg(database, redis_conn, redis_url, twilio_fake, tmp_path):
         env = app_env(database.url, redis_url, twilio_fake.url, tmp_path, **telegram_env(fake))
         settings = load_settings(env)
         runtime.configure(settings)
-        yield create_app({"SETTINGS": settings, "TESTING": True}).test_client()
+        client = create_app({"SETTINGS": settings, "TESTING": True}).test_client()
+        client.fake = fake  # type: ignore[attr-defined]
+        yield client
     finally:
         fake.stop()
 
@@ -537,3 +539,71 @@ def test_a_nul_in_a_console_search_is_not_a_500(client, database):
     assert sign_in(client).status_code == 302
     for query in ("?q=%00", "?q=An%00n", "?tag=%00", "?q=%ED%A0%80"):
         assert client.get("/console/people" + query).status_code == 200, query
+
+
+# --- item 5: no search terms, keys or chat ids in the access log or the worker log ----------
+
+
+def test_the_access_log_keeps_no_query_string_key_number_or_header(capsys):
+    from datetime import timedelta
+    from types import SimpleNamespace
+
+    from gunicorn.config import Config
+
+    from webhooks.access_log import AccessLogger
+
+    config = Config()
+    config.set("accesslog", "-")
+    logger = AccessLogger(config)
+    requests = [
+        (
+            "GET",
+            "/console/people",
+            "q=Ann+Jones&tag=copd",
+            "https://x.org/console/people?q=07700900123",
+        ),
+        ("GET", "/admin/api/participants/ext:NHS-4857773456", "", "-"),
+        ("DELETE", "/admin/api/participants/+447700900123", "", "-"),
+    ]
+    for method, path, query, referer in requests:
+        environ = {
+            "REQUEST_METHOD": method,
+            "RAW_URI": path + ("?" + query if query else ""),
+            "PATH_INFO": path,
+            "QUERY_STRING": query,
+            "SERVER_PROTOCOL": "HTTP/1.1",
+            "REMOTE_ADDR": "192.0.2.1",
+            "HTTP_REFERER": referer,
+        }
+        request = SimpleNamespace(headers=[("COOKIE", "involve_console=secret-cookie")])
+        response = SimpleNamespace(status="200 OK", sent=10, headers=[])
+        logger.access(response, request, environ, timedelta(microseconds=5))
+    logged = capsys.readouterr().out
+    assert logged.count("\n") == 3 and "GET /console/people HTTP/1.1" in logged, logged
+    for secret in ("Ann", "Jones", "copd", "07700900123", "4857773456", "900123", "secret-cookie"):
+        assert secret not in logged, (secret, logged)
+
+
+def test_the_web_process_uses_that_access_log():
+    from tests.conftest import ROOT
+
+    assert "--logger-class webhooks.access_log.AccessLogger" in (ROOT / "Procfile").read_text()
+
+
+def test_the_worker_log_names_no_telegram_chat(tg, database, redis_conn, caplog):
+    import logging
+
+    from rq import Queue
+
+    from tests.test_telegram import Chat
+
+    chat = Chat(tg, tg.fake, redis_conn, CHAT)
+    chat.send("/start title")
+    (first,) = chat.deliver()
+    chat.press(first, "Your health, your way")  # queues a job to clear that keyboard
+    jobs = [job for queue in Queue.all(connection=redis_conn) for job in queue.get_jobs()]
+    assert jobs and all(str(CHAT) not in (job.description or "") for job in jobs)
+    with caplog.at_level(logging.DEBUG):
+        chat.deliver()
+    assert tg.fake.of("editMessageReplyMarkup"), "the keyboard job ran"
+    assert str(CHAT) not in caplog.text

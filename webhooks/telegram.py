@@ -111,6 +111,8 @@ def _clear_keyboard_later(chat_id: int, message_id: int) -> None:
             message_id,
             job_timeout=60,
             result_ttl=0,
+            # rq logs a job's description, by default its call with the arguments: the chat id.
+            description="clear a Telegram keyboard",
         )
     except Exception as exc:
         # Only tidiness is lost: a press on a keyboard left behind is refused as stale.
