@@ -162,10 +162,13 @@ def test_consent_log_is_append_only_history(database):
 def test_as_id_accepts_only_plain_positive_numbers():
     from bot.storage.models import as_id
 
-    assert [as_id(v) for v in ["12", " 7 ", 5, "²", "-3", "0", "9" * 30, "1.5", "abc"]] == [
+    # " 7 " and "07" are not 7 (issue 21 item 4): where "7" is someone's external id they
+    # would otherwise name a different person than the one typed.
+    assert [as_id(v) for v in ["12", " 7 ", 5, "²", "-3", "0", "9" * 30, "1.5", "abc", "07"]] == [
         12,
-        7,
+        None,
         5,
+        None,
         None,
         None,
         None,

@@ -12,7 +12,7 @@ from bot.conversations import inbox
 from bot.cycle import feedback
 from bot.engine import Reply
 from bot.scripts.survey import load_file
-from bot.storage.models import Message
+from bot.storage.models import Message, Participant
 from tests import people as panel
 from tests.conftest import ADMIN, CONVERSATIONS, PUBLIC, run_worker
 from tests.fakes import Scripted, post_twilio, sms_params, status_params
@@ -70,16 +70,16 @@ def test_preview_names_each_persons_own_answer_and_who_is_skipped(client, finish
     response = post_feedback(client, finished, dry_run=True)
     assert response.status_code == 200, response.json
     (ann,) = response.json["recipients"]
-    assert ann["participant"] == "A" and ann["channel"] == "sms"
+    assert ann["participant"] == "ext:A" and ann["channel"] == "sms"
     assert ann["message"] == (
         "Hello Ann. You chose Your health, your way. Your health, your way was chosen by 67% of 3 people. "
         "It is the new title. We read every reason."
     )
     assert (ann["segments"], ann["encoding"], ann["warnings"]) == (1, "GSM-7", [])
     assert sorted((s["participant"], s["reason"]) for s in response.json["skipped"]) == [
-        ("B", "did not agree to hear back"),
-        ("C", "did not answer"),
-        ("D", "opted out"),
+        ("ext:B", "did not agree to hear back"),
+        ("ext:C", "did not answer"),
+        ("ext:D", "opted out"),
     ]
 
 
@@ -113,7 +113,7 @@ def test_send_goes_once_through_the_outbox_and_counts_follow_delivery(
     again = post_feedback(client, finished)
     assert (
         again.json["queued"] == 0
-        and {"participant": "A", "reason": "already sent"} in again.json["skipped"]
+        and {"participant": "ext:A", "reason": "already sent"} in again.json["skipped"]
     )
     history = client.get("/admin/api/participants/A", headers=ADMIN).json
     assert [m["status"] for m in history["messages"] if m["kind"] == "feedback"] == ["delivered"]
@@ -278,9 +278,9 @@ def test_cli_preview_and_send(client, redis_conn, twilio_fake, finished):
 
     preview = CliRunner().invoke(main, ["feedback", "preview", str(finished)])
     assert preview.exit_code == 0, preview.output
-    assert "--- A by sms, 2 segment(s) GSM-7" in preview.output
+    assert "--- ext:A by sms, 2 segment(s) GSM-7" in preview.output
     assert "You chose Your health, your way as the title for our new guide." in preview.output
-    assert "skipped B: did not agree to hear back" in preview.output
+    assert "skipped ext:B: did not agree to hear back" in preview.output
     sent = CliRunner().invoke(main, ["feedback", "send", str(finished)])
     assert sent.exit_code == 0 and "queued 1 message(s)" in sent.output, sent.output
     run_worker(redis_conn)

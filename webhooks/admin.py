@@ -94,15 +94,18 @@ def _authenticate() -> None:
     client = request.remote_addr or "unknown"
     failures = f"involve:admin-auth-failures:{client}"
     failed_limit = int(current_app.config.get("ADMIN_FAILED_AUTH_LIMIT", FAILED_AUTH_PER_MINUTE))
-    # Checked before the token, so a blocked guesser cannot tell a right guess from a wrong one.
-    _refuse_over(failures, failed_limit, "too many wrong tokens", count=False)
+    # Every attempt is counted as a wrong one before the token is compared, and refunded when
+    # it was right: fifteen guesses at once then meet the limit of ten as fifteen in a row do
+    # (reading the count and adding to it later let them all through). Checked before the
+    # token, so a blocked guesser cannot tell a right guess from a wrong one.
+    _refuse_over(failures, failed_limit, "too many wrong tokens")
     given = request.headers.get("Authorization", "")
     scheme, _, credentials = given.partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(
         credentials.strip().encode("utf-8", "replace"), token.encode()
     ):
-        _count(failures)
         raise ApiError(401, "a valid 'Authorization: Bearer <ADMIN_TOKEN>' header is required")
+    _refund(failures)
     limit = int(current_app.config.get("ADMIN_RATE_LIMIT", RATE_LIMIT_PER_MINUTE))
     _refuse_over(f"involve:admin-rate:{client}", limit, "too many requests")
 
@@ -124,14 +127,17 @@ def _count(prefix: str) -> int | None:
         return None
 
 
-def _refuse_over(prefix: str, limit: int, what: str, count: bool = True) -> None:
-    if count:
-        used = _count(prefix)
-    else:
-        try:
-            used = int(runtime.redis().get(_window_key(prefix)) or 0) + 1
-        except Exception:
-            used = None
+def _refund(prefix: str) -> None:
+    """Take back one counted in this minute's window (an attempt that turned out right)."""
+    try:
+        runtime.redis().decr(_window_key(prefix))
+    except Exception:
+        log.warning("admin rate limit unavailable (Redis down); allowing the call")
+
+
+def _refuse_over(prefix: str, limit: int, what: str) -> None:
+    """429 when this call, counted first (atomically, INCR), is over the minute's limit."""
+    used = _count(prefix)
     if used is not None and used > limit:
         retry = 60 - int(time.time() % 60)
         raise ApiError(429, f"{what}: at most {limit} a minute", retry_after=retry)

@@ -7,6 +7,8 @@ contract keeps 503 for a database or Redis that is down.
 
 from __future__ import annotations
 
+import logging
+
 from flask import Blueprint, jsonify
 from redis import Redis
 
@@ -16,6 +18,7 @@ from bot.commands.worker import worker_state
 from bot.conversations import inbox
 
 bp = Blueprint("health", __name__)
+log = logging.getLogger(__name__)
 
 
 @bp.get("/healthz")
@@ -27,14 +30,14 @@ def healthz():
             inbound = inbox.problems(session)
         checks["database"] = "ok"
     except Exception as exc:
-        checks["database"] = f"down: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+        checks["database"] = _down("database", exc)
     worker: dict[str, object] | None = None
     try:
         _ping_fresh(runtime.redis())
         checks["redis"] = "ok"
         worker = worker_state(runtime.redis())
     except Exception as exc:
-        checks["redis"] = f"down: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+        checks["redis"] = _down("redis", exc)
     healthy = all(v == "ok" for v in checks.values())
     status = "unhealthy" if not healthy else "ok" if worker and worker["alive"] else "degraded"
     return jsonify(
@@ -47,6 +50,14 @@ def healthz():
         # (those need a person to look: subject access shows them with their reason).
         inbound=inbound,
     ), (200 if healthy else 503)
+
+
+def _down(what: str, exc: Exception) -> str:
+    """What anyone may read: the kind of failure. The driver's message names the server's
+    host, port and role (`connection to server at "db.internal" (10.0.0.5), port 5432 failed
+    ... role "involve"`): that goes to the operator's log, not to an unauthenticated page."""
+    log.warning("healthz: %s is down: %s", what, str(exc).splitlines()[0][:300] if str(exc) else "")
+    return f"down: {type(exc).__name__}"
 
 
 def _ping_fresh(client: Redis) -> None:

@@ -18,6 +18,7 @@ from bot import channels
 from bot.commands import runtime
 from bot.config import Settings
 from bot.conversations import inbox, links, outbox
+from bot.text import clean_json
 from webhooks.signatures import OncePer, limit_body
 
 bp = Blueprint("telegram_bot", __name__, url_prefix="/webhooks")  # where the Bot API posts
@@ -50,7 +51,14 @@ def inbound_update() -> Response:
             )
         return Response("forbidden", status=403, mimetype="text/plain")
     limit_body()  # a real update is a few KB: nothing bigger is parsed
-    data = request.get_json(silent=True)
+    try:
+        data = request.get_json(silent=True)
+    except RecursionError:
+        # json refuses nesting deeper than the interpreter's stack with RecursionError, which
+        # `silent` does not cover: a 500 for a thousand `[`.
+        data = None
+    # NUL and unpaired surrogates (`\u0000`, `\ud800` are valid JSON) cannot be stored.
+    data = clean_json(data)
     if not isinstance(data, dict) or not isinstance(data.get("update_id"), int):
         return Response("a JSON update with an update_id is required", status=400)
     try:
@@ -114,6 +122,8 @@ def _clear_keyboard_later(chat_id: int, message_id: int) -> None:
             message_id,
             job_timeout=60,
             result_ttl=0,
+            # rq logs a job's description, by default its call with the arguments: the chat id.
+            description="clear a Telegram keyboard",
         )
     except Exception as exc:
         # Only tidiness is lost: a press on a keyboard left behind is refused as stale.

@@ -138,6 +138,8 @@ def _run(
                 "4",
                 "--access-logfile",
                 "-",
+                "--logger-class",  # no query strings or participant keys in the access log
+                "webhooks.access_log.AccessLogger",
                 "webhooks:create_app()",
             ],
             env=env,

@@ -47,6 +47,19 @@ def defuse(value: Any) -> str:
     return "'" + text if _formula(text) else text
 
 
+def participant_key(participant_id: int, external_id: str | None) -> str:
+    """How exports, previews and skip lists name a person: `ext:<external id>` for people who
+    have one, our bare id otherwise, so the two kinds can never be read as each other (an
+    external id `15` and our participant 15 are two people)."""
+    return f"ext:{external_id}" if external_id else str(participant_id)
+
+
+def question_column(question_id: str) -> str:
+    """A question's column; one whose id is also a fixed column (hear-back asks `channel`)
+    is `question:<id>`, so no file has two columns of one name."""
+    return f"question:{question_id}" if question_id in FIXED_COLUMNS else question_id
+
+
 def _survey(session: Session, campaign: Campaign) -> Survey:
     return conversations.survey_of(session.get(SurveyVersion, campaign.survey_version_id))
 
@@ -73,7 +86,7 @@ def response_rows(session: Session, campaign: Campaign) -> Iterator[list[str]]:
     survey = _survey(session, campaign)
     question_ids = [q.id for q in survey.questions if q.asks]
     written = {q.id for q in survey.questions if q.asks and not q.choices}
-    yield FIXED_COLUMNS + question_ids
+    yield FIXED_COLUMNS + [question_column(qid) for qid in question_ids]
     last_id = 0
     # Plain driver rows, not SQLAlchemy ones: this loop runs once per person in the campaign.
     connection = session.connection()
@@ -95,7 +108,7 @@ def response_rows(session: Session, campaign: Campaign) -> Iterator[list[str]]:
         for (_, inv_status, inv_channel, conv_id, pid, external, erased, conv_status, started, completed, conv_channel) in page:  # fmt: skip
             given = answers.get(conv_id, _NONE)
             # External ids carry "ext:" so they are never read as our ids (see README).
-            who = "(erased)" if erased else (f"ext:{external}" if external else str(pid))
+            who = "(erased)" if erased else participant_key(pid, external)
             row = [who, conv_channel or inv_channel or "", _status(inv_status, conv_status, bool(given)), _iso(started), _iso(completed)]  # fmt: skip
             row += [given.get(qid, "") for qid in question_ids]
             # Inline rather than defuse() per cell: this is the export's hottest line.

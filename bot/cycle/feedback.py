@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from bot import channels, conversations, engine
 from bot.conversations import outbox
 from bot.cycle import exports
+from bot.cycle.exports import participant_key
 from bot.cycle.panel import _own_recontact_answers
 from bot.scripts import gsm, templates
 from bot.scripts.survey import Survey
@@ -205,7 +206,7 @@ def plan(session: Session, campaign: Campaign, definition: Definition) -> Plan:
                 " make the template simpler"
             )
         answers = by_conversation.get(conv.id, {})
-        who = person.external_id or str(person.id)
+        who = participant_key(person.id, person.external_id)
         reason = _why_not(person, answers, had)
         consent = None
         if not reason:
@@ -299,7 +300,7 @@ def preview(plan_: Plan) -> dict[str, Any]:
     recipients = []
     for r in plan_.recipients:
         entry: dict[str, Any] = {
-            "participant": r.external_id or str(r.participant_id),
+            "participant": participant_key(r.participant_id, r.external_id),
             "channel": r.channel,
             "message": r.message,
             "consent": r.consent,

@@ -9,12 +9,13 @@ import zlib
 from typing import Any
 
 from redis import Redis
-from sqlalchemy import ColumnElement, and_, delete, or_, select, update
+from sqlalchemy import ColumnElement, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from bot import channels, conversations, engine
 from bot.config import Settings
 from bot.conversations.suppression import suppression_hash, suppression_key
+from bot.phone_numbers import InvalidPhoneNumber, normalise_phone
 from bot.storage.models import (
     Answer,
     Campaign,
@@ -64,29 +65,57 @@ def by_external_id(session: Session, external: str) -> Participant | None:
     return session.scalar(select(Participant).where(Participant.external_id == external))
 
 
-def _messages_of(person: Participant) -> ColumnElement[bool]:
-    """Their messages: those linked to them, and those only one of their addresses ties to
-    them (a text the webhook kept after failing to handle it has no participant yet)."""
+def _messages_of(session: Session, person: Participant) -> ColumnElement[bool]:
+    """Their messages: those linked to them, and those only their number or chat id ties to
+    them (a text the webhook kept after failing to handle it has no participant yet), in
+    whatever form the sender's address came: `whatsapp:+44...`, `+44 7700 900116`."""
     linked = Message.participant_id == person.id
-    if not person.contact_points:
+    theirs = unlinked_messages_from(session, person_addresses(person))
+    if not theirs:
         return linked
-    # Unlinked rows only, on the channel of that address: a number can have moved to this
-    # person from someone else, and a chat id could be a number's digits.
-    return or_(
-        linked,
-        *(
-            and_(
-                Message.participant_id.is_(None),
-                Message.channel == point.channel,
-                Message.address == point.address,
-            )
-            for point in person.contact_points
-        ),
-    )
+    return or_(linked, Message.id.in_(theirs))
+
+
+def person_addresses(person: Participant) -> list[str]:
+    """Every address the person can be reached at or write from, as we store it."""
+    return _addresses(person)
 
 
 def _addresses(person: Participant) -> list[str]:
     return list(dict.fromkeys(point.address for point in person.contact_points))
+
+
+_CHANNEL_PREFIX = re.compile(r"^[a-z][a-z0-9+.-]{0,19}:", re.IGNORECASE)  # whatsapp:, tel:
+
+
+def address_keys(address: str) -> set[str]:
+    """The one form of an address written any way: `whatsapp:+44 7700 900116`,
+    `+44 7700 900116`, `07700900116` and `+447700900116` are all `+447700900116`; a chat id
+    (bare digits, as Telegram writes it) is itself. Empty for text that is no address."""
+    text = _CHANNEL_PREFIX.sub("", address.strip()).strip()
+    bare = text.removeprefix("-")
+    if bare.isascii() and bare.isdigit() and not bare.startswith("0"):
+        return {text}
+    try:
+        return {normalise_phone(text)}
+    except InvalidPhoneNumber:
+        return set()
+
+
+def unlinked_messages_from(session: Session, addresses: list[str]) -> list[int]:
+    """Ids of the messages no participant is linked to whose address is one of `addresses`
+    in any written form. Only rows kept on an error path are unlinked, so they are few; each
+    is compared by its normalised form, which no SQL expression computes on every database.
+    A number can have moved to this person from someone else: linked rows are not taken."""
+    wanted = {key for address in addresses for key in address_keys(address)}
+    if not wanted:
+        return []
+    rows = session.execute(
+        select(Message.id, Message.address).where(
+            Message.participant_id.is_(None), Message.address.is_not(None)
+        )
+    )
+    return [number for number, address in rows if address_keys(address) & wanted]
 
 
 def _iso(moment: Any) -> str | None:
@@ -177,7 +206,7 @@ def subject_access(session: Session, person: Participant) -> dict[str, Any]:
                 "sent_at": _iso(m.sent_at),
             }
             for m in session.scalars(
-                select(Message).where(_messages_of(person)).order_by(Message.id)
+                select(Message).where(_messages_of(session, person)).order_by(Message.id)
             )
         ],
         # Proof the loop was closed: what "you said, we did" message they got, and when.
@@ -260,7 +289,7 @@ def erase(session: Session, settings: Settings, person: Participant) -> dict[str
     )
     messages = session.execute(
         update(Message)
-        .where(_messages_of(person))
+        .where(_messages_of(session, person))
         .values(body=None, address=None, error_message=None, updated_at=now)
         .execution_options(synchronize_session=False)
     ).rowcount

@@ -34,9 +34,13 @@ MAX_ID = 2**62
 
 
 def as_id(value: object) -> int | None:
-    """The row id a person typed, or None if it cannot be one: "12" yes; "²", "-3", "9" * 30 no."""
-    text = str(value).strip()
-    if not (text.isascii() and text.isdigit()):
+    """The row id a person typed, or None if it cannot be one: "12" yes; "²", "-3", "9" * 30 no.
+
+    Only the id as we write it: " 2", "2 " and "02" are not 2. Where "2" is also someone
+    else's external id, reading them as our id 2 would show or erase the wrong person.
+    """
+    text = str(value)
+    if not (text.isascii() and text.isdigit()) or (text.startswith("0") and text != "0"):
         return None
     number = int(text)
     return number if 0 < number < MAX_ID else None

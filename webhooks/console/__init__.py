@@ -27,6 +27,7 @@ from flask import (
     url_for,
 )
 from flask_wtf.csrf import CSRFError, CSRFProtect
+from werkzeug.routing import IntegerConverter, Map
 from werkzeug.wrappers import Response
 
 from bot import channels
@@ -35,7 +36,8 @@ from bot.config import Settings
 from bot.cycle import exports, lint, staff
 from bot.privacy import audit
 from bot.scripts.survey import SurveyError
-from bot.storage.models import Campaign
+from bot.storage.models import MAX_ID, Campaign
+from bot.text import clean_text
 from webhooks.console import auth, queries, simulator
 
 bp = Blueprint(
@@ -47,10 +49,25 @@ bp = Blueprint(
 )
 csrf = CSRFProtect()
 OPEN = ("console.sign_in", "console.static")
+# Views whose form carries a file (a panel's CSV): their body is limited only after sign-in,
+# by the app's MAX_CONTENT_LENGTH and the view's own size check.
+UPLOADS = ("console.import_people",)
+# Every other console form (sign-in, a feedback template, an erasure) fits in far less.
+FORM_BYTES = 64 * 1024
+FORM_FIELDS = 100
+
+
+class RowId(IntegerConverter):
+    """`<int:...>` in console URLs: a row id, so nothing past the largest one a database
+    column holds (PostgreSQL and SQLite refuse 2**63 with an error, not "no such row")."""
+
+    def __init__(self, url_map: Map, *args: Any, **kwargs: Any) -> None:
+        super().__init__(url_map, *args, **{"min": 1, **kwargs, "max": MAX_ID - 1})
 
 
 def init_app(app: Flask, settings: Settings) -> None:
     auth.configure(app, settings)
+    app.url_map.converters["int"] = RowId
     csrf.init_app(app)
     app.register_blueprint(bp)
 
@@ -65,18 +82,41 @@ def _client() -> str:
 
 @bp.before_request
 def _guard() -> Response | None:
-    if request.method not in ("GET", "HEAD", "OPTIONS"):
+    posted = request.method not in ("GET", "HEAD", "OPTIONS")
+    if posted and request.endpoint not in UPLOADS:
+        # Before the CSRF check parses the form: a stranger's 8 MB `a&a&a...` costs nothing.
+        _limit_form()
+    if request.endpoint not in OPEN:
+        # The session cookie alone says who this is: no body is read for it.
+        with runtime.database().session() as db:
+            account = auth.current(db)
+            if account is not None:
+                g.staff_id, g.staff_email = account.id, account.email
+        if account is None:
+            session.pop("staff_id", None)
+            return redirect(url_for("console.sign_in", next=request.full_path.rstrip("?")))
+    if posted:
+        # An upload's body (a panel's CSV, up to the app's limit) is read only for staff.
         csrf.protect()  # raises CSRFError, answered below
-    if request.endpoint in OPEN:
-        return None
-    with runtime.database().session() as db:
-        account = auth.current(db)
-        if account is not None:
-            g.staff_id, g.staff_email = account.id, account.email
-    if account is None:
-        session.pop("staff_id", None)
-        return redirect(url_for("console.sign_in", next=request.full_path.rstrip("?")))
     return None
+
+
+def _limit_form() -> None:
+    """413 for a console form over FORM_BYTES or FORM_FIELDS, before it is parsed.
+
+    The length is checked from the header where there is one; a body without one (chunked) is
+    cut off at the limit as it is read. Fields are counted in the raw bytes, which costs
+    microseconds, where parsing 30,000 of them would cost a second of CPU.
+    """
+    request.max_content_length = FORM_BYTES
+    if request.content_length is not None and request.content_length > FORM_BYTES:
+        abort(413)
+    if request.mimetype == "multipart/form-data":
+        request.max_form_parts = FORM_FIELDS
+        return
+    body = request.get_data(cache=True)  # kept: the form is parsed from this copy
+    if body.count(b"&") + body.count(b";") >= FORM_FIELDS:
+        abort(413)
 
 
 @bp.after_request
@@ -149,30 +189,31 @@ def sign_in() -> Any:
         int(current_app.config.get("CONSOLE_SIGNIN_LIMIT_EMAIL", auth.FAILED_PER_EMAIL)),
         int(current_app.config.get("CONSOLE_SIGNIN_LIMIT_CLIENT", auth.FAILED_PER_CLIENT)),
     )
-    # Checked before the password, so a blocked guesser cannot tell a right guess from a wrong one.
-    wait = auth.blocked(email, _client(), limits)
+    # Counted before the password is checked, so a blocked guesser cannot tell a right guess
+    # from a wrong one, and tries sent at once meet the limit as tries in a row do.
+    tried = auth.attempt(email, _client(), limits)
+    wait = tried.wait
     with runtime.database().session() as db:
-        known = staff.find(db, email) if email.strip() else None
-        actor = audit.staff_actor(known.email) if known else "console:unknown"
-        if wait is not None:
-            audit.record(db, actor, "sign_in_refused", "console", reason="too many attempts")
-            refused = True
-        else:
-            account = staff.authenticate(db, email, password)
-            refused = account is None
-            if account is not None:
-                audit.record(db, audit.staff_actor(account.email), "sign_in", "console")
-                auth.sign_in(account)
-            else:
-                audit.record(db, actor, "sign_in_refused", "console", reason="wrong details")
+        account = None if wait is not None else staff.authenticate(db, email, password)
+        refused = account is None
+        if account is not None:
+            audit.record(db, audit.staff_actor(account.email), "sign_in", "console")
+            auth.sign_in(account)
+        elif tried.noteworthy:
+            # Only the first refusal in a window, and the first blocked one: a guesser's
+            # thousand tries are counted in Redis, not written a thousand times here.
+            known = staff.find(db, email) if email.strip() else None
+            actor = audit.staff_actor(known.email) if known else "console:unknown"
+            reason = "too many attempts" if wait is not None else "wrong details"
+            audit.record(db, actor, "sign_in_refused", "console", reason=reason)
     if wait is not None:
         minutes = max(1, -(-wait // 60))
         flash(f"Too many tries to sign in. Please wait {minutes} minutes, then try again.", "error")
         return render_template("console/sign_in.html", next_url=next_url, email=email), 429
     if refused:
-        auth.count_failure(email, _client())
         flash("That email and password do not match an account. Please try again.", "error")
         return render_template("console/sign_in.html", next_url=next_url, email=email), 401
+    auth.succeeded(email, _client())
     return redirect(next_url)
 
 
@@ -304,8 +345,9 @@ def _page_number() -> int:
 @bp.get("/people")
 def people() -> str:
     filters = {
-        "text": request.args.get("q", "")[:200],
-        "tag": request.args.get("tag", "")[:100],
+        # NUL and unpaired surrogates are refused by PostgreSQL in a query (a 500).
+        "text": clean_text(request.args.get("q", "")[:200]),
+        "tag": clean_text(request.args.get("tag", "")[:100]),
         "channel": request.args.get("channel", ""),
         "consent": request.args.get("consent", ""),
     }
@@ -364,6 +406,15 @@ def audit_log() -> str:
     with runtime.database().read() as db:
         events = audit.recent(db, limit=100, before=before)
     return render_template("console/audit.html", events=events)
+
+
+@bp.errorhandler(413)
+def _too_large(exc: Exception) -> tuple[str, int]:
+    return render_template(
+        "console/problem.html",
+        title="This form was too large",
+        message="The form held more than the console takes. Go back and send less.",
+    ), 413
 
 
 @bp.errorhandler(404)

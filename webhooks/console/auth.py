@@ -7,6 +7,7 @@ import logging
 import os
 import secrets
 import time
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -120,28 +121,50 @@ def _keys(email: str, client: str) -> list[str]:
     ]
 
 
-def blocked(email: str, client: str, limits: tuple[int, int]) -> int | None:
-    """Seconds until sign-in may be tried again, or None when it may be tried now.
+@dataclass(frozen=True)
+class Attempt:
+    """A sign-in attempt, counted before its password is checked.
 
-    Redis away: allowed (the limit is advisory, as the admin API's), and argon2 stays slow.
+    `wait`: seconds until sign-in may be tried again, or None when this attempt may go on.
+    `noteworthy`: whether the audit log should hear of it if it is refused: the first try
+    for this email or client in a window, and the first one refused for being over the
+    limit. Every other refusal is counted here and not written down, or a guesser (blocked
+    or not) floods the audit log.
     """
-    try:
-        counts = runtime.redis().mget(_keys(email, client))
-    except Exception:
-        log.warning("console sign-in limit unavailable (Redis down); allowing the attempt")
-        return None
-    for used, limit in zip(counts, limits, strict=True):
-        if used is not None and int(used) >= limit:
-            return WINDOW_SECONDS - int(time.time() % WINDOW_SECONDS)
-    return None
+
+    wait: int | None
+    noteworthy: bool
 
 
-def count_failure(email: str, client: str) -> None:
+def attempt(email: str, client: str, limits: tuple[int, int]) -> Attempt:
+    """Count a sign-in attempt now (INCR first, then compare), as if it will fail.
+
+    Counting before the slow password check is what makes the limit hold under concurrent
+    requests: eleven tries at once each see their own count, not the same zero. A right
+    password gives its count back (`succeeded`). Redis away: allowed (the limit is advisory,
+    as the admin API's), and argon2 stays slow; every refusal is then audited.
+    """
     try:
         pipe = runtime.redis().pipeline()
         for key in _keys(email, client):
             pipe.incr(key)
             pipe.expire(key, WINDOW_SECONDS * 2)
+        counts = [int(n) for n in pipe.execute()[0::2]]
+    except Exception:
+        log.warning("console sign-in limit unavailable (Redis down); allowing the attempt")
+        return Attempt(None, True)
+    over = any(used > limit for used, limit in zip(counts, limits, strict=True))
+    noteworthy = any(used in (1, limit + 1) for used, limit in zip(counts, limits, strict=True))
+    wait = WINDOW_SECONDS - int(time.time() % WINDOW_SECONDS) if over else None
+    return Attempt(wait, noteworthy)
+
+
+def succeeded(email: str, client: str) -> None:
+    """A right password: its attempt no longer counts against the email or the client."""
+    try:
+        pipe = runtime.redis().pipeline()
+        for key in _keys(email, client):
+            pipe.decr(key)
         pipe.execute()
     except Exception:
-        log.warning("console sign-in limit unavailable (Redis down); failure not counted")
+        log.warning("console sign-in limit unavailable (Redis down)")
