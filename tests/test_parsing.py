@@ -333,7 +333,8 @@ def test_welsh_yes(typed):
 
 @pytest.mark.parametrize("typed", ["na", "Nac ydw", "naddo", "dim diolch"])
 def test_welsh_no(typed):
-    assert parse(Q["ok"], typed) == Answer("no", "No")
+    # From someone who writes in Welsh; "na" from anyone else is asked about (NA, n/a).
+    assert parse(Q["ok"], typed, "cy") == Answer("no", "No")
 
 
 # --- replies found to be stored wrongly or missed (QA round, 2026-11-26) ---------------------

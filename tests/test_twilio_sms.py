@@ -1,6 +1,7 @@
 import threading
 import xml.etree.ElementTree as ET
 
+import pytest
 import requests
 from sqlalchemy import func, select
 from werkzeug.serving import make_server
@@ -295,3 +296,64 @@ def test_a_yes_long_after_do_you_want_us_to_stop_answers_the_question(client, da
 def test_start_with_no_survey_waiting_offers_no_question(client):
     (reply,) = texts(text(client, "START", sender="+447700900888"))
     assert "no questions for you just now" in reply and "REPEAT" not in reply
+
+
+def _stopped_everywhere(database) -> None:
+    with database.session() as session:
+        person = session.scalars(select(Participant)).one()
+        assert person.opted_out
+        assert [e.kind for e in person.consent_events] == ["opt_out"]
+        assert session.scalars(select(Conversation)).one().status == "stopped"
+        assert session.scalar(select(func.count()).select_from(Answer)) == 0
+
+
+@pytest.mark.parametrize(
+    "word", ["REVOKE", "revoke", "OPTOUT", "Opt out", "STOPALL", "Stop all", "END", "QUIT"]
+)
+def test_every_word_twilio_takes_as_an_opt_out_stops_us_too(client, database, word):
+    # Twilio has stopped the number already: asking again, or storing the word as an
+    # answer, would leave calls and Telegram going on and the next text failing (21610).
+    text(client, "TITLE")
+    (reply,) = texts(text(client, word))
+    assert "You will not hear from Age Better again" in reply
+    _stopped_everywhere(database)
+
+
+def _with_opt_out_type(client, body, kind):
+    return post_twilio(client, PUBLIC, PATH, {**sms_params(body), "OptOutType": kind})
+
+
+def test_twilio_opt_out_type_stop_stops_whatever_the_words(client, database):
+    # A Messaging Service may be set up with its own words ("DIWEDD"); Twilio says so.
+    text(client, "TITLE")
+    (reply,) = texts(_with_opt_out_type(client, "Diwedd", "STOP"))
+    assert "You will not hear from Age Better again" in reply
+    _stopped_everywhere(database)
+
+
+def test_twilio_opt_out_type_help_is_help_whatever_the_words(client, database):
+    text(client, "TITLE")
+    (reply,) = texts(_with_opt_out_type(client, "Gwybodaeth", "HELP"))
+    assert "This is Age Better" in reply and "Which title do you like best?" in reply
+    assert count(database, Answer) == 0
+
+
+def test_twilio_opt_out_type_start_starts_again_only_someone_who_stopped(client, database):
+    text(client, "TITLE")
+    for answer in ("2", "skip", "5"):
+        text(client, answer)
+    # Twilio counts YES among its opt-in words: from someone who never stopped it is an answer.
+    (last,) = texts(_with_opt_out_type(client, "YES", "START"))
+    assert last == "Thank you. We will tell you what we decide."
+    text(client, "REVOKE")
+    (back,) = texts(_with_opt_out_type(client, "Yes", "START"))
+    assert "Welcome back" in back
+    with database.session() as session:
+        person = session.scalars(select(Participant)).one()
+        assert not person.opted_out
+        assert [e.kind for e in person.consent_events if e.kind.startswith("opt")] == [
+            "opt_out",
+            "opt_in",
+        ]
+        recontact = session.scalars(select(Answer).where(Answer.question_id == "recontact"))
+        assert recontact.one().value == "yes"
