@@ -339,7 +339,7 @@ class Survey:
             return None
         question, offered = found
         return (
-            f"question {question.id!r} offers {offered} answers and a {channel.title} "
+            f"a question offers {offered} answers ({question.id!r}) and a {channel.title} "
             f"offers at most {channel.max_choices}"
         )
 
