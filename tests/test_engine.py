@@ -1,6 +1,8 @@
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from bot import engine
 from bot.engine import Ask, Reply, Say, State
 from bot.engine.keywords import Command
@@ -207,19 +209,25 @@ def test_who_is_this_gets_who_we_are_then_the_question():
     assert isinstance(again, Ask) and again.question.id == "why-printed" and again.retry is None
 
 
-def test_a_text_over_the_length_limit_is_told_it_is_too_long_and_the_limit():
+def test_a_text_over_the_length_limit_asks_for_a_shorter_one_and_keeps_the_words():
+    # Nobody counts characters ("yours had 359"): say how long in lines, and keep what
+    # they wrote for staff until a shorter answer takes its place.
     survey = load_text(
-        "id: t\ntitle: T\nquestions:\n  - {id: why, type: text, ask: Why, max_length: 20}\n",
+        "id: t\ntitle: T\nquestions:\n  - {id: why, type: text, ask: Why, max_length: 160}\n",
         "t.yaml",
     )
     state = engine.begin(survey, CTX).state
-    step = engine.step(survey, state, Reply("x" * 25), CTX)
+    step = engine.step(survey, state, Reply("x" * 359), CTX)
     (prompt,) = step.prompts
-    assert step.answers == ()
+    assert step.answers == (engine.RecordedAnswer("why", None, None, "x" * 359, unparsed=True),)
     assert (
         prompt.retry
-        == "Sorry, that is too long for us: please keep it to 20 characters (yours had 25)."
+        == "Sorry, that is too long for us. Please send a shorter message, about two lines."
     )
+    assert "359" not in prompt.retry and "characters" not in prompt.retry
+    done = engine.step(survey, step.state, Reply("Short and sweet"), CTX)
+    (answer,) = done.answers
+    assert (answer.value, answer.replaces_kept, done.state.kept) == ("Short and sweet", True, False)
 
 
 def test_thanks_or_a_thumbs_up_after_the_end_gets_no_help_text():
@@ -315,24 +323,46 @@ def test_a_range_is_said_up_front_on_every_channel():
 
 
 def test_out_of_range_is_never_stored_and_the_reask_uses_the_scripts_words():
-    steps = run(SCREENER, "16", "sixteen")
+    # Over the maximum, where no ending takes it (under it, the screen-out below does).
+    steps = run(SCREENER, "130", "a hundred and thirty")
     retry = steps[1].prompts[0]
     assert isinstance(retry, Ask) and retry.retry == (
         "Please tell us your age in years, like 72. Please reply with a number from 18 to 120."
     )
     kept = stored(steps)["age"]
-    assert (kept.value, kept.label, kept.raw, kept.unparsed) == (None, None, "sixteen", True)
+    assert (kept.value, kept.label, kept.raw, kept.unparsed) == (
+        None,
+        None,
+        "a hundred and thirty",
+        True,
+    )
     # The screen-out rests on the age: with no usable age it is not applied, and the
     # question that depends on the age too is skipped knowingly.
     assert asked(steps[-1]) == ["colour"]
 
 
-def test_too_long_is_never_stored():
+def test_too_long_is_never_stored_as_the_answer():
     steps = run(SCREENER, "72", "navy", "x" * 21, "y" * 30)
     first_retry = steps[3].prompts[0]
-    assert "keep it to 20 characters (yours had 21)" in first_retry.retry
+    assert "Please send a shorter message, about one line." in first_retry.retry
+    assert steps[3].answers[0].unparsed and steps[3].answers[0].raw == "x" * 21
     kept = stored(steps)["why"]
-    assert (kept.value, kept.unparsed, kept.raw) == (None, True, "y" * 30)
+    assert (kept.value, kept.unparsed, kept.raw, kept.replaces_kept) == (None, True, "y" * 30, True)
+
+
+@pytest.mark.parametrize(("age", "value"), [("16", "16"), ("sixteen", "16"), ("64", "64")])
+def test_an_age_under_the_minimum_meets_the_ending_for_it_not_the_rule(age, value):
+    # min: 18 and an ending for those under 65: the ending's own words, not "from 18 to 120".
+    steps = run(SCREENER, age)
+    assert steps[-1].prompts == (
+        Say("Thank you. This survey is for people aged 65 and over, so that is all.", "outro"),
+    )
+    assert steps[-1].finished and stored(steps)["age"].value == value
+
+
+def test_a_number_outside_the_range_with_no_ending_for_it_is_still_asked_again():
+    steps = run(SCREENER, "130")
+    assert steps[-1].state.question_id == "age" and steps[-1].answers == ()
 
 
 def test_an_end_screens_out_with_its_own_words_and_no_outro():

@@ -17,6 +17,13 @@ from bot.engine.keywords import Command, classify, start_payload
         "/stop",
         "stop please",
         "STOP!",
+        # Twilio stops the number on these too (its default opt-out words).
+        "REVOKE",
+        "revoke",
+        "OPTOUT",
+        "Opt out",
+        "Stop all",
+        "/revoke",
     ],
 )
 def test_stop_words(typed):

@@ -1,9 +1,12 @@
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
+from bot import channels
 from bot.commands.cli import main
 from bot.cycle.lint import lint_file, reachable_questions
+from bot.scripts import templates
 from bot.scripts.survey import load_text
 from tests.conftest import CONVERSATIONS
 
@@ -192,6 +195,39 @@ questions:
     assert "label 1 is read by YAML as false" in joined
 
 
+def test_the_fix_for_an_unquoted_boolean_quotes_the_word_that_was_written(tmp_path):
+    text = """id: s
+title: t
+questions:
+  - id: a
+    type: choice
+    ask: "A?"
+    options:
+      - {value: on, label: On the day}
+      - {value: late, label: off}
+      - {value: none, label: No}
+  - id: b
+    type: scale
+    ask: "B?"
+    labels: {1: No, 5: "Yes"}
+"""
+    joined = "\n".join(lint_file(write(tmp_path, text)).errors)
+    assert (
+        'option 1 value is read by YAML as true, not a word: put it in quotes, value: "on"'
+        in joined
+    )
+    assert (
+        'option 2 label is read by YAML as false, not a word: put it in quotes, label: "off"'
+        in joined
+    )
+    assert (
+        'option 3 label is read by YAML as false, not a word: put it in quotes, label: "No"'
+        in joined
+    )
+    assert 'label 1 is read by YAML as false, not a word: put it in quotes, 1: "No"' in joined
+    assert '"Yes"' not in joined
+
+
 NUMBER_ROUTE = """id: s
 title: t
 questions:
@@ -271,10 +307,33 @@ def test_piping_warns_when_the_answer_can_be_missing(tmp_path):
         'ask: "C?"', 'ask: "C {{ answers.b }} {{ answers.a.value }}?"'
     )
     report = lint_file(write(tmp_path, source))
+    # 'a' is required, but a reply unreadable after two tries leaves it empty too.
     assert [w for w in report.warnings if "answers." in w] == [
-        f"{tmp_path / 's.yaml'}: question 'c': answers.b can be empty here ('b' may be skipped "
-        "or not asked on the way); it will read as nothing"
+        f"{tmp_path / 's.yaml'}: question 'c': answers.{name} can be empty here ('{name}' may be "
+        "skipped, unreadable or not asked on the way); it will read as nothing: give it a "
+        f'fallback, {{{{ answers.{name} | default("that") }}}}'
+        for name in ("a", "b")
     ]
+
+
+@pytest.mark.parametrize(
+    ("pipe", "empty"),
+    [
+        ("{{ answers.b | default('that') }}", "C that?"),
+        ("{{ answers.b or 'that' }}", "C that?"),
+        ("{% if answers.b %}{{ answers.b }}{% endif %}", "C ?"),
+        ("{{ answers.b if answers.b else 'that' }}", "C that?"),
+    ],
+)
+def test_a_pipe_with_a_fallback_is_not_warned_and_reads_as_the_fallback(tmp_path, pipe, empty):
+    source = BASE.replace("    when: {a: no, b: yes}\n", "").replace(
+        'ask: "C?"', f'ask: "C {pipe}?"'
+    )
+    report = lint_file(write(tmp_path, source))
+    assert [w for w in report.warnings if "answers." in w] == []
+    ask = load_text(source, "s.yaml").question("c").ask
+    assert templates.render(ask, {"answers": {"b": templates.Piped("", "")}}) == empty
+    assert templates.render(ask, {"answers": {"b": templates.Piped("Yes", "yes")}}) == "C Yes?"
 
 
 def test_lint_says_a_long_list_cannot_go_by_keypad(tmp_path):
@@ -286,3 +345,76 @@ def test_lint_says_a_long_list_cannot_go_by_keypad(tmp_path):
         "10 answers to pick from" in w and "can go by sms, telegram but not by voice" in w
         for w in report.warnings
     ), report.warnings
+
+
+# --- issue 20 ------------------------------------------------------------------------------
+
+
+def test_one_word_naming_two_options_is_an_error(tmp_path):
+    text = """id: s
+title: t
+questions:
+  - id: colour
+    type: choice
+    ask: "Which colour?"
+    options:
+      - {value: blue, label: Blue, synonyms: [navy]}
+      - {value: black, label: Black, synonyms: [Navy, dark]}
+"""
+    report = lint_file(write(tmp_path, text))
+    assert report.errors == [
+        f"{tmp_path / 's.yaml'}: question 'colour': 'navy' names both 'blue' and 'black'; a "
+        "reply 'navy' would always be read as 'blue': keep it on one option"
+    ]
+
+
+SCREEN_OUT = """id: s
+title: t
+questions:
+  - id: age
+    type: number
+    ask: "How old are you?"
+    min: 18
+    max: 120
+  - id: too-young
+    type: end
+    say: "Thank you. This survey is for people aged 18 and over."
+    when: {age: {max: 17}}
+  - id: colour
+    type: text
+    ask: "Anything else?"
+"""
+
+
+def test_an_ending_for_answers_under_the_minimum_is_reached_straight_after(tmp_path):
+    assert lint_file(write(tmp_path, SCREEN_OUT)).warnings == []
+
+
+def test_an_ending_for_answers_outside_the_range_is_never_reached_after_another_question(tmp_path):
+    # With a question between, the age under 18 is asked again, so the ending is never met.
+    text = SCREEN_OUT.replace(
+        "  - id: too-young", '  - id: name\n    type: text\n    ask: "Name?"\n  - id: too-young'
+    )
+    assert lint_file(write(tmp_path, text)).warnings == [
+        f"{tmp_path / 's.yaml'}: ending 'too-young': never reached: no answers lead to it "
+        "(age in ..17); 'age' takes only 18 to 120, and an answer outside that is asked again "
+        "unless an ending straight after it takes the answer"
+    ]
+
+
+def test_lint_says_more_than_a_hundred_buttons_cannot_go_by_telegram(tmp_path):
+    options = "".join(f"      - {{value: o{i}, label: Option {i}}}\n" for i in range(100))
+    source = f"id: s\ntitle: t\nquestions:\n  - id: q\n    type: choice\n    ask: Pick\n    optional: true\n    options:\n{options}"
+    report = lint_file(write(tmp_path, source))
+    assert (
+        f"{tmp_path / 's.yaml'}: question 'q': 101 answers to pick from (Telegram offers at most "
+        "100): this survey can go by sms but not by telegram"
+    ) in report.warnings
+    assert channels.able_to_carry(load_text(source, "s.yaml")) == ("sms",)
+
+
+@pytest.mark.parametrize("low", [0, 1])
+def test_a_scale_to_ten_can_go_by_call(tmp_path, low):
+    source = f"id: s\ntitle: t\nquestions:\n  - {{id: q, type: scale, ask: Rate it, min: {low}, max: 10}}\n"
+    assert channels.able_to_carry(load_text(source, "s.yaml")) == ("sms", "voice", "telegram")
+    assert lint_file(write(tmp_path, source)).warnings == []

@@ -36,6 +36,7 @@ from tests.fakes import (
     post_telegram,
     sticker_update,
 )
+from tests.readings import BEFORE, WORDINGS, conversations_with_readings
 
 CHAT = 700_100_200
 TELEGRAM = channels.get("telegram")
@@ -727,3 +728,67 @@ def test_all_that_apply_by_buttons_ticks_each_tap_and_stores_on_done(chat, datab
     (sent,) = chat.deliver()
     assert "When did you last come?" in sent["text"]
     assert answers(database)["days"] == ("fri", "Friday", False, False)
+
+
+# --- issue 20: replies read as meant --------------------------------------------------------
+
+
+@pytest.fixture
+def meant(database, redis_conn, redis_url, twilio_fake, telegram_fake, tmp_path):
+    from webhooks import create_app
+
+    folder = conversations_with_readings(tmp_path / "conversations")
+    env = app_env(
+        database.url,
+        redis_url,
+        twilio_fake.url,
+        tmp_path,
+        CONVERSATIONS_DIR=str(folder),
+        **telegram_env(telegram_fake),
+    )
+    current = load_settings(env)
+    runtime.configure(current)
+    client = create_app({"SETTINGS": current, "TESTING": True}).test_client()
+    yield Chat(client, telegram_fake, redis_conn)
+    runtime.configure(current)
+
+
+def _start_at(chat: Chat, question: str) -> None:
+    chat.send("/start meant")
+    chat.deliver()
+    for answer in BEFORE[question]:
+        chat.send(answer)
+        chat.deliver()
+
+
+@pytest.mark.parametrize(("question", "typed", "said"), WORDINGS)
+def test_a_reply_that_could_mean_two_things_is_asked_about_never_stored(
+    meant, database, question, typed, said
+):
+    _start_at(meant, question)
+    meant.send(typed)
+    (reply,) = meant.deliver()
+    assert said in reply["text"]
+    stored = answers(database).get(question)
+    assert stored is None or stored[0] is None
+
+
+def test_did_you_mean_no_has_yes_and_no_buttons_and_yes_stores_no(meant, database):
+    _start_at(meant, "grammar")
+    meant.send("N/A")
+    (confirm,) = meant.deliver()
+    assert confirm["text"].startswith("Did you mean No?") and buttons(confirm) == [["Yes", "No"]]
+    meant.press(confirm, "Yes")
+    (next_one,) = meant.deliver()
+    assert "What did you like best at breakfast?" in next_one["text"]
+    assert answers(database)["grammar"] == ("no", "No", False, False)
+
+
+def test_did_you_mean_not_applicable_no_asks_the_question_again(meant, database):
+    _start_at(meant, "breakfast")
+    meant.send("na")
+    (confirm,) = meant.deliver()
+    meant.press(confirm, "No")
+    (again,) = meant.deliver()
+    assert "What did you like best at breakfast?" in again["text"]
+    assert "breakfast" not in answers(database)

@@ -1,14 +1,18 @@
 import threading
 import xml.etree.ElementTree as ET
 
+import pytest
 import requests
 from sqlalchemy import func, select
 from werkzeug.serving import make_server
 
+from bot.commands import runtime
+from bot.config import load_settings
 from bot.storage.models import Answer, Conversation, Message, Participant
 from tests import people
-from tests.conftest import PUBLIC, run_worker
+from tests.conftest import PUBLIC, app_env, run_worker
 from tests.fakes import post_twilio, sign, sms_params
+from tests.readings import BEFORE, WORDINGS, YES_OR_NO, conversations_with_readings
 
 PATH = "/webhooks/twilio/sms"
 
@@ -294,3 +298,144 @@ def test_a_yes_long_after_do_you_want_us_to_stop_answers_the_question(client, da
 def test_start_with_no_survey_waiting_offers_no_question(client):
     (reply,) = texts(text(client, "START", sender="+447700900888"))
     assert "no questions for you just now" in reply and "REPEAT" not in reply
+
+
+def _stopped_everywhere(database) -> None:
+    with database.session() as session:
+        person = session.scalars(select(Participant)).one()
+        assert person.opted_out
+        assert [e.kind for e in person.consent_events] == ["opt_out"]
+        assert session.scalars(select(Conversation)).one().status == "stopped"
+        assert session.scalar(select(func.count()).select_from(Answer)) == 0
+
+
+@pytest.mark.parametrize(
+    "word", ["REVOKE", "revoke", "OPTOUT", "Opt out", "STOPALL", "Stop all", "END", "QUIT"]
+)
+def test_every_word_twilio_takes_as_an_opt_out_stops_us_too(client, database, word):
+    # Twilio has stopped the number already: asking again, or storing the word as an
+    # answer, would leave calls and Telegram going on and the next text failing (21610).
+    text(client, "TITLE")
+    (reply,) = texts(text(client, word))
+    assert "You will not hear from Age Better again" in reply
+    _stopped_everywhere(database)
+
+
+def _with_opt_out_type(client, body, kind):
+    return post_twilio(client, PUBLIC, PATH, {**sms_params(body), "OptOutType": kind})
+
+
+def test_twilio_opt_out_type_stop_stops_whatever_the_words(client, database):
+    # A Messaging Service may be set up with its own words ("DIWEDD"); Twilio says so.
+    text(client, "TITLE")
+    (reply,) = texts(_with_opt_out_type(client, "Diwedd", "STOP"))
+    assert "You will not hear from Age Better again" in reply
+    _stopped_everywhere(database)
+
+
+def test_twilio_opt_out_type_help_is_help_whatever_the_words(client, database):
+    text(client, "TITLE")
+    (reply,) = texts(_with_opt_out_type(client, "Gwybodaeth", "HELP"))
+    assert "This is Age Better" in reply and "Which title do you like best?" in reply
+    assert count(database, Answer) == 0
+
+
+def test_twilio_opt_out_type_start_starts_again_only_someone_who_stopped(client, database):
+    text(client, "TITLE")
+    for answer in ("2", "skip", "5"):
+        text(client, answer)
+    # Twilio counts YES among its opt-in words: from someone who never stopped it is an answer.
+    (last,) = texts(_with_opt_out_type(client, "YES", "START"))
+    assert last == "Thank you. We will tell you what we decide."
+    text(client, "REVOKE")
+    (back,) = texts(_with_opt_out_type(client, "Yes", "START"))
+    assert "Welcome back" in back
+    with database.session() as session:
+        person = session.scalars(select(Participant)).one()
+        assert not person.opted_out
+        assert [e.kind for e in person.consent_events if e.kind.startswith("opt")] == [
+            "opt_out",
+            "opt_in",
+        ]
+        recontact = session.scalars(select(Answer).where(Answer.question_id == "recontact"))
+        assert recontact.one().value == "yes"
+
+
+# --- issue 20: replies read as meant --------------------------------------------------------
+
+
+@pytest.fixture
+def meant(database, redis_conn, redis_url, twilio_fake, tmp_path):
+    from webhooks import create_app
+
+    folder = conversations_with_readings(tmp_path / "conversations")
+    env = app_env(database.url, redis_url, twilio_fake.url, tmp_path, CONVERSATIONS_DIR=str(folder))
+    settings = load_settings(env)
+    runtime.configure(settings)
+    yield create_app({"SETTINGS": settings, "TESTING": True}).test_client()
+    runtime.configure(settings)
+
+
+def _answers_to(database, question):
+    with database.session() as session:
+        rows = session.scalars(select(Answer).where(Answer.question_id == question)).all()
+        return [(a.value, a.raw_text, a.unparsed) for a in rows]
+
+
+@pytest.mark.parametrize(("question", "typed", "said"), WORDINGS)
+def test_a_reply_that_could_mean_two_things_is_asked_about_never_stored(
+    meant, database, question, typed, said
+):
+    text(meant, "MEANT")
+    for answer in BEFORE[question]:
+        texts(text(meant, answer))
+    (reply,) = texts(text(meant, typed))
+    assert said in reply
+    assert all(value is None for value, _, _ in _answers_to(database, question))
+
+
+def test_did_you_mean_no_yes_stores_no_and_keeps_what_they_wrote(meant, database):
+    text(meant, "MEANT")
+    assert texts(text(meant, "NA")) == ["Did you mean No?\nReply YES or NO"]
+    (next_one,) = texts(text(meant, "yes"))
+    assert "What did you like best at breakfast?" in next_one
+    assert _answers_to(database, "grammar") == [("no", "NA", False)]
+
+
+def test_did_you_mean_no_no_asks_the_question_again(meant, database):
+    text(meant, "MEANT")
+    text(meant, "n/a")
+    (again,) = texts(text(meant, "no"))
+    assert again.startswith(YES_OR_NO) and "Was the grammar good?" in again
+    assert _answers_to(database, "grammar") == []
+    texts(text(meant, "Yes"))
+    assert _answers_to(database, "grammar") == [("yes", "Yes", False)]
+
+
+def test_five_stars_on_a_scale_whose_one_is_best_is_the_best_once_confirmed(meant, database):
+    text(meant, "MEANT")
+    for answer in BEFORE["food"]:
+        text(meant, answer)
+    text(meant, "5 stars")
+    texts(text(meant, "yes"))
+    assert _answers_to(database, "food") == [("1", "5 stars", False)]
+
+
+def test_twelve_and_a_half_is_twelve_and_a_half(meant, database):
+    text(meant, "MEANT")
+    for answer in BEFORE["age"]:
+        text(meant, answer)
+    texts(text(meant, "12 and a half"))
+    assert _answers_to(database, "age") == [("12.5", "12 and a half", False)]
+
+
+def test_a_reply_too_long_is_kept_for_staff_until_a_shorter_one_replaces_it(meant, database):
+    text(meant, "MEANT")
+    for answer in BEFORE["comments"]:
+        text(meant, answer)
+    (reply,) = texts(text(meant, "x" * 359))
+    assert "359" not in reply and "characters" not in reply
+    assert _answers_to(database, "comments") == [(None, "x" * 359, True)]
+    (last,) = texts(text(meant, "Lovely staff"))
+    assert last == "Thank you."
+    assert _answers_to(database, "comments") == [("Lovely staff", "Lovely staff", False)]

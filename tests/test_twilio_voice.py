@@ -932,3 +932,66 @@ def test_hearing_the_menu_again_after_starting_again_keeps_the_call_going(web, d
     call.press("*")  # the menu again
     call.press("1")
     assert "Which title do you like best?" in call.said
+
+
+# --- issue 20 ------------------------------------------------------------------------------
+
+RATE = """
+id: rate
+title: Rate us
+questions:
+  - id: likely
+    type: scale
+    ask: How likely are you to recommend us?
+    min: 0
+    max: 10
+    labels: {0: Not at all likely, 10: Extremely likely}
+  - id: food
+    type: scale
+    ask: How was the food?
+    min: 1
+    max: 5
+    labels: {1: Very good, 5: Very poor}
+outro: Thank you.
+"""
+
+
+@pytest.fixture
+def rate_call(database, redis_conn, redis_url, twilio_fake, tmp_path):
+    from webhooks import create_app
+
+    folder = tmp_path / "conversations"
+    folder.mkdir()
+    (folder / "rate.yaml").write_text(RATE, encoding="utf-8")
+    env = app_env(
+        database.url,
+        redis_url,
+        twilio_fake.url,
+        tmp_path,
+        INBOUND_CALL_SURVEY="rate",
+        CONVERSATIONS_DIR=str(folder),
+    )
+    current = load_settings(env)
+    runtime.configure(current)
+    yield Phone(create_app({"SETTINGS": current, "TESTING": True}).test_client())
+    runtime.configure(current)
+
+
+def test_a_nought_to_ten_scale_goes_by_call_keyed_then_hash(rate_call, database):
+    call = rate_call.dial().press("1")
+    assert "Key in a number from 0 to 10, then press hash." in call.words()
+    gather = call.gather()
+    assert (gather.get("numDigits"), gather.get("finishOnKey")) == (None, "#")
+    call.press("10")
+    assert "How was the food?" in call.said
+    assert answers(database) == [("likely", "10", False)]
+
+
+def test_five_stars_said_on_a_scale_whose_one_is_best_is_asked_about_by_keys(rate_call, database):
+    call = rate_call.dial().press("1").press("7")
+    call.speak("five stars")
+    assert call.said.startswith("Did you mean 1 (Very good)?")
+    assert "For Yes, press 1." in call.said and answers(database) == [("likely", "7", False)]
+    call.press("1")
+    assert call.said.startswith("Thank you.")
+    assert answers(database) == [("likely", "7", False), ("food", "1", False)]

@@ -37,7 +37,7 @@ def inbound_sms() -> Response:
     received = inbox.Received(
         channel=CHANNEL.name,
         text=body,
-        inbound=CHANNEL.parse_stored(body),
+        inbound=CHANNEL.read_inbound(request.form, body),
         address=address,
         provider_id=sid,
     )

@@ -48,9 +48,7 @@ def states(settings: Settings) -> dict[str, str]:
 
 def able_to_carry(survey: Survey) -> tuple[str, ...]:
     """The names of the channels that can carry every question of this survey."""
-    return tuple(
-        c.name for c in _PLUGINS if c.max_choices is None or survey.most_choices <= c.max_choices
-    )
+    return tuple(c.name for c in _PLUGINS if survey.crowded(c) is None)
 
 
 def serving(module: str) -> Channel:

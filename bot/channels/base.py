@@ -23,6 +23,7 @@ from typing import ClassVar, Protocol
 from bot import engine
 from bot.config import Settings
 from bot.engine import Ask, Inbound, Prompt
+from bot.engine.keywords import ProviderKeyword
 from bot.providers.base import Sender
 from bot.providers.errors import ChannelOff
 from bot.scripts.survey import Question, Survey
@@ -41,7 +42,8 @@ class LinkError(Exception):
 # What a person sent, as the channel reads it; a channel whose keys mean different things at
 # different questions (the keypad: is 0 an answer or "skip"?) passes a function of the question
 # in front of the person, which the writer calls once it holds their conversation.
-Interpret = Inbound | Callable[[Question | None], Inbound]
+# A text the provider already took as a keyword (`ProviderKeyword`) is decided there too.
+Interpret = Inbound | ProviderKeyword | Callable[[Question | None], Inbound]
 
 PROCESSED, DUPLICATE, RETRYING = "processed", "duplicate", "retrying"
 
@@ -230,6 +232,11 @@ class Channel:
         return None
 
     # --- words -------------------------------------------------------------------------
+
+    def answers_offered(self, question: Question) -> int:
+        """How many answers this channel offers one by one for this question (a key or a
+        button each), to hold against `max_choices`."""
+        return len(question.choices)
 
     def render_body(self, prompts: Iterable[Prompt], org: str) -> str:
         """What an outbound message says, as stored in the outbox."""

@@ -583,6 +583,16 @@ def write_step(
     if conv.started_at is None and step.answers:
         changes["started_at"] = now
     _update_conversation(session, conv, changes)
+    replaced = [r.question_id for r in step.answers if r.replaces_kept]
+    if replaced:
+        # The words of a reply too long to use, kept until this answer took their place.
+        session.execute(
+            delete(Answer.__table__).where(
+                Answer.__table__.c.conversation_id == conv.id,
+                Answer.__table__.c.question_id.in_(replaced),
+                Answer.__table__.c.unparsed.is_(True),
+            )
+        )
     if step.answers:
         _INSERT_ANSWER.run(
             session.connection(),

@@ -44,7 +44,7 @@ from bot.channels.base import (
 from bot.config import Settings
 from bot.conversations import events, outbox
 from bot.engine import Inbound, Prompt, Say
-from bot.engine.keywords import Command, start_payload
+from bot.engine.keywords import Command, ProviderKeyword, classify, start_payload
 from bot.i18n import N_, t
 from bot.scripts.survey import Survey
 from bot.storage import contacts
@@ -415,7 +415,7 @@ def _decide(
     it is decided."""
     org = settings.org_name
     context = conversations.context_for(person, org, settings.contact_phone)
-    inbound = _interpret(session, received.inbound, conv)
+    inbound = _interpret(session, received.inbound, conv, person)
     state = _state_now(conv, now, channel)
     if state is not None and state.stop_asked:
         # "Yes" to "Do you want us to stop all messages?" takes the one STOP path below.
@@ -527,7 +527,9 @@ def _state_now(conv: Any, now: datetime, channel: str) -> engine.State | None:
     return state
 
 
-def _interpret(session: Session, inbound: Interpret, conv: Any) -> Inbound:
+def _interpret(session: Session, inbound: Interpret, conv: Any, person: Any) -> Inbound:
+    if isinstance(inbound, ProviderKeyword):
+        return _provider_keyword(inbound, person)
     if not callable(inbound):
         return inbound
     question = None
@@ -535,6 +537,16 @@ def _interpret(session: Session, inbound: Interpret, conv: Any) -> Inbound:
         survey = conversations.survey_for(session, conv.survey_version_id)
         question = survey.question(conv.state["question_id"])
     return inbound(question)
+
+
+def _provider_keyword(keyword: ProviderKeyword, person: Any) -> Inbound:
+    """What a text the provider took as a keyword means. Its STOP has already stopped the
+    number there, so it stops here too, on every channel, whatever the words; HELP is HELP.
+    Its START (Twilio's opt-in words include YES) starts again only someone who had stopped;
+    from anyone else it is read as the words it is, so a "yes" still answers the question."""
+    if keyword.command is Command.START and not person.opted_out:
+        return classify(keyword.text) or engine.Reply(keyword.text)
+    return keyword.command
 
 
 def _keyword_survey(raw: str | None, keywords: Mapping[str, Survey] | None) -> Survey | None:

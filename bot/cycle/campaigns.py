@@ -139,9 +139,9 @@ def create(
         if channel not in channels.able_to_carry(surveys[survey_id]):
             # A keypad has keys 1 to 9: a longer list cannot be answered on a call.
             raise CampaignError(
-                f"survey {survey_id!r} cannot go by {channel}: a question offers "
-                f"{surveys[survey_id].most_choices} answers and {channels.get(channel).title} "
-                f"offers at most {channels.get(channel).max_choices}; choose another channel"
+                f"survey {survey_id!r} cannot go by {channel}: "
+                f"{surveys[survey_id].too_many_for(channels.get(channel))}; "
+                "choose another channel"
             )
     audience = request.audience_json()
     if "participants" in audience:
@@ -329,10 +329,7 @@ def _channel_for(
         return None, f"{channel.title} {why}" if why else f"no {channel.title} address"
     if survey is not None and choice not in channels.able_to_carry(survey):
         # Their own channel cannot carry this survey (a keypad has keys 1 to 9).
-        return None, (
-            f"a question offers {survey.most_choices} answers and a {channel.title} "
-            f"offers at most {channel.max_choices}"
-        )
+        return None, survey.too_many_for(channel)
     why_not = channel_off(choice, settings)
     if why_not is not None:
         # The channel is kept, so that a launch once it is on finds these people again

@@ -73,24 +73,52 @@ def _samples(question: Question, survey: Survey) -> list[str]:
     return list(dict.fromkeys(found))
 
 
+def _possible(survey: Survey, question: Question, answered: dict[str, str], value: str) -> bool:
+    """Could this be stored as the answer? A number outside the question's range only where
+    an ending straight after takes it (a screen-out); the engine asks again otherwise."""
+    if question.type != "number":
+        return True
+    try:
+        number = float(value)
+    except ValueError:
+        return True  # the stand-in for "anything else"
+    inside = (question.min is None or number >= question.min) and (
+        question.max is None or number <= question.max
+    )
+    return inside or engine.screened_out(survey, question, answered, value)
+
+
+def _outside_range(survey: Survey, question: Question) -> str:
+    """A hint for a never-reached question whose condition needs a number outside the range
+    its question takes."""
+    for test in tests_in(question.condition):
+        target = next((q for q in survey.questions if q.id == test.question_id), None)
+        if target is None or target.type != "number":
+            continue
+        below = test.high is not None and target.min is not None and test.high < target.min
+        above = test.low is not None and target.max is not None and test.low > target.max
+        if below or above:
+            low = "" if target.min is None else answer_key(target.min)
+            high = "" if target.max is None else answer_key(target.max)
+            return (
+                f"; {target.id!r} takes only {low} to {high}, and an answer outside that is "
+                "asked again unless an ending straight after it takes the answer"
+            )
+    return ""
+
+
 def walk(survey: Survey) -> Walk:
     """Follow every route: each answer a later condition or prompt could depend on, and no
     usable answer at all (skipped, or unreadable after two tries)."""
     watched = {t.question_id for q in survey.questions for t in tests_in(q.condition)}
-    piped = {q.id: templates.attributes_of(q.ask, "answers") for q in survey.questions}
+    # Pipes without a fallback: those are the ones that can read as nothing.
+    piped = {q.id: templates.unguarded_attributes(q.ask, "answers") for q in survey.questions}
     used = {qid for names in piped.values() for qid in names}
     result = Walk()
     seen: set[tuple[str | None, frozenset[tuple[str, str]], tuple[str, ...]]] = set()
     paths = 0
 
-    def go(
-        after: str | None,
-        answered: dict[str, str],
-        unusable: tuple[str, ...],
-        lost: frozenset[str] = frozenset(),
-    ) -> None:
-        # `lost`: required questions taken as unreadable on this route. Their piped answer is
-        # empty too, but only after two misses; the warning is for what a script chose.
+    def go(after: str | None, answered: dict[str, str], unusable: tuple[str, ...]) -> None:
         nonlocal paths
         key = (after, frozenset(answered.items()), unusable)
         if key in seen:
@@ -105,20 +133,19 @@ def walk(survey: Survey) -> Walk:
         for shown in (*routed.says, *([question] if question else [])):
             result.reached.add(shown.id)
             for name in piped[shown.id]:
-                if name not in answered and name not in lost:
+                if name not in answered:
                     result.empty_pipes.setdefault(shown.id, set()).add(name)
         if question is None:
             return
         unusable = (*unusable, *(r.question_id for r in routed.skipped))
         if question.id not in watched and question.id not in used:
-            go(question.id, answered, unusable, lost)
+            go(question.id, answered, unusable)
             return
         for value in _samples(question, survey):
-            go(question.id, {**answered, question.id: value}, unusable, lost)
-        if question.optional:
-            go(question.id, answered, (*unusable, question.id), lost)
-        elif question.id in watched:
-            go(question.id, answered, (*unusable, question.id), lost | {question.id})
+            if _possible(survey, question, answered, value):
+                go(question.id, {**answered, question.id: value}, unusable)
+        # No usable answer: skipped, or unreadable after two tries (any question can be).
+        go(question.id, answered, (*unusable, question.id))
 
     go(None, {}, ())
     return result
@@ -204,6 +231,31 @@ def _position(text: str, index: int) -> str:
     return f"line {line}, column {column}"
 
 
+def shared_names(survey: Survey) -> list[str]:
+    """One line for each word that names two answers of one question (a synonym, a label or
+    a value): a reply of that word would always be read as the first of them."""
+    from bot.engine.parsing import simplify
+
+    lines = []
+    for question in survey.questions:
+        owner: dict[str, str] = {}
+        for option in question.choices:
+            names = dict.fromkeys(
+                n
+                for n in (simplify(w) for w in (option.label, option.value, *option.synonyms))
+                if n
+            )
+            for name in names:
+                first = owner.setdefault(name, option.value)
+                if first != option.value:
+                    lines.append(
+                        f"question {question.id!r}: {name!r} names both {first!r} and "
+                        f"{option.value!r}; a reply {name!r} would always be read as {first!r}: "
+                        "keep it on one option"
+                    )
+    return lines
+
+
 def lint_survey(survey: Survey, report: LintReport) -> None:
     found = walk(survey)
     reached = found.reached if found.complete else {q.id for q in survey.questions}
@@ -213,13 +265,16 @@ def lint_survey(survey: Survey, report: LintReport) -> None:
             what = {"end": "ending", "statement": "statement"}.get(question.type, "question")
             never = "never reached" if what != "question" else "never asked"
             report.warnings.append(
-                f"{report.path}: {what} {question.id!r}: {never}: no answers lead to it ({conditions})"
+                f"{report.path}: {what} {question.id!r}: {never}: no answers lead to it "
+                f"({conditions}){_outside_range(survey, question)}"
             )
+    report.errors.extend(f"{report.path}: {line}" for line in shared_names(survey))
     for qid, names in sorted(found.empty_pipes.items()):
         for name in sorted(names):
             report.warnings.append(
                 f"{report.path}: question {qid!r}: answers.{name} can be empty here "
-                f"({name!r} may be skipped or not asked on the way); it will read as nothing"
+                f"({name!r} may be skipped, unreadable or not asked on the way); it will read "
+                f'as nothing: give it a fallback, {{{{ answers.{name} | default("that") }}}}'
             )
     report.warnings.extend(f"{report.path}: {line}" for line in channel_notes(survey))
     report.warnings.extend(f"{report.path}: {line}" for line in missing_translations(survey))
@@ -237,16 +292,18 @@ def lint_survey(survey: Survey, report: LintReport) -> None:
 def channel_notes(survey: Survey) -> list[str]:
     """Which channels can carry this survey, when it is not all of them."""
     carried = channels.able_to_carry(survey)
-    left_out = [c for c in channels.all_channels() if c.name not in carried]
-    if not left_out:
-        return []
-    first = next(q for q in survey.questions if len(q.choices) == survey.most_choices)
-    limits = "; ".join(f"{c.title} offers at most {c.max_choices}" for c in left_out)
-    return [
-        f"question {first.id!r}: {len(first.choices)} answers to pick from ({limits}): "
-        f"this survey can go by {', '.join(carried) or 'no channel'} but not by "
-        f"{', '.join(c.name for c in left_out)}"
-    ]
+    notes = []
+    for channel in channels.all_channels():
+        found = survey.crowded(channel)
+        if found is None:
+            continue
+        question, offered = found
+        notes.append(
+            f"question {question.id!r}: {offered} answers to pick from ({channel.title} offers "
+            f"at most {channel.max_choices}): this survey can go by "
+            f"{', '.join(carried) or 'no channel'} but not by {channel.name}"
+        )
+    return notes
 
 
 def _raw_texts(data: object) -> Iterator[tuple[str, str]]:

@@ -73,6 +73,12 @@ class State:
     # Thanked once for a "yes" or "ok" that answered the invitation, not the question; a
     # second such reply counts as a miss, so nobody goes round and round.
     thanked: bool = False
+    # A reply that could mean two things, asked about ("Did you mean No?"): {"value", "raw"}
+    # of the likelier answer. A yes stores it; anything else is read afresh.
+    unsure: Mapping[str, str] | None = None
+    # A reply too long to use is kept (unparsed) for staff while we ask for a shorter one;
+    # the answer that follows takes its place.
+    kept: bool = False
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -89,6 +95,10 @@ class State:
             data["stop_asked"] = True
         if self.thanked:
             data["thanked"] = True
+        if self.unsure:
+            data["unsure"] = dict(self.unsure)
+        if self.kept:
+            data["kept"] = True
         return data
 
     @classmethod
@@ -102,6 +112,8 @@ class State:
             picked=tuple(data.get("picked") or ()),
             stop_asked=bool(data.get("stop_asked")),
             thanked=bool(data.get("thanked")),
+            unsure=dict(data["unsure"]) if isinstance(data.get("unsure"), Mapping) else None,
+            kept=bool(data.get("kept")),
         )
 
 
@@ -140,6 +152,8 @@ class RecordedAnswer:
     unparsed: bool = False
     skipped: bool = False
     language: str = STAFF_LANGUAGE  # the language the person answered in
+    # This takes the place of the words kept for staff from a reply too long to use.
+    replaces_kept: bool = False
 
 
 @dataclass(frozen=True)
@@ -299,7 +313,57 @@ SORRY_FOR = {
     "out_of_range": N_("Sorry, that is outside the range we can take."),
     "negated": N_("Sorry, we could not tell which answer you meant."),
     "several": N_("Sorry, please choose just one answer."),
+    "unclear": N_("Sorry, we could not tell what you meant."),
+    "unit": N_("Sorry, please give the number in the unit the question asks for."),
+    "age_unit": N_("Sorry, please give your age in years."),
 }
+YESNO_UNCLEAR = N_("Sorry, we could not tell if that means yes or no.")
+
+
+TOO_LONG = N_("Sorry, that is too long for us.")
+SHORTER = N_("Please send a shorter message, about {lines}.")
+LINE_CHARACTERS = 80  # about a line of a text, as people think of one
+
+
+def lines_for(limit: int, language: str | None = None) -> str:
+    """A length limit as people picture it: "one line", "two lines", "6 lines"."""
+    lines = max(1, round(limit / LINE_CHARACTERS))
+    if lines == 1:
+        return t(language, "one line")
+    if lines == 2:
+        return t(language, "two lines")
+    return t(language, "{count} lines", count=lines)
+
+
+def did_you_mean(
+    survey: Survey, question: Question, answer: parsing.Answer, context: Mapping[str, Any]
+) -> Ask:
+    """ "Did you mean No?", asked as a yes/no question in the place of the question (same
+    id), so every channel offers its own yes and no: words, buttons or keys 1 and 2."""
+    language = _lang(context)
+    local = survey.in_language(language).question(question.id)
+    named = answer.label
+    if question.type == "scale" and answer.label != answer.value:
+        named = f"{answer.value} ({answer.label})"
+    words = t(language, "Did you mean {answer}?", answer=named)
+    confirm = Question(id=question.id, type="yesno", ask=words, yes_no=local.yes_no)
+    return Ask(
+        question=confirm,
+        text=words,
+        number=survey.asked.index(question) + 1 if question in survey.asked else 0,
+        total=len(survey.asked),
+        choices=tuple((o.value, o.label) for o in confirm.choices),
+        language=language,
+    )
+
+
+def screened_out(
+    survey: Survey, question: Question, answered: Mapping[str, str], value: str
+) -> bool:
+    """An answer outside a number's range that the script ends the survey for, straight
+    after the question (a screen-out: `type: end` when: {age: {max: 17}}), with its own
+    words, rather than telling the person the rule and carrying on."""
+    return route(survey, question.id, {**answered, question.id: value}).ended_early
 
 
 def ask_again(
@@ -319,23 +383,15 @@ def ask_again(
         if local.reask
         else None
     )
-    limit = question.max_length
-    length = len((text or "").strip())
-    if question.type == "text" and length > limit:
-        sizes = {"limit": limit, "length": length}
-        keep = t(language, "Please keep it to {limit} characters (yours had {length}).", **sizes)
-        sorry = (
-            f"{own} {keep}"
-            if own
-            else t(
-                language,
-                "Sorry, that is too long for us: please keep it to {limit} characters "
-                "(yours had {length}).",
-                **sizes,
-            )
-        )
+    if question.type == "text" and len((text or "").strip()) > question.max_length:
+        # Nobody counts characters: say how long, in lines. Their words are kept for staff.
+        shorter = t(language, SHORTER, lines=lines_for(question.max_length, language))
+        sorry = f"{own} {shorter}" if own else f"{t(language, TOO_LONG)} {shorter}"
         return ask(survey, question, context, sorry=sorry, answered=answered)
-    sorry = own or t(language, SORRY_FOR.get(reason, SORRY))
+    if reason == "unclear" and question.type == "yesno":
+        sorry = own or t(language, YESNO_UNCLEAR)
+    else:
+        sorry = own or t(language, SORRY_FOR.get(reason, SORRY))
     return ask(
         survey,
         question,
@@ -461,6 +517,8 @@ def _advance(
     lead: tuple[Prompt, ...] = (),
 ) -> Step:
     survey = survey.in_language(_lang(context))
+    if state.kept:
+        recorded = replace(recorded, replaces_kept=True)
     answered = dict(state.answered)
     unusable = tuple(state.unusable)
     if recorded.value is not None and not recorded.unparsed and not recorded.skipped:
@@ -534,6 +592,23 @@ def step(survey: Survey, state: State, inbound: Inbound, context: Mapping[str, A
         # "maybe" there answered us, not the question (it may be about consent).
         carry_on = Say(t(_lang(context), "Thank you. We will carry on."), "info")
         return Step(state, (carry_on, ask(survey, question, context)))
+    # We asked "Did you mean No?": a yes stores that answer, a no asks the question again
+    # (as a miss, so nobody goes round for ever); anything else is read afresh.
+    pending, state = state.unsure, replace(state, unsure=None)
+    if pending is not None and isinstance(inbound, Reply):
+        confirmed = parsing.yes_or_no(inbound.text)
+        if confirmed == "yes":
+            value = pending["value"]
+            label = _stored_label(question, value)
+            recorded = RecordedAnswer(
+                question.id, value, label, pending.get("raw"), language=written_in
+            )
+            consent = _consent_for(question, parsing.Answer(value, label))
+            return _advance(survey, state, recorded, context, consent)
+        if confirmed == "no":
+            return _missed(
+                survey, state, question, pending.get("raw") or "", "unclear", context, written_in
+            )
     if inbound is Command.START:
         return Step(
             state,
@@ -576,7 +651,21 @@ def step(survey: Survey, state: State, inbound: Inbound, context: Mapping[str, A
         return Step(state, (Say(who_text(context), "help"), ask(survey, question, context)))
     language = _lang(context)
     # Read against the question in their language (its labels, and the English ones too).
-    parsed = parsing.parse(survey.in_language(language).question(question.id), inbound.text)
+    local = survey.in_language(language).question(question.id)
+    parsed = parsing.parse(local, inbound.text, written_in)
+    if isinstance(parsed, parsing.Unsure):
+        # It could mean two things: asked, never stored as a guess.
+        pending = {"value": parsed.answer.value, "raw": inbound.text}
+        confirm = did_you_mean(survey, question, parsed.answer, context)
+        return Step(replace(state, unsure=pending), (confirm,))
+    if (
+        isinstance(parsed, parsing.Miss)
+        and parsed.reason == "out_of_range"
+        and parsed.value is not None
+        and screened_out(survey, question, state.answered, parsed.value)
+    ):
+        # Outside the range, and the script ends the survey for it with its own words.
+        parsed = parsing.Answer(parsed.value, parsed.value)
     if isinstance(parsed, parsing.Answer):
         # Stored in the staff language, whatever it was answered in; the language is noted.
         label = _stored_label(question, parsed.value) if question.choices else parsed.label
@@ -593,20 +682,45 @@ def step(survey: Survey, state: State, inbound: Inbound, context: Mapping[str, A
         # asked), not a wrong answer. Thanked and asked again, once, without a miss.
         thanks = Say(t(language, "Thank you."), "thanks")
         return Step(replace(state, thanked=True), (thanks, ask(survey, question, context)))
+    return _missed(survey, state, question, inbound.text, parsed.reason, context, written_in)
+
+
+def _missed(
+    survey: Survey,
+    state: State,
+    question: Question,
+    text: str,
+    reason: str,
+    context: Mapping[str, Any],
+    written_in: str,
+) -> Step:
+    """A reply we could not use: asked again, saying why; after a second miss their words
+    are kept, flagged unreadable, and the survey goes on."""
+    language = _lang(context)
     if state.misses + 1 >= MAX_MISSES and question.sets != "recontact":
         # (A question that sets consent to hear back is asked until it is answered, skipped
         # or stopped: "maybe" kept as their words would leave the consent to an import's flag.)
         # Their words are kept, flagged unreadable, for staff to read; never stored as the
         # answer (no value, no label), so no count, branch or export takes them for one.
-        recorded = RecordedAnswer(
-            question.id, None, None, inbound.text, unparsed=True, language=written_in
-        )
+        recorded = RecordedAnswer(question.id, None, None, text, unparsed=True, language=written_in)
         thanks = Say(t(language, "Thank you, we have noted that."), "info")
         return _advance(survey, replace(state, misses=0), recorded, context, lead=(thanks,))
-    return Step(
-        replace(state, misses=state.misses + 1),
-        (ask_again(survey, question, context, inbound.text, parsed.reason),),
-    )
+    again = ask_again(survey, question, context, text, reason)
+    if reason == "too_long":
+        # Too long to use, but theirs: kept for staff (flagged unreadable) until a shorter
+        # answer takes its place, so nothing is lost if they never send one.
+        kept = RecordedAnswer(
+            question.id,
+            None,
+            None,
+            text,
+            unparsed=True,
+            language=written_in,
+            replaces_kept=state.kept,
+        )
+        moved = replace(state, misses=state.misses + 1, kept=True)
+        return Step(moved, (again,), (kept,))
+    return Step(replace(state, misses=state.misses + 1), (again,))
 
 
 def _could_be_an_answer(question: Question, text: str) -> bool:

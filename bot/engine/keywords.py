@@ -6,6 +6,7 @@ from __future__ import annotations
 import enum
 import re
 import unicodedata
+from dataclasses import dataclass
 
 
 class Command(enum.Enum):
@@ -16,7 +17,9 @@ class Command(enum.Enum):
     SKIP = "skip"
 
 
-STOP_WORDS = {"stop", "stopall", "unsubscribe", "cancel", "end", "quit"}
+# Every word Twilio itself takes as an opt-out (it stops the number at once, whatever we do):
+# we must stop too, on every channel, or the next text fails and calls carry on.
+STOP_WORDS = {"stop", "stopall", "unsubscribe", "cancel", "end", "quit", "revoke", "optout"}
 WORDS: dict[str, Command] = {
     **{w: Command.STOP for w in STOP_WORDS},
     "start": Command.START,
@@ -49,6 +52,8 @@ def classify(text: str) -> Command | None:
     """
     words = re.sub(r"[^a-z/ ]", " ", (text or "").casefold()).split()
     words = [w.lstrip("/") for w in words if w.lstrip("/") not in _POLITE]
+    if words[:2] in (["stop", "all"], ["opt", "out"]):
+        words = ["stopall" if words[0] == "stop" else "optout", *words[2:]]  # "STOP ALL"
     core = [w for w in words if w not in _AROUND]
     if len(set(core)) == 1 and core[0] in _TAKE_AROUND:
         words = core  # "stop it", "STOP STOP", "help me"
@@ -58,6 +63,24 @@ def classify(text: str) -> Command | None:
         # Telegram deep links arrive as "/start <payload>"; that is a start, not a reply.
         return Command.START
     return None
+
+
+@dataclass(frozen=True)
+class ProviderKeyword:
+    """A text the provider has already acted on as a keyword (Twilio's Advanced Opt-Out
+    sends `OptOutType`: STOP, START or HELP), whatever words it holds. The writer decides what
+    it means for the person: a STOP is a STOP; a START only for someone who had stopped (a
+    "YES" that Twilio also counts as START may be an answer)."""
+
+    command: Command
+    text: str
+
+    @classmethod
+    def read(cls, kind: str | None, text: str) -> ProviderKeyword | None:
+        command = {"STOP": Command.STOP, "START": Command.START, "HELP": Command.HELP}.get(
+            (kind or "").strip().upper()
+        )
+        return None if command is None else cls(command, text)
 
 
 def start_payload(text: str) -> str | None:

@@ -300,8 +300,20 @@ class Answer:
 @dataclass(frozen=True)
 class Miss:
     expected: str  # what we want, said plainly: "a number from 1 to 3"
-    # Why it could not be used: unreadable | out_of_range | too_long | negated | several
+    # Why it could not be used: unreadable | out_of_range | too_long | negated | several |
+    # unclear (could mean two things) | unit | age_unit (a unit the question does not ask in)
     reason: str = field(default="unreadable", compare=False)
+    # A number outside the question's range, as it would be stored: a script may end the
+    # survey for it (a screen-out: `type: end` when: {age: {max: 17}}) rather than ask again.
+    value: str | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class Unsure:
+    """A reply that most likely means `answer` but could mean something else ("NA": no, or
+    not applicable?). Asked about ("Did you mean No?"), never stored as a guess."""
+
+    answer: Answer
 
 
 def simplify(text: str) -> str:
@@ -368,6 +380,8 @@ def _as_number(text: str) -> float | None:
     """A number written as digits or words, alone or in a short phrase ("about 3", "3 out of
     5", "5 stars", "seventy two"). Two numbers ("1,5", "1 or 2") are not one number."""
     raw = (text or "").strip().casefold()
+    if _FRACTION.search(raw):
+        return _with_fraction(raw)  # "12 and a half" is 12.5, never 12
     if _STARS.match(raw) and raw.strip().strip("*"):
         return float(sum(1 for ch in raw if ch in "\u2605\u2b50"))
     # "1,000" is a thousand; "1,5" or "1, 5" is two answers (or a decimal comma): not guessed.
@@ -402,12 +416,60 @@ def _as_number(text: str) -> float | None:
     return _word_number(words)
 
 
+# A question about age asks in years, whether or not it says so ("How old are you?").
+AGE_WORDS = {"old", "age", "aged", "oed"}  # oed: Welsh, age
+YEARS = next(unit for unit in UNITS if "years" in unit)
+
+
+def asks_age(question: Question) -> bool:
+    return question.type == "number" and bool(AGE_WORDS & set(simplify(question.ask).split()))
+
+
 def _other_unit(question: Question, text: str) -> bool:
-    """The reply gives its number in a unit the question does not ask in."""
+    """The reply gives its number in a unit the question does not ask in ("18 months" to
+    "How old are you?")."""
     said = set(re.sub(r"(\d)([a-z])", r"\1 \2", simplify(text)).split())  # "1hr"
     asked = set(simplify(question.ask).split())
-    asked_in = [unit for unit in UNITS if unit & asked]
+    asked_in = [unit for unit in UNITS if unit & asked] or ([YEARS] if asks_age(question) else [])
     return bool(asked_in) and any(unit & said and unit not in asked_in for unit in UNITS)
+
+
+# Words that make a number something other than the answer: "I'm 72 next month", "nearly
+# 80", "over 65". Asked again, never stored as the number they sit beside.
+HEDGES = {
+    "next",
+    "nearly",
+    "almost",
+    "soon",
+    "turning",
+    "turn",
+    "over",
+    "under",
+    "more",
+    "less",
+    "plus",
+    "odd",
+    "ish",
+    "till",
+    "until",
+}
+# "12 and a half", "twelve and a quarter", "12½": the part after the whole number.
+_FRACTION = re.compile(
+    r"\s*(?:and\s+(?:a\s+)?(half|quarter|three\s+quarters)|(\u00bd|\u00bc|\u00be))\s*$"
+)
+_FRACTION_VALUE = {"half": 0.5, "quarter": 0.25, "\u00bd": 0.5, "\u00bc": 0.25, "\u00be": 0.75}
+
+
+def _with_fraction(text: str) -> float | None:
+    """A whole number and a fraction said in words, or None if the reply has none."""
+    found = _FRACTION.search((text or "").casefold())
+    if found is None:
+        return None
+    part = found.group(1) or found.group(2)
+    whole = _as_number(text[: found.start()])
+    if whole is None:
+        return None
+    return whole + _FRACTION_VALUE.get(re.sub(r"\s+", " ", part), 0.75)
 
 
 def _out_of(text: str) -> float | None:
@@ -439,9 +501,24 @@ def _names(option: Option) -> list[str]:
     return [n for n in dict.fromkeys(names) if n]
 
 
+# Words that name an option only to leave it out: "everything but sausage", "all except
+# sausage", "better than poor". Before the option's name they turn the reply against it.
+EXCLUDING = {"but", "except", "excepting", "excluding", "than", "besides", "apart", "instead"}
+
+
 def _negated(said: str, option: Option) -> bool:
     own = {w for name in _names(option) for w in name.split()}
-    return any(w in NEGATIONS | {"no", "nope", "na"} and w not in own for w in said.split())
+    words = said.split()
+    if any(w in NEGATIONS | {"no", "nope", "na"} and w not in own for w in words):
+        return True
+    starts = [
+        m.start()
+        for name in _names(option)
+        for m in [re.search(rf"\b{re.escape(name)}\b", said)]
+        if m is not None
+    ]
+    before = said[: min(starts)].split() if starts else []
+    return any(w in EXCLUDING and w not in own for w in before)
 
 
 def _found(options: tuple[Option, ...], said: str) -> list[Option]:
@@ -480,6 +557,7 @@ def _pick(question: Question, text: str) -> Answer | Miss | None:
         and number.is_integer()
         and 1 <= number <= len(options)
         and not re.search(r"star|\u2605|\u2b50", text or "", re.IGNORECASE)
+        and _out_of(text) is None  # "3 out of 10" is a score on another scale, not option 3
     ):
         opt = options[int(number) - 1]
         return Answer(opt.value, opt.label)
@@ -622,6 +700,13 @@ def says_yes(text: str) -> bool:
     return found is not None and found.value == "yes"
 
 
+def yes_or_no(text: str) -> str | None:
+    """ "yes", "no" or None: a reply to a question of ours ("Did you mean No?"), where a
+    tapped or pressed 1 is yes and 2 is no."""
+    found = _yesno(text)
+    return None if found is None else found.value
+
+
 def _yesno(text: str) -> Answer | None:
     said = simplify(text)
     if _NO_THAT_MEANS_YES.match(said):
@@ -637,6 +722,70 @@ def _yesno(text: str) -> Answer | None:
     if first in NO_WORDS and not any(w in YES_WORDS for w in words[1:]):
         return Answer("no", "No")
     return None
+
+
+# "NA", "n/a": not applicable in English, and "na" is no in Welsh (and "nah" typed short).
+NOT_APPLICABLE = {"na", "n a"}
+# After a leading "no", words that keep it a plain no ("no thank you", "no I didn't", "no
+# not really"). Anything else may say no to something other than the question: "no
+# mistakes" or "no complaints" to "Was the grammar good?" means yes; so it is asked again.
+_PLAIN_NO_TAIL = NEGATIONS | {"no", "nope", "nah", "n", "na"}
+_PLAIN_NO_TAIL |= {"thanks", "thank", "you", "ta", "thx", "please", "sorry", "afraid", "x", "xx"}
+_PLAIN_NO_TAIL |= {"i", "im", "we", "it", "its", "that", "thats", "this", "really", "at", "all"}
+_PLAIN_NO_TAIL |= {"way", "rather", "definitely", "certainly", "absolutely", "for", "asking"}
+_PLAIN_NO_TAIL |= {"do", "did", "does", "have", "has", "had", "am", "is", "are", "was", "were"}
+_PLAIN_NO_TAIL |= {"will", "would", "can", "could", "should", "shall", "to", "be", "sadly"}
+_PLAIN_NO_TAIL |= {"havent", "hasnt", "hadnt", "wont", "shouldnt", "aint", "unfortunately"}
+_PLAIN_NO_TAIL |= {"nac", "ydw", "ydy", "oes", "diolch", "dim", "o", "gwbl", "yn", "fawr"}
+
+
+def _unclear_no(text: str) -> bool:
+    """A "no" (or "never") followed by words that may make it about something else."""
+    words = simplify(text).split()
+    return (
+        len(words) > 1
+        and words[0] in NO_WORDS
+        and not set(words[1:]) <= _PLAIN_NO_TAIL
+        and simplify(text) not in NO_WORDS
+    )
+
+
+def _yesno_reply(question: Question, text: str, language: str | None) -> Answer | Miss | Unsure:
+    said = simplify(text)
+    no = Answer("no", question.yes_no[1])
+    if said == "n a" or (said == "na" and language != "cy"):
+        # In Welsh "na" is no; otherwise it may be "n/a", which is not an answer to store.
+        return Unsure(no)
+    if _unclear_no(text):
+        return Miss(expected(question), "unclear")
+    return _yesno(text) or Miss(expected(question))
+
+
+# Polarity of a scale's end labels, to tell a scale whose 1 is best ("1 = Very good").
+_GOOD = {"good", "excellent", "best", "great", "satisfied", "likely", "agree", "useful"}
+_GOOD |= {"happy", "helpful", "easy", "well", "outstanding", "perfect", "pleased", "better"}
+_BAD = {"poor", "bad", "worst", "terrible", "dissatisfied", "unlikely", "disagree", "useless"}
+_BAD |= {"unhappy", "unhelpful", "difficult", "hard", "awful", "worse", "unsatisfied"}
+
+
+def _polarity(label: str) -> int:
+    words = set(simplify(label).split())
+    if words & _BAD or (words & _GOOD and words & NEGATIONS):
+        return -1
+    return 1 if words & _GOOD else 0
+
+
+def best_first(question: Question) -> bool:
+    """A scale whose lowest point is the best ("1 Very good ... 5 Very poor")."""
+    if question.type != "scale" or question.min is None or question.max is None:
+        return False
+    low = question.labels.get(int(question.min))
+    high = question.labels.get(int(question.max))
+    return _polarity(low or "") > _polarity(high or "") and (low is not None or high is not None)
+
+
+def _stars(text: str) -> bool:
+    return bool(re.search(r"star|[\u2605\u2b50\u2606]|\d\s*\*", text or "", re.IGNORECASE))
 
 
 def _format_number(number: float) -> str:
@@ -699,7 +848,10 @@ def expected(question: Question, language: str | None = None) -> str:
     )
 
 
-def parse(question: Question, text: str) -> Answer | Miss:
+def parse(question: Question, text: str, language: str | None = None) -> Answer | Miss | Unsure:
+    """What a reply means for this question: an answer, a miss saying what we expect, or
+    (where it could mean two things) the likelier answer to ask about. `language` is the
+    person's, for words that mean one thing in Welsh and another in English ("na")."""
     text = text if isinstance(text, str) else ""
     if question.type == "text":
         stripped = text.strip()
@@ -709,15 +861,22 @@ def parse(question: Question, text: str) -> Answer | Miss:
             return Miss(expected(question))
         return Answer(stripped, stripped)
     if question.type == "yesno":
-        return _yesno(text) or Miss(expected(question))
+        return _yesno_reply(question, text, language)
     if question.type == "date":
         return _date(text) or Miss(expected(question))
     if question.type == "multi":
         return _multi(question, text)
     if question.type == "choice":
+        if simplify(text) in NOT_APPLICABLE:
+            # "na" is no in Welsh, "n/a" not applicable: an option coded `na` is asked about.
+            coded = [o for o in question.choices if simplify(o.value) in NOT_APPLICABLE]
+            if len(coded) == 1 and simplify(coded[0].label) not in NOT_APPLICABLE:
+                return Unsure(Answer(coded[0].value, coded[0].label))
         return _pick(question, text) or Miss(expected(question))
+    if question.type == "number" and set(simplify(text).split()) & HEDGES:
+        return Miss(expected(question), "unclear")
     if question.type in ("scale", "number") and _other_unit(question, text):
-        return Miss(expected(question))
+        return Miss(expected(question), "age_unit" if asks_age(question) else "unit")
     if question.type == "scale":
         out_of = _out_of(text)
         if out_of is not None and question.max is not None and out_of != question.max:
@@ -730,6 +889,10 @@ def parse(question: Question, text: str) -> Answer | Miss:
                 and question.max is not None
                 and question.min <= point <= question.max
             ):
+                if _stars(text) and best_first(question):
+                    # "5 stars" means the best; here the best is the lowest point.
+                    meant = int(question.min + question.max) - point
+                    return Unsure(Answer(str(meant), question.labels.get(meant, str(meant))))
                 return Answer(str(point), question.labels.get(point, str(point)))
             return Miss(expected(question), "out_of_range")
         if number is not None:
@@ -742,6 +905,6 @@ def parse(question: Question, text: str) -> Answer | Miss:
     if (question.min is not None and number < question.min) or (
         question.max is not None and number > question.max
     ):
-        return Miss(expected(question), "out_of_range")
+        return Miss(expected(question), "out_of_range", _format_number(number))
     value = _format_number(number)
     return Answer(value, value)

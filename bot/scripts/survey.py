@@ -86,6 +86,8 @@ RESERVED_KEYWORDS = {
     "CANCEL",
     "END",
     "QUIT",
+    "REVOKE",
+    "OPTOUT",
     "START",
     "HELP",
     "REPEAT",
@@ -319,6 +321,28 @@ class Survey:
         """The longest list of answers any question offers (a keypad carries at most 9)."""
         return max((len(q.choices) for q in self.questions), default=0)
 
+    def crowded(self, channel: Any) -> tuple[Question, int] | None:
+        """The first question with more answers than this channel can offer one by one (a
+        keypad has keys 1 to 9, Telegram 100 buttons), and how many it has; None if none."""
+        if channel.max_choices is None:
+            return None
+        for question in self.questions:
+            offered = channel.answers_offered(question)
+            if offered > channel.max_choices:
+                return question, offered
+        return None
+
+    def too_many_for(self, channel: Any) -> str | None:
+        """Why this channel cannot carry the survey, in a phrase; None when it can."""
+        found = self.crowded(channel)
+        if found is None:
+            return None
+        question, offered = found
+        return (
+            f"a question offers {offered} answers ({question.id!r}) and a {channel.title} "
+            f"offers at most {channel.max_choices}"
+        )
+
 
 _LOCALISED: dict[tuple[int, str], Survey] = {}
 
@@ -422,11 +446,44 @@ def load_text(source: str, path: str = "<script>") -> Survey:
     return _Builder(path, source).build(data)
 
 
+_BOOL_TAG = "tag:yaml.org,2002:bool"
+
+
+def _bool_words(source: str) -> dict[tuple[str, ...], str]:
+    """Where YAML read a word as true/false (an unquoted Yes, No, On, Off), the word as
+    written, by its path ("questions", "0", "options", "1", "label"), so the suggested fix
+    quotes the word staff wrote."""
+    try:
+        root = yaml.compose(source, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return {}
+    found: dict[tuple[str, ...], str] = {}
+    stack: list[tuple[tuple[str, ...], yaml.Node]] = [((), root)] if root is not None else []
+    while stack:
+        path, node = stack.pop()
+        if isinstance(node, yaml.MappingNode):
+            stack.extend(((*path, str(k.value)), v) for k, v in node.value)
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(((*path, str(i)), v) for i, v in enumerate(node.value))
+        elif isinstance(node, yaml.ScalarNode) and node.tag == _BOOL_TAG:
+            found[path] = str(node.value)
+    return found
+
+
 class _Builder:
     def __init__(self, path: str, source: str):
         self.path = path
         self.source = source
         self.problems: list[str] = []
+        self.position = 0  # the question being read, from 1
+        self._bool_words: dict[tuple[str, ...], str] | None = None
+
+    def written(self, value: bool, *path: str) -> str:
+        """The word YAML read as `value` at this place in the current question, as written."""
+        if self._bool_words is None:
+            self._bool_words = _bool_words(self.source)
+        where = ("questions", str(self.position - 1), *path)
+        return self._bool_words.get(where) or ("Yes" if value else "No")
 
     def fail(self, where: str | None, message: str) -> None:
         self.problems.append(
@@ -622,6 +679,7 @@ class _Builder:
             self.fail(f"question {position}", "id must be lower-case letters, digits, - or _")
             return None
         where = f"question {qid!r}"
+        self.position = position
         for key in sorted(set(raw) - QUESTION_KEYS):
             self.fail(where, f"unknown key {key!r} (allowed: {', '.join(sorted(QUESTION_KEYS))})")
         qtype = raw.get("type")
@@ -710,10 +768,11 @@ class _Builder:
             for key in ("value", "label"):
                 if isinstance(item[key], bool):
                     # YAML 1.1 reads an unquoted Yes, No, On, Off, True or False as a boolean.
+                    word = self.written(item[key], "options", str(n - 1), key)
                     self.fail(
                         where,
                         f"option {n} {key} is read by YAML as {str(item[key]).lower()}, "
-                        f'not a word: put it in quotes, e.g. {key}: "Yes"',
+                        f'not a word: put it in quotes, {key}: "{word}"',
                     )
             value, label = answer_key(item["value"]), str(item["label"]).strip()
             if not value or not label:
@@ -769,10 +828,11 @@ class _Builder:
         else:
             for point, text in raw_labels.items():
                 if isinstance(text, bool):
+                    word = self.written(text, "labels", str(point))
                     self.fail(
                         where,
                         f"label {point!r} is read by YAML as {str(text).lower()}, not a word: "
-                        'put it in quotes, e.g. "No"',
+                        f'put it in quotes, {point}: "{word}"',
                     )
                     continue
                 if not isinstance(point, int) or not (low <= point <= high):

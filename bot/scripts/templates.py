@@ -550,6 +550,18 @@ _env = _BoundedEnvironment(
     lstrip_blocks=True,
     finalize=_finalize,
 )
+
+
+def _fallback(value: Any, default_value: Any = "", boolean: bool = False) -> Any:
+    """`{{ answers.colour | default("that one") }}`: the fallback where the value is missing
+    or empty. An answer skipped, unreadable or not asked reads as empty text, not as a name
+    nobody defined, so empty text takes the fallback too (Jinja's own keeps it)."""
+    if isinstance(value, Undefined) or (isinstance(value, str) and not value):
+        return default_value
+    return default_value if boolean and not value else value
+
+
+_env.filters["default"] = _env.filters["d"] = _fallback
 # The guard's own helpers are called like any function the template calls.
 _BoundedEnvironment.bounded_iter._involve_bounded = True  # type: ignore[attr-defined]
 _BoundedEnvironment.bounded_concat._involve_bounded = True  # type: ignore[attr-defined]
@@ -645,6 +657,74 @@ def attributes_of(source: str, name: str) -> list[str]:
             found.append(node.attr)
         elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
             found.append(node.arg.value)
+    return list(dict.fromkeys(found))
+
+
+FALLBACK_FILTERS = ("default", "d")
+
+
+def unguarded_attributes(source: str, name: str) -> list[str]:
+    """The attributes of `name` a template can print with no fallback: not inside
+    `| default(...)`, not before an `or`, not under an `if` that tests them. These are the
+    ones that read as nothing when the answer is missing."""
+    try:
+        parsed = _env.parse(source)
+    except TemplateSyntaxError:
+        return []
+    found: list[str] = []
+
+    def attribute(node: nodes.Node) -> str | None:
+        if not isinstance(node, nodes.Getattr | nodes.Getitem):
+            return None
+        target = node.node
+        if not (isinstance(target, nodes.Name) and target.name == name):
+            return None
+        if isinstance(node, nodes.Getattr):
+            return node.attr
+        arg = node.arg
+        return arg.value if isinstance(arg, nodes.Const) and isinstance(arg.value, str) else None
+
+    def tested(node: nodes.Node) -> set[str]:
+        within = [node, *node.find_all((nodes.Getattr, nodes.Getitem))]
+        return {a for n in within if (a := attribute(n))}
+
+    def visit(node: nodes.Node, guarded: frozenset[str] | None) -> None:
+        # `guarded`: the attributes with a fallback here; None: every one has.
+        here = attribute(node)
+        if here is not None:
+            if guarded is not None and here not in guarded:
+                found.append(here)
+            return
+        if isinstance(node, nodes.Filter) and node.name in FALLBACK_FILTERS:
+            if node.node is not None:
+                visit(node.node, None)
+            for part in (*node.args, *node.kwargs):
+                visit(part, guarded)
+            return
+        if isinstance(node, nodes.Or):
+            visit(node.left, None)
+            visit(node.right, guarded)
+            return
+        if isinstance(node, nodes.If | nodes.CondExpr):
+            inside = None if guarded is None else guarded | tested(node.test)
+            visit(node.test, None)
+            body = node.body if isinstance(node, nodes.If) else [node.expr1]
+            rest = (
+                [*node.elif_, *node.else_]
+                if isinstance(node, nodes.If)
+                else [node.expr2]
+                if node.expr2 is not None
+                else []
+            )
+            for part in body:
+                visit(part, inside)
+            for part in rest:
+                visit(part, guarded)
+            return
+        for child in node.iter_child_nodes():
+            visit(child, guarded)
+
+    visit(parsed, frozenset())
     return list(dict.fromkeys(found))
 
 

@@ -10,6 +10,7 @@ from bot.channels.phone_number import PhoneNumberChannel
 from bot.channels.sms import render
 from bot.config import Settings
 from bot.engine import Inbound, Prompt
+from bot.engine.keywords import ProviderKeyword
 from bot.phone_numbers import InvalidPhoneNumber, normalise_phone
 from bot.text import clean_text
 
@@ -46,6 +47,13 @@ class SmsChannel(PhoneNumberChannel):
 
     def parse_stored(self, body: str) -> Inbound:
         return render.parse(body)
+
+    def read_inbound(self, form: Mapping[str, str], body: str) -> Inbound | ProviderKeyword:
+        """What the text says, and whether Twilio already took it as a keyword: with
+        Advanced Opt-Out it sends `OptOutType` (STOP, START or HELP) for its own words,
+        which may be any a Messaging Service is set up with. Passed on as it came; the writer
+        decides what it means for the person."""
+        return ProviderKeyword.read(form.get("OptOutType"), body) or self.parse_stored(body)
 
     def read_request(self, form: Mapping[str, str]) -> tuple[str, str, str] | str:
         """(message sid, sender's address, body) from Twilio's form, or what is wrong with it."""

@@ -67,8 +67,14 @@ class TelegramChannel(Channel):
     max_address_length = 17  # a minus and 16 digits: chat ids fit in 52 bits
     buttons = True
     replies_inline = False  # the Bot API is called by the sender, never in the webhook
+    max_choices = 100  # buttons in one message: Telegram refuses a keyboard with more
     simulate_hint = "type a button's number or text, or your own words"
     webhooks = ("webhooks.telegram:bp",)
+
+    def answers_offered(self, question: Question) -> int:
+        # A button each, and Done (all that apply) and Skip (optional) are buttons too.
+        buttons = len(question.choices) if question.type in render.BUTTONED else 0
+        return buttons + (question.type == "multi") + question.optional
 
     def normalise(self, raw: str) -> str:
         text = str(raw).strip()

@@ -46,6 +46,12 @@ class VoiceChannel(PhoneNumberChannel):
         url = f"{settings.public_base_url}/webhooks/twilio/voice"
         return [point_number(settings, "voice", url, "calls")]
 
+    def answers_offered(self, question: Question) -> int:
+        # A scale past 9 is keyed in, digits then hash ("1 0 #"); only a list needs a key each.
+        if question.type == "scale" and render.two_digit(question):
+            return 0
+        return len(question.choices)
+
     def render_body(self, prompts: Iterable[Prompt], org: str) -> str:
         return " ".join(render.render(list(prompts), org).say)
 

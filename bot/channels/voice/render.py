@@ -148,7 +148,12 @@ def question_speech(prompt: Ask) -> list[str]:
         parts.append(t(lang, "For the 3rd of April 1948, press 0 3 0 4 1 9 4 8, then hash."))
     elif q.type == "scale":
         low, high = int(q.min or 0), int(q.max or 0)
-        parts.append(t(lang, "Press a number from {low} to {high}.", low=low, high=high))
+        parts.append(
+            # Past 9 the number is keyed in, then hash ("1 0 #"): said up front.
+            t(lang, "Key in a number from {low} to {high}, then press hash.", low=low, high=high)
+            if high > 9
+            else t(lang, "Press a number from {low} to {high}.", low=low, high=high)
+        )
         labels = dict(
             zip(
                 (int(v) for v, _ in prompt.choices[:own]),
@@ -160,8 +165,6 @@ def question_speech(prompt: Ask) -> list[str]:
             parts.append(t(lang, "{point} means {label}.", point=low, label=labels[low]))
         if high in q.labels:
             parts.append(t(lang, "{point} means {label}.", point=high, label=labels[high]))
-        if high > 9:
-            parts.append(t(lang, "Then press hash."))
         keyed = extra_keys(q)
         parts.extend(press(label, key) for key, label in zip(keyed, extras, strict=False))
         if not keyed:
