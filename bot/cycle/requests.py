@@ -226,13 +226,21 @@ class EveryoneAudience(BaseModel):
 Audience = TagsAudience | PeopleAudience | EveryoneAudience
 
 
+def _campaign_schema(schema: dict[str, Any]) -> None:
+    """Both are required, and neither may be null: the model holds None only so that a missing
+    one is told in staff's words, which the description must not offer as valid."""
+    schema["required"] = ["survey", "audience"]
+    audience = schema.get("properties", {}).get("audience", {})
+    if "anyOf" in audience:
+        audience["anyOf"] = [s for s in audience["anyOf"] if s.get("type") != "null"]
+    audience.pop("default", None)
+
+
 class CampaignRequest(StaffRequest):
     """A draft campaign. Validate with the context `surveys` (id -> Survey), `broken` (file ->
     problems) and `settings` (for the local time zone of `send_at`)."""
 
-    model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"required": ["survey", "audience"]}
-    )
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_campaign_schema)
 
     # In the order staff have always been told about mistakes.
     survey: Annotated[str | None, WithJsonSchema({"type": "string"})] = Field(
