@@ -354,13 +354,13 @@ def test_an_unreadable_or_missing_recontact_answer_never_rests_on_the_imports_fl
         assert conv.status == "active"  # still waiting for his yes or no
     preview = post_feedback(client, campaign_id, dry_run=True).json
     (ann,) = preview["recipients"]
-    assert ann["participant"] == "A"
+    assert ann["participant"] == "ext:A"
     assert ann["consent"] == "their answer in this survey (recontact: Yes)"
     skipped = dict((s["participant"], s["reason"]) for s in preview["skipped"])
     flag_alone = (
         "no readable answer to recontact in this survey; the panel's flag alone is not enough"
     )
-    assert skipped == {"B": flag_alone, "C": flag_alone}
+    assert skipped == {"ext:B": flag_alone, "ext:C": flag_alone}
 
 
 def test_without_its_own_question_the_preview_says_what_consent_each_rests_on(
@@ -391,8 +391,8 @@ def test_without_its_own_question_the_preview_says_what_consent_each_rests_on(
         headers=ADMIN,
     ).json
     consent = {r["participant"]: r["consent"] for r in preview["recipients"]}
-    assert consent["A"] == "the panel import or staff (recontact: yes)"
-    assert consent["B"].startswith("their own earlier answer (by sms, ")
+    assert consent["ext:A"] == "the panel import or staff (recontact: yes)"
+    assert consent["ext:B"].startswith("their own earlier answer (by sms, ")
     cli = CliRunner().invoke(main_cli(), ["feedback", "preview", str(campaign_id)])
     assert "(agreed to hear back by: the panel import or staff (recontact: yes))" in cli.output
 

@@ -693,6 +693,18 @@ def _campaign_with_answers(database) -> int:
                     channel="sms",
                 )
             )
+            # Their own yes to the survey's recontact question: an import's flag alone is not
+            # consent to hear back (issue 21 item 16).
+            session.add(
+                Answer(
+                    conversation_id=conv.id,
+                    participant_id=person.id,
+                    question_id="recontact",
+                    value="yes",
+                    label="Yes",
+                    channel="sms",
+                )
+            )
         return campaign.id
 
 

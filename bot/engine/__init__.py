@@ -824,9 +824,9 @@ def is_expired(last_activity: datetime, now: datetime, idle_for: timedelta = IDL
 def reach_a_person(context: Mapping[str, Any], otherwise: bool = True) -> str:
     """How to reach a person (CONTACT_PHONE); with no number, how else to reach staff, or
     nothing where `otherwise` is False (after a stop, which says nothing it cannot keep)."""
-    phone = context.get("contact")
-    if phone:
-        return t(_lang(context), "To speak to a person, call {phone}.", phone=phone)
+    number = context.get("contact")
+    if number:
+        return t(_lang(context), "To speak to a person, call {number}.", number=number)
     if not otherwise:
         return ""
     return t(_lang(context), "To speak to a person, contact us in the usual way.")

@@ -52,7 +52,7 @@ MACHINE = {"machine_start", "machine_end_beep", "machine_end_silence", "machine_
 BEGIN_WORDS = {"yes", "begin", "start", "ok", "okay", "yes please", "go ahead", "carry on"}
 GOODBYE = N_("Goodbye.")
 THANKS_GOODBYE = N_("Thank you. Goodbye.")
-REACH_A_PERSON = N_("To speak to a person, call {phone}.")
+REACH_A_PERSON = N_("To speak to a person, call {number}.")
 
 
 def spoken_number(number: str) -> str:
@@ -198,7 +198,7 @@ class Turn:
         saying where to reach a person (before a closing "Goodbye." said on its own)."""
         said = list(words)
         if self.settings.contact_phone:
-            reach = Said(REACH_A_PERSON, phone=spoken_number(self.settings.contact_phone))
+            reach = Said(REACH_A_PERSON, number=spoken_number(self.settings.contact_phone))
             at = len(said) - 1 if said and said[-1] in (GOODBYE, THANKS_GOODBYE) else len(said)
             said.insert(at, reach)
         self.say(said)
