@@ -204,8 +204,6 @@ def _contact_phone(env: Mapping[str, str]) -> str | None:
     raw = _text(env, "CONTACT_PHONE")
     if raw is None:
         return None
-    from bot.phone_numbers import InvalidPhoneNumber, normalise_phone
-
     try:
         normalise_phone(raw)
     except InvalidPhoneNumber as exc:

@@ -466,6 +466,7 @@ def campaign_create(survey, tags, people, everyone, channel, send_at, reminder_a
 def _say_whose_settings(settings: Any, redis: Any) -> None:
     """This terminal judges channels and quiet hours by its own environment; the worker, which
     sends, by the service's. Say which were used, and where they differ from the worker's."""
+    # Here, as in `worker`: the worker module loads rq's worker and cron machinery.
     from bot.commands.worker import service_view, worker_state, worker_view
 
     try:

@@ -12,21 +12,24 @@ import json
 import logging
 import threading
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import rq
 from redis import Redis
 from rq import Queue
 from rq.cron import CronScheduler
+from sqlalchemy import select
 
+from bot import channels
 from bot.commands import jobs, runtime
+from bot.config import Settings
 from bot.conversations import outbox
 from bot.logmask import redact
 from bot.privacy import retention
-
-if TYPE_CHECKING:
-    from bot.config import Settings
-    from bot.storage.db import Database
+from bot.sending import pacing
+from bot.storage.db import Database
+from bot.storage.models import Message, utcnow
+from bot.storage.status import Direction, Outbound
 
 log = logging.getLogger(__name__)
 RECONCILE_INTERVAL = 60  # seconds
@@ -43,8 +46,6 @@ VIEW_KEY = "involve:worker:settings"
 
 
 def service_view(settings: Settings) -> dict[str, Any]:
-    from bot import channels
-
     return {
         "channels": channels.states(settings),
         "quiet_hours": ",".join(str(w) for w in settings.quiet_hours) or "none",
@@ -194,12 +195,6 @@ def retime_held(database: Database, redis: Redis, settings: Settings) -> int:
     (QUIET_HOURS emptied or changed, then the worker restarted) goes at the new time, not
     the old one. Only rows never tried are held that way: a retry's or a call-again's delay
     is kept. Returns how many were re-timed."""
-    from sqlalchemy import select
-
-    from bot.sending import pacing
-    from bot.storage.models import Message, utcnow
-    from bot.storage.status import Direction, Outbound
-
     now = utcnow()
     sooner: dict[datetime, list[int]] = {}
     with database.session() as session:
@@ -228,8 +223,6 @@ def retime_held(database: Database, redis: Redis, settings: Settings) -> int:
 
 
 def run(redis: Redis, burst: bool = False) -> None:
-    from bot.commands import runtime
-
     settings = runtime.settings()
     try:
         retime_held(runtime.database(), redis, settings)

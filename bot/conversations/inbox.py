@@ -49,7 +49,15 @@ from bot.i18n import N_, t
 from bot.scripts.survey import Survey
 from bot.storage import contacts
 from bot.storage.db import INBOX, Database, is_transient, queue_after_commit
-from bot.storage.models import WAITING_INBOUND, Answer, Message, Participant, utcnow
+from bot.storage.models import (
+    WAITING_INBOUND,
+    Answer,
+    Campaign,
+    Conversation,
+    Message,
+    Participant,
+    utcnow,
+)
 from bot.storage.prepared import Prepared
 from bot.storage.status import Consent, Direction, Kind, Outbound
 from bot.storage.status import Inbound as InboundStatus
@@ -484,8 +492,6 @@ def _closed_by_staff(session: Session, person_id: int, now: datetime) -> Survey 
     """The survey of this person's latest conversation if staff closed its campaign (within
     CLOSED_NOTICE) while it was in progress: their answer is told it came too late, rather
     than met with the general help as if we had never asked."""
-    from bot.storage.models import Campaign, Conversation
-
     latest = session.execute(
         select(
             Conversation.status,

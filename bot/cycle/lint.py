@@ -16,6 +16,7 @@ import yaml
 from bot import channels, engine
 from bot.cycle import feedback
 from bot.engine import Ask, Say
+from bot.engine.parsing import simplify
 from bot.scripts import gsm, templates
 from bot.scripts.survey import (
     MULTI_SEPARATOR,
@@ -234,8 +235,6 @@ def _position(text: str, index: int) -> str:
 def shared_names(survey: Survey) -> list[str]:
     """One line for each word that names two answers of one question (a synonym, a label or
     a value): a reply of that word would always be read as the first of them."""
-    from bot.engine.parsing import simplify
-
     lines = []
     for question in survey.questions:
         owner: dict[str, str] = {}
