@@ -85,7 +85,7 @@ def test_voice_choice_is_spoken_question_first_one_idea_a_sentence():
 def test_voice_text_question_is_recorded_and_skippable_with_zero():
     turn = voice.render([ask("why")])
     assert turn.gather.record
-    assert "After the tone, please say your answer." in turn.say
+    assert "Or wait 10 seconds for the tone, then say your answer." in turn.say
     assert "To skip this question, press 0." in turn.say
     assert voice.parse("0", SURVEY.question("why")) is Command.SKIP
     assert voice.parse("0", SURVEY.question("format")) == Reply(

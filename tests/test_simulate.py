@@ -77,7 +77,7 @@ def test_simulate_voice_plays_the_call_with_words_and_silence(settings, database
         main, ["simulate", "guide-title", "--channel", "voice"], input=typed
     )
     assert result.exit_code == 0, result.output
-    assert "[spoken] Sorry, I did not hear anything." in result.output
+    assert "[spoken] Sorry, we did not hear anything." in result.output
     assert "[beep: recording; type what you would say]" in result.output
     with database.session() as session:
         answers = session.scalars(select(Answer).order_by(Answer.id)).all()

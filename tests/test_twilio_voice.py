@@ -207,7 +207,7 @@ def test_an_unknown_caller_is_offered_the_inbound_survey_and_completes_it_by_key
 def test_a_whole_survey_by_speech_with_a_recorded_text_answer(web, database):
     call = begin_inbound(web)
     call.speak("the second one")
-    assert "After the tone, please say your answer." in call.said
+    assert "Or wait 10 seconds for the tone, then say your answer." in call.said
     call.record(seconds=9)
     assert "How useful" in call.said
     call.speak("five")
@@ -266,7 +266,7 @@ def test_a_transcription_replaces_the_words_and_keeps_the_recording(web, databas
 def test_low_confidence_speech_is_confirmed_before_it_is_kept(web, database):
     call = begin_inbound(web)
     call.speak("managing", confidence="0.31")
-    assert "I heard Managing your health day to day." in call.said
+    assert "We heard Managing your health day to day." in call.said
     assert "Press 1 if that is right." in call.said
     assert answers(database) == []
     call.press("2")
@@ -296,9 +296,9 @@ def test_star_repeats_at_a_question_and_at_the_opening_without_storing(web, data
 def test_silence_is_asked_again_twice_then_kept_and_goodbye(web, database):
     call = begin_inbound(web)
     call.wait()
-    assert call.said.startswith("Sorry, I did not hear anything.") and "Which title" in call.said
+    assert call.said.startswith("Sorry, we did not hear anything.") and "Which title" in call.said
     call.wait()
-    assert call.said.startswith("Sorry, I did not hear anything.")
+    assert call.said.startswith("Sorry, we did not hear anything.")
     call.wait()
     assert call.ended and "We have kept your answers so far." in call.said
     with database.session() as session:
@@ -318,7 +318,7 @@ def test_silence_at_an_optional_question_moves_on(web, database):
 def test_a_wrong_key_says_what_is_expected_then_the_second_is_kept_and_we_move_on(web, database):
     call = begin_inbound(web)
     call.press("7")
-    assert call.said.startswith("Sorry, we didn't quite catch that. Which title do you like best?")
+    assert call.said.startswith("Sorry, there is no option 7. Which title do you like best?")
     assert answers(database) == []
     call.press("8")
     assert "Thank you, we have noted that." in call.said and "How useful" not in call.said

@@ -18,8 +18,9 @@ call loses nothing and the next call, either way, resumes at the first unanswere
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from urllib.parse import urlencode
 
 from twilio.twiml.voice_response import VoiceResponse
@@ -47,12 +48,21 @@ log = logging.getLogger(__name__)
 
 BASE = "/webhooks/twilio/voice"
 MAX_SILENCES = 2  # asked again twice after silence, then we keep what we have
-KEY_WINDOW = 2  # seconds after a text question for star or 0, before the tone
 MACHINE = {"machine_start", "machine_end_beep", "machine_end_silence", "machine_end_other", "fax"}
 BEGIN_WORDS = {"yes", "begin", "start", "ok", "okay", "yes please", "go ahead", "carry on"}
 GOODBYE = N_("Goodbye.")
+# A goodbye already said, by us or in a script's outro ("Thank you, goodbye!", "Hwyl fawr"):
+# the call does not say it twice.
+_SAYS_GOODBYE = re.compile(r"\b(?:good[\s-]?bye|bye for now|hwyl fawr|da bo chi)\b", re.IGNORECASE)
+
+
+def says_goodbye(sentence: str) -> bool:
+    return bool(_SAYS_GOODBYE.search(sentence))
+
+
 THANKS_GOODBYE = N_("Thank you. Goodbye.")
 REACH_A_PERSON = N_("To speak to a person, call {number}.")
+ABOUT = N_("We are asking people about this: {title}.")
 
 
 def spoken_number(number: str) -> str:
@@ -199,7 +209,7 @@ class Turn:
         said = list(words)
         if self.settings.contact_phone:
             reach = Said(REACH_A_PERSON, number=spoken_number(self.settings.contact_phone))
-            at = len(said) - 1 if said and said[-1] in (GOODBYE, THANKS_GOODBYE) else len(said)
+            at = len(said) - 1 if said and says_goodbye(self.words(said[-1])) else len(said)
             said.insert(at, reach)
         self.say(said)
         self.response.hangup()
@@ -215,13 +225,20 @@ def ask_turn(
     """A question, the options after it, and what happens on silence."""
     q = prompt.question
     turn = Turn(settings, language=prompt.language)
-    words = [*lead, *render.question_speech(prompt)]
+    words = [*lead, *render.question_speech(prompt, settings.voice_wait_seconds)]
     action = turn.url("answer", s=step, q=q.id, n=silences)
     silent = turn.url("answer", s=step, q=q.id, n=silences + 1, silent=1)
     if q.type == "text":
-        # Star or 0 pressed while the question is read is caught here; then the tone.
+        # Star or 0 pressed while the question is read, or in the wait after it, is caught
+        # here; then the tone. The wait is as long as at every other question (and said), and
+        # hash is a key like the others: pressed alone it is nothing said, as silence is.
         keys = turn.response.gather(
-            input="dtmf", action=action, method="POST", timeout=KEY_WINDOW, num_digits=1
+            input="dtmf",
+            action=action,
+            method="POST",
+            timeout=settings.voice_wait_seconds,
+            num_digits=1,
+            finish_on_key="",
         )
         turn.say(words, into=keys)
         turn.response.record(
@@ -265,9 +282,10 @@ def prompts_turn(
             words.append("You asked us not to contact you, so we have no questions for you.")
         else:
             words.append(render.say_prompt(prompt, settings.org_name))
-    if not any(w.endswith(GOODBYE) for w in words):
+    turn = Turn(settings, language=language)
+    if not any(says_goodbye(turn.words(w)) for w in words if w):
         words.append(GOODBYE)
-    return Turn(settings, language=language).end(words)
+    return turn.end(words)
 
 
 def stop_confirm_turn(settings: Settings, step: int, language: str | None = None) -> str:
@@ -454,7 +472,7 @@ class CallFlow:
                         GOODBYE,
                     ]
                 )
-            turn.say([hello, Said("We are asking people about this: {title}.", title=survey.title)])
+            turn.say([hello, Said(ABOUT, title=survey.title)])
             gather = turn.gather(
                 turn.url("open", s=step, begin=1), digits=1, finish="", hints="yes, begin"
             )
@@ -468,9 +486,15 @@ class CallFlow:
             )
             turn.redirect(turn.url("open", s=step, begin=1, silent=1))
             return str(turn)
-        if here.at_start and here.survey is not None and here.survey.intro:
+        if here.at_start and here.survey is not None:
+            # Not yet begun: the script's intro, or, with none, what the survey is about;
+            # "welcome back" only to someone who really is part-way.
             intro = engine.begin(here.survey, here.context).prompts[0]
-            lead = [render.say_prompt(intro, self.org)] if isinstance(intro, Say) else []
+            lead = (
+                [render.say_prompt(intro, self.org)]
+                if isinstance(intro, Say) and intro.kind == "intro"
+                else [Said(ABOUT, title=here.survey.title)]
+            )
         else:
             lead = [N_("Welcome back."), N_("We will carry on where you left off.")]
         turn.say([hello, *lead])
@@ -548,12 +572,22 @@ class CallFlow:
         if here is None or prompt is None or here.opted_out:
             return self._current(call, step)
         q = prompt.question
-        if silent or call.said_nothing or (q.type == "text" and self._empty_recording(call)):
+        # Hash alone where it is not the skip key keys nothing in: counted as silence is, so
+        # it is asked about twice, then we keep what we have (never "no words in your message"
+        # for ever).
+        keyed_nothing = call.digits == render.HASH and render.skip_key(q) != render.HASH
+        if (
+            silent
+            or call.said_nothing
+            or (q.type == "text" and self._empty_recording(call))
+            or (keyed_nothing and not call.speech and not call.recording_url)
+        ):
             if q.id != question_id:
                 return ask_turn(self.settings, prompt, step)
             heard = silences if silent else silences + 1
             if heard <= MAX_SILENCES:
-                return ask_turn(self.settings, prompt, step, [render.SILENCE], heard)
+                sorry = render.NOTHING_KEYED if call.digits else render.SILENCE
+                return ask_turn(self.settings, prompt, step, [sorry], heard)
             if q.optional:
                 outcome = self._submit(call, step, "(silence)", _only_at(q.id, Command.SKIP))
                 return self._after(call, outcome, step)
@@ -593,6 +627,8 @@ class CallFlow:
             return render.parse(call.digits, question, recording=recording, speech=call.speech)
 
         outcome = self._submit(call, step, text, meaning)
+        if q.id == question_id and render.no_such_option(q, call.digits):
+            outcome = _named_key(outcome, q.id, call.digits)
         return self._after(call, outcome, step)
 
     @staticmethod
@@ -617,7 +653,7 @@ class CallFlow:
         )
         turn.say(
             [
-                Said("I heard {label}.", label=label),
+                Said("We heard {label}.", label=label),
                 N_("Press 1 if that is right."),
                 N_("Press 2 to try again."),
             ],
@@ -663,6 +699,18 @@ class CallFlow:
         if (form.get("TranscriptionStatus") or "") != "completed" or not words or not url:
             return
         self.core.transcribed(question_id, url, words)
+
+
+def _named_key(outcome: Outcome, question_id: str, key: str) -> Outcome:
+    """The question asked again after a key with no option is pressed says so: "Sorry, there
+    is no option 7." rather than "we didn't quite catch that"."""
+    prompts = tuple(
+        replace(p, sorry=Said(render.NO_SUCH_OPTION, key=key))
+        if isinstance(p, Ask) and p.question.id == question_id and p.sorry
+        else p
+        for p in outcome.prompts
+    )
+    return replace(outcome, prompts=prompts)
 
 
 def _only_at(question_id: str, inbound: Inbound) -> Interpret:

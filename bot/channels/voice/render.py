@@ -25,14 +25,34 @@ STOP_OFFER = N_("If you would rather we did not call you again, press 9.")
 STOP_CONFIRM = N_("Press 1 to stop all contact. Press 2 to carry on.")
 
 # A sentence that tells a person to type a word only makes sense on a screen: it is dropped
-# whole ("You can reply STOP at any time."), never cut short.
-_SENTENCE = re.compile(r"[^.!?]+(?:[.!?]+|$)")
+# whole ("You can reply STOP at any time."), never cut short. A sentence ends at . ! or ? with
+# a space or the end after it, never inside "4.41", and never after "e.g.", "a.m." or a
+# title: splitting there would be read out as two ("4. 41", "9 a. m.").
+_SENTENCE_END = re.compile(r"[.!?]+(?=\s|$)")
+# Words that always lead on to more ("e.g. soup", "Dr. Jones") and words that end a sentence
+# only where a capital follows ("at 9 a.m. on Monday" against "at 9 a.m. Reply STOP..."), so a
+# dropped sentence never takes the one before it along.
+_LEADS_ON = {
+    "e.g", "eg", "i.e", "ie", "nos", "tel", "mr", "mrs", "ms", "mx", "dr", "rev",
+    "revd", "st", "prof", "vs", "cf", "ref", "dept",
+}  # fmt: skip
+_MAY_END = {"a.m", "p.m", "etc", "approx"}
 _TEXT_ONLY = re.compile(
     r"\b(?:reply|replying|text|texting|send|type)\b[^.!?]*\b(?:STOP|SKIP|START|REPEAT|HELP)\b"
     r"|\b(?:STOP|SKIP|START|REPEAT|HELP)\b[^.!?]*\b(?:reply|replying|text|texting)\b",
     re.IGNORECASE,
 )
 _WORD = re.compile(r"\b(?:STOP|SKIP|START|REPEAT|HELP)\b")  # the texting words, in capitals
+# "Reply YES or NO.", "Text 1, 2 or 3.", "Send the word FOOD.": an instruction to write
+# something back, which a call words its own way ("press 1"). Only a sentence that begins with
+# the verb and names what to write (a word in capitals, a digit, a quoted word, "a number",
+# "the button") is one; "Would you like us to send you a leaflet?" is a question, and stays.
+_WRITE_BACK = re.compile(
+    r"^(?:(?:please|just|simply|or|and|you can|you may)\s+)*"
+    r"(?:reply|text|send|type|write|tap)\b"
+    r"(?=.*(?:(?-i:\b[A-Z]{2,}\b)|\d|[\"'‘“][^\"'’”]+[\"'’”]|\b(?:button|number)s?\b))",
+    re.IGNORECASE,
+)
 
 SPOKEN = {
     "help": (
@@ -42,17 +62,48 @@ SPOKEN = {
     "stopped": N_("We will not contact you again. Thank you for your help so far. Goodbye."),
     "started": N_("Welcome back."),
 }
-SILENCE = N_("Sorry, I did not hear anything.")
+# One voice, "we", in everything the call says for us.
+SILENCE = N_("Sorry, we did not hear anything.")
+NOTHING_KEYED = N_("Sorry, we did not hear an answer.")  # hash alone, where it is no answer
+NO_SUCH_OPTION = N_("Sorry, there is no option {key}.")
+WAIT_SECONDS = 10  # VOICE_WAIT_SECONDS's default, for words rendered without the settings
+
+
+def sentences(text: str) -> list[str]:
+    """The sentences of `text`, each with its own stop, split only where a sentence ends."""
+    found, start = [], 0
+    for end in _SENTENCE_END.finditer(text or ""):
+        before = text[start : end.start()].split()
+        word = before[-1].casefold() if before else ""
+        after = text[end.end() :].lstrip()[:1]
+        if end.group() == "." and (
+            word in _LEADS_ON
+            or (len(word) == 1 and word.isalpha())  # an initial: "J. Smith"
+            or (word in _MAY_END and not after.isupper())
+        ):
+            continue
+        found.append(text[start : end.end()].strip())
+        start = end.end()
+    found.append((text or "")[start:].strip())
+    return [sentence for sentence in found if sentence]
+
+
+def text_only(sentence: str) -> bool:
+    """Is this sentence an instruction for a screen: reply with a word, text a number?"""
+    return bool(
+        _TEXT_ONLY.search(sentence) or _WORD.search(sentence) or _WRITE_BACK.search(sentence)
+    )
 
 
 def spoken(text: str) -> str:
     """Script words for the ear: every sentence about replying with a word is dropped whole."""
-    kept = [
-        sentence.strip()
-        for sentence in _SENTENCE.findall(text or "")
-        if sentence.strip() and not _TEXT_ONLY.search(sentence) and not _WORD.search(sentence)
-    ]
-    return " ".join(kept)
+    return " ".join(sentence for sentence in sentences(text) if not text_only(sentence))
+
+
+def spoken_question(text: str) -> str:
+    """A question's own words for the ear, without its text-only sentences ("Reply STOP to opt
+    out."); where every sentence is one, the words as written: a question must be heard."""
+    return spoken(text) or " ".join(sentences(text))
 
 
 @dataclass(frozen=True)
@@ -84,6 +135,13 @@ def extra_keys(q: Question) -> dict[str, str]:
     first = int(q.max or 0) + 1
     keys = {str(first + n): o.label for n, o in enumerate(q.extras)}
     return keys if first + len(q.extras) - 1 <= 9 else {}
+
+
+def no_such_option(q: Question, keys: str) -> bool:
+    """A single key that names none of a list's options: 7 where there are 3."""
+    if q.type not in ("choice", "yesno") or len(keys) != 1 or not keys.isdigit():
+        return False
+    return not 1 <= int(keys) <= len(q.choices)
 
 
 def zero_is_answer(q: Question) -> bool:
@@ -118,13 +176,14 @@ def hints(q: Question, labels: Iterable[str] = ()) -> str:
     return ", ".join(dict.fromkeys(w for w in words if w))
 
 
-def question_speech(prompt: Ask) -> list[str]:
-    """The question first, then one sentence per option or instruction."""
+def question_speech(prompt: Ask, wait_seconds: int = WAIT_SECONDS) -> list[str]:
+    """The question first, then one sentence per option or instruction. `wait_seconds` is how
+    long the call waits for a key: before the tone, at a question answered in words."""
     q = prompt.question
     lang = prompt.language
     # The retry without its verb: the keys are named below, "press", never "reply".
     parts = [prompt.sorry] if prompt.sorry else []
-    parts.append(prompt.text)
+    parts.append(spoken_question(prompt.text))
     own = len(q.points)
     extras = [label for _, label in prompt.choices[own:]]
 
@@ -176,9 +235,6 @@ def question_speech(prompt: Ask) -> list[str]:
             if bounds
             else t(lang, "Key in the number, then press hash.")
         )
-    else:
-        parts.append(t(lang, "After the tone, please say your answer."))
-        parts.append(t(lang, "When you have finished, press hash."))
     key = skip_key(q)
     if key == SKIP_KEY:
         parts.append(t(lang, "To skip this question, press 0."))
@@ -191,6 +247,17 @@ def question_speech(prompt: Ask) -> list[str]:
         if gather_for(q).finish_on_key == "#" and q.type != "text"
         else t(lang, "To hear this again, press star.")
     )
+    if q.type == "text":
+        # The keys above work until the tone, and only # after it: the wait is said, and is
+        # as long as at any other question.
+        parts.append(
+            t(
+                lang,
+                "Or wait {seconds} seconds for the tone, then say your answer.",
+                seconds=wait_seconds,
+            )
+        )
+        parts.append(t(lang, "When you have finished, press hash."))
     return parts
 
 
@@ -199,13 +266,15 @@ def say_prompt(prompt: Say, org: str) -> str:
     return spoken(text)
 
 
-def render(prompts: Iterable[Prompt], org: str = "us") -> VoiceTurn:
+def render(
+    prompts: Iterable[Prompt], org: str = "us", wait_seconds: int = WAIT_SECONDS
+) -> VoiceTurn:
     """The words of these prompts, as an outbound call's body or the simulator shows them."""
     said: list[str] = []
     gather: Gather | None = None
     for prompt in prompts:
         if isinstance(prompt, Ask):
-            said.extend(question_speech(prompt))
+            said.extend(question_speech(prompt, wait_seconds))
             gather = gather_for(prompt.question)
         elif isinstance(prompt, Say):
             words = say_prompt(prompt, org)
