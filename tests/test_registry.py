@@ -152,3 +152,17 @@ def test_the_import_layers_hold():
         [str(lint_imports), "--no-cache"], capture_output=True, text=True, cwd=ROOT, timeout=120
     )
     assert result.returncode == 0, result.stdout[-3000:]
+
+
+def test_one_twilio_messaging_endpoint_serves_every_channel_that_lists_it(app):
+    """A channel on Twilio Messaging declares it and gets `/webhooks/twilio/<name>`, checked
+    by its own limits; no webhooks module names it."""
+    from bot.channels.twilio_messaging import ENDPOINT, TwilioMessagingChannel
+
+    served = channels.served_by(ENDPOINT.split(":")[0])
+    assert channels.get("sms") in served
+    rules = {rule.rule: rule for rule in app.url_map.iter_rules()}
+    for channel in served:
+        assert isinstance(channel, TwilioMessagingChannel)
+        assert channel.webhook_path() in rules
+        assert "POST" in (rules[channel.webhook_path()].methods or set())

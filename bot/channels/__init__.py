@@ -51,10 +51,15 @@ def able_to_carry(survey: Survey) -> tuple[str, ...]:
     return tuple(c.name for c in _PLUGINS if survey.crowded(c) is None)
 
 
+def served_by(module: str) -> tuple[Channel, ...]:
+    """The channels whose providers post to the endpoints in this module (their `webhooks`
+    name it): a thin endpoint asks, so it never spells a channel out."""
+    return tuple(c for c in _PLUGINS if any(w.split(":", 1)[0] == module for w in c.webhooks))
+
+
 def serving(module: str) -> Channel:
-    """The channel whose provider posts to the endpoints in this module (its `webhooks` name
-    it): a thin endpoint asks, so it never spells its channel out."""
-    found = [c for c in _PLUGINS if any(w.split(":", 1)[0] == module for w in c.webhooks)]
+    """The one channel an endpoint module serves (see `served_by`)."""
+    found = served_by(module)
     if len(found) != 1:
         raise UnknownChannel(f"{len(found)} channels list {module} among their webhooks")
     return found[0]
@@ -97,6 +102,7 @@ __all__ = [
     "default_for",
     "for_field",
     "get",
+    "served_by",
     "serving",
     "states",
 ]
