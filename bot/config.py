@@ -77,6 +77,10 @@ class Settings:
     # How many proxies in front of the web process append to X-Forwarded-For (Heroku's router,
     # nginx: 1). Zero trusts no header: a stranger can write one.
     trusted_proxies: int = 0
+    # Each channel's own settings, as its plug-in read them from the same environment
+    # (`Channel.read_settings`, gathered by `bot.channels.load_settings`): a channel adds its
+    # variables without a line here. Keyed by the channel's name; absent: it read none.
+    channels: Mapping[str, Any] = field(default_factory=dict)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property

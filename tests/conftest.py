@@ -27,8 +27,9 @@ from argon2 import PasswordHasher
 from redis import Redis
 from sqlalchemy import create_engine, make_url, text
 
+from bot.channels import load_settings  # the core's settings and each channel's own
 from bot.commands import runtime
-from bot.config import Settings, load_settings
+from bot.config import Settings
 from bot.storage import db as dbmod
 from bot.storage.db import Database
 from bot.storage.models import Base

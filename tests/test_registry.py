@@ -166,3 +166,31 @@ def test_one_twilio_messaging_endpoint_serves_every_channel_that_lists_it(app):
         assert isinstance(channel, TwilioMessagingChannel)
         assert channel.webhook_path() in rules
         assert "POST" in (rules[channel.webhook_path()].methods or set())
+
+
+class _PigeonPost(Channel):
+    """A channel with a setting of its own, to show a plug-in adds one without bot/config.py."""
+
+    name = "pigeon"
+    title = "pigeon post"
+    contact_field = "loft"
+
+    def read_settings(self, env, settings):
+        from bot.config import ConfigError
+
+        loft = env.get("PIGEON_LOFT")
+        if loft is not None and not loft.isdigit():
+            raise ConfigError(f"PIGEON_LOFT must be the loft's number, got {loft!r}")
+        return {"loft": loft}
+
+
+def test_a_channel_reads_its_own_settings_and_a_bad_one_fails_at_start(monkeypatch):
+    from bot.config import ConfigError
+
+    pigeon = _PigeonPost()
+    monkeypatch.setattr(channels, "_PLUGINS", (*channels.all_channels(), pigeon))
+    settings = channels.load_settings({"PIGEON_LOFT": "12"})
+    assert pigeon.own_settings(settings) == {"loft": "12"}
+    assert channels.get("sms").own_settings(settings) is None
+    with pytest.raises(ConfigError, match=r"^PIGEON_LOFT must be the loft's number, got 'x'$"):
+        channels.load_settings({"PIGEON_LOFT": "x"})

@@ -8,8 +8,12 @@ are their contact points (`bot.storage.contacts`), one row per channel.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
+from bot import config
 from bot.channels.base import Channel, InvalidAddress
 from bot.channels.sms import SMS
 from bot.channels.telegram import TELEGRAM
@@ -39,6 +43,20 @@ def get(name: str) -> Channel:
 
 def all_channels() -> tuple[Channel, ...]:
     return _PLUGINS
+
+
+def load_settings(
+    env: Mapping[str, str] | None = None, instance_path: Path | None = None
+) -> Settings:
+    """The settings (`bot.config.load_settings`) with each channel's own read from the same
+    environment: a bad one fails at start, in one line naming the variable."""
+    env = os.environ if env is None else env
+    return with_channel_settings(config.load_settings(env, instance_path), env)
+
+
+def with_channel_settings(settings: Settings, env: Mapping[str, str]) -> Settings:
+    own = {c.name: c.read_settings(env, settings) for c in _PLUGINS}
+    return settings.with_overrides(channels={k: v for k, v in own.items() if v is not None})
 
 
 def states(settings: Settings) -> dict[str, str]:
@@ -102,7 +120,9 @@ __all__ = [
     "default_for",
     "for_field",
     "get",
+    "load_settings",
     "served_by",
     "serving",
     "states",
+    "with_channel_settings",
 ]

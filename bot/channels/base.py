@@ -195,6 +195,16 @@ class Channel:
 
     # --- what it can do now ------------------------------------------------------------
 
+    def read_settings(self, env: Mapping[str, str], settings: Settings) -> object | None:
+        """This channel's own settings, read from the environment beside the core's
+        (`settings`), kept in `settings.channels[name]`; None: it has none. A bad or missing
+        one raises `bot.config.ConfigError`, one line naming the variable, like every setting."""
+        return None
+
+    def own_settings(self, settings: Settings) -> object | None:
+        """What `read_settings` read for these settings (None where it was not asked)."""
+        return settings.channels.get(self.name)
+
     def off_reason(self, settings: Settings) -> str | None:
         """None when this channel can reach people with these settings, else what to set."""
         raise NotImplementedError
