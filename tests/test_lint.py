@@ -418,3 +418,21 @@ def test_a_scale_to_ten_can_go_by_call(tmp_path, low):
     source = f"id: s\ntitle: t\nquestions:\n  - {{id: q, type: scale, ask: Rate it, min: {low}, max: 10}}\n"
     assert channels.able_to_carry(load_text(source, "s.yaml")) == ("sms", "voice", "telegram")
     assert lint_file(write(tmp_path, source)).warnings == []
+
+
+def test_a_scripts_channel_options_are_checked_by_the_channel_each_key_names(tmp_path):
+    text = BASE + "channels:\n  sms: {colour: blue}\n  pigeon: {loft: 12}\n"
+    survey = load_text(text)
+    assert survey.channel_options == {"sms": {"colour": "blue"}, "pigeon": {"loft": 12}}
+    report = lint_file(write(tmp_path, text))
+    path = tmp_path / "s.yaml"
+    assert f"{path}: channels.sms: unknown option 'colour' (text message takes none)" in (
+        report.errors
+    )
+    assert any(e.startswith(f"{path}: channels.pigeon: no such channel") for e in report.errors)
+
+
+def test_channel_options_must_be_a_mapping_of_mappings(tmp_path):
+    report = lint_file(write(tmp_path, BASE + "channels: [sms]\n"))
+    assert any("channels: must map a channel's name to its options" in e for e in report.errors)
+    assert lint_file(write(tmp_path, BASE)).errors == []

@@ -69,6 +69,18 @@ def able_to_carry(survey: Survey) -> tuple[str, ...]:
     return tuple(c.name for c in _PLUGINS if survey.crowded(c) is None)
 
 
+def option_problems(survey: Survey) -> list[str]:
+    """What is wrong with a survey's per-channel options (`channels:` in its script), as the
+    channel each key names says; a key naming no channel is wrong too."""
+    problems = []
+    for name, options in survey.channel_options.items():
+        if name not in REGISTRY:
+            problems.append(f"channels.{name}: no such channel (there are: {', '.join(NAMES)})")
+            continue
+        problems += [f"channels.{name}: {line}" for line in REGISTRY[name].check_options(options)]
+    return problems
+
+
 def served_by(module: str) -> tuple[Channel, ...]:
     """The channels whose providers post to the endpoints in this module (their `webhooks`
     name it): a thin endpoint asks, so it never spells a channel out."""
@@ -121,6 +133,7 @@ __all__ = [
     "for_field",
     "get",
     "load_settings",
+    "option_problems",
     "served_by",
     "serving",
     "states",

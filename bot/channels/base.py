@@ -241,6 +241,11 @@ class Channel:
         status writer (`bot.sending.delivery`) acts on it."""
         return None
 
+    def check_options(self, options: Mapping[str, object]) -> list[str]:
+        """What is wrong with a survey's options for this channel (`channels: {<name>: ...}`
+        in its script), a line each; `involve lint` reports them. By default it takes none."""
+        return [f"unknown option {key!r} ({self.title} takes none)" for key in options]
+
     # --- words -------------------------------------------------------------------------
 
     def answers_offered(self, question: Question) -> int:
