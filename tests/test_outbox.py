@@ -203,3 +203,55 @@ def test_worker_killed_mid_send_neither_loses_nor_doubles(
 
 def test_jobs_take_ids_and_a_missing_row_is_harmless(app_settings):
     assert jobs.send_message(999999) == "no such outbound message"
+
+
+def test_a_sender_gets_the_window_the_surveys_options_and_the_template_variables(
+    app_settings, database, redis_conn, monkeypatch
+):
+    """`Outgoing` carries what a channel may choose a message's form by: when the person last
+    wrote from this address, their survey's options for the channel, and the words a template
+    is filled with."""
+    from bot import conversations
+    from bot.providers.base import Handed
+    from bot.scripts.survey import load_text
+    from bot.storage.models import ContactPoint, Conversation
+
+    survey = load_text(
+        "id: opts\ntitle: Our lunch club\nquestions:\n  - {id: a, type: yesno, ask: 'A?'}\n"
+        "channels:\n  sms: {invitation: HX123}\n"
+    )
+    wrote_at = utcnow().replace(microsecond=0) - timedelta(hours=3)
+    with database.session() as session:
+        person = people.person(session, phone="+447700900123", name="Mrs Margaret Jones")
+        point = session.scalars(select(ContactPoint).where(ContactPoint.channel == "sms")).one()
+        point.last_inbound_at = wrote_at
+        version = conversations.survey_version(session, survey)
+        conv = Conversation(participant_id=person.id, survey_version_id=version.id, channel="sms")
+        session.add(conv)
+        session.flush()
+        message_id = outbox.add(
+            session, person, "sms", "Hello", "invitation", conversation_id=conv.id
+        ).id
+        bare_id = outbox.add(session, person, "sms", "Hi", "notice").id
+
+    got = []
+
+    class Recording:
+        sender_key = "recording"
+
+        def send(self, message):
+            got.append(message)
+            return Handed(f"SM{message.id:032d}", "queued")
+
+    monkeypatch.setattr(send, "_sender", lambda settings, channel: Recording())
+    send.send_batch(database, redis_conn, app_settings, [message_id, bare_id])
+    first, bare = sorted(got, key=lambda m: m.id)
+    assert first.last_inbound_at is not None
+    assert first.last_inbound_at.replace(tzinfo=None) == wrote_at.replace(tzinfo=None)
+    assert dict(first.options) == {"invitation": "HX123"}
+    assert dict(first.variables) == {
+        "name": "Mrs Jones",
+        "org": "Age Better",
+        "survey": "Our lunch club",
+    }
+    assert dict(bare.options) == {} and bare.variables["survey"] == ""
