@@ -194,3 +194,31 @@ def test_a_channel_reads_its_own_settings_and_a_bad_one_fails_at_start(monkeypat
     assert channels.get("sms").own_settings(settings) is None
     with pytest.raises(ConfigError, match=r"^PIGEON_LOFT must be the loft's number, got 'x'$"):
         channels.load_settings({"PIGEON_LOFT": "x"})
+
+
+def test_no_module_outside_the_registry_imports_a_channel_package():
+    """Whatever channels are registered (a new one needs no line in pyproject.toml's
+    `channels-are-plug-ins` contract for this to hold): only `bot/channels/` imports one."""
+    import ast
+
+    packages = {
+        ".".join(type(channel).__module__.split(".")[:3]) for channel in channels.all_channels()
+    }
+    assert all((ROOT / p.replace(".", "/") / "__init__.py").exists() for p in packages)
+    offenders = []
+    for path in [*(ROOT / "bot").rglob("*.py"), *(ROOT / "webhooks").rglob("*.py")]:
+        if path.is_relative_to(ROOT / "bot" / "channels"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""] + [f"{node.module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            offenders += [
+                f"{path.relative_to(ROOT)}:{node.lineno}: {name}"
+                for name in names
+                if any(name == p or name.startswith(p + ".") for p in packages)
+            ]
+    assert offenders == [], "ask the registry (bot.channels) instead:\n" + "\n".join(offenders)
