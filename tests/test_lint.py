@@ -342,7 +342,7 @@ def test_lint_says_a_long_list_cannot_go_by_keypad(tmp_path):
     report = lint_file(write(tmp_path, source))
     assert report.errors == []
     assert any(
-        "10 answers to pick from" in w and "can go by sms, telegram but not by voice" in w
+        "10 answers to pick from" in w and "can go by sms, telegram, whatsapp but not by voice" in w
         for w in report.warnings
     ), report.warnings
 
@@ -408,15 +408,20 @@ def test_lint_says_more_than_a_hundred_buttons_cannot_go_by_telegram(tmp_path):
     report = lint_file(write(tmp_path, source))
     assert (
         f"{tmp_path / 's.yaml'}: question 'q': 101 answers to pick from (Telegram offers at most "
-        "100): this survey can go by sms but not by telegram"
+        "100): this survey can go by sms, whatsapp but not by telegram"
     ) in report.warnings
-    assert channels.able_to_carry(load_text(source, "s.yaml")) == ("sms",)
+    assert channels.able_to_carry(load_text(source, "s.yaml")) == ("sms", "whatsapp")
 
 
 @pytest.mark.parametrize("low", [0, 1])
 def test_a_scale_to_ten_can_go_by_call(tmp_path, low):
     source = f"id: s\ntitle: t\nquestions:\n  - {{id: q, type: scale, ask: Rate it, min: {low}, max: 10}}\n"
-    assert channels.able_to_carry(load_text(source, "s.yaml")) == ("sms", "voice", "telegram")
+    assert channels.able_to_carry(load_text(source, "s.yaml")) == (
+        "sms",
+        "voice",
+        "telegram",
+        "whatsapp",
+    )
     assert lint_file(write(tmp_path, source)).warnings == []
 
 

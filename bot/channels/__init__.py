@@ -18,12 +18,13 @@ from bot.channels.base import Channel, InvalidAddress
 from bot.channels.sms import SMS
 from bot.channels.telegram import TELEGRAM
 from bot.channels.voice import VOICE
+from bot.channels.whatsapp import WHATSAPP
 from bot.config import Settings
 from bot.providers.base import Handed, Outgoing, Sender
 from bot.scripts.survey import Survey
 from bot.storage.contacts import is_usable
 
-_PLUGINS: tuple[Channel, ...] = (SMS, VOICE, TELEGRAM)
+_PLUGINS: tuple[Channel, ...] = (SMS, VOICE, TELEGRAM, WHATSAPP)
 REGISTRY: dict[str, Channel] = {channel.name: channel for channel in _PLUGINS}
 NAMES: tuple[str, ...] = tuple(REGISTRY)
 # The fields of a panel import that name addresses, once each, in the registry's order.
