@@ -354,3 +354,19 @@ def test_erasure_removes_the_whatsapp_address(client, database):
     with database.session() as session:
         assert session.scalars(select(ContactPoint)).all() == []
         assert all(m.address is None and m.body is None for m in session.scalars(select(Message)))
+
+
+def test_a_reply_outside_the_window_is_not_sent_as_another_kinds_template():
+    from bot.channels.whatsapp.sender import WhatsAppSender
+    from bot.channels.whatsapp.settings import WhatsAppSettings
+    from bot.config import load_settings
+    from bot.providers.base import Outgoing
+    from bot.providers.errors import PermanentError
+
+    own = WhatsAppSettings(sender=SENDER, templates={"invitation": INVITATION})
+    sender = WhatsAppSender(load_settings({}), own)
+    late = Outgoing(1, ANN, "Thank you", "reply", options={"invitation": INVITATION})
+    with pytest.raises(PermanentError, match="a reply is outside WhatsApp's 24-hour window"):
+        sender.template_for(late)
+    invitation = Outgoing(2, ANN, "Hello", "invitation", variables={"name": "Ann"})
+    assert sender.template_for(invitation) == (INVITATION, '{"1": "Ann"}')

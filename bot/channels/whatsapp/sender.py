@@ -94,12 +94,17 @@ class WhatsAppSender:
         set when there is none."""
         kind = message.kind if message.kind in TEMPLATE_KINDS else None
         sid = kind and (message.options.get(kind) or self.own.templates.get(kind))
-        if not sid:
-            said = kind or f"a {message.kind} message"
+        if not kind:
             raise PermanentError(
-                f"{said} is outside WhatsApp's 24-hour window and no approved template is "
-                f"named for it: set channels.whatsapp.{kind or 'invitation'} in the survey "
-                f"script, or WHATSAPP_{(kind or 'invitation').upper()}_TEMPLATE",
+                f"a {message.kind} is outside WhatsApp's 24-hour window, where only an "
+                "approved template may go, and it has none",
+                NO_TEMPLATE,
+            )
+        if not sid:
+            raise PermanentError(
+                f"the {kind} is outside WhatsApp's 24-hour window and no approved template is "
+                f"named for it: set channels.whatsapp.{kind} in the survey script, or "
+                f"WHATSAPP_{kind.upper()}_TEMPLATE",
                 NO_TEMPLATE,
             )
         names = message.options.get("variables") or self.own.variables
