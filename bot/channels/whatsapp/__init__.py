@@ -52,12 +52,13 @@ class WhatsAppChannel(TwilioMessagingChannel):
         return own if isinstance(own, WhatsAppSettings) else WhatsAppSettings()
 
     def off_reason(self, settings: Settings) -> str | None:
-        if settings.twilio_enabled and self.settings_of(settings).configured:
+        configured = self.settings_of(settings).configured
+        if settings.twilio_enabled and configured:
             return None
-        return (
-            "set TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and TWILIO_WHATSAPP_FROM "
-            "(or TWILIO_WHATSAPP_MESSAGING_SERVICE_SID)"
-        )
+        sender = "TWILIO_WHATSAPP_FROM (or TWILIO_WHATSAPP_MESSAGING_SERVICE_SID)"
+        if settings.twilio_enabled:
+            return f"set {sender}"
+        return f"set TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and {sender}"
 
     def provider_api(self, settings: Settings) -> str | None:
         return settings.twilio_api_base_url
