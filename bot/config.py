@@ -159,6 +159,36 @@ def _secret(env: Mapping[str, str], name: str, minimum: int) -> str | None:
     return value
 
 
+# Telegram's own rule for the secret token it echoes in X-Telegram-Bot-Api-Secret-Token.
+_TELEGRAM_SECRET_CHARACTERS = re.compile(r"[A-Za-z0-9_-]+")
+TELEGRAM_SECRET_MAX = 256  # Telegram refuses a longer one when the webhook is set
+# The header is all that tells an update from Telegram from a stranger's forged one (a STOP
+# or an answer for any chat id), and the webhook URL is public. Each guess costs a request,
+# so 16 characters from Telegram's 64 (96 bits) is out of reach; "a" is not.
+TELEGRAM_SECRET_MIN = 16
+
+
+def _telegram_webhook_secret(env: Mapping[str, str]) -> str | None:
+    """Checked at start against what Telegram accepts, never echoed: a bad one would
+    otherwise surface only as `involve webhooks set` failing, or every update refused."""
+    name = "TELEGRAM_WEBHOOK_SECRET"
+    value = _text(env, name)
+    if value is None:
+        return None
+    make = "make one with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+    if not _TELEGRAM_SECRET_CHARACTERS.fullmatch(value):
+        raise ConfigError(
+            f"{name} may hold only the letters A-Z and a-z, digits, _ and - "
+            f"(Telegram's rule; no spaces or other characters); {make}"
+        )
+    if not TELEGRAM_SECRET_MIN <= len(value) <= TELEGRAM_SECRET_MAX:
+        raise ConfigError(
+            f"{name} must be {TELEGRAM_SECRET_MIN} to {TELEGRAM_SECRET_MAX} characters "
+            f"(it has {len(value)}); {make}"
+        )
+    return value
+
+
 SUPPRESSION_KEY_MIN = 32
 
 
@@ -349,7 +379,7 @@ def load_settings(
         twilio_from_number=from_number,
         twilio_api_base_url=_url(env, "TWILIO_API_BASE_URL", "https://api.twilio.com"),
         telegram_bot_token=_text(env, "TELEGRAM_BOT_TOKEN"),
-        telegram_webhook_secret=_text(env, "TELEGRAM_WEBHOOK_SECRET"),
+        telegram_webhook_secret=_telegram_webhook_secret(env),
         telegram_api_base_url=_url(env, "TELEGRAM_API_BASE_URL", "https://api.telegram.org"),
         conversations_dir=Path(_text(env, "CONVERSATIONS_DIR", "conversations") or "conversations"),
         timezone=_timezone(env, "INVOLVE_TIMEZONE", "Europe/London"),
