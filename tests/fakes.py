@@ -579,6 +579,32 @@ def channel_post_update(chat_id: int, text: str) -> dict[str, Any]:
     }
 
 
+def my_chat_member_update(chat_id: int, status: str, was: str) -> dict[str, Any]:
+    """The bot's own membership of a private chat changed, as Telegram sends it (Bot API
+    `ChatMemberUpdated`): the person blocked the bot ("kicked") or unblocked it ("member")."""
+    bot = {
+        "id": int(BOT_TOKEN.split(":")[0]),
+        "is_bot": True,
+        "first_name": "Involve",
+        "username": "InvolveTestBot",
+    }
+
+    def member(state: str) -> dict[str, Any]:
+        # A banned ("kicked") member always carries until_date; 0 is for ever.
+        return {"user": bot, "status": state, **({"until_date": 0} if state == "kicked" else {})}
+
+    return {
+        "update_id": next_update_id(),
+        "my_chat_member": {
+            "chat": _chat(chat_id),
+            "from": _user(chat_id),
+            "date": int(time.time()),
+            "old_chat_member": member(was),
+            "new_chat_member": member(status),
+        },
+    }
+
+
 def post_telegram(client: Any, update: dict[str, Any], secret: str | None = WEBHOOK_SECRET):
     headers = {} if secret is None else {"X-Telegram-Bot-Api-Secret-Token": secret}
     return client.post("/webhooks/telegram", json=update, headers=headers)
