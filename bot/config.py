@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from bot.i18n import DEFAULT_ORG_NAME, OrgName, t
 from bot.phone_numbers import InvalidPhoneNumber, normalise_phone
 
 
@@ -51,7 +52,8 @@ class Settings:
     quiet_hours: tuple[QuietWindow, ...]
     send_rate: float
     instance_path: Path
-    org_name: str = "our involvement team"
+    # ORG_NAME; its Welsh name (ORG_NAME_CY) rides with it: `bot.i18n.org_name_in`.
+    org_name: str = DEFAULT_ORG_NAME
     # A number where a participant can reach a person, as the charity writes it; said in HELP,
     # after a stop and at the end of a call. None: HELP says to contact us the usual way.
     contact_phone: str | None = None
@@ -211,8 +213,17 @@ def _suppression_key(env: Mapping[str, str], channels_on: bool) -> str | None:
 ORG_NAME_MAX = 60  # the name is in every HELP and STOP answer, which keep within 2 texts
 
 
-def _org_name(env: Mapping[str, str], channels_on: bool) -> str:
+def _org_name(env: Mapping[str, str], channels_on: bool) -> OrgName:
+    """ORG_NAME, with ORG_NAME_CY for sentences in Welsh (the English name there otherwise;
+    with neither set, our default name in each language)."""
     name = _text(env, "ORG_NAME")
+    welsh = _text(env, "ORG_NAME_CY")
+    for variable, value in (("ORG_NAME", name), ("ORG_NAME_CY", welsh)):
+        if value is not None and len(value) > ORG_NAME_MAX:
+            raise ConfigError(
+                f"{variable} must be at most {ORG_NAME_MAX} characters (it has {len(value)}): "
+                "it is in every HELP and STOP text"
+            )
     if name is None:
         if channels_on:
             raise ConfigError(
@@ -220,13 +231,8 @@ def _org_name(env: Mapping[str, str], channels_on: bool) -> str:
                 "know you by, said in every invitation, HELP and STOP answer "
                 "(e.g. ORG_NAME='Age Better Cardiff')"
             )
-        return "our involvement team"
-    if len(name) > ORG_NAME_MAX:
-        raise ConfigError(
-            f"ORG_NAME must be at most {ORG_NAME_MAX} characters (it has {len(name)}): "
-            "it is in every HELP and STOP text"
-        )
-    return name
+        return OrgName(DEFAULT_ORG_NAME, cy=welsh or t("cy", DEFAULT_ORG_NAME))
+    return OrgName(name, cy=welsh)
 
 
 def _contact_phone(env: Mapping[str, str]) -> str | None:
