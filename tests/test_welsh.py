@@ -16,7 +16,7 @@ from bot.channels.telegram import render as telegram
 from bot.channels.voice.call import Said, Turn
 from bot.config import ORG_NAME_MAX, ConfigError, load_settings
 from bot.engine import Ask, Reply, Say
-from bot.engine.keywords import Command, classify, intent
+from bot.engine.keywords import Command, classify
 from bot.i18n import t
 from bot.scripts.gsm import sms_size
 from bot.scripts.survey import Question, Survey, discover, load_file
@@ -165,8 +165,10 @@ def _replies(survey: Survey, question: Question, ctx: dict[str, Any]) -> dict[st
     for reason in (*engine.SORRY_FOR, "unreadable"):
         replies[f"re-prompt {reason}"] = [engine.ask_again(survey, question, ctx, "x", reason)]
     replies["too long"] = [engine.ask_again(survey, question, ctx, "x" * 2000, "too_long")]
-    for retry in ("This one needs an answer, but any answer is fine.", "We could not find any "
-                  "words in your message."):
+    for retry in (
+        "This one needs an answer, but any answer is fine.",
+        "We could not find any words in your message.",
+    ):
         replies[retry] = [engine.ask(survey, question, ctx, retry=t(lang, retry))]
     if question.choices:
         answer = engine.parsing.Answer(question.choices[-1].value, question.choices[-1].label)
