@@ -220,5 +220,6 @@ def test_welsh_who_is_this_with_the_question_is_two_gsm_segments_at_most():
     ctx = {**CY, "org": LONGEST_ORG, "contact": LONGEST_CONTACT}
     first = engine.begin(HEAR_BACK, ctx)
     texts = sms.render(engine.step(HEAR_BACK, first.state, Reply("pwy sydd yna?"), ctx).prompts)
+    assert texts[0].startswith(f"{LONGEST_ORG} sydd yma.")
     assert [sms_size(text).encoding for text in texts] == ["GSM-7"] * len(texts)
     assert sum(sms_size(text).segments for text in texts) <= 2
