@@ -223,3 +223,30 @@ def test_welsh_who_is_this_with_the_question_is_two_gsm_segments_at_most():
     assert texts[0].startswith(f"{LONGEST_ORG} sydd yma.")
     assert [sms_size(text).encoding for text in texts] == ["GSM-7"] * len(texts)
     assert sum(sms_size(text).segments for text in texts) <= 2
+
+
+def test_the_services_welsh_for_texts_has_no_circumflex():
+    """One `â` or `ô` makes a whole text UCS-2 (67 characters a segment, not 153): every
+    Welsh sentence a text can carry is written with GSM-7 words ("gyda chi" for "â chi").
+    A call's own sentences are spoken, never counted in segments."""
+    import re
+
+    from babel.messages.pofile import read_po
+
+    from bot import i18n
+    from bot.scripts.gsm import non_gsm_characters
+
+    # The source outside the call's own modules, with "implicitly " "joined" strings joined.
+    written = re.sub(
+        r'"\s*\n\s*"',
+        "",
+        "\n".join(
+            p.read_text() for p in i18n.LOCALE_DIR.parent.rglob("*.py") if "voice" not in p.parts
+        ),
+    )
+    with (i18n.LOCALE_DIR / "cy" / "LC_MESSAGES" / "messages.po").open("rb") as f:
+        catalogue = [m for m in read_po(f, locale="cy") if m.id and isinstance(m.id, str)]
+    texted = [m for m in catalogue if f'"{m.id}"' in written]
+    assert len(texted) > 40
+    for message in texted:
+        assert not non_gsm_characters(message.string), (message.id, message.string)
