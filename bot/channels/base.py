@@ -70,7 +70,7 @@ class Blocked:
     channel: str
     address: str
     blocked: bool
-    provider_id: str  # the provider's id for this delivery (a retried one changes nothing)
+    reason: str  # a few words for the contact point, the consent log and staff
 
 
 @dataclass(frozen=True)

@@ -406,17 +406,15 @@ def opt_out_by_carrier(
         record_consent(session, person, Consent.OPT_OUT, "carrier", detail=detail)
 
 
-BLOCKED_REASON = "blocked us ({channel}'s own word)"
-
-
 def blocked_at_provider(database: Database, change: Blocked) -> bool:
     """The provider says at once that the person at this address blocked us there (Telegram's
     `my_chat_member` "kicked"), or let us in again ("member"). Blocked: exactly what our next
     send would have found out (a blocked bot's 403), without that wasted send: logged like a
     STOP and the contact point marked opted out there. Let in again: the contact point is
-    usable once more; their consent is theirs to give (unblocking in Telegram's app sends
-    /start, which is a START), so a STOP stays a STOP. False for an address nobody holds.
-    Its own unit of work, the person's lock first."""
+    usable once more, but their consent is theirs to give: a STOP stays a STOP until they say
+    START (Telegram's app offers a RESTART button, which sends /start). Retried deliveries
+    change nothing twice. False for an address nobody holds. Its own unit of work, the
+    person's lock first."""
     with database.session() as session:
         point = contacts.holder(session, change.channel, change.address)
         person = lock_person(session, point.participant_id) if point is not None else None
@@ -425,11 +423,8 @@ def blocked_at_provider(database: Database, change: Blocked) -> bool:
         if not change.blocked:
             contacts.opted_in(session, person.id, change.channel, change.address)
             return True
-        reason = BLOCKED_REASON.format(channel=change.channel.capitalize())
-        contacts.mark(session, person.id, change.channel, change.address, opted_out=reason)
-        record_consent(
-            session, person, Consent.OPT_OUT, "carrier", detail=f"{change.channel}: {reason}"
-        )
+        contacts.mark(session, person.id, change.channel, change.address, opted_out=change.reason)
+        record_consent(session, person, Consent.OPT_OUT, "carrier", detail=change.reason)
         return True
 
 

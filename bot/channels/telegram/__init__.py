@@ -149,8 +149,10 @@ class TelegramChannel(Channel):
                 ChatMember.MEMBER,
             ):
                 return None
+            blocked = status == ChatMember.BANNED
+            reason = "bot blocked" if blocked else "bot unblocked"
             return Blocked(
-                self.name, str(change.chat.id), status == ChatMember.BANNED, str(update.update_id)
+                self.name, str(change.chat.id), blocked, f"{reason} (Telegram my_chat_member)"
             )
         if update.message is not None:
             message = update.message
