@@ -307,6 +307,8 @@ def test_ctrl_c_in_the_terminal_stops_everything_every_time(tmp_path):
     for attempt in range(4):
         port = free_port()
         process, ours = _serving(tmp_path, port, start_new_session=True)
+        # The terminal's Ctrl-C reaches serve alone; serve stops the rest, each once.
+        assert [p.pid for p in ours if os.getpgid(p.pid) == process.pid] == [process.pid]
         stop_at = time.monotonic() + 3
         load = [
             threading.Thread(target=_busy, args=(f"http://127.0.0.1:{port}", stop_at))

@@ -162,3 +162,26 @@ def test_a_child_stops_when_serve_dies(tmp_path):
         parent.kill()
         parent.wait()
     child.wait(timeout=10)
+
+
+def test_every_web_process_reads_the_config_that_turns_the_control_socket_off():
+    """gunicorn (25.1 on) opens one control socket per user: two instances on a machine
+    would share it. The Procfile's web and serve both read webhooks.gunicorn_config."""
+    from gunicorn.app.wsgiapp import WSGIApplication
+    from gunicorn.config import Config
+
+    from bot.commands.serve import _gunicorn_args
+    from tests.conftest import ROOT
+
+    procfile_web = next(
+        line for line in (ROOT / "Procfile").read_text().splitlines() if line.startswith("web:")
+    )
+    serve_args = _gunicorn_args("127.0.0.1", 5000, 1)
+    for args in (procfile_web.split(), serve_args):
+        at = args.index("--config")
+        assert args[at + 1] == "python:webhooks.gunicorn_config"
+    application = WSGIApplication.__new__(WSGIApplication)  # gunicorn's own loader, no argv
+    application.cfg = Config()
+    application.load_config_from_module_name_or_filename("python:webhooks.gunicorn_config")
+    if "control_socket_disable" in application.cfg.settings:  # gunicorn 25.1 on
+        assert application.cfg.control_socket_disable is True

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import click
 import psutil
-from gunicorn.config import KNOWN_SETTINGS
 
 try:
     import fcntl
@@ -192,10 +191,12 @@ def _forget_or_warn(instance: Path, started: list[serve_record.Started]) -> None
 
 
 def _gunicorn_args(host: str, port: int, web_workers: int) -> list[str]:
-    args = [
+    return [
         sys.executable,
         "-m",
         "gunicorn",
+        "--config",  # as the Procfile: no control socket shared with other instances
+        "python:webhooks.gunicorn_config",
         "--bind",
         f"{host}:{port}",
         "--workers",
@@ -209,13 +210,8 @@ def _gunicorn_args(host: str, port: int, web_workers: int) -> list[str]:
         "-",
         "--logger-class",  # no query strings or participant keys in the access log
         "webhooks.access_log.AccessLogger",
+        "webhooks:create_app()",
     ]
-    if "control_socket_disable" in {setting.name for setting in KNOWN_SETTINGS}:
-        # gunicorn 25.1 on opens a control socket at one path per user ($XDG_RUNTIME_DIR or
-        # ~/.gunicorn), so two instances would share (and unlink) one socket. Nothing here
-        # uses it: off.
-        args.append("--no-control-socket")
-    return [*args, "webhooks:create_app()"]
 
 
 def _run(
