@@ -257,6 +257,13 @@ def _alive(processes: list[psutil.Process]) -> list[str]:
     return left
 
 
+def _group(process: psutil.Process) -> int | None:
+    try:
+        return os.getpgid(process.pid)
+    except ProcessLookupError:
+        return None
+
+
 def _port_free(port: int) -> bool:
     with socket.socket() as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -308,7 +315,7 @@ def test_ctrl_c_in_the_terminal_stops_everything_every_time(tmp_path):
         port = free_port()
         process, ours = _serving(tmp_path, port, start_new_session=True)
         # The terminal's Ctrl-C reaches serve alone; serve stops the rest, each once.
-        assert [p.pid for p in ours if os.getpgid(p.pid) == process.pid] == [process.pid]
+        assert [p.pid for p in ours if _group(p) == process.pid] == [process.pid]
         stop_at = time.monotonic() + 3
         load = [
             threading.Thread(target=_busy, args=(f"http://127.0.0.1:{port}", stop_at))
