@@ -185,3 +185,23 @@ def test_every_web_process_reads_the_config_that_turns_the_control_socket_off():
     application.load_config_from_module_name_or_filename("python:webhooks.gunicorn_config")
     if "control_socket_disable" in application.cfg.settings:  # gunicorn 25.1 on
         assert application.cfg.control_socket_disable is True
+
+
+def test_stopped_is_said_only_when_nothing_runs(tmp_path, capsys):
+    from bot.commands.serve import _say_stopped
+
+    stubborn = _left_running()
+    try:
+        record = [serve_record.started("worker", stubborn.pid)]
+        serve_record.write(tmp_path, os.getpid(), record)
+        _say_stopped(tmp_path, record)
+        said = capsys.readouterr()
+        assert "involve: stopped" not in said.out + said.err
+        assert f"still running: worker (pid {stubborn.pid})" in said.err
+        assert (tmp_path / serve_record.RECORD_NAME).exists(), "kept for the next serve"
+    finally:
+        stubborn.kill()
+        stubborn.wait()
+    _say_stopped(tmp_path, record)
+    assert capsys.readouterr().out == "involve: stopped\n"
+    assert not (tmp_path / serve_record.RECORD_NAME).exists()

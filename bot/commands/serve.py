@@ -172,20 +172,21 @@ def _serve(
         if embedded is not None:
             embedded.stop()
         if started:
-            _forget_or_warn(instance, started)
-            click.echo("involve: stopped")
+            _say_stopped(instance, started)
 
 
-def _forget_or_warn(instance: Path, started: list[serve_record.Started]) -> None:
-    """The record goes once everything in it has gone; what has not stays for the next serve."""
+def _say_stopped(instance: Path, started: list[serve_record.Started]) -> None:
+    """Say "stopped" only when nothing started runs any more, and forget the record; otherwise
+    keep the record for the next serve, and say what is left."""
     left = [p for p in started if serve_record.still_running(p)]
     if not left:
         serve_record.remove(instance)
+        click.echo("involve: stopped")
         return
     names = ", ".join(f"{p.role} (pid {p.pid})" for p in left)
     click.echo(
-        f"involve: still running after being stopped: {names};"
-        " the next `involve serve` in this folder stops them",
+        f"involve: not everything stopped; still running: {names}."
+        " The next `involve serve` in this folder stops them, or stop them with `kill PID`",
         err=True,
     )
 
