@@ -12,6 +12,7 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -32,6 +33,14 @@ class Scripted:
     message: str = ""
     delay: float = 0.0  # seconds to wait before answering (a slow or hanging Twilio)
     record: bool = True  # whether Twilio "has" the message afterwards
+    # Run once the request is recorded and before any answer: a test kills the caller here,
+    # so "killed mid-call" never hangs on how soon the test's own thread is scheduled again.
+    on_receive: Callable[[], None] | None = None
+
+    def received(self, fake: FakeTwilio) -> None:
+        if self.on_receive is not None:
+            self.on_receive()
+        fake.received.set()
 
 
 @dataclass
@@ -79,7 +88,7 @@ class FakeTwilio:
                     return
                 step = fake.script.popleft() if fake.script else Scripted()
                 if step.status >= 300:
-                    fake.received.set()
+                    step.received(fake)
                     if step.delay:
                         time.sleep(step.delay)
                     self._reply(
@@ -110,7 +119,7 @@ class FakeTwilio:
                     }
                     if step.record:
                         fake.calls.append(call)
-                    fake.received.set()
+                    step.received(fake)
                     if step.delay:
                         time.sleep(step.delay)
                     self._reply(201, call)
@@ -131,7 +140,7 @@ class FakeTwilio:
                 }
                 if step.record:
                     fake.created.append(message)  # Twilio has it, whether or not we hear back
-                fake.received.set()
+                step.received(fake)
                 if step.delay:
                     time.sleep(step.delay)
                 self._reply(201, message)
