@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import io
 import re
+from datetime import UTC, datetime, timedelta
 
 import pytest
+import time_machine
 from argon2 import PasswordHasher
 from click.testing import CliRunner
 from sqlalchemy import func, select
@@ -192,6 +194,32 @@ def test_sign_out_ends_every_copy_of_the_session_and_is_audited(signed_in, datab
     signed_in.set_cookie("involve_console", copied)  # a copy taken before signing out
     assert signed_in.get("/console/").status_code == 302
     assert [r[1] for r in audit_rows(database)] == ["sign_in", "sign_out"]
+
+
+def test_a_session_unused_for_8_hours_ends(signed_in):
+    with time_machine.travel(datetime.now(UTC) + timedelta(hours=8, minutes=5)):
+        assert signed_in.get("/console/").status_code == 302
+
+
+def test_a_session_in_use_all_along_still_ends_12_hours_after_sign_in(signed_in):
+    start = datetime.now(UTC)
+    for hours in (4, 8, 11.9):  # never idle for long
+        with time_machine.travel(start + timedelta(hours=hours)):
+            assert signed_in.get("/console/").status_code == 200
+    with time_machine.travel(start + timedelta(hours=12, minutes=5)):
+        ended = signed_in.get("/console/people")
+        assert ended.status_code == 302
+        assert ended.headers["Location"].startswith("/console/sign-in")
+        page = signed_in.get(ended.headers["Location"]).get_data(as_text=True)
+        assert "a sign-in lasts 12 hours at most" in page
+        assert sign_in(signed_in).status_code == 302  # and a fresh sign-in starts again
+        assert signed_in.get("/console/").status_code == 200
+
+
+def test_a_session_cookie_from_before_the_limit_signs_in_once_more(app, signed_in):
+    with signed_in.session_transaction() as cookie:
+        del cookie["signed_in_at"]  # as every cookie signed before the limit existed
+    assert signed_in.get("/console/").status_code == 302
 
 
 @pytest.mark.real_password_hashing
