@@ -4,6 +4,7 @@ simulator, through Flask's test client against real databases and Redis."""
 from __future__ import annotations
 
 import io
+import json
 import re
 from datetime import UTC, datetime, timedelta
 
@@ -733,7 +734,7 @@ def test_subject_access_downloads_json_and_is_audited(signed_in, database):
     assert signed_in.get("/console/people/999999/subject-access.json").status_code == 404
 
 
-def test_erasing_asks_first_names_the_person_and_is_audited(signed_in, database):
+def test_erasing_asks_first_names_the_person_and_is_audited(app, signed_in, database):
     import_panel(signed_in)
     gwen = person_id(database, "R1")
     path = f"/console/people/{gwen}/erase"
@@ -748,6 +749,12 @@ def test_erasing_asks_first_names_the_person_and_is_audited(signed_in, database)
     erased = form(signed_in, path, confirm="erase")
     assert erased.status_code == 302 and erased.headers["Location"] == "/console/people"
     assert person_id(database, "R1") is None
+    # The session cookie is signed, not encrypted: what it carries (the flash) names nobody.
+    cookie = signed_in.get_cookie("involve_console").value
+    carried = json.dumps(app.session_interface.get_signing_serializer(app).loads(cookie))
+    assert "Gwen" not in carried and "Evans" not in carried
+    after = signed_in.get("/console/people").get_data(as_text=True)
+    assert f"Participant {gwen}&#39;s personal data has been erased" in after
     assert (STAFF, "erasure", f"participant {gwen}") in actions(database)
     assert signed_in.get(path).status_code == 404
 
