@@ -15,14 +15,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import click
-
 try:
     import fcntl
 except ImportError:  # Windows: no flock; the lock below is then advisory only
     fcntl = None  # type: ignore[assignment]
 
 from bot.commands.embedded_redis import EmbeddedRedis
+from bot.commands.output import echo
 from bot.config import Settings
 from bot.storage import db
 
@@ -76,7 +75,7 @@ def serve(settings: Settings, host: str, port: int, web_workers: int) -> int:
     try:
         lock_fd = _hold_instance_lock(settings.instance_path)
     except AlreadyServing as exc:
-        click.echo(f"involve: {exc}", err=True)
+        echo(f"involve: {exc}", err=True)
         return 1
     try:
         return _serve(settings, host, port, web_workers, env)
@@ -111,16 +110,16 @@ def _run(
 
     redis_note = f"embedded Redis at {embedded.url}" if embedded else "Redis from REDIS_URL"
     database_note = settings.database_url.split("@")[-1]
-    click.echo(f"involve: database {database_note}; {redis_note}")
+    echo(f"involve: database {database_note}; {redis_note}")
     from bot.channels import states as channel_states
 
     for channel, state in channel_states(settings).items():
-        click.echo(f"involve: {channel} {state}")
+        echo(f"involve: {channel} {state}")
     from bot.scripts.library import SurveyLibrary
 
     for problem in SurveyLibrary(settings.conversations_dir).check():
-        click.echo(f"involve: survey script not loaded: {problem}", err=True)
-    click.echo(
+        echo(f"involve: survey script not loaded: {problem}", err=True)
+    echo(
         f"involve: serving on http://{host}:{port} (public URL {settings.public_base_url}); Ctrl-C stops"
     )
 
@@ -159,7 +158,7 @@ def _run(
         while not stopping:
             for process in processes:
                 if process.poll() is not None:
-                    click.echo(
+                    echo(
                         f"involve: a process exited with code {process.returncode}; stopping",
                         err=True,
                     )
@@ -172,7 +171,7 @@ def _run(
                 and redis_process.poll() is not None
             ):
                 # Nothing would be sent, and only /healthz would say so: stop, loudly.
-                click.echo(
+                echo(
                     "involve: the embedded Redis stopped; stopping"
                     f" (see {embedded.directory / 'redis.log'})",
                     err=True,
@@ -189,5 +188,5 @@ def _run(
                 process.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 process.kill()
-        click.echo("involve: stopped")
+        echo("involve: stopped")
     return code

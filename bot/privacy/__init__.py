@@ -29,6 +29,7 @@ from bot.storage.models import (
     as_id,
     utcnow,
 )
+from bot.text import normal_external_id
 
 EXTERNAL_PREFIX = "ext:"
 ID_PREFIX = "id:"
@@ -62,7 +63,13 @@ def find(session: Session, key: str) -> Participant | None:
 
 
 def by_external_id(session: Session, external: str) -> Participant | None:
-    return session.scalar(select(Participant).where(Participant.external_id == external))
+    """The person with this external id as typed, else as imports keep it (NFKC: `Ｒ１` is
+    `R1`); exactly as typed first, for an id kept before imports normalised them."""
+    exact = session.scalar(select(Participant).where(Participant.external_id == external))
+    normal = normal_external_id(external)
+    if exact is not None or normal == external:
+        return exact
+    return session.scalar(select(Participant).where(Participant.external_id == normal))
 
 
 def _messages_of(session: Session, person: Participant) -> ColumnElement[bool]:
