@@ -116,10 +116,14 @@ def test_server_errors_and_rate_limits_retry_with_back_off(
 def test_a_timeout_is_retried(app_settings, database, redis_conn, twilio_fake, monkeypatch):
     monkeypatch.setattr("bot.providers.twilio.TIMEOUT_SECONDS", 0.3)
     _sms_senders.clear()
-    twilio_fake.script.append(Scripted(delay=1.0, record=False))
+    released = threading.Event()
+    twilio_fake.script.append(Scripted(hold=released, record=False))
     message_id, _ = queue_text(database)
     outbox.dispatch(redis_conn, [(message_id, None)])
-    run_worker(redis_conn)
+    try:
+        run_worker(redis_conn)
+    finally:
+        released.set()  # only after the worker has given up and moved on
     stored = row(database, message_id)
     assert stored.status == "pending" and stored.error_code == "timeout"
 
