@@ -131,6 +131,18 @@ def test_an_import_cleans_names_normalises_ids_and_refuses_look_alikes_row_by_ro
         assert found.status_code == 200 and found.json["name"] == "Siân Ŵyn[2J", key
 
 
+def test_a_bare_key_whose_plain_form_is_our_id_names_nobody(client, database):
+    _import(client, {"name": "Ann", "phone": "07700 900001"})
+    with database.session() as session:
+        ann = session.scalar(select(Participant)).id
+    _import(client, {"name": "Bob", "phone": "07700 900002", "external_id": str(ann)})
+    digits = str(ann).translate(str.maketrans("0123456789", "０１２３４５６７８９"))
+    for key in (digits, f"ext:{digits}"):
+        found = client.get(f"/admin/api/participants/{key}", headers=ADMIN)
+        expected = "Bob" if key.startswith("ext:") else None
+        assert found.json.get("name") == expected, (key, found.json)
+
+
 def test_an_audience_named_by_a_full_width_id_is_that_person(client, database):
     _import(client, {"name": "Ann", "phone": "07700 900001", "external_id": "RX12"})
     created = client.post(
