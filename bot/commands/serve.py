@@ -16,7 +16,6 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-import click
 import psutil
 
 try:
@@ -26,6 +25,7 @@ except ImportError:  # Windows: no flock; the lock below is then advisory only
 
 from bot.commands import children, serve_record
 from bot.commands.embedded_redis import EmbeddedRedis
+from bot.commands.output import echo
 from bot.commands.stop_signals import StopSignals
 from bot.config import Settings
 from bot.storage import db
@@ -84,14 +84,14 @@ def serve(settings: Settings, host: str, port: int, web_workers: int) -> int:
     try:
         lock_fd = _hold_instance_lock(settings.instance_path)
     except AlreadyServing as exc:
-        click.echo(f"involve: {exc}", err=True)
+        echo(f"involve: {exc}", err=True)
         return 1
     try:
         if not serve_record.stop_leftovers(settings.instance_path, _say):
             return 1
         busy = port_in_use(host, port)
         if busy:
-            click.echo(f"involve: {busy}", err=True)
+            echo(f"involve: {busy}", err=True)
             return 1
         with StopSignals() as stop:
             return _serve(settings, host, port, web_workers, env, stop)
@@ -100,7 +100,7 @@ def serve(settings: Settings, host: str, port: int, web_workers: int) -> int:
 
 
 def _say(message: str) -> None:
-    click.echo(message, err=True)
+    echo(message, err=True)
 
 
 def port_in_use(host: str, port: int) -> str | None:
@@ -181,10 +181,10 @@ def _say_stopped(instance: Path, started: list[serve_record.Started]) -> None:
     left = [p for p in started if serve_record.still_running(p)]
     if not left:
         serve_record.remove(instance)
-        click.echo("involve: stopped")
+        echo("involve: stopped")
         return
     names = ", ".join(f"{p.role} (pid {p.pid})" for p in left)
-    click.echo(
+    echo(
         f"involve: not everything stopped; still running: {names}."
         " The next `involve serve` in this folder stops them, or stop them with `kill PID`",
         err=True,
@@ -230,18 +230,18 @@ def _run(
 
     redis_note = f"embedded Redis at {embedded.url}" if embedded else "Redis from REDIS_URL"
     database_note = settings.database_url.split("@")[-1]
-    click.echo(f"involve: database {database_note}; {redis_note}")
+    echo(f"involve: database {database_note}; {redis_note}")
     from bot.channels import states as channel_states
 
     for channel, state in channel_states(settings).items():
-        click.echo(f"involve: {channel} {state}")
+        echo(f"involve: {channel} {state}")
     from bot.scripts.library import SurveyLibrary
 
     for problem in SurveyLibrary(settings.conversations_dir).check():
-        click.echo(f"involve: survey script not loaded: {problem}", err=True)
+        echo(f"involve: survey script not loaded: {problem}", err=True)
     if stop.stopping:  # asked to stop while the database was being set up
         return 0
-    click.echo(
+    echo(
         f"involve: serving on http://{host}:{port} (public URL {settings.public_base_url}); Ctrl-C stops"
     )
 
@@ -257,15 +257,13 @@ def _run(
         while not stop.wait(0.5):
             exited = next((p for p in processes if p.poll() is not None), None)
             if exited is not None:
-                click.echo(
-                    f"involve: a process exited with code {exited.returncode}; stopping", err=True
-                )
+                echo(f"involve: a process exited with code {exited.returncode}; stopping", err=True)
                 code = exited.returncode or 1
                 break
             redis_process = embedded.process if embedded is not None else None
             if redis_process is not None and redis_process.poll() is not None:
                 # Nothing would be sent, and only /healthz would say so: stop, loudly.
-                click.echo(
+                echo(
                     "involve: the embedded Redis stopped; stopping"
                     f" (see {embedded.directory / 'redis.log'})",  # type: ignore[union-attr]
                     err=True,
@@ -274,6 +272,6 @@ def _run(
                 break
     finally:
         if stop.stopping:
-            click.echo(f"involve: {stop.name} received; stopping the web app and the worker")
+            echo(f"involve: {stop.name} received; stopping the web app and the worker")
         children.stop(processes, timeout=STOP_TIMEOUT)
     return code

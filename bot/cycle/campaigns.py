@@ -38,6 +38,7 @@ from bot.storage.models import (
 )
 from bot.storage.prepared import Prepared
 from bot.storage.status import InvitationStatus, Kind, Outbound
+from bot.text import normal_external_id
 
 BATCH = 1000
 SIMULATOR = "simulate"  # Participant.joined_via of the people `involve simulate` plays
@@ -114,7 +115,10 @@ def _person_key(session: Session, value: str | int) -> str | int | None:
         raise CampaignError(f"audience participants: {exc}", 409) from None
     if person is None:
         return None
-    if value.startswith("ext:") or (not value.startswith("id:") and value == person.external_id):
+    typed_external = not value.startswith("id:") and (
+        person.external_id in (value, normal_external_id(value))
+    )
+    if value.startswith("ext:") or typed_external:
         return f"ext:{person.external_id}"
     return person.id
 

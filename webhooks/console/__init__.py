@@ -93,6 +93,13 @@ def _guard() -> Response | None:
             if account is not None:
                 g.staff_id, g.staff_email = account.id, account.email
         if account is None:
+            if "staff_id" in session and auth.outlived():
+                session.clear()
+                flash(
+                    f"For safety, a sign-in lasts {auth.SESSION_MAX_HOURS} hours at most. "
+                    "Please sign in again.",
+                    "info",
+                )
             session.pop("staff_id", None)
             return redirect(url_for("console.sign_in", next=request.full_path.rstrip("?")))
     if posted:

@@ -350,8 +350,10 @@ def erase(person_id: int) -> Any:
             except Refused as exc:
                 error = exc.message
             else:
+                # By number only: a flash rides in the session cookie, which is signed, not
+                # encrypted, and would carry an erased person's name on after the erasure.
                 flash(
-                    f"{shown}'s personal data has been erased (person {removed['participant']}). "
+                    f"Participant {removed['participant']}'s personal data has been erased. "
                     "Their answers stay only as anonymous counts.",
                     "info",
                 )
