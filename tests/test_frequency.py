@@ -217,6 +217,8 @@ def test_invite_gap_days_is_checked(api):
         )
         assert response.status_code == 400, value
         assert response.json["error"].startswith("invite_gap_days must be"), response.json
+    whole = _create(api, {"all": True}, invite_gap_days=21.0)  # JSON's 21.0 is a whole number
+    assert _status(api, whole)["left_out"]["invite_gap_days"] == 21
 
 
 def test_a_bad_invite_gap_days_setting_fails_at_start_in_one_line():

@@ -328,6 +328,8 @@ class CampaignRequest(StaffRequest):
     @field_validator("invite_gap_days", mode="before")
     @classmethod
     def _gap_days(cls, value: Any) -> Any:
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)  # 14.0 is 14, as JSON Schema's integer says
         if value is not None and (
             isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 365
         ):
