@@ -11,6 +11,7 @@ from sqlalchemy import func, select, update
 
 from bot import engine
 from bot.commands import runtime
+from bot.config import parse_quiet_hours
 from bot.cycle import fallback, upkeep
 from bot.sending import send
 from bot.storage.models import (
@@ -272,3 +273,56 @@ def test_fallback_after_hours_is_checked(client):
         )
         assert response.status_code == 400, value
         assert response.json["error"].startswith("fallback_after_hours must be"), response.json
+
+
+def test_a_fallback_waits_for_quiet_hours_as_every_invitation_does(
+    client, database, redis_conn, twilio_fake, app_settings
+):
+    _panel(database, 1)
+    _campaign(client, fallback_after_hours=0)
+    run_worker(redis_conn)
+    _undeliver_first_text(client, twilio_fake, "30005")
+    quiet = app_settings.with_overrides(quiet_hours=parse_quiet_hours("00:00-23:59"))
+    runtime.configure(quiet)
+    assert _beat(at_hours=0)["fallbacks_sent"] == 1
+    run_worker(redis_conn)
+    assert twilio_fake.calls == []  # held, not placed
+    with database.session() as session:
+        call = session.scalars(select(Message).where(Message.channel == "voice")).one()
+        assert call.status == "pending" and call.send_after is not None
+
+
+def test_each_contact_point_is_tried_once_then_the_fallback_ends_with_the_reason(
+    client, database, redis_conn, twilio_fake
+):
+    with database.session() as session:
+        pid = people.person(
+            session, name="Ann", phone=_number(1), telegram_chat_id=None, channel="sms"
+        ).id
+        people.person(session, name="Bob", phone=_number(2))  # reached by text: left alone
+    _campaign(client, fallback_after_hours=1)
+    run_worker(redis_conn)
+    ann = next(m for m in twilio_fake.created if m["to"] == _number(1))
+    _text_status(client, ann["sid"], ann["to"], "undelivered", "30003")
+    assert _beat(at_hours=1.5)["fallbacks_sent"] == 1
+    run_worker(redis_conn)
+    (call,) = twilio_fake.calls
+    # The call fails for good (not a passing failure: nothing calls again).
+    callback = urlsplit(call["status_callback"])
+    response = post_twilio(
+        client,
+        PUBLIC,
+        callback.path + (f"?{callback.query}" if callback.query else ""),
+        call_status_params(call["sid"], "failed", To=call["to"], ErrorCode="13224"),
+    )
+    assert response.status_code == 204
+    # An hour from the call, not from the text: nothing yet at 2 hours from the text.
+    assert _beat(at_hours=2)["fallbacks_sent"] == 0
+    assert _beat(at_hours=3)["fallbacks_sent"] == 0
+    with database.session() as session:
+        invitation = session.scalars(
+            select(Invitation).where(Invitation.participant_id == pid)
+        ).one()
+        assert invitation.fallback_end == fallback.NO_POINT_LEFT
+        assert (invitation.fallback_from, invitation.channel) == ("sms", "voice")
+    assert len(twilio_fake.created) == 2 and len(twilio_fake.calls) == 1
