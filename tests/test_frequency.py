@@ -199,6 +199,7 @@ def test_the_console_sets_both_and_shows_who_was_left_out(api, database, redis_c
     run_worker(redis_conn)
     detail = api.get(f"/console/campaigns/{campaign}").get_data(as_text=True)
     assert "Left out: 2 people invited in the last 14 days by another campaign" in detail
+    assert "The campaign is launching" in detail and "launched already" not in detail
     assert "Left out: 2 people asked by another campaign in the last 14 days" in detail
     assert "Reached by fallback: 0 of 0 people" in detail
     refused = form(

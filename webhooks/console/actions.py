@@ -216,15 +216,19 @@ def launch_campaign(campaign_id: int) -> Any:
             )
         elif launched["started"]:
             flash("The campaign is launching: invitations are being sent.", "info")
-        for why, people in launched.get("left_out", {}).items():
-            flash(
-                f"Left out: {people} {'person' if people == 1 else 'people'} {why} by another"
-                " campaign, so as not to ask them too often.",
-                "info",
-            )
         else:
             flash("The campaign was launched already; nobody is left to invite.", "info")
+        _say_who_is_left_out(launched.get("left_out", {}))
     return redirect(url_for("console.campaign", campaign_id=campaign_id))
+
+
+def _say_who_is_left_out(left_out: dict[str, int]) -> None:
+    for why, people in left_out.items():
+        flash(
+            f"Left out: {people} {'person' if people == 1 else 'people'} {why} by another"
+            " campaign, so as not to ask them too often.",
+            "info",
+        )
 
 
 @bp.route("/campaigns/<int:campaign_id>/close", methods=["GET", "POST"])
