@@ -167,6 +167,8 @@ def _reached(session: Session, invitation: Invitation, first: Conversation | Non
     if first is not None and (first.started_at is not None or first.status == engine.COMPLETED):
         return True
     since = invitation.fallback_at or invitation.invited_at
+    if since is None:  # every invited row has its time; an old one without says nothing
+        return False
     wrote = session.scalar(
         select(Message.id)
         .where(
