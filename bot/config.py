@@ -73,6 +73,9 @@ class Settings:
     # database could try every UK mobile number against them in minutes. None only where no
     # channel is on; then a key kept in the instance folder is used (bot/cycle/panel.py).
     suppression_key: str | None = None
+    # Nobody is invited again within this many days of their last invitation, whatever the
+    # campaign or channel; a campaign may say otherwise (`invite_gap_days`, 0: no gap).
+    invite_gap_days: int = 14
     retention_days: int | None = None  # message bodies and free text older than this are purged
     # The bot's @username for deep links; asked of Telegram (getMe) when unset.
     telegram_bot_username: str | None = None
@@ -405,6 +408,7 @@ def load_settings(
         voice_transcribe=_flag(env, "VOICE_TRANSCRIBE"),
         voice_retry=parse_durations(env.get("VOICE_RETRY", "15m,1h,1d") or "", "VOICE_RETRY"),
         suppression_key=suppression_key,
+        invite_gap_days=_int_between(env, "INVITE_GAP_DAYS", 14, 0, 365),
         retention_days=_retention_days(env, "RETENTION_DAYS"),
         telegram_bot_username=_bot_username(env, "TELEGRAM_BOT_USERNAME"),
         trusted_proxies=_int_between(env, "TRUSTED_PROXIES", 0, 0, 5),

@@ -432,7 +432,31 @@ def campaign() -> None:
 )
 @click.option("--send-at", default=None, help="ISO 8601 time to start, e.g. 2026-12-01T10:00")
 @click.option("--reminder-after-hours", type=float, default=None)
-def campaign_create(survey, tags, people, everyone, channel, send_at, reminder_after_hours) -> None:
+@click.option(
+    "--fallback-after-hours",
+    type=float,
+    default=None,
+    help="Invite people not reached on their first contact point on their next one, this many"
+    " hours after their invitation (0: as soon as it fails). Default: no fallback.",
+)
+@click.option(
+    "--invite-gap-days",
+    type=int,
+    default=None,
+    help="Leave out people another campaign invited in the last this many days"
+    " (0: nobody). Default: the INVITE_GAP_DAYS setting (14).",
+)
+def campaign_create(
+    survey,
+    tags,
+    people,
+    everyone,
+    channel,
+    send_at,
+    reminder_after_hours,
+    fallback_after_hours,
+    invite_gap_days,
+) -> None:
     """Create a draft campaign for SURVEY."""
     chosen = [bool(tags), bool(people), everyone]
     if sum(chosen) != 1:
@@ -453,6 +477,11 @@ def campaign_create(survey, tags, people, everyone, channel, send_at, reminder_a
         "send_at": send_at,
         "reminder_after_hours": reminder_after_hours,
     }
+    # Only when given: a request names what staff chose, and the defaults stay the core's.
+    if fallback_after_hours is not None:
+        payload["fallback_after_hours"] = fallback_after_hours
+    if invite_gap_days is not None:
+        payload["invite_gap_days"] = invite_gap_days
     settings = _settings()
     with _refusals():
         created = services.create_campaign(
@@ -528,6 +557,11 @@ def campaign_launch(campaign_id: int) -> None:
         echo(f"campaign {campaign_id} launching: the worker is sending the invitations")
     else:
         echo(f"campaign {campaign_id} was launched already; nothing is sent twice")
+    for why, people in launched.get("left_out", {}).items():
+        echo(
+            f"left out: {people} {'person' if people == 1 else 'people'} {why}"
+            " by another campaign (the gap between invitations; see INVITE_GAP_DAYS)"
+        )
     _say_whose_settings(settings, redis)
 
 
@@ -559,6 +593,7 @@ def campaign_status(campaign_id: int) -> None:
         echo(f"  starts at     {local:%H:%M on %a %d %b %Y} ({settings.timezone})")
     for key, value in found.counts.items():
         echo(f"  {key.replace('_', ' '):12} {value}")
+    _echo_fallback_and_gap(found)
     # "invited" means written, not sent: say what is still waiting and until when.
     echo(f"  {'held':12} {found.held.describe(settings)}")
     _say_whose_settings(settings, runtime.redis())
@@ -568,6 +603,23 @@ def campaign_status(campaign_id: int) -> None:
         echo(
             f"  {'replies':12} {stuck['retrying']} being handled again, "
             f"{stuck['failed']} given up ({reasons})"
+        )
+
+
+def _echo_fallback_and_gap(found: Any) -> None:
+    """The status lines for channel fallback and the gap between invitations."""
+    moved = found.fallback or {}
+    if moved.get("after_hours") is not None:
+        echo(
+            f"  {'fallback':12} {moved['moved_on']} invited on their next contact point,"
+            f" {moved['reached_by_fallback']} reached by fallback"
+            f" (after {moved['after_hours']:g} hours)"
+        )
+    gap = found.left_out or {}
+    if gap.get("invited_recently"):
+        echo(
+            f"  {'left out':12} {gap['invited_recently']} invited by another campaign in the"
+            f" last {gap['invite_gap_days']} days"
         )
 
 

@@ -33,7 +33,7 @@ from werkzeug.wrappers import Response
 from bot import channels
 from bot.commands import runtime
 from bot.config import Settings
-from bot.cycle import exports, lint, staff
+from bot.cycle import exports, fallback, frequency, lint, staff
 from bot.privacy import audit
 from bot.scripts.survey import SurveyError
 from bot.storage.models import MAX_ID, Campaign
@@ -400,10 +400,22 @@ def campaign(campaign_id: int) -> str:
         row = queries.campaign(db, campaign_id)
         if row is None:
             abort(404)
-        results = exports.summary(db, db.get(Campaign, campaign_id))
+        found = db.get(Campaign, campaign_id)
+        results = exports.summary(db, found)
+        reach = _fallback_and_gap(db, found)
     return render_template(
-        "console/campaign.html", campaign=row, results=results, now=datetime.now(UTC)
+        "console/campaign.html", campaign=row, results=results, now=datetime.now(UTC), **reach
     )
+
+
+def _fallback_and_gap(db: Any, found: Campaign) -> dict[str, Any]:
+    """What the campaign page says of channel fallback and of people left out as invited
+    lately (the settings the worker uses: `runtime.settings`)."""
+    return {
+        "fallback": fallback.counts(db, found).as_json(),
+        "left_out": frequency.left_out(db, found.id),
+        "invite_gap_days": frequency.gap_days(found, runtime.settings()),
+    }
 
 
 @bp.get("/audit")
