@@ -241,3 +241,91 @@ def test_outside_a_demo_there_is_no_demo_page_and_no_banner(client, database):
     sign_in(client)
     assert client.get("/console/demo").status_code == 404
     assert "demo-banner" not in client.get("/console/").get_data(as_text=True)
+
+
+@pytest.mark.slow
+def test_serve_demo_runs_a_whole_cycle_and_stops_with_nothing_left(tmp_path):
+    """The README's recipe, as a newcomer runs it: `involve serve --demo`, a panel and a
+    launch through the admin API, the invitation in the stand-ins, a reply by `involve demo
+    text`, then Ctrl-C."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import requests
+
+    from tests.test_serve import _wait_for_health, free_port
+
+    port = free_port()
+    base = f"http://localhost:{port}"
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in (*demo.PROVIDER_SETTINGS, "DATABASE_URL", "REDIS_URL", "PUBLIC_BASE_URL")
+    }
+    env.update(
+        INVOLVE_INSTANCE_PATH=str(tmp_path / "instance"),
+        CONVERSATIONS_DIR=str(CONVERSATIONS),
+        ADMIN_TOKEN=ADMIN_TOKEN,
+    )
+    log = tmp_path / "serve.log"
+    with open(log, "w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bot.commands.cli", "serve", "--demo", "--port", str(port)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    pointer = tmp_path / "instance" / "demo" / demo.STAND_INS_FILE
+    try:
+        health = _wait_for_health(base)
+        assert health is not None and health.json()["channels"] == {
+            "sms": "on",
+            "telegram": "on",
+            "voice": "on",
+        }, log.read_text()
+        people = requests.post(
+            f"{base}/admin/api/participants",
+            json={"participants": PANEL},
+            headers=ADMIN,
+            timeout=30,
+        )
+        assert people.status_code == 200, people.text
+        created = requests.post(
+            f"{base}/admin/api/campaigns",
+            json={"survey": "guide-title", "audience": {"tags": ["readers"]}, "channel": "sms"},
+            headers=ADMIN,
+            timeout=30,
+        ).json()
+        launched = requests.post(
+            f"{base}/admin/api/campaigns/{created['id']}/launch", headers=ADMIN, timeout=30
+        )
+        assert launched.status_code == 202, launched.text
+        stand_ins = pointer.read_text().strip()
+        assert _eventually(
+            lambda: any(
+                r.address == "+447700900001" and r.text.startswith("Hello Gwen")
+                for r in providers.fetch_records(stand_ins)
+            ),
+            120,
+        ), log.read_text()
+        reply = subprocess.run(
+            [sys.executable, "-m", "bot.commands.cli", "demo", "text", "07700 900001", "2"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert reply.returncode == 0, reply.stderr
+        assert "answer: What made you choose it?" in reply.stdout
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=60)
+    output = log.read_text()
+    assert process.returncode == 0, output
+    assert "involve: DEMO: nothing reaches anyone" in output and "involve: stopped" in output
+    assert not pointer.exists()
+    with pytest.raises(providers.StandInError):
+        providers.fetch_records(stand_ins)
