@@ -140,6 +140,7 @@ def test_a_launch_goes_to_the_stand_ins_shows_on_the_demo_page_and_a_reply_answe
     assert invitation.startswith("Hello Gwen") and "Which title do you like best?" in invitation
     page = client.get("/console/demo").get_data(as_text=True)
     assert "<h1>Demo: messages sent</h1>" in page and "Hello Gwen" in page
+    assert "Gwen Evans, +447700900001" in page  # who on the panel holds the number
     assert 'class="demo-banner"' in page and "Nothing here reaches anyone" in page
 
     # Signed with the demo's token, as Twilio would: the status endpoint takes it.
@@ -188,6 +189,38 @@ def test_involve_demo_text_says_when_no_demo_is_running(tmp_path):
         main, ["demo", "text", "07700 900123", "yes"], env={"INVOLVE_INSTANCE_PATH": str(tmp_path)}
     )
     assert result.exit_code == 1 and "no demo is running here" in result.output
+
+
+def test_a_call_is_recorded_and_said_to_be_a_call(running_demo, database, redis_conn):
+    client = running_demo.client
+    client.post("/admin/api/participants", json={"participants": PANEL}, headers=ADMIN)
+    _launch(client, "voice", "readers")
+    run_worker(redis_conn)
+    (call,) = [r for r in running_demo.stand_ins.records() if r.address == "+447700900001"]
+    assert call.channel == "voice" and call.sid.startswith("CA") and "phone call" in call.text
+
+
+def test_a_second_demo_in_the_same_folder_is_refused_before_it_changes_anything(tmp_path):
+    import fcntl
+
+    folder = tmp_path / "demo"
+    folder.mkdir()
+    (folder / demo.STAND_INS_FILE).write_text("http://127.0.0.1:9\n")
+    with open(folder / "serve.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as the running demo's serve holds it
+        result = CliRunner().invoke(
+            main,
+            ["serve", "--demo"],
+            env={
+                **QUIET,
+                "DATABASE_URL": None,
+                "REDIS_URL": None,
+                "INVOLVE_INSTANCE_PATH": str(tmp_path),
+            },
+        )
+    assert result.exit_code == 1 and "a demo is already running" in result.output
+    assert (folder / demo.STAND_INS_FILE).read_text() == "http://127.0.0.1:9\n"
+    assert not (folder / "involve.sqlite3").exists()
 
 
 QUIET = {name: None for name in (*demo.PROVIDER_SETTINGS, "PUBLIC_BASE_URL")}

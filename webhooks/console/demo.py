@@ -12,9 +12,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flask import abort, current_app, flash, redirect, render_template, request, url_for
+from sqlalchemy import select
 
 from bot.commands import demo_providers as providers
+from bot.commands import runtime
 from bot.config import Settings
+from bot.storage.models import ContactPoint, Participant
 from webhooks.console import bp
 
 MAX_REPLY = 1600  # a long text: ten segments
@@ -27,6 +30,8 @@ class Thread:
     channel: str
     address: str
     records: list[providers.Record] = field(default_factory=list)
+    person_id: int | None = None  # who on the panel holds this address, if anyone
+    name: str | None = None
 
     @property
     def buttons(self) -> list[list[dict[str, str]]]:
@@ -53,7 +58,20 @@ def _threads(records: list[providers.Record]) -> list[Thread]:
     for record in records:
         key = (record.channel, record.address)
         found.setdefault(key, Thread(*key)).records.append(record)
-    return sorted(found.values(), key=lambda t: t.latest, reverse=True)
+    threads = sorted(found.values(), key=lambda t: t.latest, reverse=True)
+    if threads:
+        with runtime.database().read() as db:
+            holders = db.execute(
+                select(ContactPoint.channel, ContactPoint.address, Participant.id, Participant.name)
+                .join(Participant, Participant.id == ContactPoint.participant_id)
+                .where(ContactPoint.address.in_({t.address for t in threads}))
+            ).all()
+        named = {(c, a): (i, n) for c, a, i, n in holders}
+        for thread in threads:
+            thread.person_id, thread.name = named.get(
+                (thread.channel, thread.address), (None, None)
+            )
+    return threads
 
 
 @bp.get("/demo")
