@@ -1,6 +1,6 @@
 """`involve serve --demo`: a whole cycle on one machine with nothing sent to anyone.
 
-The demo's stand-ins for Twilio and Telegram are product code (bot/commands/demo_providers.py);
+The demo's stand-ins for Twilio and Telegram are product code (bot/commands/demo/);
 here they run with the real web app on a real local HTTP server, real databases and Redis, the
 real rq worker, and the real senders talking to the stand-ins over HTTP.
 """
@@ -19,8 +19,9 @@ from click.testing import CliRunner
 from sqlalchemy import select
 
 from bot.commands import demo, runtime
-from bot.commands import demo_providers as providers
 from bot.commands.cli import main
+from bot.commands.demo import records
+from bot.commands.demo.stand_ins import StandIns
 from bot.config import ConfigError, Settings, load_settings
 from bot.storage.models import Answer
 from tests.conftest import ADMIN, ADMIN_TOKEN, CONVERSATIONS, run_worker
@@ -35,7 +36,7 @@ PANEL = [
 @dataclass
 class Demo:
     settings: Settings
-    stand_ins: providers.StandIns
+    stand_ins: StandIns
     client: object
     instance: Path
 
@@ -60,7 +61,7 @@ def running_demo(database, redis_conn, redis_url, tmp_path) -> Iterator[Demo]:
         "127.0.0.1", 0, lambda environ, start: built["app"](environ, start), threaded=True
     )
     public = f"http://127.0.0.1:{server.server_port}"
-    stand_ins = providers.StandIns(public).start()
+    stand_ins = StandIns(public).start()
     instance = tmp_path / "demo"
     env = {
         **demo.environment({}, stand_ins.url, public, instance),
@@ -340,7 +341,7 @@ def test_serve_demo_runs_a_whole_cycle_and_stops_with_nothing_left(tmp_path):
         assert _eventually(
             lambda: any(
                 r.address == "+447700900001" and r.text.startswith("Hello Gwen")
-                for r in providers.fetch_records(stand_ins)
+                for r in records.fetch_records(stand_ins)
             ),
             120,
         ), log.read_text()
@@ -360,5 +361,5 @@ def test_serve_demo_runs_a_whole_cycle_and_stops_with_nothing_left(tmp_path):
     assert process.returncode == 0, output
     assert "involve: DEMO: nothing reaches anyone" in output and "involve: stopped" in output
     assert not pointer.exists()
-    with pytest.raises(providers.StandInError):
-        providers.fetch_records(stand_ins)
+    with pytest.raises(records.StandInError):
+        records.fetch_records(stand_ins)

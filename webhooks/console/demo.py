@@ -2,7 +2,7 @@
 
 Only while the service runs as a demo (`Settings.demo`); anywhere else these pages are not
 there (404). What was sent is asked of the demo's stand-ins for Twilio and Telegram
-(bot/commands/demo_providers.py), which also deliver a reply to the webhooks, signed as the
+(bot/commands/demo_records.py), which also deliver a reply to the webhooks, signed as the
 real providers would, so it goes through exactly what a participant's message goes through.
 """
 
@@ -14,8 +14,8 @@ from typing import Any
 from flask import abort, current_app, flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 
-from bot.commands import demo_providers as providers
 from bot.commands import runtime
+from bot.commands.demo import records
 from bot.config import Settings
 from bot.storage.models import ContactPoint, Participant
 from webhooks.console import bp
@@ -29,7 +29,7 @@ class Thread:
 
     channel: str
     address: str
-    records: list[providers.Record] = field(default_factory=list)
+    records: list[records.Record] = field(default_factory=list)
     person_id: int | None = None  # who on the panel holds this address, if anyone
     name: str | None = None
 
@@ -53,7 +53,7 @@ def _settings() -> Settings:
     return settings
 
 
-def _threads(records: list[providers.Record]) -> list[Thread]:
+def _threads(records: list[records.Record]) -> list[Thread]:
     found: dict[tuple[str, str], Thread] = {}
     for record in records:
         key = (record.channel, record.address)
@@ -79,8 +79,8 @@ def demo_outbox() -> str:
     settings = _settings()
     problem = None
     try:
-        threads = _threads(providers.fetch_records(settings.twilio_api_base_url))
-    except providers.StandInError as exc:
+        threads = _threads(records.fetch_records(settings.twilio_api_base_url))
+    except records.StandInError as exc:
         threads, problem = [], str(exc)
     return render_template("console/demo.html", threads=threads, problem=problem)
 
@@ -96,10 +96,10 @@ def demo_reply() -> Any:
         flash("Write a reply first, then press Send.", "error")
         return redirect(url_for("console.demo_outbox"))
     try:
-        providers.send_reply(
+        records.send_reply(
             settings.twilio_api_base_url, channel, address, text=typed, button=button
         )
-    except providers.StandInError as exc:
+    except records.StandInError as exc:
         flash(f"The reply could not be delivered: {exc}", "error")
     else:
         flash("Your reply was delivered, as the participant's.", "info")

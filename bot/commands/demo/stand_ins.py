@@ -8,7 +8,8 @@ calls the service back: status callbacks for texts, and what a participant write
 with the demo's own Twilio token or carrying its Telegram secret.
 
 Its own endpoints, under /demo/ (no provider has them), are for the console and
-`involve demo text`: `GET /demo/messages` and `POST /demo/reply`.
+`involve demo text` (bot/commands/demo/records.py): `GET /demo/messages` and
+`POST /demo/reply`.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import time
 import uuid
 import xml.etree.ElementTree as ET
 from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -33,6 +34,8 @@ from urllib.error import HTTPError, URLError
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from twilio.request_validator import RequestValidator
+
+from bot.commands.demo.records import TIMEOUT_SECONDS, Record, StandInError, opener
 
 log = logging.getLogger(__name__)
 
@@ -45,31 +48,7 @@ BOT_USERNAME = "InvolveDemoBot"
 WEBHOOK_SECRET = "demo-webhook-secret-opens-only-the-stand-ins"
 
 KEPT = 2000  # records kept; the oldest go first
-TIMEOUT_SECONDS = 30
 CALL_NOTE = "(A phone call. The demo cannot answer calls: try the keypad in a survey's simulator.)"
-
-# Straight to 127.0.0.1, never through a proxy named in the environment.
-_opener = urlrequest.build_opener(urlrequest.ProxyHandler({}))
-
-
-@dataclass
-class Record:
-    """One message through the stand-ins: `out` from the service, `in` from a participant."""
-
-    n: int
-    at: str
-    channel: str  # sms | voice | telegram
-    direction: str  # out | in
-    address: str  # the participant's number or chat id
-    text: str
-    sid: str = ""
-    status: str = ""
-    message_id: int | None = None  # Telegram: for a button pressed under it
-    buttons: list[list[dict[str, str]]] = field(default_factory=list)  # label, data
-
-
-class StandInError(RuntimeError):
-    """The stand-ins could not be reached, or refused what was asked."""
 
 
 class StandIns:
@@ -559,7 +538,7 @@ def _twiml_messages(twiml: str) -> list[str]:
 
 def _post(url: str, body: bytes, headers: dict[str, str]) -> str:
     try:
-        with _opener.open(
+        with opener.open(
             urlrequest.Request(url, data=body, headers=headers, method="POST"),
             timeout=TIMEOUT_SECONDS,
         ) as answer:
@@ -578,45 +557,3 @@ def _post_signed(url: str, params: dict[str, str]) -> str:
         urlencode(params).encode(),
         {"Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": signature},
     )
-
-
-# --- the stand-ins' own endpoints, for the console and `involve demo text` ---------------
-
-
-def fetch_records(stand_ins_url: str) -> list[Record]:
-    try:
-        with _opener.open(f"{stand_ins_url}/demo/messages", timeout=10) as answer:
-            found = json.load(answer)["messages"]
-    except (URLError, TimeoutError, ValueError, KeyError) as exc:
-        raise StandInError(
-            f"the demo's stand-ins at {stand_ins_url} did not answer: {exc}"
-        ) from None
-    return [Record(**r) for r in found]
-
-
-def send_reply(
-    stand_ins_url: str, channel: str, address: str, text: str = "", button: str = ""
-) -> list[str]:
-    """Ask the stand-ins to deliver what a participant wrote; what the service answered."""
-    body = json.dumps({"channel": channel, "address": address, "text": text, "button": button})
-    try:
-        with _opener.open(
-            urlrequest.Request(
-                f"{stand_ins_url}/demo/reply",
-                data=body.encode(),
-                headers={"Content-Type": "application/json"},
-                method="POST",
-            ),
-            timeout=TIMEOUT_SECONDS + 5,
-        ) as answer:
-            return list(json.load(answer)["replies"])
-    except HTTPError as exc:
-        try:
-            said = json.load(exc)["error"]
-        except (ValueError, KeyError):
-            said = f"status {exc.code}"
-        raise StandInError(said) from None
-    except (URLError, TimeoutError) as exc:
-        raise StandInError(
-            f"the demo's stand-ins at {stand_ins_url} did not answer: {exc}"
-        ) from None

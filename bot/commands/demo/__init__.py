@@ -1,6 +1,6 @@
 """`involve serve --demo`: a whole cycle on one machine, with nothing sent to anyone.
 
-Twilio and Telegram are local stand-ins (bot/commands/demo_providers.py) started here, beside
+Twilio and Telegram are local stand-ins (bot/commands/demo/stand_ins.py) started here, beside
 the usual `involve serve`; the real senders, worker and webhooks run unchanged against them.
 The demo keeps its own instance folder (`instance/demo`: its SQLite database, its embedded
 Redis), so nothing it imports, launches or records mixes with a real panel, and it makes a
@@ -22,8 +22,8 @@ from pathlib import Path
 
 import click
 
-from bot.commands import demo_providers as providers
 from bot.commands import runtime
+from bot.commands.demo import records, stand_ins
 from bot.config import Settings, is_local_url, load_settings
 from bot.cycle import staff
 from bot.phone_numbers import InvalidPhoneNumber, normalise_phone
@@ -101,14 +101,14 @@ def environment(
         "INVOLVE_DEMO": "yes",
         "INVOLVE_INSTANCE_PATH": str(instance),
         "PUBLIC_BASE_URL": public_base_url,
-        "TWILIO_ACCOUNT_SID": providers.ACCOUNT_SID,
-        "TWILIO_AUTH_TOKEN": providers.AUTH_TOKEN,
-        "TWILIO_FROM_NUMBER": providers.FROM_NUMBER,
+        "TWILIO_ACCOUNT_SID": stand_ins.ACCOUNT_SID,
+        "TWILIO_AUTH_TOKEN": stand_ins.AUTH_TOKEN,
+        "TWILIO_FROM_NUMBER": stand_ins.FROM_NUMBER,
         "TWILIO_API_BASE_URL": stand_ins_url,
-        "TELEGRAM_BOT_TOKEN": providers.BOT_TOKEN,
-        "TELEGRAM_WEBHOOK_SECRET": providers.WEBHOOK_SECRET,
+        "TELEGRAM_BOT_TOKEN": stand_ins.BOT_TOKEN,
+        "TELEGRAM_WEBHOOK_SECRET": stand_ins.WEBHOOK_SECRET,
         "TELEGRAM_API_BASE_URL": stand_ins_url,
-        "TELEGRAM_BOT_USERNAME": providers.BOT_USERNAME,
+        "TELEGRAM_BOT_USERNAME": stand_ins.BOT_USERNAME,
     }
     if not _set(env, "ORG_NAME"):
         demo["ORG_NAME"] = DEMO_ORG_NAME
@@ -166,19 +166,19 @@ def serve(port: int, host: str, run: Callable[[Settings], int]) -> int:
         )
         return 1
     public = (os.environ.get("PUBLIC_BASE_URL") or "").strip() or f"http://localhost:{port}"
-    stand_ins = providers.StandIns(public).start()
+    providers = stand_ins.StandIns(public).start()
     pointer = instance / STAND_INS_FILE
     try:
-        os.environ.update(environment(os.environ, stand_ins.url, public, instance))
+        os.environ.update(environment(os.environ, providers.url, public, instance))
         settings = load_settings()
         runtime.configure(settings)
         db.upgrade(settings.database_url)
         password = staff_account(runtime.database())
         runtime.configure(settings)  # the web and worker processes open their own
-        pointer.write_text(stand_ins.url + "\n", encoding="utf-8")
+        pointer.write_text(providers.url + "\n", encoding="utf-8")
         for line in (
             "DEMO: nothing reaches anyone. Texts, calls and Telegram messages go to local "
-            f"stand-ins for Twilio and Telegram ({stand_ins.url}), with their own data in {instance}",
+            f"stand-ins for Twilio and Telegram ({providers.url}), with their own data in {instance}",
             f"demo console: {public}/console/ , sign in as {STAFF_EMAIL} with password {password}",
             f"demo: what was sent is at {public}/console/demo , where you can reply as a "
             "participant (or: involve demo text 07700900001 yes)",
@@ -187,7 +187,7 @@ def serve(port: int, host: str, run: Callable[[Settings], int]) -> int:
         return run(settings)
     finally:
         pointer.unlink(missing_ok=True)
-        stand_ins.stop()
+        providers.stop()
 
 
 def running_stand_ins(env: Mapping[str, str]) -> str:
@@ -211,9 +211,9 @@ def text(address: str, words: str, channel: str, wait_seconds: float = 10.0) -> 
         except InvalidPhoneNumber as exc:
             raise click.ClickException(f"{address!r} is not a phone number: {exc}") from None
     try:
-        before = max((r.n for r in providers.fetch_records(url)), default=0)
-        answered = providers.send_reply(url, channel, address, text=words)
-    except providers.StandInError as exc:
+        before = max((r.n for r in records.fetch_records(url)), default=0)
+        answered = records.send_reply(url, channel, address, text=words)
+    except records.StandInError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"{address} wrote: {words}")
     if not answered:
@@ -223,7 +223,7 @@ def text(address: str, words: str, channel: str, wait_seconds: float = 10.0) -> 
             time.sleep(0.25)
             answered = [
                 r.text
-                for r in providers.fetch_records(url)
+                for r in records.fetch_records(url)
                 if r.n > before and r.direction == "out" and r.address == address
             ]
     for said in answered:
