@@ -60,9 +60,10 @@ class StandIns:
         self._records: deque[Record] = deque(maxlen=KEPT)
         self._lock = threading.Lock()
         self._numbers = itertools.count(1)
-        # Update ids only ever grow, across restarts too: the webhook ignores one seen before.
+        # Ids only ever grow, across restarts too: the webhook ignores an update id seen
+        # before, and the outbox keeps each message's id as the provider's.
         self._update_ids = itertools.count(int(time.time() * 1000))
-        self._message_ids = itertools.count(1000)
+        self._message_ids = itertools.count(int(time.time() * 1000))
         self._callbacks: queue.Queue[tuple[str, dict[str, str]] | None] = queue.Queue()
 
     # --- running --------------------------------------------------------------------------
@@ -228,7 +229,7 @@ class StandIns:
             return {
                 "message_id": record.message_id,
                 "date": int(time.time()),
-                "chat": {"id": int(record.address), "type": "private", "first_name": "Demo"},
+                "chat": {"id": _int(record.address) or 0, "type": "private", "first_name": "Demo"},
                 "from": {"id": int(BOT_TOKEN.split(":")[0]), "is_bot": True, "first_name": "Demo"},
                 "text": record.text,
             }
