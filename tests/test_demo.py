@@ -363,3 +363,16 @@ def test_serve_demo_runs_a_whole_cycle_and_stops_with_nothing_left(tmp_path):
     assert not pointer.exists()
     with pytest.raises(records.StandInError):
         records.fetch_records(stand_ins)
+
+
+def test_stand_in_telegram_ids_never_repeat_across_a_restart():
+    """The outbox keeps a sent message's id as the provider's, and the webhook ignores an
+    update id seen before: a restarted demo must not hand out the same ones again."""
+    first = StandIns("http://127.0.0.1:9")
+    time.sleep(0.01)  # a restart takes longer than this
+    second = StandIns("http://127.0.0.1:9")
+    sent = [s.telegram("sendMessage", {"chat_id": 424242, "text": "hi"}) for s in (first, second)]
+    assert sent[1]["message_id"] > sent[0]["message_id"]
+    assert next(second._update_ids) > next(first._update_ids)
+    # A chat id that is not a number is still answered (as Telegram answers), not a crash.
+    assert first.telegram("sendMessage", {"chat_id": "@someone", "text": "hi"})["message_id"]
