@@ -149,7 +149,7 @@ def test_a_launch_goes_to_the_stand_ins_shows_on_the_demo_page_and_a_reply_answe
         lambda: [r.status for r in running_demo.stand_ins.records()] == ["delivered"]
     ), running_demo.stand_ins.records()
 
-    page = _reply(client, channel="sms", address="+447700900001", reply="2")
+    page = _reply(client, kind="text", address="+447700900001", reply="2")
     assert _answers(database) == {"title": "your-health"}
     assert "What made you choose it?" in page
     assert running_demo.sent("+447700900001")[-1].startswith("What made you choose it?")
@@ -166,7 +166,7 @@ def test_a_telegram_button_pressed_on_the_demo_page_answers(running_demo, databa
     assert "Hello Rhys" in page
     pressed = re.search(r'name="button" value="([^"]+)">Your health, your way<', page)
     assert pressed, page
-    _reply(client, channel="telegram", address="424242", button=pressed.group(1))
+    _reply(client, kind="chat", address="424242", button=pressed.group(1))
     assert _answers(database) == {"title": "your-health"}
     run_worker(redis_conn)  # Telegram's answers go out through the outbox
     assert "What made you choose it?" in running_demo.sent("424242")[-1]
@@ -198,7 +198,7 @@ def test_a_call_is_recorded_and_said_to_be_a_call(running_demo, database, redis_
     _launch(client, "voice", "readers")
     run_worker(redis_conn)
     (call,) = [r for r in running_demo.stand_ins.records() if r.address == "+447700900001"]
-    assert call.channel == "voice" and call.sid.startswith("CA") and "phone call" in call.text
+    assert call.kind == records.CALL and call.sid.startswith("CA") and "phone call" in call.text
 
 
 def test_a_second_demo_in_the_same_folder_is_refused_before_it_changes_anything(tmp_path):

@@ -194,18 +194,16 @@ def demo_group() -> None:
 @click.argument("address")
 @click.argument("words", nargs=-1, required=True)
 @click.option(
-    "--channel",
-    type=click.Choice(("sms", "telegram")),
-    default="sms",
-    show_default=True,
-    help="A text from a phone number, or a Telegram message from a chat id.",
+    "--telegram",
+    is_flag=True,
+    help="A Telegram message from the chat id ADDRESS (rather than a text from a number).",
 )
-def demo_text(address: str, words: tuple[str, ...], channel: str) -> None:
+def demo_text(address: str, words: tuple[str, ...], telegram: bool) -> None:
     """Send WORDS to the running demo as the participant at ADDRESS, signed as Twilio (or
     Telegram) would; print what the service answers."""
     from bot.commands import demo as demos
 
-    demos.text(address, " ".join(words), channel)
+    demos.text(address, " ".join(words), telegram)
 
 
 @main.command()

@@ -25,9 +25,9 @@ MAX_REPLY = 1600  # a long text: ten segments
 
 @dataclass
 class Thread:
-    """One participant's conversation on one channel, as the stand-ins saw it."""
+    """One participant's conversation by one kind of message, as the stand-ins saw it."""
 
-    channel: str
+    kind: str
     address: str
     records: list[records.Record] = field(default_factory=list)
     person_id: int | None = None  # who on the panel holds this address, if anyone
@@ -56,21 +56,21 @@ def _settings() -> Settings:
 def _threads(records: list[records.Record]) -> list[Thread]:
     found: dict[tuple[str, str], Thread] = {}
     for record in records:
-        key = (record.channel, record.address)
+        key = (record.kind, record.address)
         found.setdefault(key, Thread(*key)).records.append(record)
     threads = sorted(found.values(), key=lambda t: t.latest, reverse=True)
     if threads:
+        # Whoever on the panel holds the address (a number is one person's, on every channel
+        # that reaches it).
         with runtime.database().read() as db:
             holders = db.execute(
-                select(ContactPoint.channel, ContactPoint.address, Participant.id, Participant.name)
+                select(ContactPoint.address, Participant.id, Participant.name)
                 .join(Participant, Participant.id == ContactPoint.participant_id)
                 .where(ContactPoint.address.in_({t.address for t in threads}))
             ).all()
-        named = {(c, a): (i, n) for c, a, i, n in holders}
+        named = {address: (person_id, name) for address, person_id, name in holders}
         for thread in threads:
-            thread.person_id, thread.name = named.get(
-                (thread.channel, thread.address), (None, None)
-            )
+            thread.person_id, thread.name = named.get(thread.address, (None, None))
     return threads
 
 
@@ -82,23 +82,23 @@ def demo_outbox() -> str:
         threads = _threads(records.fetch_records(settings.twilio_api_base_url))
     except records.StandInError as exc:
         threads, problem = [], str(exc)
-    return render_template("console/demo.html", threads=threads, problem=problem)
+    return render_template(
+        "console/demo.html", threads=threads, problem=problem, replies_by=records.REPLIES_BY
+    )
 
 
 @bp.post("/demo/reply")
 def demo_reply() -> Any:
     settings = _settings()
-    channel = request.form.get("channel", "")
+    kind = request.form.get("kind", "")
     address = request.form.get("address", "")[:40]
     typed = request.form.get("reply", "")[:MAX_REPLY]
     button = request.form.get("button", "")[:64]
-    if channel not in ("sms", "telegram") or not address or not (typed.strip() or button):
+    if kind not in records.REPLIES_BY or not address or not (typed.strip() or button):
         flash("Write a reply first, then press Send.", "error")
         return redirect(url_for("console.demo_outbox"))
     try:
-        records.send_reply(
-            settings.twilio_api_base_url, channel, address, text=typed, button=button
-        )
+        records.send_reply(settings.twilio_api_base_url, kind, address, text=typed, button=button)
     except records.StandInError as exc:
         flash(f"The reply could not be delivered: {exc}", "error")
     else:

@@ -201,18 +201,20 @@ def running_stand_ins(env: Mapping[str, str]) -> str:
         ) from None
 
 
-def text(address: str, words: str, channel: str, wait_seconds: float = 10.0) -> None:
+def text(address: str, words: str, telegram: bool = False, wait_seconds: float = 10.0) -> None:
     """`involve demo text`: deliver `words` from `address` through the running demo's
     stand-ins, and print what the participant would see in answer."""
     url = running_stand_ins(os.environ)
-    if channel == "sms":
+    if not telegram:
         try:
             address = normalise_phone(address)
         except InvalidPhoneNumber as exc:
             raise click.ClickException(f"{address!r} is not a phone number: {exc}") from None
     try:
         before = max((r.n for r in records.fetch_records(url)), default=0)
-        answered = records.send_reply(url, channel, address, text=words)
+        answered = records.send_reply(
+            url, records.CHAT if telegram else records.TEXT, address, text=words
+        )
     except records.StandInError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"{address} wrote: {words}")

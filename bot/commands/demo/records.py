@@ -9,6 +9,12 @@ from dataclasses import dataclass, field
 from urllib import request as urlrequest
 from urllib.error import HTTPError, URLError
 
+# What the stand-ins carry, in the providers' own terms (channels are the registry's business):
+TEXT = "text"  # a Twilio message
+CALL = "call"  # a Twilio call
+CHAT = "chat"  # a Telegram message
+REPLIES_BY = (TEXT, CHAT)  # what a participant can send through the demo
+
 TIMEOUT_SECONDS = 30  # the service's answer to a participant's message, on a busy laptop
 
 # Straight to 127.0.0.1, never through a proxy named in the environment.
@@ -21,7 +27,7 @@ class Record:
 
     n: int
     at: str
-    channel: str  # sms | voice | telegram
+    kind: str  # TEXT, CALL or CHAT
     direction: str  # out | in
     address: str  # the participant's number or chat id
     text: str
@@ -47,10 +53,10 @@ def fetch_records(stand_ins_url: str) -> list[Record]:
 
 
 def send_reply(
-    stand_ins_url: str, channel: str, address: str, text: str = "", button: str = ""
+    stand_ins_url: str, kind: str, address: str, text: str = "", button: str = ""
 ) -> list[str]:
     """Ask the stand-ins to deliver what a participant wrote; what the service answered."""
-    body = json.dumps({"channel": channel, "address": address, "text": text, "button": button})
+    body = json.dumps({"kind": kind, "address": address, "text": text, "button": button})
     try:
         with opener.open(
             urlrequest.Request(

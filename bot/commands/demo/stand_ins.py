@@ -35,7 +35,15 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 from twilio.request_validator import RequestValidator
 
-from bot.commands.demo.records import TIMEOUT_SECONDS, Record, StandInError, opener
+from bot.commands.demo.records import (
+    CALL,
+    CHAT,
+    TEXT,
+    TIMEOUT_SECONDS,
+    Record,
+    StandInError,
+    opener,
+)
 
 log = logging.getLogger(__name__)
 
@@ -117,12 +125,12 @@ class StandIns:
                 if record.sid == sid:
                     record.status = status
 
-    def _find(self, channel: str, **match: Any) -> list[Record]:
+    def _find(self, kind: str, **match: Any) -> list[Record]:
         with self._lock:
             return [
                 r
                 for r in reversed(self._records)
-                if r.channel == channel
+                if r.kind == kind
                 and r.direction == "out"
                 and all(getattr(r, k) == v for k, v in match.items() if v is not None)
             ]
@@ -132,7 +140,7 @@ class StandIns:
     def twilio_message(self, form: dict[str, str]) -> dict[str, Any]:
         sid = "SM" + uuid.uuid4().hex
         record = self._keep(
-            channel="sms",
+            kind=TEXT,
             direction="out",
             address=form.get("To", ""),
             text=form.get("Body", ""),
@@ -160,7 +168,7 @@ class StandIns:
 
     def twilio_call(self, form: dict[str, str]) -> dict[str, Any]:
         record = self._keep(
-            channel="voice",
+            kind=CALL,
             direction="out",
             address=form.get("To", ""),
             text=CALL_NOTE,
@@ -173,7 +181,7 @@ class StandIns:
         ours = query.get("From", FROM_NUMBER)
         # Every record is from the demo's one number; a list for another has nothing.
         found = self._find(kind, address=query.get("To")) if ours == FROM_NUMBER else []
-        if kind == "sms":
+        if kind == TEXT:
             items = [_twilio_message(r, ours) for r in found[:50]]
             key = "messages"
         else:
@@ -193,7 +201,7 @@ class StandIns:
 
     def twilio_fetch(self, kind: str, sid: str) -> dict[str, Any] | None:
         for record in self._find(kind, sid=sid):
-            return (_twilio_message if kind == "sms" else _twilio_call)(record, FROM_NUMBER)
+            return (_twilio_message if kind == TEXT else _twilio_call)(record, FROM_NUMBER)
         return None
 
     def _call_back(self) -> None:
@@ -218,7 +226,7 @@ class StandIns:
             }
         if method == "sendMessage":
             record = self._keep(
-                channel="telegram",
+                kind=CHAT,
                 direction="out",
                 address=str(params.get("chat_id", "")),
                 text=str(params.get("text", "")),
@@ -234,7 +242,7 @@ class StandIns:
                 "text": record.text,
             }
         if method in ("editMessageReplyMarkup", "editMessageText"):
-            for record in self._find("telegram", address=str(params.get("chat_id", ""))):
+            for record in self._find(CHAT, address=str(params.get("chat_id", ""))):
                 if record.message_id == _int(params.get("message_id")):
                     with self._lock:
                         record.buttons = _buttons(params.get("reply_markup"))
@@ -247,19 +255,19 @@ class StandIns:
 
     # --- a participant writes -------------------------------------------------------------
 
-    def reply(self, channel: str, address: str, text: str = "", button: str = "") -> list[str]:
+    def reply(self, kind: str, address: str, text: str = "", button: str = "") -> list[str]:
         """Deliver what a participant wrote (or the button they pressed) to the service, as
         Twilio or Telegram would; what the service answered at once (a text's TwiML)."""
-        if channel == "sms":
+        if kind == TEXT:
             return self._text_in(address, text)
-        if channel == "telegram":
+        if kind == CHAT:
             self._telegram_in(address, text, button)
             return []
-        raise StandInError(f"the demo cannot reply on {channel!r}: only sms and telegram")
+        raise StandInError(f"a participant can send a {TEXT} or a {CHAT} message, not {kind!r}")
 
     def _text_in(self, address: str, text: str) -> list[str]:
         sid = "SM" + uuid.uuid4().hex
-        self._keep(channel="sms", direction="in", address=address, text=text, sid=sid)
+        self._keep(kind=TEXT, direction="in", address=address, text=text, sid=sid)
         params = {
             "AccountSid": ACCOUNT_SID,
             "ApiVersion": "2010-04-01",
@@ -280,7 +288,7 @@ class StandIns:
         for said in replies:
             # Twilio sends a TwiML <Message> as a text of its own.
             self._keep(
-                channel="sms",
+                kind=TEXT,
                 direction="out",
                 address=address,
                 text=said,
@@ -297,15 +305,13 @@ class StandIns:
         chat = {"id": chat_id, "type": "private", "first_name": "Demo"}
         update: dict[str, Any] = {"update_id": next(self._update_ids)}
         if button:
-            under = next((r for r in self._find("telegram", address=address) if r.buttons), None)
+            under = next((r for r in self._find(CHAT, address=address) if r.buttons), None)
             if under is None:
                 raise StandInError("there is no message with buttons in that chat")
             label = next(
                 (b["label"] for row in under.buttons for b in row if b["data"] == button), button
             )
-            self._keep(
-                channel="telegram", direction="in", address=address, text=f"(tapped) {label}"
-            )
+            self._keep(kind=CHAT, direction="in", address=address, text=f"(tapped) {label}")
             update["callback_query"] = {
                 "id": str(uuid.uuid4().int)[:19],
                 "from": person,
@@ -325,7 +331,7 @@ class StandIns:
                 },
             }
         else:
-            self._keep(channel="telegram", direction="in", address=address, text=text)
+            self._keep(kind=CHAT, direction="in", address=address, text=text)
             message: dict[str, Any] = {
                 "message_id": next(self._message_ids),
                 "from": person,
@@ -386,11 +392,11 @@ def _handler(stand_ins: StandIns) -> type[BaseHTTPRequestHandler]:
                 return
             query = {k: v[0] for k, v in parse_qs(parts.query).items()}
             if parts.path.endswith("/Messages.json"):
-                self._answer(200, stand_ins.twilio_list("sms", query))
+                self._answer(200, stand_ins.twilio_list(TEXT, query))
             elif parts.path.endswith("/Calls.json"):
-                self._answer(200, stand_ins.twilio_list("voice", query))
+                self._answer(200, stand_ins.twilio_list(CALL, query))
             elif "/Messages/" in parts.path or "/Calls/" in parts.path:
-                kind = "sms" if "/Messages/" in parts.path else "voice"
+                kind = TEXT if "/Messages/" in parts.path else CALL
                 sid = parts.path.rsplit("/", 1)[-1].removesuffix(".json")
                 found = stand_ins.twilio_fetch(kind, sid)
                 if found is None:
@@ -442,7 +448,7 @@ def _handler(stand_ins: StandIns) -> type[BaseHTTPRequestHandler]:
             try:
                 asked = json.loads(raw or b"{}")
                 replies = stand_ins.reply(
-                    str(asked.get("channel", "")),
+                    str(asked.get("kind", "")),
                     str(asked.get("address", "")),
                     text=str(asked.get("text", "")),
                     button=str(asked.get("button", "")),
