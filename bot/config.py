@@ -82,6 +82,9 @@ class Settings:
     # How many proxies in front of the web process append to X-Forwarded-For (Heroku's router,
     # nginx: 1). Zero trusts no header: a stranger can write one.
     trusted_proxies: int = 0
+    # `involve serve --demo`: every provider is a local stand-in and the console says so on
+    # every page (bot/commands/demo.py).
+    demo: bool = False
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -378,7 +381,7 @@ def load_settings(
             raise ConfigError(f"TWILIO_FROM_NUMBER must be a phone number: {exc}") from None
     channels_on = bool(sid) or bool(_text(env, "TELEGRAM_BOT_TOKEN"))
     suppression_key = _suppression_key(env, channels_on)
-    return Settings(
+    settings = Settings(
         database_url=database_url,
         redis_url=redis_url,
         admin_token=_secret(env, "ADMIN_TOKEN", MIN_ADMIN_TOKEN),
@@ -412,7 +415,27 @@ def load_settings(
         retention_days=_retention_days(env, "RETENTION_DAYS"),
         telegram_bot_username=_bot_username(env, "TELEGRAM_BOT_USERNAME"),
         trusted_proxies=_int_between(env, "TRUSTED_PROXIES", 0, 0, 5),
+        demo=_flag(env, "INVOLVE_DEMO"),
     )
+    if settings.demo:
+        _only_local_in_demo(settings)
+    return settings
+
+
+def _only_local_in_demo(settings: Settings) -> None:
+    """A demo's providers, and the address they call back, are on this machine: a real
+    provider (or a public address) beside INVOLVE_DEMO would show real people's messages
+    under a "nothing is sent" banner."""
+    for name, url in (
+        ("TWILIO_API_BASE_URL", settings.twilio_api_base_url),
+        ("TELEGRAM_API_BASE_URL", settings.telegram_api_base_url),
+        ("PUBLIC_BASE_URL", settings.public_base_url),
+    ):
+        if not is_local_url(url):
+            raise ConfigError(
+                f"{name} must name this machine when INVOLVE_DEMO is set (a demo never "
+                f"reaches real providers or people), got {url!r}"
+            )
 
 
 def _bot_username(env: Mapping[str, str], name: str) -> str | None:

@@ -166,12 +166,46 @@ def db_upgrade(revision: str) -> None:
     type=int,
 )
 @click.option("--web-workers", default=2, show_default=True, type=int)
-def serve(host: str, port: int, web_workers: int) -> None:
+@click.option(
+    "--demo",
+    is_flag=True,
+    help="Try a whole cycle: local stand-ins for Twilio and Telegram, so nothing reaches anyone.",
+)
+def serve(host: str, port: int, web_workers: int, demo: bool) -> None:
     """Run everything on this machine: web app, worker, and Redis/SQLite where none is set."""
     # Here, not at the top: only this verb needs the web app, gunicorn and embedded Redis.
     from bot.commands import serve as serving
 
+    if demo:
+        from bot.commands import demo as demos
+
+        sys.exit(
+            demos.serve(
+                port, host, lambda settings: serving.serve(settings, host, port, web_workers)
+            )
+        )
     sys.exit(serving.serve(_settings(), host, port, web_workers))
+
+
+@main.group("demo")
+def demo_group() -> None:
+    """Play a participant in the demo that `involve serve --demo` runs."""
+
+
+@demo_group.command("text")
+@click.argument("address")
+@click.argument("words", nargs=-1, required=True)
+@click.option(
+    "--telegram",
+    is_flag=True,
+    help="A Telegram message from the chat id ADDRESS (rather than a text from a number).",
+)
+def demo_text(address: str, words: tuple[str, ...], telegram: bool) -> None:
+    """Send WORDS to the running demo as the participant at ADDRESS, signed as Twilio (or
+    Telegram) would; print what the service answers."""
+    from bot.commands import demo as demos
+
+    demos.text(address, " ".join(words), telegram)
 
 
 @main.command()

@@ -167,6 +167,7 @@ def _context() -> dict[str, Any]:
         "org_name": _settings().org_name,
         "channel_titles": {c.name: c.title for c in channels.all_channels()},
         "contact_fields": channels.CONTACT_FIELDS,  # a panel file's address columns
+        "demo": _settings().demo,  # `involve serve --demo`: a banner on every page
     }
 
 
@@ -446,4 +447,4 @@ def _not_found(exc: Exception) -> tuple[str, int]:
 
 
 # The pages that change data through a staff verb register their routes on `bp`.
-from webhooks.console import actions  # noqa: E402, F401
+from webhooks.console import actions, demo  # noqa: E402, F401
