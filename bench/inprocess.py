@@ -133,7 +133,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("app", choices=("involve", "floor"))
     parser.add_argument("backend", choices=("sqlite", "postgresql"))
     parser.add_argument("requests", type=int, nargs="?", default=2000)
-    parser.add_argument("--profile", help="write a pyinstrument profile of the measured part")
+    parser.add_argument(
+        "--profile", help="write a pyinstrument profile of the measured part (pip install it)"
+    )
     parser.add_argument("--seed-only", help="seed into this folder and stop")
     parser.add_argument("--from", dest="source", help="measure a copy of a seeded folder")
     args = parser.parse_args(argv)
