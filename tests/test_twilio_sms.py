@@ -3,6 +3,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 import requests
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 from werkzeug.serving import make_server
 
@@ -440,3 +442,23 @@ def test_a_reply_too_long_is_kept_for_staff_until_a_shorter_one_replaces_it(mean
     (last,) = texts(text(meant, "Lovely staff"))
     assert last == "Thank you."
     assert _answers_to(database, "comments") == [("Lovely staff", "Lovely staff", False)]
+
+
+# Any text a reply can hold: every character but lone surrogates (which UTF-8 cannot carry).
+_REPLY_TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=40)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_REPLY_TEXT | st.sampled_from(["", "a & b", "<Message>", "x > y", "&amp;"])))
+def test_the_twiml_written_is_twilios_own_for_any_replies(replies):
+    # The webhook writes its TwiML directly; it must be what twilio's library would write.
+    from twilio.twiml.messaging_response import MessagingResponse
+
+    from webhooks.twilio_sms import twiml
+
+    expected = MessagingResponse()
+    for reply in replies:
+        expected.message(reply)
+    response = twiml(replies)
+    assert response.get_data(as_text=True) == str(expected)
+    assert response.mimetype == "application/xml"

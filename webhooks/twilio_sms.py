@@ -7,7 +7,6 @@ Thin on purpose: the signature is checked, the channel reads Twilio's form, the 
 from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, request
-from twilio.twiml.messaging_response import MessagingResponse
 
 from bot import channels
 from bot.commands import runtime
@@ -19,11 +18,24 @@ bp = Blueprint("twilio_sms", __name__, url_prefix="/webhooks/twilio")
 CHANNEL = channels.serving(__name__)  # the channel that lists this module
 
 
+DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>'
+
+
 def twiml(texts: list[str] | tuple[str, ...]) -> Response:
-    response = MessagingResponse()
-    for text in texts:
-        response.message(text)
-    return Response(str(response), mimetype="application/xml")
+    """What twilio's MessagingResponse writes for these texts, character for character
+    (`tests/test_twilio_sms.py` holds them to it), written directly: building its element tree
+    and serialising it cost a tenth of a text's whole handling."""
+    if not texts:
+        return Response(DECLARATION + "<Response />", mimetype="application/xml")
+    messages = "".join(
+        f"<Message>{_escaped(text)}</Message>" if text else "<Message />" for text in texts
+    )
+    return Response(f"{DECLARATION}<Response>{messages}</Response>", mimetype="application/xml")
+
+
+def _escaped(text: str) -> str:
+    # As ElementTree escapes an element's text: these three, nothing else.
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 @bp.post("/sms")
