@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from flask import Blueprint, Response, current_app, request
-from twilio.twiml.messaging_response import MessagingResponse
 
 from bot import channels
 from bot.channels.twilio_messaging import TwilioMessagingChannel
@@ -26,11 +25,24 @@ from webhooks.signatures import twilio_signed_inbound
 bp = Blueprint("twilio_messaging", __name__, url_prefix="/webhooks/twilio")
 
 
+DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>'
+
+
 def twiml(texts: list[str] | tuple[str, ...]) -> Response:
-    response = MessagingResponse()
-    for text in texts:
-        response.message(text)
-    return Response(str(response), mimetype="application/xml")
+    """What twilio's MessagingResponse writes for these texts, character for character
+    (`tests/test_twilio_sms.py` holds them to it), written directly: building its element tree
+    and serialising it cost a tenth of a text's whole handling."""
+    if not texts:
+        return Response(DECLARATION + "<Response />", mimetype="application/xml")
+    messages = "".join(
+        f"<Message>{_escaped(text)}</Message>" if text else "<Message />" for text in texts
+    )
+    return Response(f"{DECLARATION}<Response>{messages}</Response>", mimetype="application/xml")
+
+
+def _escaped(text: str) -> str:
+    # As ElementTree escapes an element's text: these three, nothing else.
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def inbound_view(channel: TwilioMessagingChannel) -> Callable[[], Response]:

@@ -61,6 +61,19 @@ class Received:
 
 
 @dataclass(frozen=True)
+class Blocked:
+    """The provider says, at once, that a person blocked us at this address (`blocked`) or
+    let us in again: Telegram's `my_chat_member` when a person blocks or unblocks the bot. Not
+    something they wrote: the endpoint hands it to the core
+    (`bot.conversations.blocked_at_provider`), which marks the contact point."""
+
+    channel: str
+    address: str
+    blocked: bool
+    reason: str  # a few words for the contact point, the consent log and staff
+
+
+@dataclass(frozen=True)
 class Outcome:
     """What the one writer did with a `Received`."""
 

@@ -3,21 +3,27 @@ GSM-7 where we can, one message per step so nothing arrives out of order, answer
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from bot.engine import Ask, Inbound, Prompt, Reply, Say
 from bot.engine.keywords import classify
 from bot.engine.parsing import range_words
 from bot.i18n import t
+from bot.scripts.gsm import sms_size
 
 INLINE_CHOICES_MAX = 60  # beyond this many characters, list the options one per line
 
 
 def question_text(prompt: Ask) -> str:
+    """The question as a text shows it: why we ask again (if we do), the question, how to
+    answer."""
+    return "\n".join(line for line in (prompt.retry, _question_only(prompt)) if line)
+
+
+def _question_only(prompt: Ask) -> str:
     q = prompt.question
     lang = prompt.language
-    lines = [prompt.retry] if prompt.retry else []
-    lines.append(prompt.text)
+    lines = [prompt.text]
     labels = [label for _, label in prompt.choices]
     # Beside a scale or a list of all that apply, "Don't know" is said in words, not numbered.
     own = len(q.points)
@@ -67,15 +73,38 @@ def question_text(prompt: Ask) -> str:
     return "\n".join(lines)
 
 
-def render(prompts: Iterable[Prompt]) -> list[str]:
-    """One text for the whole step; a person reads it top to bottom."""
-    parts = [
-        question_text(p) if isinstance(p, Ask) else p.text
-        for p in prompts
-        if isinstance(p, Ask | Say)
-    ]
-    text = "\n\n".join(part for part in parts if part)
-    return [text] if text else []
+MAX_SEGMENTS = 2  # what lint holds a question to; a reply with it keeps within the same
+
+
+def fits_two_segments(text: str) -> bool:
+    """A text's rule: at most two SMS segments."""
+    return sms_size(text).segments <= MAX_SEGMENTS
+
+
+def render(prompts: Iterable[Prompt], fits: Callable[[str], bool] = fits_two_segments) -> list[str]:
+    """One text for the whole step, read top to bottom, where it `fits` (two SMS segments).
+    Where it does not (HELP with a long ORG_NAME before a long question; a reply in GSM-7
+    joined to a question with one Welsh circumflex, which makes the whole text UCS-2), each
+    part goes whole, in order, joined to the one before while they fit: two short texts cost
+    less than one long one, and read better than a reply cut off mid-word."""
+    parts: list[tuple[str, str]] = []  # (what joins it to the part before, its words)
+    for prompt in prompts:
+        if isinstance(prompt, Ask):
+            if prompt.retry:
+                parts.append(("\n\n", prompt.retry))
+            parts.append(("\n" if prompt.retry else "\n\n", _question_only(prompt)))
+        elif isinstance(prompt, Say):
+            parts.append(("\n\n", prompt.text))
+    texts: list[str] = []
+    for joint, part in parts:
+        if not part:
+            continue
+        joined = f"{texts[-1]}{joint}{part}" if texts else part
+        if texts and not fits(joined):
+            texts.append(part)
+        else:
+            texts[-1:] = [joined]
+    return texts
 
 
 def parse(body: str) -> Inbound:

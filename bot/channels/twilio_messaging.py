@@ -52,11 +52,16 @@ class TwilioMessagingChannel(Channel):
         decides what it means for the person."""
         return ProviderKeyword.read(form.get("OptOutType"), body) or self.parse_stored(body)
 
+    def fits(self, text: str) -> bool:
+        """Whether one message may carry this much (a text: two SMS segments); a step that
+        does not fit goes as several, each part whole."""
+        return plain_text.fits_two_segments(text)
+
     def render_body(self, prompts: Iterable[Prompt], org: str) -> str:
-        return "\n\n".join(plain_text.render(prompts))
+        return "\n\n".join(plain_text.render(prompts, self.fits))
 
     def render_replies(self, prompts: Iterable[Prompt], org: str) -> list[str]:
-        return plain_text.render(prompts)
+        return plain_text.render(prompts, self.fits)
 
     def parse_stored(self, body: str) -> Inbound:
         return plain_text.parse(body)
@@ -65,6 +70,6 @@ class TwilioMessagingChannel(Channel):
         mark = f"[{self.simulate_label}] "
         return [
             f"{mark}{line}" if i == 0 else f"{' ' * len(mark)}{line}"
-            for text in plain_text.render(prompts)
+            for text in plain_text.render(prompts, self.fits)
             for i, line in enumerate(text.splitlines())
         ]
