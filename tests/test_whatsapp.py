@@ -370,3 +370,14 @@ def test_a_reply_outside_the_window_is_not_sent_as_another_kinds_template():
         sender.template_for(late)
     invitation = Outgoing(2, ANN, "Hello", "invitation", variables={"name": "Ann"})
     assert sender.template_for(invitation) == (INVITATION, '{"1": "Ann"}')
+
+
+def test_a_step_is_one_whatsapp_message_up_to_twilios_1600_characters():
+    from bot.engine import Say
+
+    whatsapp, sms = channels.get("whatsapp"), channels.get("sms")
+    long_step = [Say("Hello. " * 60), Say("And something more to say. " * 10)]  # ~690
+    assert len(sms.render_replies(long_step, "us")) == 2  # a text keeps to two segments
+    assert len(whatsapp.render_replies(long_step, "us")) == 1
+    too_long = [Say("Hello. " * 200), Say("More. " * 100)]
+    assert [len(t) <= 1600 for t in whatsapp.render_replies(too_long, "us")] == [True, True]

@@ -26,6 +26,8 @@ from bot.channels.whatsapp.settings import (
 from bot.config import Settings
 from bot.phone_numbers import InvalidPhoneNumber
 
+MAX_BODY = 1600  # Twilio's limit on a WhatsApp message's body
+
 
 class WhatsAppChannel(TwilioMessagingChannel):
     name = "whatsapp"
@@ -37,6 +39,10 @@ class WhatsAppChannel(TwilioMessagingChannel):
     max_address_length = 25  # "whatsapp:" and E.164's 16
     simulate_label = "whatsapp"
     simulate_hint = "type a reply"
+
+    def fits(self, text: str) -> bool:
+        # WhatsApp bills no segments; Twilio takes a body of up to 1,600 characters.
+        return len(text) <= MAX_BODY
 
     def normalise(self, raw: str) -> str:
         try:
