@@ -406,6 +406,10 @@ def main() -> int:
             f"{name:28}{result.per_second:9.0f}{result.p50_ms:9.2f}{result.p99_ms:9.2f}{ratio:8.2f}{len(result.errors):8}{'' if stored is None else stored:>8}"
         )
     print(f"ratio: against the mean of the two baseline runs ({bare.per_second:.0f} req/s)")
+    for name, backend, result, *_ in measured:
+        if name == "involve" and floors.get(backend):
+            of_floor = result.per_second / bare.per_second / floors[backend]
+            print(f"involve, {backend}: {of_floor:.2f}x of no logic")
     for name, backend, _result, _stored, kinds in measured:
         counted = ", ".join(
             f"{kinds.get(k, 0)} {k}" for k in ("answer", "SKIP", "ended", "STOP", "joined")

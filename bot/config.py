@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from bot.i18n import DEFAULT_ORG_NAME, OrgName, t
 from bot.phone_numbers import InvalidPhoneNumber, normalise_phone
 
 
@@ -51,7 +52,8 @@ class Settings:
     quiet_hours: tuple[QuietWindow, ...]
     send_rate: float
     instance_path: Path
-    org_name: str = "our involvement team"
+    # ORG_NAME; its Welsh name (ORG_NAME_CY) rides with it: `bot.i18n.org_name_in`.
+    org_name: str = DEFAULT_ORG_NAME
     # A number where a participant can reach a person, as the charity writes it; said in HELP,
     # after a stop and at the end of a call. None: HELP says to contact us the usual way.
     contact_phone: str | None = None
@@ -71,12 +73,22 @@ class Settings:
     # database could try every UK mobile number against them in minutes. None only where no
     # channel is on; then a key kept in the instance folder is used (bot/cycle/panel.py).
     suppression_key: str | None = None
+    # Nobody is invited again within this many days of their last invitation, whatever the
+    # campaign or channel; a campaign may say otherwise (`invite_gap_days`, 0: no gap).
+    invite_gap_days: int = 14
     retention_days: int | None = None  # message bodies and free text older than this are purged
     # The bot's @username for deep links; asked of Telegram (getMe) when unset.
     telegram_bot_username: str | None = None
     # How many proxies in front of the web process append to X-Forwarded-For (Heroku's router,
     # nginx: 1). Zero trusts no header: a stranger can write one.
     trusted_proxies: int = 0
+    # Each channel's own settings, as its plug-in read them from the same environment
+    # (`Channel.read_settings`, gathered by `bot.channels.load_settings`): a channel adds its
+    # variables without a line here. Keyed by the channel's name; absent: it read none.
+    channels: Mapping[str, Any] = field(default_factory=dict)
+    # `involve serve --demo`: every provider is a local stand-in and the console says so on
+    # every page (bot/commands/demo.py).
+    demo: bool = False
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -159,6 +171,36 @@ def _secret(env: Mapping[str, str], name: str, minimum: int) -> str | None:
     return value
 
 
+# Telegram's own rule for the secret token it echoes in X-Telegram-Bot-Api-Secret-Token.
+_TELEGRAM_SECRET_CHARACTERS = re.compile(r"[A-Za-z0-9_-]+")
+TELEGRAM_SECRET_MAX = 256  # Telegram refuses a longer one when the webhook is set
+# The header is all that tells an update from Telegram from a stranger's forged one (a STOP
+# or an answer for any chat id), and the webhook URL is public. Each guess costs a request,
+# so 16 characters from Telegram's 64 (96 bits) is out of reach; "a" is not.
+TELEGRAM_SECRET_MIN = 16
+
+
+def _telegram_webhook_secret(env: Mapping[str, str]) -> str | None:
+    """Checked at start against what Telegram accepts, never echoed: a bad one would
+    otherwise surface only as `involve webhooks set` failing, or every update refused."""
+    name = "TELEGRAM_WEBHOOK_SECRET"
+    value = _text(env, name)
+    if value is None:
+        return None
+    make = "make one with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+    if not _TELEGRAM_SECRET_CHARACTERS.fullmatch(value):
+        raise ConfigError(
+            f"{name} may hold only the letters A-Z and a-z, digits, _ and - "
+            f"(Telegram's rule; no spaces or other characters); {make}"
+        )
+    if not TELEGRAM_SECRET_MIN <= len(value) <= TELEGRAM_SECRET_MAX:
+        raise ConfigError(
+            f"{name} must be {TELEGRAM_SECRET_MIN} to {TELEGRAM_SECRET_MAX} characters "
+            f"(it has {len(value)}); {make}"
+        )
+    return value
+
+
 SUPPRESSION_KEY_MIN = 32
 
 
@@ -181,8 +223,17 @@ def _suppression_key(env: Mapping[str, str], channels_on: bool) -> str | None:
 ORG_NAME_MAX = 60  # the name is in every HELP and STOP answer, which keep within 2 texts
 
 
-def _org_name(env: Mapping[str, str], channels_on: bool) -> str:
+def _org_name(env: Mapping[str, str], channels_on: bool) -> OrgName:
+    """ORG_NAME, with ORG_NAME_CY for sentences in Welsh (the English name there otherwise;
+    with neither set, our default name in each language)."""
     name = _text(env, "ORG_NAME")
+    welsh = _text(env, "ORG_NAME_CY")
+    for variable, value in (("ORG_NAME", name), ("ORG_NAME_CY", welsh)):
+        if value is not None and len(value) > ORG_NAME_MAX:
+            raise ConfigError(
+                f"{variable} must be at most {ORG_NAME_MAX} characters (it has {len(value)}): "
+                "it is in every HELP and STOP text"
+            )
     if name is None:
         if channels_on:
             raise ConfigError(
@@ -190,13 +241,8 @@ def _org_name(env: Mapping[str, str], channels_on: bool) -> str:
                 "know you by, said in every invitation, HELP and STOP answer "
                 "(e.g. ORG_NAME='Age Better Cardiff')"
             )
-        return "our involvement team"
-    if len(name) > ORG_NAME_MAX:
-        raise ConfigError(
-            f"ORG_NAME must be at most {ORG_NAME_MAX} characters (it has {len(name)}): "
-            "it is in every HELP and STOP text"
-        )
-    return name
+        return OrgName(DEFAULT_ORG_NAME, cy=welsh or t("cy", DEFAULT_ORG_NAME))
+    return OrgName(name, cy=welsh)
 
 
 def _contact_phone(env: Mapping[str, str]) -> str | None:
@@ -339,7 +385,7 @@ def load_settings(
             raise ConfigError(f"TWILIO_FROM_NUMBER must be a phone number: {exc}") from None
     channels_on = bool(sid) or bool(_text(env, "TELEGRAM_BOT_TOKEN"))
     suppression_key = _suppression_key(env, channels_on)
-    return Settings(
+    settings = Settings(
         database_url=database_url,
         redis_url=redis_url,
         admin_token=_secret(env, "ADMIN_TOKEN", MIN_ADMIN_TOKEN),
@@ -349,7 +395,7 @@ def load_settings(
         twilio_from_number=from_number,
         twilio_api_base_url=_url(env, "TWILIO_API_BASE_URL", "https://api.twilio.com"),
         telegram_bot_token=_text(env, "TELEGRAM_BOT_TOKEN"),
-        telegram_webhook_secret=_text(env, "TELEGRAM_WEBHOOK_SECRET"),
+        telegram_webhook_secret=_telegram_webhook_secret(env),
         telegram_api_base_url=_url(env, "TELEGRAM_API_BASE_URL", "https://api.telegram.org"),
         conversations_dir=Path(_text(env, "CONVERSATIONS_DIR", "conversations") or "conversations"),
         timezone=_timezone(env, "INVOLVE_TIMEZONE", "Europe/London"),
@@ -369,10 +415,31 @@ def load_settings(
         voice_transcribe=_flag(env, "VOICE_TRANSCRIBE"),
         voice_retry=parse_durations(env.get("VOICE_RETRY", "15m,1h,1d") or "", "VOICE_RETRY"),
         suppression_key=suppression_key,
+        invite_gap_days=_int_between(env, "INVITE_GAP_DAYS", 14, 0, 365),
         retention_days=_retention_days(env, "RETENTION_DAYS"),
         telegram_bot_username=_bot_username(env, "TELEGRAM_BOT_USERNAME"),
         trusted_proxies=_int_between(env, "TRUSTED_PROXIES", 0, 0, 5),
+        demo=_flag(env, "INVOLVE_DEMO"),
     )
+    if settings.demo:
+        _only_local_in_demo(settings)
+    return settings
+
+
+def _only_local_in_demo(settings: Settings) -> None:
+    """A demo's providers, and the address they call back, are on this machine: a real
+    provider (or a public address) beside INVOLVE_DEMO would show real people's messages
+    under a "nothing is sent" banner."""
+    for name, url in (
+        ("TWILIO_API_BASE_URL", settings.twilio_api_base_url),
+        ("TELEGRAM_API_BASE_URL", settings.telegram_api_base_url),
+        ("PUBLIC_BASE_URL", settings.public_base_url),
+    ):
+        if not is_local_url(url):
+            raise ConfigError(
+                f"{name} must name this machine when INVOLVE_DEMO is set (a demo never "
+                f"reaches real providers or people), got {url!r}"
+            )
 
 
 def _bot_username(env: Mapping[str, str], name: str) -> str | None:

@@ -55,6 +55,33 @@ def t(language: str | None, message: str, **values: Any) -> str:
     return text.format(**values) if values else text
 
 
+DEFAULT_ORG_NAME = N_("our involvement team")  # where ORG_NAME is unset (no channel on)
+
+
+class OrgName(str):
+    """How messages name the organisation (ORG_NAME), with its name in each other language
+    beside it (ORG_NAME_CY): a str, so whatever names the organisation takes it as it is,
+    and a sentence in Welsh asks `org_name_in(org, "cy")` for "Age Cymru", not "Age UK"."""
+
+    names: dict[str, str]
+
+    def __new__(cls, name: str, **names: str | None) -> OrgName:
+        made = super().__new__(cls, name)
+        made.names = {code: value for code, value in names.items() if value}
+        return made
+
+
+def org_name_in(org: str, language: str | None) -> str:
+    """The organisation's name in a sentence in `language`: its own name there where it has
+    one (ORG_NAME_CY, or our default name translated), else the name as it is."""
+    code = language_of(language)
+    if isinstance(org, OrgName):
+        return org.names.get(code, str(org))
+    if org == DEFAULT_ORG_NAME:
+        return t(code, DEFAULT_ORG_NAME)
+    return org
+
+
 def switch_word(text: str) -> str | None:
     """The language a message asks for ("CYMRAEG", "English please"), if that is all it says."""
     words = [w for w in "".join(c if c.isalpha() else " " for c in (text or "")).casefold().split()]

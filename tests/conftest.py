@@ -27,8 +27,9 @@ from argon2 import PasswordHasher
 from redis import Redis
 from sqlalchemy import create_engine, make_url, text
 
+from bot.channels import load_settings  # the core's settings and each channel's own
 from bot.commands import runtime
-from bot.config import Settings, load_settings
+from bot.config import Settings
 from bot.storage import db as dbmod
 from bot.storage.db import Database
 from bot.storage.models import Base
@@ -222,6 +223,9 @@ def make_settings(database_url: str, redis_url: str | None = None, **env: str) -
         "CONVERSATIONS_DIR": str(CONVERSATIONS),
         "QUIET_HOURS": "",
         "SEND_RATE": "1000",
+        # No gap between invitations (the default is 14 days): most tests invite the same few
+        # people to campaign after campaign; the gap's own tests (test_frequency.py) set it.
+        "INVITE_GAP_DAYS": "0",
     }
     if redis_url:
         base["REDIS_URL"] = redis_url
@@ -281,6 +285,7 @@ def app_env(
         "CONVERSATIONS_DIR": str(CONVERSATIONS),
         "QUIET_HOURS": "",
         "SEND_RATE": "1000",
+        "INVITE_GAP_DAYS": "0",  # as in make_settings: the gap's own tests set it
         "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
         "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
         "TWILIO_FROM_NUMBER": FROM_NUMBER,

@@ -12,6 +12,7 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -30,8 +31,22 @@ class Scripted:
     status: int = 201
     code: int | None = None
     message: str = ""
-    delay: float = 0.0  # seconds to wait before answering (a slow or hanging Twilio)
+    # Answer only once this is set: a Twilio that answers after the client has given up, however
+    # slowly the client's own thread runs (a fixed delay raced the client's timeout under load).
+    hold: threading.Event | None = None
     record: bool = True  # whether Twilio "has" the message afterwards
+    # Run once the request is recorded and before any answer: a test kills the caller here,
+    # so "killed mid-call" never hangs on how soon the test's own thread is scheduled again.
+    on_receive: Callable[[], None] | None = None
+
+    def answer_when_released(self) -> None:
+        if self.hold is not None:
+            self.hold.wait()
+
+    def received(self, fake: FakeTwilio) -> None:
+        if self.on_receive is not None:
+            self.on_receive()
+        fake.received.set()
 
 
 @dataclass
@@ -79,9 +94,8 @@ class FakeTwilio:
                     return
                 step = fake.script.popleft() if fake.script else Scripted()
                 if step.status >= 300:
-                    fake.received.set()
-                    if step.delay:
-                        time.sleep(step.delay)
+                    step.received(fake)
+                    step.answer_when_released()
                     self._reply(
                         step.status,
                         {
@@ -110,9 +124,8 @@ class FakeTwilio:
                     }
                     if step.record:
                         fake.calls.append(call)
-                    fake.received.set()
-                    if step.delay:
-                        time.sleep(step.delay)
+                    step.received(fake)
+                    step.answer_when_released()
                     self._reply(201, call)
                     return
                 message = {
@@ -131,9 +144,8 @@ class FakeTwilio:
                 }
                 if step.record:
                     fake.created.append(message)  # Twilio has it, whether or not we hear back
-                fake.received.set()
-                if step.delay:
-                    time.sleep(step.delay)
+                step.received(fake)
+                step.answer_when_released()
                 self._reply(201, message)
 
             @staticmethod
@@ -575,6 +587,32 @@ def channel_post_update(chat_id: int, text: str) -> dict[str, Any]:
             "chat": {"id": chat_id, "type": "channel", "title": "News"},
             "date": int(time.time()),
             "text": text,
+        },
+    }
+
+
+def my_chat_member_update(chat_id: int, status: str, was: str) -> dict[str, Any]:
+    """The bot's own membership of a private chat changed, as Telegram sends it (Bot API
+    `ChatMemberUpdated`): the person blocked the bot ("kicked") or unblocked it ("member")."""
+    bot = {
+        "id": int(BOT_TOKEN.split(":")[0]),
+        "is_bot": True,
+        "first_name": "Involve",
+        "username": "InvolveTestBot",
+    }
+
+    def member(state: str) -> dict[str, Any]:
+        # A banned ("kicked") member always carries until_date; 0 is for ever.
+        return {"user": bot, "status": state, **({"until_date": 0} if state == "kicked" else {})}
+
+    return {
+        "update_id": next_update_id(),
+        "my_chat_member": {
+            "chat": _chat(chat_id),
+            "from": _user(chat_id),
+            "date": int(time.time()),
+            "old_chat_member": member(was),
+            "new_chat_member": member(status),
         },
     }
 

@@ -107,7 +107,9 @@ def test_import_json_upserts_and_reports_bad_rows(client, database):
     assert (report["created"], report["updated"], report["unchanged"]) == (2, 0, 0)
     assert [r["row"] for r in report["rejected"]] == [2, 4, 5]
     assert "not a phone number" in report["rejected"][0]["error"]
-    assert report["rejected"][1]["error"] == "needs a phone, a telegram_chat_id or an external_id"
+    assert report["rejected"][1]["error"] == (
+        "needs a phone, a telegram_chat_id, a whatsapp or an external_id"
+    )
     assert "channel must be one of" in report["rejected"][2]["error"]
     again = client.post(
         "/admin/api/participants",

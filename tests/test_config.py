@@ -58,6 +58,23 @@ from bot.config import ConfigError, load_settings
         ({"RETENTION_DAYS": "a year"}, "RETENTION_DAYS must be a whole number of days"),
         ({"RETENTION_DAYS": "0"}, "RETENTION_DAYS must be a whole number of days"),
         ({"TRUSTED_PROXIES": "yes"}, "TRUSTED_PROXIES must be a whole number from 0 to 5"),
+        # Telegram takes 1-256 of A-Z a-z 0-9 _ -; we ask for 16 at least (issue 20, 21).
+        (
+            {"TELEGRAM_WEBHOOK_SECRET": "my webhook secret 2026"},
+            "TELEGRAM_WEBHOOK_SECRET may hold only the letters",
+        ),
+        (
+            {"TELEGRAM_WEBHOOK_SECRET": "secret-\U0001f510-0123456789"},
+            "TELEGRAM_WEBHOOK_SECRET may hold only the letters",
+        ),
+        (
+            {"TELEGRAM_WEBHOOK_SECRET": "x" * 300},
+            "TELEGRAM_WEBHOOK_SECRET must be 16 to 256 characters (it has 300)",
+        ),
+        (
+            {"TELEGRAM_WEBHOOK_SECRET": "a"},
+            "TELEGRAM_WEBHOOK_SECRET must be 16 to 256 characters (it has 1)",
+        ),
     ],
 )
 def test_a_bad_setting_is_one_line_naming_the_variable(env, message):
@@ -162,6 +179,17 @@ def test_telegram_bot_username_is_checked_at_start():
     )
     with pytest.raises(ConfigError, match="TELEGRAM_BOT_USERNAME must be a bot username"):
         load_settings({"TELEGRAM_BOT_USERNAME": "not a name"})
+
+
+def test_a_telegram_webhook_secret_telegram_takes_is_kept_as_it_is():
+    for secret in ("A-z_09" + "k" * 10, "s" * 256):
+        assert load_settings({"TELEGRAM_WEBHOOK_SECRET": secret}).telegram_webhook_secret == secret
+
+
+def test_a_bad_telegram_webhook_secret_is_never_echoed():
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"TELEGRAM_WEBHOOK_SECRET": "hunter2 hunter2 hunter2"})
+    assert "hunter2" not in str(caught.value)
 
 
 def test_org_name_and_contact_phone_are_read():

@@ -4,9 +4,12 @@ simulator, through Flask's test client against real databases and Redis."""
 from __future__ import annotations
 
 import io
+import json
 import re
+from datetime import UTC, datetime, timedelta
 
 import pytest
+import time_machine
 from argon2 import PasswordHasher
 from click.testing import CliRunner
 from sqlalchemy import func, select
@@ -192,6 +195,32 @@ def test_sign_out_ends_every_copy_of_the_session_and_is_audited(signed_in, datab
     signed_in.set_cookie("involve_console", copied)  # a copy taken before signing out
     assert signed_in.get("/console/").status_code == 302
     assert [r[1] for r in audit_rows(database)] == ["sign_in", "sign_out"]
+
+
+def test_a_session_unused_for_8_hours_ends(signed_in):
+    with time_machine.travel(datetime.now(UTC) + timedelta(hours=8, minutes=5)):
+        assert signed_in.get("/console/").status_code == 302
+
+
+def test_a_session_in_use_all_along_still_ends_12_hours_after_sign_in(signed_in):
+    start = datetime.now(UTC)
+    for hours in (4, 8, 11.9):  # never idle for long
+        with time_machine.travel(start + timedelta(hours=hours)):
+            assert signed_in.get("/console/").status_code == 200
+    with time_machine.travel(start + timedelta(hours=12, minutes=5)):
+        ended = signed_in.get("/console/people")
+        assert ended.status_code == 302
+        assert ended.headers["Location"].startswith("/console/sign-in")
+        page = signed_in.get(ended.headers["Location"]).get_data(as_text=True)
+        assert "a sign-in lasts 12 hours at most" in page
+        assert sign_in(signed_in).status_code == 302  # and a fresh sign-in starts again
+        assert signed_in.get("/console/").status_code == 200
+
+
+def test_a_session_cookie_from_before_the_limit_signs_in_once_more(app, signed_in):
+    with signed_in.session_transaction() as cookie:
+        del cookie["signed_in_at"]  # as every cookie signed before the limit existed
+    assert signed_in.get("/console/").status_code == 302
 
 
 @pytest.mark.real_password_hashing
@@ -705,7 +734,7 @@ def test_subject_access_downloads_json_and_is_audited(signed_in, database):
     assert signed_in.get("/console/people/999999/subject-access.json").status_code == 404
 
 
-def test_erasing_asks_first_names_the_person_and_is_audited(signed_in, database):
+def test_erasing_asks_first_names_the_person_and_is_audited(app, signed_in, database):
     import_panel(signed_in)
     gwen = person_id(database, "R1")
     path = f"/console/people/{gwen}/erase"
@@ -720,6 +749,12 @@ def test_erasing_asks_first_names_the_person_and_is_audited(signed_in, database)
     erased = form(signed_in, path, confirm="erase")
     assert erased.status_code == 302 and erased.headers["Location"] == "/console/people"
     assert person_id(database, "R1") is None
+    # The session cookie is signed, not encrypted: what it carries (the flash) names nobody.
+    cookie = signed_in.get_cookie("involve_console").value
+    carried = json.dumps(app.session_interface.get_signing_serializer(app).loads(cookie))
+    assert "Gwen" not in carried and "Evans" not in carried
+    after = signed_in.get("/console/people").get_data(as_text=True)
+    assert f"Participant {gwen}&#39;s personal data has been erased" in after
     assert (STAFF, "erasure", f"participant {gwen}") in actions(database)
     assert signed_in.get(path).status_code == 404
 

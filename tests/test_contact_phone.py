@@ -43,9 +43,9 @@ def test_help_and_stop_by_text_say_where_to_reach_a_person(contact_app):
     (idle,) = _text(contact_app, "HELP")
     assert f"To speak to a person, call {CONTACT}." in idle
     _text(contact_app, "TITLE")
-    (helped,) = _text(contact_app, "HELP")
-    assert f"To speak to a person, call {CONTACT}." in helped
-    assert "Which title do you like best?" in helped  # and the question again
+    helped, question = _text(contact_app, "HELP")  # too long for two segments together
+    assert helped.endswith(f"To speak to a person, call {CONTACT}.")
+    assert question.startswith("Which title do you like best?")  # and the question again
     (stopped,) = _text(contact_app, "STOP")
     assert stopped.startswith("You will not hear from Age Better again.")
     assert stopped.endswith(f"To speak to a person, call {CONTACT}.")

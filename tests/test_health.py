@@ -18,6 +18,7 @@ def test_healthy(client, redis_conn):
             "sms": "on",
             "voice": "on",
             "telegram": "off: set TELEGRAM_BOT_TOKEN and TELEGRAM_WEBHOOK_SECRET",
+            "whatsapp": "off: set TWILIO_WHATSAPP_FROM (or TWILIO_WHATSAPP_MESSAGING_SERVICE_SID)",
         },
         "inbound": {"retrying": 0, "failed": 0},
     }

@@ -342,7 +342,7 @@ def test_lint_says_a_long_list_cannot_go_by_keypad(tmp_path):
     report = lint_file(write(tmp_path, source))
     assert report.errors == []
     assert any(
-        "10 answers to pick from" in w and "can go by sms, telegram but not by voice" in w
+        "10 answers to pick from" in w and "can go by sms, telegram, whatsapp but not by voice" in w
         for w in report.warnings
     ), report.warnings
 
@@ -408,13 +408,36 @@ def test_lint_says_more_than_a_hundred_buttons_cannot_go_by_telegram(tmp_path):
     report = lint_file(write(tmp_path, source))
     assert (
         f"{tmp_path / 's.yaml'}: question 'q': 101 answers to pick from (Telegram offers at most "
-        "100): this survey can go by sms but not by telegram"
+        "100): this survey can go by sms, whatsapp but not by telegram"
     ) in report.warnings
-    assert channels.able_to_carry(load_text(source, "s.yaml")) == ("sms",)
+    assert channels.able_to_carry(load_text(source, "s.yaml")) == ("sms", "whatsapp")
 
 
 @pytest.mark.parametrize("low", [0, 1])
 def test_a_scale_to_ten_can_go_by_call(tmp_path, low):
     source = f"id: s\ntitle: t\nquestions:\n  - {{id: q, type: scale, ask: Rate it, min: {low}, max: 10}}\n"
-    assert channels.able_to_carry(load_text(source, "s.yaml")) == ("sms", "voice", "telegram")
+    assert channels.able_to_carry(load_text(source, "s.yaml")) == (
+        "sms",
+        "voice",
+        "telegram",
+        "whatsapp",
+    )
     assert lint_file(write(tmp_path, source)).warnings == []
+
+
+def test_a_scripts_channel_options_are_checked_by_the_channel_each_key_names(tmp_path):
+    text = BASE + "channels:\n  sms: {colour: blue}\n  pigeon: {loft: 12}\n"
+    survey = load_text(text)
+    assert survey.channel_options == {"sms": {"colour": "blue"}, "pigeon": {"loft": 12}}
+    report = lint_file(write(tmp_path, text))
+    path = tmp_path / "s.yaml"
+    assert f"{path}: channels.sms: unknown option 'colour' (text message takes none)" in (
+        report.errors
+    )
+    assert any(e.startswith(f"{path}: channels.pigeon: no such channel") for e in report.errors)
+
+
+def test_channel_options_must_be_a_mapping_of_mappings(tmp_path):
+    report = lint_file(write(tmp_path, BASE + "channels: [sms]\n"))
+    assert any("channels: must map a channel's name to its options" in e for e in report.errors)
+    assert lint_file(write(tmp_path, BASE)).errors == []

@@ -152,3 +152,73 @@ def test_the_import_layers_hold():
         [str(lint_imports), "--no-cache"], capture_output=True, text=True, cwd=ROOT, timeout=120
     )
     assert result.returncode == 0, result.stdout[-3000:]
+
+
+def test_one_twilio_messaging_endpoint_serves_every_channel_that_lists_it(app):
+    """A channel on Twilio Messaging declares it and gets `/webhooks/twilio/<name>`, checked
+    by its own limits; no webhooks module names it."""
+    from bot.channels.twilio_messaging import ENDPOINT, TwilioMessagingChannel
+
+    served = channels.served_by(ENDPOINT.split(":")[0])
+    assert channels.get("sms") in served
+    rules = {rule.rule: rule for rule in app.url_map.iter_rules()}
+    for channel in served:
+        assert isinstance(channel, TwilioMessagingChannel)
+        assert channel.webhook_path() in rules
+        assert "POST" in (rules[channel.webhook_path()].methods or set())
+
+
+class _PigeonPost(Channel):
+    """A channel with a setting of its own, to show a plug-in adds one without bot/config.py."""
+
+    name = "pigeon"
+    title = "pigeon post"
+    contact_field = "loft"
+
+    def read_settings(self, env, settings):
+        from bot.config import ConfigError
+
+        loft = env.get("PIGEON_LOFT")
+        if loft is not None and not loft.isdigit():
+            raise ConfigError(f"PIGEON_LOFT must be the loft's number, got {loft!r}")
+        return {"loft": loft}
+
+
+def test_a_channel_reads_its_own_settings_and_a_bad_one_fails_at_start(monkeypatch):
+    from bot.config import ConfigError
+
+    pigeon = _PigeonPost()
+    monkeypatch.setattr(channels, "_PLUGINS", (*channels.all_channels(), pigeon))
+    settings = channels.load_settings({"PIGEON_LOFT": "12"})
+    assert pigeon.own_settings(settings) == {"loft": "12"}
+    assert channels.get("sms").own_settings(settings) is None
+    with pytest.raises(ConfigError, match=r"^PIGEON_LOFT must be the loft's number, got 'x'$"):
+        channels.load_settings({"PIGEON_LOFT": "x"})
+
+
+def test_no_module_outside_the_registry_imports_a_channel_package():
+    """Whatever channels are registered (a new one needs no line in pyproject.toml's
+    `channels-are-plug-ins` contract for this to hold): only `bot/channels/` imports one."""
+    import ast
+
+    packages = {
+        ".".join(type(channel).__module__.split(".")[:3]) for channel in channels.all_channels()
+    }
+    assert all((ROOT / p.replace(".", "/") / "__init__.py").exists() for p in packages)
+    offenders = []
+    for path in [*(ROOT / "bot").rglob("*.py"), *(ROOT / "webhooks").rglob("*.py")]:
+        if path.is_relative_to(ROOT / "bot" / "channels"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""] + [f"{node.module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            offenders += [
+                f"{path.relative_to(ROOT)}:{node.lineno}: {name}"
+                for name in names
+                if any(name == p or name.startswith(p + ".") for p in packages)
+            ]
+    assert offenders == [], "ask the registry (bot.channels) instead:\n" + "\n".join(offenders)

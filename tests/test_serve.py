@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import psutil
 import pytest
 import requests
 
@@ -35,11 +36,14 @@ def _serve_env(tmp_path, base: str) -> dict[str, str]:
         TWILIO_FROM_NUMBER=FROM_NUMBER,
         SUPPRESSION_KEY=SUPPRESSION_KEY,
         ORG_NAME="Age Better",
+        # Where gunicorn 25.1 on puts its control socket unless told otherwise.
+        XDG_RUNTIME_DIR=str(tmp_path / "run"),
     )
+    (tmp_path / "run").mkdir(exist_ok=True)
     return env
 
 
-def _start_serve(tmp_path, port: int) -> subprocess.Popen:
+def _start_serve(tmp_path, port: int, **popen) -> subprocess.Popen:
     return subprocess.Popen(
         [
             sys.executable,
@@ -55,6 +59,7 @@ def _start_serve(tmp_path, port: int) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        **popen,
     )
 
 
@@ -220,3 +225,161 @@ def test_a_command_before_the_database_is_set_up_says_what_to_run(tmp_path):
     )
     assert finished.returncode == 1 and "Traceback" not in finished.stderr
     assert "run `involve db upgrade`" in finished.stderr
+
+
+# --- stopping: nothing of ours left running, whichever way serve is stopped ------------------
+
+
+def _ours(tmp_path) -> list[psutil.Process]:
+    """Every process started for this test's instance folder: serve hands its environment,
+    INVOLVE_INSTANCE_PATH included, to everything it starts (and they to their children)."""
+    instance = str(tmp_path / "instance")
+    found = []
+    for process in psutil.process_iter():
+        try:
+            if process.environ().get("INVOLVE_INSTANCE_PATH") == instance:
+                found.append(process)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            pass
+    return found
+
+
+def _alive(processes: list[psutil.Process]) -> list[str]:
+    """Those still running (is_running() checks the start time too, so a reused pid is not
+    taken for one of ours), as "pid name" for the failure message."""
+    left = []
+    for process in processes:
+        try:
+            if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
+                left.append(f"{process.pid} {' '.join(process.cmdline()[:4])}")
+        except psutil.NoSuchProcess:
+            pass
+    return left
+
+
+def _group(process: psutil.Process) -> int | None:
+    try:
+        return os.getpgid(process.pid)
+    except ProcessLookupError:
+        return None
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def _serving(tmp_path, port: int, **popen) -> tuple[subprocess.Popen, list[psutil.Process]]:
+    """A serve, healthy, and every process it runs (gunicorn's master and worker, the rq
+    worker, the embedded Redis)."""
+    process = _start_serve(tmp_path, port, **popen)
+    health = _wait_for_health(f"http://127.0.0.1:{port}")
+    assert health is not None and health.status_code == 200, health and health.text
+    ours = _ours(tmp_path)
+    # serve itself, gunicorn's master and its one worker, the rq worker, Redis
+    assert len(ours) >= 5, [p.cmdline() for p in ours]
+    return process, ours
+
+
+def _busy(base: str, stop_at: float) -> None:
+    """Keep the web worker's main thread handing requests to its thread pool."""
+    with requests.Session() as session:
+        while time.monotonic() < stop_at:
+            try:
+                session.get(base + "/healthz", timeout=2)
+            except requests.RequestException:
+                return
+
+
+def _assert_all_gone(tmp_path, port: int, ours: list[psutil.Process], output: str) -> None:
+    assert "involve: stopped" in output, output
+    assert _alive(ours) == [], output
+    assert _alive(_ours(tmp_path)) == [], output
+    assert _port_free(port), "the port is still held after 'stopped'"
+    assert not (tmp_path / "instance" / "serve.pids").exists(), "a clean stop forgets its record"
+
+
+def test_ctrl_c_in_the_terminal_stops_everything_every_time(tmp_path):
+    """Ctrl-C reaches the terminal's whole foreground group, not just serve. gunicorn's
+    threaded workers took it in a signal handler that takes their thread pool's lock: about
+    one stop in six left a worker deadlocked, holding the port after "stopped". Pressed while
+    requests arrive, some times twice, as an impatient person does."""
+    import threading
+
+    for attempt in range(4):
+        port = free_port()
+        process, ours = _serving(tmp_path, port, start_new_session=True)
+        # The terminal's Ctrl-C reaches serve alone; serve stops the rest, each once.
+        assert [p.pid for p in ours if _group(p) == process.pid] == [process.pid]
+        stop_at = time.monotonic() + 3
+        load = [
+            threading.Thread(target=_busy, args=(f"http://127.0.0.1:{port}", stop_at))
+            for _ in range(3)
+        ]
+        for thread in load:
+            thread.start()
+        time.sleep(0.5)
+        os.killpg(process.pid, signal.SIGINT)  # what the terminal does on Ctrl-C
+        if attempt % 2:
+            time.sleep(0.3)
+            os.killpg(process.pid, signal.SIGINT)
+        try:
+            output, _ = process.communicate(timeout=60)
+        finally:
+            for thread in load:
+                thread.join()
+        assert process.returncode == 0, output
+        _assert_all_gone(tmp_path, port, ours, output)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGHUP, signal.SIGTERM], ids=["SIGHUP", "SIGTERM"])
+def test_a_closed_terminal_or_a_stop_request_stops_everything(tmp_path, signum):
+    """SIGHUP (the terminal or SSH session closed) and SIGTERM (systemd, a container stop) to
+    serve alone: serve used to die of SIGHUP at once, leaving gunicorn and the embedded Redis
+    running, and /healthz green with nobody to stop them."""
+    port = free_port()
+    process, ours = _serving(tmp_path, port)
+    process.send_signal(signum)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, output
+    _assert_all_gone(tmp_path, port, ours, output)
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+
+
+def test_two_instances_do_not_share_gunicorns_control_socket(tmp_path):
+    """gunicorn (25.1 on) opens one control socket per user ($XDG_RUNTIME_DIR/gunicorn.ctl):
+    a second instance took it over and the first one's stop removed it."""
+    port = free_port()
+    process, _ = _serving(tmp_path, port)
+    try:
+        assert list((tmp_path / "run").iterdir()) == []
+        assert not (tmp_path / "instance" / "gunicorn.ctl").exists()
+    finally:
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, output
+
+
+def test_a_killed_serve_takes_its_processes_with_it_and_the_next_one_starts(tmp_path):
+    """SIGKILL gives serve no chance to stop anything: its children stop when it dies
+    (Linux), and the next serve in the folder starts on the same port."""
+    port = free_port()
+    process, ours = _serving(tmp_path, port)
+    process.kill()
+    process.communicate(timeout=30)
+    deadline = time.monotonic() + 30
+    while _alive(ours) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _alive(ours) == []
+    again, ours = _serving(tmp_path, port)
+    again.send_signal(signal.SIGINT)
+    output, _ = again.communicate(timeout=60)
+    assert again.returncode == 0, output
+    assert f"earlier `involve serve` (pid {process.pid}) did not stop cleanly" in output
+    _assert_all_gone(tmp_path, port, ours, output)

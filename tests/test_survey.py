@@ -153,9 +153,14 @@ def test_more_options_than_keys_on_a_phone_load_but_not_for_a_keypad():
     options = "".join(f"      - {{value: o{i}, label: Option {i}}}\n" for i in range(10))
     source = f"id: s\ntitle: t\nquestions:\n  - id: q\n    type: choice\n    ask: Pick\n    options:\n{options}"
     survey = load_text(source, "s.yaml")
-    assert channels.able_to_carry(survey) == ("sms", "telegram")
+    assert channels.able_to_carry(survey) == ("sms", "telegram", "whatsapp")
     nine = source.replace("      - {value: o9, label: Option 9}\n", "")
-    assert channels.able_to_carry(load_text(nine, "s.yaml")) == ("sms", "voice", "telegram")
+    assert channels.able_to_carry(load_text(nine, "s.yaml")) == (
+        "sms",
+        "voice",
+        "telegram",
+        "whatsapp",
+    )
 
 
 def test_missing_file_and_resolve_by_id(tmp_path: Path):

@@ -33,6 +33,7 @@ from tests.fakes import (
     edited_message_update,
     flood,
     message_update,
+    my_chat_member_update,
     post_telegram,
     sticker_update,
 )
@@ -389,6 +390,66 @@ def test_a_blocked_bot_records_an_opt_out_from_telegram(
         assert event.kind == "opt_out" and "blocked" in event.detail
 
 
+def _point(database: Database, chat_id: int = CHAT) -> tuple[Any, Any, list[Any]]:
+    from bot.storage.models import ContactPoint
+
+    with database.session() as session:
+        point = session.scalars(
+            select(ContactPoint).where(
+                ContactPoint.channel == "telegram", ContactPoint.address == str(chat_id)
+            )
+        ).one()
+        person = session.get(Participant, point.participant_id)
+        events = session.scalars(
+            select(ConsentEvent).where(ConsentEvent.participant_id == person.id)
+        ).all()
+        session.expunge_all()
+        return point, person, events
+
+
+def test_blocking_the_bot_marks_the_chat_opted_out_at_once_and_unblocking_lets_it_in(
+    chat, tg, database, telegram_fake
+):
+    """Issue 20: Telegram says when a person blocks the bot (`my_chat_member`, "kicked"); we
+    act on it at once, as the 403 of our next send would have, without that wasted send."""
+    chat.send("/start TITLE")
+    chat.deliver()
+    blocked = my_chat_member_update(CHAT, "kicked", was="member")
+    for _ in range(2):  # Telegram retries; the second changes nothing
+        assert post_telegram(tg, blocked).status_code == 200
+    point, person, events = _point(database)
+    assert point.opted_out_at is not None and "blocked" in point.opted_out_reason
+    assert person.opted_out
+    assert [(e.kind, e.how) for e in events] == [("opt_out", "carrier")]
+    assert "blocked" in events[0].detail
+    assert chat.deliver() == []  # nothing said: they cannot read it
+    # Unblocked: the chat can be used again; contact waits for their own /start.
+    assert post_telegram(tg, my_chat_member_update(CHAT, "member", was="kicked")).status_code == 200
+    point, person, events = _point(database)
+    assert point.opted_out_at is None and person.opted_out and len(events) == 1
+    chat.send("/start")
+    (back,) = chat.deliver()
+    assert "Welcome back" in back["text"]
+    assert not _point(database)[1].opted_out
+
+
+def test_a_block_is_refused_without_the_secret_and_ignored_for_strangers_and_groups(
+    chat, tg, database
+):
+    chat.send("/start")
+    chat.deliver()
+    kicked = my_chat_member_update(CHAT, "kicked", was="member")
+    assert post_telegram(tg, kicked, secret="wrong-secret-0123456789").status_code == 403
+    assert _point(database)[0].opted_out_at is None
+    stranger = my_chat_member_update(700_999_999, "kicked", was="member")
+    assert post_telegram(tg, stranger).status_code == 200
+    group = my_chat_member_update(CHAT, "kicked", was="member")
+    group["my_chat_member"]["chat"] = {"id": -100_777, "type": "group", "title": "Panel"}
+    assert post_telegram(tg, group).status_code == 200
+    point, person, events = _point(database)
+    assert point.opted_out_at is None and not person.opted_out and events == []
+
+
 def test_a_rate_limit_waits_the_retry_after_telegram_names(
     tg_settings, database, redis_conn, telegram_fake
 ):
@@ -655,7 +716,7 @@ def test_webhooks_set_points_telegram_and_twilio_at_the_public_url(
     (call,) = telegram_fake.of("setWebhook")
     assert call["url"] == "https://involve.example.org/webhooks/telegram"
     assert call["secret_token"] == WEBHOOK_SECRET
-    assert call["allowed_updates"] == ["message", "callback_query"]
+    assert call["allowed_updates"] == ["message", "callback_query", "my_chat_member"]
     texts, calls = [r for r in twilio_fake.requests if "/IncomingPhoneNumbers/" in r["path"]]
     assert texts["form"]["SmsUrl"] == "https://involve.example.org/webhooks/twilio/sms"
     assert calls["form"]["VoiceUrl"] == "https://involve.example.org/webhooks/twilio/voice"

@@ -3,6 +3,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 import requests
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 from werkzeug.serving import make_server
 
@@ -245,7 +247,7 @@ def test_someone_who_opted_out_is_answered_in_their_language(client, database):
     with database.session() as session:
         people.person(session, phone="+447700900123", name="Gwen", opted_out=True, language="cy")
     (reply,) = texts(text(client, "Helo"))
-    assert reply.startswith("Gofynnoch i ni beidio â chysylltu â chi.")
+    assert reply.startswith("Gofynnoch i ni beidio cysylltu gyda chi.")  # GSM-7: no circumflex
 
 
 def test_an_answer_a_week_late_is_told_the_survey_closed_and_how_to_start_again(client, database):
@@ -335,8 +337,9 @@ def test_twilio_opt_out_type_stop_stops_whatever_the_words(client, database):
 
 def test_twilio_opt_out_type_help_is_help_whatever_the_words(client, database):
     text(client, "TITLE")
-    (reply,) = texts(_with_opt_out_type(client, "Gwybodaeth", "HELP"))
-    assert "This is Age Better" in reply and "Which title do you like best?" in reply
+    # HELP, then the question: more than two segments together, so two texts, in order.
+    reply, question = texts(_with_opt_out_type(client, "Gwybodaeth", "HELP"))
+    assert "This is Age Better" in reply and question.startswith("Which title do you like best?")
     assert count(database, Answer) == 0
 
 
@@ -439,3 +442,23 @@ def test_a_reply_too_long_is_kept_for_staff_until_a_shorter_one_replaces_it(mean
     (last,) = texts(text(meant, "Lovely staff"))
     assert last == "Thank you."
     assert _answers_to(database, "comments") == [("Lovely staff", "Lovely staff", False)]
+
+
+# Any text a reply can hold: every character but lone surrogates (which UTF-8 cannot carry).
+_REPLY_TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=40)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_REPLY_TEXT | st.sampled_from(["", "a & b", "<Message>", "x > y", "&amp;"])))
+def test_the_twiml_written_is_twilios_own_for_any_replies(replies):
+    # The webhook writes its TwiML directly; it must be what twilio's library would write.
+    from twilio.twiml.messaging_response import MessagingResponse
+
+    from webhooks.twilio_messaging import twiml
+
+    expected = MessagingResponse()
+    for reply in replies:
+        expected.message(reply)
+    response = twiml(replies)
+    assert response.get_data(as_text=True) == str(expected)
+    assert response.mimetype == "application/xml"

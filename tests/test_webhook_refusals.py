@@ -63,3 +63,28 @@ def test_a_telegram_update_with_another_secret_is_logged_without_its_words(tg, c
     (line,) = _refusals(caplog)
     assert "TELEGRAM_WEBHOOK_SECRET" in line and f"{PUBLIC}/webhooks/telegram" in line
     assert WORDS not in line and "4242" not in line
+
+
+@pytest.mark.parametrize(
+    "configured",
+    ["https://involve.example.org", "https://involve.example.org:443", "http://10.0.0.5:8080"],
+)
+def test_a_signature_is_taken_exactly_where_twilios_validator_takes_it(configured):
+    # The webhooks check one form of the URL first and stop when it matches; what they take
+    # and refuse must stay twilio's own `validate`, over the URL with its port and without.
+    from urllib.parse import urlparse
+
+    from twilio.request_validator import RequestValidator, add_port, remove_port
+
+    from webhooks.signatures import signature_matches
+
+    token, path = "a-token", "/webhooks/twilio/sms?x=1"
+    params = sms_params("Yes & no", sender="+447700900123")
+    validator = RequestValidator(token)
+    parsed = urlparse(configured + path)
+    signed = [validator.compute_signature(f(parsed), params) for f in (add_port, remove_port)]
+    others = [RequestValidator("another").compute_signature(configured + path, params), "x" * 28]
+    for signature in [*signed, *others, ""]:
+        expected = validator.validate(configured + path, params, signature)
+        assert signature_matches(token, configured + path, params, signature) is expected
+    assert all(signature_matches(token, configured + path, params, s) for s in signed)

@@ -328,7 +328,10 @@ def launch_campaign(campaign_id: str):
         services.campaign_number(campaign_id),
         audit.ADMIN_API,
     )
-    return jsonify(id=launched["id"], status=launched["status"], queued=launched["queued"]), 202
+    answer = {key: launched[key] for key in ("id", "status", "queued")}
+    if launched["left_out"]:  # {reason: people}, only when the launch leaves someone out
+        answer["left_out"] = launched["left_out"]
+    return jsonify(answer), 202
 
 
 @bp.post("/campaigns/<campaign_id>/close")

@@ -116,6 +116,11 @@ class CampaignStatus(Listed):
     counts: Counts
     held: Held | None = None
     inbound_problems: InboundProblems | None = None
+    # {"after_hours", "moved_on", "reached_by_fallback"}: people invited on their next contact
+    # point, and of those, reached there.
+    fallback: dict[str, Any] | None = None
+    # {"invite_gap_days", "invited_recently"}: people left out, invited lately by another campaign.
+    left_out: dict[str, Any] | None = None
 
 
 class CampaignListed(Listed):
@@ -134,6 +139,9 @@ class Launched(Listed):
     status: str
     # False: launched, but Redis could not be reached; the worker starts it once Redis is back.
     queued: bool
+    # Who the launch leaves out, and why: {"invited in the last 14 days": 12}; only when it
+    # leaves someone out.
+    left_out: dict[str, int] | None = None
 
 
 class Closed(Listed):

@@ -14,7 +14,8 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from bot import channels
+from bot import channels, conversations
+from bot.channels.base import Blocked
 from bot.commands import runtime
 from bot.config import Settings
 from bot.conversations import inbox, links, outbox
@@ -73,6 +74,10 @@ def inbound_update() -> Response:
         query = data.get("callback_query")
         if isinstance(query, dict) and isinstance(query.get("id"), str):
             return jsonify(method="answerCallbackQuery", callback_query_id=query["id"])
+        return _ok()
+    if isinstance(read, Blocked):
+        # The person blocked the bot, or unblocked it: their contact point says so at once.
+        conversations.blocked_at_provider(runtime.database(), read)
         return _ok()
     return _apply(settings, read)
 

@@ -8,18 +8,23 @@ are their contact points (`bot.storage.contacts`), one row per channel.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
+from bot import config
 from bot.channels.base import Channel, InvalidAddress
 from bot.channels.sms import SMS
 from bot.channels.telegram import TELEGRAM
 from bot.channels.voice import VOICE
+from bot.channels.whatsapp import WHATSAPP
 from bot.config import Settings
 from bot.providers.base import Handed, Outgoing, Sender
 from bot.scripts.survey import Survey
 from bot.storage.contacts import is_usable
 
-_PLUGINS: tuple[Channel, ...] = (SMS, VOICE, TELEGRAM)
+_PLUGINS: tuple[Channel, ...] = (SMS, VOICE, TELEGRAM, WHATSAPP)
 REGISTRY: dict[str, Channel] = {channel.name: channel for channel in _PLUGINS}
 NAMES: tuple[str, ...] = tuple(REGISTRY)
 # The fields of a panel import that name addresses, once each, in the registry's order.
@@ -41,6 +46,20 @@ def all_channels() -> tuple[Channel, ...]:
     return _PLUGINS
 
 
+def load_settings(
+    env: Mapping[str, str] | None = None, instance_path: Path | None = None
+) -> Settings:
+    """The settings (`bot.config.load_settings`) with each channel's own read from the same
+    environment: a bad one fails at start, in one line naming the variable."""
+    env = os.environ if env is None else env
+    return with_channel_settings(config.load_settings(env, instance_path), env)
+
+
+def with_channel_settings(settings: Settings, env: Mapping[str, str]) -> Settings:
+    own = {c.name: c.read_settings(env, settings) for c in _PLUGINS}
+    return settings.with_overrides(channels={k: v for k, v in own.items() if v is not None})
+
+
 def states(settings: Settings) -> dict[str, str]:
     """Each channel: "on", or "off: " and why, or what to set."""
     return {c.name: f"off: {why}" if (why := c.off_reason(settings)) else "on" for c in _PLUGINS}
@@ -51,10 +70,27 @@ def able_to_carry(survey: Survey) -> tuple[str, ...]:
     return tuple(c.name for c in _PLUGINS if survey.crowded(c) is None)
 
 
+def option_problems(survey: Survey) -> list[str]:
+    """What is wrong with a survey's per-channel options (`channels:` in its script), as the
+    channel each key names says; a key naming no channel is wrong too."""
+    problems = []
+    for name, options in survey.channel_options.items():
+        if name not in REGISTRY:
+            problems.append(f"channels.{name}: no such channel (there are: {', '.join(NAMES)})")
+            continue
+        problems += [f"channels.{name}: {line}" for line in REGISTRY[name].check_options(options)]
+    return problems
+
+
+def served_by(module: str) -> tuple[Channel, ...]:
+    """The channels whose providers post to the endpoints in this module (their `webhooks`
+    name it): a thin endpoint asks, so it never spells a channel out."""
+    return tuple(c for c in _PLUGINS if any(w.split(":", 1)[0] == module for w in c.webhooks))
+
+
 def serving(module: str) -> Channel:
-    """The channel whose provider posts to the endpoints in this module (its `webhooks` name
-    it): a thin endpoint asks, so it never spells its channel out."""
-    found = [c for c in _PLUGINS if any(w.split(":", 1)[0] == module for w in c.webhooks)]
+    """The one channel an endpoint module serves (see `served_by`)."""
+    found = served_by(module)
     if len(found) != 1:
         raise UnknownChannel(f"{len(found)} channels list {module} among their webhooks")
     return found[0]
@@ -97,6 +133,10 @@ __all__ = [
     "default_for",
     "for_field",
     "get",
+    "load_settings",
+    "option_problems",
+    "served_by",
     "serving",
     "states",
+    "with_channel_settings",
 ]

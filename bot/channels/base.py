@@ -61,6 +61,19 @@ class Received:
 
 
 @dataclass(frozen=True)
+class Blocked:
+    """The provider says, at once, that a person blocked us at this address (`blocked`) or
+    let us in again: Telegram's `my_chat_member` when a person blocks or unblocks the bot. Not
+    something they wrote: the endpoint hands it to the core
+    (`bot.conversations.blocked_at_provider`), which marks the contact point."""
+
+    channel: str
+    address: str
+    blocked: bool
+    reason: str  # a few words for the contact point, the consent log and staff
+
+
+@dataclass(frozen=True)
 class Outcome:
     """What the one writer did with a `Received`."""
 
@@ -195,6 +208,16 @@ class Channel:
 
     # --- what it can do now ------------------------------------------------------------
 
+    def read_settings(self, env: Mapping[str, str], settings: Settings) -> object | None:
+        """This channel's own settings, read from the environment beside the core's
+        (`settings`), kept in `settings.channels[name]`; None: it has none. A bad or missing
+        one raises `bot.config.ConfigError`, one line naming the variable, like every setting."""
+        return None
+
+    def own_settings(self, settings: Settings) -> object | None:
+        """What `read_settings` read for these settings (None where it was not asked)."""
+        return settings.channels.get(self.name)
+
     def off_reason(self, settings: Settings) -> str | None:
         """None when this channel can reach people with these settings, else what to set."""
         raise NotImplementedError
@@ -230,6 +253,11 @@ class Channel:
         did not get through (an unanswered call); None: never. Declared as data: the core's
         status writer (`bot.sending.delivery`) acts on it."""
         return None
+
+    def check_options(self, options: Mapping[str, object]) -> list[str]:
+        """What is wrong with a survey's options for this channel (`channels: {<name>: ...}`
+        in its script), a line each; `involve lint` reports them. By default it takes none."""
+        return [f"unknown option {key!r} ({self.title} takes none)" for key in options]
 
     # --- words -------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ import click
 from bot import channels, logmask
 from bot.commands import runtime
 from bot.commands import simulate as sim
+from bot.commands.output import confirm, echo
 from bot.config import ConfigError, is_local_url, unreachable_from_internet
 from bot.cycle import services
 from bot.cycle import staff as accounts
@@ -25,6 +26,7 @@ from bot.providers.errors import SendError
 from bot.scripts.survey import SurveyError, resolve
 from bot.storage import db as storage
 from bot.storage.models import Participant, utcnow
+from bot.text import terminal_safe
 
 
 def _settings():
@@ -66,6 +68,10 @@ class _Commands(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except click.ClickException as exc:
+            # Refusals quote what was given (an id, a file's row): shown, not acted on.
+            exc.message = terminal_safe(exc.message)
+            raise
         except Exception as exc:
             problem = database_problem(exc)
             if problem is None:
@@ -92,15 +98,15 @@ def lint(files: tuple[str, ...], strict: bool) -> None:
     for report in lint_paths(paths):
         # One stream, in file order: a file's warnings sit beside its errors.
         for line in report.errors:
-            click.echo(f"error: {line}")
+            echo(f"error: {line}")
         for line in report.warnings:
-            click.echo(f"warning: {line}")
+            echo(f"warning: {line}")
         errors += len(report.errors)
         warnings += len(report.warnings)
         if not report.errors and not report.warnings:
-            click.echo(f"ok: {report.path}")
+            echo(f"ok: {report.path}")
     if errors or warnings:
-        click.echo(f"{len(paths)} file(s): {errors} error(s), {warnings} warning(s)")
+        echo(f"{len(paths)} file(s): {errors} error(s), {warnings} warning(s)")
     if errors or (strict and warnings):
         sys.exit(1)
 
@@ -123,7 +129,7 @@ def simulate(survey: str, channel: str, name: str) -> None:
     storage.upgrade(settings.database_url)
     interactive = sys.stdin.isatty()
     hint = channels.get(channel).simulate_hint
-    click.echo(f"Simulating {script.title!r} by {channel} ({hint}; Ctrl-D ends).")
+    echo(f"Simulating {script.title!r} by {channel} ({hint}; Ctrl-D ends).")
 
     def read() -> str | None:
         try:
@@ -131,12 +137,8 @@ def simulate(survey: str, channel: str, name: str) -> None:
         except EOFError:
             return None
 
-    conversation_id = sim.run(
-        runtime.database(), settings, script, channel, read, click.echo, name=name
-    )
-    click.echo(
-        f"Stored as conversation {conversation_id} in {settings.database_url.split('@')[-1]}."
-    )
+    conversation_id = sim.run(runtime.database(), settings, script, channel, read, echo, name=name)
+    echo(f"Stored as conversation {conversation_id} in {settings.database_url.split('@')[-1]}.")
 
 
 @main.group()
@@ -150,7 +152,7 @@ def db_upgrade(revision: str) -> None:
     """Apply database migrations."""
     settings = _settings()
     storage.upgrade(settings.database_url, revision)
-    click.echo(f"database at revision {storage.current_revision(settings.database_url)}")
+    echo(f"database at revision {storage.current_revision(settings.database_url)}")
 
 
 @main.command()
@@ -164,12 +166,46 @@ def db_upgrade(revision: str) -> None:
     type=int,
 )
 @click.option("--web-workers", default=2, show_default=True, type=int)
-def serve(host: str, port: int, web_workers: int) -> None:
+@click.option(
+    "--demo",
+    is_flag=True,
+    help="Try a whole cycle: local stand-ins for Twilio and Telegram, so nothing reaches anyone.",
+)
+def serve(host: str, port: int, web_workers: int, demo: bool) -> None:
     """Run everything on this machine: web app, worker, and Redis/SQLite where none is set."""
     # Here, not at the top: only this verb needs the web app, gunicorn and embedded Redis.
     from bot.commands import serve as serving
 
+    if demo:
+        from bot.commands import demo as demos
+
+        sys.exit(
+            demos.serve(
+                port, host, lambda settings: serving.serve(settings, host, port, web_workers)
+            )
+        )
     sys.exit(serving.serve(_settings(), host, port, web_workers))
+
+
+@main.group("demo")
+def demo_group() -> None:
+    """Play a participant in the demo that `involve serve --demo` runs."""
+
+
+@demo_group.command("text")
+@click.argument("address")
+@click.argument("words", nargs=-1, required=True)
+@click.option(
+    "--telegram",
+    is_flag=True,
+    help="A Telegram message from the chat id ADDRESS (rather than a text from a number).",
+)
+def demo_text(address: str, words: tuple[str, ...], telegram: bool) -> None:
+    """Send WORDS to the running demo as the participant at ADDRESS, signed as Twilio (or
+    Telegram) would; print what the service answers."""
+    from bot.commands import demo as demos
+
+    demos.text(address, " ".join(words), telegram)
 
 
 @main.command()
@@ -231,14 +267,14 @@ def participants_import(file: str, replace_tags: bool) -> None:
             started=lambda total: setattr(bar, "total", total),
         )
     rejected = report["rejected"]
-    click.echo(
+    echo(
         f"created {report['created']}, updated {report['updated']},"
         f" unchanged {report['unchanged']}, rejected {len(rejected)}"
     )
     for problem in rejected:
-        click.echo(f"  row {problem['row']}: {problem['error']}")
+        echo(f"  row {problem['row']}: {problem['error']}")
     for note in report["notes"]:
-        click.echo(f"  row {note['row']}: imported, but {note['note']}")
+        echo(f"  row {note['row']}: imported, but {note['note']}")
     if not report["created"] and not report["updated"] and not report["unchanged"]:
         # A script or a person checking `$?` must see that nothing was imported.
         raise click.ClickException(f"no rows imported from {file}")
@@ -253,7 +289,7 @@ def participants_show(key: str) -> None:
     _settings()
     with _refusals():
         data = services.subject_access(runtime.database(), key, audit.cli_actor())
-    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+    echo(json.dumps(data, indent=2, ensure_ascii=False))
 
 
 @participants.command("erase")
@@ -280,7 +316,7 @@ def participants_erase(key: str, yes: bool) -> None:
                     )
                     if part
                 )
-            click.confirm(f"Erase {who} (participant {number})? This cannot be undone", abort=True)
+            confirm(f"Erase {who} (participant {number})? This cannot be undone")
         try:
             redis = runtime.redis()
         except Exception:
@@ -289,8 +325,8 @@ def participants_erase(key: str, yes: bool) -> None:
             runtime.database(), runtime.settings(), redis, f"id:{number}", audit.cli_actor()
         )
     if not erased["redis_cleaned"]:
-        click.echo("note: Redis was not reachable; rq's job history there expires on its own")
-    click.echo(f"participant {number} erased")
+        echo("note: Redis was not reachable; rq's job history there expires on its own")
+    echo(f"participant {number} erased")
 
 
 @main.group()
@@ -307,7 +343,7 @@ def privacy_purge() -> None:
     counts = retention.purge_expired(
         runtime.database(), settings, utcnow(), actor=audit.cli_actor()
     )
-    click.echo(
+    echo(
         f"purged {counts['messages']} message(s), {counts['answers']} answer(s) and "
         f"{counts['conversations']} conversation state(s) older than {settings.retention_days} days"
     )
@@ -322,7 +358,7 @@ def privacy_audit(limit: int) -> None:
         events = services.audit_log(runtime.database(), {"limit": limit})
     for event in events:
         detail = " ".join(f"{k}={v}" for k, v in event["detail"].items())
-        click.echo(
+        echo(
             f"{event['at']} {event['actor']} {event['action']} {event['target'] or '-'} {detail}".rstrip()
         )
 
@@ -355,13 +391,13 @@ def participants_telegram_links(
         if key is not None:
             issued = services.issue_telegram_link(runtime.database(), settings, key, {"days": days})
             expires = datetime.fromisoformat(issued["expires_at"])
-            click.echo(f"{issued['link']}  (single use, expires {expires:%Y-%m-%d %H:%M} UTC)")
+            echo(f"{issued['link']}  (single use, expires {expires:%Y-%m-%d %H:%M} UTC)")
             return
         rows = services.telegram_link_sheet(runtime.database(), settings, tags=tags, days=days)
     assert file is not None
     with open(file, "w", newline="", encoding="utf-8") as out:
         csv.writer(out).writerows(rows)
-    click.echo(f"wrote {len(rows) - 1} single-use links to {file} (expire in {days:g} days)")
+    echo(f"wrote {len(rows) - 1} single-use links to {file} (expire in {days:g} days)")
 
 
 @main.group("webhooks")
@@ -395,14 +431,14 @@ def webhooks_set() -> None:
     for channel in channels.all_channels():
         why_not = channel.off_reason(settings)
         if why_not is not None:
-            click.echo(f"{channel.name}: off ({why_not}); not set")
+            echo(f"{channel.name}: off ({why_not}); not set")
             continue
         try:
             for line in channel.point_webhooks(settings):
-                click.echo(f"{channel.name}: {line}")
+                echo(f"{channel.name}: {line}")
         except SendError as exc:
             failed = True
-            click.echo(f"{channel.name}: could not set: {exc}", err=True)
+            echo(f"{channel.name}: could not set: {exc}", err=True)
     if failed:
         raise SystemExit(1)
 
@@ -430,7 +466,31 @@ def campaign() -> None:
 )
 @click.option("--send-at", default=None, help="ISO 8601 time to start, e.g. 2026-12-01T10:00")
 @click.option("--reminder-after-hours", type=float, default=None)
-def campaign_create(survey, tags, people, everyone, channel, send_at, reminder_after_hours) -> None:
+@click.option(
+    "--fallback-after-hours",
+    type=float,
+    default=None,
+    help="Invite people not reached on their first contact point on their next one, this many"
+    " hours after their invitation (0: as soon as it fails). Default: no fallback.",
+)
+@click.option(
+    "--invite-gap-days",
+    type=int,
+    default=None,
+    help="Leave out people another campaign invited in the last this many days"
+    " (0: nobody). Default: the INVITE_GAP_DAYS setting (14).",
+)
+def campaign_create(
+    survey,
+    tags,
+    people,
+    everyone,
+    channel,
+    send_at,
+    reminder_after_hours,
+    fallback_after_hours,
+    invite_gap_days,
+) -> None:
     """Create a draft campaign for SURVEY."""
     chosen = [bool(tags), bool(people), everyone]
     if sum(chosen) != 1:
@@ -451,13 +511,18 @@ def campaign_create(survey, tags, people, everyone, channel, send_at, reminder_a
         "send_at": send_at,
         "reminder_after_hours": reminder_after_hours,
     }
+    # Only when given: a request names what staff chose, and the defaults stay the core's.
+    if fallback_after_hours is not None:
+        payload["fallback_after_hours"] = fallback_after_hours
+    if invite_gap_days is not None:
+        payload["invite_gap_days"] = invite_gap_days
     settings = _settings()
     with _refusals():
         created = services.create_campaign(
             runtime.database(), settings, runtime.library(), payload, actor=audit.cli_actor()
         )
     number, size = created["id"], created["audience_size"]
-    click.echo(
+    echo(
         f"campaign {number} created (draft) for {size} {'person' if size == 1 else 'people'};"
         f" launch it with: involve campaign launch {number}"
     )
@@ -476,7 +541,7 @@ def _say_whose_settings(settings: Any, redis: Any) -> None:
     ours = service_view(settings)
     if not state["alive"]:
         seen = f"last seen {state['last_seen']}" if state["last_seen"] else "never seen"
-        click.echo(
+        echo(
             f"note: no worker is running ({seen}), and nothing is sent until one is"
             " (`involve worker`, or `involve serve`); this terminal judged by its own settings:"
             f" {_describe_view(ours)}",
@@ -494,7 +559,7 @@ def _say_whose_settings(settings: Any, redis: Any) -> None:
         if ours[key] != theirs.get(key):
             differences.append(f"{label} {ours[key]} here, {theirs.get(key)} in the worker")
     if differences:
-        click.echo(
+        echo(
             "warning: this terminal's settings are not the worker's, and the worker's are the"
             f" ones that send ({'; '.join(differences)}): export the"
             " service's settings here, or use the console or the admin API",
@@ -518,14 +583,19 @@ def campaign_launch(campaign_id: int) -> None:
             runtime.database(), settings, redis, campaign_id, audit.cli_actor()
         )
     if launched["started"] and not launched["queued"]:
-        click.echo(
+        echo(
             f"campaign {campaign_id} launched, but Redis cannot be reached just now: the worker"
             " starts sending within a minute or two of Redis being back"
         )
     elif launched["started"]:
-        click.echo(f"campaign {campaign_id} launching: the worker is sending the invitations")
+        echo(f"campaign {campaign_id} launching: the worker is sending the invitations")
     else:
-        click.echo(f"campaign {campaign_id} was launched already; nothing is sent twice")
+        echo(f"campaign {campaign_id} was launched already; nothing is sent twice")
+    for why, people in launched.get("left_out", {}).items():
+        echo(
+            f"left out: {people} {'person' if people == 1 else 'people'} {why}"
+            " by another campaign (the gap between invitations; see INVITE_GAP_DAYS)"
+        )
     _say_whose_settings(settings, redis)
 
 
@@ -535,10 +605,10 @@ def campaign_list() -> None:
     _settings()
     found = services.list_campaigns(runtime.database())
     if not found:
-        click.echo("no campaigns yet: involve campaign create SURVEY --tag TAG")
+        echo("no campaigns yet: involve campaign create SURVEY --tag TAG")
     for c in found:
         counts = c["counts"]
-        click.echo(
+        echo(
             f"{c['id']:>5}  {c['survey']:24} {c['status']:10}"
             f" invited {counts.get('invited', 0)}, completed {counts.get('completed', 0)}"
         )
@@ -551,21 +621,39 @@ def campaign_status(campaign_id: int) -> None:
     settings = _settings()
     with _refusals():
         found = services.campaign_status(runtime.database(), settings, campaign_id)
-    click.echo(f"campaign {campaign_id}: {found.survey}, {found.status}")
+    echo(f"campaign {campaign_id}: {found.survey}, {found.status}")
     if found.send_at is not None and found.status != "closed":
         local = found.send_at.astimezone(settings.timezone)
-        click.echo(f"  starts at     {local:%H:%M on %a %d %b %Y} ({settings.timezone})")
+        echo(f"  starts at     {local:%H:%M on %a %d %b %Y} ({settings.timezone})")
     for key, value in found.counts.items():
-        click.echo(f"  {key.replace('_', ' '):12} {value}")
+        echo(f"  {key.replace('_', ' '):12} {value}")
+    _echo_fallback_and_gap(found)
     # "invited" means written, not sent: say what is still waiting and until when.
-    click.echo(f"  {'held':12} {found.held.describe(settings)}")
+    echo(f"  {'held':12} {found.held.describe(settings)}")
     _say_whose_settings(settings, runtime.redis())
     stuck = found.inbound
     if stuck["retrying"] or stuck["failed"]:
         reasons = "; ".join(stuck["reasons"]) or "see subject access"
-        click.echo(
+        echo(
             f"  {'replies':12} {stuck['retrying']} being handled again, "
             f"{stuck['failed']} given up ({reasons})"
+        )
+
+
+def _echo_fallback_and_gap(found: Any) -> None:
+    """The status lines for channel fallback and the gap between invitations."""
+    moved = found.fallback or {}
+    if moved.get("after_hours") is not None:
+        echo(
+            f"  {'fallback':12} {moved['moved_on']} invited on their next contact point,"
+            f" {moved['reached_by_fallback']} reached by fallback"
+            f" (after {moved['after_hours']:g} hours)"
+        )
+    gap = found.left_out or {}
+    if gap.get("invited_recently"):
+        echo(
+            f"  {'left out':12} {gap['invited_recently']} invited by another campaign in the"
+            f" last {gap['invite_gap_days']} days"
         )
 
 
@@ -578,7 +666,7 @@ def campaign_close(campaign_id: int) -> None:
         closed = services.close_campaign(
             runtime.database(), settings, campaign_id, actor=audit.cli_actor()
         )
-    click.echo(
+    echo(
         f"campaign {campaign_id} closed; {closed['conversations_ended']} conversation(s) in progress ended"
     )
 
@@ -609,7 +697,7 @@ def campaign_export(campaign_id: int, output: str | None) -> None:
         for chunk in export.chunks:
             out.write(chunk)
             bar.update(chunk.count("\r\n"))
-    click.echo(f"wrote {target}")
+    echo(f"wrote {target}")
 
 
 @main.group("feedback")
@@ -633,14 +721,14 @@ def feedback_preview(campaign_id: int, file: str | None) -> None:
         size = (
             f", {entry['segments']} segment(s) {entry['encoding']}" if "segments" in entry else ""
         )
-        click.echo(f"--- {entry['participant']} by {entry['channel']}{size}")
-        click.echo(f"(agreed to hear back by: {entry['consent']})")
-        click.echo(entry["message"])
+        echo(f"--- {entry['participant']} by {entry['channel']}{size}")
+        echo(f"(agreed to hear back by: {entry['consent']})")
+        echo(entry["message"])
         for warning in entry["warnings"]:
-            click.echo(f"warning: {warning}")
-    click.echo(f"{len(shown['recipients'])} to send, {len(shown['skipped'])} skipped")
+            echo(f"warning: {warning}")
+    echo(f"{len(shown['recipients'])} to send, {len(shown['skipped'])} skipped")
     for skip in shown["skipped"]:
-        click.echo(f"  skipped {skip['participant']}: {skip['reason']}")
+        echo(f"  skipped {skip['participant']}: {skip['reason']}")
 
 
 @feedback_group.command("send")
@@ -660,7 +748,7 @@ def feedback_send(campaign_id: int, file: str | None) -> None:
             file=Path(file) if file else None,
             actor=audit.cli_actor(),
         )
-    click.echo(f"queued {sent['queued']} message(s); {len(sent['skipped'])} skipped")
+    echo(f"queued {sent['queued']} message(s); {len(sent['skipped'])} skipped")
 
 
 if __name__ == "__main__":
@@ -699,7 +787,7 @@ def staff_add(email: str) -> None:
     read from the first line of standard input otherwise (for scripts)."""
     settings = _settings()
     address = _staff_verb("staff_added", accounts.add, email, _new_password())
-    click.echo(f"staff account {address} created; sign in at {settings.public_base_url}/console/")
+    echo(f"staff account {address} created; sign in at {settings.public_base_url}/console/")
 
 
 @staff.command("password")
@@ -707,7 +795,7 @@ def staff_add(email: str) -> None:
 def staff_password(email: str) -> None:
     """Give EMAIL's account a new password (asked as for `add`); signs out its sessions."""
     address = _staff_verb("staff_password", accounts.set_password, email, _new_password())
-    click.echo(f"new password set for {address}; any console session of theirs has ended")
+    echo(f"new password set for {address}; any console session of theirs has ended")
 
 
 @staff.command("disable")
@@ -715,7 +803,7 @@ def staff_password(email: str) -> None:
 def staff_disable(email: str) -> None:
     """Shut EMAIL out of the console (someone who left): no sign-in, open pages sign out."""
     address = _staff_verb("staff_disabled", accounts.disable, email)
-    click.echo(f"{address} can no longer sign in; any console session of theirs has ended")
+    echo(f"{address} can no longer sign in; any console session of theirs has ended")
 
 
 @staff.command("enable")
@@ -723,7 +811,7 @@ def staff_disable(email: str) -> None:
 def staff_enable(email: str) -> None:
     """Let a disabled account sign in again."""
     address = _staff_verb("staff_enabled", accounts.enable, email)
-    click.echo(f"{address} can sign in again")
+    echo(f"{address} can sign in again")
 
 
 @staff.command("list")
@@ -733,8 +821,8 @@ def staff_list() -> None:
     with runtime.database().session() as session:
         rows = [(a.email, a.disabled_at, a.last_signed_in_at) for a in accounts.listing(session)]
     if not rows:
-        click.echo("no staff accounts yet: involve staff add EMAIL")
+        echo("no staff accounts yet: involve staff add EMAIL")
     for email, disabled, last in rows:
         state = f"disabled {disabled:%d %b %Y}" if disabled else "in use"
         seen = f"last signed in {last:%d %b %Y %H:%M}" if last else "never signed in"
-        click.echo(f"{email}  {state}, {seen}")
+        echo(f"{email}  {state}, {seen}")

@@ -13,6 +13,8 @@ from pathlib import Path
 
 from redis import Redis
 
+from bot.commands import children
+
 
 class EmbeddedRedisError(RuntimeError):
     pass
@@ -66,11 +68,9 @@ class EmbeddedRedis:
         # Redis is a cache of work to do; the database is the source of truth, so a small
         # snapshot is enough to resume scheduled sends after a restart.
         args += ["--save", "60 1", "--dbfilename", "redis.rdb"] if self.persist else ["--save", ""]
-        # Its own session: Ctrl-C reaches the web and worker processes, which still need Redis
-        # while they shut down; we stop it last.
-        self.process = subprocess.Popen(
-            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-        )
+        # Its own session: Ctrl-C reaches only `serve`, which stops the web and worker processes
+        # (they still need Redis while they shut down) and stops this one last.
+        self.process = children.start(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -90,10 +90,7 @@ class EmbeddedRedis:
         raise EmbeddedRedisError("redis-server did not start in time")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
+        """Stop the server and wait until it (and any snapshot child it forked) is gone."""
+        if self.process is not None:
+            children.stop([self.process], timeout=10)
         self.process = None

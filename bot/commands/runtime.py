@@ -11,7 +11,8 @@ import threading
 
 from redis import Redis
 
-from bot.config import Settings, load_settings
+from bot import channels
+from bot.config import Settings
 from bot.conversations import inbox, outbox
 from bot.scripts.library import SurveyLibrary
 from bot.storage.db import INBOX, OUTBOX, Database, Queued
@@ -38,7 +39,7 @@ def settings() -> Settings:
     global _settings
     with _lock:
         if _settings is None:
-            _settings = load_settings()
+            _settings = channels.load_settings()
         return _settings
 
 

@@ -21,6 +21,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from bot import engine
 from bot.channels import Channel, for_field
+from bot.channels.base import Blocked
 from bot.config import Settings
 from bot.conversations.suppression import suppressed
 from bot.scripts.survey import Survey, load_text
@@ -403,6 +404,28 @@ def opt_out_by_carrier(
         if channel is not None and address is not None:
             contacts.mark(session, person.id, channel, address, opted_out=reason or detail)
         record_consent(session, person, Consent.OPT_OUT, "carrier", detail=detail)
+
+
+def blocked_at_provider(database: Database, change: Blocked) -> bool:
+    """The provider says at once that the person at this address blocked us there (Telegram's
+    `my_chat_member` "kicked"), or let us in again ("member"). Blocked: exactly what our next
+    send would have found out (a blocked bot's 403), without that wasted send: logged like a
+    STOP and the contact point marked opted out there. Let in again: the contact point is
+    usable once more, but their consent is theirs to give: a STOP stays a STOP until they say
+    START (Telegram's app offers a RESTART button, which sends /start). Retried deliveries
+    change nothing twice. False for an address nobody holds. Its own unit of work, the
+    person's lock first."""
+    with database.session() as session:
+        point = contacts.holder(session, change.channel, change.address)
+        person = lock_person(session, point.participant_id) if point is not None else None
+        if person is None:
+            return False
+        if not change.blocked:
+            contacts.opted_in(session, person.id, change.channel, change.address)
+            return True
+        contacts.mark(session, person.id, change.channel, change.address, opted_out=change.reason)
+        record_consent(session, person, Consent.OPT_OUT, "carrier", detail=change.reason)
+        return True
 
 
 def unreachable(

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, selectinload
 from bot import channels, conversations, engine, privacy
 from bot.config import Settings
 from bot.conversations import events, outbox
+from bot.cycle import frequency
 from bot.cycle.requests import CampaignError, CampaignRequest
 from bot.scripts.survey import Survey, SurveyError
 from bot.storage import contacts
@@ -38,6 +39,7 @@ from bot.storage.models import (
 )
 from bot.storage.prepared import Prepared
 from bot.storage.status import InvitationStatus, Kind, Outbound
+from bot.text import normal_external_id
 
 BATCH = 1000
 SIMULATOR = "simulate"  # Participant.joined_via of the people `involve simulate` plays
@@ -114,7 +116,10 @@ def _person_key(session: Session, value: str | int) -> str | int | None:
         raise CampaignError(f"audience participants: {exc}", 409) from None
     if person is None:
         return None
-    if value.startswith("ext:") or (not value.startswith("id:") and value == person.external_id):
+    typed_external = not value.startswith("id:") and (
+        person.external_id in (value, normal_external_id(value))
+    )
+    if value.startswith("ext:") or typed_external:
         return f"ext:{person.external_id}"
     return person.id
 
@@ -163,6 +168,8 @@ def create(
         channel=channel,
         send_at=request.send_at,
         reminder_after_hours=request.reminder_after_hours,
+        fallback_after_hours=request.fallback_after_hours,
+        invite_gap_days=request.invite_gap_days,
     )
     size = len(audience_ids(session, audience))
     if size == 0:
@@ -396,6 +403,8 @@ def _invite_chunk(
         )
     )
     now = utcnow()
+    # Not too often: people another campaign invited lately are left out (`frequency`).
+    recent = frequency.recently_invited(session, campaign, [p.id for p in people], settings, now)
     invitations: list[dict[str, Any]] = []
     starting: list[tuple[Participant, str]] = []
     counts = {"invited": 0, "waiting": 0, "skipped": 0}
@@ -403,6 +412,8 @@ def _invite_chunk(
         channel, why_not = _channel_for(campaign, person, settings, survey)
         if person.opted_out:
             channel, why_not = channel, "opted out"
+        elif why_not is None and person.id in recent:
+            why_not = frequency.reason(frequency.gap_days(campaign, settings))
         if why_not is not None:
             invitations.append(
                 _invitation(campaign.id, person.id, channel, InvitationStatus.SKIPPED, why_not, now)
@@ -547,6 +558,11 @@ def promote_waiting(session: Session, participant_id: int, settings: Settings) -
             "skipped",
             "campaign closed" if campaign.status == "closed" else "opted out",
         )
+        return []
+    if frequency.recently_invited(session, campaign, [participant_id], settings):
+        # Another campaign invited them while they waited: not again so soon.
+        invitation.status = "skipped"
+        invitation.reason = frequency.reason(frequency.gap_days(campaign, settings))
         return []
     survey = conversations.survey_of(session.get(SurveyVersion, campaign.survey_version_id))
     now = utcnow()

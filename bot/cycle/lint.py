@@ -268,6 +268,7 @@ def lint_survey(survey: Survey, report: LintReport) -> None:
                 f"({conditions}){_outside_range(survey, question)}"
             )
     report.errors.extend(f"{report.path}: {line}" for line in shared_names(survey))
+    report.errors.extend(f"{report.path}: {line}" for line in channels.option_problems(survey))
     for qid, names in sorted(found.empty_pipes.items()):
         for name in sorted(names):
             report.warnings.append(

@@ -28,7 +28,7 @@ from bot.i18n import LANGUAGES, SWITCH_WORDS
 from bot.storage import contacts
 from bot.storage.models import ConsentEvent, ContactPoint, Participant, utcnow
 from bot.storage.status import Consent
-from bot.text import clean_text
+from bot.text import clean_name, clean_text, external_id_problem, normal_external_id
 
 COLUMNS = (
     "name",
@@ -168,9 +168,11 @@ def clean(number: int, raw: Mapping[str, Any]) -> CleanRow:
     given = frozenset(k for k, v in raw.items() if v is not None and v != "")
     addresses = _addresses(raw)
     external = raw.get("external_id")
-    external = str(external).strip() if external not in (None, "") else None
+    external = (normal_external_id(str(external)).strip() or None) if external is not None else None
     if external is not None and len(external) > 100:
         raise RowError("external_id is longer than 100 characters")
+    if external is not None and (problem := external_id_problem(external)):
+        raise RowError(f"external_id {external!r} {problem}")
     if not addresses and external is None:
         raise RowError(f"needs a {', a '.join(channels.CONTACT_FIELDS)} or an external_id")
     channel = raw.get("channel")
@@ -187,7 +189,7 @@ def clean(number: int, raw: Mapping[str, Any]) -> CleanRow:
         tags = [t.strip() for t in tags.split(";")]
     if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
         raise RowError("tags must be a list of words")
-    tags = [clean_text(t)[:100] for t in tags]
+    tags = [clean_name(t)[:100] for t in tags]
     recontact = raw.get("recontact")
     if isinstance(recontact, str):
         lowered = recontact.strip().lower()
@@ -202,7 +204,7 @@ def clean(number: int, raw: Mapping[str, Any]) -> CleanRow:
     elif recontact is not None and not isinstance(recontact, bool):
         raise RowError("recontact must be yes or no")
     name = raw.get("name")
-    name = str(name).strip()[:200] if name not in (None, "") else None
+    name = (clean_name(name)[:200] or None) if name is not None else None
     language = raw.get("language")
     if language not in (None, ""):
         said = str(language).strip().casefold()

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from bot import engine
 from bot.config import Settings
+from bot.cycle.frequency import REASON_START
 from bot.sending import pacing
 from bot.storage.models import Answer, Conversation, Invitation, Message, Participant
 
@@ -88,6 +89,8 @@ def counts(session: Session, campaign_id: int) -> Counts:
                 Invitation.campaign_id == campaign_id,
                 Invitation.status == "skipped",
                 Participant.opted_out.is_(False),
+                # Left out on purpose (invited lately by another campaign): counted apart.
+                Invitation.reason.is_(None) | ~Invitation.reason.startswith(REASON_START),
             )
         )
         or 0

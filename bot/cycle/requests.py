@@ -34,6 +34,9 @@ ChannelName = Literal[channels.NAMES]  # type: ignore[valid-type]  # from the re
 
 
 SCHEDULING_MARGIN_DAYS = 90  # more than the longest reminder delay (1440 hours)
+# A fallback goes within a week of the invitation: after that the first conversation has
+# expired (7 days idle) and the invitation is old news.
+MAX_FALLBACK_HOURS = 168
 
 
 class CampaignError(Refused, ValueError):
@@ -250,6 +253,21 @@ class CampaignRequest(StaffRequest):
         None, description="null: each person's preferred channel", validate_default=True
     )
     reminder_after_hours: float | None = Field(None, gt=0, le=24 * 60)
+    fallback_after_hours: float | None = Field(
+        None,
+        ge=0,
+        le=MAX_FALLBACK_HOURS,
+        description="null: no fallback; else invite people not reached on their first contact"
+        " point (failed, undelivered, calls unanswered after every retry) on their next one,"
+        " this many hours after their invitation",
+    )
+    invite_gap_days: int | None = Field(
+        None,
+        ge=0,
+        le=365,
+        description="null: the INVITE_GAP_DAYS setting; leave out people invited by another"
+        " campaign in the last this many days (0: nobody is left out)",
+    )
     audience: Audience | None = Field(None, validate_default=True)
     send_at: datetime | None = None
 
@@ -290,6 +308,34 @@ class CampaignRequest(StaffRequest):
         ):
             raise ValueError(
                 "reminder_after_hours must be null or a number of hours from 1 to 1440"
+            )
+        return value
+
+    @field_validator("fallback_after_hours", mode="before")
+    @classmethod
+    def _fallback_hours(cls, value: Any) -> Any:
+        if value is not None and (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not 0 <= value <= MAX_FALLBACK_HOURS
+        ):
+            raise ValueError(
+                "fallback_after_hours must be null (no fallback) or a number of hours"
+                f" from 0 to {MAX_FALLBACK_HOURS}"
+            )
+        return value
+
+    @field_validator("invite_gap_days", mode="before")
+    @classmethod
+    def _gap_days(cls, value: Any) -> Any:
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)  # 14.0 is 14, as JSON Schema's integer says
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 365
+        ):
+            raise ValueError(
+                "invite_gap_days must be null (the INVITE_GAP_DAYS setting) or a whole number"
+                " of days from 0 to 365"
             )
         return value
 

@@ -24,7 +24,7 @@ from bot import conversations, privacy
 from bot.channels.base import LinkError
 from bot.config import Settings
 from bot.conversations import inbox, links, outbox
-from bot.cycle import campaigns, exports, panel, progress
+from bot.cycle import campaigns, exports, fallback, frequency, panel, progress
 from bot.cycle import feedback as fb
 from bot.cycle.refusals import Refused
 from bot.cycle.requests import AuditQuery, FeedbackRequest, ImportRequest, TelegramLinkRequest
@@ -352,6 +352,7 @@ def launch_campaign(
     with database.session() as session:
         campaign = campaigns.get_or_404(session, campaign_id)
         started = campaigns.launch(session, campaign, settings)
+        left_out = _left_out_at_launch(session, campaign, settings) if started else {}
         if started:
             audit.record(session, actor, "launch", f"campaign {campaign.id}")
         status = "launching" if started else campaign.status
@@ -366,7 +367,20 @@ def launch_campaign(
                 campaign_id,
                 type(exc).__name__,
             )
-    return {"id": campaign_id, "status": status, "started": started, "queued": queued}
+    return {
+        "id": campaign_id,
+        "status": status,
+        "started": started,
+        "queued": queued,
+        "left_out": left_out,
+    }
+
+
+def _left_out_at_launch(session: Session, campaign: Campaign, settings: Settings) -> dict[str, int]:
+    """Who this launch leaves out, and why ({reason: people}), as the fan-out will judge it:
+    staff learn it when they launch, not only once the invitations have gone."""
+    audience = campaigns.audience_ids(session, campaign.audience)
+    return frequency.left_out_at_launch(session, campaign, audience, settings)
 
 
 def close_campaign(
@@ -392,6 +406,8 @@ class CampaignStatus:
     counts: dict[str, int]
     held: progress.Held
     inbound: dict[str, Any]  # their messages whose handling is still retrying or gave up
+    fallback: dict[str, Any] | None = None  # moved on to a next contact point, and reached
+    left_out: dict[str, Any] | None = None  # invited lately by another campaign
 
     def as_json(self, settings: Settings) -> dict[str, Any]:
         return {
@@ -403,6 +419,8 @@ class CampaignStatus:
             "counts": self.counts,
             "held": self.held.as_json(settings),
             "inbound_problems": self.inbound,
+            "fallback": self.fallback,
+            "left_out": self.left_out,
         }
 
 
@@ -422,6 +440,11 @@ def campaign_status(database: Database, settings: Settings, campaign_id: int) ->
                 session,
                 select(Invitation.participant_id).where(Invitation.campaign_id == campaign.id),
             ),
+            fallback=fallback.counts(session, campaign).as_json(),
+            left_out={
+                "invite_gap_days": frequency.gap_days(campaign, settings),
+                "invited_recently": frequency.left_out(session, campaign.id),
+            },
         )
 
 

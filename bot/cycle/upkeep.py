@@ -1,6 +1,7 @@
 """Keeping campaigns moving, once a minute with the reconciler (`bot.commands.jobs`): a fan-out
-or a reminder whose job Redis lost is enqueued again, and someone waiting behind a survey that
-went idle (7 days) is invited to the next one.
+or a reminder whose job Redis lost is enqueued again, someone waiting behind a survey that
+went idle (7 days) is invited to the next one, and people an invitation did not reach are
+invited on their next contact point where the campaign says so (`bot.cycle.fallback`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from sqlalchemy import select
 
 from bot import conversations, engine
 from bot.config import Settings
-from bot.cycle import campaigns, reminders
+from bot.cycle import campaigns, fallback, reminders
 from bot.storage.db import Database
 from bot.storage.models import Campaign, Conversation, Invitation, utcnow
 from bot.storage.status import CampaignStatus, InvitationStatus
@@ -85,4 +86,9 @@ def keep_moving(
                 continue
             conversations.end_conversation(session, conv, engine.EXPIRED)
             promoted += len(campaigns.promote_waiting(session, participant_id, settings))
-    return {"fanouts_resumed": resumed, "reminders_sent": reminded, "waiting_invited": promoted}
+    return {
+        "fanouts_resumed": resumed,
+        "reminders_sent": reminded,
+        "waiting_invited": promoted,
+        "fallbacks_sent": fallback.move_all(database, settings, now),
+    }

@@ -26,7 +26,7 @@ from bot.engine.keywords import (
     declines_stop,
     intent,
 )
-from bot.i18n import N_, STAFF_LANGUAGE, language_of, switch_word, t
+from bot.i18n import N_, STAFF_LANGUAGE, language_of, org_name_in, switch_word, t
 from bot.scripts import templates
 from bot.scripts.survey import MULTI_SEPARATOR, Question, Survey, holds, tests_in
 
@@ -212,7 +212,8 @@ def _ctx(
     for piping, every earlier answer (`answers.q` its label, `answers.q.value` its code)."""
     ctx: dict[str, Any] = {
         "name": first_name(context.get("name")),
-        "org": context.get("org") or "us",
+        # In their language: a Welsh sentence names the organisation by its Welsh name.
+        "org": org_name_in(context.get("org") or "us", _lang(context)),
     }
     if survey is not None:
         given = context.get("answered") if answered is None else answered
@@ -881,10 +882,11 @@ def idle_help_text(context: Mapping[str, Any]) -> str:
 
 
 def help_text(context: Mapping[str, Any]) -> str:
+    # Short: with the longest ORG_NAME and CONTACT_PHONE it still leaves room in two texts'
+    # worth for the question that follows (`bot.channels.sms.render` splits what does not fit).
     helped = t(
         _lang(context),
-        "This is {org}, asking for your views to improve our services. "
-        "Reply REPEAT to hear the question again, SKIP to leave out an optional one, "
+        "This is {org}. Reply REPEAT for the question again, SKIP to skip an optional one, "
         "or STOP to stop all messages.",
         org=_ctx(context)["org"],
     )

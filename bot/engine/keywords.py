@@ -29,13 +29,17 @@ WORDS: dict[str, Command] = {
     "repeat": Command.REPEAT,
     "again": Command.REPEAT,
     "skip": Command.SKIP,
-    # Welsh: the English words work too (carriers honour STOP in any case).
+    # Welsh, as our Welsh texts offer them and as people type them (the English words work
+    # too, and carriers honour STOP and START in any case).
     "stopio": Command.STOP,
     "dechrau": Command.START,
+    "ailddechrau": Command.START,
     "cymorth": Command.HELP,
+    "helpu": Command.HELP,
     "ailadrodd": Command.REPEAT,
     "eto": Command.REPEAT,
     "hepgor": Command.SKIP,
+    "sgipio": Command.SKIP,
 }
 _POLITE = {"please", "pls", "thanks", "thank", "you", "now"}
 # Words around a few commands that do not change them: "stop it", "help me", "skip this one".
@@ -116,7 +120,11 @@ _STOP_REQUEST = re.compile(
 _WHO = re.compile(
     r"\b(?:who (?:is|s) (?:this|that|it|texting|messaging)|who are (?:you|u)|whos this"
     r"|who sent (?:this|me this)|what is this about|what s this about"
-    r"|how did you get (?:my|this) number|do i know you)\b"
+    r"|how did you get (?:my|this) number|do i know you"
+    # Welsh: "pwy sydd yna?", "pwy sy 'na?", "pwy ydych chi?", "pwy yw hwn?", "beth yw hwn?"
+    r"|pwy (?:sydd|sy) (?:yna|na|yma|ma|n tecstio|n anfon)|pwy (?:ydych|dych|wyt) (?:chi|ti)"
+    r"|pwy (?:yw|ydi|di) (?:hwn|hon|hyn|chi)|beth (?:yw|ydi|di) (?:hwn|hyn)"
+    r"|pwy anfonodd (?:hwn|hyn))\b"
 )
 _THANKS_WORDS = {
     "thanks",

@@ -29,6 +29,7 @@ from bot.storage.models import (
     as_id,
     utcnow,
 )
+from bot.text import normal_external_id
 
 EXTERNAL_PREFIX = "ext:"
 ID_PREFIX = "id:"
@@ -50,7 +51,9 @@ def find(session: Session, key: str) -> Participant | None:
     if key.startswith(ID_PREFIX):
         number = as_id(key[len(ID_PREFIX) :])
         return session.get(Participant, number) if number is not None else None
-    by_external = by_external_id(session, key)
+    # A bare key whose plain form is our kind of id ("２", "²" are "2" in NFKC) may have been
+    # meant as our id: as an external id it counts only as typed, as " 2" and "02" do.
+    by_external = by_external_id(session, key, normalise=as_id(normal_external_id(key)) is None)
     number = as_id(key)
     by_id = session.get(Participant, number) if number is not None else None
     if by_external is not None and by_id is not None and by_external is not by_id:
@@ -61,8 +64,14 @@ def find(session: Session, key: str) -> Participant | None:
     return by_id or by_external
 
 
-def by_external_id(session: Session, external: str) -> Participant | None:
-    return session.scalar(select(Participant).where(Participant.external_id == external))
+def by_external_id(session: Session, external: str, normalise: bool = True) -> Participant | None:
+    """The person with this external id as typed, else as imports keep it (NFKC: `Ｒ１` is
+    `R1`); exactly as typed first, for an id kept before imports normalised them."""
+    exact = session.scalar(select(Participant).where(Participant.external_id == external))
+    normal = normal_external_id(external)
+    if exact is not None or normal == external or not normalise:
+        return exact
+    return session.scalar(select(Participant).where(Participant.external_id == normal))
 
 
 def _messages_of(session: Session, person: Participant) -> ColumnElement[bool]:

@@ -3,9 +3,10 @@ out, and failures as the error tree (`bot.providers.errors`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
@@ -18,12 +19,22 @@ class Handed:
 
 @dataclass(frozen=True)
 class Outgoing:
-    """An outbox row as a sender needs it."""
+    """An outbox row as a sender needs it, with what a channel may choose its form by."""
 
     id: int
     address: str
     body: str
-    kind: str
+    kind: str  # `bot.storage.status.Kind`: reply, invitation, reminder, feedback, notice
+    # When the person last wrote to us from this address (its contact point's
+    # `last_inbound_at`): a provider's reply window (WhatsApp's 24 hours) is read from it.
+    # None: never, or not known.
+    last_inbound_at: datetime | None = None
+    # The survey's options for this channel, as its script gives them (`channels: {<name>:
+    # {...}}`); empty where the message belongs to no survey or the script gives none.
+    options: Mapping[str, Any] = field(default_factory=dict)
+    # What a provider's approved template may be filled with: `name` (as we greet the
+    # person: "Margaret", or "there"), `org` (ORG_NAME) and `survey` (the survey's title).
+    variables: Mapping[str, str] = field(default_factory=dict)
 
 
 class Sender(Protocol):

@@ -10,6 +10,9 @@
         ├── RecipientUnreachable  this address can never be reached on this channel (an
         │                      invalid number, a landline for texts, a chat that is gone):
         │                      its contact point is marked so; campaigns use their next one.
+        ├── OutsideWindow      the provider takes free text only within a reply window
+        │                      (WhatsApp's 24 hours since the person last wrote): a channel
+        │                      with an approved template sends that instead
         └── ChannelOff         the channel has no credentials configured
 
 Senders raise these; `bot.sending.send` is the one place that decides what each means for the
@@ -53,6 +56,10 @@ class RecipientOptedOut(_AboutTheAddress):
 
 class RecipientUnreachable(_AboutTheAddress):
     said = "cannot be reached"
+
+
+class OutsideWindow(PermanentError):
+    pass
 
 
 class ChannelOff(PermanentError):

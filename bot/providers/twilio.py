@@ -22,6 +22,7 @@ from bot.config import Settings
 from bot.providers.base import Handed, Outgoing
 from bot.providers.errors import (
     ChannelOff,
+    OutsideWindow,
     PermanentError,
     RecipientOptedOut,
     RecipientUnreachable,
@@ -32,7 +33,13 @@ from bot.providers.errors import (
 TWILIO_ORIGIN = "https://api.twilio.com"
 TIMEOUT_SECONDS = 15
 
-OPTED_OUT = {21610}  # "Attempt to send to unsubscribed recipient"
+# Stopped at the provider, by the person: unsubscribed at their carrier (21610), or blocked
+# our sender on a chat channel such as WhatsApp (63014, "blocked by user action", which
+# Twilio says is a withdrawn consent), as a blocked Telegram bot is.
+OPTED_OUT = {21610: "unsubscribed at the carrier", 63014: "blocked us on that channel"}
+# "Outside messaging window": free text more than 24 hours after the person last wrote on
+# WhatsApp; only an approved template (ContentSid) may go.
+OUTSIDE_WINDOW = {63016}
 # Numbers we can never reach: invalid, not a mobile, landline for SMS, region not enabled,
 # blocked or unreachable destination, and the like.
 BAD_NUMBER = {
@@ -50,8 +57,11 @@ BAD_NUMBER = {
     30003,
     30005,
     30006,
+    63003,
+    63024,
 }
-TEMPORARY_CODES = {20429, 20500, 20503, 30001, 30008}
+# 63018: the channel's rate limit; 63038: the account's daily limit.
+TEMPORARY_CODES = {20429, 20500, 20503, 30001, 30008, 63018, 63038}
 # Of those, the ones that say the number itself cannot be reached this way, for good (not
 # our account's settings, nor a handset that is only switched off): its contact point is
 # marked unreachable with these words, and campaigns use the person's next one.
@@ -66,13 +76,16 @@ UNREACHABLE = {
     21614: "not a mobile number",
     30005: "unknown or inactive number",
     30006: "landline or unreachable carrier",
+    63003: "inactive or invalid address on that channel",
+    63024: "cannot take messages on that channel",
 }
-OPTED_OUT_REASON = "unsubscribed at the carrier"
 
 
 def _permanent(number: int | None, said: str, code: str) -> PermanentError:
+    if number in OUTSIDE_WINDOW:
+        return OutsideWindow(said, code)
     if number in OPTED_OUT:
-        return RecipientOptedOut(said, code, f"{OPTED_OUT_REASON} (Twilio {code})")
+        return RecipientOptedOut(said, code, f"{OPTED_OUT[number]} (Twilio {code})")
     if number in UNREACHABLE:
         return RecipientUnreachable(said, code, f"{UNREACHABLE[number]} (Twilio {code})")
     return PermanentError(said, code)
@@ -151,7 +164,7 @@ def classify(exc: Exception) -> SendError:
     if isinstance(exc, TwilioRestException):
         code = exc.code
         text = f"Twilio {exc.status}{f' error {code}' if code else ''}: {exc.msg}"
-        if code in OPTED_OUT or code in BAD_NUMBER:
+        if code in OPTED_OUT or code in BAD_NUMBER or code in OUTSIDE_WINDOW:
             return _permanent(code, text, str(code))
         if exc.status == 429 or exc.status >= 500 or code in TEMPORARY_CODES:
             return TemporaryError(text, str(code or exc.status))

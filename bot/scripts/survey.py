@@ -42,6 +42,7 @@ SURVEY_KEYS = {
     "description",
     "fields",
     "translations",
+    "channels",
 }
 TRANSLATED_QUESTION_KEYS = {"ask", "say", "reask", "options", "labels"}
 QUESTION_KEYS = {
@@ -288,6 +289,10 @@ class Survey:
     # language -> its words: {"title", "intro", "outro", "questions": {id: {"ask", "say",
     # "reask", "options": {value: label}, "labels": {point: label}}}}
     translations: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # channel name -> that channel's options for this survey (`channels: {<name>: {...}}`),
+    # as written: the channel the key names checks them (`Channel.check_options`, run by
+    # `involve lint`) and its sender reads them (`Outgoing.options`).
+    channel_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     @property
     def content_hash(self) -> str:
@@ -562,6 +567,7 @@ class _Builder:
                 questions.append(question)
         outro = self.template("outro", data.get("outro"), seen)
         translations = self.translations(raw_translations, seen)
+        channel_options = self.channel_options(data.get("channels"))
         if questions and not any(q.asks for q in questions):
             self.fail(None, "a survey needs at least one question that asks something")
         if self.problems:
@@ -578,7 +584,25 @@ class _Builder:
             path=self.path,
             fields=self.fields,
             translations=translations,
+            channel_options=channel_options,
         )
+
+    def channel_options(self, raw: Any) -> dict[str, dict[str, Any]]:
+        """`channels: {<channel>: {<option>: <value>}}`: only its shape is checked here; what
+        the options mean is the named channel's to say (`involve lint`)."""
+        if raw is None:
+            return {}
+        shape = "must map a channel's name to its options, like channels: {whatsapp: {...}}"
+        if not isinstance(raw, dict):
+            self.fail("channels", shape)
+            return {}
+        found: dict[str, dict[str, Any]] = {}
+        for name, options in raw.items():
+            if not isinstance(name, str) or not isinstance(options, dict):
+                self.fail("channels", shape)
+                continue
+            found[name] = {str(key): value for key, value in options.items()}
+        return found
 
     def translations(self, raw: Any, questions: dict[str, Question]) -> dict[str, dict[str, Any]]:
         if raw is None:

@@ -18,12 +18,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from redis import Redis
-from sqlalchemy import func, select, update
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.orm import Session
 
-from bot import channels
+from bot import channels, conversations, engine
 from bot.channels import Handed, Outgoing, Sender
 from bot.config import Settings
 from bot.conversations import inbox, outbox
@@ -31,7 +32,15 @@ from bot.logmask import mask_phones
 from bot.providers.errors import SendError, TemporaryError
 from bot.sending import delivery, pacing
 from bot.storage.db import Database
-from bot.storage.models import ConsentEvent, Message, Participant, utcnow
+from bot.storage.models import (
+    Campaign,
+    ConsentEvent,
+    ContactPoint,
+    Conversation,
+    Message,
+    Participant,
+    utcnow,
+)
 from bot.storage.status import Consent, Direction, Kind, Outbound
 
 log = logging.getLogger(__name__)
@@ -63,6 +72,58 @@ class _Planned:
     body: str
     kind: str
     attempts: int
+    outgoing: Outgoing | None = None  # as the sender gets it; None: the row's own fields
+
+    def as_outgoing(self) -> Outgoing:
+        return self.outgoing or Outgoing(self.id, self.address, self.body, self.kind)
+
+
+# What a sender may choose a message's form by, read with the row (`Outgoing`): when the
+# person last wrote from this address, the survey the message belongs to (by its campaign, or
+# its conversation), and their name.
+_LAST_INBOUND = (
+    select(ContactPoint.last_inbound_at)
+    .where(
+        ContactPoint.channel == Message.channel,
+        ContactPoint.address == Message.address,
+        ContactPoint.participant_id == Message.participant_id,
+    )
+    .correlate(Message)
+    .scalar_subquery()
+)
+_SURVEY_VERSION = func.coalesce(Campaign.survey_version_id, Conversation.survey_version_id)
+
+
+def _with_details(query: Select[Any]) -> Select[Any]:
+    return (
+        query.add_columns(Participant.name, _LAST_INBOUND, _SURVEY_VERSION)
+        .outerjoin(Campaign, Campaign.id == Message.campaign_id)
+        .outerjoin(Conversation, Conversation.id == Message.conversation_id)
+    )
+
+
+def _outgoing(
+    session: Session,
+    settings: Settings,
+    message: Message,
+    name: str | None,
+    last_inbound_at: datetime | None,
+    version_id: int | None,
+) -> Outgoing:
+    survey = conversations.survey_for(session, version_id) if version_id is not None else None
+    return Outgoing(
+        message.id,
+        message.address or "",
+        message.body or "",
+        message.kind,
+        last_inbound_at=last_inbound_at,
+        options=survey.channel_options.get(message.channel, {}) if survey else {},
+        variables={
+            "name": engine.first_name(name),
+            "org": settings.org_name,
+            "survey": survey.title if survey else "",
+        },
+    )
 
 
 def send_batch(
@@ -75,12 +136,15 @@ def send_batch(
     ready: list[_Planned] = []
     with database.session() as session:
         rows = session.execute(
-            select(Message, Participant.opted_out, Participant.erased_at)
-            .outerjoin(Participant, Participant.id == Message.participant_id)
+            _with_details(
+                select(Message, Participant.opted_out, Participant.erased_at).outerjoin(
+                    Participant, Participant.id == Message.participant_id
+                )
+            )
             .where(Message.id.in_(message_ids))
             .order_by(Message.id)
         ).all()
-        for message, opted_out, erased_at in rows:
+        for message, opted_out, erased_at, name, last_inbound_at, version_id in rows:
             if message.direction != Direction.OUT:
                 continue
             if message.status != Outbound.PENDING:
@@ -116,6 +180,7 @@ def send_batch(
                     message.body or "",
                     message.kind,
                     message.attempts,
+                    _outgoing(session, settings, message, name, last_inbound_at, version_id),
                 )
             )
     if held:
@@ -223,9 +288,7 @@ def _run(
         if not _claim(database, message.id):
             return _NOT_CLAIMED
         try:
-            return _sender(settings, message.channel).send(
-                Outgoing(message.id, message.address, message.body, message.kind)
-            )
+            return _sender(settings, message.channel).send(message.as_outgoing())
         except SendError as exc:
             return exc
 
@@ -356,11 +419,15 @@ def reconcile(
 def _settle(
     database: Database, redis: Redis, settings: Settings, message: Message, now: datetime
 ) -> str:
+    with database.session() as session:
+        read = session.execute(
+            _with_details(
+                select(Message).outerjoin(Participant, Participant.id == Message.participant_id)
+            ).where(Message.id == message.id)
+        ).one()
+        outgoing = _outgoing(session, settings, *read)
     try:
-        found = _sender(settings, message.channel).find(
-            Outgoing(message.id, message.address or "", message.body or "", message.kind),
-            message.claimed_at or now,
-        )
+        found = _sender(settings, message.channel).find(outgoing, message.claimed_at or now)
     except SendError as exc:
         log.warning(
             "could not settle message %s yet: %s", message.id, exc.code or type(exc).__name__

@@ -193,6 +193,13 @@ class Campaign(Base):
     channel: Mapped[str | None] = mapped_column(String(10))
     send_at: Mapped[datetime | None]
     reminder_after_hours: Mapped[float | None]
+    # Not reached on a person's contact point this many hours after their invitation (it
+    # failed, or calls went unanswered after every retry): invite them on their next one.
+    # None: no fallback (`bot.cycle.fallback`).
+    fallback_after_hours: Mapped[float | None]
+    # Leave out people invited by another campaign in the last this many days; None: the
+    # INVITE_GAP_DAYS setting, 0: nobody is left out (`bot.cycle.frequency`).
+    invite_gap_days: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     launched_at: Mapped[datetime | None]
     closed_at: Mapped[datetime | None]
@@ -316,6 +323,11 @@ class Invitation(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     invited_at: Mapped[datetime | None]
     reminded_at: Mapped[datetime | None]
+    # Fallback (`bot.cycle.fallback`): the channel first tried, when the invitation moved on
+    # to the person's next contact point, when it last did, and why it moves no further.
+    fallback_from: Mapped[str | None] = mapped_column(String(16))
+    fallback_at: Mapped[datetime | None]
+    fallback_end: Mapped[str | None] = mapped_column(String(200))
 
 
 class Suppression(Base):

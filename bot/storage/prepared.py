@@ -31,15 +31,20 @@ Processor = Callable[[Any], Any] | None
 Record = Any
 
 
+_REQUIRED = object()  # no value of its own: the caller must give one
+
+
 @dataclass(frozen=True)
 class _Compiled:
     sql: str
     names: tuple[str, ...]  # bind names, in the order a positional driver wants them
     positional: bool
-    fixed: Mapping[str, Any]  # values the statement carries itself (a LIMIT, a literal)
-    binds: Mapping[str, Processor]
+    # Per bind, in `names`' order: its type's processor, and the value the statement carries
+    # itself (a LIMIT, a literal, None included) or _REQUIRED.
+    binds: tuple[tuple[str, Processor, Any], ...]
     row: Any  # a namedtuple class for result rows, or None
     results: tuple[Processor, ...]
+    processed_results: bool  # some column's values go through a processor
 
 
 class Prepared:
@@ -75,17 +80,18 @@ class Prepared:
             names = tuple(compiled.positiontup or ())
         else:
             names = tuple(dict.fromkeys(compiled.bind_names.values()))
-        binds = {
-            name: compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
-            for name in names
-        }
         # Columns whose Python-side default SQLAlchemy would run: the caller must give them.
         defaulted = {c.key for c in (*compiled.insert_prefetch, *compiled.update_prefetch)}
-        fixed = {
-            name: compiled.binds[name].effective_value  # a LIMIT, a literal, None included
+        binds = tuple(
+            (
+                name,
+                compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect),
+                _REQUIRED
+                if compiled.binds[name].required or name in defaulted
+                else compiled.binds[name].effective_value,
+            )
             for name in names
-            if not compiled.binds[name].required and name not in defaulted
-        }
+        )
         columns = list(getattr(self.statement, "exported_columns", ()))
         row = namedtuple("Row", [c.key for c in columns]) if columns else None
         try:
@@ -94,25 +100,38 @@ class Prepared:
             )
         except TypeError as exc:  # a type whose processor needs the driver's type code
             raise ValueError(f"a column type prepared statements do not read: {exc}") from exc
-        return _Compiled(compiled.string, names, dialect.positional, fixed, binds, row, results)
+        return _Compiled(
+            compiled.string,
+            names,
+            dialect.positional,
+            binds,
+            row,
+            results,
+            any(process is not None for process in results),
+        )
 
-    def _values(self, compiled: _Compiled, params: Mapping[str, Any]) -> Any:
-        given = {**compiled.fixed, **params}
-        missing = [name for name in compiled.names if name not in given]
-        if missing:
-            raise KeyError(f"no value for {', '.join(missing)}")
-        processed = {}
-        for name in compiled.names:
-            value, process = given[name], compiled.binds[name]
-            processed[name] = process(value) if process is not None else value  # None too
+    @staticmethod
+    def _values(compiled: _Compiled, params: Mapping[str, Any]) -> Any:
+        # Every message runs this for each of its statements: one pass, no dict merged.
+        values = []
+        for name, process, default in compiled.binds:
+            value = params.get(name, default)
+            if value is _REQUIRED:
+                missing = [n for n, _p, d in compiled.binds if params.get(n, d) is _REQUIRED]
+                raise KeyError(f"no value for {', '.join(missing)}")
+            values.append(process(value) if process is not None else value)  # None too
         if compiled.positional:
-            return tuple(processed[name] for name in compiled.names)
-        return processed
+            return tuple(values)
+        return dict(zip(compiled.names, values, strict=True))
 
     def _execute(
         self, connection: Connection, params: Mapping[str, Any] | Sequence[Mapping[str, Any]]
     ) -> tuple[_Compiled, Any]:
         dialect = connection.dialect
+        if not isinstance(params, Mapping) and len(params) == 1:
+            # One row (a reply, an answer): a plain execute. psycopg's executemany goes through
+            # its pipeline mode, which for one row costs more than the row.
+            params = params[0]
         if isinstance(params, Mapping):
             compiled = self._for(dialect, params)
             one, many = self._values(compiled, params), None
@@ -175,6 +194,8 @@ class Prepared:
 
     @staticmethod
     def _row(compiled: _Compiled, raw: Sequence[Any]) -> Any:
+        if not compiled.processed_results:
+            return compiled.row._make(raw)
         return compiled.row._make(
             process(value) if process is not None else value
             for process, value in zip(compiled.results, raw, strict=True)

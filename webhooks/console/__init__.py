@@ -33,7 +33,7 @@ from werkzeug.wrappers import Response
 from bot import channels
 from bot.commands import runtime
 from bot.config import Settings
-from bot.cycle import exports, lint, staff
+from bot.cycle import exports, fallback, frequency, lint, staff
 from bot.privacy import audit
 from bot.scripts.survey import SurveyError
 from bot.storage.models import MAX_ID, Campaign
@@ -93,6 +93,13 @@ def _guard() -> Response | None:
             if account is not None:
                 g.staff_id, g.staff_email = account.id, account.email
         if account is None:
+            if "staff_id" in session and auth.outlived():
+                session.clear()
+                flash(
+                    f"For safety, a sign-in lasts {auth.SESSION_MAX_HOURS} hours at most. "
+                    "Please sign in again.",
+                    "info",
+                )
             session.pop("staff_id", None)
             return redirect(url_for("console.sign_in", next=request.full_path.rstrip("?")))
     if posted:
@@ -160,6 +167,7 @@ def _context() -> dict[str, Any]:
         "org_name": _settings().org_name,
         "channel_titles": {c.name: c.title for c in channels.all_channels()},
         "contact_fields": channels.CONTACT_FIELDS,  # a panel file's address columns
+        "demo": _settings().demo,  # `involve serve --demo`: a banner on every page
     }
 
 
@@ -393,10 +401,22 @@ def campaign(campaign_id: int) -> str:
         row = queries.campaign(db, campaign_id)
         if row is None:
             abort(404)
-        results = exports.summary(db, db.get(Campaign, campaign_id))
+        found = db.get(Campaign, campaign_id)
+        results = exports.summary(db, found)
+        reach = _fallback_and_gap(db, found)
     return render_template(
-        "console/campaign.html", campaign=row, results=results, now=datetime.now(UTC)
+        "console/campaign.html", campaign=row, results=results, now=datetime.now(UTC), **reach
     )
+
+
+def _fallback_and_gap(db: Any, found: Campaign) -> dict[str, Any]:
+    """What the campaign page says of channel fallback and of people left out as invited
+    lately (the settings the worker uses: `runtime.settings`)."""
+    return {
+        "fallback": fallback.counts(db, found).as_json(),
+        "left_out": frequency.left_out(db, found.id),
+        "invite_gap_days": frequency.gap_days(found, runtime.settings()),
+    }
 
 
 @bp.get("/audit")
@@ -427,4 +447,4 @@ def _not_found(exc: Exception) -> tuple[str, int]:
 
 
 # The pages that change data through a staff verb register their routes on `bp`.
-from webhooks.console import actions  # noqa: E402, F401
+from webhooks.console import actions, demo  # noqa: E402, F401

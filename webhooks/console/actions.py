@@ -93,7 +93,20 @@ def _campaign_form() -> dict[str, str]:
         "channel": request.form.get("channel", ""),
         "send_at": request.form.get("send_at", "").strip(),
         "reminder": request.form.get("reminder", "").strip(),
+        "fallback": request.form.get("fallback", "").strip(),
+        "gap": request.form.get("gap", "").strip(),
     }
+
+
+def _number(raw: str, kind: type) -> Any:
+    """A form's number, or None when empty; what cannot be read goes to the verb as written,
+    to be refused there in its own words."""
+    if not raw:
+        return None
+    try:
+        return kind(raw)
+    except ValueError:
+        return raw
 
 
 def _campaign_request(form: dict[str, str]) -> dict[str, Any]:
@@ -114,7 +127,18 @@ def _campaign_request(form: dict[str, str]) -> dict[str, Any]:
         "channel": form["channel"] or None,
         "send_at": form["send_at"] or None,
         "reminder_after_hours": reminder,
+        **_fallback_and_gap(form),
     }
+
+
+def _fallback_and_gap(form: dict[str, str]) -> dict[str, Any]:
+    """Channel fallback and the gap between invitations, only where staff filled them in."""
+    chosen: dict[str, Any] = {}
+    if form["fallback"]:
+        chosen["fallback_after_hours"] = _number(form["fallback"], float)
+    if form["gap"]:
+        chosen["invite_gap_days"] = _number(form["gap"], int)
+    return chosen
 
 
 @bp.route("/campaigns/new", methods=["GET", "POST"])
@@ -147,6 +171,7 @@ def new_campaign() -> Any:
         error=error,
         surveys=sorted(library.surveys().values(), key=lambda s: s.title.lower()),
         channel_names=channels.NAMES,
+        invite_gap_days=_settings().invite_gap_days,
     ), (400 if error else 200)
 
 
@@ -193,7 +218,17 @@ def launch_campaign(campaign_id: int) -> Any:
             flash("The campaign is launching: invitations are being sent.", "info")
         else:
             flash("The campaign was launched already; nobody is left to invite.", "info")
+        _say_who_is_left_out(launched.get("left_out", {}))
     return redirect(url_for("console.campaign", campaign_id=campaign_id))
+
+
+def _say_who_is_left_out(left_out: dict[str, int]) -> None:
+    for why, people in left_out.items():
+        flash(
+            f"Left out: {people} {'person' if people == 1 else 'people'} {why} by another"
+            " campaign, so as not to ask them too often.",
+            "info",
+        )
 
 
 @bp.route("/campaigns/<int:campaign_id>/close", methods=["GET", "POST"])
@@ -350,8 +385,10 @@ def erase(person_id: int) -> Any:
             except Refused as exc:
                 error = exc.message
             else:
+                # By number only: a flash rides in the session cookie, which is signed, not
+                # encrypted, and would carry an erased person's name on after the erasure.
                 flash(
-                    f"{shown}'s personal data has been erased (person {removed['participant']}). "
+                    f"Participant {removed['participant']}'s personal data has been erased. "
                     "Their answers stay only as anonymous counts.",
                     "info",
                 )

@@ -20,7 +20,10 @@ from bot.config import Settings
 from bot.storage.models import StaffAccount
 
 log = logging.getLogger(__name__)
-SESSION_HOURS = 8  # a working day; then staff sign in again
+SESSION_HOURS = 8  # idle: a session unused this long ends (the cookie's own lifetime)
+# Absolute: a session in use all along still ends this long after its sign-in, so a cookie
+# copied off a machine left signed in is not good forever. A long working day, with room.
+SESSION_MAX_HOURS = 12
 # Failed sign-ins allowed in one window before every try is refused until the window ends:
 # enough for someone fixing a typo, far too few to guess a 12-character password.
 WINDOW_SECONDS = 15 * 60
@@ -92,11 +95,21 @@ def sign_in(account: StaffAccount) -> None:
     session.permanent = True
     session["staff_id"] = account.id
     session["epoch"] = account.session_epoch
+    session["signed_in_at"] = int(time.time())
+
+
+def outlived(now: float | None = None) -> bool:
+    """Whether this session began more than SESSION_MAX_HOURS ago (or says nothing of when,
+    as sessions signed in before the limit existed: those sign in once more)."""
+    began = session.get("signed_in_at")
+    if not isinstance(began, int):
+        return True
+    return (now if now is not None else time.time()) - began > SESSION_MAX_HOURS * 3600
 
 
 def current(db: Session) -> StaffAccount | None:
     staff_id = session.get("staff_id")
-    if not isinstance(staff_id, int):
+    if not isinstance(staff_id, int) or outlived():
         return None
     account = db.get(StaffAccount, staff_id)
     if (

@@ -12,9 +12,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from telegram import Update
+from telegram import ChatMember, Update
 
-from bot.channels.base import Channel, Interpret, InvalidAddress, LinkError, Sender
+from bot.channels.base import Blocked, Channel, Interpret, InvalidAddress, LinkError, Sender
 from bot.channels.telegram import render
 from bot.config import Settings
 from bot.engine import Inbound, Prompt
@@ -133,12 +133,27 @@ class TelegramChannel(Channel):
 
     # --- reading what Telegram sends --------------------------------------------------
 
-    def read_update(self, data: dict[str, Any]) -> ReadUpdate | None:
+    def read_update(self, data: dict[str, Any]) -> ReadUpdate | Blocked | None:
         """What an update means for us, or None for one we do not handle (edits, groups,
         channel posts...), which is answered 200 and forgotten. A photo's caption is its
         words; a sticker, a voice note or a photo without one is a message with no words,
-        which gets an answer saying so rather than silence."""
+        which gets an answer saying so rather than silence. In a private chat the bot's own
+        membership changes only when the person blocks it ("kicked") or unblocks it
+        ("member"): `Blocked`."""
         update = Update.de_json(data, None)
+        change = update.my_chat_member
+        if change is not None:
+            status = change.new_chat_member.status
+            if change.chat.type != "private" or status not in (
+                ChatMember.BANNED,
+                ChatMember.MEMBER,
+            ):
+                return None
+            blocked = status == ChatMember.BANNED
+            reason = "bot blocked" if blocked else "bot unblocked"
+            return Blocked(
+                self.name, str(change.chat.id), blocked, f"{reason} (Telegram my_chat_member)"
+            )
         if update.message is not None:
             message = update.message
             if message.chat.type != "private":

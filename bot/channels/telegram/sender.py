@@ -55,7 +55,9 @@ log = logging.getLogger(__name__)
 
 TIMEOUT_SECONDS = 15
 POOL_SIZE = 8  # more than send_batch's threads, so no call waits for a connection
-UPDATES = ("message", "callback_query")  # what the webhook handles; Telegram sends only these
+# What the webhook handles; Telegram sends only these. `my_chat_member` is how a private chat
+# says the person blocked the bot (or unblocked it), at once rather than at our next send.
+UPDATES = ("message", "callback_query", "my_chat_member")
 
 T = TypeVar("T")
 

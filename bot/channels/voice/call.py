@@ -40,7 +40,7 @@ from bot.channels.voice import render
 from bot.config import Settings
 from bot.engine import Ask, Inbound, Prompt, Reply, Say, parsing
 from bot.engine.keywords import Command
-from bot.i18n import N_, t
+from bot.i18n import N_, OrgName, org_name_in, t
 from bot.scripts.survey import Question, Survey
 from bot.storage.status import Kind
 
@@ -167,7 +167,11 @@ class Turn:
 
     def words(self, sentence: str) -> str:
         if isinstance(sentence, Said):
-            return t(self.language, sentence.template, **sentence.values)
+            values = {  # the organisation by its name in the language spoken
+                k: org_name_in(v, self.language) if isinstance(v, OrgName) else v
+                for k, v in sentence.values.items()
+            }
+            return t(self.language, sentence.template, **values)
         return t(self.language, sentence)
 
     def url(self, action: str, **params: object) -> str:

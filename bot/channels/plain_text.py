@@ -1,0 +1,111 @@
+"""Plain text for the channels that carry only words (a text, a WhatsApp message): short,
+GSM-7 where we can, one message per step so nothing arrives out of order, answers numbered."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from bot.engine import Ask, Inbound, Prompt, Reply, Say
+from bot.engine.keywords import classify
+from bot.engine.parsing import range_words
+from bot.i18n import t
+from bot.scripts.gsm import sms_size
+
+INLINE_CHOICES_MAX = 60  # beyond this many characters, list the options one per line
+
+
+def question_text(prompt: Ask) -> str:
+    """The question as a text shows it: why we ask again (if we do), the question, how to
+    answer."""
+    return "\n".join(line for line in (prompt.retry, _question_only(prompt)) if line)
+
+
+def _question_only(prompt: Ask) -> str:
+    q = prompt.question
+    lang = prompt.language
+    lines = [prompt.text]
+    labels = [label for _, label in prompt.choices]
+    # Beside a scale or a list of all that apply, "Don't know" is said in words, not numbered.
+    own = len(q.points)
+    extras = t(lang, " or ").join(label for _, label in prompt.choices[own:])
+    if q.type == "multi":
+        lines.extend(f"{n} - {label}" for n, label in enumerate(labels[:own], start=1))
+        lines.append(t(lang, "Reply with the numbers of all that apply, like 1 3."))
+        if extras:
+            lines.append(t(lang, "Or reply {extras}.", extras=extras))
+    elif q.type == "choice":
+        if sum(len(label) for label in labels) <= INLINE_CHOICES_MAX:
+            listed = ", ".join(
+                t(lang, "{n} for {label}", n=n, label=label)
+                for n, label in enumerate(labels, start=1)
+            )
+            lines.append(t(lang, "Reply {listed}", listed=listed))
+        else:
+            lines.extend(f"{n} - {label}" for n, label in enumerate(labels, start=1))
+            lines.append(t(lang, "Reply with a number."))
+    elif q.type == "yesno":
+        lines.append(t(lang, "Reply YES or NO"))
+    elif q.type == "scale":
+        low, high = int(q.min or 0), int(q.max or 0)
+        low_label = f" ({q.labels[low]})" if low in q.labels else ""
+        high_label = f" ({q.labels[high]})" if high in q.labels else ""
+        lines.append(
+            t(
+                lang,
+                "Reply with a number from {low} to {high}",
+                low=f"{low}{low_label}",
+                high=f"{high}{high_label}",
+            )
+            + (t(lang, ", or {label}", label=extras) if extras else "")
+        )
+    elif q.type == "number":
+        # The range up front, so nobody has to miss to learn it.
+        bounds = range_words(q, lang)
+        lines.append(
+            t(lang, "Reply with a number {bounds}", bounds=bounds)
+            if bounds
+            else t(lang, "Reply with a number")
+        )
+    elif q.type == "date":
+        lines.append(t(lang, "Reply with the date, like 3/4/1948"))
+    if q.optional:
+        lines.append(t(lang, "Or reply SKIP to leave this one out."))
+    return "\n".join(lines)
+
+
+MAX_SEGMENTS = 2  # what lint holds a question to; a reply with it keeps within the same
+
+
+def fits_two_segments(text: str) -> bool:
+    """A text's rule: at most two SMS segments."""
+    return sms_size(text).segments <= MAX_SEGMENTS
+
+
+def render(prompts: Iterable[Prompt], fits: Callable[[str], bool] = fits_two_segments) -> list[str]:
+    """One text for the whole step, read top to bottom, where it `fits` (two SMS segments).
+    Where it does not (HELP with a long ORG_NAME before a long question; a reply in GSM-7
+    joined to a question with one Welsh circumflex, which makes the whole text UCS-2), each
+    part goes whole, in order, joined to the one before while they fit: two short texts cost
+    less than one long one, and read better than a reply cut off mid-word."""
+    parts: list[tuple[str, str]] = []  # (what joins it to the part before, its words)
+    for prompt in prompts:
+        if isinstance(prompt, Ask):
+            if prompt.retry:
+                parts.append(("\n\n", prompt.retry))
+            parts.append(("\n" if prompt.retry else "\n\n", _question_only(prompt)))
+        elif isinstance(prompt, Say):
+            parts.append(("\n\n", prompt.text))
+    texts: list[str] = []
+    for joint, part in parts:
+        if not part:
+            continue
+        joined = f"{texts[-1]}{joint}{part}" if texts else part
+        if texts and not fits(joined):
+            texts.append(part)
+        else:
+            texts[-1:] = [joined]
+    return texts
+
+
+def parse(body: str) -> Inbound:
+    return classify(body) or Reply(body or "")

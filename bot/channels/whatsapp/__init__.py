@@ -1,0 +1,98 @@
+"""WhatsApp over Twilio: `whatsapp:+447700900123` is the address, a message answers each step.
+
+People write to the charity's WhatsApp sender; Twilio posts each message, signed as texts are,
+to `/webhooks/twilio/whatsapp`, and the reply goes back inline as free text (they just wrote,
+so WhatsApp's 24-hour window is open). Contact we start (an invitation, a reminder, "you said,
+we did") goes as free text while the window is open, else as an approved template named in
+the survey script (`channels: {whatsapp: {invitation: HX..., reminder: HX..., feedback:
+HX..., variables: [name, org]}}`) or in settings (`WHATSAPP_INVITATION_TEMPLATE`...). Answers
+are numbered in the text, as in a text message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from bot.channels.base import InvalidAddress, Sender
+from bot.channels.twilio_messaging import TwilioMessagingChannel
+from bot.channels.whatsapp import settings as own_settings
+from bot.channels.whatsapp.settings import (
+    CONTENT_SID,
+    TEMPLATE_KINDS,
+    WhatsAppSettings,
+    variable_list,
+    whatsapp_address,
+)
+from bot.config import Settings
+from bot.phone_numbers import InvalidPhoneNumber
+
+MAX_BODY = 1600  # Twilio's limit on a WhatsApp message's body
+
+
+class WhatsAppChannel(TwilioMessagingChannel):
+    name = "whatsapp"
+    title = "WhatsApp"
+    # Its own panel column: a number that takes texts may not be on WhatsApp, and a person
+    # says which they want.
+    contact_field = "whatsapp"
+    contact_example = "07700 900123"
+    max_address_length = 25  # "whatsapp:" and E.164's 16
+    simulate_label = "whatsapp"
+    simulate_hint = "type a reply"
+
+    def fits(self, text: str) -> bool:
+        # WhatsApp bills no segments; Twilio takes a body of up to 1,600 characters.
+        return len(text) <= MAX_BODY
+
+    def normalise(self, raw: str) -> str:
+        try:
+            return whatsapp_address(raw)
+        except InvalidPhoneNumber as exc:
+            raise InvalidAddress(str(exc)) from None
+
+    def read_settings(self, env: Mapping[str, str], settings: Settings) -> WhatsAppSettings:
+        return own_settings.read(env, settings)
+
+    def settings_of(self, settings: Settings) -> WhatsAppSettings:
+        own = self.own_settings(settings)
+        return own if isinstance(own, WhatsAppSettings) else WhatsAppSettings()
+
+    def off_reason(self, settings: Settings) -> str | None:
+        configured = self.settings_of(settings).configured
+        if settings.twilio_enabled and configured:
+            return None
+        sender = "TWILIO_WHATSAPP_FROM (or TWILIO_WHATSAPP_MESSAGING_SERVICE_SID)"
+        if settings.twilio_enabled:
+            return f"set {sender}"
+        return f"set TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and {sender}"
+
+    def provider_api(self, settings: Settings) -> str | None:
+        return settings.twilio_api_base_url
+
+    def sender(self, settings: Settings) -> Sender:
+        # Here: the provider's client library loads only where we send.
+        from bot.channels.whatsapp.sender import WhatsAppSender
+
+        self.require_on(settings)
+        return WhatsAppSender(settings, self.settings_of(settings))
+
+    def check_options(self, options: Mapping[str, object]) -> list[str]:
+        problems = []
+        for key, value in options.items():
+            if key in TEMPLATE_KINDS:
+                if not isinstance(value, str) or not CONTENT_SID.fullmatch(value):
+                    problems.append(
+                        f"{key}: must be an approved template's Content SID (HX and 32 hex "
+                        f"digits), got {str(value)[:40]!r}"
+                    )
+            elif key == "variables":
+                found = variable_list(value)
+                if isinstance(found, str):
+                    problems.append(f"variables: {found}")
+            else:
+                allowed = ", ".join((*TEMPLATE_KINDS, "variables"))
+                problems.append(f"unknown option {key!r} (WhatsApp takes {allowed})")
+        return problems
+
+
+WHATSAPP = WhatsAppChannel()

@@ -1,0 +1,252 @@
+"""Issue 20, Welsh: the words Welsh texts offer (and understand), the organisation's Welsh name
+(ORG_NAME_CY) in Welsh sentences, "who is this?" in Welsh, and every reply the engine makes,
+with the question after it, sent in texts of at most two segments each, in both languages,
+with the longest ORG_NAME and CONTACT_PHONE allowed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from bot import engine
+from bot.channels.sms import render as sms
+from bot.channels.telegram import render as telegram
+from bot.channels.voice.call import Said, Turn
+from bot.config import ORG_NAME_MAX, ConfigError, load_settings
+from bot.engine import Ask, Reply, Say
+from bot.engine.keywords import Command, classify
+from bot.i18n import t
+from bot.scripts.gsm import sms_size
+from bot.scripts.survey import Question, Survey, discover, load_file
+from tests.conftest import CONVERSATIONS
+
+HEAR_BACK = load_file(CONVERSATIONS / "hear-back.yaml")
+LONGEST_ORG = "Age Better Cardiff and the Vale Older People's Involvement Team"[:ORG_NAME_MAX]
+LONGEST_CONTACT = "+44 29 2000 0000 00 00 0"  # CONTACT_PHONE's 24 characters
+CY = {"name": "Gwen Davies", "org": "Age Better", "language": "cy"}
+
+
+# --- the words ----------------------------------------------------------------------------
+
+
+def test_welsh_help_and_skip_offer_the_welsh_words_and_the_english_ones():
+    helped = engine.help_text(CY)
+    assert "AILADRODD (REPEAT)" in helped and "HEPGOR (SKIP)" in helped and "STOP" in helped
+    optional = Question(id="why", type="text", ask="Pam?", optional=True)
+    ask = engine.Ask(question=optional, text="Pam?", number=1, total=1, language="cy")
+    assert sms.question_text(ask).endswith("Neu atebwch HEPGOR (SKIP) i adael yr un hon allan.")
+    # In Telegram the English words are the commands, and say so.
+    assert "AILADRODD (/repeat)" in telegram.for_telegram(helped)
+
+
+def test_the_welsh_stop_text_keeps_start_which_twilio_lifts_its_block_for():
+    # Twilio lifts its own block on a number only for START, YES or UNSTOP: someone told to
+    # send DECHRAU would stay blocked there, so the stop text says START.
+    stopped = engine.stopped_text(CY)
+    assert "Atebwch START" in stopped and stopped.startswith("Ni fyddwch yn clywed gan Age")
+
+
+@pytest.mark.parametrize(
+    ("word", "command"),
+    [
+        ("AILADRODD", Command.REPEAT),
+        ("eto", Command.REPEAT),
+        ("Hepgor", Command.SKIP),
+        ("sgipio", Command.SKIP),
+        ("DECHRAU", Command.START),
+        ("ailddechrau", Command.START),
+        ("cymorth", Command.HELP),
+        ("helpu", Command.HELP),
+        ("stopio", Command.STOP),
+        ("/ailadrodd", Command.REPEAT),
+        # The English words keep working for Welsh speakers.
+        ("REPEAT", Command.REPEAT),
+        ("skip", Command.SKIP),
+        ("START", Command.START),
+        ("help", Command.HELP),
+    ],
+)
+def test_welsh_words_and_english_ones_are_understood(word, command):
+    assert classify(word) is command
+
+
+def test_the_welsh_words_work_in_a_welsh_survey():
+    first = engine.begin(HEAR_BACK, CY)
+    repeated = engine.step(HEAR_BACK, first.state, Command.REPEAT, CY)
+    assert isinstance(repeated.prompts[0], Ask) and not repeated.answers
+    skipped = engine.step(HEAR_BACK, first.state, classify("HEPGOR") or Reply(""), CY)
+    # Consent to hear back needs an answer: told so, in Welsh, not skipped.
+    assert "Mae angen ateb" in sms.render(skipped.prompts)[0] and not skipped.answers
+
+
+@pytest.mark.parametrize(
+    "asked",
+    ["pwy sydd yna?", "Pwy sy'na?", "Helo, pwy ydych chi?", "pwy yw hwn?", "Beth yw hwn?"],
+)
+def test_who_is_this_in_welsh_is_told_who_we_are_not_a_miss(asked):
+    first = engine.begin(HEAR_BACK, CY)
+    step = engine.step(HEAR_BACK, first.state, Reply(asked), CY)
+    assert step.state.misses == 0 and not step.answers
+    assert step.prompts[0].text.startswith("Age Better sydd yma.")
+    assert isinstance(step.prompts[1], Ask)
+
+
+# --- the organisation's Welsh name ----------------------------------------------------------
+
+
+def test_org_name_cy_is_read_and_checked_like_org_name():
+    settings = load_settings({"ORG_NAME": "Age UK Cardiff", "ORG_NAME_CY": " Age Cymru Caerdydd "})
+    welsh = {"org": settings.org_name, "language": "cy"}
+    english = {"org": settings.org_name, "language": "en"}
+    assert engine.who_text(welsh).startswith("Age Cymru Caerdydd sydd yma.")
+    assert engine.help_text(english).startswith("This is Age UK Cardiff.")
+    assert settings.org_name == "Age UK Cardiff"  # what staff see and English says
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"ORG_NAME": "Age UK", "ORG_NAME_CY": "A" * 61})
+    assert str(caught.value).startswith("ORG_NAME_CY must be at most 60 characters")
+    assert "\n" not in str(caught.value)
+
+
+def test_without_org_name_cy_welsh_says_the_org_name_and_the_default_is_translated():
+    named = load_settings({"ORG_NAME": "Age Better"}).org_name
+    assert engine.who_text({"org": named, "language": "cy"}).startswith("Age Better sydd yma.")
+    default = load_settings({}).org_name
+    assert default == "our involvement team"
+    assert engine.help_text({"org": default, "language": "cy"}).startswith(
+        "ein gwasanaeth ymgysylltu sydd yma."
+    )
+    assert engine.help_text({"org": default}).startswith("This is our involvement team.")
+
+
+def test_a_welsh_call_names_the_org_by_its_welsh_name():
+    settings = load_settings({"ORG_NAME": "Age UK Cardiff", "ORG_NAME_CY": "Age Cymru Caerdydd"})
+    turn = Turn(settings, language="cy")
+    turn.say([Said("Hello, this is a call from {org}.", org=settings.org_name)])
+    assert "Helo, galwad gan Age Cymru Caerdydd yw hon." in str(turn)
+    english = Turn(settings)
+    english.say([Said("Hello, this is a call from {org}.", org=settings.org_name)])
+    assert "Hello, this is a call from Age UK Cardiff." in str(english)
+
+
+def test_a_welsh_script_names_the_org_by_its_welsh_name_too():
+    survey = load_file(CONVERSATIONS / "hear-back.yaml")
+    org = load_settings({"ORG_NAME": "Age UK", "ORG_NAME_CY": "Age Cymru"}).org_name
+    ctx = engine._ctx({"org": org, "language": "cy"}, survey)
+    assert ctx["org"] == "Age Cymru"
+
+
+# --- two segments -----------------------------------------------------------------------------
+
+
+def _surveys() -> Iterator[tuple[Survey, str]]:
+    for path in discover(CONVERSATIONS).values():
+        survey = load_file(path)
+        yield survey, "en"
+        if "cy" in survey.translations:
+            yield survey, "cy"
+
+
+def _replies(survey: Survey, question: Question, ctx: dict[str, Any]) -> dict[str, list[Any]]:
+    """Every kind of reply the engine makes while a question waits, with that question."""
+    lang = ctx["language"]
+    asked = engine.ask(survey, question, ctx)
+    said = {
+        "help": engine.help_text(ctx),
+        "who is this": engine.who_text(ctx),
+        "started": engine.started_text(ctx),
+        "confirm stop": engine.confirm_stop_text(ctx),
+        "thanks": t(lang, "Thank you."),
+        "carry on": t(lang, "Thank you. We will carry on."),
+        "noted": t(lang, "Thank you, we have noted that."),
+    }
+    replies: dict[str, list[Any]] = {k: [Say(v), asked] for k, v in said.items()}
+    for reason in (*engine.SORRY_FOR, "unreadable"):
+        replies[f"re-prompt {reason}"] = [engine.ask_again(survey, question, ctx, "x", reason)]
+    replies["too long"] = [engine.ask_again(survey, question, ctx, "x" * 2000, "too_long")]
+    for retry in (
+        "This one needs an answer, but any answer is fine.",
+        "We could not find any words in your message.",
+    ):
+        replies[retry] = [engine.ask(survey, question, ctx, retry=t(lang, retry))]
+    if question.choices:
+        answer = engine.parsing.Answer(question.choices[-1].value, question.choices[-1].label)
+        replies["did you mean"] = [engine.did_you_mean(survey, question, answer, ctx)]
+    # Said alone: nothing follows a stop, and nothing is waiting after the end.
+    replies["stopped"] = [Say(engine.stopped_text(ctx))]
+    replies["idle help"] = [Say(engine.idle_help_text(ctx))]
+    replies["welcome"] = [Say(t(lang, engine.WELCOME))]
+    return replies
+
+
+@pytest.mark.parametrize("contact", [None, LONGEST_CONTACT], ids=["no-contact", "contact"])
+def test_every_engine_reply_with_the_question_goes_in_texts_of_two_segments(contact):
+    """HELP before a question was 3 segments with a long ORG_NAME; the Welsh "who is this?"
+    was 4 (one circumflex made it UCS-2). Every text sent now is at most 2 segments, the
+    engine's own words are GSM-7 in both languages, and a reply that does not fit beside its
+    question goes before it, whole, in a text of its own."""
+    checked = 0
+    for survey, language in _surveys():
+        ctx = {"name": "Margaret", "org": LONGEST_ORG, "language": language, "contact": contact}
+        local = survey.in_language(language)
+        for question in survey.asked:
+            (bare,) = sms.render([engine.ask(survey, question, ctx)])
+            for kind, prompts in _replies(survey, question, ctx).items():
+                texts = sms.render(prompts)
+                for text in texts:
+                    # Only a question that is itself longer (lint's to warn of) may be.
+                    size = sms_size(text)
+                    assert size.segments <= 2 or text == bare, (survey.id, kind, size, text)
+                for prompt in prompts:
+                    if isinstance(prompt, Say):
+                        assert sms_size(prompt.text).encoding == "GSM-7", (kind, prompt.text)
+                        assert texts[0].startswith(prompt.text)
+                if kind != "did you mean" and any(isinstance(p, Ask) for p in prompts):
+                    assert local.question(question.id).ask.split("{")[0][:20] in texts[-1]
+                checked += 1
+    assert checked > 500
+
+
+def test_a_reply_and_a_short_question_stay_one_text():
+    ctx = {"name": "Margaret", "org": LONGEST_ORG, "language": "en", "contact": LONGEST_CONTACT}
+    first = engine.begin(HEAR_BACK, ctx)
+    for inbound in (Command.HELP, Reply("who is this?"), Reply("purple"), Command.START):
+        (text,) = sms.render(engine.step(HEAR_BACK, first.state, inbound, ctx).prompts)
+        assert sms_size(text).segments <= 2 and text.endswith("Reply YES or NO")
+
+
+def test_welsh_who_is_this_with_the_question_is_two_gsm_segments_at_most():
+    ctx = {**CY, "org": LONGEST_ORG, "contact": LONGEST_CONTACT}
+    first = engine.begin(HEAR_BACK, ctx)
+    texts = sms.render(engine.step(HEAR_BACK, first.state, Reply("pwy sydd yna?"), ctx).prompts)
+    assert texts[0].startswith(f"{LONGEST_ORG} sydd yma.")
+    assert [sms_size(text).encoding for text in texts] == ["GSM-7"] * len(texts)
+    assert sum(sms_size(text).segments for text in texts) <= 2
+
+
+def test_the_services_welsh_for_texts_has_no_circumflex():
+    """One `â` or `ô` makes a whole text UCS-2 (67 characters a segment, not 153): every
+    Welsh sentence a text can carry is written with GSM-7 words ("gyda chi" for "â chi").
+    A call's own sentences are spoken, never counted in segments."""
+    import re
+
+    from babel.messages.pofile import read_po
+
+    from bot import i18n
+    from bot.scripts.gsm import non_gsm_characters
+
+    # The source outside the call's own modules, with "implicitly " "joined" strings joined.
+    written = re.sub(
+        r'"\s*\n\s*"',
+        "",
+        "\n".join(
+            p.read_text() for p in i18n.LOCALE_DIR.parent.rglob("*.py") if "voice" not in p.parts
+        ),
+    )
+    with (i18n.LOCALE_DIR / "cy" / "LC_MESSAGES" / "messages.po").open("rb") as f:
+        catalogue = [m for m in read_po(f, locale="cy") if m.id and isinstance(m.id, str)]
+    texted = [m for m in catalogue if f'"{m.id}"' in written]
+    assert len(texted) > 40
+    for message in texted:
+        assert not non_gsm_characters(message.string), (message.id, message.string)

@@ -1,0 +1,383 @@
+"""WhatsApp over Twilio, a channel plug-in: against the local fake of Twilio's API, with
+inbound messages signed as Twilio signs them."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+import xml.etree.ElementTree as ET
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from redis import Redis
+from sqlalchemy import func, select
+
+from bot import channels
+from bot.commands import runtime
+from bot.config import ConfigError
+from bot.storage.models import ContactPoint, Message, Participant, utcnow
+from tests.conftest import ADMIN, CONVERSATIONS, PUBLIC, app_env, run_worker
+from tests.fakes import FakeTwilio, Scripted, post_twilio
+
+PATH = "/webhooks/twilio/whatsapp"
+SENDER = "whatsapp:+441234567899"
+INVITATION = "HX" + "1" * 32
+REMINDER = "HX" + "2" * 32
+ANN = "whatsapp:+447700900123"
+
+
+@pytest.fixture
+def conversations_dir(tmp_path: Path) -> Path:
+    """The usual scripts, with guide-title naming its WhatsApp templates."""
+    folder = tmp_path / "conversations"
+    shutil.copytree(CONVERSATIONS, folder)
+    script = folder / "guide-title.yaml"
+    script.write_text(
+        script.read_text(encoding="utf-8")
+        + f"channels:\n  whatsapp: {{invitation: {INVITATION}, variables: [name, org]}}\n",
+        encoding="utf-8",
+    )
+    return folder
+
+
+@pytest.fixture
+def app_settings(database, redis_conn, redis_url, twilio_fake, tmp_path, conversations_dir):
+    env = app_env(
+        database.url,
+        redis_url,
+        twilio_fake.url,
+        tmp_path,
+        CONVERSATIONS_DIR=str(conversations_dir),
+        TWILIO_WHATSAPP_FROM="whatsapp:+44 1234 567899",
+        WHATSAPP_REMINDER_TEMPLATE=REMINDER,
+    )
+    current = channels.load_settings(env)
+    runtime.configure(current)
+    yield current
+    runtime.configure(current)
+
+
+def whatsapp_params(body: str, sender: str = ANN, sid: str | None = None) -> dict[str, str]:
+    """What Twilio posts for an inbound WhatsApp message."""
+    sid = sid or "SM" + uuid.uuid4().hex
+    return {
+        "SmsMessageSid": sid,
+        "NumMedia": "0",
+        "ProfileName": "Ann",
+        "MessageType": "text",
+        "SmsSid": sid,
+        "WaId": sender.removeprefix("whatsapp:+"),
+        "SmsStatus": "received",
+        "Body": body,
+        "To": SENDER,
+        "NumSegments": "1",
+        "ReferralNumMedia": "0",
+        "MessageSid": sid,
+        "AccountSid": "AC" + "0" * 32,
+        "From": sender,
+        "ApiVersion": "2010-04-01",
+    }
+
+
+def write(client, body: str, sender: str = ANN, **kwargs):
+    return post_twilio(client, PUBLIC, PATH, whatsapp_params(body, sender), **kwargs)
+
+
+def replies(response) -> list[str]:
+    assert response.status_code == 200, response.data
+    return [m.text or "" for m in ET.fromstring(response.data).findall("Message")]
+
+
+def import_ann(client, **fields) -> None:
+    row = {"name": "Ann Jones", "whatsapp": "07700 900123", "tags": ["readers"], **fields}
+    report = client.post("/admin/api/participants", json={"participants": [row]}, headers=ADMIN)
+    assert report.json["created"] == 1, report.json
+
+
+def launch(client, redis_conn: Redis) -> int:
+    body = {"survey": "guide-title", "audience": {"tags": ["readers"]}, "channel": "whatsapp"}
+    campaign = client.post("/admin/api/campaigns", json=body, headers=ADMIN).json
+    assert (
+        client.post(f"/admin/api/campaigns/{campaign['id']}/launch", headers=ADMIN).status_code
+        == 202
+    )
+    run_worker(redis_conn)  # fan-out, then the invitations
+    run_worker(redis_conn)
+    return int(campaign["id"])
+
+
+def messages_to_twilio(twilio_fake: FakeTwilio) -> list[dict[str, str]]:
+    return [f for f in twilio_fake.sends() if "To" in f]
+
+
+def point(database, channel: str = "whatsapp") -> ContactPoint:
+    with database.session() as session:
+        return session.scalars(select(ContactPoint).where(ContactPoint.channel == channel)).one()
+
+
+# --- addresses and settings -----------------------------------------------------------------
+
+
+def test_addresses_are_whatsapp_numbers_however_written():
+    whatsapp = channels.get("whatsapp")
+    for written in [
+        "07700 900123",
+        "+44 7700 900123",
+        "whatsapp:+447700900123",
+        "WhatsApp:07700900123",
+    ]:
+        assert whatsapp.normalise(written) == ANN
+    with pytest.raises(channels.InvalidAddress):
+        whatsapp.normalise("whatsapp:not a number")
+    assert len(ANN) == 22 <= whatsapp.max_address_length
+
+
+def test_panel_import_gives_a_whatsapp_contact_point(client, database):
+    csv = "name,whatsapp,phone,tags\nAnn Jones,07700 900123,,readers\nBob,07700 900456,07700 900456,\n"
+    report = client.post(
+        "/admin/api/participants", data=csv.encode(), headers={**ADMIN, "Content-Type": "text/csv"}
+    ).json
+    assert (report["created"], report["rejected"]) == (2, [])
+    with database.session() as session:
+        rows = session.execute(
+            select(Participant.name, ContactPoint.channel, ContactPoint.address)
+            .join(ContactPoint, ContactPoint.participant_id == Participant.id)
+            .order_by(Participant.name, ContactPoint.position)
+        ).all()
+    assert ("Ann Jones", "whatsapp", ANN) in rows
+    assert ("Bob", "whatsapp", "whatsapp:+447700900456") in rows
+    assert ("Bob", "sms", "+447700900456") in rows
+    assert not any(name == "Ann Jones" and channel == "sms" for name, channel, _ in rows)
+
+
+def test_whatsapp_is_on_with_its_sender_and_says_what_to_set_without(app_settings, database):
+    from bot.config import load_settings
+
+    assert channels.states(app_settings)["whatsapp"] == "on"
+    bare = load_settings({"DATABASE_URL": database.url})
+    assert channels.states(bare)["whatsapp"].startswith("off: set TWILIO_ACCOUNT_SID")
+
+
+@pytest.mark.parametrize(
+    ("env", "said"),
+    [
+        ({"TWILIO_WHATSAPP_FROM": "whatsapp:nobody"}, "TWILIO_WHATSAPP_FROM must be"),
+        ({"WHATSAPP_INVITATION_TEMPLATE": "hello"}, "WHATSAPP_INVITATION_TEMPLATE must be"),
+        ({"TWILIO_WHATSAPP_MESSAGING_SERVICE_SID": "MG1"}, "TWILIO_WHATSAPP_MESSAGING_SERVICE_SID"),
+        ({"WHATSAPP_TEMPLATE_VARIABLES": "name,age"}, "WHATSAPP_TEMPLATE_VARIABLES 'age'"),
+    ],
+)
+def test_a_bad_whatsapp_setting_fails_at_start_in_one_line(env, said, tmp_path):
+    base = {"INVOLVE_INSTANCE_PATH": str(tmp_path)}
+    with pytest.raises(ConfigError, match=said) as caught:
+        channels.load_settings({**base, **env})
+    assert "\n" not in str(caught.value)
+
+
+def test_lint_checks_a_scripts_whatsapp_options(tmp_path, conversations_dir):
+    from bot.cycle.lint import lint_file
+
+    assert lint_file(conversations_dir / "guide-title.yaml").errors == []
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "id: bad\ntitle: t\nquestions:\n  - {id: a, type: yesno, ask: 'A?'}\n"
+        "channels:\n  whatsapp: {invitation: nope, variables: [age], colour: blue}\n",
+        encoding="utf-8",
+    )
+    errors = lint_file(bad).errors
+    assert any("channels.whatsapp: invitation: must be an approved template" in e for e in errors)
+    assert any("channels.whatsapp: variables: 'age' is not one of" in e for e in errors)
+    assert any("channels.whatsapp: unknown option 'colour'" in e for e in errors)
+
+
+# --- inbound ----------------------------------------------------------------------------------
+
+
+def test_a_signed_whatsapp_message_is_answered_inline_as_free_text(client, database):
+    import_ann(client)
+    (reply,) = replies(write(client, "TITLE"))
+    assert reply.startswith("Hello Ann. Could you help us choose a title")
+    assert "1 for" in reply or "1 - " in reply  # answers numbered in the text
+    (reply,) = replies(write(client, "2"))
+    assert "What made you choose it?" in reply
+    with database.session() as session:
+        person = session.scalars(select(Participant)).one()
+        assert person.name == "Ann Jones"  # the imported person, found by Twilio's From
+        rows = session.scalars(select(Message).order_by(Message.id)).all()
+        assert {m.channel for m in rows} == {"whatsapp"}
+        assert [(m.direction, m.address) for m in rows[:2]] == [("in", ANN), ("out", ANN)]
+    assert point(database).last_inbound_at is not None
+
+
+def test_a_forged_whatsapp_message_is_refused_and_nothing_is_stored(client, database):
+    response = write(client, "TITLE", token="not-the-auth-token")
+    assert response.status_code == 403
+    with database.session() as session:
+        assert session.scalar(select(func.count()).select_from(Message)) == 0
+        assert session.scalar(select(func.count()).select_from(Participant)) == 0
+
+
+def test_stop_by_whatsapp_opts_them_out(client, database):
+    import_ann(client)
+    write(client, "TITLE")
+    (confirm,) = replies(write(client, "STOP"))
+    assert "You will not hear from Age Better again" in confirm
+    with database.session() as session:
+        assert session.scalars(select(Participant)).one().opted_out
+
+
+# --- outbound -------------------------------------------------------------------------------
+
+
+def test_an_invitation_outside_the_window_goes_as_the_surveys_template(
+    client, database, redis_conn, twilio_fake
+):
+    import_ann(client)
+    launch(client, redis_conn)
+    (sent,) = messages_to_twilio(twilio_fake)
+    assert (sent["To"], sent["From"], sent["ContentSid"]) == (ANN, SENDER, INVITATION)
+    assert json.loads(sent["ContentVariables"]) == {"1": "Ann", "2": "Age Better"}
+    assert "Body" not in sent
+    assert sent["StatusCallback"].startswith(f"{PUBLIC}/webhooks/twilio/status?m=")
+    with database.session() as session:
+        invitation = session.scalars(select(Message).where(Message.kind == "invitation")).one()
+        assert (invitation.channel, invitation.status) == ("whatsapp", "queued")
+
+
+def test_an_invitation_inside_the_window_goes_as_free_text(
+    client, database, redis_conn, twilio_fake
+):
+    import_ann(client)
+    replies(write(client, "Hello"))  # they wrote to us: the window is open
+    launch(client, redis_conn)
+    (sent,) = messages_to_twilio(twilio_fake)
+    assert sent["To"] == ANN and "ContentSid" not in sent
+    assert sent["Body"].startswith("Hello Ann. Could you help us choose a title")
+
+
+def test_outside_the_window_after_all_63016_sends_the_template(
+    client, database, redis_conn, twilio_fake
+):
+    import_ann(client)
+    replies(write(client, "Hello"))
+    twilio_fake.script.append(Scripted(status=400, code=63016, message="Outside window"))
+    launch(client, redis_conn)
+    first, second = messages_to_twilio(twilio_fake)
+    assert "Body" in first and "ContentSid" not in first
+    assert second["ContentSid"] == INVITATION and "Body" not in second
+    with database.session() as session:
+        invitation = session.scalars(select(Message).where(Message.kind == "invitation")).one()
+        assert invitation.status == "queued" and invitation.attempts == 1
+
+
+def test_a_reminder_outside_the_window_uses_the_setting_template(
+    client, database, redis_conn, twilio_fake, app_settings
+):
+    from bot.cycle import reminders
+
+    import_ann(client)
+    body = {
+        "survey": "guide-title",
+        "audience": {"tags": ["readers"]},
+        "channel": "whatsapp",
+        "reminder_after_hours": 1,
+    }
+    campaign = client.post("/admin/api/campaigns", json=body, headers=ADMIN).json
+    client.post(f"/admin/api/campaigns/{campaign['id']}/launch", headers=ADMIN)
+    run_worker(redis_conn)
+    run_worker(redis_conn)
+    with database.session() as session:
+        session.execute(Message.__table__.update().values(created_at=utcnow() - timedelta(hours=2)))
+    reminders.send_reminders(runtime.database(), app_settings, campaign["id"])
+    run_worker(redis_conn)
+    sent = messages_to_twilio(twilio_fake)
+    assert [s.get("ContentSid") for s in sent] == [INVITATION, REMINDER]
+    assert json.loads(sent[1]["ContentVariables"]) == {"1": "Ann", "2": "Age Better"}
+
+
+def test_outside_the_window_with_no_template_fails_saying_what_to_set(
+    client, database, redis_conn, twilio_fake, conversations_dir
+):
+    script = conversations_dir / "guide-title.yaml"
+    script.write_text(script.read_text().split("channels:")[0], encoding="utf-8")
+    import_ann(client)
+    launch(client, redis_conn)
+    assert messages_to_twilio(twilio_fake) == []
+    with database.session() as session:
+        invitation = session.scalars(select(Message).where(Message.kind == "invitation")).one()
+        assert invitation.status == "failed"
+        assert "channels.whatsapp.invitation" in invitation.error_message
+        assert "WHATSAPP_INVITATION_TEMPLATE" in invitation.error_message
+
+
+def test_a_recipient_not_on_whatsapp_marks_that_contact_point_unreachable(
+    client, database, redis_conn, twilio_fake
+):
+    import_ann(client, phone="07700 900123")
+    twilio_fake.script.append(Scripted(status=400, code=63024, message="Invalid recipient"))
+    launch(client, redis_conn)
+    whatsapp = point(database)
+    assert whatsapp.unreachable_reason == "cannot take messages on that channel (Twilio 63024)"
+    assert point(database, "sms").unreachable_at is None  # their number still takes texts
+    with database.session() as session:
+        invitation = session.scalars(select(Message).where(Message.kind == "invitation")).one()
+        assert (invitation.status, invitation.error_code) == ("failed", "63024")
+        assert not session.scalars(select(Participant)).one().opted_out
+
+
+def test_a_failed_status_callback_63003_marks_that_contact_point_unreachable(
+    client, database, redis_conn, twilio_fake
+):
+    import_ann(client)
+    launch(client, redis_conn)
+    with database.session() as session:
+        invitation = session.scalars(select(Message).where(Message.kind == "invitation")).one()
+    callback = {
+        "MessageSid": invitation.provider_id,
+        "MessageStatus": "failed",
+        "ErrorCode": "63003",
+        "To": ANN,
+        "From": SENDER,
+    }
+    response = post_twilio(client, PUBLIC, f"/webhooks/twilio/status?m={invitation.id}", callback)
+    assert response.status_code == 204
+    assert "63003" in (point(database).unreachable_reason or "")
+
+
+def test_erasure_removes_the_whatsapp_address(client, database):
+    import_ann(client, external_id="A")
+    for body in ["TITLE", "2"]:
+        replies(write(client, body))
+    assert client.delete("/admin/api/participants/A", headers=ADMIN).status_code == 200
+    with database.session() as session:
+        assert session.scalars(select(ContactPoint)).all() == []
+        assert all(m.address is None and m.body is None for m in session.scalars(select(Message)))
+
+
+def test_a_reply_outside_the_window_is_not_sent_as_another_kinds_template():
+    from bot.channels.whatsapp.sender import WhatsAppSender
+    from bot.channels.whatsapp.settings import WhatsAppSettings
+    from bot.config import load_settings
+    from bot.providers.base import Outgoing
+    from bot.providers.errors import PermanentError
+
+    own = WhatsAppSettings(sender=SENDER, templates={"invitation": INVITATION})
+    sender = WhatsAppSender(load_settings({}), own)
+    late = Outgoing(1, ANN, "Thank you", "reply", options={"invitation": INVITATION})
+    with pytest.raises(PermanentError, match="a reply is outside WhatsApp's 24-hour window"):
+        sender.template_for(late)
+    invitation = Outgoing(2, ANN, "Hello", "invitation", variables={"name": "Ann"})
+    assert sender.template_for(invitation) == (INVITATION, '{"1": "Ann"}')
+
+
+def test_a_step_is_one_whatsapp_message_up_to_twilios_1600_characters():
+    from bot.engine import Say
+
+    whatsapp, sms = channels.get("whatsapp"), channels.get("sms")
+    long_step = [Say("Hello. " * 60), Say("And something more to say. " * 10)]  # ~690
+    assert len(sms.render_replies(long_step, "us")) == 2  # a text keeps to two segments
+    assert len(whatsapp.render_replies(long_step, "us")) == 1
+    too_long = [Say("Hello. " * 200), Say("More. " * 100)]
+    assert [len(t) <= 1600 for t in whatsapp.render_replies(too_long, "us")] == [True, True]
