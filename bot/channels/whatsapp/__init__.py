@@ -23,13 +23,14 @@ from bot.channels.whatsapp.settings import (
     variable_list,
     whatsapp_address,
 )
+from bot.channels.whatsapp.window import TemplateWindow
 from bot.config import Settings
 from bot.phone_numbers import InvalidPhoneNumber
 
 MAX_BODY = 1600  # Twilio's limit on a WhatsApp message's body
 
 
-class WhatsAppChannel(TwilioMessagingChannel):
+class WhatsAppChannel(TemplateWindow, TwilioMessagingChannel):
     name = "whatsapp"
     title = "WhatsApp"
     # Its own panel column: a number that takes texts may not be on WhatsApp, and a person

@@ -123,7 +123,8 @@ class WhatsAppSender:
             except OutsideWindow:
                 pass  # WhatsApp judged the window closed after all: the template goes
         sid, variables = self.template_for(message)
-        return self._create(message, content_sid=sid, content_variables=variables)
+        handed = self._create(message, content_sid=sid, content_variables=variables)
+        return Handed(handed.sid, handed.status, replaced=True)  # the question is not in it
 
     def find(self, message: Outgoing, since: datetime) -> Handed | None:
         """A message to this address created since `since`, with this body where it went as
