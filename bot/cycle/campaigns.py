@@ -266,8 +266,8 @@ def _refuse_if_bound_to_fail(
     off: Mapping[str, str],
     last_wrote: Mapping[str, list[datetime | None]],
 ) -> None:
-    """A channel that is on may still be unable to carry this launch's invitations (WhatsApp
-    with no approved template for people outside its window): each would fail for good at
+    """A channel that is on may still be unable to carry this launch's invitations (no
+    approved template for people outside a provider's reply window): each would fail for good at
     send time. Refuse the launch, naming what to set, rather than use the campaign up."""
     survey = conversations.survey_for(session, campaign.survey_version_id)
     now = utcnow()

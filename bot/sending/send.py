@@ -260,7 +260,7 @@ def _send_paced(
 
 def _goes_in_place(settings: Settings, message: _Planned) -> bool:
     """Will this message of a conversation, handed over now, reach the person as something
-    else in its body's place (WhatsApp's approved template outside its 24-hour window), so
+    else in its body's place (an approved template outside a provider's reply window), so
     that the question it carries is not shown? Its channel says (`Channel.replaces_body`)."""
     if message.conversation_id is None or message.participant_id is None:
         return False
@@ -390,7 +390,7 @@ def _record(
 
 def _not_shown_after_all(database: Database, planned: _Planned, claimed_at: datetime) -> None:
     """The sender says a message went in something else's place though it was not expected to
-    (WhatsApp judged its window closed after all, 63016): its conversation is marked now, in
+    (the provider judged its reply window closed after all): its conversation is marked now, in
     its own unit of work with the person's lock first, unless they have written since it was
     claimed. What they wrote then was handled as it came (a reply faster than a provider's
     refusal and our second try: the one gap left), and the mark would now wrongly hold back
