@@ -572,6 +572,8 @@ def test_yes_after_an_invitation_that_showed_nothing_begins_and_stores_nothing()
     marked = engine.not_shown(start, invitation=True)
     assert marked.unseen == engine.UNSEEN_INTRO
     assert State.from_json(marked.to_json()) == marked
+    # A reminder's template after it: they have still seen nothing of the survey.
+    assert engine.not_shown(marked, invitation=False).unseen == engine.UNSEEN_INTRO
     shown = engine.step(SURVEY, marked, Reply("Yes"), CTX)
     assert shown.answers == () and shown.consent == ()
     assert shown.prompts == engine.begin(SURVEY, CTX).prompts  # the intro, then the question
