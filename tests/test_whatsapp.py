@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from bot import channels
 from bot.commands import runtime
 from bot.config import ConfigError
-from bot.storage.models import ContactPoint, Message, Participant, utcnow
+from bot.storage.models import Answer, ContactPoint, Message, Participant, utcnow
 from tests.conftest import ADMIN, CONVERSATIONS, PUBLIC, app_env, run_worker
 from tests.fakes import FakeTwilio, Scripted, post_twilio
 
@@ -39,7 +39,41 @@ def conversations_dir(tmp_path: Path) -> Path:
         + f"channels:\n  whatsapp: {{invitation: {INVITATION}, variables: [name, org]}}\n",
         encoding="utf-8",
     )
+    (folder / "travel.yaml").write_text(TRAVEL, encoding="utf-8")
     return folder
+
+
+def _options(*labels: str) -> str:
+    return "".join(f"      - {{value: {label.lower()}, label: {label}}}\n" for label in labels)
+
+
+# Closed questions of every size: 3 answers, 6, 12, a labelled 1-5 scale, a yes/no.
+TRAVEL = (
+    "id: travel\ntitle: How you travel\nkeyword: TRAVEL\n"
+    'intro: "Hello {{ name }}. A few quick questions about getting to the club."\n'
+    "questions:\n"
+    "  - id: how\n    type: choice\n    ask: How do you get to the club?\n    options:\n"
+    + _options("Bus", "Car", "Walking")
+    + "  - id: day\n    type: choice\n    ask: Which day suits you best?\n    options:\n"
+    + _options("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday")
+    + "  - id: area\n    type: choice\n    ask: Where do you live?\n    options:\n"
+    + _options(*(f"Area{n}" for n in range(1, 13)))
+    + "  - id: useful\n    type: scale\n    ask: How useful is the club?\n    min: 1\n"
+    "    max: 5\n    labels: {1: Not useful, 5: Very useful}\n"
+    "  - id: again\n    type: yesno\n    ask: Would you come again?\n"
+    "outro: Thank you.\n"
+    f"channels:\n  whatsapp: {{invitation: {INVITATION}}}\n"
+)
+
+
+@pytest.fixture(autouse=True)
+def no_content_known():
+    """Each test starts with no content SIDs known to this process, as a new worker does."""
+    from bot.channels.whatsapp.sender import LIBRARY
+
+    LIBRARY.forget()
+    yield
+    LIBRARY.forget()
 
 
 @pytest.fixture
@@ -83,6 +117,23 @@ def whatsapp_params(body: str, sender: str = ANN, sid: str | None = None) -> dic
 
 def write(client, body: str, sender: str = ANN, **kwargs):
     return post_twilio(client, PUBLIC, PATH, whatsapp_params(body, sender), **kwargs)
+
+
+def said_back(
+    client, redis_conn: Redis, twilio_fake: FakeTwilio, body: str, sender: str = ANN, **tapped
+) -> list[dict[str, str]]:
+    """What we send back to what they wrote (or tapped: `ButtonPayload`, `ListId`...): nothing
+    inline, everything through the outbox and the sender."""
+    before = len(messages_to_twilio(twilio_fake))
+    response = post_twilio(client, PUBLIC, PATH, {**whatsapp_params(body, sender), **tapped})
+    assert replies(response) == []
+    run_worker(redis_conn)
+    return messages_to_twilio(twilio_fake)[before:]
+
+
+def last_answer(database, question_id: str) -> Answer:
+    with database.session() as session:
+        return session.scalars(select(Answer).where(Answer.question_id == question_id)).one()
 
 
 def replies(response) -> list[str]:
@@ -195,13 +246,17 @@ def test_lint_checks_a_scripts_whatsapp_options(tmp_path, conversations_dir):
 # --- inbound ----------------------------------------------------------------------------------
 
 
-def test_a_signed_whatsapp_message_is_answered_inline_as_free_text(client, database):
+def test_a_signed_whatsapp_message_is_answered_as_free_text_through_the_outbox(
+    client, database, redis_conn, twilio_fake
+):
     import_ann(client)
-    (reply,) = replies(write(client, "TITLE"))
-    assert reply.startswith("Hello Ann. Could you help us choose a title")
-    assert "1 for" in reply or "1 - " in reply  # answers numbered in the text
-    (reply,) = replies(write(client, "2"))
-    assert "What made you choose it?" in reply
+    (reply,) = said_back(client, redis_conn, twilio_fake, "TITLE")
+    assert reply["Body"].startswith("Hello Ann. Could you help us choose a title")
+    # Answers too long for buttons are numbered in the text.
+    assert "1 for" in reply["Body"] or "1 - " in reply["Body"]
+    assert (reply["To"], reply["From"], "ContentSid" in reply) == (ANN, SENDER, False)
+    (reply,) = said_back(client, redis_conn, twilio_fake, "2")
+    assert "What made you choose it?" in reply["Body"]
     with database.session() as session:
         person = session.scalars(select(Participant)).one()
         assert person.name == "Ann Jones"  # the imported person, found by Twilio's From
@@ -219,11 +274,11 @@ def test_a_forged_whatsapp_message_is_refused_and_nothing_is_stored(client, data
         assert session.scalar(select(func.count()).select_from(Participant)) == 0
 
 
-def test_stop_by_whatsapp_opts_them_out(client, database):
+def test_stop_by_whatsapp_opts_them_out(client, database, redis_conn, twilio_fake):
     import_ann(client)
-    write(client, "TITLE")
-    (confirm,) = replies(write(client, "STOP"))
-    assert "You will not hear from Age Better again" in confirm
+    said_back(client, redis_conn, twilio_fake, "TITLE")
+    (confirm,) = said_back(client, redis_conn, twilio_fake, "STOP")
+    assert "You will not hear from Age Better again" in confirm["Body"]
     with database.session() as session:
         assert session.scalars(select(Participant)).one().opted_out
 
@@ -250,9 +305,10 @@ def test_an_invitation_inside_the_window_goes_as_free_text(
     client, database, redis_conn, twilio_fake
 ):
     import_ann(client)
-    replies(write(client, "Hello"))  # they wrote to us: the window is open
+    said_back(client, redis_conn, twilio_fake, "Hello")  # they wrote to us: the window is open
+    before = len(messages_to_twilio(twilio_fake))
     launch(client, redis_conn)
-    (sent,) = messages_to_twilio(twilio_fake)
+    (sent,) = messages_to_twilio(twilio_fake)[before:]
     assert sent["To"] == ANN and "ContentSid" not in sent
     assert sent["Body"].startswith("Hello Ann. Could you help us choose a title")
 
@@ -261,10 +317,11 @@ def test_outside_the_window_after_all_63016_sends_the_template(
     client, database, redis_conn, twilio_fake
 ):
     import_ann(client)
-    replies(write(client, "Hello"))
+    said_back(client, redis_conn, twilio_fake, "Hello")
+    before = len(messages_to_twilio(twilio_fake))
     twilio_fake.script.append(Scripted(status=400, code=63016, message="Outside window"))
     launch(client, redis_conn)
-    first, second = messages_to_twilio(twilio_fake)
+    first, second = messages_to_twilio(twilio_fake)[before:]
     assert "Body" in first and "ContentSid" not in first
     assert second["ContentSid"] == INVITATION and "Body" not in second
     with database.session() as session:
