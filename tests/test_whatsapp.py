@@ -634,3 +634,23 @@ def test_the_sender_sends_numbered_text_where_whatsapp_refuses_the_buttons(
     assert refused["ContentSid"] == twilio_fake.contents[0]["sid"]
     assert sent["Body"] == "Would you come again?\nReply YES or NO"
     assert handed.sid.startswith("SM")
+
+
+def test_a_list_in_welsh_opens_with_welsh_words_and_is_made_in_welsh():
+    from bot.channels.whatsapp import content
+    from bot.engine import Ask
+    from bot.scripts.survey import load_text
+
+    day = load_text(TRAVEL, "travel.yaml").question("day")
+    choices = tuple((o.value, o.label) for o in day.choices)
+    ask = Ask(day, "Pa ddiwrnod sy'n gyfleus?", 2, 5, choices=choices, language="cy")
+    (stored,) = channels.get("whatsapp").render_replies([ask], "us")
+    words, listed = content.split(stored)
+    assert words.startswith("Pa ddiwrnod sy'n gyfleus?\nAtebwch")  # the numbered text, in Welsh
+    assert listed is not None and (listed.kind, listed.button) == (
+        content.LIST_PICKER,
+        "Dewiswch ateb",
+    )
+    assert listed.definition()["language"] == "cy"
+    english = content.fit(Ask(day, "Which day?", 2, 5, choices=choices), "Which day?")
+    assert english is not None and english.friendly_name != listed.friendly_name
