@@ -170,7 +170,7 @@ def _answers(prompt: Ask) -> list[tuple[Answer, Answer | None]]:
     for n, (value, label) in enumerate(prompt.choices, start=1):
         if q.type == "scale" and n <= own:
             # The point is what is typed; its label, where it has one, says what it means.
-            labelled = q.labels.get(int(value))
+            labelled = label if label != value else None
             whole = Answer(f"{value} - {labelled}" if labelled else value, value)
             found.append((whole, Answer(value, value, labelled) if labelled else None))
         elif q.type in ("choice", "yesno") or n <= own:
