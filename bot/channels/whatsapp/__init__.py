@@ -1,9 +1,9 @@
 """WhatsApp over Twilio: `whatsapp:+447700900123` is the address, a message answers each step.
 
 People write to the charity's WhatsApp sender; Twilio posts each message, signed as texts are,
-to `/webhooks/twilio/whatsapp`. What we say back goes through the outbox and the sender
-(`replies_inline = False`, as Telegram's does): a reply that asks a closed question is a
-Content API message with buttons or a list to tap (`content`), which TwiML cannot carry.
+to `/webhooks/twilio/whatsapp`. What we say back goes in the TwiML answer, except a reply
+that offers buttons or a list to tap (`content`): a Content API message, which TwiML cannot
+carry, so it goes through the outbox and the sender (`can_reply_inline`).
 Inside WhatsApp's 24-hour window everything goes as we wrote it (buttons or a list where the
 answers fit WhatsApp's limits, numbered text otherwise); contact we start outside it (an
 invitation, a reminder, "you said, we did") goes as an approved template named in the survey
@@ -46,13 +46,15 @@ class WhatsAppChannel(TwilioMessagingChannel):
     simulate_label = "whatsapp"
     simulate_hint = "type a reply, or tap an answer"
     buttons = True  # inside the window, closed questions are answered by tapping
-    # Buttons and lists go by the Content API, which TwiML cannot name: everything we say
-    # goes through the outbox and the sender.
-    replies_inline = False
 
     def fits(self, text: str) -> bool:
         # WhatsApp bills no segments; Twilio takes a body of up to 1,600 characters.
         return len(text) <= MAX_BODY
+
+    def can_reply_inline(self, bodies: Sequence[str]) -> bool:
+        # Buttons and lists go by the Content API, which TwiML cannot name: a reply that
+        # offers them goes through the outbox and the sender; words alone answer at once.
+        return all(content.split(body)[1] is None for body in bodies)
 
     def render_body(self, prompts: Iterable[Prompt], org: str) -> str:
         found = content.render(list(prompts), self.fits, joined=True)
