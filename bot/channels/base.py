@@ -270,6 +270,12 @@ class Channel:
         """What an outbound message says, as stored in the outbox."""
         raise NotImplementedError
 
+    def can_reply_inline(self, bodies: Sequence[str]) -> bool:
+        """May these rendered replies go in the webhook's answer? A channel whose replies are
+        inline may still need its sender for some (WhatsApp's buttons are Content API
+        messages, which TwiML cannot carry): those go through the outbox instead."""
+        return self.replies_inline
+
     def render_replies(self, prompts: Iterable[Prompt], org: str) -> list[str]:
         """The messages that answer a person inline, each stored as a reply."""
         body = self.render_body(prompts, org)
