@@ -313,13 +313,13 @@ def test_the_console_warns_and_its_offer_rings_them(client, database, redis_conn
     page = f"/console/campaigns/{campaign_id}"
     detail = client.get(page).get_data(as_text=True)
     warning = f"2 of the 4 people to invite by text message have {TEXT}."
-    assert warning in detail and "you can choose that when you launch" in detail
+    assert warning + " All of them can be reached by phone call (keypad) instead: you can" in detail
     assert detail.count('class="notice notice-warning"') == 2  # the flash, and the draft's own
     asked = client.get(f"{page}/launch").get_data(as_text=True)
     assert warning + " All of them can be reached by phone call (keypad) instead." in asked
     assert 'name="move_unsuited_to" value="voice"' in asked
     assert "now, and invite these 2 people by phone call (keypad) instead" in asked
-    assert "now, inviting everyone on their channel as it is" in asked
+    assert f"Launch campaign {campaign_id} now, without moving anyone</button>" in asked
     launched = form(client, f"{page}/launch", confirm="launch", move_unsuited_to="voice")
     assert launched.status_code == 302
     run_worker(redis_conn)

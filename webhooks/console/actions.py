@@ -166,8 +166,9 @@ def new_campaign() -> Any:
                 "info",
             )
             for found in map(Unsuited.from_json, created["unsuited"]):
+                offer = found.offer_sentence()
                 choose = ": you can choose that when you launch" if found.offer else ""
-                flash(f"{found.sentence()}. {found.offer_sentence()}{choose}.", "warning")
+                flash(f"{found.sentence()}. {offer[:1].upper()}{offer[1:]}{choose}.", "warning")
             return redirect(url_for("console.campaign", campaign_id=created["id"]))
     return render_template(
         "console/campaign_new.html",
