@@ -212,8 +212,9 @@ def test_taking_the_offer_rings_the_landlines_and_texts_the_mobiles(
         **dict.fromkeys(MOBILES, "sms"),
         **dict.fromkeys(LANDLINES, "voice"),
     }
+    shown = client.get(f"/admin/api/campaigns/{campaign_id}", headers=ADMIN).json
+    assert shown["move_unsuited_to"] == "voice"
     with database.session() as session:
-        assert session.get(Campaign, campaign_id).move_unsuited_to == "voice"
         event = session.scalars(select(AuditEvent).where(AuditEvent.action == "launch")).one()
         assert event.detail == {"move_unsuited_to": "voice"}
     # Launching again sends nothing twice, and changes nothing.
@@ -282,6 +283,8 @@ def test_the_shell_says_one_line_at_create_and_launch(client, database, redis_co
     )
     run_worker(redis_conn)
     assert called(twilio_fake) == sorted(LANDLINES)
+    status = runner.invoke(main, ["campaign", "status", number]).output
+    assert "moved        to phone call (keypad) where their address cannot take" in status, status
     panel(database, "+447700900009", tag="mobiles")
     mobiles = runner.invoke(main, ["campaign", "create", "guide-title", "--tag", "mobiles"])
     assert mobiles.exit_code == 0 and "warning" not in mobiles.output, mobiles.output
@@ -327,6 +330,7 @@ def test_the_console_warns_and_its_offer_rings_them(client, database, redis_conn
     after = client.get(page).get_data(as_text=True)
     assert "2 of them are invited by phone call (keypad) instead." in after
     assert "notice-warning" not in after  # launched: nothing left to warn of
+    assert "invited by phone call (keypad) instead, as chosen at launch" in after
 
 
 def test_the_console_says_nothing_for_mobiles(client, database):

@@ -143,6 +143,8 @@ class CampaignStatus(Listed):
     fallback: dict[str, Any] | None = None
     # {"invite_gap_days", "invited_recently"}: people left out, invited lately by another campaign.
     left_out: dict[str, Any] | None = None
+    # The channel people whose address does not suit theirs are invited on (chosen at launch).
+    move_unsuited_to: str | None = None
 
 
 class CampaignListed(Listed):

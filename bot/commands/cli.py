@@ -673,6 +673,11 @@ def _echo_fallback_and_gap(found: Any) -> None:
             f" {moved['reached_by_fallback']} reached by fallback"
             f" (after {moved['after_hours']:g} hours)"
         )
+    if found.move_unsuited_to:
+        echo(
+            f"  {'moved':12} to {channels.get(found.move_unsuited_to).title} where their address"
+            " cannot take their channel (chosen at launch)"
+        )
     gap = found.left_out or {}
     if gap.get("invited_recently"):
         echo(

@@ -449,6 +449,8 @@ class CampaignStatus:
     inbound: dict[str, Any]  # their messages whose handling is still retrying or gave up
     fallback: dict[str, Any] | None = None  # moved on to a next contact point, and reached
     left_out: dict[str, Any] | None = None  # invited lately by another campaign
+    # Staff's choice at launch: where people whose address does not suit their channel go.
+    move_unsuited_to: str | None = None
 
     def as_json(self, settings: Settings) -> dict[str, Any]:
         return {
@@ -462,6 +464,7 @@ class CampaignStatus:
             "inbound_problems": self.inbound,
             "fallback": self.fallback,
             "left_out": self.left_out,
+            "move_unsuited_to": self.move_unsuited_to,
         }
 
 
@@ -486,6 +489,7 @@ def campaign_status(database: Database, settings: Settings, campaign_id: int) ->
                 "invite_gap_days": frequency.gap_days(campaign, settings),
                 "invited_recently": frequency.left_out(session, campaign.id),
             },
+            move_unsuited_to=campaign.move_unsuited_to,
         )
 
 

@@ -428,6 +428,7 @@ def _fallback_and_gap(db: Any, found: Campaign) -> dict[str, Any]:
     """What the campaign page says of channel fallback and of people left out as invited
     lately (the settings the worker uses: `runtime.settings`)."""
     return {
+        "moved_to": channels.get(found.move_unsuited_to).title if found.move_unsuited_to else None,
         "fallback": fallback.counts(db, found).as_json(),
         "left_out": frequency.left_out(db, found.id),
         "invite_gap_days": frequency.gap_days(found, runtime.settings()),
