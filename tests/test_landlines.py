@@ -144,7 +144,9 @@ def test_no_offer_where_the_other_channel_cannot_carry_the_survey(app_settings):
     landline = _person(("sms", LANDLINES[0]), ("voice", LANDLINES[0]))
     (found,) = unsuited.tally([landline], "sms", long_list, app_settings)
     assert (found.people, found.of, found.offer) == (1, 1, None)
+    assert found.sentence() == f"The 1 person to invite by text message has {TEXT}"
     assert found.offer_sentence() == "no other way to reach them can take this survey now"
+    assert found.moved_sentence() == "they are invited by text message all the same"
 
 
 # --- the admin API --------------------------------------------------------------------------
@@ -228,14 +230,20 @@ def test_taking_the_offer_leaves_mobiles_and_uncallable_landlines_as_they_are(
     client, database, redis_conn, twilio_fake
 ):
     (stopped,) = panel(database, LANDLINES[0])
-    panel(database, *MOBILES)
+    panel(database, LANDLINES[1], *MOBILES)
     with database.session() as session:
         contacts.mark(session, stopped, "voice", LANDLINES[0], opted_out="carrier")
     campaign_id = create(client)["id"]
     (found,) = launch(client, campaign_id, move_unsuited_to="voice").json["unsuited"]
-    assert (found["people"], found["moved"]) == (1, 0)
+    assert (found["people"], found["moved"]) == (2, 1)
+    said = unsuited.Unsuited.from_json(found)
+    assert said.sentence() == f"2 of the 4 people to invite by text message have {TEXT}"
+    assert said.moved_sentence() == (
+        "1 of them is invited by phone call (keypad) instead; the other 1 by text message"
+    )
     run_worker(redis_conn)
-    assert texted(twilio_fake) == sorted((*MOBILES, LANDLINES[0])) and called(twilio_fake) == []
+    assert texted(twilio_fake) == sorted((*MOBILES, LANDLINES[0]))
+    assert called(twilio_fake) == [LANDLINES[1]]
 
 
 def test_a_launch_refuses_a_channel_that_cannot_take_them(client, database):

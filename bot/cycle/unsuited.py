@@ -85,11 +85,14 @@ class Unsuited:
 
     def sentence(self) -> str:
         """ "12 of the 40 people to invite by text message have a landline, which ..." """
-        verb = "has" if self.people == 1 else "have"
-        return (
-            f"{self.people} of the {self.of} {'person' if self.of == 1 else 'people'} to invite"
-            f" by {self.title} {verb} {self.reason}"
-        )
+        if self.people == self.of == 1:
+            who, verb = "The 1 person", "has"
+        elif self.people == self.of:
+            who, verb = f"All {self.of} people", "have"
+        else:
+            who = f"{self.people} of the {self.of} people"
+            verb = "has" if self.people == 1 else "have"
+        return f"{who} to invite by {self.title} {verb} {self.reason}"
 
     def offer_sentence(self) -> str:
         """What the offer could do, or that there is none."""
@@ -105,7 +108,8 @@ class Unsuited:
         if self.moved and self.offer is not None:
             rest = self.people - self.moved
             left = f"; the other {rest} by {self.title}" if rest else ""
-            return f"{self.moved} of them are invited by {self.offer.title} instead{left}"
+            verb = "is" if self.moved == 1 else "are"
+            return f"{self.moved} of them {verb} invited by {self.offer.title} instead{left}"
         return f"they are invited by {self.title} all the same"
 
 
