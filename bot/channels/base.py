@@ -206,6 +206,14 @@ class Channel:
         `max_address_length`); raises `InvalidAddress`, saying why, for one it cannot reach."""
         raise NotImplementedError
 
+    def unsuited(self, address: str) -> str | None:
+        """None when what this channel sends can reach this address; else why not, in words
+        that follow "have" (texts: "a landline, which cannot take texts"). The address is one
+        it can send to and the provider may even take the message: staff are warned with a
+        count when a campaign would use such addresses, and may choose another channel for
+        those people (`bot.cycle.unsuited`). By default every address suits."""
+        return None
+
     # --- what it can do now ------------------------------------------------------------
 
     def read_settings(self, env: Mapping[str, str], settings: Settings) -> object | None:
