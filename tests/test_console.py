@@ -14,6 +14,7 @@ from argon2 import PasswordHasher
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
+from bot import conversations
 from bot.commands.cli import main
 from bot.cycle import staff
 from bot.storage.models import (
@@ -723,8 +724,6 @@ def test_you_said_we_did_previews_then_sends_and_counts(
 
 
 def test_a_persons_page_says_a_blocked_app_is_stopped_on_that_channel_only(signed_in, database):
-    from bot import conversations
-
     with database.session() as session:
         ann = people.person(
             session, name="Ann Blocked", phone="+447700900555", telegram_chat_id=700_555
