@@ -22,7 +22,7 @@ from bot import channels
 from bot.commands import runtime
 from bot.config import Settings
 from bot.conversations import outbox
-from bot.cycle import upkeep
+from bot.cycle import reminders, upkeep
 from bot.sending import send
 from bot.storage.models import ConsentEvent, ContactPoint, Message, Participant, utcnow
 from tests import people
@@ -343,3 +343,48 @@ def test_subject_access_says_the_contact_point_is_stopped_on_that_channel(client
     }
     assert found["opted_out"] is False
     assert [(e["kind"], e["how"]) for e in found["consent_log"]] == [("point_stopped", "telegram")]
+
+
+def test_neither_a_reminder_nor_you_said_we_did_goes_to_a_stopped_chat(
+    client, database, redis_conn, twilio_fake, telegram_fake
+):
+    _ann(whatsapp=False)
+    bob_chat = 700_300_401
+    with runtime.database().session() as session:
+        people.person(session, name="Bob", channel="telegram", telegram_chat_id=bob_chat)
+    body = {"survey": "guide-title", "audience": {"all": True}, "reminder_after_hours": 1}
+    campaign = client.post("/admin/api/campaigns", json=body, headers=ADMIN).json["id"]
+    client.post(f"/admin/api/campaigns/{campaign}/launch", headers=ADMIN)
+    run_worker(redis_conn)
+    for words in ("2", "/skip", "4", "yes"):  # Ann finishes and would like to hear back
+        assert post_telegram(client, message_update(CHAT, words)).status_code == 200
+    assert post_telegram(client, message_update(bob_chat, "2")).status_code == 200  # Bob starts
+    _kicked(client)
+    assert (
+        post_telegram(client, my_chat_member_update(bob_chat, "kicked", was="member")).status_code
+        == 200
+    )
+    run_worker(redis_conn)
+    sent_before = len(telegram_fake.calls)
+
+    # Bob's reminder would go to the chat he blocked: none is written.
+    assert reminders.send_reminders(runtime.database(), runtime.settings(), campaign) == 0
+    with database.session() as session:
+        assert not session.scalars(select(Message).where(Message.kind == "reminder")).all()
+    # Ann answered in Telegram, and Telegram is stopped: staff see why she is left out.
+    preview = client.post(
+        f"/admin/api/campaigns/{campaign}/feedback",
+        json={"message": "Thank you, {{ name }}.", "dry_run": True},
+        headers=ADMIN,
+    ).json
+    assert preview["recipients"] == []
+    assert {
+        "participant": str(_ann_id(database)),
+        "reason": "stopped on Telegram: bot blocked (Telegram my_chat_member)",
+    } in preview["skipped"]
+    assert len(telegram_fake.calls) == sent_before and twilio_fake.created == []
+
+
+def _ann_id(database) -> int:
+    with database.session() as session:
+        return session.scalars(select(Participant.id).where(Participant.name == "Ann")).one()
