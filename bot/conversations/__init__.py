@@ -596,6 +596,31 @@ def _update_conversation(session: Session, conv: Any, changes: dict[str, Any]) -
             set_committed_value(conv, key, value)
 
 
+_CONVERSATION_LOCKED = Prepared(
+    select(_conversations.c.id, _conversations.c.state)
+    .where(
+        _conversations.c.id == bindparam("conversation_id"),
+        _conversations.c.status == engine.ACTIVE,
+    )
+    .with_for_update()
+)
+
+
+def not_shown(session: Session, conversation_id: int, invitation: bool) -> None:
+    """A message of this conversation reaches the person as something else in its place (a
+    sender said so, before or after handing it over): the question waiting has not been
+    shown, nor, for an invitation, the survey's opening (`engine.not_shown`). Their next
+    reply is then taken as "carry on", not as its answer. The caller holds the person's lock;
+    a conversation that has ended is left alone."""
+    conv = _CONVERSATION_LOCKED.first(session.connection(), {"conversation_id": conversation_id})
+    if conv is None:
+        return
+    state = engine.State.from_json(conv.state)
+    marked = engine.not_shown(state, invitation)
+    if marked != state:
+        _update_conversation(session, conv, {"state": marked.to_json()})
+
+
 def context_for(person: Any, org: str, contact: str | None = None) -> dict[str, Any]:
     """What the engine's own sentences need: `contact` is CONTACT_PHONE, said in HELP and STOP."""
     return {"name": person.name, "org": org, "language": person.language, "contact": contact}
