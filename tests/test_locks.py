@@ -25,7 +25,14 @@ from bot.conversations import inbox
 from bot.cycle import campaigns, fallback, reminders, services
 from bot.engine import Reply
 from bot.engine.keywords import classify
-from bot.storage.models import Campaign, Conversation, Invitation, Message, Participant
+from bot.storage.models import (
+    Answer,
+    Campaign,
+    Conversation,
+    Invitation,
+    Message,
+    Participant,
+)
 from bot.storage.status import Kind, Outbound
 from tests import people
 
@@ -402,3 +409,65 @@ def test_a_reminder_run_cut_short_is_finished_by_the_next_without_sending_twice(
         assert sorted(reminded) == ids
         assert session.get(Campaign, campaign_id).reminders_sent_at is not None
     assert reminders.send_reminders(runtime.database(), app_settings, campaign_id) == 0
+
+
+def test_an_erasure_while_an_answer_is_in_flight_erases_that_answer_too(
+    database, app_settings, monkeypatch
+):
+    (pid,) = _panel(database, 1)
+    campaign_id = _campaign(app_settings)
+    campaigns.fan_out(runtime.database(), app_settings, campaign_id)
+    _text(app_settings, _number(0), "2", "SM-title")  # now "What made you choose it?"
+    hold = _held_decide(monkeypatch, "SM-why")
+    answer = Side("answer", lambda: _text(app_settings, _number(0), "My late mother", "SM-why"))
+    answer.start()
+    hold.wait_reached()
+    erase = Side(
+        "erase",
+        lambda: services.erase(runtime.database(), app_settings, None, f"id:{pid}", "staff"),
+    )
+    erase.start()
+    waits_or_ends(database, erase)
+    hold.go.set()
+    assert answer.outcome().status == inbox.PROCESSED
+    assert erase.outcome()["erased"]
+    with database.session() as session:
+        kept = session.execute(select(Answer.question_id, Answer.value, Answer.raw_text)).all()
+        assert ("why", None, None) in kept  # counted, and nothing of what they wrote
+        assert "My late mother" not in repr(kept)
+        bodies = session.scalars(select(Message.body)).all()
+        assert not any("My late mother" in (b or "") for b in bodies)
+        assert session.get(Participant, pid).erased_at is not None
+
+
+def test_feedback_sent_while_a_stop_is_in_flight_skips_who_stopped(
+    database, app_settings, monkeypatch
+):
+    ids = _panel(database, 2)
+    campaign_id = _campaign(app_settings)
+    campaigns.fan_out(runtime.database(), app_settings, campaign_id)
+    for i in range(2):
+        for n, body in enumerate(["2", "skip", "4", "yes"]):  # both may be told
+            _text(app_settings, _number(i), body, f"SM-{i}-{n}")
+    hold = _held_decide(monkeypatch, "SM-stop")
+    stop = Side("stop", lambda: _text(app_settings, _number(1), "STOP", "SM-stop"))
+    stop.start()
+    hold.wait_reached()
+    send = Side(
+        "feedback",
+        lambda: services.send_feedback(
+            runtime.database(), app_settings, campaign_id, {"message": "We chose a title."}
+        ),
+    )
+    send.start()
+    waits_or_ends(database, send)
+    hold.go.set()
+    assert stop.outcome().status == inbox.PROCESSED
+    sent = send.outcome()
+    assert sent["queued"] == 1
+    assert [s["reason"] for s in sent["skipped"]] == ["opted out"]
+    with database.session() as session:
+        told = session.scalars(
+            select(Message.participant_id).where(Message.kind == Kind.FEEDBACK)
+        ).all()
+        assert told == [ids[0]]
