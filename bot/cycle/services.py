@@ -31,6 +31,7 @@ from bot.cycle.requests import AuditQuery, FeedbackRequest, ImportRequest, Teleg
 from bot.privacy import audit
 from bot.scripts.library import SurveyLibrary
 from bot.scripts.survey import Question
+from bot.storage import status as stored
 from bot.storage.db import Database
 from bot.storage.models import Campaign, Conversation, Invitation, Participant
 
@@ -356,7 +357,7 @@ def launch_campaign(
         left_out = _left_out_at_launch(session, campaign, settings) if started else {}
         if started:
             audit.record(session, actor, "launch", f"campaign {campaign.id}")
-        status = "launching" if started else campaign.status
+        status = stored.CampaignStatus.LAUNCHING if started else campaign.status
     queued = started
     if started:
         try:
@@ -394,7 +395,7 @@ def close_campaign(
         ended = campaigns.close(session, campaign, settings)
         if actor:
             audit.record(session, actor, "close", f"campaign {campaign_id}", ended=ended)
-    return {"id": campaign_id, "status": "closed", "conversations_ended": ended}
+    return {"id": campaign_id, "status": stored.CampaignStatus.CLOSED, "conversations_ended": ended}
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from bot.storage.models import (
     as_id,
     utcnow,
 )
-from bot.storage.status import InvitationStatus, Outbound
+from bot.storage.status import InvitationStatus, Kind, Outbound
 from bot.text import normal_external_id
 
 EXTERNAL_PREFIX = "ext:"
@@ -231,7 +231,7 @@ def subject_access(session: Session, person: Participant) -> dict[str, Any]:
             }
             for m in session.scalars(
                 select(Message)
-                .where(Message.participant_id == person.id, Message.kind == "feedback")
+                .where(Message.participant_id == person.id, Message.kind == Kind.FEEDBACK)
                 .order_by(Message.id)
             )
         ],
