@@ -151,6 +151,7 @@ def test_forms_without_a_csrf_token_are_refused(client, database):
     assert simulate.status_code == 400
 
 
+@pytest.mark.usefixtures("fresh_rate_window")
 def test_sign_in_attempts_are_limited_per_email(app, client, database):
     app.config["CONSOLE_SIGNIN_LIMIT_EMAIL"] = 3
     add_staff(database)
@@ -168,6 +169,7 @@ def test_sign_in_attempts_are_limited_per_email(app, client, database):
     assert len(refused) == 2
 
 
+@pytest.mark.usefixtures("fresh_rate_window")
 def test_sign_in_attempts_are_limited_per_client(app, client, database):
     app.config["CONSOLE_SIGNIN_LIMIT_CLIENT"] = 2
     add_staff(database)
@@ -461,6 +463,26 @@ def test_simulating_by_telegram_shows_buttons_that_answer(signed_in, database):
     page = post(signed_in, path, button=buttons[1][0])
     assert "(tapped) Your health, your way" in page and "What made you choose it?" in page
     assert simulator_answers(database)["title"] == "your-health"
+
+
+def test_simulating_by_whatsapp_shows_a_list_and_buttons_where_the_answers_fit(signed_in, database):
+    path = "/console/surveys/guide-title/simulate/whatsapp"
+    page = post(signed_in, path, action="restart")
+    # Titles too long for a button or a list row: numbered, as a text numbers them.
+    assert "1 - Living well" in page or "1 for Living well" in page
+    assert 'name="button"' not in page and "\u2328" not in page
+    post(signed_in, path, reply="2")
+    page = post(signed_in, path, reply="SKIP")
+    buttons = re.findall(r'name="button" value="([^"]+)">([^<]+)</button>', page)
+    assert [label for _, label in buttons] == ["1 - Not useful", "2", "3", "4", "5 - Very useful"]
+    assert "Reply with a number from 1" not in page  # the list says how to answer
+    page = post(signed_in, path, button=buttons[-1][0])
+    assert "(tapped) 5 - Very useful" in page
+    buttons = re.findall(r'name="button" value="([^"]+)">([^<]+)</button>', page)
+    assert [label for _, label in buttons] == ["Yes", "No"]
+    post(signed_in, path, button=buttons[1][0])
+    answers = simulator_answers(database)
+    assert (answers["title"], answers["useful"], answers["recontact"]) == ("your-health", "5", "no")
 
 
 def test_simulating_by_keypad_presses_keys_in_the_real_call_flow(signed_in, database):
