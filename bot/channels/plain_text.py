@@ -73,7 +73,7 @@ def _question_only(prompt: Ask) -> str:
     return "\n".join(lines)
 
 
-MAX_SEGMENTS = 2  # what lint holds a question to; a reply with it keeps within the same
+MAX_SEGMENTS = 2  # what a step costs a person in all: its reply and the question after it
 
 
 def fits_two_segments(text: str) -> bool:
@@ -81,20 +81,53 @@ def fits_two_segments(text: str) -> bool:
     return sms_size(text).segments <= MAX_SEGMENTS
 
 
-def render(prompts: Iterable[Prompt], fits: Callable[[str], bool] = fits_two_segments) -> list[str]:
-    """One text for the whole step, read top to bottom, where it `fits` (two SMS segments).
-    Where it does not (HELP with a long ORG_NAME before a long question; a reply in GSM-7
-    joined to a question with one Welsh circumflex, which makes the whole text UCS-2), each
-    part goes whole, in order, joined to the one before while they fit: two short texts cost
-    less than one long one, and read better than a reply cut off mid-word."""
-    parts: list[tuple[str, str]] = []  # (what joins it to the part before, its words)
+def segments(text: str) -> int:
+    """What a text is billed as: its SMS segments."""
+    return sms_size(text).segments
+
+
+def render(
+    prompts: Iterable[Prompt],
+    fits: Callable[[str], bool] = fits_two_segments,
+    cost: Callable[[str], int] = segments,
+) -> list[str]:
+    """One message for the whole step, read top to bottom, where it `fits` (a text: two SMS
+    segments). Where it does not (HELP with a long ORG_NAME before a long question; a reply
+    in GSM-7 joined to a question with one Welsh circumflex, which makes the whole text
+    UCS-2), the engine's replies and re-prompts are said in their fewer words (`Say.short`;
+    a re-prompt's `sorry` alone, since the question says how to answer), so a text and its
+    question cost two segments in all, not three or four. Where even that is not one
+    message (a question with no room left beside it, which `involve lint` warns of), each
+    part goes whole, in order, joined to the one before while they fit, in whichever
+    wording `cost`s less: two short texts cost less than one long one, and read better than
+    a reply cut off mid-word."""
+    prompts = list(prompts)
+    full = _joined(_parts(prompts, short=False), fits)
+    if len(full) <= 1:
+        return full
+    short = _joined(_parts(prompts, short=True), fits)
+    if len(short) == 1 or sum(map(cost, short)) < sum(map(cost, full)):
+        return short
+    return full
+
+
+def _parts(prompts: list[Prompt], short: bool) -> list[tuple[str, str]]:
+    """(what joins it to the part before, its words) for each part of a step, in the
+    engine's full wording or, where it offers one, its short one."""
+    parts: list[tuple[str, str]] = []
     for prompt in prompts:
         if isinstance(prompt, Ask):
-            if prompt.retry:
-                parts.append(("\n\n", prompt.retry))
-            parts.append(("\n" if prompt.retry else "\n\n", _question_only(prompt)))
+            retry = (prompt.sorry or prompt.retry) if short else prompt.retry
+            if retry:
+                parts.append(("\n\n", retry))
+            parts.append(("\n" if retry else "\n\n", _question_only(prompt)))
         elif isinstance(prompt, Say):
-            parts.append(("\n\n", prompt.text))
+            parts.append(("\n\n", (prompt.short or prompt.text) if short else prompt.text))
+    return parts
+
+
+def _joined(parts: list[tuple[str, str]], fits: Callable[[str], bool]) -> list[str]:
+    """The parts as messages: each joined to the one before while the message `fits`."""
     texts: list[str] = []
     for joint, part in parts:
         if not part:

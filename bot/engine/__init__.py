@@ -123,6 +123,9 @@ class Say:
     text: str
     # intro | outro | help | stopped | started | confirm_stop | opted_out | thanks | info
     kind: str = "info"
+    # The same reply in fewer words, for a text that must keep it and the question after it
+    # within two SMS segments (a long ORG_NAME, a long question); None where `text` is short.
+    short: str | None = None
 
 
 @dataclass(frozen=True)
@@ -611,14 +614,9 @@ def step(survey: Survey, state: State, inbound: Inbound, context: Mapping[str, A
                 survey, state, question, pending.get("raw") or "", "unclear", context, written_in
             )
     if inbound is Command.START:
-        return Step(
-            state,
-            (Say(started_text(context), "started"), ask(survey, question, context)),
-            (),
-            ("opt_in",),
-        )
+        return Step(state, (started_say(context), ask(survey, question, context)), (), ("opt_in",))
     if inbound is Command.HELP:
-        return Step(state, (Say(help_text(context), "help"), ask(survey, question, context)))
+        return Step(state, (help_say(context), ask(survey, question, context)))
     if inbound is Command.REPEAT:
         return Step(state, (ask(survey, question, context),))
     if inbound is Command.SKIP:
@@ -649,7 +647,7 @@ def step(survey: Survey, state: State, inbound: Inbound, context: Mapping[str, A
         confirm = Say(confirm_stop_text(context), "confirm_stop")
         return Step(replace(state, stop_asked=True), (confirm,))
     if meant is Intent.WHO:
-        return Step(state, (Say(who_text(context), "help"), ask(survey, question, context)))
+        return Step(state, (who_say(context), ask(survey, question, context)))
     language = _lang(context)
     # Read against the question in their language (its labels, and the English ones too).
     local = survey.in_language(language).question(question.id)
@@ -781,7 +779,7 @@ def after_end(
     if inbound is Command.STOP:
         return Step(idle, (Say(stopped_text(context), "stopped"),), (), ("opt_out",))
     if inbound is Command.START:
-        return Step(idle, (Say(started_text(context), "started"),), (), ("opt_in",))
+        return Step(idle, (started_say(context),), (), ("opt_in",))
     meant = intent(inbound.text) if isinstance(inbound, Reply) else None
     switched = switch_word(inbound.text) if isinstance(inbound, Reply) else None
     if switched is not None:
@@ -794,7 +792,7 @@ def after_end(
     if meant is Intent.STOP_REQUEST:
         return Step(idle, (Say(confirm_stop_text(context), "confirm_stop"),))
     if meant is Intent.WHO:
-        return Step(idle, (Say(who_text(context), "help"),))
+        return Step(idle, (who_say(context),))
     if closed is not None and isinstance(inbound, Reply) and by_staff:
         # Never dropped silently: the answer came after the survey closed, and it says so.
         late = t(
@@ -855,6 +853,12 @@ def started_text(context: Mapping[str, Any]) -> str:
     )
 
 
+def started_say(context: Mapping[str, Any]) -> Say:
+    """START answered; in a text beside a long question, without our name."""
+    short = t(_lang(context), "Welcome back. Reply STOP at any time to stop.")
+    return Say(started_text(context), "started", short)
+
+
 def confirm_stop_text(context: Mapping[str, Any]) -> str:
     # Asked, not acted on: a free-text "stop" might be about something else, and STOP is the
     # one word carriers and the contract both honour.
@@ -870,6 +874,14 @@ def who_text(context: Mapping[str, Any]) -> str:
     )
 
 
+def who_say(context: Mapping[str, Any]) -> Say:
+    """ "Who is this?" answered; in a text beside a long question, our name and how to stop."""
+    short = t(
+        _lang(context), "This is {org}. Reply STOP to stop all messages.", org=_ctx(context)["org"]
+    )
+    return Say(who_text(context), "help", short)
+
+
 def idle_help_text(context: Mapping[str, Any]) -> str:
     """HELP, or a message we cannot place, from someone with no question waiting."""
     helped = t(
@@ -882,8 +894,6 @@ def idle_help_text(context: Mapping[str, Any]) -> str:
 
 
 def help_text(context: Mapping[str, Any]) -> str:
-    # Short: with the longest ORG_NAME and CONTACT_PHONE it still leaves room in two texts'
-    # worth for the question that follows (`bot.channels.sms.render` splits what does not fit).
     helped = t(
         _lang(context),
         "This is {org}. Reply REPEAT for the question again, SKIP to skip an optional one, "
@@ -891,3 +901,11 @@ def help_text(context: Mapping[str, Any]) -> str:
         org=_ctx(context)["org"],
     )
     return _and_reach(helped, reach_a_person(context))
+
+
+def help_say(context: Mapping[str, Any]) -> Say:
+    """HELP answered. In a text beside a long question (or with a long ORG_NAME), the fewest
+    words that still say how to hear the question again, how to stop and how to reach a
+    person: a text and its question keep within two SMS segments in all."""
+    short = t(_lang(context), "Reply REPEAT for the question again, or STOP to stop all messages.")
+    return Say(help_text(context), "help", _and_reach(short, reach_a_person(context)))
