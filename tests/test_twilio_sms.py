@@ -339,9 +339,9 @@ def test_twilio_opt_out_type_stop_stops_whatever_the_words(client, database):
 def test_twilio_opt_out_type_help_is_help_whatever_the_words(client, database):
     text(client, "TITLE")
     # HELP in full and the question are more than two segments together: one text, HELP in
-    # its fewest words (how to hear the question again, stop, or reach a person), then it.
+    # fewer words (who we are, how to stop, how to reach a person), then the question.
     (reply,) = texts(_with_opt_out_type(client, "Gwybodaeth", "HELP"))
-    assert reply.startswith("Reply REPEAT for the question again, or STOP to stop all messages.")
+    assert reply.startswith("This is Age Better. Reply STOP to stop all messages.")
     assert "To speak to a person" in reply and "\n\nWhich title do you like best?" in reply
     assert sms_size(reply).segments <= 2
     assert count(database, Answer) == 0
@@ -492,8 +492,12 @@ def test_with_the_longest_org_name_help_and_welcome_back_cost_two_segments_with_
     client = create_app({"SETTINGS": settings, "TESTING": True}).test_client()
     text(client, "TITLE")
     (helped,) = texts(text(client, "HELP"))
-    assert helped.startswith("Reply REPEAT for the question again, or STOP to stop all messages.")
-    assert "\n\nWhich title do you like best?" in helped and sms_size(helped).segments <= 2
+    # Too long even to name the organisation: how to stop and how to reach a person.
+    assert helped.startswith(
+        "Reply STOP to stop all messages. To speak to a person, call 029 2000 0000.\n\n"
+        "Which title do you like best?"
+    )
+    assert sms_size(helped).segments <= 2
     # Marked as stopped elsewhere (the console, an import) while the survey waited: START
     # welcomes them back and asks the question again, in the same text, in full where that
     # fits in two segments.

@@ -226,14 +226,12 @@ def test_every_engine_reply_with_the_question_costs_two_segments_in_all(contact)
                 assert sum(sms_size(text).segments for text in texts) <= 2, where
                 said = [p for p in prompts if isinstance(p, Say)]
                 for prompt in said:
-                    for wording in (prompt.text, prompt.short or ""):
+                    for wording in (prompt.text, *prompt.shorter):
                         assert sms_size(wording).encoding == "GSM-7", (kind, wording)
                 if said and prompts[0] is said[0]:
-                    opening = said[0]
-                    assert texts[0].startswith(opening.text) or (
-                        opening.short is not None and texts[0].startswith(opening.short)
-                    ), where
-                    shortened += not texts[0].startswith(opening.text)
+                    wordings = (said[0].text, *said[0].shorter)
+                    assert any(texts[0].startswith(w) for w in wordings), where
+                    shortened += not texts[0].startswith(said[0].text)
                 asked = [p for p in prompts if isinstance(p, Ask)]
                 if asked and asked[-1].question.id == question.id and kind != "did you mean":
                     assert local.question(question.id).ask.split("{")[0][:20] in texts[-1]
@@ -256,11 +254,16 @@ def test_the_short_wording_is_for_texts_only():
     prompts = engine.step(guide, first.state, Command.HELP, ctx).prompts
     full = engine.help_text(ctx)
     (text,) = SMS.render_replies(prompts, LONGEST_ORG)
-    assert LONGEST_ORG not in text and text.startswith("Reply REPEAT for the question again")
-    assert f"call {LONGEST_CONTACT}." in text and "STOP" in text
+    assert text.startswith(
+        f"Reply STOP to stop all messages. To speak to a person, call {LONGEST_CONTACT}."
+    )
     (whatsapp,) = channels.get("whatsapp").render_replies(prompts, LONGEST_ORG)
     assert whatsapp.startswith(full)
     assert channels.get("telegram").render_body(prompts, LONGEST_ORG).count(LONGEST_ORG) == 1
+    # Beside a shorter question, HELP still says who we are, in fewer words.
+    waiting = engine.State("channel", answered={"recontact": "yes"})
+    (named,) = SMS.render_replies(engine.step(HEAR_BACK, waiting, Command.HELP, ctx).prompts, "")
+    assert named.startswith(f"This is {LONGEST_ORG}. Reply STOP to stop all messages. To speak")
     # Where the full reply fits beside the question, a text says it all.
     short_org = {**ctx, "org": "Age Better"}
     (beside,) = SMS.render_replies(
@@ -292,6 +295,23 @@ questions:
     assert "Please reply with" not in text and text.endswith("Reply with a number from 18 to 120")
     # A call and Telegram keep what the question expects, with the sorry.
     assert again.retry and "Please reply with a number from 18 to 120." in again.retry
+
+
+def test_beside_a_question_with_no_room_left_the_reply_goes_first_in_its_fewest_words():
+    # Lint warns of such a question; if it is sent anyway, the reply goes first, whole, in a
+    # text of its own, in the fullest wording of those that cost least (1 segment + the
+    # question's 2): here, still naming us.
+    survey = load_text(
+        "id: s\ntitle: t\nquestions:\n  - id: a\n    type: yesno\n"
+        f'    ask: "{"Please tell us " + "very " * 50 + "much?"}"\n',
+        "s.yaml",
+    )
+    ctx = {"org": LONGEST_ORG, "contact": LONGEST_CONTACT}
+    prompts = engine.step(survey, engine.State("a"), Command.HELP, ctx).prompts
+    helped, question = SMS.render_replies(prompts, "")
+    assert helped == engine.help_say(ctx).shorter[0] and sms_size(helped).segments == 1
+    assert helped.startswith(f"This is {LONGEST_ORG}. Reply STOP to stop all messages.")
+    assert question.startswith("Please tell us very") and sms_size(question).segments == 2
 
 
 def test_a_reply_and_a_short_question_stay_one_text():

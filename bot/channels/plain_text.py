@@ -94,35 +94,44 @@ def render(
     """One message for the whole step, read top to bottom, where it `fits` (a text: two SMS
     segments). Where it does not (HELP with a long ORG_NAME before a long question; a reply
     in GSM-7 joined to a question with one Welsh circumflex, which makes the whole text
-    UCS-2), the engine's replies and re-prompts are said in their fewer words (`Say.short`;
-    a re-prompt's `sorry` alone, since the question says how to answer), so a text and its
-    question cost two segments in all, not three or four. Where even that is not one
-    message (a question with no room left beside it, which `involve lint` warns of), each
-    part goes whole, in order, joined to the one before while they fit, in whichever
-    wording `cost`s less: two short texts cost less than one long one, and read better than
-    a reply cut off mid-word."""
+    UCS-2), the engine's replies and re-prompts are said in fewer words, as few as it takes
+    (`Say.shorter`; a re-prompt's `sorry` alone, since the question says how to answer), so a
+    text and its question cost two segments in all, not three or four. Where even the
+    fewest are not one message (a question with no room left beside it, which `involve lint`
+    warns of), each part goes whole, in order, joined to the one before while they fit, in
+    whichever wording `cost`s least: two short texts cost less than one long one, and read
+    better than a reply cut off mid-word."""
     prompts = list(prompts)
-    full = _joined(_parts(prompts, short=False), fits)
-    if len(full) <= 1:
-        return full
-    short = _joined(_parts(prompts, short=True), fits)
-    if len(short) == 1 or sum(map(cost, short)) < sum(map(cost, full)):
-        return short
-    return full
+    wordings = 1 + max(map(_shorter_wordings, prompts), default=0)
+    cheapest: list[str] = []
+    for fewer in range(wordings):
+        texts = _joined(_parts(prompts, fewer), fits)
+        if len(texts) <= 1:
+            return texts
+        if not cheapest or sum(map(cost, texts)) < sum(map(cost, cheapest)):
+            cheapest = texts
+    return cheapest
 
 
-def _parts(prompts: list[Prompt], short: bool) -> list[tuple[str, str]]:
-    """(what joins it to the part before, its words) for each part of a step, in the
-    engine's full wording or, where it offers one, its short one."""
+def _shorter_wordings(prompt: Prompt) -> int:
+    if isinstance(prompt, Say):
+        return len(prompt.shorter)
+    return 1 if prompt.retry else 0
+
+
+def _parts(prompts: list[Prompt], fewer: int) -> list[tuple[str, str]]:
+    """(what joins it to the part before, its words) for each part of a step: the engine's
+    full wording (`fewer` 0), or its `fewer`-th shorter one, or the shortest it has."""
     parts: list[tuple[str, str]] = []
     for prompt in prompts:
         if isinstance(prompt, Ask):
-            retry = (prompt.sorry or prompt.retry) if short else prompt.retry
+            retry = (prompt.sorry or prompt.retry) if fewer else prompt.retry
             if retry:
                 parts.append(("\n\n", retry))
             parts.append(("\n" if retry else "\n\n", _question_only(prompt)))
         elif isinstance(prompt, Say):
-            parts.append(("\n\n", (prompt.short or prompt.text) if short else prompt.text))
+            wordings = (prompt.text, *prompt.shorter)
+            parts.append(("\n\n", wordings[min(fewer, len(wordings) - 1)]))
     return parts
 
 

@@ -312,7 +312,7 @@ def lint_survey(survey: Survey, report: LintReport) -> None:
 def no_room(survey: Survey) -> Iterator[str]:
     """One line for each question, in each language the script has, that leaves no room
     beside it for a reply the engine makes while it waits, even in the reply's fewest words
-    (`Say.short`; a re-prompt's sorry alone): the person would get three segments or more.
+    (`Say.shorter`; a re-prompt's sorry alone): the person would get three segments or more.
     The reply goes first, in a text of its own, and is paid for twice over."""
     texts = next(c for c in channels.all_channels() if c.segment_counted)
     for language in (STAFF_LANGUAGE, *survey.translations):

@@ -123,9 +123,10 @@ class Say:
     text: str
     # intro | outro | help | stopped | started | confirm_stop | opted_out | thanks | info
     kind: str = "info"
-    # The same reply in fewer words, for a text that must keep it and the question after it
-    # within two SMS segments (a long ORG_NAME, a long question); None where `text` is short.
-    short: str | None = None
+    # The same reply in fewer words, each wording shorter than the one before, for a text
+    # that must keep it and the question after it within two SMS segments (a long ORG_NAME,
+    # a long question); none where `text` is short already.
+    shorter: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -856,7 +857,7 @@ def started_text(context: Mapping[str, Any]) -> str:
 def started_say(context: Mapping[str, Any]) -> Say:
     """START answered; in a text beside a long question, without our name."""
     short = t(_lang(context), "Welcome back. Reply STOP at any time to stop.")
-    return Say(started_text(context), "started", short)
+    return Say(started_text(context), "started", (short,))
 
 
 def confirm_stop_text(context: Mapping[str, Any]) -> str:
@@ -876,10 +877,13 @@ def who_text(context: Mapping[str, Any]) -> str:
 
 def who_say(context: Mapping[str, Any]) -> Say:
     """ "Who is this?" answered; in a text beside a long question, our name and how to stop."""
-    short = t(
+    return Say(who_text(context), "help", (_who_and_stop(context),))
+
+
+def _who_and_stop(context: Mapping[str, Any]) -> str:
+    return t(
         _lang(context), "This is {org}. Reply STOP to stop all messages.", org=_ctx(context)["org"]
     )
-    return Say(who_text(context), "help", short)
 
 
 def idle_help_text(context: Mapping[str, Any]) -> str:
@@ -904,8 +908,14 @@ def help_text(context: Mapping[str, Any]) -> str:
 
 
 def help_say(context: Mapping[str, Any]) -> Say:
-    """HELP answered. In a text beside a long question (or with a long ORG_NAME), the fewest
-    words that still say how to hear the question again, how to stop and how to reach a
-    person: a text and its question keep within two SMS segments in all."""
-    short = t(_lang(context), "Reply REPEAT for the question again, or STOP to stop all messages.")
-    return Say(help_text(context), "help", _and_reach(short, reach_a_person(context)))
+    """HELP answered. In a text beside a long question (or with a long ORG_NAME), in fewer
+    words, so a text and its question keep within two SMS segments in all: who we are, how
+    to stop and how to reach a person; at the least, without our name. (REPEAT goes first:
+    the question is in the same text.)"""
+    reach = reach_a_person(context)
+    stop = t(_lang(context), "Reply STOP to stop all messages.")
+    return Say(
+        help_text(context),
+        "help",
+        (_and_reach(_who_and_stop(context), reach), _and_reach(stop, reach)),
+    )
