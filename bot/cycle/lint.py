@@ -328,8 +328,7 @@ def no_room(survey: Survey) -> Iterator[str]:
             alone = sum(gsm.sms_size(text).segments for text in asked)
             if alone > MAX_SEGMENTS and not named:
                 continue  # said already: the question alone is too long
-            worst = max(_replies_before(survey, question, context), key=lambda r: r[1])
-            what, cost = worst
+            what, cost = max(_replies_before(texts, survey, question, context), key=lambda r: r[1])
             if cost > MAX_SEGMENTS:
                 outside = "".join(dict.fromkeys(ch for _, ch in gsm.non_gsm_characters(asked[0])))
                 why = f" (its {outside!r} makes the text UCS-2)" if outside else ""
@@ -341,11 +340,10 @@ def no_room(survey: Survey) -> Iterator[str]:
 
 
 def _replies_before(
-    survey: Survey, question: Question, context: dict[str, object]
+    texts: channels.Channel, survey: Survey, question: Question, context: dict[str, object]
 ) -> Iterator[tuple[str, int]]:
-    """(what the person sent, what the texts back cost in segments) for each reply the engine
-    makes while this question waits, with the question after it."""
-    texts = next(c for c in channels.all_channels() if c.segment_counted)
+    """(what the person sent, what the `texts` back cost in segments) for each reply the
+    engine makes while this question waits, with the question after it."""
     waiting = engine.State(question.id, answered=_sample_answers(survey))
     sent: list[tuple[str, tuple[engine.Prompt, ...]]] = [
         (what, engine.step(survey, waiting, inbound, context).prompts)

@@ -910,8 +910,8 @@ def help_text(context: Mapping[str, Any]) -> str:
 def help_say(context: Mapping[str, Any]) -> Say:
     """HELP answered. In a text beside a long question (or with a long ORG_NAME), in fewer
     words, so a text and its question keep within two SMS segments in all: who we are, how
-    to stop and how to reach a person; at the least, without our name. (REPEAT goes first:
-    the question is in the same text.)"""
+    to stop and how to reach a person; at the least, without our name. (REPEAT is the first
+    to go: the question is there, in the same text.)"""
     reach = reach_a_person(context)
     stop = t(_lang(context), "Reply STOP to stop all messages.")
     return Say(
