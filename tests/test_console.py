@@ -151,6 +151,7 @@ def test_forms_without_a_csrf_token_are_refused(client, database):
     assert simulate.status_code == 400
 
 
+@pytest.mark.usefixtures("fresh_rate_window")
 def test_sign_in_attempts_are_limited_per_email(app, client, database):
     app.config["CONSOLE_SIGNIN_LIMIT_EMAIL"] = 3
     add_staff(database)
@@ -168,6 +169,7 @@ def test_sign_in_attempts_are_limited_per_email(app, client, database):
     assert len(refused) == 2
 
 
+@pytest.mark.usefixtures("fresh_rate_window")
 def test_sign_in_attempts_are_limited_per_client(app, client, database):
     app.config["CONSOLE_SIGNIN_LIMIT_CLIENT"] = 2
     add_staff(database)
