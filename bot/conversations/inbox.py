@@ -442,7 +442,9 @@ def _decide(
         changed = conversations.record_consent(session, person, Consent.OPT_IN, channel, now=now)
         if received.address is not None:
             # A START lifts a provider's block on the address they wrote from, as Twilio does.
-            contacts.opted_in(session, person.id, channel, received.address)
+            conversations.let_in_point(
+                session, person.id, channel, received.address, "said START", now
+            )
         survey = _keyword_survey(received.text, keywords)
         if conv is None and survey is not None:
             return _begin(session, person, survey, channel, now, org)
