@@ -492,10 +492,10 @@ def test_with_the_longest_org_name_help_and_welcome_back_cost_two_segments_with_
     client = create_app({"SETTINGS": settings, "TESTING": True}).test_client()
     text(client, "TITLE")
     (helped,) = texts(text(client, "HELP"))
-    # Too long even to name the organisation: how to stop and how to reach a person.
+    # Too long for the way to a person as well: who we are and how to stop (the contract's
+    # HELP), then the question.
     assert helped.startswith(
-        "Reply STOP to stop all messages. To speak to a person, call 029 2000 0000.\n\n"
-        "Which title do you like best?"
+        f"This is {org}. Reply STOP to stop all messages.\n\nWhich title do you like best?"
     )
     assert sms_size(helped).segments <= 2
     # Marked as stopped elsewhere (the console, an import) while the survey waited: START

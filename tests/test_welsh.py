@@ -246,7 +246,7 @@ def test_every_shipped_script_is_lint_clean_in_both_languages():
 
 
 def test_the_short_wording_is_for_texts_only():
-    """A text beside a long question says HELP in its fewest words; WhatsApp (no segments,
+    """A text beside a long question says HELP in its fewest words, which still name us; WhatsApp (no segments,
     1,600 characters a message) and Telegram say it all; a short question keeps it all."""
     guide = load_file(CONVERSATIONS / "guide-title.yaml")
     ctx = {"name": "Margaret", "org": LONGEST_ORG, "contact": LONGEST_CONTACT}
@@ -254,9 +254,8 @@ def test_the_short_wording_is_for_texts_only():
     prompts = engine.step(guide, first.state, Command.HELP, ctx).prompts
     full = engine.help_text(ctx)
     (text,) = SMS.render_replies(prompts, LONGEST_ORG)
-    assert text.startswith(
-        f"Reply STOP to stop all messages. To speak to a person, call {LONGEST_CONTACT}."
-    )
+    # Who we are and how to stop, always (the contract's HELP); the way to a person goes first.
+    assert text.startswith(f"This is {LONGEST_ORG}. Reply STOP to stop all messages.\n")
     (whatsapp,) = channels.get("whatsapp").render_replies(prompts, LONGEST_ORG)
     assert whatsapp.startswith(full)
     assert channels.get("telegram").render_body(prompts, LONGEST_ORG).count(LONGEST_ORG) == 1

@@ -910,12 +910,9 @@ def help_text(context: Mapping[str, Any]) -> str:
 def help_say(context: Mapping[str, Any]) -> Say:
     """HELP answered. In a text beside a long question (or with a long ORG_NAME), in fewer
     words, so a text and its question keep within two SMS segments in all: who we are, how
-    to stop and how to reach a person; at the least, without our name. (REPEAT is the first
-    to go: the question is there, in the same text.)"""
+    to stop and how to reach a person; at the least, who we are and how to stop, which the
+    contract says HELP always tells. (REPEAT is the first to go: the question is there, in
+    the same text.)"""
     reach = reach_a_person(context)
-    stop = t(_lang(context), "Reply STOP to stop all messages.")
-    return Say(
-        help_text(context),
-        "help",
-        (_and_reach(_who_and_stop(context), reach), _and_reach(stop, reach)),
-    )
+    who_and_stop = _who_and_stop(context)
+    return Say(help_text(context), "help", (_and_reach(who_and_stop, reach), who_and_stop))
