@@ -245,6 +245,9 @@ def _org_name(env: Mapping[str, str], channels_on: bool) -> OrgName:
     return OrgName(name, cy=welsh)
 
 
+CONTACT_PHONE_MAX = 24  # in HELP's answer, which keeps within two segments with a question
+
+
 def _contact_phone(env: Mapping[str, str]) -> str | None:
     """Kept as the charity writes it ("0300 123 4567"), once we know it is a number."""
     raw = _text(env, "CONTACT_PHONE")
@@ -257,8 +260,10 @@ def _contact_phone(env: Mapping[str, str]) -> str | None:
             f"CONTACT_PHONE must be a phone number where a participant can reach a person, "
             f"such as 0300 123 4567: {exc}"
         ) from None
-    if len(raw) > 24:
-        raise ConfigError(f"CONTACT_PHONE must be at most 24 characters, got {len(raw)}")
+    if len(raw) > CONTACT_PHONE_MAX:
+        raise ConfigError(
+            f"CONTACT_PHONE must be at most {CONTACT_PHONE_MAX} characters, got {len(raw)}"
+        )
     return " ".join(raw.split())
 
 

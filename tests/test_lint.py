@@ -441,3 +441,41 @@ def test_channel_options_must_be_a_mapping_of_mappings(tmp_path):
     report = lint_file(write(tmp_path, BASE + "channels: [sms]\n"))
     assert any("channels: must map a channel's name to its options" in e for e in report.errors)
     assert lint_file(write(tmp_path, BASE)).errors == []
+
+
+# --- issue 20: room beside a question for the engine's replies -------------------------------
+
+ROOM = """id: s
+title: t
+questions:
+  - id: a
+    type: yesno
+    ask: "{ask}"
+"""
+
+
+def test_a_question_that_leaves_no_room_for_help_in_its_fewest_words_is_warned(tmp_path):
+    # Two segments alone, but HELP (or a re-prompt) and it would be three at least, with the
+    # longest ORG_NAME and CONTACT_PHONE, even in HELP's short wording.
+    long_ask = "Please tell us " + "very " * 45 + "much?"
+    report = lint_file(write(tmp_path, ROOM.replace("{ask}", long_ask)))
+    assert report.warnings == [
+        f"{tmp_path / 's.yaml'}: question 'a': no room for a reply before it: HELP and the "
+        "question are 3 SMS segments in all, even in the reply's fewest words (keep them to 2): "
+        "shorten the question"
+    ]
+    fits = "Please tell us " + "very " * 25 + "much?"
+    assert lint_file(write(tmp_path, ROOM.replace("{ask}", fits))).warnings == []
+
+
+def test_a_translation_that_leaves_no_room_is_warned_in_its_language(tmp_path):
+    # One circumflex makes the Welsh question UCS-2: two segments alone, none left for HELP.
+    text = ROOM.replace("{ask}", "May we phone you?") + (
+        "translations:\n  cy:\n    questions:\n      a:\n"
+        "        ask: A gawn ni eich ffonio ar y ffôn i ofyn am eich barn am ein gwasanaethau?\n"
+    )
+    (warning,) = lint_file(write(tmp_path, text)).warnings
+    assert "question 'a' in cy: no room for a reply before it: HELP and the question" in warning
+    assert warning.endswith("shorten the question (its 'ô' makes the text UCS-2)")
+    fixed = text.replace("ar y ffôn ", "")
+    assert lint_file(write(tmp_path, fixed)).warnings == []

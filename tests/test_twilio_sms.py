@@ -10,6 +10,7 @@ from werkzeug.serving import make_server
 
 from bot.commands import runtime
 from bot.config import load_settings
+from bot.scripts.gsm import sms_size
 from bot.storage.models import Answer, Conversation, Message, Participant
 from tests import people
 from tests.conftest import PUBLIC, app_env, run_worker
@@ -337,9 +338,12 @@ def test_twilio_opt_out_type_stop_stops_whatever_the_words(client, database):
 
 def test_twilio_opt_out_type_help_is_help_whatever_the_words(client, database):
     text(client, "TITLE")
-    # HELP, then the question: more than two segments together, so two texts, in order.
-    reply, question = texts(_with_opt_out_type(client, "Gwybodaeth", "HELP"))
-    assert "This is Age Better" in reply and question.startswith("Which title do you like best?")
+    # HELP in full and the question are more than two segments together: one text, HELP in
+    # fewer words (who we are, how to stop, how to reach a person), then the question.
+    (reply,) = texts(_with_opt_out_type(client, "Gwybodaeth", "HELP"))
+    assert reply.startswith("This is Age Better. Reply STOP to stop all messages.")
+    assert "To speak to a person" in reply and "\n\nWhich title do you like best?" in reply
+    assert sms_size(reply).segments <= 2
     assert count(database, Answer) == 0
 
 
@@ -462,3 +466,45 @@ def test_the_twiml_written_is_twilios_own_for_any_replies(replies):
     response = twiml(replies)
     assert response.get_data(as_text=True) == str(expected)
     assert response.mimetype == "application/xml"
+
+
+# --- issue 20: a reply and its question within two segments -----------------------------------
+
+
+def test_with_the_longest_org_name_help_and_welcome_back_cost_two_segments_with_the_question(
+    database, redis_conn, redis_url, twilio_fake, tmp_path
+):
+    from sqlalchemy import update
+
+    from webhooks import create_app
+
+    org = "Age Better Cardiff and the Vale Older People's Involvement Team"[:60]
+    env = app_env(
+        database.url,
+        redis_url,
+        twilio_fake.url,
+        tmp_path,
+        ORG_NAME=org,
+        CONTACT_PHONE="029 2000 0000",
+    )
+    settings = load_settings(env)
+    runtime.configure(settings)
+    client = create_app({"SETTINGS": settings, "TESTING": True}).test_client()
+    text(client, "TITLE")
+    (helped,) = texts(text(client, "HELP"))
+    # Too long for the way to a person as well: who we are and how to stop (the contract's
+    # HELP), then the question.
+    assert helped.startswith(
+        f"This is {org}. Reply STOP to stop all messages.\n\nWhich title do you like best?"
+    )
+    assert sms_size(helped).segments <= 2
+    # Marked as stopped elsewhere (the console, an import) while the survey waited: START
+    # welcomes them back and asks the question again, in the same text, in full where that
+    # fits in two segments.
+    with database.session() as session:
+        session.execute(update(Participant).values(opted_out=True))
+    (back,) = texts(text(client, "START"))
+    assert back.startswith(f"Welcome back. {org} may contact you again.")
+    assert "\n\nWhich title do you like best?" in back
+    assert sms_size(back).segments <= 2
+    runtime.configure(settings)

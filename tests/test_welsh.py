@@ -6,20 +6,23 @@ with the longest ORG_NAME and CONTACT_PHONE allowed."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
-from bot import engine
+from bot import channels, engine
+from bot.channels.sms import SMS
 from bot.channels.sms import render as sms
 from bot.channels.telegram import render as telegram
 from bot.channels.voice.call import Said, Turn
 from bot.config import ORG_NAME_MAX, ConfigError, load_settings
+from bot.cycle.lint import lint_file
 from bot.engine import Ask, Reply, Say
 from bot.engine.keywords import Command, classify
 from bot.i18n import t
 from bot.scripts.gsm import sms_size
-from bot.scripts.survey import Question, Survey, discover, load_file
+from bot.scripts.survey import Question, Survey, discover, load_file, load_text
 from tests.conftest import CONVERSATIONS
 
 HEAR_BACK = load_file(CONVERSATIONS / "hear-back.yaml")
@@ -148,23 +151,51 @@ def _surveys() -> Iterator[tuple[Survey, str]]:
             yield survey, "cy"
 
 
+def _longest_answers(survey: Survey, before: Question) -> dict[str, str]:
+    """An answer to every earlier question, the longest label where there is a choice, so a
+    question that pipes one in is as long as it gets."""
+    answered = {}
+    for question in survey.asked[: survey.asked.index(before)]:
+        if question.choices:
+            answered[question.id] = max(question.choices, key=lambda o: len(o.label)).value
+        elif question.type == "date":
+            answered[question.id] = "1948-09-30"
+        else:
+            answered[question.id] = "x" * 30
+    return answered
+
+
 def _replies(survey: Survey, question: Question, ctx: dict[str, Any]) -> dict[str, list[Any]]:
-    """Every kind of reply the engine makes while a question waits, with that question."""
+    """Every kind of reply the engine makes while a question waits, with what follows it (the
+    question, or the next one): made by `engine.step` from what a person sends, where a
+    message can bring it about, and asked of the engine directly where it cannot."""
     lang = ctx["language"]
-    asked = engine.ask(survey, question, ctx)
-    said = {
-        "help": engine.help_text(ctx),
-        "who is this": engine.who_text(ctx),
-        "started": engine.started_text(ctx),
-        "confirm stop": engine.confirm_stop_text(ctx),
-        "thanks": t(lang, "Thank you."),
-        "carry on": t(lang, "Thank you. We will carry on."),
-        "noted": t(lang, "Thank you, we have noted that."),
+    waiting = engine.State(question.id, answered=_longest_answers(survey, question))
+
+    def sent(inbound: Any, state: engine.State = waiting) -> list[Any]:
+        return list(engine.step(survey, state, inbound, ctx).prompts)
+
+    replies = {
+        "help": sent(Command.HELP),
+        "who is this": sent(Reply("pwy sydd yna?" if lang == "cy" else "who is this?")),
+        "started": sent(Command.START),
+        "repeat": sent(Command.REPEAT),
+        "skip": sent(Command.SKIP),
+        "no words": sent(Reply("")),
+        "thanks": sent(Reply("ok")),
+        "confirm stop": sent(Reply("please stop texting me")),
+        "carry on": sent(Reply("no"), replace(waiting, stop_asked=True)),
+        "miss": sent(Reply("purple elephants")),
+        "noted": sent(Reply("purple elephants"), replace(waiting, misses=1)),
+        "too long": sent(Reply("x" * 2000)),
+        # Said alone: nothing follows a stop, and nothing is waiting after the end.
+        "stopped": sent(Command.STOP),
+        "idle help": list(engine.after_end(Reply("hello"), ctx).prompts),
+        "welcome": list(engine.after_end(Reply("thanks"), ctx).prompts),
+        "closed": list(engine.after_end(Reply("2"), ctx, closed=survey).prompts),
     }
-    replies: dict[str, list[Any]] = {k: [Say(v), asked] for k, v in said.items()}
     for reason in (*engine.SORRY_FOR, "unreadable"):
         replies[f"re-prompt {reason}"] = [engine.ask_again(survey, question, ctx, "x", reason)]
-    replies["too long"] = [engine.ask_again(survey, question, ctx, "x" * 2000, "too_long")]
     for retry in (
         "This one needs an answer, but any answer is fine.",
         "We could not find any words in your message.",
@@ -173,39 +204,113 @@ def _replies(survey: Survey, question: Question, ctx: dict[str, Any]) -> dict[st
     if question.choices:
         answer = engine.parsing.Answer(question.choices[-1].value, question.choices[-1].label)
         replies["did you mean"] = [engine.did_you_mean(survey, question, answer, ctx)]
-    # Said alone: nothing follows a stop, and nothing is waiting after the end.
-    replies["stopped"] = [Say(engine.stopped_text(ctx))]
-    replies["idle help"] = [Say(engine.idle_help_text(ctx))]
-    replies["welcome"] = [Say(t(lang, engine.WELCOME))]
     return replies
 
 
 @pytest.mark.parametrize("contact", [None, LONGEST_CONTACT], ids=["no-contact", "contact"])
-def test_every_engine_reply_with_the_question_goes_in_texts_of_two_segments(contact):
-    """HELP before a question was 3 segments with a long ORG_NAME; the Welsh "who is this?"
-    was 4 (one circumflex made it UCS-2). Every text sent now is at most 2 segments, the
-    engine's own words are GSM-7 in both languages, and a reply that does not fit beside its
-    question goes before it, whole, in a text of its own."""
-    checked = 0
+def test_every_engine_reply_with_the_question_costs_two_segments_in_all(contact):
+    """HELP before a question was 2+2 segments with a 60-character ORG_NAME, the Welsh "who
+    is this?" 4 (one circumflex made it UCS-2), Welsh HELP before hear-back's question 2+1:
+    each text kept to 2, but the person paid for, and read, all of them. Now, for every
+    question of every shipped script (all of them lint-clean), in both languages, with the
+    longest ORG_NAME and CONTACT_PHONE, all the texts one reply sends cost 2 segments at
+    most: the engine's replies in their short wording where the full one leaves no room."""
+    checked = shortened = 0
     for survey, language in _surveys():
         ctx = {"name": "Margaret", "org": LONGEST_ORG, "language": language, "contact": contact}
         local = survey.in_language(language)
         for question in survey.asked:
-            (bare,) = sms.render([engine.ask(survey, question, ctx)])
             for kind, prompts in _replies(survey, question, ctx).items():
-                texts = sms.render(prompts)
-                for text in texts:
-                    # Only a question that is itself longer (lint's to warn of) may be.
-                    size = sms_size(text)
-                    assert size.segments <= 2 or text == bare, (survey.id, kind, size, text)
-                for prompt in prompts:
-                    if isinstance(prompt, Say):
-                        assert sms_size(prompt.text).encoding == "GSM-7", (kind, prompt.text)
-                        assert texts[0].startswith(prompt.text)
-                if kind != "did you mean" and any(isinstance(p, Ask) for p in prompts):
+                texts = SMS.render_replies(prompts, LONGEST_ORG)
+                where = (survey.id, language, question.id, kind, texts)
+                assert sum(sms_size(text).segments for text in texts) <= 2, where
+                said = [p for p in prompts if isinstance(p, Say)]
+                for prompt in said:
+                    for wording in (prompt.text, *prompt.shorter):
+                        assert sms_size(wording).encoding == "GSM-7", (kind, wording)
+                if said and prompts[0] is said[0]:
+                    wordings = (said[0].text, *said[0].shorter)
+                    assert any(texts[0].startswith(w) for w in wordings), where
+                    shortened += not texts[0].startswith(said[0].text)
+                asked = [p for p in prompts if isinstance(p, Ask)]
+                if asked and asked[-1].question.id == question.id and kind != "did you mean":
                     assert local.question(question.id).ask.split("{")[0][:20] in texts[-1]
                 checked += 1
-    assert checked > 500
+    assert checked > 800 and shortened > 20
+
+
+def test_every_shipped_script_is_lint_clean_in_both_languages():
+    # The rule above holds for questions lint accepts: these are all of them.
+    for survey, _ in _surveys():
+        assert lint_file(survey.path).warnings == [], survey.id
+
+
+def test_the_short_wording_is_for_texts_only():
+    """A text beside a long question says HELP in its fewest words, which still name us; WhatsApp (no segments,
+    1,600 characters a message) and Telegram say it all; a short question keeps it all."""
+    guide = load_file(CONVERSATIONS / "guide-title.yaml")
+    ctx = {"name": "Margaret", "org": LONGEST_ORG, "contact": LONGEST_CONTACT}
+    first = engine.begin(guide, ctx)
+    prompts = engine.step(guide, first.state, Command.HELP, ctx).prompts
+    full = engine.help_text(ctx)
+    (text,) = SMS.render_replies(prompts, LONGEST_ORG)
+    # Who we are and how to stop, always (the contract's HELP); the way to a person goes first.
+    assert text.startswith(f"This is {LONGEST_ORG}. Reply STOP to stop all messages.\n")
+    (whatsapp,) = channels.get("whatsapp").render_replies(prompts, LONGEST_ORG)
+    assert whatsapp.startswith(full)
+    assert channels.get("telegram").render_body(prompts, LONGEST_ORG).count(LONGEST_ORG) == 1
+    # Beside a shorter question, HELP still says who we are, in fewer words.
+    waiting = engine.State("channel", answered={"recontact": "yes"})
+    (named,) = SMS.render_replies(engine.step(HEAR_BACK, waiting, Command.HELP, ctx).prompts, "")
+    assert named.startswith(f"This is {LONGEST_ORG}. Reply STOP to stop all messages. To speak")
+    # Where the full reply fits beside the question, a text says it all.
+    short_org = {**ctx, "org": "Age Better"}
+    (beside,) = SMS.render_replies(
+        engine.step(
+            HEAR_BACK, engine.begin(HEAR_BACK, short_org).state, Command.HELP, short_org
+        ).prompts,
+        "Age Better",
+    )
+    assert beside.startswith(engine.help_text(short_org)) and beside.endswith("Reply YES or NO")
+
+
+def test_a_re_prompt_beside_a_long_question_says_sorry_and_lets_the_question_say_how():
+    survey = load_text(
+        """id: s
+title: t
+questions:
+  - id: age
+    type: number
+    ask: "{long}"
+    min: 18
+    max: 120
+""".replace("{long}", "How old are you? " + "Please think about it carefully. " * 6),
+        "s.yaml",
+    )
+    question = survey.question("age")
+    again = engine.ask_again(survey, question, {}, "130", "out_of_range")
+    (text,) = SMS.render_replies([again], "us")
+    assert text.startswith("Sorry, that is outside the range we can take.\nHow old are you?")
+    assert "Please reply with" not in text and text.endswith("Reply with a number from 18 to 120")
+    # A call and Telegram keep what the question expects, with the sorry.
+    assert again.retry and "Please reply with a number from 18 to 120." in again.retry
+
+
+def test_beside_a_question_with_no_room_left_the_reply_goes_first_in_its_fewest_words():
+    # Lint warns of such a question; if it is sent anyway, the reply goes first, whole, in a
+    # text of its own, in the fullest wording of those that cost least (1 segment + the
+    # question's 2): here, still naming us.
+    survey = load_text(
+        "id: s\ntitle: t\nquestions:\n  - id: a\n    type: yesno\n"
+        f'    ask: "{"Please tell us " + "very " * 50 + "much?"}"\n',
+        "s.yaml",
+    )
+    ctx = {"org": LONGEST_ORG, "contact": LONGEST_CONTACT}
+    prompts = engine.step(survey, engine.State("a"), Command.HELP, ctx).prompts
+    helped, question = SMS.render_replies(prompts, "")
+    assert helped == engine.help_say(ctx).shorter[0] and sms_size(helped).segments == 1
+    assert helped.startswith(f"This is {LONGEST_ORG}. Reply STOP to stop all messages.")
+    assert question.startswith("Please tell us very") and sms_size(question).segments == 2
 
 
 def test_a_reply_and_a_short_question_stay_one_text():

@@ -73,7 +73,7 @@ def _question_only(prompt: Ask) -> str:
     return "\n".join(lines)
 
 
-MAX_SEGMENTS = 2  # what lint holds a question to; a reply with it keeps within the same
+MAX_SEGMENTS = 2  # what a step costs a person in all: its reply and the question after it
 
 
 def fits_two_segments(text: str) -> bool:
@@ -81,20 +81,62 @@ def fits_two_segments(text: str) -> bool:
     return sms_size(text).segments <= MAX_SEGMENTS
 
 
-def render(prompts: Iterable[Prompt], fits: Callable[[str], bool] = fits_two_segments) -> list[str]:
-    """One text for the whole step, read top to bottom, where it `fits` (two SMS segments).
-    Where it does not (HELP with a long ORG_NAME before a long question; a reply in GSM-7
-    joined to a question with one Welsh circumflex, which makes the whole text UCS-2), each
-    part goes whole, in order, joined to the one before while they fit: two short texts cost
-    less than one long one, and read better than a reply cut off mid-word."""
-    parts: list[tuple[str, str]] = []  # (what joins it to the part before, its words)
+def segments(text: str) -> int:
+    """What a text is billed as: its SMS segments."""
+    return sms_size(text).segments
+
+
+def render(
+    prompts: Iterable[Prompt],
+    fits: Callable[[str], bool] = fits_two_segments,
+    cost: Callable[[str], int] = segments,
+) -> list[str]:
+    """One message for the whole step, read top to bottom, where it `fits` (a text: two SMS
+    segments). Where it does not (HELP with a long ORG_NAME before a long question; a reply
+    in GSM-7 joined to a question with one Welsh circumflex, which makes the whole text
+    UCS-2), the engine's replies and re-prompts are said in fewer words, as few as it takes
+    (`Say.shorter`; a re-prompt's `sorry` alone, since the question says how to answer), so a
+    text and its question cost two segments in all, not three or four. Where even the
+    fewest are not one message (a question with no room left beside it, which `involve lint`
+    warns of), each part goes whole, in order, joined to the one before while they fit, in
+    whichever wording `cost`s least: two short texts cost less than one long one, and read
+    better than a reply cut off mid-word."""
+    prompts = list(prompts)
+    wordings = 1 + max(map(_shorter_wordings, prompts), default=0)
+    cheapest: list[str] = []
+    for fewer in range(wordings):
+        texts = _joined(_parts(prompts, fewer), fits)
+        if len(texts) <= 1:
+            return texts
+        if not cheapest or sum(map(cost, texts)) < sum(map(cost, cheapest)):
+            cheapest = texts
+    return cheapest
+
+
+def _shorter_wordings(prompt: Prompt) -> int:
+    if isinstance(prompt, Say):
+        return len(prompt.shorter)
+    return 1 if prompt.retry else 0
+
+
+def _parts(prompts: list[Prompt], fewer: int) -> list[tuple[str, str]]:
+    """(what joins it to the part before, its words) for each part of a step: the engine's
+    full wording (`fewer` 0), or its `fewer`-th shorter one, or the shortest it has."""
+    parts: list[tuple[str, str]] = []
     for prompt in prompts:
         if isinstance(prompt, Ask):
-            if prompt.retry:
-                parts.append(("\n\n", prompt.retry))
-            parts.append(("\n" if prompt.retry else "\n\n", _question_only(prompt)))
+            retry = (prompt.sorry or prompt.retry) if fewer else prompt.retry
+            if retry:
+                parts.append(("\n\n", retry))
+            parts.append(("\n" if retry else "\n\n", _question_only(prompt)))
         elif isinstance(prompt, Say):
-            parts.append(("\n\n", prompt.text))
+            wordings = (prompt.text, *prompt.shorter)
+            parts.append(("\n\n", wordings[min(fewer, len(wordings) - 1)]))
+    return parts
+
+
+def _joined(parts: list[tuple[str, str]], fits: Callable[[str], bool]) -> list[str]:
+    """The parts as messages: each joined to the one before while the message `fits`."""
     texts: list[str] = []
     for joint, part in parts:
         if not part:

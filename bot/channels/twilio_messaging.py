@@ -57,11 +57,16 @@ class TwilioMessagingChannel(Channel):
         does not fit goes as several, each part whole."""
         return plain_text.fits_two_segments(text)
 
+    def cost(self, text: str) -> int:
+        """What one message costs, as its channel bills it: a text its SMS segments, a
+        message of a channel that counts none just one."""
+        return plain_text.segments(text) if self.segment_counted else 1
+
     def render_body(self, prompts: Iterable[Prompt], org: str) -> str:
-        return "\n\n".join(plain_text.render(prompts, self.fits))
+        return "\n\n".join(plain_text.render(prompts, self.fits, self.cost))
 
     def render_replies(self, prompts: Iterable[Prompt], org: str) -> list[str]:
-        return plain_text.render(prompts, self.fits)
+        return plain_text.render(prompts, self.fits, self.cost)
 
     def parse_stored(self, body: str) -> Inbound:
         return plain_text.parse(body)
@@ -70,6 +75,6 @@ class TwilioMessagingChannel(Channel):
         mark = f"[{self.simulate_label}] "
         return [
             f"{mark}{line}" if i == 0 else f"{' ' * len(mark)}{line}"
-            for text in plain_text.render(prompts, self.fits)
+            for text in plain_text.render(prompts, self.fits, self.cost)
             for i, line in enumerate(text.splitlines())
         ]

@@ -448,9 +448,7 @@ def _decide(
         survey = _keyword_survey(received.text, keywords)
         if conv is None and survey is not None:
             return _begin(session, person, survey, channel, now, org)
-        prompts: tuple[Prompt, ...] = (
-            (Say(engine.started_text(context), "started"),) if changed else ()
-        )
+        prompts: tuple[Prompt, ...] = (engine.started_say(context),) if changed else ()
         if conv is not None:
             current = conversations.survey_for(session, conv.survey_version_id)
             piped = {**context, "answered": conv.state.get("answered") or {}}

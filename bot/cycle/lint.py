@@ -1,7 +1,9 @@
 """`involve lint`: a script's errors, and warnings about what a participant would receive.
 
-Warnings: a question nobody can reach, a text longer than 2 segments, and any character outside
-GSM-7, which turns the whole text into UCS-2 (70 characters a segment instead of 160).
+Warnings: a question nobody can reach, a text longer than 2 segments, a question that leaves no
+room beside it for the engine's replies (HELP, a re-prompt...) in their fewest words, and any
+character outside GSM-7, which turns the whole text into UCS-2 (70 characters a segment
+instead of 160).
 """
 
 from __future__ import annotations
@@ -14,9 +16,12 @@ from pathlib import Path
 import yaml
 
 from bot import channels, engine
+from bot.config import CONTACT_PHONE_MAX, ORG_NAME_MAX
 from bot.cycle import feedback
 from bot.engine import Ask, Say
+from bot.engine.keywords import Command
 from bot.engine.parsing import simplify
+from bot.i18n import STAFF_LANGUAGE
 from bot.scripts import gsm, templates
 from bot.scripts.survey import (
     MULTI_SEPARATOR,
@@ -33,6 +38,20 @@ from bot.scripts.survey import (
 
 SAMPLE_CONTEXT = {"name": "Elizabeth", "org": "our involvement team"}
 MAX_SEGMENTS = 2
+# A question must leave room beside it for every reply, whatever the charity's settings: the
+# longest ORG_NAME and CONTACT_PHONE they allow (in GSM-7, as the service's own words are).
+LONGEST_ORG = ("Longest organisation name " * 3)[:ORG_NAME_MAX]
+LONGEST_CONTACT = "0" * CONTACT_PHONE_MAX
+# What a person can send while a question waits that the engine answers with words of its
+# own and then the question again.
+WAITING_INPUTS = {
+    "HELP": Command.HELP,
+    "START": Command.START,
+    '"who is this?"': engine.Reply("who is this?"),
+    "a message with no words": engine.Reply(""),
+    "SKIP": Command.SKIP,
+    "a thank you": engine.Reply("ok"),
+}
 MAX_PATHS = 20_000
 
 
@@ -278,6 +297,7 @@ def lint_survey(survey: Survey, report: LintReport) -> None:
             )
     report.warnings.extend(f"{report.path}: {line}" for line in channel_notes(survey))
     report.warnings.extend(f"{report.path}: {line}" for line in missing_translations(survey))
+    report.warnings.extend(f"{report.path}: {line}" for line in no_room(survey))
     for where, text in _texts(survey):
         size = gsm.sms_size(text)
         if size.non_gsm:
@@ -287,6 +307,57 @@ def lint_survey(survey: Survey, report: LintReport) -> None:
                 f"{report.path}: {where}: the text is {size.units} characters in {size.encoding}, "
                 f"{size.segments} SMS segments (keep it to {MAX_SEGMENTS})"
             )
+
+
+def no_room(survey: Survey) -> Iterator[str]:
+    """One line for each question, in each language the script has, that leaves no room
+    beside it for a reply the engine makes while it waits, even in the reply's fewest words
+    (`Say.shorter`; a re-prompt's sorry alone): the person would get three segments or more.
+    The reply goes first, in a text of its own, and is paid for twice over."""
+    texts = next(c for c in channels.all_channels() if c.segment_counted)
+    for language in (STAFF_LANGUAGE, *survey.translations):
+        context = {
+            **SAMPLE_CONTEXT,
+            "org": LONGEST_ORG,
+            "contact": LONGEST_CONTACT,
+            "language": language,
+        }
+        named = "" if language == STAFF_LANGUAGE else f" in {language}"
+        for question in survey.asked:
+            asked = texts.render_replies([engine.ask(survey, question, context)], "")
+            alone = sum(gsm.sms_size(text).segments for text in asked)
+            if alone > MAX_SEGMENTS and not named:
+                continue  # said already: the question alone is too long
+            what, cost = max(_replies_before(texts, survey, question, context), key=lambda r: r[1])
+            if cost > MAX_SEGMENTS:
+                outside = "".join(dict.fromkeys(ch for _, ch in gsm.non_gsm_characters(asked[0])))
+                why = f" (its {outside!r} makes the text UCS-2)" if outside else ""
+                yield (
+                    f"question {question.id!r}{named}: no room for a reply before it: {what} "
+                    f"and the question are {cost} SMS segments in all, even in the reply's "
+                    f"fewest words (keep them to {MAX_SEGMENTS}): shorten the question{why}"
+                )
+
+
+def _replies_before(
+    texts: channels.Channel, survey: Survey, question: Question, context: dict[str, object]
+) -> Iterator[tuple[str, int]]:
+    """(what the person sent, what the `texts` back cost in segments) for each reply the
+    engine makes while this question waits, with the question after it."""
+    waiting = engine.State(question.id, answered=_sample_answers(survey))
+    sent: list[tuple[str, tuple[engine.Prompt, ...]]] = [
+        (what, engine.step(survey, waiting, inbound, context).prompts)
+        for what, inbound in WAITING_INPUTS.items()
+    ]
+    for reason in (*engine.SORRY_FOR, "unreadable"):
+        sent.append(("a re-prompt", (engine.ask_again(survey, question, context, "", reason),)))
+    if question.type == "text":
+        too_long = "x" * (question.max_length + 1)
+        sent.append(("a re-prompt", (engine.ask_again(survey, question, context, too_long),)))
+    for what, prompts in sent:
+        if prompts and isinstance(prompts[-1], Ask) and prompts[-1].question.id == question.id:
+            sizes = [gsm.sms_size(text) for text in texts.render_replies(prompts, "")]
+            yield what, sum(size.segments for size in sizes)
 
 
 def channel_notes(survey: Survey) -> list[str]:

@@ -132,6 +132,10 @@ class Say:
     text: str
     # intro | outro | help | stopped | started | confirm_stop | opted_out | thanks | info
     kind: str = "info"
+    # The same reply in fewer words, each wording shorter than the one before, for a text
+    # that must keep it and the question after it within two SMS segments (a long ORG_NAME,
+    # a long question); none where `text` is short already.
+    shorter: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -679,14 +683,9 @@ def _step(survey: Survey, state: State, inbound: Inbound, context: Mapping[str, 
                 survey, state, question, pending.get("raw") or "", "unclear", context, written_in
             )
     if inbound is Command.START:
-        return Step(
-            state,
-            (Say(started_text(context), "started"), ask(survey, question, context)),
-            (),
-            ("opt_in",),
-        )
+        return Step(state, (started_say(context), ask(survey, question, context)), (), ("opt_in",))
     if inbound is Command.HELP:
-        return Step(state, (Say(help_text(context), "help"), ask(survey, question, context)))
+        return Step(state, (help_say(context), ask(survey, question, context)))
     if inbound is Command.REPEAT:
         return Step(state, (ask(survey, question, context),))
     if inbound is Command.SKIP:
@@ -717,7 +716,7 @@ def _step(survey: Survey, state: State, inbound: Inbound, context: Mapping[str, 
         confirm = Say(confirm_stop_text(context), "confirm_stop")
         return Step(replace(state, stop_asked=True), (confirm,))
     if meant is Intent.WHO:
-        return Step(state, (Say(who_text(context), "help"), ask(survey, question, context)))
+        return Step(state, (who_say(context), ask(survey, question, context)))
     language = _lang(context)
     # Read against the question in their language (its labels, and the English ones too).
     local = survey.in_language(language).question(question.id)
@@ -849,7 +848,7 @@ def after_end(
     if inbound is Command.STOP:
         return Step(idle, (Say(stopped_text(context), "stopped"),), (), ("opt_out",))
     if inbound is Command.START:
-        return Step(idle, (Say(started_text(context), "started"),), (), ("opt_in",))
+        return Step(idle, (started_say(context),), (), ("opt_in",))
     meant = intent(inbound.text) if isinstance(inbound, Reply) else None
     switched = switch_word(inbound.text) if isinstance(inbound, Reply) else None
     if switched is not None:
@@ -862,7 +861,7 @@ def after_end(
     if meant is Intent.STOP_REQUEST:
         return Step(idle, (Say(confirm_stop_text(context), "confirm_stop"),))
     if meant is Intent.WHO:
-        return Step(idle, (Say(who_text(context), "help"),))
+        return Step(idle, (who_say(context),))
     if closed is not None and isinstance(inbound, Reply) and by_staff:
         # Never dropped silently: the answer came after the survey closed, and it says so.
         late = t(
@@ -923,6 +922,12 @@ def started_text(context: Mapping[str, Any]) -> str:
     )
 
 
+def started_say(context: Mapping[str, Any]) -> Say:
+    """START answered; in a text beside a long question, without our name."""
+    short = t(_lang(context), "Welcome back. Reply STOP at any time to stop.")
+    return Say(started_text(context), "started", (short,))
+
+
 def confirm_stop_text(context: Mapping[str, Any]) -> str:
     # Asked, not acted on: a free-text "stop" might be about something else, and STOP is the
     # one word carriers and the contract both honour.
@@ -938,6 +943,17 @@ def who_text(context: Mapping[str, Any]) -> str:
     )
 
 
+def who_say(context: Mapping[str, Any]) -> Say:
+    """ "Who is this?" answered; in a text beside a long question, our name and how to stop."""
+    return Say(who_text(context), "help", (_who_and_stop(context),))
+
+
+def _who_and_stop(context: Mapping[str, Any]) -> str:
+    return t(
+        _lang(context), "This is {org}. Reply STOP to stop all messages.", org=_ctx(context)["org"]
+    )
+
+
 def idle_help_text(context: Mapping[str, Any]) -> str:
     """HELP, or a message we cannot place, from someone with no question waiting."""
     helped = t(
@@ -950,8 +966,6 @@ def idle_help_text(context: Mapping[str, Any]) -> str:
 
 
 def help_text(context: Mapping[str, Any]) -> str:
-    # Short: with the longest ORG_NAME and CONTACT_PHONE it still leaves room in two texts'
-    # worth for the question that follows (`bot.channels.sms.render` splits what does not fit).
     helped = t(
         _lang(context),
         "This is {org}. Reply REPEAT for the question again, SKIP to skip an optional one, "
@@ -959,3 +973,14 @@ def help_text(context: Mapping[str, Any]) -> str:
         org=_ctx(context)["org"],
     )
     return _and_reach(helped, reach_a_person(context))
+
+
+def help_say(context: Mapping[str, Any]) -> Say:
+    """HELP answered. In a text beside a long question (or with a long ORG_NAME), in fewer
+    words, so a text and its question keep within two SMS segments in all: who we are, how
+    to stop and how to reach a person; at the least, who we are and how to stop, which the
+    contract says HELP always tells. (REPEAT is the first to go: the question is there, in
+    the same text.)"""
+    reach = reach_a_person(context)
+    who_and_stop = _who_and_stop(context)
+    return Say(help_text(context), "help", (_and_reach(who_and_stop, reach), who_and_stop))

@@ -58,11 +58,11 @@ class WhatsAppChannel(TemplateWindow, TwilioMessagingChannel):
         return all(content.split(body)[1] is None for body in bodies)
 
     def render_body(self, prompts: Iterable[Prompt], org: str) -> str:
-        found = content.render(list(prompts), self.fits, joined=True)
+        found = content.render(list(prompts), self.fits, joined=True, cost=self.cost)
         return found[0] if found else ""
 
     def render_replies(self, prompts: Iterable[Prompt], org: str) -> list[str]:
-        return content.render(list(prompts), self.fits)
+        return content.render(list(prompts), self.fits, cost=self.cost)
 
     def read_request(self, form: Mapping[str, str]) -> tuple[str, str, str] | str:
         """As any Twilio message, except that a tapped button (`ButtonPayload`) or list row

@@ -213,12 +213,16 @@ def fit(prompt: Ask, body: str) -> Choices | None:
 
 
 def render(
-    prompts: Sequence[Prompt], fits: Callable[[str], bool], joined: bool = False
+    prompts: Sequence[Prompt],
+    fits: Callable[[str], bool],
+    joined: bool = False,
+    cost: Callable[[str], int] = lambda _: 1,
 ) -> list[str]:
     """The step's messages as stored: its texts (`joined` in one), the one that ends with a
-    closed question followed by the line of its answers where they fit WhatsApp's limits."""
-    texts = plain_text.render(prompts, fits)
-    words = plain_text.render(words_only(prompts), fits)
+    closed question followed by the line of its answers where they fit WhatsApp's limits.
+    A message `cost`s one, whatever its length (WhatsApp bills no segments)."""
+    texts = plain_text.render(prompts, fits, cost)
+    words = plain_text.render(words_only(prompts), fits, cost)
     if joined:
         texts, words = ["\n\n".join(texts)] if texts else [], ["\n\n".join(words)]
     last = prompts[-1] if prompts else None
