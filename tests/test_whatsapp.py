@@ -17,9 +17,10 @@ from sqlalchemy import func, select
 from bot import channels
 from bot.commands import runtime
 from bot.config import ConfigError
-from bot.storage.models import ContactPoint, Message, Participant, utcnow
+from bot.storage.models import Answer, ContactPoint, Message, Participant, utcnow
 from tests.conftest import ADMIN, CONVERSATIONS, PUBLIC, app_env, run_worker
 from tests.fakes import FakeTwilio, Scripted, post_twilio
+from tests.readings import BEFORE, STORED, WORDINGS, conversations_with_readings
 
 PATH = "/webhooks/twilio/whatsapp"
 SENDER = "whatsapp:+441234567899"
@@ -381,3 +382,54 @@ def test_a_step_is_one_whatsapp_message_up_to_twilios_1600_characters():
     assert len(whatsapp.render_replies(long_step, "us")) == 1
     too_long = [Say("Hello. " * 200), Say("More. " * 100)]
     assert [len(t) <= 1600 for t in whatsapp.render_replies(too_long, "us")] == [True, True]
+
+
+# --- issue 20: replies read as meant --------------------------------------------------------
+
+
+@pytest.fixture
+def meant(database, redis_conn, redis_url, twilio_fake, tmp_path):
+    from webhooks import create_app
+
+    folder = conversations_with_readings(tmp_path / "readings")
+    env = app_env(
+        database.url,
+        redis_url,
+        twilio_fake.url,
+        tmp_path,
+        CONVERSATIONS_DIR=str(folder),
+        TWILIO_WHATSAPP_FROM=SENDER,
+    )
+    current = channels.load_settings(env)
+    runtime.configure(current)
+    yield create_app({"SETTINGS": current, "TESTING": True}).test_client()
+    runtime.configure(current)
+
+
+def _start_at(client, question: str) -> None:
+    replies(write(client, "MEANT"))
+    for answer in BEFORE[question]:
+        replies(write(client, answer))
+
+
+def _stored(database, question: str) -> list[str | None]:
+    with database.session() as session:
+        rows = session.scalars(select(Answer).where(Answer.question_id == question)).all()
+        return [a.value for a in rows]
+
+
+@pytest.mark.parametrize(("question", "typed", "said"), WORDINGS)
+def test_a_reply_that_could_mean_two_things_is_asked_about_never_stored(
+    meant, database, question, typed, said
+):
+    _start_at(meant, question)
+    (reply,) = replies(write(meant, typed))
+    assert said in reply
+    assert all(value is None for value in _stored(database, question))
+
+
+@pytest.mark.parametrize(("question", "typed", "value"), STORED)
+def test_a_number_with_a_fraction_is_stored_as_meant(meant, database, question, typed, value):
+    _start_at(meant, question)
+    replies(write(meant, typed))
+    assert _stored(database, question) == [value]
