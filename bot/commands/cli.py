@@ -177,6 +177,7 @@ def serve(host: str, port: int, web_workers: int, demo: bool) -> None:
     from bot.commands import serve as serving
 
     if demo:
+        # Here: the demo's stand-ins (local fake providers) load only for --demo.
         from bot.commands import demo as demos
 
         sys.exit(
@@ -203,6 +204,7 @@ def demo_group() -> None:
 def demo_text(address: str, words: tuple[str, ...], telegram: bool) -> None:
     """Send WORDS to the running demo as the participant at ADDRESS, signed as Twilio (or
     Telegram) would; print what the service answers."""
+    # Here: the demo's stand-ins (local fake providers) load only for this verb.
     from bot.commands import demo as demos
 
     demos.text(address, " ".join(words), telegram)
