@@ -441,7 +441,18 @@ def test_m_after_a_number_is_minutes_only_where_the_question_asks_in_minutes():
 
 
 @pytest.mark.parametrize(
-    "text", ["80ish", "80 ish", "80-ish", "eightyish", "72 in May", "72 on my birthday"]
+    "text",
+    [
+        "80ish",
+        "80 ish",
+        "80-ish",
+        "eightyish",
+        "80 something",
+        "72 in May",
+        "72 on my birthday",
+        "72 this summer",
+        "72 on Tuesday",
+    ],
 )
 def test_a_hedged_age_is_asked_again_never_stored(text):
     miss = _parsed("age", text)
@@ -456,6 +467,14 @@ def test_a_month_the_question_names_is_no_hedge():
     ).question("m")
     assert parse(may, "3 in May") == Answer("3", "3")
     assert isinstance(parse(may, "3 in June"), Miss)
+    birthday = load_text(
+        "id: b\ntitle: B\nquestions:\n"
+        '  - {id: b, type: number, ask: "How old will you be on your birthday?"}\n',
+        "b.yaml",
+    ).question("b")
+    assert parse(birthday, "72 on my birthday") == Answer("72", "72")
+    assert parse(_QA.question("age"), "I'm 72 today") == Answer("72", "72")
+    assert parse(_QA.question("travel"), "something like 20") == Answer("20", "20")
 
 
 def test_words_people_use_for_an_option():

@@ -11,6 +11,7 @@ import datetime as dt
 import re
 import unicodedata
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 from bot.i18n import t
 from bot.scripts.survey import MULTI_SEPARATOR, Option, Question, answer_key
@@ -470,21 +471,29 @@ HEDGES = {
     "ish",
     "till",
     "until",
-    "birthday",
 }
-# A month beside a number ("72 in May") ties it to a time, as "next month" does: asked again,
-# unless the question itself names that month ("How many times did you come in May?").
-MONTH_WORDS = set(MONTHS)
+# A time beside a number ("72 in May", "72 on my birthday") ties it to then, as "next month"
+# does: asked again, unless the question itself names that time ("How many times did you
+# come in May?", "How old will you be on your next birthday?").
+WHEN_WORDS = set(MONTHS) | {"birthday", "tomorrow", "christmas", "easter"}
+WHEN_WORDS |= {"monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"}
+WHEN_WORDS |= {"spring", "summer", "autumn", "winter"}
 
 
 def _hedged(question: Question, text: str) -> bool:
     """A word that makes the number something other than the answer ("80ish", "nearly 80",
     "72 in May"). "80ish" is apart only after `_words_apart`; "eightyish" is one word."""
-    words = set(_words_apart(text))
+    said = _words_apart(text)
+    words = set(said)
     numbers = TENS_WORDS.keys() | NUMBER_WORDS.keys()
     words |= {"ish" for word in words if word.endswith("ish") and word[:-3] in numbers}
+    if any(
+        after == "something" and (before.isdigit() or before in numbers)
+        for before, after in pairwise(said)
+    ):
+        return True  # "80 something", as "80 odd"; but "something like 20" is about 20
     asked = set(simplify(question.ask).split())
-    return bool(words & HEDGES or (words & MONTH_WORDS) - asked)
+    return bool(words & HEDGES or (words & WHEN_WORDS) - asked)
 
 
 # "12 and a half", "twelve and a quarter", "12½": the part after the whole number, with
