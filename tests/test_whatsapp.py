@@ -678,10 +678,17 @@ def meant(database, redis_conn, redis_url, twilio_fake, tmp_path):
     runtime.configure(current)
 
 
-def _start_at(client, question: str) -> None:
-    replies(write(client, "MEANT"))
-    for answer in BEFORE[question]:
-        replies(write(client, answer))
+def _written(client, redis_conn, twilio_fake, body: str) -> list[str]:
+    """The words they read back, whether inline or as the words of buttons or a list."""
+    return [
+        sent.get("Body") or json.loads(sent["ContentVariables"])["1"]
+        for sent in said_back(client, redis_conn, twilio_fake, body)
+    ]
+
+
+def _start_at(client, redis_conn, twilio_fake, question: str) -> None:
+    for body in ["MEANT", *BEFORE[question]]:
+        _written(client, redis_conn, twilio_fake, body)
 
 
 def _stored(database, question: str) -> list[str | None]:
@@ -692,16 +699,18 @@ def _stored(database, question: str) -> list[str | None]:
 
 @pytest.mark.parametrize(("question", "typed", "said"), WORDINGS)
 def test_a_reply_that_could_mean_two_things_is_asked_about_never_stored(
-    meant, database, question, typed, said
+    meant, database, redis_conn, twilio_fake, question, typed, said
 ):
-    _start_at(meant, question)
-    (reply,) = replies(write(meant, typed))
+    _start_at(meant, redis_conn, twilio_fake, question)
+    (reply,) = _written(meant, redis_conn, twilio_fake, typed)
     assert said in reply
     assert all(value is None for value in _stored(database, question))
 
 
 @pytest.mark.parametrize(("question", "typed", "value"), STORED)
-def test_a_number_with_a_fraction_is_stored_as_meant(meant, database, question, typed, value):
-    _start_at(meant, question)
-    replies(write(meant, typed))
+def test_a_number_with_a_fraction_is_stored_as_meant(
+    meant, database, redis_conn, twilio_fake, question, typed, value
+):
+    _start_at(meant, redis_conn, twilio_fake, question)
+    _written(meant, redis_conn, twilio_fake, typed)
     assert _stored(database, question) == [value]
