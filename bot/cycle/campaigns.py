@@ -24,6 +24,7 @@ from bot.conversations import events, outbox
 from bot.cycle import frequency, unsuited
 from bot.cycle.requests import CampaignError, CampaignRequest
 from bot.scripts.survey import Survey, SurveyError
+from bot.sending import pacing
 from bot.storage import contacts
 from bot.storage.db import Database
 from bot.storage.models import (
@@ -211,6 +212,7 @@ def _reachable_people(session: Session, ids: list[int]) -> Iterator[SimpleNamesp
                 ContactPoint.address,
                 ContactPoint.opted_out_at,
                 ContactPoint.unreachable_at,
+                ContactPoint.last_inbound_at,
             )
             .where(ContactPoint.participant_id.in_(list(people)))
             .order_by(ContactPoint.participant_id, ContactPoint.position, ContactPoint.id)
@@ -226,14 +228,24 @@ def _first_choice(campaign: Campaign, person: Any) -> str | None:
     return unsuited.channel_for(person, choice, campaign.move_unsuited_to)
 
 
-def _channels_needed(session: Session, campaign: Campaign) -> Counter[str]:
-    """How many people in the audience (not opted out) each channel would have to reach."""
+def _channels_needed(
+    session: Session, campaign: Campaign
+) -> tuple[Counter[str], dict[str, list[datetime | None]]]:
+    """How many people in the audience (not opted out) each channel would have to reach;
+    and, of those with a contact point there we may use, when each last wrote to us on it
+    (None: never), for a channel's reply window (`Channel.launch_problem`)."""
     needed: Counter[str] = Counter()
+    last_wrote: dict[str, list[datetime | None]] = {}
     for person in _reachable_people(session, audience_ids(session, campaign.audience)):
         choice = _first_choice(campaign, person)
         if choice is not None:
             needed[choice] += 1
-    return needed
+            usable = [
+                p for p in person.contact_points if p.channel == choice and contacts.is_usable(p)
+            ]
+            if usable:
+                last_wrote.setdefault(choice, []).append(usable[0].last_inbound_at)
+    return needed, last_wrote
 
 
 def unsuited_in(
@@ -281,9 +293,12 @@ def _refuse_if_cannot_send(session: Session, campaign: Campaign, settings: Setti
     """A launch that could reach nobody would only use the campaign up: refuse it, naming what
     to set. When some people can be reached it goes ahead; those whose channel is off are
     skipped with the reason, and a later launch (once it is on) invites them."""
-    needed = _channels_needed(session, campaign)
+    needed, last_wrote = _channels_needed(session, campaign)
     off = {name: why for name in needed if (why := channel_off(name, settings)) is not None}
-    if not needed or len(off) < len(needed):
+    if not needed:
+        return
+    if len(off) < len(needed):
+        _refuse_if_bound_to_fail(session, campaign, settings, needed, off, last_wrote)
         return
     problems = [
         f"{channels.get(name).title} is off and {people} "
@@ -291,6 +306,36 @@ def _refuse_if_cannot_send(session: Session, campaign: Campaign, settings: Setti
         for name, people in sorted(needed.items())
     ]
     raise CampaignError(f"cannot launch: {'; '.join(problems)}; then launch again", 409)
+
+
+def _refuse_if_bound_to_fail(
+    session: Session,
+    campaign: Campaign,
+    settings: Settings,
+    needed: Mapping[str, int],
+    off: Mapping[str, str],
+    last_wrote: Mapping[str, list[datetime | None]],
+) -> None:
+    """A channel that is on may still be unable to carry this launch's invitations (no
+    approved template for people outside a provider's reply window): each would fail for
+    good at send time. Refuse the launch, naming what to set, rather than use it up."""
+    survey = conversations.survey_for(session, campaign.survey_version_id)
+    now = utcnow()
+    # When the invitations are due: a scheduled launch's time, after any quiet hours.
+    due = pacing.next_allowed(
+        max(campaign.send_at or now, now), settings.quiet_hours, settings.timezone
+    )
+    problems = []
+    for name in sorted(needed):
+        if name in off:
+            continue
+        channel = channels.get(name)
+        options = survey.channel_options.get(name, {})
+        problem = channel.launch_problem(options, settings, last_wrote.get(name, []), due)
+        if problem is not None:
+            problems.append(f"{channel.title}: {problem}")
+    if problems:
+        raise CampaignError(f"cannot launch: {'; '.join(problems)}; then launch again", 409)
 
 
 def _off_channel(channel: str | None, reason: str | None) -> str | None:

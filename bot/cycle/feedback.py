@@ -16,15 +16,17 @@ from typing import Any
 
 import yaml
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from bot import channels, conversations, engine
 from bot.conversations import outbox
 from bot.cycle import exports
 from bot.cycle.exports import participant_key
 from bot.cycle.panel import _own_recontact_answers
+from bot.privacy import contact_state
 from bot.scripts import gsm, templates
 from bot.scripts.survey import Survey
+from bot.storage import contacts
 from bot.storage.models import (
     Answer,
     Campaign,
@@ -178,6 +180,7 @@ def plan(session: Session, campaign: Campaign, definition: Definition) -> Plan:
         .join(Participant, Participant.id == Conversation.participant_id)
         .where(Conversation.campaign_id == campaign.id)
         .order_by(Conversation.id)
+        .options(selectinload(Participant.contact_points))
     ).all()
     had = set(
         session.scalars(
@@ -211,6 +214,8 @@ def plan(session: Session, campaign: Campaign, definition: Definition) -> Plan:
         consent = None
         if not reason:
             consent, reason = _consent(person, answers, asked, own_earlier.get(person.id))
+        if not reason:
+            reason = _cannot_carry(person, conv.channel)
         if reason:
             result.skipped.append({"participant": who, "reason": reason})
             continue
@@ -278,6 +283,15 @@ def _why_not(
     if person.id in had:
         return "already sent"
     return None
+
+
+def _cannot_carry(person: Participant, channel: str) -> str | None:
+    """Why the channel they answered on cannot reach them now ("stopped on Telegram: bot
+    blocked (Telegram 403)"), or None when it can."""
+    if contacts.first_usable(person.contact_points, channel) is not None:
+        return None
+    there = [point for point in person.contact_points if point.channel == channel]
+    return contact_state(there[0]) if there else f"no {channels.get(channel).title} address"
 
 
 def _outcomes(survey: Survey, definition: Definition, answers: Mapping[str, Answer]) -> str:

@@ -16,6 +16,7 @@ from bot import channels, conversations, engine
 from bot.config import Settings
 from bot.conversations.suppression import suppression_hash, suppression_key
 from bot.phone_numbers import InvalidPhoneNumber, normalise_phone
+from bot.storage import contacts
 from bot.storage.models import (
     Answer,
     Campaign,
@@ -131,6 +132,13 @@ def _iso(moment: Any) -> str | None:
     return moment.isoformat() if moment is not None else None
 
 
+def contact_state(point: Any) -> str:
+    """A contact point's state in plain words, as staff and the person read it: "usable",
+    "stopped on Telegram: bot blocked (Telegram 403)", "cannot be reached on ..."."""
+    title = channels.get(point.channel).title if point.channel in channels.NAMES else point.channel
+    return contacts.described(point, title)
+
+
 def subject_access(session: Session, person: Participant) -> dict[str, Any]:
     """Everything we hold about the person."""
     return {
@@ -148,6 +156,8 @@ def subject_access(session: Session, person: Participant) -> dict[str, Any]:
                 "unreachable_reason": point.unreachable_reason,
                 "opted_out_at": _iso(point.opted_out_at),
                 "opted_out_reason": point.opted_out_reason,
+                # In plain words: "stopped on Telegram: bot blocked (Telegram 403)".
+                "state": contact_state(point),
                 "last_inbound_at": _iso(point.last_inbound_at),
                 "created_at": _iso(point.created_at),
             }
