@@ -5,12 +5,15 @@ start conversations. Nothing here commits; the caller's unit of work does.
 
 The lock order, for everything a person touches: the participant row first (`lock_person`),
 then their conversation, then what hangs off them. Every writer keeps it, so two writers for
-one person queue instead of deadlocking.
+one person queue instead of deadlocking. A writer for many people (a fan-out chunk, reminders,
+closing a campaign, channel fallback) takes their rows in id order (`lock_people`), so two of
+them queue too; one that touches a campaign's row takes it before any person's.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection, Iterable
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -195,6 +198,31 @@ _WROTE = Prepared(
 def lock_person(session: Session, participant_id: int) -> Participant | None:
     """Take the person's row lock: the first lock any writer of their data takes."""
     return session.get(Participant, participant_id, with_for_update=True)
+
+
+LOCK_BATCH = 1000  # people locked by one statement
+
+
+def lock_people(session: Session, participant_ids: Iterable[int]) -> list[int]:
+    """Take many people's row locks, in id order: the ids of those who exist, ascending.
+
+    Every writer that locks more than one person takes them in this order, so two such writers
+    (or one and a writer of one person) queue instead of deadlocking. What the caller reads
+    after this is what the last writer of each of them committed: read nothing about them
+    before. On SQLite there are no row locks; the writers' turn (`bot.storage.db`) already
+    holds the whole database for the transaction.
+    """
+    ids = sorted(set(participant_ids))
+    locked: list[int] = []
+    for start in range(0, len(ids), LOCK_BATCH):
+        # One ordered SELECT ... FOR UPDATE: PostgreSQL locks the rows as it returns them.
+        locked += session.scalars(
+            select(_people.c.id)
+            .where(_people.c.id.in_(ids[start : start + LOCK_BATCH]))
+            .order_by(_people.c.id)
+            .with_for_update()
+        )
+    return locked
 
 
 def lock_person_row(session: Session, participant_id: int) -> Record | None:
@@ -522,9 +550,15 @@ def cancel_pending(
     reason: str,
     channel: str | None = None,
     address: str | None = None,
+    *,
+    conversation_id: int | None = None,
+    campaign_id: int | None = None,
+    kinds: Collection[str] | None = None,
+    now: datetime | None = None,
 ) -> None:
-    """Outbound rows not yet handed to a provider will not go: all the person's, or only those
-    to one contact point (`channel` and `address`)."""
+    """Outbound rows not yet handed to a provider will not go: all of the person's, or only
+    those to one contact point (`channel` and `address`), of one conversation, of one
+    campaign, of these kinds. The caller holds their lock."""
     where = [
         Message.participant_id == participant_id,
         Message.direction == Direction.OUT,
@@ -532,10 +566,16 @@ def cancel_pending(
     ]
     if channel is not None and address is not None:
         where += [Message.channel == channel, Message.address == address]
+    if conversation_id is not None:
+        where.append(Message.conversation_id == conversation_id)
+    if campaign_id is not None:
+        where.append(Message.campaign_id == campaign_id)
+    if kinds is not None:
+        where.append(Message.kind.in_(list(kinds)))
     session.execute(
         update(Message)
         .where(*where)
-        .values(status=Outbound.CANCELLED, error_message=reason, updated_at=utcnow())
+        .values(status=Outbound.CANCELLED, error_message=reason, updated_at=now or utcnow())
     )
 
 

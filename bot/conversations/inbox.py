@@ -59,7 +59,7 @@ from bot.storage.models import (
     utcnow,
 )
 from bot.storage.prepared import Prepared
-from bot.storage.status import Consent, Direction, Kind, Outbound
+from bot.storage.status import CampaignStatus, Consent, Direction, Kind, Outbound
 from bot.storage.status import Inbound as InboundStatus
 
 log = logging.getLogger(__name__)
@@ -515,7 +515,7 @@ def _closed_by_staff(session: Session, person_id: int, now: datetime) -> Survey 
     if latest is None:
         return None
     status, version_id, campaign_status, closed_at = latest
-    if status != engine.EXPIRED or campaign_status != "closed" or closed_at is None:
+    if status != engine.EXPIRED or campaign_status != CampaignStatus.CLOSED or closed_at is None:
         return None
     if now - closed_at > CLOSED_NOTICE:
         return None

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from bot import channels, conversations, engine
@@ -258,18 +258,12 @@ def _end_first(session: Session, first: Conversation, now: datetime) -> None:
     it that has not gone (a reminder) will."""
     if first.status == engine.ACTIVE:
         conversations.end_conversation(session, first, engine.EXPIRED, now)
-    session.execute(
-        update(Message)
-        .where(
-            Message.conversation_id == first.id,
-            Message.direction == Direction.OUT,
-            Message.status == Outbound.PENDING,
-        )
-        .values(
-            status=Outbound.CANCELLED,
-            error_message="invited on their next contact point",
-            updated_at=now,
-        )
+    conversations.cancel_pending(
+        session,
+        first.participant_id,
+        "invited on their next contact point",
+        conversation_id=first.id,
+        now=now,
     )
     session.flush()
 

@@ -36,7 +36,7 @@ from bot.storage.models import (
     Participant,
     SurveyVersion,
 )
-from bot.storage.status import Consent
+from bot.storage.status import Consent, Kind, Outbound
 
 TEMPLATE_NAMES = {"name", "answers", "outcomes", "summary"}
 # Seconds to render everyone's message. Each render has its own limit (bot.scripts.templates); this
@@ -44,7 +44,7 @@ TEMPLATE_NAMES = {"name", "answers", "outcomes", "summary"}
 # worker (and the campaign's row lock) for an hour. A normal message takes microseconds.
 PLAN_TIME_LIMIT = 30.0
 MAX_SEGMENTS = 2
-ALREADY = ("pending", "claimed", "queued", "sent", "delivered")
+ALREADY = (Outbound.PENDING, Outbound.CLAIMED, Outbound.QUEUED, Outbound.SENT, Outbound.DELIVERED)
 
 
 class FeedbackError(ValueError):
@@ -186,7 +186,7 @@ def plan(session: Session, campaign: Campaign, definition: Definition) -> Plan:
         session.scalars(
             select(Message.participant_id).where(
                 Message.campaign_id == campaign.id,
-                Message.kind == "feedback",
+                Message.kind == Kind.FEEDBACK,
                 Message.status.in_(ALREADY),
             )
         )
@@ -344,7 +344,7 @@ def send(session: Session, campaign: Campaign, plan_: Plan) -> list[int]:
             person,
             recipient.channel,
             recipient.message,
-            "feedback",
+            Kind.FEEDBACK,
             campaign_id=campaign.id,
         )
         ids.append(message.id)
@@ -355,7 +355,7 @@ def counts(session: Session, campaign: Campaign) -> dict[str, int]:
     by_status = dict(
         session.execute(
             select(Message.status, func.count())
-            .where(Message.campaign_id == campaign.id, Message.kind == "feedback")
+            .where(Message.campaign_id == campaign.id, Message.kind == Kind.FEEDBACK)
             .group_by(Message.status)
         ).all()
     )
@@ -370,17 +370,17 @@ def counts(session: Session, campaign: Campaign) -> dict[str, int]:
     reached = (
         session.scalar(
             select(func.count(func.distinct(Message.participant_id))).where(
-                Message.campaign_id == campaign.id, Message.kind == "feedback"
+                Message.campaign_id == campaign.id, Message.kind == Kind.FEEDBACK
             )
         )
         or 0
     )
     return {
-        "queued": by_status.get("pending", 0)
-        + by_status.get("claimed", 0)
+        "queued": by_status.get(Outbound.PENDING, 0)
+        + by_status.get(Outbound.CLAIMED, 0)
         + by_status.get("queued", 0),
         "sent": by_status.get("sent", 0),
         "delivered": by_status.get("delivered", 0),
-        "failed": by_status.get("failed", 0) + by_status.get("undelivered", 0),
+        "failed": by_status.get(Outbound.FAILED, 0) + by_status.get(Outbound.UNDELIVERED, 0),
         "skipped": max(people - reached, 0),
     }
