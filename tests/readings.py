@@ -56,6 +56,8 @@ BEFORE = {
 DID_YOU_MEAN_NO = "Did you mean No?"
 YES_OR_NO = "Sorry, we could not tell if that means yes or no."
 WHICH = "Sorry, we could not tell which answer you meant."
+IN_YEARS = "Sorry, please give your age in years."
+WHAT_YOU_MEANT = "Sorry, we could not tell what you meant."
 # (question, what the person wrote, words the answer must hold). Nothing is stored.
 WORDINGS = [
     ("grammar", "n/a", DID_YOU_MEAN_NO),
@@ -73,10 +75,22 @@ WORDINGS = [
     ("visit", "better than poor", WHICH),
     ("visit", "3 out of 10", "Please reply with a number from 1 to 3."),
     ("food", "5 stars", "Did you mean 1 (Very good)?"),
-    ("age", "18 months", "Sorry, please give your age in years."),
-    ("age", "6 weeks", "Sorry, please give your age in years."),
-    ("age", "I'm 72 next month", "Sorry, we could not tell what you meant."),
+    ("age", "18 months", IN_YEARS),
+    ("age", "6 weeks", IN_YEARS),
+    ("age", "18 mths", IN_YEARS),
+    ("age", "18 mos", IN_YEARS),
+    ("age", "18m", IN_YEARS),  # months, metres or minutes: never 18 years
+    ("age", "I'm 72 next month", WHAT_YOU_MEANT),
+    ("age", "72 in May", WHAT_YOU_MEANT),
+    ("age", "80ish", WHAT_YOU_MEANT),
     ("comments", "x" * 359, "Please send a shorter message, about two lines."),
+]
+
+# (question, what the person wrote, the value stored): read as meant, never cut short.
+STORED = [
+    ("age", "12 and a half", "12.5"),
+    ("age", "12 and a half years old", "12.5"),
+    ("age", "72 and a half years", "72.5"),
 ]
 
 

@@ -395,6 +395,88 @@ def test_a_score_out_of_another_total_is_asked_again():
     assert _parsed("useful", "3 out of 5") == Answer("3", "3")
 
 
+def test_a_score_out_of_another_total_on_a_list_is_outside_its_range():
+    # "3 out of 10" to four options: a score, not option 3, and said like a scale's.
+    for text in ("3 out of 10", "3/10", "three out of ten"):
+        miss = _parsed("rating", text)
+        assert isinstance(miss, Miss) and miss.reason == "out_of_range", text
+    assert _parsed("rating", "3") == Answer("poor", "Poor")
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("12 and a half", "12.5"),
+        ("12 and a half years old", "12.5"),
+        ("I'm 72 and a half years", "72.5"),
+        ("twelve and a half years old", "12.5"),
+        ("12\u00bd years", "12.5"),
+    ],
+)
+def test_a_fraction_before_a_unit_is_kept(text, value):
+    assert _parsed("age", text) == Answer(value, value)
+
+
+@pytest.mark.parametrize("text", ["12 and a half or 13", "12 and a half months"])
+def test_a_fraction_with_more_after_it_is_never_the_whole_number(text):
+    assert isinstance(_parsed("age", text), Miss)
+
+
+@pytest.mark.parametrize(
+    "text", ["18 mths", "18 mos", "18 mo", "18mths", "18 mnths", "18m", "18 M"]
+)
+def test_an_age_in_months_however_short_is_asked_in_years(text):
+    miss = _parsed("age", text)
+    assert isinstance(miss, Miss) and miss.reason == "age_unit", text
+
+
+def test_m_after_a_number_is_minutes_only_where_the_question_asks_in_minutes():
+    assert _parsed("travel", "20m") == Answer("20", "20")
+    assert _parsed("age", "I m 72") == Answer("72", "72")  # "I'm", typed apart
+    hours = load_text(
+        'id: h\ntitle: H\nquestions:\n  - {id: h, type: number, ask: "How many hours?"}\n',
+        "h.yaml",
+    ).question("h")
+    assert isinstance(parse(hours, "3m"), Miss)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "80ish",
+        "80 ish",
+        "80-ish",
+        "eightyish",
+        "80 something",
+        "72 in May",
+        "72 on my birthday",
+        "72 this summer",
+        "72 on Tuesday",
+    ],
+)
+def test_a_hedged_age_is_asked_again_never_stored(text):
+    miss = _parsed("age", text)
+    assert isinstance(miss, Miss) and miss.reason == "unclear", text
+
+
+def test_a_month_the_question_names_is_no_hedge():
+    may = load_text(
+        "id: m\ntitle: M\nquestions:\n"
+        '  - {id: m, type: number, ask: "How many times did you come in May?"}\n',
+        "m.yaml",
+    ).question("m")
+    assert parse(may, "3 in May") == Answer("3", "3")
+    assert isinstance(parse(may, "3 in June"), Miss)
+    birthday = load_text(
+        "id: b\ntitle: B\nquestions:\n"
+        '  - {id: b, type: number, ask: "How old will you be on your birthday?"}\n',
+        "b.yaml",
+    ).question("b")
+    assert parse(birthday, "72 on my birthday") == Answer("72", "72")
+    assert parse(_QA.question("age"), "I'm 72 today") == Answer("72", "72")
+    assert parse(_QA.question("travel"), "something like 20") == Answer("20", "20")
+
+
 def test_words_people_use_for_an_option():
     assert _parsed("rating", "v good").value == "very-good"
     assert _parsed("rating", "good").value == "good"

@@ -37,7 +37,7 @@ from tests.fakes import (
     post_telegram,
     sticker_update,
 )
-from tests.readings import BEFORE, WORDINGS, conversations_with_readings
+from tests.readings import BEFORE, STORED, WORDINGS, conversations_with_readings
 
 CHAT = 700_100_200
 TELEGRAM = channels.get("telegram")
@@ -842,6 +842,14 @@ def test_a_reply_that_could_mean_two_things_is_asked_about_never_stored(
     assert said in reply["text"]
     stored = answers(database).get(question)
     assert stored is None or stored[0] is None
+
+
+@pytest.mark.parametrize(("question", "typed", "value"), STORED)
+def test_a_number_with_a_fraction_is_stored_as_meant(meant, database, question, typed, value):
+    _start_at(meant, question)
+    meant.send(typed)
+    meant.deliver()
+    assert answers(database)[question][0] == value
 
 
 def test_did_you_mean_no_has_yes_and_no_buttons_and_yes_stores_no(meant, database):

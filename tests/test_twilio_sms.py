@@ -15,7 +15,7 @@ from bot.storage.models import Answer, Conversation, Message, Participant
 from tests import people
 from tests.conftest import PUBLIC, app_env, run_worker
 from tests.fakes import post_twilio, sign, sms_params
-from tests.readings import BEFORE, WORDINGS, YES_OR_NO, conversations_with_readings
+from tests.readings import BEFORE, STORED, WORDINGS, YES_OR_NO, conversations_with_readings
 
 PATH = "/webhooks/twilio/sms"
 
@@ -428,12 +428,13 @@ def test_five_stars_on_a_scale_whose_one_is_best_is_the_best_once_confirmed(mean
     assert _answers_to(database, "food") == [("1", "5 stars", False)]
 
 
-def test_twelve_and_a_half_is_twelve_and_a_half(meant, database):
+@pytest.mark.parametrize(("question", "typed", "value"), STORED)
+def test_twelve_and_a_half_is_twelve_and_a_half(meant, database, question, typed, value):
     text(meant, "MEANT")
-    for answer in BEFORE["age"]:
+    for answer in BEFORE[question]:
         text(meant, answer)
-    texts(text(meant, "12 and a half"))
-    assert _answers_to(database, "age") == [("12.5", "12 and a half", False)]
+    texts(text(meant, typed))
+    assert _answers_to(database, question) == [(value, typed, False)]
 
 
 def test_a_reply_too_long_is_kept_for_staff_until_a_shorter_one_replaces_it(meant, database):

@@ -30,6 +30,7 @@ from bot.storage.models import (
 from tests import people
 from tests.conftest import ADMIN, PUBLIC, app_env, run_worker
 from tests.fakes import call_params, call_status_params, post_twilio, sign, sms_params
+from tests.readings import BEFORE, STORED, WORDINGS, conversations_with_readings
 
 NUMBER = "+447700900123"
 VOICE = "/webhooks/twilio/voice"
@@ -318,7 +319,8 @@ def test_silence_at_an_optional_question_moves_on(web, database):
 def test_a_wrong_key_says_what_is_expected_then_the_second_is_kept_and_we_move_on(web, database):
     call = begin_inbound(web)
     call.press("7")
-    assert call.said.startswith("Sorry, there is no option 7. Which title do you like best?")
+    said = "Sorry, there is no option 7. Press a number from 1 to 3. Which title do you like best?"
+    assert call.said.startswith(said)
     assert answers(database) == []
     call.press("8")
     assert "Thank you, we have noted that." in call.said and "How useful" not in call.said
@@ -995,3 +997,58 @@ def test_five_stars_said_on_a_scale_whose_one_is_best_is_asked_about_by_keys(rat
     call.press("1")
     assert call.said.startswith("Thank you.")
     assert answers(database) == [("likely", "7", False), ("food", "1", False)]
+
+
+# --- issue 20: replies read as meant, by speech -------------------------------------------
+
+
+@pytest.fixture
+def meant(database, redis_conn, redis_url, twilio_fake, tmp_path):
+    from webhooks import create_app
+
+    folder = conversations_with_readings(tmp_path / "conversations")
+    env = app_env(
+        database.url,
+        redis_url,
+        twilio_fake.url,
+        tmp_path,
+        INBOUND_CALL_SURVEY="readings",
+        CONVERSATIONS_DIR=str(folder),
+    )
+    current = load_settings(env)
+    runtime.configure(current)
+    yield Phone(create_app({"SETTINGS": current, "TESTING": True}).test_client())
+    runtime.configure(current)
+
+
+def _said_at(call: Phone, question: str) -> Phone:
+    call.dial().press("1")
+    for answer in BEFORE[question]:
+        call.speak(answer)
+    return call
+
+
+# A call says its retry without a text's "Please reply with ...": the range is said as keys.
+SPOKEN = {"Please reply with a number from 1 to 3.": "Press a number from 1 to 3."}
+# The text question is answered on a call by a recording after the tone, not by speech
+# recognised into words, so no spoken reply is ever 359 characters long: left out.
+SPOKEN_WORDINGS = [(q, said, words) for q, said, words in WORDINGS if q != "comments"]
+
+
+@pytest.mark.parametrize(("question", "spoken", "said"), SPOKEN_WORDINGS)
+def test_a_reply_that_could_mean_two_things_said_on_a_call_is_asked_about_never_stored(
+    meant, database, question, spoken, said
+):
+    call = _said_at(meant, question)
+    call.speak(spoken)
+    assert SPOKEN.get(said, said) in call.said
+    assert "catch" not in call.said
+    assert all(value is None for q, value, _ in answers(database) if q == question)
+
+
+@pytest.mark.parametrize(("question", "spoken", "value"), STORED)
+def test_a_number_with_a_fraction_said_on_a_call_is_stored_as_meant(
+    meant, database, question, spoken, value
+):
+    _said_at(meant, question).speak(spoken)
+    assert (question, value, False) in answers(database)

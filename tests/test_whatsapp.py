@@ -21,6 +21,7 @@ from bot.config import ConfigError
 from bot.storage.models import Answer, ContactPoint, Message, Participant, utcnow
 from tests.conftest import ADMIN, CONVERSATIONS, PUBLIC, app_env, run_worker
 from tests.fakes import FakeTwilio, Scripted, post_twilio
+from tests.readings import BEFORE, STORED, WORDINGS, conversations_with_readings
 
 PATH = "/webhooks/twilio/whatsapp"
 SENDER = "whatsapp:+441234567899"
@@ -889,3 +890,63 @@ def test_a_list_in_welsh_opens_with_welsh_words_and_is_made_in_welsh():
     assert listed.definition()["language"] == "cy"
     english = content.fit(Ask(day, "Which day?", 2, 5, choices=choices), "Which day?")
     assert english is not None and english.friendly_name != listed.friendly_name
+
+
+# --- issue 20: replies read as meant --------------------------------------------------------
+
+
+@pytest.fixture
+def meant(database, redis_conn, redis_url, twilio_fake, tmp_path):
+    from webhooks import create_app
+
+    folder = conversations_with_readings(tmp_path / "readings")
+    env = app_env(
+        database.url,
+        redis_url,
+        twilio_fake.url,
+        tmp_path,
+        CONVERSATIONS_DIR=str(folder),
+        TWILIO_WHATSAPP_FROM=SENDER,
+    )
+    current = channels.load_settings(env)
+    runtime.configure(current)
+    yield create_app({"SETTINGS": current, "TESTING": True}).test_client()
+    runtime.configure(current)
+
+
+def _written(client, redis_conn, twilio_fake, body: str) -> list[str]:
+    """The words they read back, whether inline or as the words of buttons or a list."""
+    return [
+        sent.get("Body") or json.loads(sent["ContentVariables"])["1"]
+        for sent in said_back(client, redis_conn, twilio_fake, body)
+    ]
+
+
+def _start_at(client, redis_conn, twilio_fake, question: str) -> None:
+    for body in ["MEANT", *BEFORE[question]]:
+        _written(client, redis_conn, twilio_fake, body)
+
+
+def _stored(database, question: str) -> list[str | None]:
+    with database.session() as session:
+        rows = session.scalars(select(Answer).where(Answer.question_id == question)).all()
+        return [a.value for a in rows]
+
+
+@pytest.mark.parametrize(("question", "typed", "said"), WORDINGS)
+def test_a_reply_that_could_mean_two_things_is_asked_about_never_stored(
+    meant, database, redis_conn, twilio_fake, question, typed, said
+):
+    _start_at(meant, redis_conn, twilio_fake, question)
+    (reply,) = _written(meant, redis_conn, twilio_fake, typed)
+    assert said in reply
+    assert all(value is None for value in _stored(database, question))
+
+
+@pytest.mark.parametrize(("question", "typed", "value"), STORED)
+def test_a_number_with_a_fraction_is_stored_as_meant(
+    meant, database, redis_conn, twilio_fake, question, typed, value
+):
+    _start_at(meant, redis_conn, twilio_fake, question)
+    _written(meant, redis_conn, twilio_fake, typed)
+    assert _stored(database, question) == [value]

@@ -11,6 +11,7 @@ import datetime as dt
 import re
 import unicodedata
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 from bot.i18n import t
 from bot.scripts.survey import MULTI_SEPARATOR, Option, Question, answer_key
@@ -199,7 +200,7 @@ UNITS = (
     {"hour", "hours", "hr", "hrs"},
     {"day", "days"},
     {"week", "weeks", "wk", "wks"},
-    {"month", "months"},
+    {"month", "months", "mth", "mths", "mnth", "mnths", "mo", "mos"},
     {"year", "years", "yr", "yrs"},
     {"mile", "miles"},
     {"time", "times"},
@@ -425,13 +426,31 @@ def asks_age(question: Question) -> bool:
     return question.type == "number" and bool(AGE_WORDS & set(simplify(question.ask).split()))
 
 
+def _words_apart(text: str) -> list[str]:
+    """The reply's words, with a number's glued unit or hedge apart: "1hr", "80ish"."""
+    return re.sub(r"(\d)([a-z])", r"\1 \2", simplify(text)).split()
+
+
+MINUTES = next(unit for unit in UNITS if "minutes" in unit)
+MONTHS_UNIT = next(unit for unit in UNITS if "months" in unit)
+# "18m" straight after a number: months, minutes or metres. It is the unit only where the
+# question asks in minutes or months; anywhere else ("How old are you?") it is another unit.
+# (Not "m" elsewhere: "I m 72" is "I'm 72".)
+_M_AFTER_A_NUMBER = re.compile(r"\d\s*m\b")
+
+
 def _other_unit(question: Question, text: str) -> bool:
     """The reply gives its number in a unit the question does not ask in ("18 months" to
     "How old are you?")."""
-    said = set(re.sub(r"(\d)([a-z])", r"\1 \2", simplify(text)).split())  # "1hr"
+    said = set(_words_apart(text))
     asked = set(simplify(question.ask).split())
     asked_in = [unit for unit in UNITS if unit & asked] or ([YEARS] if asks_age(question) else [])
-    return bool(asked_in) and any(unit & said and unit not in asked_in for unit in UNITS)
+    if not asked_in:
+        return False
+    short_m = bool(_M_AFTER_A_NUMBER.search(simplify(text)))
+    if short_m and MINUTES not in asked_in and MONTHS_UNIT not in asked_in:
+        return True
+    return any(unit & said and unit not in asked_in for unit in UNITS)
 
 
 # Words that make a number something other than the answer: "I'm 72 next month", "nearly
@@ -453,9 +472,34 @@ HEDGES = {
     "till",
     "until",
 }
-# "12 and a half", "twelve and a quarter", "12½": the part after the whole number.
+# A time beside a number ("72 in May", "72 on my birthday") ties it to then, as "next month"
+# does: asked again, unless the question itself names that time ("How many times did you
+# come in May?", "How old will you be on your next birthday?").
+WHEN_WORDS = set(MONTHS) | {"birthday", "tomorrow", "christmas", "easter"}
+WHEN_WORDS |= {"monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"}
+WHEN_WORDS |= {"spring", "summer", "autumn", "winter"}
+
+
+def _hedged(question: Question, text: str) -> bool:
+    """A word that makes the number something other than the answer ("80ish", "nearly 80",
+    "72 in May"). "80ish" is apart only after `_words_apart`; "eightyish" is one word."""
+    said = _words_apart(text)
+    words = set(said)
+    numbers = TENS_WORDS.keys() | NUMBER_WORDS.keys()
+    words |= {"ish" for word in words if word.endswith("ish") and word[:-3] in numbers}
+    if any(
+        after == "something" and (before.isdigit() or before in numbers)
+        for before, after in pairwise(said)
+    ):
+        return True  # "80 something", as "80 odd"; but "something like 20" is about 20
+    asked = set(simplify(question.ask).split())
+    return bool(words & HEDGES or (words & WHEN_WORDS) - asked)
+
+
+# "12 and a half", "twelve and a quarter", "12½": the part after the whole number, with
+# only words like "years old" after it (a unit hides no fraction: "12 and a half years old").
 _FRACTION = re.compile(
-    r"\s*(?:and\s+(?:a\s+)?(half|quarter|three\s+quarters)|(\u00bd|\u00bc|\u00be))\s*$"
+    r"\s*(?:and\s+(?:a\s+)?(half|quarter|three\s+quarters)\b|(\u00bd|\u00bc|\u00be))"
 )
 _FRACTION_VALUE = {"half": 0.5, "quarter": 0.25, "\u00bd": 0.5, "\u00bc": 0.25, "\u00be": 0.75}
 
@@ -466,6 +510,8 @@ def _with_fraction(text: str) -> float | None:
     if found is None:
         return None
     part = found.group(1) or found.group(2)
+    if any(word not in NUMBER_FILLER for word in simplify(text[found.end() :]).split()):
+        return None  # "12 and a half or 13": not one number
     whole = _as_number(text[: found.start()])
     if whole is None:
         return None
@@ -550,6 +596,10 @@ def _pick(question: Question, text: str) -> Answer | Miss | None:
     an option only to deny it, or names two."""
     options = question.choices
     number = _as_number(text)
+    out_of = _out_of(text) if question.type != "scale" else None
+    if number is not None and out_of is not None and out_of > len(options):
+        # "3 out of 10": a score on a scale of its own, outside this list, as on a scale.
+        return Miss(expected(question), "out_of_range")
     # On a scale the number is the point itself, handled by the caller, not the nth option.
     if (
         question.type != "scale"
@@ -557,7 +607,7 @@ def _pick(question: Question, text: str) -> Answer | Miss | None:
         and number.is_integer()
         and 1 <= number <= len(options)
         and not re.search(r"star|\u2605|\u2b50", text or "", re.IGNORECASE)
-        and _out_of(text) is None  # "3 out of 10" is a score on another scale, not option 3
+        and out_of is None  # "2 out of 3" is a score too, not option 2
     ):
         opt = options[int(number) - 1]
         return Answer(opt.value, opt.label)
@@ -873,7 +923,7 @@ def parse(question: Question, text: str, language: str | None = None) -> Answer 
             if len(coded) == 1 and simplify(coded[0].label) not in NOT_APPLICABLE:
                 return Unsure(Answer(coded[0].value, coded[0].label))
         return _pick(question, text) or Miss(expected(question))
-    if question.type == "number" and set(simplify(text).split()) & HEDGES:
+    if question.type == "number" and _hedged(question, text):
         return Miss(expected(question), "unclear")
     if question.type in ("scale", "number") and _other_unit(question, text):
         return Miss(expected(question), "age_unit" if asks_age(question) else "unit")

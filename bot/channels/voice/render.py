@@ -183,6 +183,12 @@ def question_speech(prompt: Ask, wait_seconds: int = WAIT_SECONDS) -> list[str]:
     lang = prompt.language
     # The retry without its verb: the keys are named below, "press", never "reply".
     parts = [prompt.sorry] if prompt.sorry else []
+    if prompt.sorry and prompt.expected and q.type == "choice":
+        # A text's retry says the range ("Please reply with a number from 1 to 3"); a call
+        # says it too, as keys: the options alone never say how many there are.
+        parts.append(
+            t(lang, "Press a number from {low} to {high}.", low=1, high=len(prompt.choices))
+        )
     parts.append(spoken_question(prompt.text))
     own = len(q.points)
     extras = [label for _, label in prompt.choices[own:]]
