@@ -1,5 +1,6 @@
 """The quick start: `involve serve` with nothing configured runs the whole service."""
 
+import contextlib
 import os
 import shutil
 import signal
@@ -75,8 +76,12 @@ def _wait_for_health(base: str) -> requests.Response | None:
 
 @pytest.fixture(autouse=True)
 def _no_redis_folder_left_behind(tmp_path):
-    """Where tmp_path is too long for a socket, serve keeps its Redis in the temp folder."""
+    """Where tmp_path is too long for a socket, serve keeps its Redis in the temp folder. And
+    a test that failed part-way leaves none of its processes running for the next ones."""
     yield
+    for process in _ours(tmp_path):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
     folder = _socket_path(tmp_path).parent
     if tmp_path not in folder.parents:
         shutil.rmtree(folder, ignore_errors=True)
@@ -280,8 +285,14 @@ def _serving(tmp_path, port: int, **popen) -> tuple[subprocess.Popen, list[psuti
     process = _start_serve(tmp_path, port, **popen)
     health = _wait_for_health(f"http://127.0.0.1:{port}")
     assert health is not None and health.status_code == 200, health and health.text
+    # serve itself, gunicorn's master and its one worker, the rq worker, Redis. /healthz can
+    # answer before the rq worker has started (it says "degraded" until the worker beats):
+    # on a busy machine, wait for all five.
+    deadline = time.monotonic() + 60
     ours = _ours(tmp_path)
-    # serve itself, gunicorn's master and its one worker, the rq worker, Redis
+    while len(ours) < 5 and time.monotonic() < deadline:
+        time.sleep(0.2)
+        ours = _ours(tmp_path)
     assert len(ours) >= 5, [p.cmdline() for p in ours]
     return process, ours
 
