@@ -14,7 +14,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, literal_column, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -467,7 +467,10 @@ ACTIVE_LOCKED_STATEMENT = (
     )
     .where(
         _conversations.c.participant_id == bindparam("participant_id"),
-        _conversations.c.status == engine.ACTIVE,
+        # A literal, as the partial index `uq_conversations_one_active` says it: a bound value
+        # there made SQLite prepare the statement again on every run (it re-plans whenever a
+        # value a partial index depends on is bound), and PostgreSQL's generic plan passes it by.
+        _conversations.c.status == literal_column(f"'{engine.ACTIVE}'"),
     )
     .with_for_update()
 )
@@ -597,10 +600,14 @@ def write_step(
         set_person(session, person, language=step.language)  # from now on, everywhere
     changes: dict[str, Any] = {
         "state": step.state.to_json(),
-        "status": step.state.status,
         "last_activity_at": now,
         "channel": channel,
     }
+    # Set only when it changes: SQLite rewrites the entries of every index on `status` (two
+    # here) whenever an UPDATE sets it, even to the value it holds. A row read by
+    # `ACTIVE_LOCKED` is active.
+    if step.state.status != getattr(conv, "status", engine.ACTIVE):
+        changes["status"] = step.state.status
     if step.state.status == engine.COMPLETED:
         changes["completed_at"] = now
     if conv.started_at is None and step.answers:
