@@ -1,6 +1,6 @@
 """Prepared statements: what they store and read back is what the ORM stores and reads."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import bindparam, insert, select
@@ -163,3 +163,20 @@ def test_a_statement_sqlalchemy_rewrites_per_execution_is_refused(database):
     in_a_list = Prepared(select(PEOPLE.c.id).where(PEOPLE.c.external_id.in_(["+447700900001"])))
     with database.session() as session, pytest.raises(ValueError, match="rewrite"):
         in_a_list.rows(session.connection(), {})
+
+
+def test_times_bound_one_after_another_are_each_stored_as_given(database):
+    # A time's bind processor is shared by every statement and remembers the last time it
+    # formatted (a message binds its one `now` a dozen times): others in between, and the same
+    # instant in another time zone, are each stored as themselves.
+    later = WHEN + timedelta(hours=1)
+    elsewhere = WHEN.astimezone(timezone(timedelta(hours=5)))
+    given = [WHEN, later, WHEN, later, elsewhere]
+    with database.session() as session:
+        ids = [
+            a_person(session.connection(), f"+4477009001{n:02d}", created_at=when)
+            for n, when in enumerate(given)
+        ]
+    with database.session() as session:
+        stored = [session.get(Participant, person_id).created_at for person_id in ids]
+    assert stored == [WHEN, later, WHEN, later, WHEN]

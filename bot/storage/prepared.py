@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, DateTime
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import Executable
@@ -45,6 +45,40 @@ class _Compiled:
     row: Any  # a namedtuple class for result rows, or None
     results: tuple[Processor, ...]
     processed_results: bool  # some column's values go through a processor
+
+
+# A time's bind processor, one per type and kind of database, shared by every statement: a
+# message binds its one `now` a dozen times (created, updated, sent, answered...), and each
+# bind formatted it again.
+_times: dict[tuple[Any, ...], Processor] = {}
+
+
+def _processor(type_: Any, dialect: Dialect) -> Processor:
+    process = type_.dialect_impl(dialect).bind_processor(dialect)
+    # A TypeDecorator (UTCDateTime) is a time by what it decorates.
+    if process is None or not isinstance(getattr(type_, "impl_instance", type_), DateTime):
+        return process
+    key = (dialect.name, dialect.driver, type(type_), repr(type_))
+    found = _times.get(key)
+    if found is None:
+        found = _times[key] = _remembering(process)
+    return found
+
+
+def _remembering(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """`process`, remembering its last value (immutable: a datetime) and what it made of it.
+    The pair is read and replaced whole, so threads sharing it never mix two."""
+    last: list[tuple[Any, Any]] = [(_REQUIRED, None)]
+
+    def remembered(value: Any) -> Any:
+        seen = last[0]
+        if seen[0] is value:
+            return seen[1]
+        made = process(value)
+        last[0] = (value, made)
+        return made
+
+    return remembered
 
 
 class Prepared:
@@ -85,7 +119,7 @@ class Prepared:
         binds = tuple(
             (
                 name,
-                compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect),
+                _processor(compiled.binds[name].type, dialect),
                 _REQUIRED
                 if compiled.binds[name].required or name in defaulted
                 else compiled.binds[name].effective_value,
