@@ -180,3 +180,20 @@ def test_times_bound_one_after_another_are_each_stored_as_given(database):
     with database.session() as session:
         stored = [session.get(Participant, person_id).created_at for person_id in ids]
     assert stored == [WHEN, later, WHEN, later, WHEN]
+
+
+def test_a_unit_of_work_asks_its_connection_once_and_a_plain_session_every_time(database):
+    from sqlalchemy.orm import Session
+
+    from bot.storage.db import connection_of
+
+    with database.session() as session:
+        first = connection_of(session)
+        assert connection_of(session) is first is session.connection()
+    # A session outside `Database.session()` may commit part-way and go on with another
+    # connection: nothing is kept for it.
+    with Session(database.engine) as session:
+        before = connection_of(session)
+        session.commit()
+        after = connection_of(session)
+        assert after is session.connection() and after is not before

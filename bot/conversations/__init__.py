@@ -26,7 +26,7 @@ from bot.config import Settings
 from bot.conversations.suppression import suppressed
 from bot.scripts.survey import Survey, load_text
 from bot.storage import contacts
-from bot.storage.db import Database
+from bot.storage.db import Database, connection_of
 from bot.storage.models import (
     Answer,
     ConsentEvent,
@@ -121,7 +121,7 @@ def insert_inbound_once(session: Session, **values: Any) -> int | None:
     row.update(direction="in", attempts=0, created_at=values.get("created_at") or utcnow())
     row.update(values)
     row["updated_at"] = row["created_at"]
-    found = statement.first(session.connection(), row)
+    found = statement.first(connection_of(session), row)
     return found.id if found is not None else None
 
 
@@ -197,7 +197,7 @@ def lock_person(session: Session, participant_id: int) -> Participant | None:
 def lock_person_row(session: Session, participant_id: int) -> Record | None:
     """`lock_person`, as a row (id, name, language, opted_out, recontact, joined_via,
     channel)."""
-    return _PERSON_LOCKED.first(session.connection(), {"key": participant_id})
+    return _PERSON_LOCKED.first(connection_of(session), {"key": participant_id})
 
 
 _INSERT_PERSON = insert(_people).returning(_people.c.id)
@@ -216,7 +216,7 @@ def lock_person_at(
     locked). `wrote_at`: they wrote to us on it then, so it is theirs and it works: its
     `last_inbound_at` moves on (at most every `contacts.INBOUND_PRECISION`), it is verified,
     and no longer taken for unreachable."""
-    connection = session.connection()
+    connection = connection_of(session)
     where = {"channel": channel.name, "address": address}
     person = _SENDER_LOCKED.first(connection, where)
     if person is not None:
@@ -330,7 +330,7 @@ def set_person(session: Session, person: Any, **values: Any) -> None:
     if not changes:
         return
     changes["updated_at"] = utcnow()
-    _UPDATE_PERSON.run(session.connection(), {"person_id": person.id, **changes})
+    _UPDATE_PERSON.run(connection_of(session), {"person_id": person.id, **changes})
     if isinstance(person, Participant):
         for key, value in changes.items():
             set_committed_value(person, key, value)
@@ -372,7 +372,7 @@ def record_consent(
     else:
         raise ValueError(f"unknown consent kind {kind!r}")
     _INSERT_CONSENT.run(
-        session.connection(),
+        connection_of(session),
         {
             "participant_id": person.id,
             "kind": kind,
@@ -485,7 +485,7 @@ _INSERT_ANSWER = Prepared(insert(Answer.__table__))
 def active_conversation(session: Session, person: Any, now: datetime) -> Record | None:
     """The person's conversation in progress, locked, as a row (id, survey_version_id,
     campaign_id, state, started_at, last_activity_at); one idle too long ends here."""
-    found = ACTIVE_LOCKED.first(session.connection(), {"participant_id": person.id})
+    found = ACTIVE_LOCKED.first(connection_of(session), {"participant_id": person.id})
     return unless_expired(session, found, now)
 
 
@@ -506,7 +506,7 @@ def end_conversation(session: Session, conv: Any, status: str, now: datetime | N
 
 
 def _update_conversation(session: Session, conv: Any, changes: dict[str, Any]) -> None:
-    _UPDATE_CONVERSATION.run(session.connection(), {"conversation_id": conv.id, **changes})
+    _UPDATE_CONVERSATION.run(connection_of(session), {"conversation_id": conv.id, **changes})
     if isinstance(conv, Conversation):
         for key, value in changes.items():
             set_committed_value(conv, key, value)
@@ -625,7 +625,7 @@ def write_step(
         )
     if step.answers:
         _INSERT_ANSWER.run(
-            session.connection(),
+            connection_of(session),
             [
                 {
                     "conversation_id": conv.id,

@@ -19,7 +19,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -43,6 +43,22 @@ def queue_after_commit(session: Session, rows: Queued, what: str = OUTBOX) -> No
     pending: dict[str, list[tuple[int, datetime | None]]]
     pending = session.info.setdefault(_AFTER_COMMIT_KEY, {})
     pending.setdefault(what, []).extend(rows)
+
+
+_CONNECTION_KEY = "involve.connection"
+
+
+def connection_of(session: Session) -> Connection:
+    """The session's connection. Inside `Database.session()` (one transaction from start to
+    end, never committed part-way) it is asked once and kept: the one writer runs a dozen
+    statements per message, and each `session.connection()` walks the session's transaction
+    state again."""
+    found: Connection | None = session.info.get(_CONNECTION_KEY)
+    if found is None:
+        found = session.connection()
+        if _CONNECTION_KEY in session.info:
+            session.info[_CONNECTION_KEY] = found
+    return found
 
 
 def _sqlite_setup(engine: Engine) -> None:
@@ -153,12 +169,15 @@ class Database:
         for after the commit is dispatched once it has committed."""
         if self._writers is None:
             with self.sessions() as session, session.begin():
+                session.info[_CONNECTION_KEY] = None  # kept by `connection_of` once asked
                 yield session
         else:
             # The turn covers the transaction only: the session is made before it, and its
             # connection goes back to the pool after it (idle by then, holding no lock).
             with self.sessions() as session, self._writers.turn(), session.begin():
+                session.info[_CONNECTION_KEY] = None
                 yield session
+        session.info.pop(_CONNECTION_KEY, None)
         for what, rows in session.info.pop(_AFTER_COMMIT_KEY, {}).items():
             self._dispatch(what, rows)
 

@@ -89,14 +89,21 @@ class Prepared:
         self.statement = statement
         self._by_keys = bool(getattr(statement, "is_dml", False))
         self._compiled: dict[tuple[Any, ...], _Compiled] = {}
+        # The same, found by the names in the order a caller gives them (each call site gives
+        # them in its own order, every time): no sorting per message.
+        self._by_order: dict[tuple[Any, ...], _Compiled] = {}
 
     def _for(self, dialect: Dialect, params: Mapping[str, Any]) -> _Compiled:
         # Per kind of database and driver (not per engine: tests make many engines).
-        kind = (dialect.name, dialect.driver, dialect.paramstyle)
-        key = (*kind, tuple(sorted(params)) if self._by_keys else None)
-        found = self._compiled.get(key)
+        names = tuple(params) if self._by_keys else None
+        found = self._by_order.get((dialect.name, dialect.driver, dialect.paramstyle, names))
         if found is None:
-            found = self._compiled[key] = self._compile(dialect, key[-1])
+            kind = (dialect.name, dialect.driver, dialect.paramstyle)
+            key = (*kind, tuple(sorted(params)) if self._by_keys else None)
+            found = self._compiled.get(key)
+            if found is None:
+                found = self._compiled[key] = self._compile(dialect, key[-1])
+            self._by_order[(*kind, names)] = found
         return found
 
     def _compile(self, dialect: Dialect, keys: tuple[str, ...] | None) -> _Compiled:
