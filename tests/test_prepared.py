@@ -197,3 +197,35 @@ def test_a_unit_of_work_asks_its_connection_once_and_a_plain_session_every_time(
         session.commit()
         after = connection_of(session)
         assert after is session.connection() and after is not before
+
+
+def test_a_unit_of_work_begins_the_orm_only_for_orm_work_and_commits_both(database):
+    # The transaction is the connection's: statements on it leave the ORM session out (its
+    # own begin and commit cost the one writer more than a message's statements), and ORM
+    # work in the same unit joins that transaction and is committed with it.
+    from bot.storage.db import connection_of
+
+    with database.session() as session:
+        person_id = a_person(connection_of(session))
+        assert not session.in_transaction()
+        session.add(SurveyVersion(survey_id="s", content_hash="h", title="S", source="id: s"))
+        assert session.get(Participant, person_id) is not None
+        assert session.in_transaction()
+    with database.session() as session:
+        assert session.get(Participant, person_id) is not None
+        assert session.scalar(select(SurveyVersion.title)) == "S"
+    with pytest.raises(RuntimeError), database.session() as session:
+        a_person(connection_of(session), "+447700900999")
+        session.add(SurveyVersion(survey_id="t", content_hash="t", title="T", source="id: t"))
+        session.flush()
+        raise RuntimeError("a bug")
+    with database.session() as session:
+        assert PERSON.first(connection_of(session), {"external_id": "+447700900999"}) is None
+        assert (
+            session.scalar(
+                select(SurveyVersion.title)
+                .where(SurveyVersion.id > 0)
+                .where(SurveyVersion.survey_id == "t")
+            )
+            is None
+        )

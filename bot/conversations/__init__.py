@@ -79,7 +79,7 @@ _by_version_id: dict[tuple[Any, int], Survey] = {}
 
 def survey_for(session: Session, version_id: int) -> Survey:
     """The script a conversation uses. Stored versions never change, so each is read once."""
-    key = (session.get_bind().url, version_id)
+    key = (session.get_bind().engine.url, version_id)  # bound to an engine or a connection
     survey = _by_version_id.get(key)
     if survey is None:
         survey = survey_of(session.get(SurveyVersion, version_id))
