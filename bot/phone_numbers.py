@@ -41,3 +41,25 @@ def normalise_phone(raw: str, region: str = DEFAULT_REGION) -> str:
     if reason != phonenumbers.ValidationResult.IS_POSSIBLE:
         raise InvalidPhoneNumber(f"{raw!r} is not a phone number of the right length")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def is_landline(number: str, region: str = DEFAULT_REGION) -> bool:
+    """Is this number a fixed line (a landline), which cannot take texts?
+
+    UK numbers are read from Ofcom's numbering plan, not the metadata's list of ranges: every
+    01 and 02 number is geographic, a fixed line, and 03 numbers are charged and routed as
+    geographic ones (no mobile network holds them). The metadata calls Ofcom's drama range
+    (01632 960xxx) and ranges it has not learnt yet "not valid", which would hide real
+    landlines; and a prefix costs nothing for a panel of 100,000. Elsewhere phonenumbers
+    decides: FIXED_LINE only, since FIXED_LINE_OR_MOBILE (all of North America) may well be
+    a mobile, and anything it cannot read is not said to be a landline.
+    """
+    if number.startswith("+44"):
+        return number[3:4] in ("1", "2", "3")
+    try:
+        parsed = phonenumbers.parse(number, region)
+    except phonenumbers.NumberParseException:
+        return False
+    if parsed.country_code == 44:  # written nationally: "020 7946 0123"
+        return str(parsed.national_number)[:1] in ("1", "2", "3")
+    return phonenumbers.number_type(parsed) == phonenumbers.PhoneNumberType.FIXED_LINE

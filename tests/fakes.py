@@ -1,13 +1,16 @@
 """Local stand-ins for the network edge, and webhooks sent the way Twilio sends them.
 
 `FakeTwilio` is a small HTTP server on 127.0.0.1 that answers Twilio's Messages API the way
-Twilio does (201 with a JSON message, error JSON with a code, a message list) and records
-every request it receives. Tests script its next answers.
+Twilio does (201 with a JSON message, error JSON with a code, a message list), and its Content
+API (content made with `POST /v1/Content`, found by name with `GET /v2/Content`), and records
+every request it receives. Tests script its next answers (a content's creation takes its turn
+among the messages').
 """
 
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 import uuid
@@ -54,6 +57,7 @@ class FakeTwilio:
     requests: list[dict[str, Any]] = field(default_factory=list)
     created: list[dict[str, Any]] = field(default_factory=list)
     calls: list[dict[str, Any]] = field(default_factory=list)  # calls placed (Calls.json)
+    contents: list[dict[str, Any]] = field(default_factory=list)  # content made (/v1/Content)
     script: deque[Scripted] = field(default_factory=deque)
     received: threading.Event = field(default_factory=threading.Event)
 
@@ -79,7 +83,11 @@ class FakeTwilio:
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", 0))
-                form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
+                raw = self.rfile.read(length).decode()
+                if urlparse(self.path).path == "/v1/Content":
+                    self._content(raw)
+                    return
+                form = {k: v[0] for k, v in parse_qs(raw).items()}
                 fake.requests.append(
                     {
                         "method": "POST",
@@ -148,6 +156,30 @@ class FakeTwilio:
                 step.answer_when_released()
                 self._reply(201, message)
 
+            def _content(self, raw: str) -> None:
+                """The Content API's create: JSON in, the content with its new SID out."""
+                made = json.loads(raw)
+                fake.requests.append({"method": "POST", "path": self.path, "json": made})
+                step = fake.script.popleft() if fake.script else Scripted()
+                step.received(fake)
+                step.answer_when_released()
+                if step.status >= 300:
+                    error = {"code": step.code, "message": step.message or "error"}
+                    self._reply(step.status, {**error, "status": step.status, "more_info": ""})
+                    return
+                now = format_datetime(_now(), usegmt=True)
+                found = {
+                    **made,
+                    "sid": "HX" + uuid.uuid4().hex,
+                    "account_sid": ACCOUNT_SID,
+                    "date_created": now,
+                    "date_updated": now,
+                    "url": "",
+                    "links": {},
+                }
+                fake.contents.append(found)
+                self._reply(201, found)
+
             @staticmethod
             def _page(key: str, items: list[Any], path: str) -> dict[str, Any]:
                 return {
@@ -173,6 +205,12 @@ class FakeTwilio:
                 url = urlparse(self.path)
                 query = {k: v[0] for k, v in parse_qs(url.query).items()}
                 fake.requests.append({"method": "GET", "path": self.path, "query": query})
+                if url.path == "/v2/Content":
+                    named = query.get("ContentName", "")
+                    found = [c for c in fake.contents if re.search(named, c["friendly_name"])]
+                    meta = {"key": "contents", "next_page_url": None, "previous_page_url": None}
+                    self._reply(200, {"contents": found, "meta": {**meta, "page_size": 50}})
+                    return
                 if url.path.endswith("/IncomingPhoneNumbers.json"):
                     found = [fake.number()] if query.get("PhoneNumber") == FROM_NUMBER else []
                     self._reply(200, self._page("incoming_phone_numbers", found, url.path))
@@ -236,7 +274,9 @@ class FakeTwilio:
         self.server.server_close()
 
     def sends(self) -> list[dict[str, str]]:
-        return [r["form"] for r in self.requests if r["method"] == "POST"]
+        """What was posted to the Messages, Calls and number APIs (content made is in
+        `contents`)."""
+        return [r["form"] for r in self.requests if r["method"] == "POST" and "form" in r]
 
 
 def _snake(name: str) -> str:

@@ -463,6 +463,26 @@ def test_simulating_by_telegram_shows_buttons_that_answer(signed_in, database):
     assert simulator_answers(database)["title"] == "your-health"
 
 
+def test_simulating_by_whatsapp_shows_a_list_and_buttons_where_the_answers_fit(signed_in, database):
+    path = "/console/surveys/guide-title/simulate/whatsapp"
+    page = post(signed_in, path, action="restart")
+    # Titles too long for a button or a list row: numbered, as a text numbers them.
+    assert "1 - Living well" in page or "1 for Living well" in page
+    assert 'name="button"' not in page and "\u2328" not in page
+    post(signed_in, path, reply="2")
+    page = post(signed_in, path, reply="SKIP")
+    buttons = re.findall(r'name="button" value="([^"]+)">([^<]+)</button>', page)
+    assert [label for _, label in buttons] == ["1 - Not useful", "2", "3", "4", "5 - Very useful"]
+    assert "Reply with a number from 1" not in page  # the list says how to answer
+    page = post(signed_in, path, button=buttons[-1][0])
+    assert "(tapped) 5 - Very useful" in page
+    buttons = re.findall(r'name="button" value="([^"]+)">([^<]+)</button>', page)
+    assert [label for _, label in buttons] == ["Yes", "No"]
+    post(signed_in, path, button=buttons[1][0])
+    answers = simulator_answers(database)
+    assert (answers["title"], answers["useful"], answers["recontact"]) == ("your-health", "5", "no")
+
+
 def test_simulating_by_keypad_presses_keys_in_the_real_call_flow(signed_in, database):
     path = "/console/surveys/guide-title/simulate/voice"
     page = post(signed_in, path, action="restart")

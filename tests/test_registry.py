@@ -11,7 +11,8 @@ from bot.config import load_settings
 from bot.storage.models import Participant
 
 ROOT = Path(__file__).resolve().parent.parent
-NAMED = re.compile(r"""["'](sms|voice|telegram|whatsapp)["']""")
+# Any registered channel's name, quoted: a new plug-in is looked for without editing this test.
+NAMED = re.compile(rf"""["']({"|".join(map(re.escape, channels.NAMES))})["']""")
 
 
 def core_modules() -> list[Path]:
@@ -222,3 +223,71 @@ def test_no_module_outside_the_registry_imports_a_channel_package():
                 if any(name == p or name.startswith(p + ".") for p in packages)
             ]
     assert offenders == [], "ask the registry (bot.channels) instead:\n" + "\n".join(offenders)
+
+
+def test_the_plug_in_contract_protects_every_registered_channel_package():
+    """`./dev lint` (import-linter) guards the packages it lists; keep the list the registry's."""
+    import tomllib
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+    (contract,) = [c for c in config["contracts"] if c["id"] == "channels-are-plug-ins"]
+    packages = {
+        ".".join(type(channel).__module__.split(".")[:3]) for channel in channels.all_channels()
+    }
+    assert set(contract["protected_modules"]) == packages
+
+
+def test_every_channel_name_fits_every_channel_column():
+    """Messages, answers, conversations and invitations keep the channel's name in a column."""
+    from sqlalchemy import String
+
+    from bot.storage.models import Base
+
+    widths = {
+        f"{table.name}.{column.name}": column.type.length
+        for table in Base.metadata.tables.values()
+        for column in table.columns
+        if column.name == "channel" and isinstance(column.type, String)
+    }
+    assert widths
+    too_long = [
+        (name, column)
+        for name in channels.NAMES
+        for column, width in widths.items()
+        if width is not None and len(name) > width
+    ]
+    assert too_long == []
+
+
+def _own_imports_inside_functions(path: Path) -> list[int]:
+    import ast
+
+    lines = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        for inner in ast.walk(node):
+            if isinstance(inner, ast.ImportFrom) and inner.level == 0:
+                names = [inner.module or ""]
+            elif isinstance(inner, ast.Import):
+                names = [alias.name for alias in inner.names]
+            else:
+                continue
+            if any(n.split(".")[0] in ("bot", "webhooks") for n in names):
+                lines.append(inner.lineno)
+    return sorted(set(lines))
+
+
+def test_every_function_local_import_of_our_own_modules_says_why():
+    """Python runs an import inside a function when the function runs, which hides a layer's
+    arrows: each one needs a comment (on its line or within the three above) saying why."""
+    offenders = []
+    for path in [*(ROOT / "bot").rglob("*.py"), *(ROOT / "webhooks").rglob("*.py")]:
+        if path.is_relative_to(ROOT / "bot" / "storage" / "migrations"):
+            continue
+        text = path.read_text().splitlines()
+        for lineno in _own_imports_inside_functions(path):
+            around = text[max(0, lineno - 4) : lineno]
+            if not any("#" in line for line in around):
+                offenders.append(f"{path.relative_to(ROOT)}:{lineno}: {text[lineno - 1].strip()}")
+    assert offenders == [], "say why it is not at the top:\n" + "\n".join(offenders)

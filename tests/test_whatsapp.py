@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from bot import channels
 from bot.commands import runtime
 from bot.config import ConfigError
-from bot.storage.models import ContactPoint, Message, Participant, utcnow
+from bot.storage.models import Answer, ContactPoint, Message, Participant, utcnow
 from tests.conftest import ADMIN, CONVERSATIONS, PUBLIC, app_env, run_worker
 from tests.fakes import FakeTwilio, Scripted, post_twilio
 
@@ -39,7 +39,41 @@ def conversations_dir(tmp_path: Path) -> Path:
         + f"channels:\n  whatsapp: {{invitation: {INVITATION}, variables: [name, org]}}\n",
         encoding="utf-8",
     )
+    (folder / "travel.yaml").write_text(TRAVEL, encoding="utf-8")
     return folder
+
+
+def _options(*labels: str) -> str:
+    return "".join(f"      - {{value: {label.lower()}, label: {label}}}\n" for label in labels)
+
+
+# Closed questions of every size: 3 answers, 6, 12, a labelled 1-5 scale, a yes/no.
+TRAVEL = (
+    "id: travel\ntitle: How you travel\nkeyword: TRAVEL\n"
+    'intro: "Hello {{ name }}. A few quick questions about getting to the club."\n'
+    "questions:\n"
+    "  - id: how\n    type: choice\n    ask: How do you get to the club?\n    options:\n"
+    + _options("Bus", "Car", "Walking")
+    + "  - id: day\n    type: choice\n    ask: Which day suits you best?\n    options:\n"
+    + _options("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday")
+    + "  - id: area\n    type: choice\n    ask: Where do you live?\n    options:\n"
+    + _options(*(f"Area{n}" for n in range(1, 13)))
+    + "  - id: useful\n    type: scale\n    ask: How useful is the club?\n    min: 1\n"
+    "    max: 5\n    labels: {1: Not useful, 5: Very useful}\n"
+    "  - id: again\n    type: yesno\n    ask: Would you come again?\n"
+    "outro: Thank you.\n"
+    f"channels:\n  whatsapp: {{invitation: {INVITATION}}}\n"
+)
+
+
+@pytest.fixture(autouse=True)
+def no_content_known():
+    """Each test starts with no content SIDs known to this process, as a new worker does."""
+    from bot.channels.whatsapp.sender import LIBRARY
+
+    LIBRARY.forget()
+    yield
+    LIBRARY.forget()
 
 
 @pytest.fixture
@@ -83,6 +117,26 @@ def whatsapp_params(body: str, sender: str = ANN, sid: str | None = None) -> dic
 
 def write(client, body: str, sender: str = ANN, **kwargs):
     return post_twilio(client, PUBLIC, PATH, whatsapp_params(body, sender), **kwargs)
+
+
+def said_back(
+    client, redis_conn: Redis, twilio_fake: FakeTwilio, body: str, sender: str = ANN, **tapped
+) -> list[dict[str, str]]:
+    """What we send back to what they wrote (or tapped: `ButtonPayload`, `ListId`...): words
+    alone in the TwiML answer (as `{"Body": ..., "inline": "yes"}`), buttons and lists through
+    the outbox and the sender; never both for one message."""
+    before = len(messages_to_twilio(twilio_fake))
+    response = post_twilio(client, PUBLIC, PATH, {**whatsapp_params(body, sender), **tapped})
+    inline = [{"Body": text, "inline": "yes"} for text in replies(response)]
+    run_worker(redis_conn)
+    sent = messages_to_twilio(twilio_fake)[before:]
+    assert not (inline and sent), (inline, sent)
+    return inline or sent
+
+
+def last_answer(database, question_id: str) -> Answer:
+    with database.session() as session:
+        return session.scalars(select(Answer).where(Answer.question_id == question_id)).one()
 
 
 def replies(response) -> list[str]:
@@ -199,7 +253,7 @@ def test_a_signed_whatsapp_message_is_answered_inline_as_free_text(client, datab
     import_ann(client)
     (reply,) = replies(write(client, "TITLE"))
     assert reply.startswith("Hello Ann. Could you help us choose a title")
-    assert "1 for" in reply or "1 - " in reply  # answers numbered in the text
+    assert "1 for" in reply or "1 - " in reply  # answers too long for buttons: numbered
     (reply,) = replies(write(client, "2"))
     assert "What made you choose it?" in reply
     with database.session() as session:
@@ -219,11 +273,11 @@ def test_a_forged_whatsapp_message_is_refused_and_nothing_is_stored(client, data
         assert session.scalar(select(func.count()).select_from(Participant)) == 0
 
 
-def test_stop_by_whatsapp_opts_them_out(client, database):
+def test_stop_by_whatsapp_opts_them_out(client, database, redis_conn, twilio_fake):
     import_ann(client)
-    write(client, "TITLE")
-    (confirm,) = replies(write(client, "STOP"))
-    assert "You will not hear from Age Better again" in confirm
+    said_back(client, redis_conn, twilio_fake, "TITLE")
+    (confirm,) = said_back(client, redis_conn, twilio_fake, "STOP")
+    assert "You will not hear from Age Better again" in confirm["Body"]
     with database.session() as session:
         assert session.scalars(select(Participant)).one().opted_out
 
@@ -250,9 +304,10 @@ def test_an_invitation_inside_the_window_goes_as_free_text(
     client, database, redis_conn, twilio_fake
 ):
     import_ann(client)
-    replies(write(client, "Hello"))  # they wrote to us: the window is open
+    said_back(client, redis_conn, twilio_fake, "Hello")  # they wrote to us: the window is open
+    before = len(messages_to_twilio(twilio_fake))
     launch(client, redis_conn)
-    (sent,) = messages_to_twilio(twilio_fake)
+    (sent,) = messages_to_twilio(twilio_fake)[before:]
     assert sent["To"] == ANN and "ContentSid" not in sent
     assert sent["Body"].startswith("Hello Ann. Could you help us choose a title")
 
@@ -261,10 +316,11 @@ def test_outside_the_window_after_all_63016_sends_the_template(
     client, database, redis_conn, twilio_fake
 ):
     import_ann(client)
-    replies(write(client, "Hello"))
+    said_back(client, redis_conn, twilio_fake, "Hello")
+    before = len(messages_to_twilio(twilio_fake))
     twilio_fake.script.append(Scripted(status=400, code=63016, message="Outside window"))
     launch(client, redis_conn)
-    first, second = messages_to_twilio(twilio_fake)
+    first, second = messages_to_twilio(twilio_fake)[before:]
     assert "Body" in first and "ContentSid" not in first
     assert second["ContentSid"] == INVITATION and "Body" not in second
     with database.session() as session:
@@ -381,3 +437,219 @@ def test_a_step_is_one_whatsapp_message_up_to_twilios_1600_characters():
     assert len(whatsapp.render_replies(long_step, "us")) == 1
     too_long = [Say("Hello. " * 200), Say("More. " * 100)]
     assert [len(t) <= 1600 for t in whatsapp.render_replies(too_long, "us")] == [True, True]
+
+
+# --- answers to tap: quick-reply buttons and list-pickers (Content API) ----------------------
+
+
+def outbound(database) -> list[Message]:
+    with database.session() as session:
+        return list(
+            session.scalars(
+                select(Message).where(Message.direction == "out").order_by(Message.id)
+            ).all()
+        )
+
+
+def test_inside_the_window_three_answers_go_as_quick_reply_buttons(
+    client, database, redis_conn, twilio_fake
+):
+    import_ann(client)
+    (sent,) = said_back(client, redis_conn, twilio_fake, "TRAVEL")
+    (made,) = twilio_fake.contents
+    assert made["types"] == {
+        "twilio/quick-reply": {
+            "body": "{{1}}",
+            "actions": [
+                {"type": "QUICK_REPLY", "title": "Bus", "id": "involve:1"},
+                {"type": "QUICK_REPLY", "title": "Car", "id": "involve:2"},
+                {"type": "QUICK_REPLY", "title": "Walking", "id": "involve:3"},
+            ],
+        }
+    }
+    assert made["friendly_name"].startswith("involve-") and made["language"] == "en"
+    # The content holds no one's words: they fill its one variable as each message goes.
+    assert "Ann" not in json.dumps(made)
+    assert (sent["To"], sent["ContentSid"], "Body" in sent) == (ANN, made["sid"], False)
+    words = json.loads(sent["ContentVariables"])["1"]
+    assert words == (
+        "Hello Ann. A few quick questions about getting to the club.\n\nHow do you get to the club?"
+    )
+    # Staff (and subject access) read the numbered text, as a text message says it.
+    stored = outbound(database)[-1].body
+    assert stored.startswith(f"{words}\nReply 1 for Bus, 2 for Car, 3 for Walking")
+
+
+def test_a_tapped_button_is_stored_as_its_option_and_six_answers_go_as_a_list(
+    client, database, redis_conn, twilio_fake
+):
+    import_ann(client)
+    said_back(client, redis_conn, twilio_fake, "TRAVEL")
+    # WhatsApp shows the button's words as what they sent; its payload says which it was.
+    tapped = {"ButtonText": "Walking", "ButtonPayload": "involve:3", "MessageType": "button"}
+    (sent,) = said_back(client, redis_conn, twilio_fake, "Walking", **tapped)
+    answer = last_answer(database, "how")
+    assert (answer.value, answer.label, answer.raw_text) == ("walking", "Walking", "3")
+    _, listed = twilio_fake.contents
+    assert listed["types"] == {
+        "twilio/list-picker": {
+            "body": "{{1}}",
+            "button": "Choose an answer",
+            "items": [
+                {"id": f"involve:{n}", "item": day}
+                for n, day in enumerate(
+                    ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"], 1
+                )
+            ],
+        }
+    }
+    assert sent["ContentSid"] == listed["sid"]
+    assert json.loads(sent["ContentVariables"]) == {"1": "Which day suits you best?"}
+    # A row picked from the list: its id says which.
+    picked = {"ListId": "involve:4", "ListTitle": "Thursday", "MessageType": "interactive"}
+    (sent,) = said_back(client, redis_conn, twilio_fake, "Thursday", **picked)
+    assert last_answer(database, "day").value == "thursday"
+    # Twelve answers are more than a list holds: numbered text.
+    assert "ContentSid" not in sent and len(twilio_fake.contents) == 2
+    assert sent["Body"].startswith("Where do you live?\n1 - Area1\n2 - Area2")
+    assert "\u2328" not in sent["Body"]
+    # A 1-5 scale is a list whose points say their labels; a yes/no is two buttons.
+    said_back(client, redis_conn, twilio_fake, "12")
+    scale = twilio_fake.contents[-1]["types"]["twilio/list-picker"]["items"]
+    assert [(i["id"], i["item"]) for i in scale] == [
+        ("involve:1", "1 - Not useful"),
+        ("involve:2", "2"),
+        ("involve:3", "3"),
+        ("involve:4", "4"),
+        ("involve:5", "5 - Very useful"),
+    ]
+    tapped = {"ListId": "involve:5", "ListTitle": "5 - Very useful"}
+    said_back(client, redis_conn, twilio_fake, "5 - Very useful", **tapped)
+    assert last_answer(database, "useful").value == "5"
+    yes_no = twilio_fake.contents[-1]["types"]["twilio/quick-reply"]["actions"]
+    assert [(a["title"], a["id"]) for a in yes_no] == [("Yes", "involve:1"), ("No", "involve:2")]
+    said_back(client, redis_conn, twilio_fake, "No", ButtonText="No", ButtonPayload="involve:2")
+    assert last_answer(database, "again").value == "no"
+
+
+def test_a_template_buttons_own_payload_reads_as_the_words_on_it(
+    client, database, redis_conn, twilio_fake
+):
+    # An approved template's quick replies carry payloads staff chose, not ours.
+    import_ann(client)
+    said_back(client, redis_conn, twilio_fake, "TRAVEL")
+    said_back(client, redis_conn, twilio_fake, "Car", ButtonPayload="yes-please")
+    assert last_answer(database, "how").value == "car"
+
+
+def test_content_is_made_once_and_reused_for_the_next_person_and_after_a_restart(
+    client, database, redis_conn, twilio_fake
+):
+    from bot.channels.whatsapp.sender import LIBRARY
+
+    import_ann(client)
+    (first,) = said_back(client, redis_conn, twilio_fake, "TRAVEL")
+    bob = "whatsapp:+447700900456"
+    (second,) = said_back(client, redis_conn, twilio_fake, "TRAVEL", sender=bob)
+    LIBRARY.forget()  # a new process: found again at Twilio by its name
+    (third,) = said_back(client, redis_conn, twilio_fake, "TRAVEL", sender="+447700900789")
+    (made,) = twilio_fake.contents
+    assert first["ContentSid"] == second["ContentSid"] == third["ContentSid"] == made["sid"]
+    assert json.loads(second["ContentVariables"])["1"].startswith("Hello there.")
+    looked_up = [r for r in twilio_fake.requests if r["path"].startswith("/v2/Content")]
+    assert looked_up and all(
+        r["query"]["ContentName"] == f"^{made['friendly_name']}$" for r in looked_up
+    )
+
+
+def test_outside_the_window_a_question_with_buttons_still_goes_as_the_template(
+    client, database, redis_conn, twilio_fake
+):
+    import_ann(client, tags=["travellers"])
+    body = {"survey": "travel", "audience": {"tags": ["travellers"]}, "channel": "whatsapp"}
+    campaign = client.post("/admin/api/campaigns", json=body, headers=ADMIN).json
+    client.post(f"/admin/api/campaigns/{campaign['id']}/launch", headers=ADMIN)
+    run_worker(redis_conn)
+    run_worker(redis_conn)
+    (sent,) = messages_to_twilio(twilio_fake)
+    assert (sent["ContentSid"], "Body" in sent) == (INVITATION, False)
+    assert twilio_fake.contents == []
+    # Inside the window the same invitation would have had buttons.
+    (invitation,) = outbound(database)
+    assert "\u2328 answers: " in invitation.body
+
+
+def test_content_api_failing_for_now_is_tried_again_and_refused_goes_as_numbered_text(
+    client, database, redis_conn, twilio_fake, caplog
+):
+    from bot.commands.jobs import send_messages
+
+    import_ann(client)
+    twilio_fake.script.append(Scripted(status=500, code=20500, message="Internal error"))
+    assert said_back(client, redis_conn, twilio_fake, "TRAVEL") == []
+    with database.session() as session:
+        (waiting,) = session.scalars(select(Message).where(Message.direction == "out")).all()
+        assert (waiting.status, waiting.error_code) == ("pending", "20500")
+        waiting.send_after = None  # due now, as if the wait had passed
+    send_messages([waiting.id])
+    (sent,) = messages_to_twilio(twilio_fake)
+    assert sent["ContentSid"] == twilio_fake.contents[0]["sid"]
+
+    # Refused for good (a 4xx): that message goes as its numbered text, nobody is failed.
+    twilio_fake.script.append(Scripted(status=400, code=21656, message="Walking is invalid"))
+    assert replies(post_twilio(client, PUBLIC, PATH, whatsapp_params("3"))) == []
+    with caplog.at_level("WARNING"):  # sent here, not in a worker's child, to read its log
+        send_messages([outbound(database)[-1].id])
+    (_, sent) = messages_to_twilio(twilio_fake)
+    assert "ContentSid" not in sent
+    days = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"]
+    listed = ", ".join(f"{n} for {day}" for n, day in enumerate(days, 1))
+    assert sent["Body"] == f"Which day suits you best?\nReply {listed}"
+    assert outbound(database)[-1].status == "queued"
+    refused = [r.getMessage() for r in caplog.records if "numbered text" in r.getMessage()]
+    assert refused and "21656" in refused[0]
+    assert not any(
+        "Walking" in r.getMessage() or "Monday" in r.getMessage() for r in caplog.records
+    )
+
+
+def test_the_sender_sends_numbered_text_where_whatsapp_refuses_the_buttons(
+    twilio_fake, app_settings
+):
+    """Not the Content API but the message with the content refused (a 4xx): the words go."""
+    from bot.engine import Ask
+    from bot.providers.base import Outgoing
+    from bot.scripts.survey import load_text
+
+    survey = load_text(TRAVEL, "travel.yaml")
+    question = survey.question("again")
+    ask = Ask(question, "Would you come again?", 5, 5, choices=(("yes", "Yes"), ("no", "No")))
+    (body,) = channels.get("whatsapp").render_replies([ask], "us")
+    assert body.startswith("Would you come again?\nReply YES or NO\n\u2328 answers: ")
+    sender = channels.get("whatsapp").sender(app_settings)
+    twilio_fake.script.extend([Scripted(), Scripted(status=400, code=63013, message="no")])
+    handed = sender.send(Outgoing(7, ANN, body, "reply", last_inbound_at=utcnow()))
+    refused, sent = messages_to_twilio(twilio_fake)
+    assert refused["ContentSid"] == twilio_fake.contents[0]["sid"]
+    assert sent["Body"] == "Would you come again?\nReply YES or NO"
+    assert handed.sid.startswith("SM")
+
+
+def test_a_list_in_welsh_opens_with_welsh_words_and_is_made_in_welsh():
+    from bot.channels.whatsapp import content
+    from bot.engine import Ask
+    from bot.scripts.survey import load_text
+
+    day = load_text(TRAVEL, "travel.yaml").question("day")
+    choices = tuple((o.value, o.label) for o in day.choices)
+    ask = Ask(day, "Pa ddiwrnod sy'n gyfleus?", 2, 5, choices=choices, language="cy")
+    (stored,) = channels.get("whatsapp").render_replies([ask], "us")
+    words, listed = content.split(stored)
+    assert words.startswith("Pa ddiwrnod sy'n gyfleus?\nAtebwch")  # the numbered text, in Welsh
+    assert listed is not None and (listed.kind, listed.button) == (
+        content.LIST_PICKER,
+        "Dewiswch ateb",
+    )
+    assert listed.definition()["language"] == "cy"
+    english = content.fit(Ask(day, "Which day?", 2, 5, choices=choices), "Which day?")
+    assert english is not None and english.friendly_name != listed.friendly_name

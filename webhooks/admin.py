@@ -27,6 +27,7 @@ from bot.cycle.requests import (
     CampaignRequest,
     FeedbackRequest,
     ImportRequest,
+    LaunchRequest,
     TelegramLinkRequest,
 )
 from bot.privacy import audit
@@ -310,12 +311,15 @@ def create_campaign():
     created = services.create_campaign(
         runtime.database(), _settings(), runtime.library(), _json_body(), actor=audit.ADMIN_API
     )
+    if not created["unsuited"]:  # as a launch's answer: only when there is someone to warn of
+        del created["unsuited"]
     return jsonify(created), 201
 
 
 @bp.post("/campaigns/<campaign_id>/launch")
 @api.validate(
-    resp=answers(202, openapi.Launched, 404, 409, description="Launching"),
+    json=LaunchRequest,
+    resp=answers(202, openapi.Launched, 400, 404, 409, 415, description="Launching"),
     operation_id="launchCampaign",
     skip_validation=True,
 )
@@ -327,10 +331,13 @@ def launch_campaign(campaign_id: str):
         runtime.redis(),
         services.campaign_number(campaign_id),
         audit.ADMIN_API,
+        _optional_json_body(),
     )
     answer = {key: launched[key] for key in ("id", "status", "queued")}
     if launched["left_out"]:  # {reason: people}, only when the launch leaves someone out
         answer["left_out"] = launched["left_out"]
+    if launched["unsuited"]:  # only when someone's address does not suit their channel
+        answer["unsuited"] = launched["unsuited"]
     return jsonify(answer), 202
 
 

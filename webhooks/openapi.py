@@ -73,10 +73,32 @@ class AuditEvents(Listed):
     events: list[AuditEvent]
 
 
+class UnsuitedOffer(Listed):
+    channel: str
+    title: str
+    people: int  # of them, how many it can reach at an address it suits
+
+
+class Unsuited(Listed):
+    """`people` of the `of` people to invite on `channel` have an address it does not suit
+    (`reason`: "a landline, which cannot take texts"); `offer`: another channel that can
+    reach them, which a launch with `move_unsuited_to` takes (`moved`: how many it did)."""
+
+    channel: str
+    title: str
+    reason: str
+    people: int
+    of: int
+    offer: UnsuitedOffer | None
+    moved: int
+
+
 class Created(Listed):
     id: int
     status: str = Field(json_schema_extra={"const": "draft"})
     audience_size: int
+    # Only when someone would be invited at an address their channel does not suit.
+    unsuited: list[Unsuited] | None = None
 
 
 class Held(Listed):
@@ -121,6 +143,8 @@ class CampaignStatus(Listed):
     fallback: dict[str, Any] | None = None
     # {"invite_gap_days", "invited_recently"}: people left out, invited lately by another campaign.
     left_out: dict[str, Any] | None = None
+    # The channel people whose address does not suit theirs are invited on (chosen at launch).
+    move_unsuited_to: str | None = None
 
 
 class CampaignListed(Listed):
@@ -142,6 +166,9 @@ class Launched(Listed):
     # Who the launch leaves out, and why: {"invited in the last 14 days": 12}; only when it
     # leaves someone out.
     left_out: dict[str, int] | None = None
+    # Who it invites at an address their channel does not suit, as `Created` says, and how
+    # many it moved to the channel staff chose (`move_unsuited_to`); only when there is someone.
+    unsuited: list[Unsuited] | None = None
 
 
 class Closed(Listed):

@@ -206,6 +206,14 @@ class Channel:
         `max_address_length`); raises `InvalidAddress`, saying why, for one it cannot reach."""
         raise NotImplementedError
 
+    def unsuited(self, address: str) -> str | None:
+        """None when what this channel sends can reach this address; else why not, in words
+        that follow "have" (texts: "a landline, which cannot take texts"). The address is one
+        it can send to and the provider may even take the message: staff are warned with a
+        count when a campaign would use such addresses, and may choose another channel for
+        those people (`bot.cycle.unsuited`). By default every address suits."""
+        return None
+
     # --- what it can do now ------------------------------------------------------------
 
     def read_settings(self, env: Mapping[str, str], settings: Settings) -> object | None:
@@ -269,6 +277,12 @@ class Channel:
     def render_body(self, prompts: Iterable[Prompt], org: str) -> str:
         """What an outbound message says, as stored in the outbox."""
         raise NotImplementedError
+
+    def can_reply_inline(self, bodies: Sequence[str]) -> bool:
+        """May these rendered replies go in the webhook's answer? A channel whose replies are
+        inline may still need its sender for some (WhatsApp's buttons are Content API
+        messages, which TwiML cannot carry): those go through the outbox instead."""
+        return self.replies_inline
 
     def render_replies(self, prompts: Iterable[Prompt], org: str) -> list[str]:
         """The messages that answer a person inline, each stored as a reply."""

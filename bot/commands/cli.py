@@ -20,6 +20,7 @@ from bot.cycle import services
 from bot.cycle import staff as accounts
 from bot.cycle.lint import lint_paths
 from bot.cycle.refusals import Refused
+from bot.cycle.unsuited import Unsuited
 from bot.logmask import mask_phone
 from bot.privacy import audit, retention
 from bot.providers.errors import SendError
@@ -177,6 +178,7 @@ def serve(host: str, port: int, web_workers: int, demo: bool) -> None:
     from bot.commands import serve as serving
 
     if demo:
+        # Here: the demo's stand-ins (local fake providers) load only for --demo.
         from bot.commands import demo as demos
 
         sys.exit(
@@ -203,6 +205,7 @@ def demo_group() -> None:
 def demo_text(address: str, words: tuple[str, ...], telegram: bool) -> None:
     """Send WORDS to the running demo as the participant at ADDRESS, signed as Twilio (or
     Telegram) would; print what the service answers."""
+    # Here: the demo's stand-ins (local fake providers) load only for this verb.
     from bot.commands import demo as demos
 
     demos.text(address, " ".join(words), telegram)
@@ -526,6 +529,14 @@ def campaign_create(
         f"campaign {number} created (draft) for {size} {'person' if size == 1 else 'people'};"
         f" launch it with: involve campaign launch {number}"
     )
+    for found in map(Unsuited.from_json, created["unsuited"]):
+        offer = (
+            f" (launch with: involve campaign launch {number} --move-unsuited-to"
+            f" {found.offer.channel}; else they are invited by {found.title} all the same)"
+            if found.offer
+            else f"; they are invited by {found.title} all the same"
+        )
+        echo(f"warning: {found.sentence()}: {found.offer_sentence()}{offer}")
 
 
 def _say_whose_settings(settings: Any, redis: Any) -> None:
@@ -574,13 +585,22 @@ def _describe_view(view: dict[str, Any]) -> str:
 
 @campaign.command("launch")
 @click.argument("campaign_id", type=int)
-def campaign_launch(campaign_id: int) -> None:
+@click.option(
+    "--move-unsuited-to",
+    type=click.Choice(channels.NAMES),
+    default=None,
+    help="Invite people whose address cannot take their channel (a landline, for texts) on"
+    " this channel instead, where they have an address it suits. `involve campaign create`"
+    " says how many and which channel can reach them. Default: invite them as they are.",
+)
+def campaign_launch(campaign_id: int, move_unsuited_to: str | None) -> None:
     """Send the invitations (a worker does the sending)."""
     settings = _settings()
     redis = _redis()  # fail now, in one line, before anything is launched
+    request = {"move_unsuited_to": move_unsuited_to} if move_unsuited_to else None
     with _refusals():
         launched = services.launch_campaign(
-            runtime.database(), settings, redis, campaign_id, audit.cli_actor()
+            runtime.database(), settings, redis, campaign_id, audit.cli_actor(), request
         )
     if launched["started"] and not launched["queued"]:
         echo(
@@ -595,6 +615,10 @@ def campaign_launch(campaign_id: int) -> None:
         echo(
             f"left out: {people} {'person' if people == 1 else 'people'} {why}"
             " by another campaign (the gap between invitations; see INVITE_GAP_DAYS)"
+        )
+    for found in map(Unsuited.from_json, launched.get("unsuited", [])):
+        echo(
+            f"{'moved' if found.moved else 'warning'}: {found.sentence()}: {found.moved_sentence()}"
         )
     _say_whose_settings(settings, redis)
 
@@ -648,6 +672,11 @@ def _echo_fallback_and_gap(found: Any) -> None:
             f"  {'fallback':12} {moved['moved_on']} invited on their next contact point,"
             f" {moved['reached_by_fallback']} reached by fallback"
             f" (after {moved['after_hours']:g} hours)"
+        )
+    if found.move_unsuited_to:
+        echo(
+            f"  {'moved':12} to {channels.get(found.move_unsuited_to).title} where their address"
+            " cannot take their channel (chosen at launch)"
         )
     gap = found.left_out or {}
     if gap.get("invited_recently"):

@@ -23,11 +23,13 @@ try:
 except ImportError:  # Windows: no flock; the lock below is then advisory only
     fcntl = None  # type: ignore[assignment]
 
+from bot.channels import states as channel_states
 from bot.commands import children, serve_record
 from bot.commands.embedded_redis import EmbeddedRedis
 from bot.commands.output import echo
 from bot.commands.stop_signals import StopSignals
 from bot.config import Settings
+from bot.scripts.library import SurveyLibrary
 from bot.storage import db
 
 MAX_SOCKET_PATH = 100  # Unix socket paths are limited to about 107 bytes
@@ -231,11 +233,9 @@ def _run(
     redis_note = f"embedded Redis at {embedded.url}" if embedded else "Redis from REDIS_URL"
     database_note = settings.database_url.split("@")[-1]
     echo(f"involve: database {database_note}; {redis_note}")
-    from bot.channels import states as channel_states
 
     for channel, state in channel_states(settings).items():
         echo(f"involve: {channel} {state}")
-    from bot.scripts.library import SurveyLibrary
 
     for problem in SurveyLibrary(settings.conversations_dir).check():
         echo(f"involve: survey script not loaded: {problem}", err=True)

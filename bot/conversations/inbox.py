@@ -353,6 +353,8 @@ def _reply(
     bodies = channel.render_replies(prompts, settings.org_name)
     if not bodies:
         return []
+    if inline and address is not None and not channel.can_reply_inline(bodies):
+        inline = False  # what the provider's webhook answer cannot carry goes by its sender
     if not inline:
         if not channel.answers_later:
             return []  # the state moved on; they hear the next question on the next call

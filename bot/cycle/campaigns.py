@@ -9,7 +9,7 @@ when that one ends or expires.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, selectinload
 from bot import channels, conversations, engine, privacy
 from bot.config import Settings
 from bot.conversations import events, outbox
-from bot.cycle import frequency
+from bot.cycle import frequency, unsuited
 from bot.cycle.requests import CampaignError, CampaignRequest
 from bot.scripts.survey import Survey, SurveyError
 from bot.storage import contacts
@@ -191,16 +191,13 @@ def _why_empty(audience: Mapping[str, Any]) -> str:
 # --- launching -------------------------------------------------------------------------
 
 
-def _channels_needed(session: Session, campaign: Campaign) -> Counter[str]:
-    """How many people in the audience (not opted out) each channel would have to reach."""
-    ids = audience_ids(session, campaign.audience)
-    needed: Counter[str] = Counter()
+def _reachable_people(session: Session, ids: list[int]) -> Iterator[SimpleNamespace]:
+    """The people with these ids who have not opted out, as just what choosing their channel
+    looks at (`id`, `channel` and `contact_points`), read in bulk: not 100,000 loaded people."""
     for start in range(0, len(ids), BATCH * 10):
         chunk = ids[start : start + BATCH * 10]
-        # Just what the registry looks at (their channel and contact points), not 100,000
-        # loaded people.
         people = {
-            person_id: SimpleNamespace(channel=preferred, contact_points=[])
+            person_id: SimpleNamespace(id=person_id, channel=preferred, contact_points=[])
             for person_id, preferred in session.execute(
                 select(Participant.id, Participant.channel).where(
                     Participant.id.in_(chunk), Participant.opted_out.is_(False)
@@ -211,6 +208,7 @@ def _channels_needed(session: Session, campaign: Campaign) -> Counter[str]:
             select(
                 ContactPoint.participant_id,
                 ContactPoint.channel,
+                ContactPoint.address,
                 ContactPoint.opted_out_at,
                 ContactPoint.unreachable_at,
             )
@@ -218,11 +216,65 @@ def _channels_needed(session: Session, campaign: Campaign) -> Counter[str]:
             .order_by(ContactPoint.participant_id, ContactPoint.position, ContactPoint.id)
         ):
             people[point.participant_id].contact_points.append(point)
-        for person in people.values():
-            choice = campaign.channel or channels.default_for(person)
-            if choice is not None:
-                needed[choice] += 1
+        yield from people.values()
+
+
+def _first_choice(campaign: Campaign, person: Any) -> str | None:
+    """The channel to invite this person on: the campaign's, or their own; moved where staff
+    chose another for people whose address there is unsuited (`bot.cycle.unsuited`)."""
+    choice = campaign.channel or channels.default_for(person)
+    return unsuited.channel_for(person, choice, campaign.move_unsuited_to)
+
+
+def _channels_needed(session: Session, campaign: Campaign) -> Counter[str]:
+    """How many people in the audience (not opted out) each channel would have to reach."""
+    needed: Counter[str] = Counter()
+    for person in _reachable_people(session, audience_ids(session, campaign.audience)):
+        choice = _first_choice(campaign, person)
+        if choice is not None:
+            needed[choice] += 1
     return needed
+
+
+def unsuited_in(
+    session: Session, campaign: Campaign, survey: Survey, settings: Settings
+) -> list[unsuited.Unsuited]:
+    """Who, of the people this campaign has yet to invite, would be invited at an address
+    their channel does not suit (a landline, for texts), and who else could reach them; with
+    the launch's choice (`move_unsuited_to`) where it made one."""
+    done = set(
+        session.scalars(
+            select(Invitation.participant_id).where(Invitation.campaign_id == campaign.id)
+        )
+    )
+    ids = [pid for pid in audience_ids(session, campaign.audience) if pid not in done]
+    return unsuited.tally(
+        _reachable_people(session, ids),
+        campaign.channel,
+        survey,
+        settings,
+        move_to=campaign.move_unsuited_to,
+    )
+
+
+def _check_move(campaign: Campaign, survey: Survey, settings: Settings, move_to: str) -> None:
+    """Refuse a channel to move people to that could not take them, saying why."""
+    if move_to not in channels.NAMES:
+        raise CampaignError(
+            f"move_unsuited_to must be one of {', '.join(channels.NAMES)}, got {move_to!r}"
+        )
+    channel = channels.get(move_to)
+    if move_to == campaign.channel:
+        raise CampaignError(f"move_unsuited_to: this campaign already invites by {channel.title}")
+    if not channel.can_start:
+        raise CampaignError(f"move_unsuited_to: we cannot invite people by {channel.title}")
+    why_not = channel_off(move_to, settings)
+    if why_not is not None:
+        raise CampaignError(f"cannot move people to {channel.title} now: {why_not}", 409)
+    if move_to not in channels.able_to_carry(survey):
+        raise CampaignError(
+            f"cannot move people to {channel.title}: {survey.too_many_for(channel)}", 409
+        )
 
 
 def _refuse_if_cannot_send(session: Session, campaign: Campaign, settings: Settings) -> None:
@@ -269,14 +321,28 @@ def _unreached_because_off(session: Session, campaign: Campaign, settings: Setti
     ]
 
 
-def launch(session: Session, campaign: Campaign, settings: Settings) -> bool:
+def launch(
+    session: Session,
+    campaign: Campaign,
+    settings: Settings,
+    move_unsuited_to: str | None = None,
+) -> bool:
     """Start the fan-out; False (and nothing new) if it was launched already.
 
     A launched campaign whose people were not reached only because their channel was off is
-    launched again for them, once the channel can send.
+    launched again for them, once the channel can send. `move_unsuited_to` is staff's choice
+    of a channel for people whose address on theirs is unsuited (`bot.cycle.unsuited`); it
+    holds for everyone this and later launches invite, and a launch without one keeps the
+    campaign's.
     """
     if campaign.status == "closed":
         raise CampaignError("this campaign is closed", 409)
+    kept = campaign.move_unsuited_to
+    if move_unsuited_to is not None:
+        survey = conversations.survey_of(session.get(SurveyVersion, campaign.survey_version_id))
+        _check_move(campaign, survey, settings, move_unsuited_to)
+        # Before the check below, which counts the people each channel must reach: moved.
+        campaign.move_unsuited_to = move_unsuited_to
     _refuse_if_cannot_send(session, campaign, settings)
     if campaign.status == "draft":
         campaign.status = "launching"
@@ -284,6 +350,7 @@ def launch(session: Session, campaign: Campaign, settings: Settings) -> bool:
         return True
     retry = _unreached_because_off(session, campaign, settings)
     if not retry:
+        campaign.move_unsuited_to = kept  # nothing is launched, so nothing changes
         return False
     # The fan-out invites everyone without an invitation row, so removing these rows is all a
     # second pass needs; each person is still invited at most once.
@@ -326,7 +393,7 @@ def _channel_for(
     campaign: Campaign, person: Participant, settings: Settings, survey: Survey | None = None
 ) -> tuple[str | None, str | None]:
     """The channel to invite this person on, or (None, why not)."""
-    choice = campaign.channel or channels.default_for(person)
+    choice = _first_choice(campaign, person)
     if choice is None:
         return None, "no address on any channel"
     channel = channels.get(choice)

@@ -357,6 +357,28 @@ class CampaignRequest(StaffRequest):
         return self.audience.model_dump()
 
 
+class LaunchRequest(StaffRequest):
+    """A launch: no body, or staff's choices for it."""
+
+    NOT_AN_OBJECT: ClassVar[str] = 'the body is {"move_unsuited_to": CHANNEL} or nothing'
+
+    move_unsuited_to: ChannelName | None = Field(
+        None,
+        description="null: everyone is invited on their channel as it is; else people whose"
+        " address there cannot take it (a landline, for texts) are invited on this channel"
+        " instead, where they have an address it suits (the create and launch answers'"
+        " `unsuited` offer one)",
+        validate_default=True,
+    )
+
+    @field_validator("move_unsuited_to", mode="before")
+    @classmethod
+    def _known_channel(cls, value: Any) -> Any:
+        if value is not None and value not in channels.NAMES:
+            raise ValueError("move_unsuited_to must be null or one of " + ", ".join(channels.NAMES))
+        return value
+
+
 # --- feedback ----------------------------------------------------------------------------
 
 

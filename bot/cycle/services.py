@@ -27,12 +27,18 @@ from bot.conversations import inbox, links, outbox
 from bot.cycle import campaigns, exports, fallback, frequency, panel, progress
 from bot.cycle import feedback as fb
 from bot.cycle.refusals import Refused
-from bot.cycle.requests import AuditQuery, FeedbackRequest, ImportRequest, TelegramLinkRequest
+from bot.cycle.requests import (
+    AuditQuery,
+    FeedbackRequest,
+    ImportRequest,
+    LaunchRequest,
+    TelegramLinkRequest,
+)
 from bot.privacy import audit
 from bot.scripts.library import SurveyLibrary
 from bot.scripts.survey import Question
 from bot.storage.db import Database
-from bot.storage.models import Campaign, Invitation, Participant
+from bot.storage.models import Campaign, Invitation, Participant, SurveyVersion
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +63,7 @@ __all__ = [
     "subject_access",
     "summary",
     "telegram_link_sheet",
+    "unsuited_before_launch",
 ]
 
 
@@ -311,14 +318,34 @@ def create_campaign(
     actor: str | None = None,
 ) -> dict[str, Any]:
     """A draft campaign from a CampaignRequest (or the JSON of one); audited when `actor` is
-    given."""
+    given. `unsuited`: who it would invite at an address their channel does not suit (a
+    landline, for texts), and the offer of another channel for them, which the launch takes
+    (`bot.cycle.unsuited`); empty when there is nobody."""
     with database.session() as session:
+        surveys = library.surveys()
         campaign, size = campaigns.create(
-            session, request, library.surveys(), settings, broken=library.broken
+            session, request, surveys, settings, broken=library.broken
         )
         if actor:
             audit.record(session, actor, "create_campaign", f"campaign {campaign.id}")
-        return {"id": campaign.id, "status": campaign.status, "audience_size": size}
+        found = campaigns.unsuited_in(session, campaign, surveys[campaign.survey_id], settings)
+        return {
+            "id": campaign.id,
+            "status": campaign.status,
+            "audience_size": size,
+            "unsuited": [u.as_json() for u in found],
+        }
+
+
+def unsuited_before_launch(
+    database: Database, settings: Settings, campaign_id: int
+) -> list[dict[str, Any]]:
+    """What a launch now would be warned of (`create_campaign`'s `unsuited`), for the people
+    not invited yet: the console asks before staff launch."""
+    with database.read() as session:
+        campaign = campaigns.get_or_404(session, campaign_id)
+        survey = conversations.survey_of(session.get(SurveyVersion, campaign.survey_version_id))
+        return [u.as_json() for u in campaigns.unsuited_in(session, campaign, survey, settings)]
 
 
 def list_campaigns(database: Database, limit: int = 100) -> list[dict[str, Any]]:
@@ -343,18 +370,31 @@ def list_campaigns(database: Database, limit: int = 100) -> list[dict[str, Any]]
 
 
 def launch_campaign(
-    database: Database, settings: Settings, redis: Redis, campaign_id: int, actor: str
+    database: Database,
+    settings: Settings,
+    redis: Redis,
+    campaign_id: int,
+    actor: str,
+    request: Any = None,
 ) -> dict[str, Any]:
     """Start sending; the fan-out is enqueued once the launch has committed. `started` is False
     when it was launched already and nobody is left to invite (nothing is sent twice);
     `queued` is False when the job queue could not be reached: the launch stands, and the
-    worker's reconciler enqueues it once Redis is back."""
+    worker's reconciler enqueues it once Redis is back. `request` is a LaunchRequest (or its
+    JSON, or None): with `move_unsuited_to`, people whose address is unsuited to their
+    channel are invited on that one instead; `unsuited` says who and how many."""
+    chosen = LaunchRequest.parse({} if request is None else request)
     with database.session() as session:
         campaign = campaigns.get_or_404(session, campaign_id)
-        started = campaigns.launch(session, campaign, settings)
+        started = campaigns.launch(session, campaign, settings, chosen.move_unsuited_to)
         left_out = _left_out_at_launch(session, campaign, settings) if started else {}
+        found = []
         if started:
-            audit.record(session, actor, "launch", f"campaign {campaign.id}")
+            moved = campaign.move_unsuited_to
+            detail = {"move_unsuited_to": moved} if moved else {}
+            audit.record(session, actor, "launch", f"campaign {campaign.id}", **detail)
+            survey = conversations.survey_of(session.get(SurveyVersion, campaign.survey_version_id))
+            found = campaigns.unsuited_in(session, campaign, survey, settings)
         status = "launching" if started else campaign.status
     queued = started
     if started:
@@ -373,6 +413,7 @@ def launch_campaign(
         "started": started,
         "queued": queued,
         "left_out": left_out,
+        "unsuited": [u.as_json() for u in found],
     }
 
 
@@ -408,6 +449,8 @@ class CampaignStatus:
     inbound: dict[str, Any]  # their messages whose handling is still retrying or gave up
     fallback: dict[str, Any] | None = None  # moved on to a next contact point, and reached
     left_out: dict[str, Any] | None = None  # invited lately by another campaign
+    # Staff's choice at launch: where people whose address does not suit their channel go.
+    move_unsuited_to: str | None = None
 
     def as_json(self, settings: Settings) -> dict[str, Any]:
         return {
@@ -421,6 +464,7 @@ class CampaignStatus:
             "inbound_problems": self.inbound,
             "fallback": self.fallback,
             "left_out": self.left_out,
+            "move_unsuited_to": self.move_unsuited_to,
         }
 
 
@@ -445,6 +489,7 @@ def campaign_status(database: Database, settings: Settings, campaign_id: int) ->
                 "invite_gap_days": frequency.gap_days(campaign, settings),
                 "invited_recently": frequency.left_out(session, campaign.id),
             },
+            move_unsuited_to=campaign.move_unsuited_to,
         )
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import urllib.parse
 import urllib.request
 from datetime import datetime, timedelta
@@ -31,6 +32,9 @@ from bot.providers.errors import (
 )
 
 TWILIO_ORIGIN = "https://api.twilio.com"
+# Twilio's other APIs live on hosts of their own (the Content API on content.twilio.com): with
+# TWILIO_API_BASE_URL set elsewhere (a local fake, staging), they go there too.
+TWILIO_HOST = re.compile(r"https://[a-z0-9-]+\.twilio\.com(?=/|$)")
 TIMEOUT_SECONDS = 15
 
 # Stopped at the provider, by the person: unsubscribed at their carrier (21610), or blocked
@@ -122,8 +126,9 @@ class PooledHttpClient(HttpClient):
         timeout: float | None = None,
         allow_redirects: bool = False,
     ) -> Response:
-        if self.base_url != TWILIO_ORIGIN and url.startswith(TWILIO_ORIGIN):
-            url = self.base_url + url[len(TWILIO_ORIGIN) :]
+        host = TWILIO_HOST.match(url)
+        if self.base_url != TWILIO_ORIGIN and host is not None:
+            url = self.base_url + url[host.end() :]
         if params:
             url += "?" + urllib.parse.urlencode(params, doseq=True)
         headers = dict(headers or {})

@@ -200,6 +200,10 @@ class Campaign(Base):
     # Leave out people invited by another campaign in the last this many days; None: the
     # INVITE_GAP_DAYS setting, 0: nobody is left out (`bot.cycle.frequency`).
     invite_gap_days: Mapped[int | None] = mapped_column(Integer)
+    # Staff's choice at launch: people whose address on the channel they would be invited on
+    # cannot take it (a landline, for texts) are invited on this channel instead, where they
+    # have an address it suits. None: they are invited as they are (`bot.cycle.unsuited`).
+    move_unsuited_to: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     launched_at: Mapped[datetime | None]
     closed_at: Mapped[datetime | None]

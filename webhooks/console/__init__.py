@@ -33,7 +33,8 @@ from werkzeug.wrappers import Response
 from bot import channels
 from bot.commands import runtime
 from bot.config import Settings
-from bot.cycle import exports, fallback, frequency, lint, staff
+from bot.cycle import exports, fallback, frequency, lint, services, staff
+from bot.cycle.unsuited import Unsuited
 from bot.privacy import audit
 from bot.scripts.survey import SurveyError
 from bot.storage.models import MAX_ID, Campaign
@@ -404,8 +405,22 @@ def campaign(campaign_id: int) -> str:
         found = db.get(Campaign, campaign_id)
         results = exports.summary(db, found)
         reach = _fallback_and_gap(db, found)
+    # A draft says what its launch would be warned of, and that the launch page offers more.
+    unsuited = (
+        [
+            Unsuited.from_json(u)
+            for u in services.unsuited_before_launch(runtime.database(), _settings(), campaign_id)
+        ]
+        if found.status == "draft"
+        else []
+    )
     return render_template(
-        "console/campaign.html", campaign=row, results=results, now=datetime.now(UTC), **reach
+        "console/campaign.html",
+        campaign=row,
+        results=results,
+        now=datetime.now(UTC),
+        unsuited=unsuited,
+        **reach,
     )
 
 
@@ -413,6 +428,7 @@ def _fallback_and_gap(db: Any, found: Campaign) -> dict[str, Any]:
     """What the campaign page says of channel fallback and of people left out as invited
     lately (the settings the worker uses: `runtime.settings`)."""
     return {
+        "moved_to": channels.get(found.move_unsuited_to).title if found.move_unsuited_to else None,
         "fallback": fallback.counts(db, found).as_json(),
         "left_out": frequency.left_out(db, found.id),
         "invite_gap_days": frequency.gap_days(found, runtime.settings()),

@@ -26,6 +26,7 @@ from bot.commands import runtime
 from bot.config import Settings
 from bot.cycle import services
 from bot.cycle.refusals import Refused
+from bot.cycle.unsuited import Unsuited
 from bot.privacy import audit
 from webhooks.console import bp, queries
 
@@ -164,6 +165,10 @@ def new_campaign() -> Any:
                 f"{'person' if size == 1 else 'people'}. Launch it when you are ready.",
                 "info",
             )
+            for found in map(Unsuited.from_json, created["unsuited"]):
+                offer = found.offer_sentence()
+                choose = ": you can choose that when you launch" if found.offer else ""
+                flash(f"{found.sentence()}. {offer[:1].upper()}{offer[1:]}{choose}.", "warning")
             return redirect(url_for("console.campaign", campaign_id=created["id"]))
     return render_template(
         "console/campaign_new.html",
@@ -189,9 +194,19 @@ def _confirm_campaign(campaign_id: int, verb: str) -> Any:
         if request.method == "POST"
         else None
     )
-    return render_template("console/campaign_confirm.html", campaign=row, verb=verb, error=error), (
-        400 if error else 200
+    # Before a launch: who it would invite at an address their channel does not suit (a
+    # landline, for texts), and the offer of another channel for them, as a second button.
+    unsuited = (
+        [
+            Unsuited.from_json(u)
+            for u in services.unsuited_before_launch(runtime.database(), _settings(), campaign_id)
+        ]
+        if verb == "launch"
+        else []
     )
+    return render_template(
+        "console/campaign_confirm.html", campaign=row, verb=verb, error=error, unsuited=unsuited
+    ), (400 if error else 200)
 
 
 @bp.route("/campaigns/<int:campaign_id>/launch", methods=["GET", "POST"])
@@ -199,9 +214,15 @@ def launch_campaign(campaign_id: int) -> Any:
     asked = _confirm_campaign(campaign_id, "launch")
     if asked is not None:
         return asked
+    move = request.form.get("move_unsuited_to", "")[:100]
     try:
         launched = services.launch_campaign(
-            runtime.database(), _settings(), runtime.redis(), campaign_id, _actor()
+            runtime.database(),
+            _settings(),
+            runtime.redis(),
+            campaign_id,
+            _actor(),
+            {"move_unsuited_to": move} if move else None,
         )
     except Refused as exc:
         if exc.status == 404:
@@ -219,6 +240,11 @@ def launch_campaign(campaign_id: int) -> Any:
         else:
             flash("The campaign was launched already; nobody is left to invite.", "info")
         _say_who_is_left_out(launched.get("left_out", {}))
+        for found in map(Unsuited.from_json, launched.get("unsuited", [])):
+            flash(
+                f"{found.sentence()}: {found.moved_sentence()}.",
+                "info" if found.moved else "warning",
+            )
     return redirect(url_for("console.campaign", campaign_id=campaign_id))
 
 

@@ -8,6 +8,7 @@ from bot.channels.base import Sender
 from bot.channels.phone_number import PhoneNumberChannel
 from bot.channels.twilio_messaging import TwilioMessagingChannel
 from bot.config import Settings
+from bot.phone_numbers import is_landline
 
 E164 = re.compile(r"\+[1-9]\d{7,14}")
 
@@ -31,6 +32,11 @@ class SmsChannel(TwilioMessagingChannel, PhoneNumberChannel):
 
         url = f"{settings.public_base_url}{self.webhook_path()}"
         return [point_number(settings, "sms", url, "texts")]
+
+    def unsuited(self, address: str) -> str | None:
+        # Twilio takes a text to a landline and then fails it (30006), or a UK landline
+        # provider reads it aloud by text-to-speech: it is not the text the person would read.
+        return "a landline, which cannot take texts" if is_landline(address) else None
 
     def read_address(self, sender: str) -> str:
         if E164.fullmatch(sender):

@@ -1,20 +1,24 @@
 """WhatsApp over Twilio: `whatsapp:+447700900123` is the address, a message answers each step.
 
 People write to the charity's WhatsApp sender; Twilio posts each message, signed as texts are,
-to `/webhooks/twilio/whatsapp`, and the reply goes back inline as free text (they just wrote,
-so WhatsApp's 24-hour window is open). Contact we start (an invitation, a reminder, "you said,
-we did") goes as free text while the window is open, else as an approved template named in
-the survey script (`channels: {whatsapp: {invitation: HX..., reminder: HX..., feedback:
-HX..., variables: [name, org]}}`) or in settings (`WHATSAPP_INVITATION_TEMPLATE`...). Answers
-are numbered in the text, as in a text message.
+to `/webhooks/twilio/whatsapp`. What we say back goes in the TwiML answer, except a reply
+that offers buttons or a list to tap (`content`): a Content API message, which TwiML cannot
+carry, so it goes through the outbox and the sender (`can_reply_inline`).
+Inside WhatsApp's 24-hour window everything goes as we wrote it (buttons or a list where the
+answers fit WhatsApp's limits, numbered text otherwise); contact we start outside it (an
+invitation, a reminder, "you said, we did") goes as an approved template named in the survey
+script (`channels: {whatsapp: {invitation: HX..., reminder: HX..., feedback: HX...,
+variables: [name, org]}}`) or in settings (`WHATSAPP_INVITATION_TEMPLATE`...).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
+from bot.channels import plain_text
 from bot.channels.base import InvalidAddress, Sender
 from bot.channels.twilio_messaging import TwilioMessagingChannel
+from bot.channels.whatsapp import content
 from bot.channels.whatsapp import settings as own_settings
 from bot.channels.whatsapp.settings import (
     CONTENT_SID,
@@ -24,7 +28,9 @@ from bot.channels.whatsapp.settings import (
     whatsapp_address,
 )
 from bot.config import Settings
+from bot.engine import Inbound, Prompt
 from bot.phone_numbers import InvalidPhoneNumber
+from bot.text import clean_text
 
 MAX_BODY = 1600  # Twilio's limit on a WhatsApp message's body
 
@@ -38,11 +44,55 @@ class WhatsAppChannel(TwilioMessagingChannel):
     contact_example = "07700 900123"
     max_address_length = 25  # "whatsapp:" and E.164's 16
     simulate_label = "whatsapp"
-    simulate_hint = "type a reply"
+    simulate_hint = "type a reply, or tap an answer"
+    buttons = True  # inside the window, closed questions are answered by tapping
 
     def fits(self, text: str) -> bool:
         # WhatsApp bills no segments; Twilio takes a body of up to 1,600 characters.
         return len(text) <= MAX_BODY
+
+    def can_reply_inline(self, bodies: Sequence[str]) -> bool:
+        # Buttons and lists go by the Content API, which TwiML cannot name: a reply that
+        # offers them goes through the outbox and the sender; words alone answer at once.
+        return all(content.split(body)[1] is None for body in bodies)
+
+    def render_body(self, prompts: Iterable[Prompt], org: str) -> str:
+        found = content.render(list(prompts), self.fits, joined=True)
+        return found[0] if found else ""
+
+    def render_replies(self, prompts: Iterable[Prompt], org: str) -> list[str]:
+        return content.render(list(prompts), self.fits)
+
+    def read_request(self, form: Mapping[str, str]) -> tuple[str, str, str] | str:
+        """As any Twilio message, except that a tapped button (`ButtonPayload`) or list row
+        (`ListId`) of ours reads as typing what it stands for, the answer's number: stored and
+        parsed as that, whatever words the button shows."""
+        read = super().read_request(form)
+        if isinstance(read, str):
+            return read
+        sid, sender, _ = read
+        for field in ("ButtonPayload", "ListId"):
+            typed = content.read_payload(clean_text(form.get(field, "")))
+            if typed is not None:
+                return sid, sender, typed
+        return read
+
+    def simulate_screen(
+        self, prompts: Sequence[Prompt], org: str
+    ) -> list[tuple[str, list[list[tuple[str, str]]]]]:
+        screen = []
+        for stored in self.render_replies(prompts, org):
+            words, choices = content.split(stored)
+            if choices is None:
+                screen.append((words, []))
+            else:
+                rows = [[(a.title, content.ID_PREFIX + a.typed)] for a in choices.answers]
+                screen.append((choices.body, rows))
+        return screen
+
+    def simulate_press(self, data: str) -> Inbound | None:
+        typed = content.read_payload(data)
+        return None if typed is None else plain_text.parse(typed)
 
     def normalise(self, raw: str) -> str:
         try:
