@@ -264,6 +264,21 @@ _CHEAP_DUMMY_HASH = _CHEAP_HASHER.hash("not anyone's password, only here to spen
 
 
 @pytest.fixture
+def fresh_rate_window() -> Iterator[None]:
+    """The limits on guessing count tries in fixed windows of the clock (a minute for the admin
+    API, 15 minutes for the console): a test that counts tries starts at the beginning of a
+    fresh one, with the clock running, so a slow machine never sees a window end mid-test."""
+    import time
+
+    import time_machine
+
+    quarter = 15 * 60  # a whole number of minutes, so a new minute starts with it too
+    start = (int(time.time()) // quarter + 1) * quarter + 0.01
+    with time_machine.travel(start, tick=True):
+        yield
+
+
+@pytest.fixture
 def twilio_fake() -> Iterator[FakeTwilio]:
     fake = FakeTwilio().start()
     yield fake

@@ -1,6 +1,7 @@
 import csv
 import io
 
+import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
@@ -41,6 +42,7 @@ def test_refuses_everything_until_the_token_is_set(app_settings):
     assert response.status_code == 403 and "ADMIN_TOKEN" in response.json["error"]
 
 
+@pytest.mark.usefixtures("fresh_rate_window")
 def test_rate_limited_per_client(app):
     app.config["ADMIN_RATE_LIMIT"] = 3
     client = app.test_client()

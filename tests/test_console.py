@@ -14,6 +14,7 @@ from argon2 import PasswordHasher
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
+from bot import conversations
 from bot.commands.cli import main
 from bot.cycle import staff
 from bot.storage.models import (
@@ -151,6 +152,7 @@ def test_forms_without_a_csrf_token_are_refused(client, database):
     assert simulate.status_code == 400
 
 
+@pytest.mark.usefixtures("fresh_rate_window")
 def test_sign_in_attempts_are_limited_per_email(app, client, database):
     app.config["CONSOLE_SIGNIN_LIMIT_EMAIL"] = 3
     add_staff(database)
@@ -168,6 +170,7 @@ def test_sign_in_attempts_are_limited_per_email(app, client, database):
     assert len(refused) == 2
 
 
+@pytest.mark.usefixtures("fresh_rate_window")
 def test_sign_in_attempts_are_limited_per_client(app, client, database):
     app.config["CONSOLE_SIGNIN_LIMIT_CLIENT"] = 2
     add_staff(database)
@@ -740,6 +743,22 @@ def test_you_said_we_did_previews_then_sends_and_counts(
     assert (STAFF, "send_feedback", f"campaign {campaign}") in actions(database)
     bad = form(signed_in, path, action="preview", message="{{ oops", outcomes="")
     assert bad.status_code == 400 and 'role="alert"' in bad.get_data(as_text=True)
+
+
+def test_a_persons_page_says_a_blocked_app_is_stopped_on_that_channel_only(signed_in, database):
+    with database.session() as session:
+        ann = people.person(
+            session, name="Ann Blocked", phone="+447700900555", telegram_chat_id=700_555
+        ).id
+    conversations.blocked_by_recipient(
+        database, ann, "telegram", "700555", "bot blocked (Telegram 403)"
+    )
+    page = signed_in.get(f"/console/people/{ann}").get_data(as_text=True)
+    assert "Telegram: 700555 (stopped on Telegram: bot blocked (Telegram 403)," in page
+    assert "text message: +447700900555;" not in page  # the number says nothing: usable
+    assert re.search(r"text message: \+447700900555\s*</li>", page)
+    assert "Opted out" not in page  # the person is not: only that app is
+    assert "<td>point stopped</td><td>telegram</td>" in page
 
 
 def test_subject_access_downloads_json_and_is_audited(signed_in, database):

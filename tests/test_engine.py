@@ -558,3 +558,54 @@ def test_a_key_or_a_tapped_1_picks_an_option_even_while_we_ask_whether_to_stop()
     assert again.prompts[0].kind == "confirm_stop" and again.state.stop_asked
     for said in ("absolutely", "correct"):
         assert engine.step(SURVEY, at_consent.state, Reply(said), CTX).consent == ("opt_out",)
+
+
+# --- a message that went in something else's place (an approved template) -----------------
+
+
+def _at(question_id, **answered):
+    return State(question_id=question_id, answered=answered)
+
+
+def test_yes_after_an_invitation_that_showed_nothing_begins_and_stores_nothing():
+    start = engine.begin(SURVEY, CTX).state
+    marked = engine.not_shown(start, invitation=True)
+    assert marked.unseen == engine.UNSEEN_INTRO
+    assert State.from_json(marked.to_json()) == marked
+    # A reminder's template after it: they have still seen nothing of the survey.
+    assert engine.not_shown(marked, invitation=False).unseen == engine.UNSEEN_INTRO
+    shown = engine.step(SURVEY, marked, Reply("Yes"), CTX)
+    assert shown.answers == () and shown.consent == ()
+    assert shown.prompts == engine.begin(SURVEY, CTX).prompts  # the intro, then the question
+    assert shown.state.unseen is None and shown.state.question_id == "format"
+    answered = engine.step(SURVEY, shown.state, Reply("1"), CTX)
+    assert [a.value for a in answered.answers] == ["printed"]
+
+
+def test_a_consent_question_not_shown_is_not_answered_by_yes():
+    waiting = engine.not_shown(_at("recontact", format="digital", useful="4"), invitation=False)
+    assert waiting.unseen == engine.UNSEEN_QUESTION  # something was answered: no intro
+    shown = engine.step(SURVEY, waiting, Reply("Yes"), CTX)
+    assert shown.answers == () and shown.consent == ()
+    assert [type(p) for p in shown.prompts] == [Ask] and asked(shown) == ["recontact"]
+    consented = engine.step(SURVEY, shown.state, Reply("Yes"), CTX)
+    assert consented.consent == ("recontact_yes",)
+
+
+def test_what_is_acted_on_when_the_question_was_not_shown():
+    waiting = engine.not_shown(_at("useful", format="digital"), invitation=False)
+    stopped = engine.step(SURVEY, waiting, Command.STOP, CTX)
+    assert stopped.consent == ("opt_out",) and stopped.state.status == engine.STOPPED
+    helped = engine.step(SURVEY, waiting, Command.HELP, CTX)
+    assert asked(helped) == ["useful"] and helped.state.unseen is None  # shown with the help
+    confirm = engine.step(SURVEY, waiting, Reply("please stop texting me"), CTX)
+    assert confirm.prompts[0].kind == "confirm_stop" and confirm.state.unseen is not None
+    skipped = engine.step(SURVEY, waiting, Command.SKIP, CTX)
+    assert skipped.answers == () and asked(skipped) == ["useful"]  # nothing to skip yet
+    # A message that went as itself marks nothing: the reply is read as ever.
+    assert engine.step(SURVEY, _at("useful"), Reply("4"), CTX).answers[0].value == "4"
+
+
+def test_a_finished_conversation_is_not_marked():
+    done = State(question_id=None, status=engine.COMPLETED)
+    assert engine.not_shown(done, invitation=False) == done

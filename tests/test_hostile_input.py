@@ -11,6 +11,7 @@ import pickle
 import time
 import xml.etree.ElementTree as ET
 
+import pytest
 from sqlalchemy import func, select
 
 from bot.storage.models import Message, Participant
@@ -171,6 +172,7 @@ def test_behind_a_trusted_proxy_each_client_has_its_own_allowance(app_settings):
     assert answered.status_code == 200
 
 
+@pytest.mark.usefixtures("fresh_rate_window")
 def test_the_request_rate_limit_says_when_to_retry(app):
     app.config["ADMIN_RATE_LIMIT"] = 1
     client = app.test_client()

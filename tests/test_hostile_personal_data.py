@@ -244,6 +244,7 @@ def _at_once(count: int, send) -> list[int]:
     return codes
 
 
+@pytest.mark.usefixtures("fresh_rate_window")
 def test_wrong_admin_tokens_sent_at_once_meet_the_limit(app, monkeypatch):
     import hmac
     import time
@@ -268,6 +269,7 @@ def test_a_right_token_is_not_counted_as_a_wrong_one(app):
         assert client.get("/admin/api/surveys", headers=ADMIN).status_code == 200
 
 
+@pytest.mark.usefixtures("fresh_rate_window")
 def test_passwords_sent_at_once_meet_the_limit(app, database):
     from tests.test_console import EMAIL, add_staff, audit_rows, token
 
@@ -286,6 +288,7 @@ def test_passwords_sent_at_once_meet_the_limit(app, database):
     assert len(refused) <= 2, refused
 
 
+@pytest.mark.usefixtures("fresh_rate_window")
 def test_a_blocked_guesser_does_not_write_an_audit_row_a_try(app, client, database):
     from tests.test_console import add_staff, audit_rows, sign_in
 

@@ -374,7 +374,7 @@ def _row(database: Database, message_id: int) -> Message:
         return session.get(Message, message_id)
 
 
-def test_a_blocked_bot_records_an_opt_out_from_telegram(
+def test_a_blocked_bot_stops_that_chat_not_the_person(
     tg_settings, database, redis_conn, telegram_fake
 ):
     telegram_fake.script.append(BLOCKED)
@@ -385,9 +385,15 @@ def test_a_blocked_bot_records_an_opt_out_from_telegram(
     assert "blocked by the user" in row.error_message
     with database.session() as session:
         person = session.get(Participant, row.participant_id)
-        assert person.opted_out
+        assert not person.opted_out  # blocking one app is not a STOP (tests/test_blocked.py)
+        (point,) = person.contact_points
+        assert point.opted_out_reason == "bot blocked (Telegram 403)"
         (event,) = session.scalars(select(ConsentEvent)).all()
-        assert event.kind == "opt_out" and "blocked" in event.detail
+        assert (event.kind, event.how, event.detail) == (
+            "point_stopped",
+            "telegram",
+            "bot blocked (Telegram 403)",
+        )
 
 
 def _point(database: Database, chat_id: int = CHAT) -> tuple[Any, Any, list[Any]]:
@@ -407,11 +413,12 @@ def _point(database: Database, chat_id: int = CHAT) -> tuple[Any, Any, list[Any]
         return point, person, events
 
 
-def test_blocking_the_bot_marks_the_chat_opted_out_at_once_and_unblocking_lets_it_in(
+def test_blocking_the_bot_stops_the_chat_at_once_and_unblocking_lets_it_in(
     chat, tg, database, telegram_fake
 ):
     """Issue 20: Telegram says when a person blocks the bot (`my_chat_member`, "kicked"); we
-    act on it at once, as the 403 of our next send would have, without that wasted send."""
+    act on it at once, as the 403 of our next send would have, without that wasted send: that
+    chat is stopped, the person is not (their texts and calls: tests/test_blocked.py)."""
     chat.send("/start TITLE")
     chat.deliver()
     blocked = my_chat_member_update(CHAT, "kicked", was="member")
@@ -419,18 +426,21 @@ def test_blocking_the_bot_marks_the_chat_opted_out_at_once_and_unblocking_lets_i
         assert post_telegram(tg, blocked).status_code == 200
     point, person, events = _point(database)
     assert point.opted_out_at is not None and "blocked" in point.opted_out_reason
-    assert person.opted_out
-    assert [(e.kind, e.how) for e in events] == [("opt_out", "carrier")]
-    assert "blocked" in events[0].detail
+    assert not person.opted_out
+    assert [(e.kind, e.how) for e in events] == [("point_stopped", "telegram")]
+    assert "blocked" in events[0].detail and str(CHAT) not in events[0].detail
     assert chat.deliver() == []  # nothing said: they cannot read it
-    # Unblocked: the chat can be used again; contact waits for their own /start.
+    # Unblocked: the chat can be used again at once; they never said STOP.
     assert post_telegram(tg, my_chat_member_update(CHAT, "member", was="kicked")).status_code == 200
     point, person, events = _point(database)
-    assert point.opted_out_at is None and person.opted_out and len(events) == 1
-    chat.send("/start")
-    (back,) = chat.deliver()
-    assert "Welcome back" in back["text"]
-    assert not _point(database)[1].opted_out
+    assert point.opted_out_at is None and not person.opted_out
+    assert [(e.kind, e.how) for e in events] == [
+        ("point_stopped", "telegram"),
+        ("point_let_in", "telegram"),
+    ]
+    chat.send("2")  # their survey goes on where they were
+    (next_question,) = chat.deliver()
+    assert "What made you choose it?" in next_question["text"]
 
 
 def test_a_block_is_refused_without_the_secret_and_ignored_for_strangers_and_groups(

@@ -6,6 +6,7 @@ from twilio.base.exceptions import TwilioRestException
 from bot.providers.errors import (
     OutsideWindow,
     PermanentError,
+    RecipientBlocked,
     RecipientOptedOut,
     RecipientUnreachable,
     TemporaryError,
@@ -23,7 +24,7 @@ from bot.providers.twilio import classify, classify_code
             "inactive or invalid address on that channel (Twilio 63003)",
         ),
         ("63024", RecipientUnreachable, "cannot take messages on that channel (Twilio 63024)"),
-        ("63014", RecipientOptedOut, "blocked us on that channel (Twilio 63014)"),
+        ("63014", RecipientBlocked, "blocked us on that channel (Twilio 63014)"),
         ("21610", RecipientOptedOut, "unsubscribed at the carrier (Twilio 21610)"),
         ("63018", TemporaryError, None),
         ("63038", TemporaryError, None),

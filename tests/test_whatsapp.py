@@ -3,6 +3,7 @@ inbound messages signed as Twilio signs them."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import uuid
@@ -354,18 +355,253 @@ def test_a_reminder_outside_the_window_uses_the_setting_template(
 
 
 def test_outside_the_window_with_no_template_fails_saying_what_to_set(
-    client, database, redis_conn, twilio_fake, conversations_dir
+    client, database, redis_conn, twilio_fake, conversations_dir, app_settings
 ):
+    from bot.cycle import campaigns
+
     script = conversations_dir / "guide-title.yaml"
     script.write_text(script.read_text().split("channels:")[0], encoding="utf-8")
     import_ann(client)
-    launch(client, redis_conn)
-    assert messages_to_twilio(twilio_fake) == []
+    write(client, "Hello")  # she wrote today: the launch needs no template, and goes
+    run_worker(redis_conn)  # (what we said back has gone, where it goes by the outbox)
+    before = len(messages_to_twilio(twilio_fake))
+    body = {"survey": "guide-title", "audience": {"tags": ["readers"]}, "channel": "whatsapp"}
+    campaign = client.post("/admin/api/campaigns", json=body, headers=ADMIN).json
+    launched = client.post(f"/admin/api/campaigns/{campaign['id']}/launch", headers=ADMIN)
+    assert launched.status_code == 202, launched.json
+    campaigns.fan_out(runtime.database(), app_settings, campaign["id"])  # not yet sent
+    # The window closed before the invitation went (held, say, through quiet hours).
+    with database.session() as session:
+        session.execute(
+            ContactPoint.__table__.update().values(last_inbound_at=utcnow() - timedelta(days=2))
+        )
+    run_worker(redis_conn)
+    assert messages_to_twilio(twilio_fake)[before:] == []
     with database.session() as session:
         invitation = session.scalars(select(Message).where(Message.kind == "invitation")).one()
         assert invitation.status == "failed"
         assert "channels.whatsapp.invitation" in invitation.error_message
         assert "WHATSAPP_INVITATION_TEMPLATE" in invitation.error_message
+
+
+def test_a_launch_with_no_template_for_people_outside_the_window_is_refused(
+    client, database, redis_conn, twilio_fake, conversations_dir
+):
+    from click.testing import CliRunner
+
+    from bot.commands.cli import main
+
+    script = conversations_dir / "guide-title.yaml"
+    script.write_text(script.read_text().split("channels:")[0], encoding="utf-8")
+    import_ann(client)
+    body = {"survey": "guide-title", "audience": {"tags": ["readers"]}, "channel": "whatsapp"}
+    campaign = client.post("/admin/api/campaigns", json=body, headers=ADMIN).json
+    refused = client.post(f"/admin/api/campaigns/{campaign['id']}/launch", headers=ADMIN)
+    assert refused.status_code == 409, refused.json
+    said = refused.json["error"]
+    assert said.startswith("cannot launch: WhatsApp: no approved invitation template: set ")
+    assert "channels.whatsapp.invitation in the script or WHATSAPP_INVITATION_TEMPLATE" in said
+    assert "1 of the 1 to invite have not written to us on WhatsApp within 24 hours" in said
+    result = CliRunner().invoke(main, ["campaign", "launch", str(campaign["id"])])
+    assert result.exit_code == 1, result.output
+    assert "no approved invitation template" in result.output
+    assert "WHATSAPP_INVITATION_TEMPLATE" in result.output
+    with database.session() as session:
+        assert session.scalars(select(Message)).all() == []
+    assert (
+        client.get(f"/admin/api/campaigns/{campaign['id']}", headers=ADMIN).json["status"]
+        == "draft"
+    )
+
+
+# --- a template is not the question -----------------------------------------------------------
+
+
+def with_invitation_setting(app_settings):
+    """A client (and a worker) with WHATSAPP_INVITATION_TEMPLATE set."""
+    from webhooks import create_app
+
+    own = app_settings.channels["whatsapp"]
+    templates = {**own.templates, "invitation": INVITATION}
+    current = app_settings.with_overrides(
+        channels={
+            **app_settings.channels,
+            "whatsapp": dataclasses.replace(own, templates=templates),
+        }
+    )
+    runtime.configure(current)
+    return create_app({"SETTINGS": current, "TESTING": True}).test_client()
+
+
+def launch_survey(client, redis_conn: Redis, survey: str, **extra) -> int:
+    body = {"survey": survey, "audience": {"tags": ["readers"]}, "channel": "whatsapp", **extra}
+    campaign = client.post("/admin/api/campaigns", json=body, headers=ADMIN).json
+    launched = client.post(f"/admin/api/campaigns/{campaign['id']}/launch", headers=ADMIN)
+    assert launched.status_code == 202, launched.json
+    run_worker(redis_conn)  # fan-out, then the invitations
+    run_worker(redis_conn)
+    return int(campaign["id"])
+
+
+def answered(database) -> list[tuple[str, str | None]]:
+    from bot.storage.models import Answer
+
+    with database.session() as session:
+        return [
+            (a.question_id, a.value) for a in session.scalars(select(Answer).order_by(Answer.id))
+        ]
+
+
+def said_last(database) -> str:
+    """What we said back to the person's latest message, however it goes."""
+    with database.session() as session:
+        latest = session.scalar(select(func.max(Message.id)).where(Message.direction == "in"))
+        return "\n".join(
+            m.body or ""
+            for m in session.scalars(
+                select(Message)
+                .where(Message.direction == "out", Message.kind == "reply", Message.id > latest)
+                .order_by(Message.id)
+            )
+        )
+
+
+def test_yes_to_a_template_invitation_begins_the_survey_and_is_not_its_consent(
+    client, database, redis_conn, twilio_fake, app_settings
+):
+    from bot.storage.models import ConsentEvent
+
+    # hear-back asks for consent first; its invitation goes as WHATSAPP_INVITATION_TEMPLATE,
+    # which names the survey and asks nothing.
+    client = with_invitation_setting(app_settings)
+    import_ann(client)
+    launch_survey(client, redis_conn, "hear-back")
+    (sent,) = messages_to_twilio(twilio_fake)
+    assert sent["ContentSid"] == INVITATION and "Body" not in sent
+    assert write(client, "Yes").status_code == 200
+    assert answered(database) == []
+    with database.session() as session:
+        ann = session.scalars(select(Participant)).one()
+        assert ann.recontact is None
+        assert session.scalars(select(ConsentEvent)).all() == []
+    shown = said_last(database)
+    assert "we like to tell you what changed" in shown  # the intro she has not seen
+    assert "May we send you a short message about what we did" in shown
+    # Now she has seen it: her yes is her answer.
+    assert write(client, "Yes").status_code == 200
+    assert answered(database) == [("recontact", "yes")]
+    with database.session() as session:
+        assert session.scalars(select(Participant)).one().recontact is True
+    assert "How would you like to hear from us?" in said_last(database)
+
+
+def test_a_reply_while_the_template_is_being_handed_over_is_not_its_answer(
+    client, database, redis_conn, twilio_fake, app_settings
+):
+    # Her "Yes" comes before the send's result is written: the conversation was marked as
+    # the invitation was claimed, so it meets the mark all the same.
+    client = with_invitation_setting(app_settings)
+    import_ann(client)
+    during: list[int] = []
+    twilio_fake.script.append(
+        Scripted(on_receive=lambda: during.append(write(client, "Yes").status_code))
+    )
+    launch_survey(client, redis_conn, "hear-back")
+    assert during == [200]
+    assert answered(database) == []
+    assert "May we send you a short message" in said_last(database)
+
+
+def test_after_a_reminder_template_the_next_reply_is_shown_the_waiting_question(
+    client, database, redis_conn, twilio_fake, app_settings
+):
+    from bot.cycle import reminders
+
+    import_ann(client)
+    campaign_id = launch_survey(client, redis_conn, "guide-title", reminder_after_hours=1)
+    for body in ["Yes", "2"]:  # shown the opening, then her answer to the first question
+        write(client, body)
+    assert answered(database) == [("title", "your-health")]
+    assert "What made you choose it?" in said_last(database)
+    # Two days on, the window has closed: the reminder goes as its template.
+    with database.session() as session:
+        session.execute(
+            ContactPoint.__table__.update().values(last_inbound_at=utcnow() - timedelta(days=2))
+        )
+    reminders.send_reminders(runtime.database(), app_settings, campaign_id)
+    run_worker(redis_conn)
+    assert messages_to_twilio(twilio_fake)[-1]["ContentSid"] == REMINDER
+    write(client, "Yes")  # to the reminder: not her reason for choosing a title
+    assert answered(database) == [("title", "your-health")]
+    assert "What made you choose it?" in said_last(database)
+    write(client, "It says what the guide is for")
+    assert answered(database) == [
+        ("title", "your-health"),
+        ("why", "It says what the guide is for"),
+    ]
+
+
+def test_stop_in_reply_to_a_template_invitation_stops(client, database, redis_conn, twilio_fake):
+    from bot.storage.models import Conversation
+
+    import_ann(client)
+    launch(client, redis_conn)
+    assert messages_to_twilio(twilio_fake)[0]["ContentSid"] == INVITATION
+    write(client, "STOP")
+    assert answered(database) == []
+    with database.session() as session:
+        assert session.scalars(select(Participant)).one().opted_out
+        assert session.scalars(select(Conversation)).one().status == "stopped"
+
+
+def test_a_message_is_known_to_go_as_a_template_before_it_goes(app_settings):
+    from bot.providers.base import Outgoing
+
+    whatsapp, now = channels.get("whatsapp"), utcnow()
+    script = {"invitation": INVITATION}  # and WHATSAPP_REMINDER_TEMPLATE is set
+
+    def goes_as_template(kind, wrote=None, options=script, channel=whatsapp):
+        message = Outgoing(1, ANN, "Hello", kind, last_inbound_at=wrote, options=options)
+        return channel.replaces_body(message, app_settings, now)
+
+    assert goes_as_template("invitation") and goes_as_template("reminder")
+    assert not goes_as_template("invitation", wrote=now - timedelta(hours=1))  # free text
+    assert goes_as_template("invitation", wrote=now - timedelta(hours=23, minutes=50))
+    assert not goes_as_template("invitation", options={})  # none named: it fails instead
+    assert not goes_as_template("reply")  # a reply has no template: it fails instead
+    assert not goes_as_template("invitation", channel=channels.get("sms"))
+
+
+def test_a_call_says_the_question_a_template_did_not_so_its_key_is_the_answer(
+    client, database, redis_conn, twilio_fake
+):
+    from tests.test_twilio_voice import Phone
+
+    import_ann(client, phone="07700 900123")
+    launch(client, redis_conn)  # the invitation goes as the template
+    call = Phone(client, number="+447700900123").dial()  # she rings us instead
+    call.press("1")
+    assert "Which title do you like best?" in call.said
+    call.press("2")
+    assert answered(database) == [("title", "your-health")]
+
+
+def test_a_template_after_63016_marks_the_question_not_shown(
+    client, database, redis_conn, twilio_fake
+):
+    import_ann(client)
+    write(client, "Hello")  # the window looks open, so the invitation goes as free text...
+    run_worker(redis_conn)  # (what we said back has gone, where it goes by the outbox)
+    before = len(messages_to_twilio(twilio_fake))
+    twilio_fake.script.append(Scripted(status=400, code=63016, message="Outside window"))
+    launch(client, redis_conn)  # ...until WhatsApp refuses it, and the template goes
+    free_text, template = messages_to_twilio(twilio_fake)[before:]
+    assert "Body" in free_text and template["ContentSid"] == INVITATION
+    write(client, "2")
+    assert answered(database) == []
+    assert "Which title do you like best?" in said_last(database)
+    write(client, "2")
+    assert answered(database) == [("title", "your-health")]
 
 
 def test_a_recipient_not_on_whatsapp_marks_that_contact_point_unreachable(

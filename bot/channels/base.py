@@ -17,14 +17,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import ClassVar, Protocol
 
 from bot import engine
 from bot.config import Settings
 from bot.engine import Ask, Inbound, Prompt
 from bot.engine.keywords import ProviderKeyword
-from bot.providers.base import Sender
+from bot.providers.base import Outgoing, Sender
 from bot.providers.errors import ChannelOff
 from bot.scripts.survey import Question, Survey
 
@@ -266,6 +266,28 @@ class Channel:
         """What is wrong with a survey's options for this channel (`channels: {<name>: ...}`
         in its script), a line each; `involve lint` reports them. By default it takes none."""
         return [f"unknown option {key!r} ({self.title} takes none)" for key in options]
+
+    def launch_problem(
+        self,
+        options: Mapping[str, object],
+        settings: Settings,
+        last_wrote: Sequence[datetime | None],
+        at: datetime,
+    ) -> str | None:
+        """What would make a launch's invitations on this channel fail for good, though the
+        channel is on, and what to set; None: nothing. `options` are the survey's for this
+        channel, `last_wrote` when each person it would invite last wrote to us on the
+        contact point it would use (None: never), `at` when the invitations are due. A
+        launch is refused with it (`bot.cycle.campaigns`)."""
+        return None
+
+    def replaces_body(self, message: Outgoing, settings: Settings, now: datetime) -> bool:
+        """Would this message, handed to the provider `now`, reach the person as something
+        else in its body's place (WhatsApp's approved template outside its 24-hour window),
+        so that the question in it is not shown? Asked just before it is handed over, so that
+        the core marks the conversation before any reply can come; the sender's
+        `Handed.replaced` says what did happen. By default: never."""
+        return False
 
     # --- words -------------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ from bot.providers.errors import SendError
 from bot.scripts.survey import SurveyError, resolve
 from bot.storage import db as storage
 from bot.storage.models import Participant, utcnow
+from bot.storage.status import CampaignStatus
 from bot.text import terminal_safe
 
 
@@ -646,7 +647,7 @@ def campaign_status(campaign_id: int) -> None:
     with _refusals():
         found = services.campaign_status(runtime.database(), settings, campaign_id)
     echo(f"campaign {campaign_id}: {found.survey}, {found.status}")
-    if found.send_at is not None and found.status != "closed":
+    if found.send_at is not None and found.status != CampaignStatus.CLOSED:
         local = found.send_at.astimezone(settings.timezone)
         echo(f"  starts at     {local:%H:%M on %a %d %b %Y} ({settings.timezone})")
     for key, value in found.counts.items():

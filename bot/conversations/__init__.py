@@ -5,11 +5,15 @@ start conversations. Nothing here commits; the caller's unit of work does.
 
 The lock order, for everything a person touches: the participant row first (`lock_person`),
 then their conversation, then what hangs off them. Every writer keeps it, so two writers for
-one person queue instead of deadlocking.
+one person queue instead of deadlocking. A writer for many people (a fan-out chunk, reminders,
+closing a campaign, channel fallback) takes their rows in id order (`lock_people`), so two of
+them queue too; one that touches a campaign's row takes it before any person's.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Collection, Iterable
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -39,6 +43,8 @@ from bot.storage.models import (
 )
 from bot.storage.prepared import Prepared, Record
 from bot.storage.status import Consent, Direction, Outbound
+
+log = logging.getLogger(__name__)
 
 # --- surveys as stored ---------------------------------------------------------------------
 
@@ -192,6 +198,31 @@ _WROTE = Prepared(
 def lock_person(session: Session, participant_id: int) -> Participant | None:
     """Take the person's row lock: the first lock any writer of their data takes."""
     return session.get(Participant, participant_id, with_for_update=True)
+
+
+LOCK_BATCH = 1000  # people locked by one statement
+
+
+def lock_people(session: Session, participant_ids: Iterable[int]) -> list[int]:
+    """Take many people's row locks, in id order: the ids of those who exist, ascending.
+
+    Every writer that locks more than one person takes them in this order, so two such writers
+    (or one and a writer of one person) queue instead of deadlocking. What the caller reads
+    after this is what the last writer of each of them committed: read nothing about them
+    before. On SQLite there are no row locks; the writers' turn (`bot.storage.db`) already
+    holds the whole database for the transaction.
+    """
+    ids = sorted(set(participant_ids))
+    locked: list[int] = []
+    for start in range(0, len(ids), LOCK_BATCH):
+        # One ordered SELECT ... FOR UPDATE: PostgreSQL locks the rows as it returns them.
+        locked += session.scalars(
+            select(_people.c.id)
+            .where(_people.c.id.in_(ids[start : start + LOCK_BATCH]))
+            .order_by(_people.c.id)
+            .with_for_update()
+        )
+    return locked
 
 
 def lock_person_row(session: Session, participant_id: int) -> Record | None:
@@ -394,9 +425,10 @@ def opt_out_by_carrier(
     address: str | None = None,
     reason: str | None = None,
 ) -> None:
-    """The person unsubscribed at their carrier (or blocked the bot): logged like a STOP, and
-    that contact point marked opted out there (`reason`), in its own unit of work that takes
-    the person's lock first."""
+    """The person unsubscribed at their carrier (Twilio's 21610: they texted one of its STOP
+    words to our number): logged like a STOP, which holds on every channel, and that contact
+    point marked opted out there (`reason`), in its own unit of work that takes the person's
+    lock first."""
     with database.session() as session:
         person = lock_person(session, participant_id)
         if person is None:
@@ -406,13 +438,87 @@ def opt_out_by_carrier(
         record_consent(session, person, Consent.OPT_OUT, "carrier", detail=detail)
 
 
+def stop_point(
+    session: Session,
+    participant_id: int,
+    channel: str,
+    address: str,
+    reason: str,
+    now: datetime | None = None,
+) -> bool:
+    """The person blocked us on this channel at this address (a Telegram bot, a WhatsApp
+    sender): that contact point is stopped, with the reason; nothing waiting to go there will
+    go; the consent log says so (`point_stopped`, how: the channel; never the address). The
+    person is not opted out: blocking one app is not a STOP, and their other contact points
+    keep working (a campaign's fallback moves on to the next, `bot.cycle.fallback`). False
+    when it was stopped already. The caller holds the person's lock."""
+    now = now or utcnow()
+    if not contacts.stop(session, participant_id, channel, address, reason, now):
+        return False
+    cancel_pending(
+        session, participant_id, reason=f"stopped on {channel}", channel=channel, address=address
+    )
+    _log_point(session, participant_id, Consent.POINT_STOPPED, channel, reason, now)
+    log.info("person %s stopped us on %s: %s", participant_id, channel, reason)
+    return True
+
+
+def let_in_point(
+    session: Session,
+    participant_id: int,
+    channel: str,
+    address: str,
+    detail: str | None = None,
+    now: datetime | None = None,
+) -> bool:
+    """The contact point a provider had stopped is usable again (they unblocked the bot, said
+    START on it): the consent log says so (`point_let_in`). False when it was not stopped. The
+    caller holds the person's lock. Their own consent is another matter: a STOP stays a STOP
+    until they say START."""
+    if not contacts.opted_in(session, participant_id, channel, address):
+        return False
+    _log_point(session, participant_id, Consent.POINT_LET_IN, channel, detail, now or utcnow())
+    log.info("person %s let us in again on %s", participant_id, channel)
+    return True
+
+
+def _log_point(
+    session: Session,
+    participant_id: int,
+    kind: Consent,
+    channel: str,
+    detail: str | None,
+    now: datetime,
+) -> None:
+    _INSERT_CONSENT.run(
+        session.connection(),
+        {
+            "participant_id": participant_id,
+            "kind": kind,
+            "how": channel,
+            "detail": detail,
+            "at": now,
+        },
+    )
+
+
+def blocked_by_recipient(
+    database: Database, participant_id: int, channel: str, address: str, reason: str
+) -> None:
+    """A send (or its status callback) found that the person blocked us on this channel (a
+    blocked Telegram bot's 403, WhatsApp's 63014): `stop_point`, in its own unit of work that
+    takes the person's lock first."""
+    with database.session() as session:
+        if lock_person(session, participant_id) is not None:
+            stop_point(session, participant_id, channel, address, reason)
+
+
 def blocked_at_provider(database: Database, change: Blocked) -> bool:
     """The provider says at once that the person at this address blocked us there (Telegram's
     `my_chat_member` "kicked"), or let us in again ("member"). Blocked: exactly what our next
-    send would have found out (a blocked bot's 403), without that wasted send: logged like a
-    STOP and the contact point marked opted out there. Let in again: the contact point is
-    usable once more, but their consent is theirs to give: a STOP stays a STOP until they say
-    START (Telegram's app offers a RESTART button, which sends /start). Retried deliveries
+    send would have found out (a blocked bot's 403), without that wasted send: that contact
+    point is stopped (`stop_point`); the person is not, and their texts and calls go on. Let
+    in again: the contact point is usable once more (`let_in_point`). Retried deliveries
     change nothing twice. False for an address nobody holds. Its own unit of work, the
     person's lock first."""
     with database.session() as session:
@@ -420,11 +526,10 @@ def blocked_at_provider(database: Database, change: Blocked) -> bool:
         person = lock_person(session, point.participant_id) if point is not None else None
         if person is None:
             return False
-        if not change.blocked:
-            contacts.opted_in(session, person.id, change.channel, change.address)
-            return True
-        contacts.mark(session, person.id, change.channel, change.address, opted_out=change.reason)
-        record_consent(session, person, Consent.OPT_OUT, "carrier", detail=change.reason)
+        if change.blocked:
+            stop_point(session, person.id, change.channel, change.address, change.reason)
+        else:
+            let_in_point(session, person.id, change.channel, change.address, change.reason)
         return True
 
 
@@ -439,16 +544,38 @@ def unreachable(
             contacts.mark(session, participant_id, channel, address, unreachable=reason)
 
 
-def cancel_pending(session: Session, participant_id: int, reason: str) -> None:
-    """Outbound rows not yet handed to a provider will not go."""
+def cancel_pending(
+    session: Session,
+    participant_id: int,
+    reason: str,
+    channel: str | None = None,
+    address: str | None = None,
+    *,
+    conversation_id: int | None = None,
+    campaign_id: int | None = None,
+    kinds: Collection[str] | None = None,
+    now: datetime | None = None,
+) -> None:
+    """Outbound rows not yet handed to a provider will not go: all of the person's, or only
+    those to one contact point (`channel` and `address`), of one conversation, of one
+    campaign, of these kinds. The caller holds their lock."""
+    where = [
+        Message.participant_id == participant_id,
+        Message.direction == Direction.OUT,
+        Message.status == Outbound.PENDING,
+    ]
+    if channel is not None and address is not None:
+        where += [Message.channel == channel, Message.address == address]
+    if conversation_id is not None:
+        where.append(Message.conversation_id == conversation_id)
+    if campaign_id is not None:
+        where.append(Message.campaign_id == campaign_id)
+    if kinds is not None:
+        where.append(Message.kind.in_(list(kinds)))
     session.execute(
         update(Message)
-        .where(
-            Message.participant_id == participant_id,
-            Message.direction == Direction.OUT,
-            Message.status == Outbound.PENDING,
-        )
-        .values(status=Outbound.CANCELLED, error_message=reason, updated_at=utcnow())
+        .where(*where)
+        .values(status=Outbound.CANCELLED, error_message=reason, updated_at=now or utcnow())
     )
 
 
@@ -510,6 +637,31 @@ def _update_conversation(session: Session, conv: Any, changes: dict[str, Any]) -
     if isinstance(conv, Conversation):
         for key, value in changes.items():
             set_committed_value(conv, key, value)
+
+
+_CONVERSATION_LOCKED = Prepared(
+    select(_conversations.c.id, _conversations.c.state)
+    .where(
+        _conversations.c.id == bindparam("conversation_id"),
+        _conversations.c.status == engine.ACTIVE,
+    )
+    .with_for_update()
+)
+
+
+def not_shown(session: Session, conversation_id: int, invitation: bool) -> None:
+    """A message of this conversation reaches the person as something else in its place (a
+    sender said so, before or after handing it over): the question waiting has not been
+    shown, nor, for an invitation, the survey's opening (`engine.not_shown`). Their next
+    reply is then taken as "carry on", not as its answer. The caller holds the person's lock;
+    a conversation that has ended is left alone."""
+    conv = _CONVERSATION_LOCKED.first(session.connection(), {"conversation_id": conversation_id})
+    if conv is None:
+        return
+    state = engine.State.from_json(conv.state)
+    marked = engine.not_shown(state, invitation)
+    if marked != state:
+        _update_conversation(session, conv, {"state": marked.to_json()})
 
 
 def context_for(person: Any, org: str, contact: str | None = None) -> dict[str, Any]:

@@ -59,7 +59,7 @@ from bot.storage.models import (
     utcnow,
 )
 from bot.storage.prepared import Prepared
-from bot.storage.status import Consent, Direction, Kind, Outbound
+from bot.storage.status import CampaignStatus, Consent, Direction, Kind, Outbound
 from bot.storage.status import Inbound as InboundStatus
 
 log = logging.getLogger(__name__)
@@ -442,7 +442,9 @@ def _decide(
         changed = conversations.record_consent(session, person, Consent.OPT_IN, channel, now=now)
         if received.address is not None:
             # A START lifts a provider's block on the address they wrote from, as Twilio does.
-            contacts.opted_in(session, person.id, channel, received.address)
+            conversations.let_in_point(
+                session, person.id, channel, received.address, "said START", now
+            )
         survey = _keyword_survey(received.text, keywords)
         if conv is None and survey is not None:
             return _begin(session, person, survey, channel, now, org)
@@ -453,6 +455,10 @@ def _decide(
             current = conversations.survey_for(session, conv.survey_version_id)
             piped = {**context, "answered": conv.state.get("answered") or {}}
             prompts += (engine.ask(current, current.question(conv.state["question_id"]), piped),)
+            if conv.state.get("unseen"):
+                # The question they had not seen is shown now: their next reply answers it.
+                shown = replace(engine.State.from_json(conv.state), unseen=None)
+                conversations.write_step(session, person, conv, engine.Step(shown), channel, now)
         elif not changed:
             prompts = (Say(engine.idle_help_text(context), "help"),)  # no question waits
         return _Decided(prompts, conv)
@@ -509,7 +515,7 @@ def _closed_by_staff(session: Session, person_id: int, now: datetime) -> Survey 
     if latest is None:
         return None
     status, version_id, campaign_status, closed_at = latest
-    if status != engine.EXPIRED or campaign_status != "closed" or closed_at is None:
+    if status != engine.EXPIRED or campaign_status != CampaignStatus.CLOSED or closed_at is None:
         return None
     if now - closed_at > CLOSED_NOTICE:
         return None
@@ -528,6 +534,10 @@ def _state_now(conv: Any, now: datetime, channel: str) -> engine.State | None:
     if conv is None:
         return None
     state = engine.State.from_json(conv.state)
+    if state.unseen is not None and channels.get(channel).keypad:
+        # A call says the waiting question before it takes a key (the call's own turns): what
+        # a template left unshown has been heard there.
+        state = replace(state, unseen=None)
     if state.stop_asked and (
         now - conv.last_activity_at > STOP_QUESTION_LIFETIME or conv.channel != channel
     ):

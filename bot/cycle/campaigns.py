@@ -4,6 +4,12 @@ Launching returns at once; `fan_out` (an rq job) invites the audience a thousand
 bulk writes, and can be run again after any crash: each person is invited at most once per
 campaign (a unique row in `invitations`). Someone already in another survey waits and is invited
 when that one ends or expires.
+
+Locks, as every writer takes them (`bot.conversations`): a chunk holds the campaign's row shared
+(closing it waits for the chunk, and a chunk after a close sees it closed), then its thousand
+people's rows in id order, and only then reads who they are, whether they stopped and whether a
+survey is in progress for them. Closing takes the campaign's row, then each person's in the same
+order, and cancels their messages after their lock.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from redis import Redis
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, union, update
 from sqlalchemy.orm import Session, selectinload
 
 from bot import channels, conversations, engine, privacy
@@ -24,6 +30,7 @@ from bot.conversations import events, outbox
 from bot.cycle import frequency, unsuited
 from bot.cycle.requests import CampaignError, CampaignRequest
 from bot.scripts.survey import Survey, SurveyError
+from bot.sending import pacing
 from bot.storage import contacts
 from bot.storage.db import Database
 from bot.storage.models import (
@@ -38,13 +45,15 @@ from bot.storage.models import (
     utcnow,
 )
 from bot.storage.prepared import Prepared
-from bot.storage.status import InvitationStatus, Kind, Outbound
+from bot.storage.status import CampaignStatus, InvitationStatus, Kind, Outbound
 from bot.text import normal_external_id
 
 BATCH = 1000
 SIMULATOR = "simulate"  # Participant.joined_via of the people `involve simulate` plays
 FAN_OUT_JOB = "bot.commands.jobs.fan_out"  # rq jobs, by name (`bot.commands.jobs`)
 REMINDERS_JOB = "bot.commands.jobs.send_reminders"
+CAMPAIGN_CLOSED = "campaign closed"  # why waiting invitations and unsent messages ended
+_ENDED_BY_CLOSING = (Kind.INVITATION, Kind.REMINDER)  # a campaign's messages a close cancels
 
 
 # --- can a channel send ----------------------------------------------------------------
@@ -163,7 +172,7 @@ def create(
     campaign = Campaign(
         survey_id=survey_id,
         survey_version_id=version.id,
-        status="draft",
+        status=CampaignStatus.DRAFT,
         audience=audience,
         channel=channel,
         send_at=request.send_at,
@@ -211,6 +220,7 @@ def _reachable_people(session: Session, ids: list[int]) -> Iterator[SimpleNamesp
                 ContactPoint.address,
                 ContactPoint.opted_out_at,
                 ContactPoint.unreachable_at,
+                ContactPoint.last_inbound_at,
             )
             .where(ContactPoint.participant_id.in_(list(people)))
             .order_by(ContactPoint.participant_id, ContactPoint.position, ContactPoint.id)
@@ -226,14 +236,24 @@ def _first_choice(campaign: Campaign, person: Any) -> str | None:
     return unsuited.channel_for(person, choice, campaign.move_unsuited_to)
 
 
-def _channels_needed(session: Session, campaign: Campaign) -> Counter[str]:
-    """How many people in the audience (not opted out) each channel would have to reach."""
+def _channels_needed(
+    session: Session, campaign: Campaign
+) -> tuple[Counter[str], dict[str, list[datetime | None]]]:
+    """How many people in the audience (not opted out) each channel would have to reach;
+    and, of those with a contact point there we may use, when each last wrote to us on it
+    (None: never), for a channel's reply window (`Channel.launch_problem`)."""
     needed: Counter[str] = Counter()
+    last_wrote: dict[str, list[datetime | None]] = {}
     for person in _reachable_people(session, audience_ids(session, campaign.audience)):
         choice = _first_choice(campaign, person)
         if choice is not None:
             needed[choice] += 1
-    return needed
+            usable = [
+                p for p in person.contact_points if p.channel == choice and contacts.is_usable(p)
+            ]
+            if usable:
+                last_wrote.setdefault(choice, []).append(usable[0].last_inbound_at)
+    return needed, last_wrote
 
 
 def unsuited_in(
@@ -281,9 +301,12 @@ def _refuse_if_cannot_send(session: Session, campaign: Campaign, settings: Setti
     """A launch that could reach nobody would only use the campaign up: refuse it, naming what
     to set. When some people can be reached it goes ahead; those whose channel is off are
     skipped with the reason, and a later launch (once it is on) invites them."""
-    needed = _channels_needed(session, campaign)
+    needed, last_wrote = _channels_needed(session, campaign)
     off = {name: why for name in needed if (why := channel_off(name, settings)) is not None}
-    if not needed or len(off) < len(needed):
+    if not needed:
+        return
+    if len(off) < len(needed):
+        _refuse_if_bound_to_fail(session, campaign, settings, needed, off, last_wrote)
         return
     problems = [
         f"{channels.get(name).title} is off and {people} "
@@ -291,6 +314,36 @@ def _refuse_if_cannot_send(session: Session, campaign: Campaign, settings: Setti
         for name, people in sorted(needed.items())
     ]
     raise CampaignError(f"cannot launch: {'; '.join(problems)}; then launch again", 409)
+
+
+def _refuse_if_bound_to_fail(
+    session: Session,
+    campaign: Campaign,
+    settings: Settings,
+    needed: Mapping[str, int],
+    off: Mapping[str, str],
+    last_wrote: Mapping[str, list[datetime | None]],
+) -> None:
+    """A channel that is on may still be unable to carry this launch's invitations (no
+    approved template for people outside a provider's reply window): each would fail for
+    good at send time. Refuse the launch, naming what to set, rather than use it up."""
+    survey = conversations.survey_for(session, campaign.survey_version_id)
+    now = utcnow()
+    # When the invitations are due: a scheduled launch's time, after any quiet hours.
+    due = pacing.next_allowed(
+        max(campaign.send_at or now, now), settings.quiet_hours, settings.timezone
+    )
+    problems = []
+    for name in sorted(needed):
+        if name in off:
+            continue
+        channel = channels.get(name)
+        options = survey.channel_options.get(name, {})
+        problem = channel.launch_problem(options, settings, last_wrote.get(name, []), due)
+        if problem is not None:
+            problems.append(f"{channel.title}: {problem}")
+    if problems:
+        raise CampaignError(f"cannot launch: {'; '.join(problems)}; then launch again", 409)
 
 
 def _off_channel(channel: str | None, reason: str | None) -> str | None:
@@ -310,7 +363,7 @@ def _unreached_because_off(session: Session, campaign: Campaign, settings: Setti
     """Invitation ids skipped only because a channel was off, on channels that can send now."""
     rows = session.execute(
         select(Invitation.id, Invitation.channel, Invitation.reason).where(
-            Invitation.campaign_id == campaign.id, Invitation.status == "skipped"
+            Invitation.campaign_id == campaign.id, Invitation.status == InvitationStatus.SKIPPED
         )
     )
     return [
@@ -335,7 +388,7 @@ def launch(
     holds for everyone this and later launches invite, and a launch without one keeps the
     campaign's.
     """
-    if campaign.status == "closed":
+    if campaign.status == CampaignStatus.CLOSED:
         raise CampaignError("this campaign is closed", 409)
     kept = campaign.move_unsuited_to
     if move_unsuited_to is not None:
@@ -344,8 +397,8 @@ def launch(
         # Before the check below, which counts the people each channel must reach: moved.
         campaign.move_unsuited_to = move_unsuited_to
     _refuse_if_cannot_send(session, campaign, settings)
-    if campaign.status == "draft":
-        campaign.status = "launching"
+    if campaign.status == CampaignStatus.DRAFT:
+        campaign.status = CampaignStatus.LAUNCHING
         campaign.launched_at = utcnow()
         return True
     retry = _unreached_because_off(session, campaign, settings)
@@ -357,7 +410,11 @@ def launch(
     session.execute(delete(Invitation).where(Invitation.id.in_(retry)))
     # As a fresh launch for the reconciler: it resumes this fan-out if the job is lost, and
     # does not race the job just enqueued (it waits FANOUT_STALL after launched_at).
-    campaign.status, campaign.launched_at, campaign.fanout_done_at = "launching", utcnow(), None
+    campaign.status, campaign.launched_at, campaign.fanout_done_at = (
+        CampaignStatus.LAUNCHING,
+        utcnow(),
+        None,
+    )
     return True
 
 
@@ -421,7 +478,7 @@ def fan_out(database: Database, settings: Settings, campaign_id: int) -> dict[st
     """Invite everyone in the audience not yet invited. Safe to run again at any point."""
     with database.session() as session:
         campaign = session.get(Campaign, campaign_id)
-        if campaign is None or campaign.status == "closed":
+        if campaign is None or campaign.status == CampaignStatus.CLOSED:
             return {}
         ids = audience_ids(session, campaign.audience)
         survey = conversations.survey_of(session.get(SurveyVersion, campaign.survey_version_id))
@@ -429,14 +486,17 @@ def fan_out(database: Database, settings: Settings, campaign_id: int) -> dict[st
     for start in range(0, len(ids), BATCH):
         chunk = ids[start : start + BATCH]
         with database.session() as session:
-            campaign = session.get(Campaign, campaign_id)
+            # Shared: chunks never wait for each other, and a close waits for this one.
+            campaign = session.get(Campaign, campaign_id, with_for_update={"read": True})
+            if campaign.status == CampaignStatus.CLOSED:
+                return totals  # closed meanwhile: nobody more is invited
             made = _invite_chunk(session, campaign, survey, chunk, settings)
         for key, value in made.items():
             totals[key] += value
     with database.session() as session:
         campaign = session.get(Campaign, campaign_id)
-        if campaign.status == "launching":
-            campaign.status = "launched"
+        if campaign.status == CampaignStatus.LAUNCHING:
+            campaign.status = CampaignStatus.LAUNCHED
         campaign.fanout_done_at = utcnow()
     return totals
 
@@ -444,6 +504,10 @@ def fan_out(database: Database, settings: Settings, campaign_id: int) -> dict[st
 def _invite_chunk(
     session: Session, campaign: Campaign, survey: Survey, chunk: list[int], settings: Settings
 ) -> dict[str, int]:
+    """Invite these people, in the caller's unit of work, which holds the campaign's row."""
+    # Their locks first: a STOP, a keyword start or an answer in flight for one of them
+    # finishes before anything below reads them, and what it wrote is what is read.
+    chunk = conversations.lock_people(session, chunk)
     done = set(
         session.scalars(
             select(Invitation.participant_id).where(
@@ -600,7 +664,10 @@ def _on_survey_ended(
 
 _OLDEST_WAITING = Prepared(
     select(Invitation.id)
-    .where(Invitation.participant_id == bindparam("participant_id"), Invitation.status == "waiting")
+    .where(
+        Invitation.participant_id == bindparam("participant_id"),
+        Invitation.status == InvitationStatus.WAITING,
+    )
     .order_by(Invitation.id)
     .limit(1)
     .with_for_update()
@@ -620,15 +687,15 @@ def promote_waiting(session: Session, participant_id: int, settings: Settings) -
     invitation = session.get(Invitation, found.id)  # locked by the statement above
     campaign = session.get(Campaign, invitation.campaign_id)
     person = session.get(Participant, participant_id)
-    if campaign.status == "closed" or person.opted_out:
+    if campaign.status == CampaignStatus.CLOSED or person.opted_out:
         invitation.status, invitation.reason = (
-            "skipped",
-            "campaign closed" if campaign.status == "closed" else "opted out",
+            InvitationStatus.SKIPPED,
+            CAMPAIGN_CLOSED if campaign.status == CampaignStatus.CLOSED else "opted out",
         )
         return []
     if frequency.recently_invited(session, campaign, [participant_id], settings):
         # Another campaign invited them while they waited: not again so soon.
-        invitation.status = "skipped"
+        invitation.status = InvitationStatus.SKIPPED
         invitation.reason = frequency.reason(frequency.gap_days(campaign, settings))
         return []
     survey = conversations.survey_of(session.get(SurveyVersion, campaign.survey_version_id))
@@ -636,10 +703,10 @@ def promote_waiting(session: Session, participant_id: int, settings: Settings) -
     made: list[dict[str, Any]] = []
     channel = invitation.channel or channels.default_for(person)
     if channel is None:
-        invitation.status, invitation.reason = "skipped", "no address on any channel"
+        invitation.status, invitation.reason = InvitationStatus.SKIPPED, "no address on any channel"
         return []
     message_ids = _start_many(session, campaign, survey, [(person, channel)], settings, now, made)
-    invitation.status, invitation.reason = "invited", None
+    invitation.status, invitation.reason = InvitationStatus.INVITED, None
     invitation.conversation_id, invitation.message_id, invitation.invited_at = (
         made[0]["conversation_id"],
         made[0]["message_id"],
@@ -655,47 +722,78 @@ def close(session: Session, campaign: Campaign, settings: Settings) -> int:
     campaign to the same people would wait behind them: whoever waited is invited now (the
     messages go when the unit of work commits). Returns how many conversations ended.
     """
-    campaign.status, campaign.closed_at = "closed", utcnow()
+    campaign.status, campaign.closed_at = CampaignStatus.CLOSED, utcnow()
+    # Written now: the campaign's row lock comes before any person's (a fan-out chunk holding
+    # it finishes first; one after this sees the campaign closed), and who has something to
+    # end is read after it.
+    session.flush()
+    people = _touched_by(session, campaign.id)
+    ended = 0
+    for start in range(0, len(people), BATCH):
+        # Their locks first, in id order as every writer of many people takes them; what each
+        # has waiting, in progress or pending is read and ended after it.
+        for participant_id in conversations.lock_people(session, people[start : start + BATCH]):
+            ended += _close_for(session, campaign, participant_id, settings)
+    return ended
+
+
+def _touched_by(session: Session, campaign_id: int) -> list[int]:
+    """Everyone closing this campaign has something to end for: an invitation waiting, a
+    conversation in progress, an invitation or reminder not yet sent."""
+    found = session.scalars(
+        union(
+            select(Invitation.participant_id).where(
+                Invitation.campaign_id == campaign_id,
+                Invitation.status == InvitationStatus.WAITING,
+            ),
+            select(Conversation.participant_id).where(
+                Conversation.campaign_id == campaign_id, Conversation.status == engine.ACTIVE
+            ),
+            select(Message.participant_id).where(
+                Message.campaign_id == campaign_id,
+                Message.status == Outbound.PENDING,
+                Message.kind.in_(_ENDED_BY_CLOSING),
+            ),
+        )
+    )
+    return sorted(pid for pid in found if pid is not None)
+
+
+def _close_for(
+    session: Session, campaign: Campaign, participant_id: int, settings: Settings
+) -> int:
+    """End one person's part in a closed campaign; the caller holds their lock. 1 if a
+    conversation of theirs ended."""
     session.execute(
         update(Invitation)
-        .where(Invitation.campaign_id == campaign.id, Invitation.status == "waiting")
-        .values(status="skipped", reason="campaign closed")
-    )
-    session.execute(
-        update(Message)
         .where(
-            Message.campaign_id == campaign.id,
-            Message.status == Outbound.PENDING,
-            Message.kind.in_((Kind.INVITATION, Kind.REMINDER)),
+            Invitation.campaign_id == campaign.id,
+            Invitation.participant_id == participant_id,
+            Invitation.status == InvitationStatus.WAITING,
         )
-        .values(status="cancelled", error_message="campaign closed", updated_at=utcnow())
+        .values(status=InvitationStatus.SKIPPED, reason=CAMPAIGN_CLOSED)
     )
-    people = session.scalars(
-        select(Conversation.participant_id)
-        .where(Conversation.campaign_id == campaign.id, Conversation.status == engine.ACTIVE)
-        .order_by(Conversation.participant_id)
-    ).all()
-    ended = 0
-    for participant_id in people:
-        # The person's lock first, as every writer of their data takes it.
-        conversations.lock_person(session, participant_id)
-        conv = session.scalar(
-            select(Conversation)
-            .where(
-                Conversation.campaign_id == campaign.id,
-                Conversation.participant_id == participant_id,
-                Conversation.status == engine.ACTIVE,
-            )
-            .with_for_update()
+    conversations.cancel_pending(
+        session,
+        participant_id,
+        CAMPAIGN_CLOSED,
+        campaign_id=campaign.id,
+        kinds=_ENDED_BY_CLOSING,
+    )
+    conv = session.scalar(
+        select(Conversation)
+        .where(
+            Conversation.campaign_id == campaign.id,
+            Conversation.participant_id == participant_id,
+            Conversation.status == engine.ACTIVE,
         )
-        if conv is None:  # they finished meanwhile
-            continue
-        conv.status = engine.EXPIRED
-        conv.state = {**conv.state, "status": engine.EXPIRED}
-        ended += 1
-        session.flush()
-        promote_waiting(session, participant_id, settings)
-    return ended
+        .with_for_update()
+    )
+    if conv is None:  # they finished meanwhile, or only waited
+        return 0
+    conversations.end_conversation(session, conv, engine.EXPIRED)
+    promote_waiting(session, participant_id, settings)
+    return 1
 
 
 def get_or_404(session: Session, campaign_id: int) -> Campaign:

@@ -5,12 +5,17 @@ on one contact point on their next one.
 not deliver, a number that is not in service) and nothing will try it again. A channel's own
 retries come first: an unanswered call is called again on the voice channel's schedule, each
 try a new row the invitation follows, so only the last, once every retry is spent, counts here.
-A bot the person blocked stops them on every channel (it is their STOP), so nothing follows
-it; a Telegram account that is gone is unreachable, and the next contact point is tried.
+A Telegram account that is gone is unreachable, and the next contact point is tried.
+
+"Blocked": the person blocked us on the invitation's contact point (a Telegram bot, a WhatsApp
+sender; `bot.conversations.stop_point`), whether our send found out or the provider told us,
+before or after the invitation went. That contact point will never carry it, so they are moved
+on at once, without waiting for `fallback_after_hours`, unless they already answered. Blocking
+one app is not a STOP: their other contact points are theirs to be reached on.
 
 The worker's beat (`bot.cycle.upkeep`) asks `due` for invitations not reached at least
-`fallback_after_hours` after they went (0: as soon as the failure is known) and moves each on
-(`move_on`), one person at a time with their lock first. Moving on:
+`fallback_after_hours` after they went (0: as soon as the failure is known), or blocked, and
+moves each on (`move_on`), one person at a time with their lock first. Moving on:
 
 - never goes to a person who stopped, nor to a contact point stopped or unreachable at the
   provider, nor back to one this campaign already tried, nor on a channel that is off or
@@ -30,7 +35,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from bot import channels, conversations, engine
@@ -43,6 +48,7 @@ from bot.storage.db import Database
 from bot.storage.models import (
     Answer,
     Campaign,
+    ContactPoint,
     Conversation,
     Invitation,
     Message,
@@ -81,15 +87,22 @@ def due(session: Session, now: datetime, limit: int = BATCH) -> list[tuple[int, 
         rows = session.execute(
             select(Invitation.id, Invitation.participant_id)
             .join(Message, Message.id == Invitation.message_id)
+            .outerjoin(ContactPoint, _its_contact_point())
             .where(
                 Invitation.campaign_id == campaign_id,
                 Invitation.status == InvitationStatus.INVITED,
                 Invitation.fallback_end.is_(None),
-                Message.status.in_(NOT_THROUGH),
-                # The time runs from the invitation on the contact point it is on now.
                 or_(
-                    and_(Invitation.fallback_at.is_(None), Invitation.invited_at <= cutoff),
-                    Invitation.fallback_at <= cutoff,
+                    and_(
+                        Message.status.in_(NOT_THROUGH),
+                        # The time runs from the invitation on the contact point it is on now.
+                        or_(
+                            and_(Invitation.fallback_at.is_(None), Invitation.invited_at <= cutoff),
+                            Invitation.fallback_at <= cutoff,
+                        ),
+                    ),
+                    # Blocked there: at once, whatever became of the message.
+                    ContactPoint.opted_out_at.is_not(None),
                 ),
             )
             .order_by(Invitation.id)
@@ -99,6 +112,27 @@ def due(session: Session, now: datetime, limit: int = BATCH) -> list[tuple[int, 
         if len(found) >= limit:
             break
     return found
+
+
+def _its_contact_point() -> Any:
+    """The contact point an invitation's message went to (or was to go to)."""
+    return and_(
+        ContactPoint.participant_id == Message.participant_id,
+        ContactPoint.channel == Message.channel,
+        ContactPoint.address == Message.address,
+    )
+
+
+def _blocked_there(session: Session, message: Message) -> bool:
+    """The person stopped us on the contact point this message went to (or was to go to)."""
+    stopped = session.scalar(
+        select(ContactPoint.opted_out_at).where(
+            ContactPoint.participant_id == message.participant_id,
+            ContactPoint.channel == message.channel,
+            ContactPoint.address == message.address,
+        )
+    )
+    return stopped is not None
 
 
 def move_all(database: Database, settings: Settings, now: datetime | None = None) -> int:
@@ -136,7 +170,7 @@ def move_on(
         or invitation.status != InvitationStatus.INVITED
         or invitation.fallback_end is not None
         or message is None
-        or message.status not in NOT_THROUGH
+        or (message.status not in NOT_THROUGH and not _blocked_there(session, message))
     ):
         return None  # moved on meanwhile (reached, closed, tried again): checked under the lock
     if person.opted_out or person.erased_at is not None:
@@ -224,18 +258,12 @@ def _end_first(session: Session, first: Conversation, now: datetime) -> None:
     it that has not gone (a reminder) will."""
     if first.status == engine.ACTIVE:
         conversations.end_conversation(session, first, engine.EXPIRED, now)
-    session.execute(
-        update(Message)
-        .where(
-            Message.conversation_id == first.id,
-            Message.direction == Direction.OUT,
-            Message.status == Outbound.PENDING,
-        )
-        .values(
-            status=Outbound.CANCELLED,
-            error_message="invited on their next contact point",
-            updated_at=now,
-        )
+    conversations.cancel_pending(
+        session,
+        first.participant_id,
+        "invited on their next contact point",
+        conversation_id=first.id,
+        now=now,
     )
     session.flush()
 

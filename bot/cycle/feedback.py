@@ -16,15 +16,17 @@ from typing import Any
 
 import yaml
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from bot import channels, conversations, engine
 from bot.conversations import outbox
 from bot.cycle import exports
 from bot.cycle.exports import participant_key
 from bot.cycle.panel import _own_recontact_answers
+from bot.privacy import contact_state
 from bot.scripts import gsm, templates
 from bot.scripts.survey import Survey
+from bot.storage import contacts
 from bot.storage.models import (
     Answer,
     Campaign,
@@ -34,7 +36,7 @@ from bot.storage.models import (
     Participant,
     SurveyVersion,
 )
-from bot.storage.status import Consent
+from bot.storage.status import Consent, Kind, Outbound
 
 TEMPLATE_NAMES = {"name", "answers", "outcomes", "summary"}
 # Seconds to render everyone's message. Each render has its own limit (bot.scripts.templates); this
@@ -42,7 +44,7 @@ TEMPLATE_NAMES = {"name", "answers", "outcomes", "summary"}
 # worker (and the campaign's row lock) for an hour. A normal message takes microseconds.
 PLAN_TIME_LIMIT = 30.0
 MAX_SEGMENTS = 2
-ALREADY = ("pending", "claimed", "queued", "sent", "delivered")
+ALREADY = (Outbound.PENDING, Outbound.CLAIMED, Outbound.QUEUED, Outbound.SENT, Outbound.DELIVERED)
 
 
 class FeedbackError(ValueError):
@@ -178,12 +180,13 @@ def plan(session: Session, campaign: Campaign, definition: Definition) -> Plan:
         .join(Participant, Participant.id == Conversation.participant_id)
         .where(Conversation.campaign_id == campaign.id)
         .order_by(Conversation.id)
+        .options(selectinload(Participant.contact_points))
     ).all()
     had = set(
         session.scalars(
             select(Message.participant_id).where(
                 Message.campaign_id == campaign.id,
-                Message.kind == "feedback",
+                Message.kind == Kind.FEEDBACK,
                 Message.status.in_(ALREADY),
             )
         )
@@ -211,6 +214,8 @@ def plan(session: Session, campaign: Campaign, definition: Definition) -> Plan:
         consent = None
         if not reason:
             consent, reason = _consent(person, answers, asked, own_earlier.get(person.id))
+        if not reason:
+            reason = _cannot_carry(person, conv.channel)
         if reason:
             result.skipped.append({"participant": who, "reason": reason})
             continue
@@ -280,6 +285,15 @@ def _why_not(
     return None
 
 
+def _cannot_carry(person: Participant, channel: str) -> str | None:
+    """Why the channel they answered on cannot reach them now ("stopped on Telegram: bot
+    blocked (Telegram 403)"), or None when it can."""
+    if contacts.first_usable(person.contact_points, channel) is not None:
+        return None
+    there = [point for point in person.contact_points if point.channel == channel]
+    return contact_state(there[0]) if there else f"no {channels.get(channel).title} address"
+
+
 def _outcomes(survey: Survey, definition: Definition, answers: Mapping[str, Answer]) -> str:
     """The outcome sentences that match this person's own answers, in question order."""
     sentences = []
@@ -330,7 +344,7 @@ def send(session: Session, campaign: Campaign, plan_: Plan) -> list[int]:
             person,
             recipient.channel,
             recipient.message,
-            "feedback",
+            Kind.FEEDBACK,
             campaign_id=campaign.id,
         )
         ids.append(message.id)
@@ -341,7 +355,7 @@ def counts(session: Session, campaign: Campaign) -> dict[str, int]:
     by_status = dict(
         session.execute(
             select(Message.status, func.count())
-            .where(Message.campaign_id == campaign.id, Message.kind == "feedback")
+            .where(Message.campaign_id == campaign.id, Message.kind == Kind.FEEDBACK)
             .group_by(Message.status)
         ).all()
     )
@@ -356,17 +370,17 @@ def counts(session: Session, campaign: Campaign) -> dict[str, int]:
     reached = (
         session.scalar(
             select(func.count(func.distinct(Message.participant_id))).where(
-                Message.campaign_id == campaign.id, Message.kind == "feedback"
+                Message.campaign_id == campaign.id, Message.kind == Kind.FEEDBACK
             )
         )
         or 0
     )
     return {
-        "queued": by_status.get("pending", 0)
-        + by_status.get("claimed", 0)
+        "queued": by_status.get(Outbound.PENDING, 0)
+        + by_status.get(Outbound.CLAIMED, 0)
         + by_status.get("queued", 0),
         "sent": by_status.get("sent", 0),
         "delivered": by_status.get("delivered", 0),
-        "failed": by_status.get("failed", 0) + by_status.get("undelivered", 0),
+        "failed": by_status.get(Outbound.FAILED, 0) + by_status.get(Outbound.UNDELIVERED, 0),
         "skipped": max(people - reached, 0),
     }

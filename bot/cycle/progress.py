@@ -13,6 +13,7 @@ from bot.config import Settings
 from bot.cycle.frequency import REASON_START
 from bot.sending import pacing
 from bot.storage.models import Answer, Conversation, Invitation, Message, Participant
+from bot.storage.status import InvitationStatus, Outbound
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,8 @@ def counts(session: Session, campaign_id: int) -> Counts:
             .select_from(Invitation)
             .join(Message, Message.id == Invitation.message_id)
             .where(
-                Invitation.campaign_id == campaign_id, Message.status.in_(("failed", "undelivered"))
+                Invitation.campaign_id == campaign_id,
+                Message.status.in_((Outbound.FAILED, Outbound.UNDELIVERED)),
             )
         )
         or 0
@@ -87,7 +89,7 @@ def counts(session: Session, campaign_id: int) -> Counts:
             .join(Participant, Participant.id == Invitation.participant_id)
             .where(
                 Invitation.campaign_id == campaign_id,
-                Invitation.status == "skipped",
+                Invitation.status == InvitationStatus.SKIPPED,
                 Participant.opted_out.is_(False),
                 # Left out on purpose (invited lately by another campaign): counted apart.
                 Invitation.reason.is_(None) | ~Invitation.reason.startswith(REASON_START),
@@ -96,13 +98,13 @@ def counts(session: Session, campaign_id: int) -> Counts:
         or 0
     )
     return Counts(
-        invited=by_status.get("invited", 0),
+        invited=by_status.get(InvitationStatus.INVITED, 0),
         started=started,
         completed=conv_status.get(engine.COMPLETED, 0),
         opted_out=opted_out,
         failed=failed,
         not_reached=not_reached,
-        waiting=by_status.get("waiting", 0),
+        waiting=by_status.get(InvitationStatus.WAITING, 0),
     )
 
 
@@ -146,7 +148,7 @@ def held(
     now = now or datetime.now(UTC)
     pending = (
         Message.campaign_id == campaign_id,
-        Message.status == "pending",
+        Message.status == Outbound.PENDING,
         Message.kind.in_(tuple(pacing.NEW_CONTACT)),
     )
     later, first_later = session.execute(

@@ -37,8 +37,9 @@ from bot.cycle.requests import (
 from bot.privacy import audit
 from bot.scripts.library import SurveyLibrary
 from bot.scripts.survey import Question
+from bot.storage import status as stored
 from bot.storage.db import Database
-from bot.storage.models import Campaign, Invitation, Participant, SurveyVersion
+from bot.storage.models import Campaign, Conversation, Invitation, Participant, SurveyVersion
 
 log = logging.getLogger(__name__)
 
@@ -220,6 +221,7 @@ def erase(
     that history expires on its own (rq's result TTL)."""
     with database.session() as session:
         person = _person(session, key)
+        privacy.lock_for_erasure(session, person)
         number = person.id
         addresses = privacy.addresses_of(person)
         recordings = privacy.recordings_of(session, person)
@@ -395,7 +397,7 @@ def launch_campaign(
             audit.record(session, actor, "launch", f"campaign {campaign.id}", **detail)
             survey = conversations.survey_of(session.get(SurveyVersion, campaign.survey_version_id))
             found = campaigns.unsuited_in(session, campaign, survey, settings)
-        status = "launching" if started else campaign.status
+        status = stored.CampaignStatus.LAUNCHING if started else campaign.status
     queued = started
     if started:
         try:
@@ -434,7 +436,7 @@ def close_campaign(
         ended = campaigns.close(session, campaign, settings)
         if actor:
             audit.record(session, actor, "close", f"campaign {campaign_id}", ended=ended)
-    return {"id": campaign_id, "status": "closed", "conversations_ended": ended}
+    return {"id": campaign_id, "status": stored.CampaignStatus.CLOSED, "conversations_ended": ended}
 
 
 @dataclass(frozen=True)
@@ -539,10 +541,23 @@ def _plan_feedback(
     campaign_id: int,
     request: FeedbackRequest,
     file: Path | None,
+    sending: bool = False,
 ) -> tuple[Campaign, fb.Plan]:
     campaign = campaigns.get_or_404(session, campaign_id)
     # One feedback send at a time per campaign: a second waits, then sees the first's rows.
-    session.refresh(campaign, with_for_update=True)
+    # FOR NO KEY UPDATE, not FOR UPDATE: a writer holding a person's lock may still write a
+    # row naming the campaign (a reply), which a FOR UPDATE would make wait on us while we
+    # wait for that person's lock below.
+    session.refresh(campaign, with_for_update={"key_share": True})
+    if sending:
+        # The campaign's row, then its people's locks in id order, as every bulk writer takes
+        # them: their consent and answers are read below as their last writer left them.
+        conversations.lock_people(
+            session,
+            session.scalars(
+                select(Conversation.participant_id).where(Conversation.campaign_id == campaign.id)
+            ),
+        )
     survey = conversations.survey_for(session, campaign.survey_version_id)
     try:
         if request.uses_file() or file is not None:
@@ -584,7 +599,9 @@ def send_feedback(
     STOP honoured), at most once per person per campaign."""
     parsed = FeedbackRequest.parse(request if request is not None else {})
     with database.session() as session:
-        campaign, planned = _plan_feedback(session, settings, campaign_id, parsed, file)
+        campaign, planned = _plan_feedback(
+            session, settings, campaign_id, parsed, file, sending=True
+        )
         queued = fb.send(session, campaign, planned)
         if actor:
             audit.record(

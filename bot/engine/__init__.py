@@ -34,6 +34,7 @@ MAX_MISSES = 2
 IDLE_EXPIRY = timedelta(days=7)
 
 ACTIVE, COMPLETED, STOPPED, EXPIRED = "active", "completed", "stopped", "expired"
+UNSEEN_INTRO, UNSEEN_QUESTION = "intro", "question"  # `State.unseen`
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,11 @@ class State:
     # A reply too long to use is kept (unparsed) for staff while we ask for a shorter one;
     # the answer that follows takes its place.
     kept: bool = False
+    # What of the survey the person has not been shown, although we wrote to them: our last
+    # message reached them as something else in its place (an approved template that names
+    # the survey but asks nothing). UNSEEN_INTRO: nothing yet (an invitation); UNSEEN_QUESTION:
+    # the waiting question (a reminder). Their next reply cannot be its answer (`step`).
+    unseen: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -99,6 +105,8 @@ class State:
             data["unsure"] = dict(self.unsure)
         if self.kept:
             data["kept"] = True
+        if self.unseen:
+            data["unseen"] = self.unseen
         return data
 
     @classmethod
@@ -114,6 +122,7 @@ class State:
             thanked=bool(data.get("thanked")),
             unsure=dict(data["unsure"]) if isinstance(data.get("unsure"), Mapping) else None,
             kept=bool(data.get("kept")),
+            unseen=data.get("unseen") or None,
         )
 
 
@@ -569,7 +578,66 @@ def meaning(state: State, inbound: Inbound) -> Inbound:
     return inbound
 
 
+def not_shown(state: State, invitation: bool) -> State:
+    """The state once a message of ours reached the person as something else in its place
+    (an approved template): an invitation (`invitation`), before anything was answered,
+    showed nothing of the survey; any other showed not the waiting question. A conversation
+    with no question waiting is as it was."""
+    if state.status != ACTIVE or state.question_id is None:
+        return state
+    nothing_yet = invitation and not state.answered and not state.unusable
+    if state.unseen == UNSEEN_INTRO or nothing_yet:
+        return replace(state, unseen=UNSEEN_INTRO)
+    return replace(state, unseen=UNSEEN_QUESTION)
+
+
+def _carries_on(state: State, inbound: Inbound) -> bool:
+    """From someone who has not seen the waiting question, is this "begin" or "carry on"
+    rather than something to act on? STOP, START, HELP and REPEAT are acted on (all but STOP
+    show the question), and so are a worded wish to stop, "who is this?", a language's name
+    and the answer to "Do you want us to stop all messages?"; SKIP cannot skip what they
+    have not seen."""
+    if state.stop_asked:
+        return False
+    if inbound is Command.SKIP or isinstance(inbound, Toggle | Done):
+        return True
+    if not isinstance(inbound, Reply):
+        return False
+    if switch_word(inbound.text) is not None:
+        return False  # CYMRAEG: the question, in Welsh
+    return intent(inbound.text) not in (Intent.STOP_REQUEST, Intent.WHO)
+
+
+def _show_unseen(survey: Survey, state: State, context: Mapping[str, Any]) -> Step:
+    """What they have not seen: the survey's opening (intro, statements, first question) or
+    the waiting question. Nothing is stored: what they wrote cannot be its answer."""
+    question = survey.question(state.question_id or "")
+    shown = replace(state, unseen=None, unsure=None)
+    if state.unseen == UNSEEN_INTRO:
+        opening = begin(survey, context)
+        if opening.state.question_id == question.id:
+            return Step(shown, opening.prompts)
+    return Step(shown, (ask(survey, question, context, answered=state.answered),))
+
+
 def step(survey: Survey, state: State, inbound: Inbound, context: Mapping[str, Any]) -> Step:
+    """What a person's input does to their conversation.
+
+    Where our last message reached them as something else in its place (`State.unseen`: an
+    approved template naming the survey), the question waiting is one they have not seen,
+    so their reply ("Yes", "ok", "2") cannot be its answer, least of all a consent's: it is
+    taken as "begin" or "carry on", and they are shown what they missed. STOP still stops."""
+    if state.unseen is not None and state.status == ACTIVE and state.question_id is not None:
+        if _carries_on(state, inbound):
+            return _show_unseen(survey, state, context)
+        done = _step(survey, state, inbound, context)
+        if any(isinstance(p, Ask) for p in done.prompts):
+            done = replace(done, state=replace(done.state, unseen=None))  # shown now
+        return done
+    return _step(survey, state, inbound, context)
+
+
+def _step(survey: Survey, state: State, inbound: Inbound, context: Mapping[str, Any]) -> Step:
     inbound = meaning(state, inbound)
     if inbound is Command.STOP:
         return Step(

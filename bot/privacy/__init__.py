@@ -16,6 +16,7 @@ from bot import channels, conversations, engine
 from bot.config import Settings
 from bot.conversations.suppression import suppression_hash, suppression_key
 from bot.phone_numbers import InvalidPhoneNumber, normalise_phone
+from bot.storage import contacts
 from bot.storage.models import (
     Answer,
     Campaign,
@@ -29,6 +30,7 @@ from bot.storage.models import (
     as_id,
     utcnow,
 )
+from bot.storage.status import InvitationStatus, Kind, Outbound
 from bot.text import normal_external_id
 
 EXTERNAL_PREFIX = "ext:"
@@ -131,6 +133,13 @@ def _iso(moment: Any) -> str | None:
     return moment.isoformat() if moment is not None else None
 
 
+def contact_state(point: Any) -> str:
+    """A contact point's state in plain words, as staff and the person read it: "usable",
+    "stopped on Telegram: bot blocked (Telegram 403)", "cannot be reached on ..."."""
+    title = channels.get(point.channel).title if point.channel in channels.NAMES else point.channel
+    return contacts.described(point, title)
+
+
 def subject_access(session: Session, person: Participant) -> dict[str, Any]:
     """Everything we hold about the person."""
     return {
@@ -148,6 +157,8 @@ def subject_access(session: Session, person: Participant) -> dict[str, Any]:
                 "unreachable_reason": point.unreachable_reason,
                 "opted_out_at": _iso(point.opted_out_at),
                 "opted_out_reason": point.opted_out_reason,
+                # In plain words: "stopped on Telegram: bot blocked (Telegram 403)".
+                "state": contact_state(point),
                 "last_inbound_at": _iso(point.last_inbound_at),
                 "created_at": _iso(point.created_at),
             }
@@ -230,7 +241,7 @@ def subject_access(session: Session, person: Participant) -> dict[str, Any]:
             }
             for m in session.scalars(
                 select(Message)
-                .where(Message.participant_id == person.id, Message.kind == "feedback")
+                .where(Message.participant_id == person.id, Message.kind == Kind.FEEDBACK)
                 .order_by(Message.id)
             )
         ],
@@ -251,6 +262,17 @@ def subject_access(session: Session, person: Participant) -> dict[str, Any]:
     }
 
 
+def lock_for_erasure(session: Session, person: Participant) -> None:
+    """Before anything of theirs is read for an erasure: the campaigns that name them are
+    rewritten first (`_drop_from_audiences`: a campaign's row comes before any person's, as
+    closing and fan-outs take them), then the person's lock, and their row is read again under
+    it. An answer or STOP in flight finishes first, and is erased with the rest."""
+    _drop_from_audiences(session, person)
+    session.flush()
+    conversations.lock_person(session, person.id)
+    session.refresh(person)
+
+
 def erase(session: Session, settings: Settings, person: Participant) -> dict[str, int]:
     """Remove the person's personal data everywhere; keep only anonymous answers for the counts.
 
@@ -258,7 +280,8 @@ def erase(session: Session, settings: Settings, person: Participant) -> dict[str
     their value but lose the link to the person; free text and anything they typed is removed.
     A person who had opted out leaves a hashed number behind so they are never contacted again.
     Their pending messages are cancelled so no job will send them. Redis is cleaned by
-    `forget_in_redis` once this transaction has committed.
+    `forget_in_redis` once this transaction has committed. The caller took
+    `lock_for_erasure` before reading anything of theirs.
     """
     now = utcnow()
     if person.opted_out:
@@ -304,8 +327,11 @@ def erase(session: Session, settings: Settings, person: Participant) -> dict[str
     ).rowcount
     session.execute(
         update(Message)
-        .where(Message.participant_id == person.id, Message.status.in_(("pending", "claimed")))
-        .values(status="cancelled", error_message="erased")
+        .where(
+            Message.participant_id == person.id,
+            Message.status.in_((Outbound.PENDING, Outbound.CLAIMED)),
+        )
+        .values(status=Outbound.CANCELLED, error_message="erased")
     )
     naming = [c.name for c in channels.all_channels() if c.provider_ids_name_the_person]
     session.execute(
@@ -323,11 +349,13 @@ def erase(session: Session, settings: Settings, person: Participant) -> dict[str
         status = engine.EXPIRED if conv.status == engine.ACTIVE else conv.status
         conv.status = status
         conv.state = engine.State(question_id=None, status=status).to_json()
-    _drop_from_audiences(session, person)
     session.execute(
         update(Invitation)
-        .where(Invitation.participant_id == person.id, Invitation.status == "waiting")
-        .values(status="skipped", reason="erased")
+        .where(
+            Invitation.participant_id == person.id,
+            Invitation.status == InvitationStatus.WAITING,
+        )
+        .values(status=InvitationStatus.SKIPPED, reason="erased")
     )
     # Unused deep-link codes would join a chat to nobody; they go with the rest.
     session.execute(delete(TelegramLink).where(TelegramLink.participant_id == person.id))

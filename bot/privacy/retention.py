@@ -25,6 +25,7 @@ from bot.conversations import outbox
 from bot.privacy import audit
 from bot.storage.db import Database
 from bot.storage.models import Answer, Conversation, Message, SurveyVersion, utcnow
+from bot.storage.status import Outbound
 
 JOB_PREFIX = "involve-retention-"
 BATCH = 1000
@@ -53,7 +54,7 @@ def purge_expired(
             .where(
                 Message.created_at < cutoff,
                 # A row still waiting to go out is work, not history: the outbox needs it.
-                Message.status.not_in(("pending", "claimed")),
+                Message.status.not_in((Outbound.PENDING, Outbound.CLAIMED)),
                 or_(
                     Message.body.is_not(None),
                     Message.address.is_not(None),

@@ -15,6 +15,10 @@ class Handed:
 
     sid: str
     status: str
+    # What reaches the person is something else in the body's place (an approved template
+    # outside a provider's reply window): what the body asks has not been asked. The core
+    # marks the conversation so (`bot.sending.send`); most senders never set it.
+    replaced: bool = False
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,12 @@
     │                          credentials rejected: an operator can fix those)
     └── PermanentError         never try this message again
         ├── RecipientOptedOut  the person stopped us at the provider: unsubscribed at their
-        │                      carrier (Twilio 21610), blocked the bot. They are opted out,
-        │                      and that contact point is marked so.
+        │                      carrier (Twilio 21610, Twilio's own rule for its STOP words).
+        │                      They are opted out, and that contact point is marked so.
+        ├── RecipientBlocked   the person blocked us on this channel only (a blocked Telegram
+        │                      bot, Telegram 403; WhatsApp's "blocked by user action", Twilio
+        │                      63014): that contact point is stopped, the person is not; their
+        │                      other contact points still work.
         ├── RecipientUnreachable  this address can never be reached on this channel (an
         │                      invalid number, a landline for texts, a chat that is gone):
         │                      its contact point is marked so; campaigns use their next one.
@@ -52,6 +56,10 @@ class _AboutTheAddress(PermanentError):
 
 class RecipientOptedOut(_AboutTheAddress):
     said = "stopped at the provider"
+
+
+class RecipientBlocked(_AboutTheAddress):
+    said = "blocked us on this channel"
 
 
 class RecipientUnreachable(_AboutTheAddress):

@@ -25,6 +25,7 @@ from bot.providers.errors import (
     ChannelOff,
     OutsideWindow,
     PermanentError,
+    RecipientBlocked,
     RecipientOptedOut,
     RecipientUnreachable,
     SendError,
@@ -37,10 +38,14 @@ TWILIO_ORIGIN = "https://api.twilio.com"
 TWILIO_HOST = re.compile(r"https://[a-z0-9-]+\.twilio\.com(?=/|$)")
 TIMEOUT_SECONDS = 15
 
-# Stopped at the provider, by the person: unsubscribed at their carrier (21610), or blocked
-# our sender on a chat channel such as WhatsApp (63014, "blocked by user action", which
-# Twilio says is a withdrawn consent), as a blocked Telegram bot is.
-OPTED_OUT = {21610: "unsubscribed at the carrier", 63014: "blocked us on that channel"}
+# Stopped at the provider, by the person: unsubscribed at their carrier (21610). Twilio sets
+# it when a number texts one of its STOP words to our sender, and then refuses every text to
+# it: that was the person's STOP, which holds on every channel.
+OPTED_OUT = {21610: "unsubscribed at the carrier"}
+# Blocked our sender on a chat channel such as WhatsApp (63014, "blocked by user action"): a
+# withdrawn consent for that channel, as a blocked Telegram bot is; their texts and calls are
+# another matter.
+BLOCKED = {63014: "blocked us on that channel"}
 # "Outside messaging window": free text more than 24 hours after the person last wrote on
 # WhatsApp; only an approved template (ContentSid) may go.
 OUTSIDE_WINDOW = {63016}
@@ -90,6 +95,8 @@ def _permanent(number: int | None, said: str, code: str) -> PermanentError:
         return OutsideWindow(said, code)
     if number in OPTED_OUT:
         return RecipientOptedOut(said, code, f"{OPTED_OUT[number]} (Twilio {code})")
+    if number in BLOCKED:
+        return RecipientBlocked(said, code, f"{BLOCKED[number]} (Twilio {code})")
     if number in UNREACHABLE:
         return RecipientUnreachable(said, code, f"{UNREACHABLE[number]} (Twilio {code})")
     return PermanentError(said, code)
@@ -169,7 +176,7 @@ def classify(exc: Exception) -> SendError:
     if isinstance(exc, TwilioRestException):
         code = exc.code
         text = f"Twilio {exc.status}{f' error {code}' if code else ''}: {exc.msg}"
-        if code in OPTED_OUT or code in BAD_NUMBER or code in OUTSIDE_WINDOW:
+        if code in OPTED_OUT or code in BLOCKED or code in BAD_NUMBER or code in OUTSIDE_WINDOW:
             return _permanent(code, text, str(code))
         if exc.status == 429 or exc.status >= 500 or code in TEMPORARY_CODES:
             return TemporaryError(text, str(code or exc.status))

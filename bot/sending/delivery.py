@@ -4,7 +4,7 @@ A status moves only forward, whatever order the provider's callbacks arrive in. 
 applied here and only here (`record`): the person's lock first, as every writer of a person's
 data takes it, then the message's; the status moves on; a channel's declared "try again after
 X" (`Channel.retry_policy`) makes the next try; an unsubscribe at the carrier opts the person
-out. Provider endpoints (`webhooks/`) only read the callback into a `StatusReport`.
+out; a block on one channel stops that contact point only. Provider endpoints (`webhooks/`) only read the callback into a `StatusReport`.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from bot.channels.base import RetryPolicy
 from bot.config import Settings
 from bot.conversations import outbox
 from bot.providers.errors import (
+    RecipientBlocked,
     RecipientOptedOut,
     RecipientUnreachable,
     SendError,
@@ -134,7 +135,8 @@ def record(
             about = (message.participant_id, message.channel, message.address, error)
     if about is not None:
         # After the message's transaction: the person's lock is always taken first. A carrier
-        # opt-out stops them; an invalid number marks that contact point unreachable.
+        # opt-out stops them; a block stops that contact point; an invalid number marks it
+        # unreachable.
         about_the_address(database, *about, detail=f"{report.provider} {report.error_code}")
     return True
 
@@ -224,13 +226,17 @@ def about_the_address(
     detail: str | None = None,
 ) -> None:
     """What a failure (from a send, or a status callback) says about the person's address, for
-    good: stopped at the provider (they are opted out, and that contact point is marked), or
-    never reachable on this channel (the contact point is marked; their others still are).
-    Anything else says nothing about the address. Its own unit of work, the person's lock
-    first: call it after the message's transaction. `detail`: for the consent log."""
+    good: unsubscribed at the carrier (they are opted out, and that contact point is marked),
+    blocked us on this channel (that contact point is stopped, with what was waiting to go
+    there; the person and their other contact points are not), or never reachable on this
+    channel (the contact point is marked; their others still are). Anything else says nothing
+    about the address. Its own unit of work, the person's lock first: call it after the
+    message's transaction. `detail`: for the consent log."""
     if isinstance(error, RecipientOptedOut):
         conversations.opt_out_by_carrier(
             database, participant_id, detail or str(error), channel, address, error.reason
         )
+    elif isinstance(error, RecipientBlocked):
+        conversations.blocked_by_recipient(database, participant_id, channel, address, error.reason)
     elif isinstance(error, RecipientUnreachable):
         conversations.unreachable(database, participant_id, channel, address, error.reason)

@@ -73,6 +73,10 @@ class _Planned:
     kind: str
     attempts: int
     outgoing: Outgoing | None = None  # as the sender gets it; None: the row's own fields
+    participant_id: int | None = None
+    conversation_id: int | None = None
+    # Claimed as going in something else's place (`_goes_in_place`), its conversation marked.
+    marked_unseen: bool = False
 
     def as_outgoing(self) -> Outgoing:
         return self.outgoing or Outgoing(self.id, self.address, self.body, self.kind)
@@ -181,6 +185,8 @@ def send_batch(
                     message.kind,
                     message.attempts,
                     _outgoing(session, settings, message, name, last_inbound_at, version_id),
+                    message.participant_id,
+                    message.conversation_id,
                 )
             )
     if held:
@@ -252,9 +258,28 @@ def _send_paced(
     return outcome
 
 
-def _claim(database: Database, message_id: int) -> bool:
-    """pending -> claimed, just before the provider call; False if another run has it."""
+def _goes_in_place(settings: Settings, message: _Planned) -> bool:
+    """Will this message of a conversation, handed over now, reach the person as something
+    else in its body's place (an approved template outside a provider's reply window), so
+    that the question it carries is not shown? Its channel says (`Channel.replaces_body`)."""
+    if message.conversation_id is None or message.participant_id is None:
+        return False
+    channel = channels.get(message.channel)
+    return channel.replaces_body(message.as_outgoing(), settings, utcnow())
+
+
+def _claim(database: Database, message_id: int, in_place: _Planned | None = None) -> bool:
+    """pending -> claimed, just before the provider call; False if another run has it.
+
+    A message that will go in something else's place (`in_place`, `_goes_in_place`) is
+    claimed holding the person's lock (the first lock, as every writer of theirs takes it),
+    and their conversation is marked "not shown" in the same transaction: so a reply that
+    comes while it is being handed over, before its result is written, already meets the
+    mark and is not taken as the answer to a question they never saw."""
     with database.session() as session:
+        if in_place is not None:
+            assert in_place.participant_id is not None and in_place.conversation_id is not None
+            conversations.lock_person(session, in_place.participant_id)
         claimed = session.execute(
             update(Message.__table__)
             .where(
@@ -266,6 +291,10 @@ def _claim(database: Database, message_id: int) -> bool:
                 attempts=Message.__table__.c.attempts + 1,
             )
         ).rowcount
+        if claimed == 1 and in_place is not None:
+            assert in_place.conversation_id is not None
+            invitation = in_place.kind == Kind.INVITATION
+            conversations.not_shown(session, in_place.conversation_id, invitation)
     return claimed == 1
 
 
@@ -285,8 +314,10 @@ def _run(
         delay = start + at - time.monotonic()
         if delay > 0:
             time.sleep(delay)
-        if not _claim(database, message.id):
+        in_place = _goes_in_place(settings, message)
+        if not _claim(database, message.id, message if in_place else None):
             return _NOT_CLAIMED
+        message.marked_unseen = in_place
         try:
             return _sender(settings, message.channel).send(message.as_outgoing())
         except SendError as exc:
@@ -306,6 +337,7 @@ def _record(
     outcome: dict[int, str] = {}
     retries: list[tuple[int, datetime]] = []
     about: list[tuple[int, str, str, SendError]] = []
+    unseen_after_all: list[tuple[_Planned, datetime]] = []
     now = utcnow()
     with database.session() as session:
         rows = {
@@ -318,6 +350,8 @@ def _record(
             message = rows[planned.id]
             attempts = message.attempts
             if isinstance(result, Handed):
+                if result.replaced and not planned.marked_unseen and planned.conversation_id:
+                    unseen_after_all.append((planned, message.claimed_at or now))
                 message.provider_id = message.provider_id or result.sid
                 message.sent_at = now
                 if message.status == Outbound.CLAIMED:
@@ -347,9 +381,36 @@ def _record(
     # After the rows' transaction, each in its own with the person's lock first.
     for participant_id, channel, address, error in about:
         delivery.about_the_address(database, participant_id, channel, address, error)
+    for planned, claimed_at in unseen_after_all:
+        _not_shown_after_all(database, planned, claimed_at)
     if retries:
         outbox.dispatch_many(redis, [([mid], when) for mid, when in retries])
     return outcome
+
+
+def _not_shown_after_all(database: Database, planned: _Planned, claimed_at: datetime) -> None:
+    """The sender says a message went in something else's place though it was not expected to
+    (the provider judged its reply window closed after all): its conversation is marked now, in
+    its own unit of work with the person's lock first, unless they have written since it was
+    claimed. What they wrote then was handled as it came (a reply faster than a provider's
+    refusal and our second try: the one gap left), and the mark would now wrongly hold back
+    the answer to a question shown since."""
+    assert planned.participant_id is not None and planned.conversation_id is not None
+    with database.session() as session:
+        if conversations.lock_person(session, planned.participant_id) is None:
+            return
+        wrote_since = session.scalar(
+            select(Message.id)
+            .where(
+                Message.conversation_id == planned.conversation_id,
+                Message.direction == Direction.IN,
+                Message.created_at >= claimed_at,
+            )
+            .limit(1)
+        )
+        if wrote_since is None:
+            invitation = planned.kind == Kind.INVITATION
+            conversations.not_shown(session, planned.conversation_id, invitation)
 
 
 def _hand_back(

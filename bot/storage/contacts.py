@@ -177,6 +177,43 @@ def mark(
     return bool(changed)
 
 
+def stop(
+    session: Session,
+    participant_id: int,
+    channel: str,
+    address: str,
+    reason: str,
+    now: datetime | None = None,
+) -> bool:
+    """The person stopped us at this contact point only (they blocked us on that channel):
+    marked opted out there with the reason, unless it already was (a provider says so twice).
+    The caller holds their lock. True if it changed."""
+    now = now or utcnow()
+    changed = session.execute(
+        update(_points)
+        .where(
+            _points.c.participant_id == participant_id,
+            _points.c.channel == channel,
+            _points.c.address == address,
+            _points.c.opted_out_at.is_(None),
+        )
+        .values(opted_out_at=now, opted_out_reason=reason[:200], updated_at=now)
+    ).rowcount
+    return bool(changed)
+
+
+def described(point: Any, channel_title: str) -> str:
+    """A contact point's state in plain words for staff and for the person's own copy of their
+    data: "usable", "stopped on Telegram: bot blocked (Telegram 403)", "cannot be reached on
+    text message: invalid number (Twilio 21211)". Never the address."""
+    if point.opted_out_at is not None:
+        return f"stopped on {channel_title}: {point.opted_out_reason or 'by the provider'}"
+    if point.unreachable_at is not None:
+        reason = point.unreachable_reason or "said the provider"
+        return f"cannot be reached on {channel_title}: {reason}"
+    return "usable"
+
+
 def opted_in(session: Session, participant_id: int, channel: str, address: str) -> bool:
     """They said START on this contact point: whatever stopped it at the provider is lifted
     there too (Twilio lifts its block when a person texts START; an unblocked bot hears

@@ -117,7 +117,8 @@ class ContactPoint(Base):
     person's consent, which is theirs across every channel (`Participant.opted_out`):
 
     - `unreachable_at`/`_reason`: a permanent failure ("invalid number", "chat not found");
-    - `opted_out_at`/`_reason`: stopped at the provider (a carrier's 21610, a blocked bot);
+    - `opted_out_at`/`_reason`: stopped at the provider (a carrier's 21610; a blocked bot or
+      WhatsApp sender, which stops this contact point only);
     - `last_inbound_at`: when they last wrote on it (a reply window such as WhatsApp's 24 hours
       is read from it); the writer moves it on at most every few minutes (see
       `bot.storage.contacts.INBOUND_PRECISION`), never past the truth;
@@ -161,8 +162,10 @@ class ConsentEvent(Base):
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id"), index=True)
-    kind: Mapped[str] = mapped_column(String(20))  # opt_out | opt_in | recontact_yes | recontact_no
-    how: Mapped[str] = mapped_column(String(40))  # sms | voice | telegram | api | import | carrier
+    # opt_out | opt_in | recontact_yes | recontact_no | point_stopped | point_let_in
+    kind: Mapped[str] = mapped_column(String(20))
+    # a channel (sms, voice, telegram, whatsapp) | api | import | carrier
+    how: Mapped[str] = mapped_column(String(40))
     detail: Mapped[str | None] = mapped_column(Text)
     at: Mapped[datetime] = mapped_column(default=utcnow)
 

@@ -63,3 +63,7 @@ class Consent(StrEnum):
     OPT_IN = "opt_in"
     RECONTACT_YES = "recontact_yes"
     RECONTACT_NO = "recontact_no"
+    # One contact point, not the person: they blocked us on that channel (a Telegram bot, a
+    # WhatsApp sender), or let us in again. `how` is the channel; the address is never logged.
+    POINT_STOPPED = "point_stopped"
+    POINT_LET_IN = "point_let_in"

@@ -35,7 +35,7 @@ from bot.commands import runtime
 from bot.config import Settings
 from bot.cycle import exports, fallback, frequency, lint, services, staff
 from bot.cycle.unsuited import Unsuited
-from bot.privacy import audit
+from bot.privacy import audit, contact_state
 from bot.scripts.survey import SurveyError
 from bot.storage.models import MAX_ID, Campaign
 from bot.text import clean_text
@@ -159,6 +159,12 @@ def _when(moment: datetime | None) -> str:
         return ""
     local = moment.astimezone(_settings().timezone)
     return f"{local:%d %b %Y, %H:%M}"
+
+
+@bp.app_template_filter("contact_state")
+def _contact_state(point: Any) -> str:
+    """ "stopped on Telegram: bot blocked (Telegram 403)", as subject access says it."""
+    return contact_state(point)
 
 
 @bp.app_context_processor

@@ -41,7 +41,7 @@ from bot.providers.base import Handed, Outgoing
 from bot.providers.errors import (
     ChannelOff,
     PermanentError,
-    RecipientOptedOut,
+    RecipientBlocked,
     RecipientUnreachable,
     SendError,
     TemporaryError,
@@ -77,7 +77,7 @@ def classify(exc: BaseException) -> SendError:
         )
     if isinstance(exc, Forbidden):
         if "blocked by the user" in lowered:
-            return RecipientOptedOut(f"Telegram 403: {said}", "403", "bot blocked (Telegram 403)")
+            return RecipientBlocked(f"Telegram 403: {said}", "403", "bot blocked (Telegram 403)")
         if "deactivated" in lowered:
             return RecipientUnreachable(
                 f"Telegram 403: {said}", "403", "account deleted (Telegram 403)"

@@ -27,6 +27,7 @@ from bot.channels.whatsapp.settings import (
     variable_list,
     whatsapp_address,
 )
+from bot.channels.whatsapp.window import TemplateWindow
 from bot.config import Settings
 from bot.engine import Inbound, Prompt
 from bot.phone_numbers import InvalidPhoneNumber
@@ -35,7 +36,7 @@ from bot.text import clean_text
 MAX_BODY = 1600  # Twilio's limit on a WhatsApp message's body
 
 
-class WhatsAppChannel(TwilioMessagingChannel):
+class WhatsAppChannel(TemplateWindow, TwilioMessagingChannel):
     name = "whatsapp"
     title = "WhatsApp"
     # Its own panel column: a number that takes texts may not be on WhatsApp, and a person

@@ -207,7 +207,8 @@ class WhatsAppSender:
             except OutsideWindow:
                 pass  # WhatsApp judged the window closed after all: the template goes
         sid, variables = self.template_for(message)
-        return self._create(message, content_sid=sid, content_variables=variables)
+        handed = self._create(message, content_sid=sid, content_variables=variables)
+        return Handed(handed.sid, handed.status, replaced=True)  # the question is not in it
 
     def _send_choices(self, message: Outgoing, choices: content.Choices) -> Handed | None:
         """The message with its answers to tap; None where Twilio refuses them for good (the
