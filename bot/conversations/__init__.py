@@ -491,7 +491,7 @@ def _log_point(
     now: datetime,
 ) -> None:
     _INSERT_CONSENT.run(
-        session.connection(),
+        connection_of(session),
         {
             "participant_id": participant_id,
             "kind": kind,
@@ -655,7 +655,7 @@ def not_shown(session: Session, conversation_id: int, invitation: bool) -> None:
     shown, nor, for an invitation, the survey's opening (`engine.not_shown`). Their next
     reply is then taken as "carry on", not as its answer. The caller holds the person's lock;
     a conversation that has ended is left alone."""
-    conv = _CONVERSATION_LOCKED.first(session.connection(), {"conversation_id": conversation_id})
+    conv = _CONVERSATION_LOCKED.first(connection_of(session), {"conversation_id": conversation_id})
     if conv is None:
         return
     state = engine.State.from_json(conv.state)
