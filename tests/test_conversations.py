@@ -194,3 +194,48 @@ def test_the_same_recontact_answer_twice_is_logged_twice_and_changes_nothing_els
         assert session.get(Participant, pid).updated_at == first
         kinds = session.scalars(select(ConsentEvent.kind).order_by(ConsentEvent.id)).all()
         assert kinds == ["recontact_yes", "recontact_yes"]
+
+
+@pytest.mark.parametrize("dialect_name", ["sqlite", "postgresql"])
+def test_the_active_conversation_is_read_with_the_partial_index_literal(dialect_name):
+    # Read on every message. With the status as a bound value SQLite planned the statement
+    # again on every run (a value a partial index depends on invalidates the plan whenever it
+    # is bound: a tenth of a text's database work), and a prepared statement on PostgreSQL
+    # could not use `uq_conversations_one_active`. Only the person is a parameter.
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    dialect = {"sqlite": sqlite.dialect(), "postgresql": postgresql.dialect()}[dialect_name]
+    for statement in (
+        conversations.ACTIVE_LOCKED_STATEMENT,
+        inbox._ACTIVE_AND_WAITING.statement,
+    ):
+        compiled = statement.compile(dialect=dialect)
+        assert "conversations.status = 'active'" in compiled.string
+        bound = {name for name in compiled.binds if not name.startswith("param_")}
+        assert "participant_id" in bound
+        assert not [b for b in compiled.binds.values() if b.value == "active"]
+
+
+def test_a_step_that_keeps_the_conversation_active_does_not_set_its_status(database):
+    # SQLite rewrites the entries of every index on a column an UPDATE sets, even to the value
+    # it holds; `status` is in two. The writer's statements run on the driver's cursor, so
+    # they are watched there (SQLite's trace).
+    if database.engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's statement trace")
+    with database.session() as session:
+        pid = person(session).id
+    send(database, pid, "title")
+    statements: list[str] = []
+    with database.session() as session:
+        session.connection().connection.driver_connection.set_trace_callback(statements.append)
+    send(database, pid, "2")
+    send(database, pid, "Short and clear")
+    send(database, pid, "5")
+    send(database, pid, "yes")  # the last answer: the survey is completed
+    with database.session() as session:
+        session.connection().connection.driver_connection.set_trace_callback(None)
+        conv = session.scalars(select(Conversation)).one()
+        assert conv.status == "completed"
+    updates = [s for s in statements if s.startswith("UPDATE conversations")]
+    assert len(updates) == 4
+    assert ["status=" in s for s in updates] == [False, False, False, True]

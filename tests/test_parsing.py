@@ -517,3 +517,16 @@ def test_a_no_in_front_of_an_option_does_not_pick_it():
     ).question("u")
     assert isinstance(parse(useful, "very"), Miss) and isinstance(parse(useful, "not"), Miss)
     assert parse(useful, "very useful").value == "5"
+
+
+def test_an_options_names_are_remembered_with_its_synonyms():
+    # Options are equal by value and label alone; the names remembered for one must not
+    # answer for another that has other synonyms.
+    from bot.engine.parsing import _names
+    from bot.scripts.survey import Option
+
+    plain = Option("walk", "Walking")
+    with_synonyms = Option("walk", "Walking", synonyms=("On foot",))
+    assert plain == with_synonyms
+    assert _names(plain) == ("walking", "walk")
+    assert _names(with_synonyms) == ("walking", "walk", "on foot")

@@ -1,6 +1,6 @@
 """Prepared statements: what they store and read back is what the ORM stores and reads."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import bindparam, insert, select
@@ -163,3 +163,69 @@ def test_a_statement_sqlalchemy_rewrites_per_execution_is_refused(database):
     in_a_list = Prepared(select(PEOPLE.c.id).where(PEOPLE.c.external_id.in_(["+447700900001"])))
     with database.session() as session, pytest.raises(ValueError, match="rewrite"):
         in_a_list.rows(session.connection(), {})
+
+
+def test_times_bound_one_after_another_are_each_stored_as_given(database):
+    # A time's bind processor is shared by every statement and remembers the last time it
+    # formatted (a message binds its one `now` a dozen times): others in between, and the same
+    # instant in another time zone, are each stored as themselves.
+    later = WHEN + timedelta(hours=1)
+    elsewhere = WHEN.astimezone(timezone(timedelta(hours=5)))
+    given = [WHEN, later, WHEN, later, elsewhere]
+    with database.session() as session:
+        ids = [
+            a_person(session.connection(), f"+4477009001{n:02d}", created_at=when)
+            for n, when in enumerate(given)
+        ]
+    with database.session() as session:
+        stored = [session.get(Participant, person_id).created_at for person_id in ids]
+    assert stored == [WHEN, later, WHEN, later, WHEN]
+
+
+def test_a_unit_of_work_asks_its_connection_once_and_a_plain_session_every_time(database):
+    from sqlalchemy.orm import Session
+
+    from bot.storage.db import connection_of
+
+    with database.session() as session:
+        first = connection_of(session)
+        assert connection_of(session) is first is session.connection()
+    # A session outside `Database.session()` may commit part-way and go on with another
+    # connection: nothing is kept for it.
+    with Session(database.engine) as session:
+        before = connection_of(session)
+        session.commit()
+        after = connection_of(session)
+        assert after is session.connection() and after is not before
+
+
+def test_a_unit_of_work_begins_the_orm_only_for_orm_work_and_commits_both(database):
+    # The transaction is the connection's: statements on it leave the ORM session out (its
+    # own begin and commit cost the one writer more than a message's statements), and ORM
+    # work in the same unit joins that transaction and is committed with it.
+    from bot.storage.db import connection_of
+
+    with database.session() as session:
+        person_id = a_person(connection_of(session))
+        assert not session.in_transaction()
+        session.add(SurveyVersion(survey_id="s", content_hash="h", title="S", source="id: s"))
+        assert session.get(Participant, person_id) is not None
+        assert session.in_transaction()
+    with database.session() as session:
+        assert session.get(Participant, person_id) is not None
+        assert session.scalar(select(SurveyVersion.title)) == "S"
+    with pytest.raises(RuntimeError), database.session() as session:
+        a_person(connection_of(session), "+447700900999")
+        session.add(SurveyVersion(survey_id="t", content_hash="t", title="T", source="id: t"))
+        session.flush()
+        raise RuntimeError("a bug")
+    with database.session() as session:
+        assert PERSON.first(connection_of(session), {"external_id": "+447700900999"}) is None
+        assert (
+            session.scalar(
+                select(SurveyVersion.title)
+                .where(SurveyVersion.id > 0)
+                .where(SurveyVersion.survey_id == "t")
+            )
+            is None
+        )

@@ -18,7 +18,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, literal_column, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -30,7 +30,7 @@ from bot.config import Settings
 from bot.conversations.suppression import suppressed
 from bot.scripts.survey import Survey, load_text
 from bot.storage import contacts
-from bot.storage.db import Database
+from bot.storage.db import Database, connection_of
 from bot.storage.models import (
     Answer,
     ConsentEvent,
@@ -85,7 +85,7 @@ _by_version_id: dict[tuple[Any, int], Survey] = {}
 
 def survey_for(session: Session, version_id: int) -> Survey:
     """The script a conversation uses. Stored versions never change, so each is read once."""
-    key = (session.get_bind().url, version_id)
+    key = (session.get_bind().engine.url, version_id)  # bound to an engine or a connection
     survey = _by_version_id.get(key)
     if survey is None:
         survey = survey_of(session.get(SurveyVersion, version_id))
@@ -127,7 +127,7 @@ def insert_inbound_once(session: Session, **values: Any) -> int | None:
     row.update(direction="in", attempts=0, created_at=values.get("created_at") or utcnow())
     row.update(values)
     row["updated_at"] = row["created_at"]
-    found = statement.first(session.connection(), row)
+    found = statement.first(connection_of(session), row)
     return found.id if found is not None else None
 
 
@@ -228,7 +228,7 @@ def lock_people(session: Session, participant_ids: Iterable[int]) -> list[int]:
 def lock_person_row(session: Session, participant_id: int) -> Record | None:
     """`lock_person`, as a row (id, name, language, opted_out, recontact, joined_via,
     channel)."""
-    return _PERSON_LOCKED.first(session.connection(), {"key": participant_id})
+    return _PERSON_LOCKED.first(connection_of(session), {"key": participant_id})
 
 
 _INSERT_PERSON = insert(_people).returning(_people.c.id)
@@ -247,7 +247,7 @@ def lock_person_at(
     locked). `wrote_at`: they wrote to us on it then, so it is theirs and it works: its
     `last_inbound_at` moves on (at most every `contacts.INBOUND_PRECISION`), it is verified,
     and no longer taken for unreachable."""
-    connection = session.connection()
+    connection = connection_of(session)
     where = {"channel": channel.name, "address": address}
     person = _SENDER_LOCKED.first(connection, where)
     if person is not None:
@@ -361,7 +361,7 @@ def set_person(session: Session, person: Any, **values: Any) -> None:
     if not changes:
         return
     changes["updated_at"] = utcnow()
-    _UPDATE_PERSON.run(session.connection(), {"person_id": person.id, **changes})
+    _UPDATE_PERSON.run(connection_of(session), {"person_id": person.id, **changes})
     if isinstance(person, Participant):
         for key, value in changes.items():
             set_committed_value(person, key, value)
@@ -403,7 +403,7 @@ def record_consent(
     else:
         raise ValueError(f"unknown consent kind {kind!r}")
     _INSERT_CONSENT.run(
-        session.connection(),
+        connection_of(session),
         {
             "participant_id": person.id,
             "kind": kind,
@@ -491,7 +491,7 @@ def _log_point(
     now: datetime,
 ) -> None:
     _INSERT_CONSENT.run(
-        session.connection(),
+        connection_of(session),
         {
             "participant_id": participant_id,
             "kind": kind,
@@ -594,7 +594,10 @@ ACTIVE_LOCKED_STATEMENT = (
     )
     .where(
         _conversations.c.participant_id == bindparam("participant_id"),
-        _conversations.c.status == engine.ACTIVE,
+        # A literal, as the partial index `uq_conversations_one_active` says it: a bound value
+        # there made SQLite prepare the statement again on every run (it re-plans whenever a
+        # value a partial index depends on is bound), and PostgreSQL's generic plan passes it by.
+        _conversations.c.status == literal_column(f"'{engine.ACTIVE}'"),
     )
     .with_for_update()
 )
@@ -609,7 +612,7 @@ _INSERT_ANSWER = Prepared(insert(Answer.__table__))
 def active_conversation(session: Session, person: Any, now: datetime) -> Record | None:
     """The person's conversation in progress, locked, as a row (id, survey_version_id,
     campaign_id, state, started_at, last_activity_at); one idle too long ends here."""
-    found = ACTIVE_LOCKED.first(session.connection(), {"participant_id": person.id})
+    found = ACTIVE_LOCKED.first(connection_of(session), {"participant_id": person.id})
     return unless_expired(session, found, now)
 
 
@@ -630,7 +633,7 @@ def end_conversation(session: Session, conv: Any, status: str, now: datetime | N
 
 
 def _update_conversation(session: Session, conv: Any, changes: dict[str, Any]) -> None:
-    _UPDATE_CONVERSATION.run(session.connection(), {"conversation_id": conv.id, **changes})
+    _UPDATE_CONVERSATION.run(connection_of(session), {"conversation_id": conv.id, **changes})
     if isinstance(conv, Conversation):
         for key, value in changes.items():
             set_committed_value(conv, key, value)
@@ -652,7 +655,7 @@ def not_shown(session: Session, conversation_id: int, invitation: bool) -> None:
     shown, nor, for an invitation, the survey's opening (`engine.not_shown`). Their next
     reply is then taken as "carry on", not as its answer. The caller holds the person's lock;
     a conversation that has ended is left alone."""
-    conv = _CONVERSATION_LOCKED.first(session.connection(), {"conversation_id": conversation_id})
+    conv = _CONVERSATION_LOCKED.first(connection_of(session), {"conversation_id": conversation_id})
     if conv is None:
         return
     state = engine.State.from_json(conv.state)
@@ -749,10 +752,14 @@ def write_step(
         set_person(session, person, language=step.language)  # from now on, everywhere
     changes: dict[str, Any] = {
         "state": step.state.to_json(),
-        "status": step.state.status,
         "last_activity_at": now,
         "channel": channel,
     }
+    # Set only when it changes: SQLite rewrites the entries of every index on `status` (two
+    # here) whenever an UPDATE sets it, even to the value it holds. A row read by
+    # `ACTIVE_LOCKED` is active.
+    if step.state.status != getattr(conv, "status", engine.ACTIVE):
+        changes["status"] = step.state.status
     if step.state.status == engine.COMPLETED:
         changes["completed_at"] = now
     if conv.started_at is None and step.answers:
@@ -770,7 +777,7 @@ def write_step(
         )
     if step.answers:
         _INSERT_ANSWER.run(
-            session.connection(),
+            connection_of(session),
             [
                 {
                     "conversation_id": conv.id,

@@ -48,7 +48,7 @@ from bot.engine.keywords import Command, ProviderKeyword, classify, start_payloa
 from bot.i18n import N_, t
 from bot.scripts.survey import Survey
 from bot.storage import contacts
-from bot.storage.db import INBOX, Database, is_transient, queue_after_commit
+from bot.storage.db import INBOX, Database, connection_of, is_transient, queue_after_commit
 from bot.storage.models import (
     WAITING_INBOUND,
     Answer,
@@ -297,7 +297,7 @@ def _conversation_and_waiting(
 ) -> tuple[Any, bool]:
     """The person's active conversation (locked), and whether this new delivery must queue
     behind an earlier message of theirs that is waiting for a retry."""
-    connection = session.connection()
+    connection = connection_of(session)
     if not new_delivery or received.address is None:
         found = conversations.ACTIVE_LOCKED.first(connection, {"participant_id": person.id})
         return found, False
@@ -317,7 +317,7 @@ _STILL_WAITING = (
 
 def _still_waiting(session: Session, message_id: int) -> bool:
     """The kept message is still to be handled; its row is locked (after the person's)."""
-    found = session.connection().execute(_STILL_WAITING, {"message_id": message_id})
+    found = connection_of(session).execute(_STILL_WAITING, {"message_id": message_id})
     return found.first() is not None
 
 
@@ -375,7 +375,7 @@ def _reply(
         # A known person (a call we placed, the simulator): their address on this channel.
         address = contacts.address_for(session, person, channel.name)
     _INSERT_REPLIES.run(
-        session.connection(),
+        connection_of(session),
         [
             {
                 "direction": Direction.OUT,

@@ -306,7 +306,10 @@ def ask(
     language = _lang(context)
     survey = survey.in_language(language)
     question = survey.question(question.id)
-    ctx = _ctx(context, survey, answered)
+    # Most questions and labels are plain text, which `render` returns as written: the
+    # context (every earlier answer worded for piping) is made only for a template.
+    templated = "{" in question.ask or any("{" in o.label for o in question.choices)
+    ctx = _ctx(context, survey, answered) if templated else {}
     if retry is None and sorry is not None:
         retry = retry_text(sorry, expected, language)
     return Ask(
@@ -491,6 +494,8 @@ def route(
 def _said(
     survey: Survey, routed: Route, context: Mapping[str, Any], answered: Mapping[str, str]
 ) -> list[Prompt]:
+    if not routed.says:
+        return []
     ctx = _ctx(context, survey, answered)
     return [
         Say(templates.render(q.ask, ctx), "outro" if q.type == "end" else "info")

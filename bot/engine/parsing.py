@@ -11,6 +11,7 @@ import datetime as dt
 import re
 import unicodedata
 from dataclasses import dataclass, field
+from functools import lru_cache
 from itertools import pairwise
 
 from bot.i18n import t
@@ -319,7 +320,14 @@ class Unsure:
 
 def simplify(text: str) -> str:
     """Lower case, accents and punctuation folded away, single spaces."""
-    text = unicodedata.normalize("NFKD", text or "")
+    return _simplified(text or "")
+
+
+# A reply is read against every option's names, each simplified: the same few strings, every
+# message. Remembered (a pure function of the text); bounded, so no reply is held for long.
+@lru_cache(maxsize=4096)
+def _simplified(text: str) -> str:
+    text = unicodedata.normalize("NFKD", text)
     text = "".join(ch for ch in text if not unicodedata.combining(ch))
     text = text.casefold().replace("’", "'")
     text = re.sub(r"[^\w\s']", " ", text)
@@ -537,14 +545,16 @@ def _singular(said: str) -> str:
     )
 
 
-def _names(option: Option) -> list[str]:
+def _names(option: Option) -> tuple[str, ...]:
     """Every way of naming an option, simplified: its label, its value, its synonyms."""
-    names = [
-        simplify(option.label),
-        simplify(option.value),
-        *(simplify(w) for w in option.synonyms),
-    ]
-    return [n for n in dict.fromkeys(names) if n]
+    # By all three (an option's equality leaves its synonyms out).
+    return _names_of(option.label, option.value, option.synonyms)
+
+
+@lru_cache(maxsize=1024)
+def _names_of(label: str, value: str, synonyms: tuple[str, ...]) -> tuple[str, ...]:
+    names = [simplify(label), simplify(value), *(simplify(w) for w in synonyms)]
+    return tuple(n for n in dict.fromkeys(names) if n)
 
 
 # Words that name an option only to leave it out: "everything but sausage", "all except

@@ -10,6 +10,7 @@ import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -251,7 +252,9 @@ class Question:
         """False for a statement or an ending: it says something and waits for nothing."""
         return self.type not in ASKS_NOTHING
 
-    @property
+    # Read for every reply (parsing, asking, labels): worked out once per question, which
+    # never changes (`cached_property` keeps it beside the frozen fields, outside eq and hash).
+    @cached_property
     def points(self) -> tuple[Option, ...]:
         """The question's own answers, numbered from 1, without the extras."""
         if self.type in ("choice", "multi"):
@@ -266,7 +269,7 @@ class Question:
             )
         return ()
 
-    @property
+    @cached_property
     def choices(self) -> tuple[Option, ...]:
         """What a person picks from, for every closed question type: its own answers, then
         any extras ("Don't know")."""
@@ -316,7 +319,7 @@ class Survey:
             return self
         return _localised(self, code, self.translations.get(code, {}), t)
 
-    @property
+    @cached_property
     def asked(self) -> tuple[Question, ...]:
         """The questions that wait for an answer (not statements or endings)."""
         return tuple(q for q in self.questions if q.asks)

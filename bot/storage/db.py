@@ -12,14 +12,14 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -43,6 +43,18 @@ def queue_after_commit(session: Session, rows: Queued, what: str = OUTBOX) -> No
     pending: dict[str, list[tuple[int, datetime | None]]]
     pending = session.info.setdefault(_AFTER_COMMIT_KEY, {})
     pending.setdefault(what, []).extend(rows)
+
+
+_CONNECTION_KEY = "involve.connection"
+
+
+def connection_of(session: Session) -> Connection:
+    """The session's connection. Inside `Database.session()` (one transaction from start to
+    end, never committed part-way) it is asked once and kept: the one writer runs a dozen
+    statements per message, and each `session.connection()` walks the session's transaction
+    state again."""
+    found: Connection | None = session.info.get(_CONNECTION_KEY)
+    return found if found is not None else session.connection()
 
 
 def _sqlite_setup(engine: Engine) -> None:
@@ -151,14 +163,24 @@ class Database:
     def session(self) -> Iterator[Session]:
         """A unit of work: committed on success, rolled back on any error; what it queued
         for after the commit is dispatched once it has committed."""
-        if self._writers is None:
-            with self.sessions() as session, session.begin():
-                yield session
-        else:
-            # The turn covers the transaction only: the session is made before it, and its
-            # connection goes back to the pool after it (idle by then, holding no lock).
-            with self.sessions() as session, self._writers.turn(), session.begin():
-                yield session
+        # The transaction is the connection's, begun and committed on it; the session joins
+        # it, and only when ORM work asks for it (an ORM session's own begin, commit and
+        # connection bookkeeping cost the one writer more than a message's statements, which
+        # run on the connection itself: `connection_of`). The connection is taken from the
+        # pool before the writers' turn and goes back after it, idle and holding no lock.
+        turn = self._writers.turn() if self._writers is not None else nullcontext()
+        with (
+            self.engine.connect() as connection,
+            turn,
+            connection.begin(),
+            Session(bind=connection, expire_on_commit=False) as session,
+        ):
+            session.info[_CONNECTION_KEY] = connection
+            yield session
+            if session.in_transaction():
+                # What the ORM still holds is written; the joined session leaves the commit
+                # to the connection's transaction.
+                session.commit()
         for what, rows in session.info.pop(_AFTER_COMMIT_KEY, {}).items():
             self._dispatch(what, rows)
 

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, DateTime
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import Executable
@@ -47,6 +47,40 @@ class _Compiled:
     processed_results: bool  # some column's values go through a processor
 
 
+# A time's bind processor, one per type and kind of database, shared by every statement: a
+# message binds its one `now` a dozen times (created, updated, sent, answered...), and each
+# bind formatted it again.
+_times: dict[tuple[Any, ...], Processor] = {}
+
+
+def _processor(type_: Any, dialect: Dialect) -> Processor:
+    process = type_.dialect_impl(dialect).bind_processor(dialect)
+    # A TypeDecorator (UTCDateTime) is a time by what it decorates.
+    if process is None or not isinstance(getattr(type_, "impl_instance", type_), DateTime):
+        return process
+    key = (dialect.name, dialect.driver, type(type_), repr(type_))
+    found = _times.get(key)
+    if found is None:
+        found = _times[key] = _remembering(process)
+    return found
+
+
+def _remembering(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """`process`, remembering its last value (immutable: a datetime) and what it made of it.
+    The pair is read and replaced whole, so threads sharing it never mix two."""
+    last: list[tuple[Any, Any]] = [(_REQUIRED, None)]
+
+    def remembered(value: Any) -> Any:
+        seen = last[0]
+        if seen[0] is value:
+            return seen[1]
+        made = process(value)
+        last[0] = (value, made)
+        return made
+
+    return remembered
+
+
 class Prepared:
     """One statement. An INSERT or UPDATE sets the columns its values name, so it is compiled
     once per database and set of names, as SQLAlchemy itself would compile it."""
@@ -55,14 +89,21 @@ class Prepared:
         self.statement = statement
         self._by_keys = bool(getattr(statement, "is_dml", False))
         self._compiled: dict[tuple[Any, ...], _Compiled] = {}
+        # The same, found by the names in the order a caller gives them (each call site gives
+        # them in its own order, every time): no sorting per message.
+        self._by_order: dict[tuple[Any, ...], _Compiled] = {}
 
     def _for(self, dialect: Dialect, params: Mapping[str, Any]) -> _Compiled:
         # Per kind of database and driver (not per engine: tests make many engines).
-        kind = (dialect.name, dialect.driver, dialect.paramstyle)
-        key = (*kind, tuple(sorted(params)) if self._by_keys else None)
-        found = self._compiled.get(key)
+        names = tuple(params) if self._by_keys else None
+        found = self._by_order.get((dialect.name, dialect.driver, dialect.paramstyle, names))
         if found is None:
-            found = self._compiled[key] = self._compile(dialect, key[-1])
+            kind = (dialect.name, dialect.driver, dialect.paramstyle)
+            key = (*kind, tuple(sorted(params)) if self._by_keys else None)
+            found = self._compiled.get(key)
+            if found is None:
+                found = self._compiled[key] = self._compile(dialect, key[-1])
+            self._by_order[(*kind, names)] = found
         return found
 
     def _compile(self, dialect: Dialect, keys: tuple[str, ...] | None) -> _Compiled:
@@ -85,7 +126,7 @@ class Prepared:
         binds = tuple(
             (
                 name,
-                compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect),
+                _processor(compiled.binds[name].type, dialect),
                 _REQUIRED
                 if compiled.binds[name].required or name in defaulted
                 else compiled.binds[name].effective_value,
