@@ -471,3 +471,29 @@ def test_feedback_sent_while_a_stop_is_in_flight_skips_who_stopped(
             select(Message.participant_id).where(Message.kind == Kind.FEEDBACK)
         ).all()
         assert told == [ids[0]]
+
+
+def test_a_panel_import_while_their_recontact_answer_is_in_flight_keeps_their_own_answer(
+    database, app_settings, monkeypatch
+):
+    """A file saying "recontact: yes" never overwrites the "no" the person is giving: the
+    import takes their lock before it reads them, so it sees their own answer (which beats a
+    file, as ever) once it commits."""
+    (pid,) = _panel(database, 1)
+    campaign_id = _campaign(app_settings)
+    campaigns.fan_out(runtime.database(), app_settings, campaign_id)
+    for n, body in enumerate(["2", "skip", "4"]):
+        _text(app_settings, _number(0), body, f"SM-{n}")
+    hold = _held_decide(monkeypatch, "SM-no")
+    answer = Side("answer", lambda: _text(app_settings, _number(0), "no", "SM-no"))
+    answer.start()
+    hold.wait_reached()
+    csv = f"name,phone,recontact\nPerson 0,{_number(0)},yes\n"
+    imported = Side("import", lambda: services.import_csv(runtime.database(), app_settings, csv))
+    imported.start()
+    waits_or_ends(database, imported)
+    hold.go.set()
+    assert answer.outcome().status == inbox.PROCESSED
+    assert imported.outcome()["rejected"] == []
+    with database.session() as session:
+        assert session.get(Participant, pid).recontact is False

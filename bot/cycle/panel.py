@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session, selectinload
 
-from bot import channels
+from bot import channels, conversations
 from bot.config import Settings
 from bot.conversations.suppression import suppressed
 from bot.i18n import LANGUAGES, SWITCH_WORDS
@@ -307,19 +307,32 @@ def _upsert_chunk(
     for r in chunk:
         for _, channel, address in r.addresses:
             wanted.setdefault(channel, set()).add(address)
-    people = select(Participant).options(selectinload(Participant.contact_points))
-    found: dict[int, Participant] = {}
+    known: set[int] = set()
     if externals:
-        for p in session.scalars(people.where(Participant.external_id.in_(externals))):
-            found[p.id] = p
-    for channel, addresses in wanted.items():
-        held = (
-            select(ContactPoint.participant_id)
-            .where(ContactPoint.channel == channel, ContactPoint.address.in_(addresses))
-            .scalar_subquery()
+        known.update(
+            session.scalars(select(Participant.id).where(Participant.external_id.in_(externals)))
         )
-        for p in session.scalars(people.where(Participant.id.in_(held))):
-            found[p.id] = p
+    for channel, addresses in wanted.items():
+        known.update(
+            session.scalars(
+                select(ContactPoint.participant_id).where(
+                    ContactPoint.channel == channel, ContactPoint.address.in_(addresses)
+                )
+            )
+        )
+    # The people this chunk names, locked in the one order before anything of theirs is read:
+    # an answer in flight (their own recontact yes/no, a STOP) commits first, and the file
+    # then sees it instead of writing over it.
+    locked = conversations.lock_people(session, known)
+    found: dict[int, Participant] = {}
+    if locked:
+        people = (
+            select(Participant)
+            .where(Participant.id.in_(locked))
+            .options(selectinload(Participant.contact_points))
+            .execution_options(populate_existing=True)
+        )
+        found = {p.id: p for p in session.scalars(people)}
     by_external = {p.external_id: p for p in found.values() if p.external_id}
     by_address = {
         (point.channel, point.address): p for p in found.values() for point in p.contact_points
