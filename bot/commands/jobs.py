@@ -18,6 +18,7 @@ from bot.conversations import inbox
 from bot.cycle import campaigns, reminders, upkeep
 from bot.privacy import retention
 from bot.providers import twilio
+from bot.providers.base import TidiesAfterPress
 from bot.sending import send
 from bot.storage.models import utcnow
 
@@ -65,7 +66,9 @@ def delete_call_recordings(recording_ids: list[str]) -> int:
     return twilio.delete_recordings(runtime.settings(), recording_ids)
 
 
-def clear_keyboard(channel: str, chat_id: int, message_id: int) -> bool:
-    """The buttons off a message once one of them was pressed (Telegram)."""
+def after_press(channel: str, address: str, message_ref: str) -> bool:
+    """A button on one of our messages was pressed and taken: the channel's sender tidies that
+    message where it can (Telegram takes its buttons off); a sender with nothing to tidy is
+    left alone."""
     sender = channels.get(channel).sender(runtime.settings())
-    return sender.clear_keyboard(chat_id, message_id)  # type: ignore[attr-defined]
+    return isinstance(sender, TidiesAfterPress) and sender.after_press(address, message_ref)
