@@ -66,3 +66,14 @@ class TidiesAfterPress(Protocol):
         """False where the provider would not (too old, tidied already): the press was taken
         or refused all the same."""
         ...
+
+
+@runtime_checkable
+class ErasesAtProvider(Protocol):
+    """A sender whose provider keeps something of a person's that erasure must reach (the
+    recordings of spoken answers on calls): the refs are its channel's `held_at_provider`."""
+
+    def erase_at_provider(self, refs: list[str]) -> int:
+        """Delete them there; how many are gone (one already gone counts). Any other failure
+        is raised, classified, so the job is tried again."""
+        ...
