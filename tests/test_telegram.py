@@ -317,6 +317,19 @@ def test_a_stale_button_pressed_later_answers_nothing(chat, database, telegram_f
     assert answers(database) == {"title": ("your-health", "Your health, your way", False, False)}
 
 
+def test_a_taken_press_takes_the_buttons_off_that_message(chat, database, telegram_fake):
+    """After a press is taken, the worker asks Telegram to take that message's buttons off
+    (the sender's `after_press`), so an answered question cannot be pressed again."""
+    chat.send("/start TITLE")
+    (first,) = chat.deliver()
+    chat.press(first, "Your health, your way")
+    chat.deliver()
+    (edited,) = telegram_fake.of("editMessageReplyMarkup")
+    assert int(edited["chat_id"]) == CHAT
+    assert int(edited["message_id"]) == chat.message_id_of(first)
+    assert not edited.get("reply_markup")
+
+
 def test_a_repeated_update_id_changes_nothing_twice(chat, database, telegram_fake):
     chat.send("/start TITLE")
     (first,) = chat.deliver()

@@ -108,7 +108,7 @@ def _apply(settings: Settings, read: Any) -> Response:  # the channel's ReadUpda
     if read.callback_query_id is None:
         return _ok()
     if read.pressed_message_id is not None and outcome.status != inbox.DUPLICATE:
-        _clear_keyboard_later(read.chat_id, read.pressed_message_id)
+        _tidy_after_press(str(read.chat_id), str(read.pressed_message_id))
     answer: dict[str, Any] = {
         "method": "answerCallbackQuery",
         "callback_query_id": read.callback_query_id,
@@ -118,10 +118,11 @@ def _apply(settings: Settings, read: Any) -> Response:  # the channel's ReadUpda
     return jsonify(answer)
 
 
-def _clear_keyboard_later(chat_id: int, message_id: int) -> None:
+def _tidy_after_press(chat_id: str, message_id: str) -> None:
+    """The pressed message's buttons come off later, by the sender (`jobs.after_press`)."""
     try:
         outbox.queue(runtime.redis()).enqueue(
-            "bot.commands.jobs.clear_keyboard",
+            "bot.commands.jobs.after_press",
             CHANNEL.name,
             chat_id,
             message_id,

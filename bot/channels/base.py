@@ -256,6 +256,12 @@ class Channel:
         was set, a line each. Raises a `bot.providers.errors.SendError` when the provider refuses."""
         return []
 
+    def held_at_provider(self, texts: Iterable[str]) -> list[str]:
+        """What of a person's this channel's provider keeps, named in these stored answers
+        (Twilio's call recordings, by id): erasure reads them first, then has the channel's
+        sender delete them there (`ErasesAtProvider`). By default nothing."""
+        return []
+
     def retry_policy(self, settings: Settings) -> RetryPolicy | None:
         """Whether, and when, the core tries again a message of new contact that this channel
         did not get through (an unanswered call); None: never. Declared as data: the core's

@@ -17,7 +17,7 @@ from bot.commands import runtime
 from bot.conversations import inbox
 from bot.cycle import campaigns, reminders, upkeep
 from bot.privacy import retention
-from bot.providers import twilio
+from bot.providers.base import ErasesAtProvider, TidiesAfterPress
 from bot.sending import send
 from bot.storage.models import utcnow
 
@@ -60,12 +60,18 @@ def purge_expired() -> dict[str, Any]:
     return retention.purge_expired(runtime.database(), runtime.settings(), utcnow())
 
 
-def delete_call_recordings(recording_ids: list[str]) -> int:
-    """Erasure's last step for keypad calls: the spoken answers held at Twilio."""
-    return twilio.delete_recordings(runtime.settings(), recording_ids)
-
-
-def clear_keyboard(channel: str, chat_id: int, message_id: int) -> bool:
-    """The buttons off a message once one of them was pressed (Telegram)."""
+def erase_at_provider(channel: str, refs: list[str]) -> int:
+    """Erasure's last step: what the channel's provider keeps of the person (the recordings of
+    spoken answers on calls), deleted there by its sender."""
     sender = channels.get(channel).sender(runtime.settings())
-    return sender.clear_keyboard(chat_id, message_id)  # type: ignore[attr-defined]
+    if not isinstance(sender, ErasesAtProvider):
+        return 0
+    return sender.erase_at_provider(refs)
+
+
+def after_press(channel: str, address: str, message_ref: str) -> bool:
+    """A button on one of our messages was pressed and taken: the channel's sender tidies that
+    message where it can (Telegram takes its buttons off); a sender with nothing to tidy is
+    left alone."""
+    sender = channels.get(channel).sender(runtime.settings())
+    return isinstance(sender, TidiesAfterPress) and sender.after_press(address, message_ref)

@@ -224,9 +224,9 @@ def erase(
         privacy.lock_for_erasure(session, person)
         number = person.id
         addresses = privacy.addresses_of(person)
-        recordings = privacy.recordings_of(session, person)
+        held = privacy.held_at_providers(session, person)
         removed = privacy.erase(session, settings, person)
-        removed["recordings"] = len(recordings)
+        removed["recordings"] = sum(len(refs) for refs in held.values())
         audit.record(session, actor, "erasure", f"participant {number}", **removed)
     cleaned = False
     if redis is not None:
@@ -235,20 +235,22 @@ def erase(
             cleaned = True
         except Exception:
             log.warning("erasure: could not clean rq's job history in Redis")
-    recordings_queued = not recordings
-    if recordings and redis is not None:
+    recordings_queued = not held
+    if held and redis is not None:
         try:
             from rq import Retry
 
-            outbox.queue(redis).enqueue(
-                "bot.commands.jobs.delete_call_recordings",
-                recordings,
-                retry=Retry(max=5, interval=[60, 300, 900, 3600, 86400]),
-                result_ttl=0,
-            )
+            for channel, refs in held.items():
+                outbox.queue(redis).enqueue(
+                    "bot.commands.jobs.erase_at_provider",
+                    channel,
+                    refs,
+                    retry=Retry(max=5, interval=[60, 300, 900, 3600, 86400]),
+                    result_ttl=0,
+                )
             recordings_queued = True
         except Exception:
-            log.warning("erasure: could not queue the deletion of %d recordings", len(recordings))
+            log.warning("erasure: could not queue deleting what %d providers hold", len(held))
     return {
         "participant": number,
         "erased": True,

@@ -382,23 +382,23 @@ def _drop_from_audiences(session: Session, person: Participant) -> None:
             campaign.audience = {"participants": [person.id if v in wanted else v for v in named]}
 
 
-_RECORDING = re.compile(r"/Recordings/(RE[0-9a-fA-F]{32})")
-
-
-def recordings_of(session: Session, person: Participant) -> list[str]:
-    """Twilio's ids of the spoken answers this person recorded on keypad calls: the recordings
-    live at Twilio, so erasure deletes them there too (read before erasing)."""
-    found: set[str] = set()
-    for texts in session.execute(
-        select(Answer.value, Answer.raw_text).where(
-            Answer.conversation_id.in_(
-                select(Conversation.id).where(Conversation.participant_id == person.id)
+def held_at_providers(session: Session, person: Participant) -> dict[str, list[str]]:
+    """What each channel's provider keeps of this person, named in their stored answers (the
+    recordings of spoken answers live at Twilio): read before erasing, deleted there after."""
+    texts = [
+        text
+        for row in session.execute(
+            select(Answer.value, Answer.raw_text).where(
+                Answer.conversation_id.in_(
+                    select(Conversation.id).where(Conversation.participant_id == person.id)
+                )
             )
         )
-    ):
-        for text in texts:
-            found.update(_RECORDING.findall(text or ""))
-    return sorted(found)
+        for text in row
+        if text
+    ]
+    held = {channel.name: channel.held_at_provider(texts) for channel in channels.all_channels()}
+    return {name: refs for name, refs in held.items() if refs}
 
 
 def addresses_of(person: Participant) -> list[str]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -54,4 +54,26 @@ class Sender(Protocol):
     def find(self, message: Outgoing, since: datetime) -> Handed | None:
         """The provider's record of this message if it was handed over after all (a worker
         died mid-call), else None: how a claimed row is settled before any resend."""
+        ...
+
+
+@runtime_checkable
+class TidiesAfterPress(Protocol):
+    """A sender whose messages carry buttons to tidy once one was pressed and taken (Telegram
+    takes the keyboard off, so an answered question's buttons cannot be pressed again)."""
+
+    def after_press(self, address: str, message_ref: str) -> bool:
+        """False where the provider would not (too old, tidied already): the press was taken
+        or refused all the same."""
+        ...
+
+
+@runtime_checkable
+class ErasesAtProvider(Protocol):
+    """A sender whose provider keeps something of a person's that erasure must reach (the
+    recordings of spoken answers on calls): the refs are its channel's `held_at_provider`."""
+
+    def erase_at_provider(self, refs: list[str]) -> int:
+        """Delete them there; how many are gone (one already gone counts). Any other failure
+        is raised, classified, so the job is tried again."""
         ...

@@ -191,9 +191,14 @@ class TelegramSender:
         for again with /repeat."""
         return Handed(f"unconfirmed:{message.id}", "sent")
 
-    def clear_keyboard(self, chat_id: int, message_id: int) -> bool:
-        """Take the buttons off a message whose question was answered; False if Telegram
-        would not (too old, already cleared): the press was refused anyway."""
+    def after_press(self, address: str, message_ref: str) -> bool:
+        """Take the buttons off a message whose question was answered (`address` the chat id,
+        `message_ref` the message id); False if Telegram would not (too old, already
+        cleared): the press was taken or refused anyway."""
+        try:
+            chat_id, message_id = int(address), int(message_ref)
+        except ValueError:
+            return False
         try:
             self._call(
                 lambda bot: bot.edit_message_reply_markup(

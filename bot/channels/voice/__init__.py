@@ -7,6 +7,7 @@ answer in `retry`.
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
@@ -18,6 +19,8 @@ from bot.channels.voice.retry import call_again
 from bot.config import Settings
 from bot.engine import Inbound, Prompt
 from bot.scripts.survey import Question, Survey
+
+_RECORDING = re.compile(r"/Recordings/(RE[0-9a-fA-F]{32})")
 
 
 class VoiceChannel(PhoneNumberChannel):
@@ -38,6 +41,10 @@ class VoiceChannel(PhoneNumberChannel):
 
     def retry_policy(self, settings: Settings) -> RetryPolicy:
         return call_again(settings)
+
+    def held_at_provider(self, texts: Iterable[str]) -> list[str]:
+        # A text question answered on a call keeps the recording's URL at Twilio.
+        return sorted({found for text in texts for found in _RECORDING.findall(text or "")})
 
     def point_webhooks(self, settings: Settings) -> list[str]:
         # Here: the provider's client library loads only where we send or set it up.

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 from bot.config import Settings
 from bot.providers.base import Handed, Outgoing
-from bot.providers.twilio import TwilioSender, classify
+from bot.providers.twilio import TwilioSender, classify, delete_recordings
 
 RING_SECONDS = 40  # long enough for someone to reach the phone from another room
 CALL_EVENTS = ["initiated", "ringing", "answered", "completed"]
@@ -64,6 +64,10 @@ class CallSender(TwilioSender):
             if created is None or created >= since - timedelta(seconds=30):
                 return Handed(found.sid, found.status or "queued")
         return None
+
+    def erase_at_provider(self, refs: list[str]) -> int:
+        """The recordings of this person's spoken answers, deleted at Twilio (erasure)."""
+        return delete_recordings(self.settings, refs)
 
 
 _senders: dict[int, CallSender] = {}
