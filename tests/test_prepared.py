@@ -229,3 +229,31 @@ def test_a_unit_of_work_begins_the_orm_only_for_orm_work_and_commits_both(databa
             )
             is None
         )
+
+
+SAME_NAME_TWICE = Prepared(
+    select(PEOPLE.c.id).where(
+        PEOPLE.c.external_id == bindparam("external_id"),
+        (PEOPLE.c.name == bindparam("external_id")) | PEOPLE.c.name.is_(None),
+    )
+)
+
+
+def test_a_bind_used_twice_is_sent_twice_in_its_places(database):
+    # On psycopg the statement is sent with positional placeholders, one per use of a name.
+    with database.session() as session:
+        person_id = a_person(session.connection(), external_id="+447700900123")
+        found = SAME_NAME_TWICE.first(session.connection(), {"external_id": "+447700900123"})
+        assert found is not None and found.id == person_id
+
+
+def test_after_a_failed_statement_the_next_runs_on_a_fresh_cursor(database):
+    with database.session() as session:
+        connection = session.connection()
+        a_person(connection, external_id="+447700900123")
+        savepoint = connection.begin_nested()
+        with pytest.raises(IntegrityError):
+            a_person(connection, external_id="+447700900123")  # the same external id
+        savepoint.rollback()
+        assert PERSON.first(connection, {"external_id": "+447700900123"}) is not None
+        assert a_person(connection, external_id="+447700900124") is not None

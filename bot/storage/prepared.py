@@ -15,6 +15,7 @@ not run here (a missing value fails loudly instead of being stored as NULL).
 
 from __future__ import annotations
 
+import re
 from collections import namedtuple
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -32,6 +33,11 @@ Record = Any
 
 
 _REQUIRED = object()  # no value of its own: the caller must give one
+
+# psycopg takes `%(name)s` (SQLAlchemy's style for it) or `%s`; named, it maps the caller's
+# dict onto positions again at every execution. Compiled once here into `%s` and a tuple.
+_NAMED = re.compile(r"%\(([^)]+)\)s")
+_CURSOR_KEY = "involve.cursor"
 
 
 @dataclass(frozen=True)
@@ -117,8 +123,12 @@ class Prepared:
         ):
             # An IN list or an odd bind name is rewritten per execution by SQLAlchemy itself.
             raise ValueError("a statement SQLAlchemy must rewrite per execution; run it as usual")
-        if dialect.positional:
+        sql, positional = compiled.string, dialect.positional
+        if positional:
             names = tuple(compiled.positiontup or ())
+        elif dialect.paramstyle == "pyformat":
+            names = tuple(_NAMED.findall(sql))  # in order, a name used twice twice
+            sql, positional = _NAMED.sub("%s", sql), True
         else:
             names = tuple(dict.fromkeys(compiled.bind_names.values()))
         # Columns whose Python-side default SQLAlchemy would run: the caller must give them.
@@ -142,9 +152,9 @@ class Prepared:
         except TypeError as exc:  # a type whose processor needs the driver's type code
             raise ValueError(f"a column type prepared statements do not read: {exc}") from exc
         return _Compiled(
-            compiled.string,
+            sql,
             names,
-            dialect.positional,
+            positional,
             binds,
             row,
             results,
@@ -179,14 +189,14 @@ class Prepared:
         else:
             compiled = self._for(dialect, params[0])
             one, many = None, [self._values(compiled, p) for p in params]
-        cursor = connection.connection.driver_connection.cursor()
+        cursor = _cursor(connection)
         try:
             if many is None:
                 cursor.execute(compiled.sql, one)
             else:
                 cursor.executemany(compiled.sql, many)
         except dialect.loaded_dbapi.Error as exc:
-            cursor.close()
+            _drop_cursor(connection, cursor)
             lost = dialect.is_disconnect(exc, connection.connection.dbapi_connection, cursor)
             if lost:
                 # As SQLAlchemy does on a lost connection: this one is dropped, and the pool's
@@ -204,7 +214,7 @@ class Prepared:
             ) from exc
         except BaseException as exc:
             # Interrupted mid-statement (a timeout, a signal): the connection's state is unknown.
-            cursor.close()
+            _drop_cursor(connection, cursor)
             if not isinstance(exc, Exception):
                 connection.invalidate(exc)
             raise
@@ -215,19 +225,12 @@ class Prepared:
     ) -> int:
         """Execute (for many rows, a list of them); how many rows it changed."""
         _compiled, cursor = self._execute(connection, params)
-        try:
-            return cursor.rowcount
-        finally:
-            cursor.close()
+        return cursor.rowcount
 
     def rows(self, connection: Connection, params: Mapping[str, Any]) -> list[Record]:
         """Its rows, each a named tuple of processed values (`row.state` is a dict)."""
         compiled, cursor = self._execute(connection, params)
-        try:
-            fetched = cursor.fetchall()
-        finally:
-            cursor.close()
-        return [self._row(compiled, raw) for raw in fetched]
+        return [self._row(compiled, raw) for raw in cursor.fetchall()]
 
     def first(self, connection: Connection, params: Mapping[str, Any]) -> Record | None:
         found = self.rows(connection, params)
@@ -241,3 +244,28 @@ class Prepared:
             process(value) if process is not None else value
             for process, value in zip(compiled.results, raw, strict=True)
         )
+
+
+def _cursor(connection: Connection) -> Any:
+    """The driver connection's one cursor for prepared statements, made once and kept with it
+    in the pool (a new cursor per statement cost psycopg more than binding the statement).
+    Every statement's rows are fetched before the next runs, so one cursor serves them all;
+    the connection a unit of work holds is used by one thread at a time."""
+    pooled = connection.connection
+    driver = pooled.driver_connection
+    kept = pooled.info.get(_CURSOR_KEY)
+    if kept is not None and kept[0] is driver:
+        return kept[1]
+    cursor = driver.cursor()
+    pooled.info[_CURSOR_KEY] = (driver, cursor)
+    return cursor
+
+
+def _drop_cursor(connection: Connection, cursor: Any) -> None:
+    """After a failed statement: a new cursor next time."""
+    try:
+        cursor.close()
+    finally:
+        pooled = connection.connection
+        if pooled.info.get(_CURSOR_KEY, (None, None))[1] is cursor:
+            del pooled.info[_CURSOR_KEY]
