@@ -3,9 +3,10 @@
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import bindparam, func, insert, inspect, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from bot.storage.db import connection_of
 from bot.storage.models import Conversation, Participant, SurveyVersion
 from bot.storage.prepared import Prepared
 
@@ -257,3 +258,83 @@ def test_after_a_failed_statement_the_next_runs_on_a_fresh_cursor(database):
         savepoint.rollback()
         assert PERSON.first(connection, {"external_id": "+447700900123"}) is not None
         assert a_person(connection, external_id="+447700900124") is not None
+
+
+def test_a_unit_commits_an_object_only_added_and_its_session_never_commits_it_part_way(database):
+    # `session.add` alone, and nothing after it, is written too.
+    with database.session() as session:
+        session.add(SurveyVersion(survey_id="s", content_hash="h", title="S", source="id: s"))
+    # The session joins the unit's transaction: its own commit leaves the unit's to the unit,
+    # so an error after it still rolls everything back, statements on the connection too.
+    with pytest.raises(RuntimeError), database.session() as session:
+        a_person(connection_of(session), "+447700900999")
+        session.add(SurveyVersion(survey_id="t", content_hash="t", title="T", source="id: t"))
+        session.commit()
+        raise RuntimeError("a bug")
+    with database.session() as session:
+        titles = session.scalars(select(SurveyVersion.title).where(SurveyVersion.id > 0)).all()
+        assert titles == ["S"]
+        assert PERSON.first(connection_of(session), {"external_id": "+447700900999"}) is None
+
+
+def test_a_units_connection_asked_for_a_transaction_commits_and_rolls_back_with_the_unit(
+    database,
+):
+    # SQLAlchemy's connection begins its own transaction object when asked (`execute`,
+    # a savepoint): bookkeeping over the unit's, committed or rolled back with it.
+    count = select(func.count()).select_from(PEOPLE)
+    with database.session() as session:
+        a_person(connection_of(session), "+447700900001")
+        assert connection_of(session).execute(count).scalar() == 1
+        a_person(connection_of(session), "+447700900002")
+    with pytest.raises(RuntimeError), database.session() as session:
+        connection_of(session).execute(insert(PEOPLE), [_person_row("+447700900003")])
+        raise RuntimeError("a bug")
+    with database.session() as session:
+        assert connection_of(session).execute(count).scalar() == 2
+
+
+def test_a_units_session_is_used_again_clean(database):
+    # The unit's ORM session is kept for the next unit: nothing of one unit reaches the next.
+    with database.session() as session:
+        person_id = a_person(connection_of(session))
+        person = session.get(Participant, person_id)
+        session.info["mine"] = True
+    assert inspect(person).detached
+    with database.session() as session:
+        assert "mine" not in session.info and not session.identity_map
+        assert not session.in_transaction()
+        assert session.get(Participant, person_id) is not person
+
+
+def test_after_commit_dispatch_runs_once_after_the_commit_and_never_after_a_rollback(database):
+    from bot.storage.db import queue_after_commit
+
+    seen = []
+
+    def dispatch(what, rows):
+        # Committed already: another connection sees the row.
+        with database.engine.connect() as other:
+            stored = other.execute(select(func.count()).select_from(PEOPLE)).scalar()
+        seen.append((what, list(rows), stored))
+
+    database.after_commit = dispatch
+    with database.session() as session:
+        a_person(connection_of(session))
+        queue_after_commit(session, [(1, None)])
+    with pytest.raises(RuntimeError), database.session() as session:
+        queue_after_commit(session, [(2, None)])
+        raise RuntimeError("a bug")
+    with database.session() as session:
+        pass
+    assert seen == [("outbox", [(1, None)], 1)]
+
+
+def _person_row(external_id):
+    return {
+        "external_id": external_id,
+        "tags": [],
+        "opted_out": False,
+        "created_at": WHEN,
+        "updated_at": WHEN,
+    }
