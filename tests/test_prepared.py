@@ -3,7 +3,7 @@
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import bindparam, func, insert, inspect, select
+from sqlalchemy import bindparam, create_engine, func, insert, inspect, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from bot.storage.db import connection_of
@@ -338,3 +338,23 @@ def _person_row(external_id):
         "created_at": WHEN,
         "updated_at": WHEN,
     }
+
+
+def test_on_postgresql_a_dead_connection_is_replaced_by_the_begin_that_checks_it(database):
+    # The pool's check that a connection lives is the transaction's BEGIN (one round trip, not
+    # two): a connection the server dropped is replaced before the unit runs anything.
+    if database.engine.dialect.name != "postgresql":
+        pytest.skip("only a database server drops connections")
+    from psycopg import pq
+    from sqlalchemy.pool import NullPool
+
+    with database.session() as session:
+        driver = connection_of(session).connection.driver_connection
+        assert driver.info.transaction_status == pq.TransactionStatus.INTRANS
+        before = driver.info.backend_pid
+    with create_engine(database.url, poolclass=NullPool).connect() as admin:
+        admin.exec_driver_sql(f"SELECT pg_terminate_backend({int(before)}, 5000)")  # gone
+    with database.session() as session:
+        after = connection_of(session).connection.driver_connection.info.backend_pid
+        assert after != before
+        assert a_person(connection_of(session)) is not None

@@ -20,7 +20,8 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.storage.prepared import driver_error
@@ -102,9 +103,39 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         )
         _sqlite_setup(engine)
         return engine
-    kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_size", 10)
+    if make_url(url).get_dialect().driver == "psycopg" and "pool_pre_ping" not in kwargs:
+        engine = create_engine(url, **kwargs)
+        _psycopg_setup(engine)
+        return engine
+    kwargs.setdefault("pool_pre_ping", True)
     return create_engine(url, **kwargs)
+
+
+def _psycopg_setup(engine: Engine) -> None:
+    import psycopg
+    from psycopg import pq
+
+    @event.listens_for(engine, "checkout")
+    def _begin_as_ping(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        # The pool's check that a connection is still alive (instead of `pool_pre_ping`, which
+        # sends an empty query in autocommit mode: a round trip of its own) is the BEGIN that
+        # psycopg would send before the first statement anyway, here on libpq itself so that
+        # psycopg sees the transaction begun and sends no other. One round trip per unit of
+        # work fewer; a connection found dead is replaced by the pool, as with the ping.
+        # Nothing here may then change autocommit or the isolation level of a checked-out
+        # connection (psycopg refuses inside a transaction): involve never does.
+        if dbapi_connection.autocommit or dbapi_connection.info.transaction_status != (
+            pq.TransactionStatus.IDLE
+        ):
+            return
+        try:
+            result = dbapi_connection.pgconn.exec_(b"BEGIN")
+        except psycopg.Error as exc:
+            raise DisconnectionError(str(exc)) from exc
+        if result.status != pq.ExecStatus.COMMAND_OK:
+            message = result.error_message.decode(errors="replace")
+            raise DisconnectionError(message or "BEGIN failed")
 
 
 def is_transient(exc: BaseException) -> bool:
