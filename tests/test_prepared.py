@@ -7,7 +7,7 @@ from sqlalchemy import bindparam, create_engine, func, insert, inspect, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from bot.storage.db import connection_of
-from bot.storage.models import Conversation, Participant, SurveyVersion
+from bot.storage.models import ConsentEvent, Conversation, Participant, SurveyVersion
 from bot.storage.prepared import Prepared
 
 WHEN = datetime(2026, 11, 26, 9, 30, 15, 123456, tzinfo=UTC)
@@ -357,4 +357,46 @@ def test_on_postgresql_a_dead_connection_is_replaced_by_the_begin_that_checks_it
     with database.session() as session:
         after = connection_of(session).connection.driver_connection.info.backend_pid
         assert after != before
+        assert a_person(connection_of(session)) is not None
+
+
+def test_a_commit_that_fails_raises_sqlalchemys_error_and_leaves_nothing_written(database):
+    # The unit commits on the driver: a failed COMMIT is still SQLAlchemy's error, the unit's
+    # writes are gone and its connection serves the next unit.
+    if database.engine.dialect.name != "sqlite":
+        pytest.skip("SQLite defers a foreign key to the commit when asked")
+    consent = Prepared(insert(ConsentEvent.__table__))
+    with pytest.raises(IntegrityError), database.session() as session:
+        connection = connection_of(session)
+        connection.connection.driver_connection.execute("PRAGMA defer_foreign_keys=ON")
+        a_person(connection, "+447700900001")
+        row = {"participant_id": 999999, "kind": "opt_out", "how": "sms", "at": WHEN}
+        consent.run(connection, {**row, "detail": None})  # no such person: fails at COMMIT
+    with database.session() as session:
+        assert PERSON.first(connection_of(session), {"external_id": "+447700900001"}) is None
+        assert a_person(connection_of(session), "+447700900002") is not None
+
+
+def test_sqlite_busy_at_the_units_begin_is_transient(database):
+    # Another process's writer holds the database past the busy timeout: BEGIN IMMEDIATE,
+    # sent on the driver, fails as SQLAlchemy's error that `is_transient` knows.
+    if database.engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's one writer")
+    import sqlite3
+
+    from bot.storage.db import is_transient
+
+    with database.engine.connect() as connection:  # the pool's one connection, waiting less
+        connection.connection.driver_connection.execute("PRAGMA busy_timeout=50")
+    other = sqlite3.connect(database.url.split(":///", 1)[1], isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(DBAPIError) as raised, database.session():
+            pass
+        assert is_transient(raised.value)
+    finally:
+        other.close()
+    with database.engine.connect() as connection:
+        connection.connection.driver_connection.execute("PRAGMA busy_timeout=15000")
+    with database.session() as session:
         assert a_person(connection_of(session)) is not None
