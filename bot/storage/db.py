@@ -195,14 +195,19 @@ class _Checkpoints:
             return False
 
     def run(self, engine: Engine) -> None:
+        """A checkpoint on a connection of the engine's pool."""
+        pooled = engine.raw_connection()
+        try:
+            self.run_on(pooled.driver_connection)
+        finally:
+            pooled.close()
+
+    def run_on(self, driver_connection: Any) -> None:
+        """A checkpoint on this sqlite3 connection, in no transaction of its own."""
         if not self._busy.acquire(blocking=False):
             return  # another thread of this process is at it
         try:
-            pooled = engine.raw_connection()
-            try:
-                pooled.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-            finally:
-                pooled.close()
+            driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
         except Exception as exc:  # the data is safe in the log; the next commit tries again
             log.warning("SQLite checkpoint failed (%s)", type(exc).__name__)
         finally:
