@@ -400,3 +400,29 @@ def test_sqlite_busy_at_the_units_begin_is_transient(database):
         connection.connection.driver_connection.execute("PRAGMA busy_timeout=15000")
     with database.session() as session:
         assert a_person(connection_of(session)) is not None
+
+
+def test_the_pools_check_keeps_a_live_connection_and_replaces_a_dropped_one(database):
+    # PostgreSQL's check is libpq's own BEGIN (`db._ping_psycopg`), not SQLAlchemy's query.
+    if database.engine.dialect.name != "postgresql":
+        pytest.skip("only a database server drops connections")
+    from sqlalchemy import event, text
+    from sqlalchemy.pool import NullPool
+
+    from bot.storage.db import _ping_psycopg
+
+    assert database.engine.dialect.do_ping is _ping_psycopg
+    opened = []
+    event.listen(database.engine, "connect", lambda *_: opened.append(1))
+    database.engine.dispose()
+    with database.engine.connect() as connection:
+        pid = connection.execute(text("SELECT pg_backend_pid()")).scalar()
+    with database.engine.connect() as connection:  # checked, kept
+        assert connection.execute(text("SELECT pg_backend_pid()")).scalar() == pid
+    assert len(opened) == 1
+    with create_engine(database.url, poolclass=NullPool).connect() as admin:
+        # Waits for the process to end (its own timeout, in ms), so the check meets it gone.
+        admin.execute(text("SELECT pg_terminate_backend(:pid, 5000)"), {"pid": pid})
+    with database.engine.connect() as connection:  # checked, found dropped, replaced
+        assert connection.execute(text("SELECT pg_backend_pid()")).scalar() != pid
+    assert len(opened) == 2

@@ -20,8 +20,7 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, DisconnectionError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.storage.prepared import driver_error
@@ -68,6 +67,14 @@ def _sqlite_setup(engine: Engine) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
+        # SQLite would copy the log into the database inside whichever commit passes 1000
+        # pages: 3-5 ms, every 60-odd messages, with the writers' turn held, so every writer
+        # queued behind it waits too. The unit of work checkpoints after its commit instead,
+        # out of the turn (`_Checkpoints`).
+        cursor.execute("PRAGMA wal_autocheckpoint=0")
+        # The log file is reused from its start after a checkpoint, and cut back to this size
+        # then: so its size says how much was written since (`_Checkpoints.due`).
+        cursor.execute(f"PRAGMA journal_size_limit={_Checkpoints.THRESHOLD // 2}")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=15000")
@@ -103,39 +110,40 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         )
         _sqlite_setup(engine)
         return engine
-    kwargs.setdefault("pool_size", 10)
-    if make_url(url).get_dialect().driver == "psycopg" and "pool_pre_ping" not in kwargs:
-        engine = create_engine(url, **kwargs)
-        _psycopg_setup(engine)
-        return engine
     kwargs.setdefault("pool_pre_ping", True)
-    return create_engine(url, **kwargs)
+    kwargs.setdefault("pool_size", 10)
+    engine = create_engine(url, **kwargs)
+    if engine.dialect.driver == "psycopg":
+        # The pool's check, sent by libpq itself, is the transaction's BEGIN (`_ping_psycopg`):
+        # SQLAlchemy's switched psycopg to autocommit and back around a cursor for an empty
+        # query, which cost every webhook more CPU than its round trip, and psycopg then sent
+        # BEGIN before the first statement, another round trip.
+        engine.dialect.do_ping = _ping_psycopg  # type: ignore[method-assign]
+    return engine
 
 
-def _psycopg_setup(engine: Engine) -> None:
-    import psycopg
+def _ping_psycopg(dbapi_connection: Any) -> bool:
+    """Whether a pooled psycopg connection still answers; False makes the pool replace it.
+    Run by libpq in C with the GIL released. What it sends is the BEGIN psycopg would send
+    before the connection's first statement anyway: psycopg reads the transaction's status
+    from libpq, sees it begun and sends no other, so the check costs no round trip of its
+    own. (A connection that goes unused costs a ROLLBACK when it goes back to the pool; and
+    autocommit or the isolation level cannot be changed on a checked-out connection any
+    more, inside a transaction: involve changes neither.) An empty query where psycopg would
+    not begin (autocommit, or already in a transaction)."""
+    import psycopg  # only where PostgreSQL is used (SQLite needs no driver)
     from psycopg import pq
 
-    @event.listens_for(engine, "checkout")
-    def _begin_as_ping(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
-        # The pool's check that a connection is still alive (instead of `pool_pre_ping`, which
-        # sends an empty query in autocommit mode: a round trip of its own) is the BEGIN that
-        # psycopg would send before the first statement anyway, here on libpq itself so that
-        # psycopg sees the transaction begun and sends no other. One round trip per unit of
-        # work fewer; a connection found dead is replaced by the pool, as with the ping.
-        # Nothing here may then change autocommit or the isolation level of a checked-out
-        # connection (psycopg refuses inside a transaction): involve never does.
-        if dbapi_connection.autocommit or dbapi_connection.info.transaction_status != (
-            pq.TransactionStatus.IDLE
-        ):
-            return
-        try:
-            result = dbapi_connection.pgconn.exec_(b"BEGIN")
-        except psycopg.Error as exc:
-            raise DisconnectionError(str(exc)) from exc
-        if result.status != pq.ExecStatus.COMMAND_OK:
-            message = result.error_message.decode(errors="replace")
-            raise DisconnectionError(message or "BEGIN failed")
+    pgconn = dbapi_connection.pgconn
+    begin = (
+        not dbapi_connection.autocommit and pgconn.transaction_status == pq.TransactionStatus.IDLE
+    )
+    try:
+        result = pgconn.exec_(b"BEGIN" if begin else b";")
+    except psycopg.Error:
+        return False
+    answer = pq.ExecStatus.COMMAND_OK if begin else pq.ExecStatus.EMPTY_QUERY
+    return result.status == answer and pgconn.status == pq.ConnStatus.OK
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -187,7 +195,7 @@ class _UnitSession(Session):
 def _join_the_unit(session: Session, transaction: Any) -> None:
     # ORM work begins. The unit began on the driver and SQLAlchemy's connection does not know
     # yet: its transaction is made now (bookkeeping only: on SQLite the begin listener sends no
-    # second BEGIN; psycopg's begin is implicit), so the session joins it instead of owning it.
+    # second BEGIN; on psycopg SQLAlchemy's begin sends nothing), so the session joins it instead of owning it.
     # Its commit then leaves the unit's transaction to the unit (never committed part-way),
     # and the unit rolls back the whole of it on an error.
     if transaction.parent is None:
@@ -228,6 +236,47 @@ def _roll_back(connection: Connection) -> None:
             connection.invalidate()
 
 
+class _Checkpoints:
+    """Copies SQLite's write-ahead log back into the database once it has grown past
+    SQLite's own threshold (1000 pages), after a commit and outside the writers' turn.
+
+    A PASSIVE checkpoint waits for nobody: writers go on appending to the log while it
+    copies, readers keep their snapshot, and what it cannot copy yet (frames a reader still
+    needs) is copied by a later one. One thread of the process checkpoints at a time; another
+    process checkpointing at the same moment makes this one a no-op (SQLite's own lock)."""
+
+    THRESHOLD = 1000 * 4096  # bytes of log, SQLite's default of 1000 pages of 4 KiB
+
+    def __init__(self, database_path: str):
+        self._log = database_path + "-wal"
+        self._busy = threading.Lock()
+
+    def due(self) -> bool:
+        try:
+            return os.stat(self._log).st_size >= self.THRESHOLD
+        except OSError:  # no log yet (nothing written since the last reset)
+            return False
+
+    def run(self, engine: Engine) -> None:
+        """A checkpoint on a connection of the engine's pool."""
+        pooled = engine.raw_connection()
+        try:
+            self.run_on(pooled.driver_connection)
+        finally:
+            pooled.close()
+
+    def run_on(self, driver_connection: Any) -> None:
+        """A checkpoint on this sqlite3 connection, in no transaction of its own."""
+        if not self._busy.acquire(blocking=False):
+            return  # another thread of this process is at it
+        try:
+            driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except Exception as exc:  # the data is safe in the log; the next commit tries again
+            log.warning("SQLite checkpoint failed (%s)", type(exc).__name__)
+        finally:
+            self._busy.release()
+
+
 Dispatcher = Callable[[str, Queued], None]  # (OUTBOX or INBOX, rows)
 
 
@@ -239,7 +288,9 @@ class Database:
         self.after_commit = after_commit
         self.engine = make_engine(url, **engine_kwargs)
         path = url.split(":///", 1)[-1] if url.startswith("sqlite") else ""
-        self._writers = _WriterQueue(path) if path and path != ":memory:" else None
+        on_disk = bool(path) and path != ":memory:"
+        self._writers = _WriterQueue(path) if on_disk else None
+        self._checkpoints = _Checkpoints(path) if on_disk else None
         self._sqlite = url.startswith("sqlite")
         self._idle_sessions: list[Session] = []  # see _take_session
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
@@ -253,8 +304,8 @@ class Database:
         for after the commit is dispatched once it has committed."""
         # The one writer runs its statements on the connection's driver (`connection_of`,
         # bot/storage/prepared.py), so the unit's transaction is the driver's: begun (SQLite:
-        # BEGIN IMMEDIATE; psycopg begins by itself at the first statement) and committed on
-        # it. SQLAlchemy's transaction objects and their events cost more than BEGIN and
+        # BEGIN IMMEDIATE here; PostgreSQL: by the pool's check, `_ping_psycopg`) and committed
+        # on it. SQLAlchemy's transaction objects and their events cost more than BEGIN and
         # COMMIT themselves, so they are made only when something asks SQLAlchemy's connection
         # for a transaction (ORM work, `Connection.execute`), as bookkeeping over the driver's,
         # and the unit then commits or rolls back through them. The connection is taken from
@@ -284,6 +335,9 @@ class Database:
                     _roll_back(connection)
                     raise
             pending = session.info.get(_AFTER_COMMIT_KEY)
+            if self._checkpoints is not None and self._checkpoints.due():
+                # Committed, out of the turn: on the unit's own connection, before it goes back.
+                self._checkpoints.run_on(connection.connection.driver_connection)
         finally:
             try:
                 self._put_back(session)
