@@ -3,10 +3,11 @@
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import bindparam, create_engine, func, insert, inspect, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from bot.storage.models import Conversation, Participant, SurveyVersion
+from bot.storage.db import connection_of
+from bot.storage.models import ConsentEvent, Conversation, Participant, SurveyVersion
 from bot.storage.prepared import Prepared
 
 WHEN = datetime(2026, 11, 26, 9, 30, 15, 123456, tzinfo=UTC)
@@ -259,11 +260,153 @@ def test_after_a_failed_statement_the_next_runs_on_a_fresh_cursor(database):
         assert a_person(connection, external_id="+447700900124") is not None
 
 
-def test_the_pools_check_keeps_a_live_connection_and_replaces_a_dropped_one(database):
-    # PostgreSQL's check is libpq's own empty query (`db._ping_psycopg`), not SQLAlchemy's.
+def test_a_unit_commits_an_object_only_added_and_its_session_never_commits_it_part_way(database):
+    # `session.add` alone, and nothing after it, is written too.
+    with database.session() as session:
+        session.add(SurveyVersion(survey_id="s", content_hash="h", title="S", source="id: s"))
+    # The session joins the unit's transaction: its own commit leaves the unit's to the unit,
+    # so an error after it still rolls everything back, statements on the connection too.
+    with pytest.raises(RuntimeError), database.session() as session:
+        a_person(connection_of(session), "+447700900999")
+        session.add(SurveyVersion(survey_id="t", content_hash="t", title="T", source="id: t"))
+        session.commit()
+        raise RuntimeError("a bug")
+    with database.session() as session:
+        titles = session.scalars(select(SurveyVersion.title).where(SurveyVersion.id > 0)).all()
+        assert titles == ["S"]
+        assert PERSON.first(connection_of(session), {"external_id": "+447700900999"}) is None
+
+
+def test_a_units_connection_asked_for_a_transaction_commits_and_rolls_back_with_the_unit(
+    database,
+):
+    # SQLAlchemy's connection begins its own transaction object when asked (`execute`,
+    # a savepoint): bookkeeping over the unit's, committed or rolled back with it.
+    count = select(func.count()).select_from(PEOPLE)
+    with database.session() as session:
+        a_person(connection_of(session), "+447700900001")
+        assert connection_of(session).execute(count).scalar() == 1
+        a_person(connection_of(session), "+447700900002")
+    with pytest.raises(RuntimeError), database.session() as session:
+        connection_of(session).execute(insert(PEOPLE), [_person_row("+447700900003")])
+        raise RuntimeError("a bug")
+    with database.session() as session:
+        assert connection_of(session).execute(count).scalar() == 2
+
+
+def test_a_units_session_is_used_again_clean(database):
+    # The unit's ORM session is kept for the next unit: nothing of one unit reaches the next.
+    with database.session() as session:
+        person_id = a_person(connection_of(session))
+        person = session.get(Participant, person_id)
+        session.info["mine"] = True
+    assert inspect(person).detached
+    with database.session() as session:
+        assert "mine" not in session.info and not session.identity_map
+        assert not session.in_transaction()
+        assert session.get(Participant, person_id) is not person
+
+
+def test_after_commit_dispatch_runs_once_after_the_commit_and_never_after_a_rollback(database):
+    from bot.storage.db import queue_after_commit
+
+    seen = []
+
+    def dispatch(what, rows):
+        # Committed already: another connection sees the row.
+        with database.engine.connect() as other:
+            stored = other.execute(select(func.count()).select_from(PEOPLE)).scalar()
+        seen.append((what, list(rows), stored))
+
+    database.after_commit = dispatch
+    with database.session() as session:
+        a_person(connection_of(session))
+        queue_after_commit(session, [(1, None)])
+    with pytest.raises(RuntimeError), database.session() as session:
+        queue_after_commit(session, [(2, None)])
+        raise RuntimeError("a bug")
+    with database.session() as session:
+        pass
+    assert seen == [("outbox", [(1, None)], 1)]
+
+
+def _person_row(external_id):
+    return {
+        "external_id": external_id,
+        "tags": [],
+        "opted_out": False,
+        "created_at": WHEN,
+        "updated_at": WHEN,
+    }
+
+
+def test_on_postgresql_a_dead_connection_is_replaced_by_the_begin_that_checks_it(database):
+    # The pool's check that a connection lives is the transaction's BEGIN (one round trip, not
+    # two): a connection the server dropped is replaced before the unit runs anything.
     if database.engine.dialect.name != "postgresql":
         pytest.skip("only a database server drops connections")
-    from sqlalchemy import create_engine, event, text
+    from psycopg import pq
+    from sqlalchemy.pool import NullPool
+
+    with database.session() as session:
+        driver = connection_of(session).connection.driver_connection
+        assert driver.info.transaction_status == pq.TransactionStatus.INTRANS
+        before = driver.info.backend_pid
+    with create_engine(database.url, poolclass=NullPool).connect() as admin:
+        admin.exec_driver_sql(f"SELECT pg_terminate_backend({int(before)}, 5000)")  # gone
+    with database.session() as session:
+        after = connection_of(session).connection.driver_connection.info.backend_pid
+        assert after != before
+        assert a_person(connection_of(session)) is not None
+
+
+def test_a_commit_that_fails_raises_sqlalchemys_error_and_leaves_nothing_written(database):
+    # The unit commits on the driver: a failed COMMIT is still SQLAlchemy's error, the unit's
+    # writes are gone and its connection serves the next unit.
+    if database.engine.dialect.name != "sqlite":
+        pytest.skip("SQLite defers a foreign key to the commit when asked")
+    consent = Prepared(insert(ConsentEvent.__table__))
+    with pytest.raises(IntegrityError), database.session() as session:
+        connection = connection_of(session)
+        connection.connection.driver_connection.execute("PRAGMA defer_foreign_keys=ON")
+        a_person(connection, "+447700900001")
+        row = {"participant_id": 999999, "kind": "opt_out", "how": "sms", "at": WHEN}
+        consent.run(connection, {**row, "detail": None})  # no such person: fails at COMMIT
+    with database.session() as session:
+        assert PERSON.first(connection_of(session), {"external_id": "+447700900001"}) is None
+        assert a_person(connection_of(session), "+447700900002") is not None
+
+
+def test_sqlite_busy_at_the_units_begin_is_transient(database):
+    # Another process's writer holds the database past the busy timeout: BEGIN IMMEDIATE,
+    # sent on the driver, fails as SQLAlchemy's error that `is_transient` knows.
+    if database.engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's one writer")
+    import sqlite3
+
+    from bot.storage.db import is_transient
+
+    with database.engine.connect() as connection:  # the pool's one connection, waiting less
+        connection.connection.driver_connection.execute("PRAGMA busy_timeout=50")
+    other = sqlite3.connect(database.url.split(":///", 1)[1], isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(DBAPIError) as raised, database.session():
+            pass
+        assert is_transient(raised.value)
+    finally:
+        other.close()
+    with database.engine.connect() as connection:
+        connection.connection.driver_connection.execute("PRAGMA busy_timeout=15000")
+    with database.session() as session:
+        assert a_person(connection_of(session)) is not None
+
+
+def test_the_pools_check_keeps_a_live_connection_and_replaces_a_dropped_one(database):
+    # PostgreSQL's check is libpq's own BEGIN (`db._ping_psycopg`), not SQLAlchemy's query.
+    if database.engine.dialect.name != "postgresql":
+        pytest.skip("only a database server drops connections")
+    from sqlalchemy import event, text
     from sqlalchemy.pool import NullPool
 
     from bot.storage.db import _ping_psycopg

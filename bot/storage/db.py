@@ -23,6 +23,8 @@ from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot.storage.prepared import driver_error
+
 try:
     import fcntl
 except ImportError:  # Windows: SQLite's own locking still keeps the data safe
@@ -80,6 +82,10 @@ def _sqlite_setup(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Any) -> None:
+        if conn.connection.driver_connection.in_transaction:
+            # Begun on the driver by `Database.session()`; SQLAlchemy's transaction, made when
+            # something asks the connection for it, is bookkeeping over that one.
+            return
         mode = conn.get_execution_options().get("sqlite_begin", "IMMEDIATE")
         # On the driver itself (this begins every webhook's unit of work), its errors raised as
         # SQLAlchemy's, so a lock that timed out is still seen as passing (`is_transient`).
@@ -108,28 +114,36 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     kwargs.setdefault("pool_size", 10)
     engine = create_engine(url, **kwargs)
     if engine.dialect.driver == "psycopg":
-        # The pool's check, as SQLAlchemy's (an empty query, one round trip), sent by libpq
-        # itself: SQLAlchemy's switched psycopg to autocommit and back around a cursor for it,
-        # which cost every webhook more CPU than the round trip.
+        # The pool's check, sent by libpq itself, is the transaction's BEGIN (`_ping_psycopg`):
+        # SQLAlchemy's switched psycopg to autocommit and back around a cursor for an empty
+        # query, which cost every webhook more CPU than its round trip, and psycopg then sent
+        # BEGIN before the first statement, another round trip.
         engine.dialect.do_ping = _ping_psycopg  # type: ignore[method-assign]
     return engine
 
 
 def _ping_psycopg(dbapi_connection: Any) -> bool:
     """Whether a pooled psycopg connection still answers; False makes the pool replace it.
-    Run by libpq in C with the GIL released; outside psycopg's transaction bookkeeping, which
-    is safe here: a connection comes back to the pool rolled back, idle."""
+    Run by libpq in C with the GIL released. What it sends is the BEGIN psycopg would send
+    before the connection's first statement anyway: psycopg reads the transaction's status
+    from libpq, sees it begun and sends no other, so the check costs no round trip of its
+    own. (A connection that goes unused costs a ROLLBACK when it goes back to the pool; and
+    autocommit or the isolation level cannot be changed on a checked-out connection any
+    more, inside a transaction: involve changes neither.) An empty query where psycopg would
+    not begin (autocommit, or already in a transaction)."""
     import psycopg  # only where PostgreSQL is used (SQLite needs no driver)
+    from psycopg import pq
 
     pgconn = dbapi_connection.pgconn
+    begin = (
+        not dbapi_connection.autocommit and pgconn.transaction_status == pq.TransactionStatus.IDLE
+    )
     try:
-        result = pgconn.exec_(b";")
+        result = pgconn.exec_(b"BEGIN" if begin else b";")
     except psycopg.Error:
         return False
-    return (
-        result.status == psycopg.pq.ExecStatus.EMPTY_QUERY
-        and pgconn.status == psycopg.pq.ConnStatus.OK
-    )
+    answer = pq.ExecStatus.COMMAND_OK if begin else pq.ExecStatus.EMPTY_QUERY
+    return result.status == answer and pgconn.status == pq.ConnStatus.OK
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -171,6 +185,55 @@ class _WriterQueue:
                 yield
             finally:
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+
+class _UnitSession(Session):
+    """The ORM session of `Database.session()`, kept and bound to one unit at a time."""
+
+
+@event.listens_for(_UnitSession, "after_transaction_create")
+def _join_the_unit(session: Session, transaction: Any) -> None:
+    # ORM work begins. The unit began on the driver and SQLAlchemy's connection does not know
+    # yet: its transaction is made now (bookkeeping only: on SQLite the begin listener sends no
+    # second BEGIN; on psycopg SQLAlchemy's begin sends nothing), so the session joins it instead of owning it.
+    # Its commit then leaves the unit's transaction to the unit (never committed part-way),
+    # and the unit rolls back the whole of it on an error.
+    if transaction.parent is None:
+        connection = session.bind
+        if isinstance(connection, Connection) and not connection.in_transaction():
+            connection.begin()
+
+
+def _driver_call(connection: Connection, statement: str) -> None:
+    """BEGIN IMMEDIATE (SQLite) or COMMIT, straight on the driver; its errors raised as
+    SQLAlchemy's, a lost connection invalidated, so `is_transient` and the pool see them as
+    they see any other (a busy SQLite, a server gone)."""
+    driver = connection.connection.driver_connection
+    try:
+        if statement == "COMMIT":
+            driver.commit()  # sqlite3 and psycopg: nothing sent when no transaction began
+        else:
+            driver.execute(statement)
+    except connection.dialect.loaded_dbapi.Error as exc:
+        raise driver_error(connection, exc, statement) from exc
+
+
+def _roll_back(connection: Connection) -> None:
+    """After an error in a unit: its transaction rolled back. If even that fails, the
+    connection is invalidated (the server ends its transaction with it) and the unit's own
+    error is the one raised."""
+    if connection.invalidated or connection.closed:
+        return  # a lost connection: nothing left to roll back
+    try:
+        transaction = connection.get_transaction()
+        if transaction is not None:
+            transaction.rollback()
+        else:
+            connection.connection.driver_connection.rollback()
+    except Exception:
+        log.warning("a unit of work could not roll back; its connection is dropped")
+        if not connection.invalidated:
+            connection.invalidate()
 
 
 class _Checkpoints:
@@ -228,6 +291,8 @@ class Database:
         on_disk = bool(path) and path != ":memory:"
         self._writers = _WriterQueue(path) if on_disk else None
         self._checkpoints = _Checkpoints(path) if on_disk else None
+        self._sqlite = url.startswith("sqlite")
+        self._idle_sessions: list[Session] = []  # see _take_session
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._readonly = sessionmaker(
             self.engine.execution_options(sqlite_begin="DEFERRED"), expire_on_commit=False
@@ -237,28 +302,69 @@ class Database:
     def session(self) -> Iterator[Session]:
         """A unit of work: committed on success, rolled back on any error; what it queued
         for after the commit is dispatched once it has committed."""
-        # The transaction is the connection's, begun and committed on it; the session joins
-        # it, and only when ORM work asks for it (an ORM session's own begin, commit and
-        # connection bookkeeping cost the one writer more than a message's statements, which
-        # run on the connection itself: `connection_of`). The connection is taken from the
-        # pool before the writers' turn and goes back after it, idle and holding no lock.
+        # The one writer runs its statements on the connection's driver (`connection_of`,
+        # bot/storage/prepared.py), so the unit's transaction is the driver's: begun (SQLite:
+        # BEGIN IMMEDIATE here; PostgreSQL: by the pool's check, `_ping_psycopg`) and committed
+        # on it. SQLAlchemy's transaction objects and their events cost more than BEGIN and
+        # COMMIT themselves, so they are made only when something asks SQLAlchemy's connection
+        # for a transaction (ORM work, `Connection.execute`), as bookkeeping over the driver's,
+        # and the unit then commits or rolls back through them. The connection is taken from
+        # the pool before SQLite's writers' turn and goes back after it, idle and holding no
+        # lock; the ORM session is a kept one (`_UnitSession`), made ready outside the turn.
         turn = self._writers.turn() if self._writers is not None else nullcontext()
-        with (
-            self.engine.connect() as connection,
-            turn,
-            connection.begin(),
-            Session(bind=connection, expire_on_commit=False) as session,
-        ):
-            session.info[_CONNECTION_KEY] = connection
-            yield session
-            if session.in_transaction():
-                # What the ORM still holds is written; the joined session leaves the commit
-                # to the connection's transaction.
-                session.commit()
-        if self._checkpoints is not None and self._checkpoints.due():
-            self._checkpoints.run(self.engine)
-        for what, rows in session.info.pop(_AFTER_COMMIT_KEY, {}).items():
-            self._dispatch(what, rows)
+        connection = self.engine.connect()
+        session = self._take_session(connection)
+        try:
+            with turn:
+                if self._sqlite:
+                    _driver_call(connection, "BEGIN IMMEDIATE")
+                try:
+                    yield session
+                    if session.in_transaction():
+                        # What the ORM holds is written; the session joined the unit's
+                        # transaction (`_join_the_unit`), so this commit leaves it to the unit.
+                        session.commit()
+                    transaction = connection.get_transaction()
+                    if transaction is not None:
+                        transaction.commit()
+                    else:
+                        _driver_call(connection, "COMMIT")
+                except BaseException:
+                    if session.in_transaction():
+                        session.close()  # its savepoints too, before the unit's transaction
+                    _roll_back(connection)
+                    raise
+            pending = session.info.get(_AFTER_COMMIT_KEY)
+            if self._checkpoints is not None and self._checkpoints.due():
+                # Committed, out of the turn: on the unit's own connection, before it goes back.
+                self._checkpoints.run_on(connection.connection.driver_connection)
+        finally:
+            try:
+                self._put_back(session)
+            finally:
+                connection.close()
+        if pending:
+            for what, rows in pending.items():
+                self._dispatch(what, rows)
+
+    def _take_session(self, connection: Connection) -> Session:
+        # Making an ORM session and closing it cost a unit more than most units' ORM work
+        # (usually none): one is kept per unit running at once and bound to each unit's
+        # connection. A plain list: `pop` and `append` are atomic, so threads need no lock.
+        try:
+            session = self._idle_sessions.pop()
+        except IndexError:
+            session = _UnitSession(expire_on_commit=False)
+        session.bind = connection
+        session.info[_CONNECTION_KEY] = connection
+        return session
+
+    def _put_back(self, session: Session) -> None:
+        if session.in_transaction() or session.identity_map:
+            session.close()  # ORM work: its objects detached (if this fails, it is not kept)
+        session.bind = None
+        session.info.clear()
+        self._idle_sessions.append(session)
 
     def _dispatch(self, what: str, rows: Queued) -> None:
         if self.after_commit is None or not rows:

@@ -197,21 +197,7 @@ class Prepared:
                 cursor.executemany(compiled.sql, many)
         except dialect.loaded_dbapi.Error as exc:
             _drop_cursor(connection, cursor)
-            lost = dialect.is_disconnect(exc, connection.connection.dbapi_connection, cursor)
-            if lost:
-                # As SQLAlchemy does on a lost connection: this one is dropped, and the pool's
-                # others too (the server probably restarted), so a retry opens a fresh one.
-                connection.invalidate(exc)
-                connection.engine.dispose()
-            raise DBAPIError.instance(
-                compiled.sql,
-                None,
-                exc,
-                dialect.loaded_dbapi.Error,
-                hide_parameters=True,
-                connection_invalidated=lost,
-                dialect=dialect,
-            ) from exc
+            raise driver_error(connection, exc, compiled.sql, cursor) from exc
         except BaseException as exc:
             # Interrupted mid-statement (a timeout, a signal): the connection's state is unknown.
             _drop_cursor(connection, cursor)
@@ -244,6 +230,28 @@ class Prepared:
             process(value) if process is not None else value
             for process, value in zip(compiled.results, raw, strict=True)
         )
+
+
+def driver_error(
+    connection: Connection, exc: Exception, statement: str, cursor: Any = None
+) -> DBAPIError:
+    """The driver's error `exc` as SQLAlchemy would raise it (parameters hidden). On a lost
+    connection, as SQLAlchemy does: this one is dropped, and the pool's others too (the server
+    probably restarted), so a retry opens a fresh one."""
+    dialect = connection.dialect
+    lost = dialect.is_disconnect(exc, connection.connection.dbapi_connection, cursor)
+    if lost:
+        connection.invalidate(exc)
+        connection.engine.dispose()
+    return DBAPIError.instance(
+        statement,
+        None,
+        exc,
+        dialect.loaded_dbapi.Error,
+        hide_parameters=True,
+        connection_invalidated=lost,
+        dialect=dialect,
+    )
 
 
 def _cursor(connection: Connection) -> Any:
