@@ -51,6 +51,13 @@ class _Compiled:
     row: Any  # a namedtuple class for result rows, or None
     results: tuple[Processor, ...]
     processed_results: bool  # some column's values go through a processor
+    # `binds` taken apart for `_values`, which runs for every statement of every message:
+    # the values are looked up by one C-level `map` over names and defaults, and only the
+    # binds with a processor (times, JSON, booleans: a few of a dozen) go through Python.
+    defaults: tuple[Any, ...] = ()
+    processors: tuple[tuple[int, Callable[[Any], Any]], ...] = ()
+    # (position, processor) of the result columns that have one, for `_row`.
+    result_processors: tuple[tuple[int, Callable[[Any], Any]], ...] = ()
 
 
 # A time's bind processor, one per type and kind of database, shared by every statement: a
@@ -73,10 +80,15 @@ def _processor(type_: Any, dialect: Dialect) -> Processor:
 
 def _remembering(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
     """`process`, remembering its last value (immutable: a datetime) and what it made of it.
-    The pair is read and replaced whole, so threads sharing it never mix two."""
+    The pair is read and replaced whole, so threads sharing it never mix two. None (a time
+    not set: an inbound message's `sent_at`, `claimed_at`, `send_after`) is stored as NULL
+    without going through `process`, and without forgetting the last time: a row's Nones
+    came between its times and made each of them formatted again."""
     last: list[tuple[Any, Any]] = [(_REQUIRED, None)]
 
     def remembered(value: Any) -> Any:
+        if value is None:
+            return None
         seen = last[0]
         if seen[0] is value:
             return seen[1]
@@ -159,18 +171,26 @@ class Prepared:
             row,
             results,
             any(process is not None for process in results),
+            defaults=tuple(default for _name, _process, default in binds),
+            processors=tuple(
+                (i, process) for i, (_name, process, _d) in enumerate(binds) if process is not None
+            ),
+            result_processors=tuple(
+                (i, process) for i, process in enumerate(results) if process is not None
+            ),
         )
 
     @staticmethod
     def _values(compiled: _Compiled, params: Mapping[str, Any]) -> Any:
-        # Every message runs this for each of its statements: one pass, no dict merged.
-        values = []
-        for name, process, default in compiled.binds:
-            value = params.get(name, default)
-            if value is _REQUIRED:
-                missing = [n for n, _p, d in compiled.binds if params.get(n, d) is _REQUIRED]
+        # Every message runs this for each of its statements: no dict merged, and the lookups
+        # in one `map` (each name's value, else what the statement carries, else _REQUIRED).
+        values = list(map(params.get, compiled.names, compiled.defaults))
+        if _REQUIRED in values:  # `in` is true for the very object; found, it is checked
+            missing = [n for n, v in zip(compiled.names, values, strict=True) if v is _REQUIRED]
+            if missing:
                 raise KeyError(f"no value for {', '.join(missing)}")
-            values.append(process(value) if process is not None else value)  # None too
+        for i, process in compiled.processors:
+            values[i] = process(values[i])  # None too
         if compiled.positional:
             return tuple(values)
         return dict(zip(compiled.names, values, strict=True))
@@ -179,11 +199,13 @@ class Prepared:
         self, connection: Connection, params: Mapping[str, Any] | Sequence[Mapping[str, Any]]
     ) -> tuple[_Compiled, Any]:
         dialect = connection.dialect
-        if not isinstance(params, Mapping) and len(params) == 1:
+        # A dict first: `isinstance(..., Mapping)` is an ABC's check, in Python, each time.
+        one_row = type(params) is dict or isinstance(params, Mapping)
+        if not one_row and len(params) == 1:
             # One row (a reply, an answer): a plain execute. psycopg's executemany goes through
             # its pipeline mode, which for one row costs more than the row.
-            params = params[0]
-        if isinstance(params, Mapping):
+            params, one_row = params[0], True
+        if one_row:
             compiled = self._for(dialect, params)
             one, many = self._values(compiled, params), None
         else:
@@ -240,10 +262,10 @@ class Prepared:
     def _row(compiled: _Compiled, raw: Sequence[Any]) -> Any:
         if not compiled.processed_results:
             return compiled.row._make(raw)
-        return compiled.row._make(
-            process(value) if process is not None else value
-            for process, value in zip(compiled.results, raw, strict=True)
-        )
+        values = list(raw)
+        for i, process in compiled.result_processors:  # only the columns that have one
+            values[i] = process(values[i])
+        return compiled.row._make(values)
 
 
 def _cursor(connection: Connection) -> Any:
