@@ -80,12 +80,26 @@ def survey_of(version: SurveyVersion) -> Survey:
     )
 
 
-_by_version_id: dict[tuple[Any, int], Survey] = {}
+_by_version_id: dict[tuple[str, int], Survey] = {}
+# The last database URL seen and its key. A URL hashes by rendering itself as a string every
+# time, and a message asks `survey_for` once or twice: its engine's URL object is the same
+# one each time, so it is rendered once (the password kept: two databases differ by it).
+_url_key: list[tuple[Any, str]] = [(None, "")]
+
+
+def _database_key(url: Any) -> str:
+    last = _url_key[0]  # read and replaced whole, so threads sharing it never mix two
+    if last[0] is url:
+        return last[1]
+    key = url.render_as_string(hide_password=False)
+    _url_key[0] = (url, key)
+    return key
 
 
 def survey_for(session: Session, version_id: int) -> Survey:
     """The script a conversation uses. Stored versions never change, so each is read once."""
-    key = (session.get_bind().engine.url, version_id)  # bound to an engine or a connection
+    # Bound to an engine or a connection.
+    key = (_database_key(session.get_bind().engine.url), version_id)
     survey = _by_version_id.get(key)
     if survey is None:
         survey = survey_of(session.get(SurveyVersion, version_id))
