@@ -274,12 +274,14 @@ def _cursor(connection: Connection) -> Any:
     Every statement's rows are fetched before the next runs, so one cursor serves them all;
     the connection a unit of work holds is used by one thread at a time."""
     pooled = connection.connection
-    driver = pooled.driver_connection
+    # Known by the pooled connection's own attribute (`driver_connection` is two properties
+    # deep, asked for every statement); for the synchronous drivers used here they are one.
+    dbapi = pooled.dbapi_connection
     kept = pooled.info.get(_CURSOR_KEY)
-    if kept is not None and kept[0] is driver:
+    if kept is not None and kept[0] is dbapi:
         return kept[1]
-    cursor = driver.cursor()
-    pooled.info[_CURSOR_KEY] = (driver, cursor)
+    cursor = pooled.driver_connection.cursor()
+    pooled.info[_CURSOR_KEY] = (dbapi, cursor)
     return cursor
 
 
