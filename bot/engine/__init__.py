@@ -111,6 +111,7 @@ class State:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> State:
+        unsure = data.get("unsure")  # mostly None: no ABC's isinstance asked of it
         return cls(
             question_id=data.get("question_id"),
             status=data.get("status", ACTIVE),
@@ -120,7 +121,7 @@ class State:
             picked=tuple(data.get("picked") or ()),
             stop_asked=bool(data.get("stop_asked")),
             thanked=bool(data.get("thanked")),
-            unsure=dict(data["unsure"]) if isinstance(data.get("unsure"), Mapping) else None,
+            unsure=dict(unsure) if unsure is not None and isinstance(unsure, Mapping) else None,
             kept=bool(data.get("kept")),
             unseen=data.get("unseen") or None,
         )
