@@ -757,6 +757,15 @@ def _conversation_row(
     }
 
 
+def _status_of(conv: Any) -> str:
+    """A conversation's status: a row read by `ACTIVE_LOCKED` (a named tuple without the
+    column) is active. Its fields are asked first: `getattr` with a default built (and
+    dropped) an AttributeError for every such row."""
+    if isinstance(conv, tuple):
+        return conv.status if "status" in conv._fields else engine.ACTIVE
+    return getattr(conv, "status", engine.ACTIVE)
+
+
 def write_step(
     session: Session,
     person: Any,
@@ -777,7 +786,7 @@ def write_step(
     # Set only when it changes: SQLite rewrites the entries of every index on `status` (two
     # here) whenever an UPDATE sets it, even to the value it holds. A row read by
     # `ACTIVE_LOCKED` is active.
-    if step.state.status != getattr(conv, "status", engine.ACTIVE):
+    if step.state.status != _status_of(conv):
         changes["status"] = step.state.status
     if step.state.status == engine.COMPLETED:
         changes["completed_at"] = now

@@ -205,11 +205,22 @@ class Prepared:
             # One row (a reply, an answer): a plain execute. psycopg's executemany goes through
             # its pipeline mode, which for one row costs more than the row.
             params, one_row = params[0], True
+        first = params if one_row else params[0]
+        # `_for`'s lookup, here: a Python call costs about as much as the lookup itself, and
+        # every statement of every message makes it.
+        compiled = self._by_order.get(
+            (
+                dialect.name,
+                dialect.driver,
+                dialect.paramstyle,
+                tuple(first) if self._by_keys else None,
+            )
+        )
+        if compiled is None:
+            compiled = self._for(dialect, first)
         if one_row:
-            compiled = self._for(dialect, params)
             one, many = self._values(compiled, params), None
         else:
-            compiled = self._for(dialect, params[0])
             one, many = None, [self._values(compiled, p) for p in params]
         cursor = _cursor(connection)
         try:
@@ -255,17 +266,23 @@ class Prepared:
         return [self._row(compiled, raw) for raw in cursor.fetchall()]
 
     def first(self, connection: Connection, params: Mapping[str, Any]) -> Record | None:
-        found = self.rows(connection, params)
-        return found[0] if found else None
+        compiled, cursor = self._execute(connection, params)
+        found = cursor.fetchall()  # all of them: the cursor is free for the next statement
+        return self._row(compiled, found[0]) if found else None
 
     @staticmethod
     def _row(compiled: _Compiled, raw: Sequence[Any]) -> Any:
+        # `tuple.__new__`, not the named tuple's `_make` (a Python classmethod that counts
+        # the values again): a row has its statement's columns.
         if not compiled.processed_results:
-            return compiled.row._make(raw)
+            return _new_row(compiled.row, raw)
         values = list(raw)
         for i, process in compiled.result_processors:  # only the columns that have one
             values[i] = process(values[i])
-        return compiled.row._make(values)
+        return _new_row(compiled.row, values)
+
+
+_new_row = tuple.__new__
 
 
 def _cursor(connection: Connection) -> Any:
