@@ -309,16 +309,21 @@ def ask(
     question = survey.question(question.id)
     # Most questions and labels are plain text, which `render` returns as written: the
     # context (every earlier answer worded for piping) is made only for a template.
-    ctx = _ctx(context, survey, answered) if question.templated else {}
+    if question.templated:
+        ctx = _ctx(context, survey, answered)
+        text = templates.render(question.ask, ctx)
+        choices = tuple((o.value, templates.render(o.label, ctx)) for o in question.choices)
+    else:
+        text, choices = question.plain_words
     if retry is None and sorry is not None:
         retry = retry_text(sorry, expected, language)
     return Ask(
         question=question,
-        text=templates.render(question.ask, ctx),
+        text=text,
         number=survey.number(question),
         total=len(survey.asked),
         retry=retry,
-        choices=tuple((o.value, templates.render(o.label, ctx)) for o in question.choices),
+        choices=choices,
         sorry=sorry if sorry is not None else retry,
         expected=expected,
         picked=picked,

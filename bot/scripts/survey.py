@@ -281,6 +281,14 @@ class Question:
         """Its words or an answer's label is a template (piping an earlier answer)."""
         return "{" in self.ask or any("{" in o.label for o in self.choices)
 
+    @cached_property
+    def plain_words(self) -> tuple[str, tuple[tuple[str, str], ...]]:
+        """Its words and its answers' (value, label) as `templates.render` gives them when
+        none is a template (`templated` False): the same for everyone, so worked out once."""
+        return templates.render(self.ask, {}), tuple(
+            (o.value, templates.render(o.label, {})) for o in self.choices
+        )
+
 
 @dataclass(frozen=True)
 class Survey:
