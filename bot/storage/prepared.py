@@ -79,12 +79,13 @@ def _processor(type_: Any, dialect: Dialect) -> Processor:
 
 
 def _remembering(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    """`process`, remembering its last value (immutable: a datetime) and what it made of it.
-    The pair is read and replaced whole, so threads sharing it never mix two. None (a time
-    not set: an inbound message's `sent_at`, `claimed_at`, `send_after`) is stored as NULL
-    without going through `process`, and without forgetting the last time: a row's Nones
-    came between its times and made each of them formatted again."""
-    last: list[tuple[Any, Any]] = [(_REQUIRED, None)]
+    """`process`, remembering its last two values (immutable: datetimes) and what it made of
+    them: a message's `now`, and the one other time its statements bind (a contact point's
+    `verified_at`, a person's `updated_at`), which came between its `now`s and made each of
+    them formatted again. Each pair is read and replaced whole, so threads sharing them never
+    mix two. None (a time not set: an inbound message's `sent_at`, `claimed_at`,
+    `send_after`) is stored as NULL without going through `process` or being remembered."""
+    last: list[tuple[Any, Any]] = [(_REQUIRED, None), (_REQUIRED, None)]
 
     def remembered(value: Any) -> Any:
         if value is None:
@@ -92,7 +93,11 @@ def _remembering(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
         seen = last[0]
         if seen[0] is value:
             return seen[1]
+        before = last[1]
+        if before[0] is value:
+            return before[1]
         made = process(value)
+        last[1] = seen
         last[0] = (value, made)
         return made
 
