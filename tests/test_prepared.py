@@ -271,3 +271,29 @@ def test_after_a_failed_statement_the_next_runs_on_a_fresh_cursor(database):
         savepoint.rollback()
         assert PERSON.first(connection, {"external_id": "+447700900123"}) is not None
         assert a_person(connection, external_id="+447700900124") is not None
+
+
+def test_the_pools_check_keeps_a_live_connection_and_replaces_a_dropped_one(database):
+    # PostgreSQL's check is libpq's own empty query (`db._ping_psycopg`), not SQLAlchemy's.
+    if database.engine.dialect.name != "postgresql":
+        pytest.skip("only a database server drops connections")
+    from sqlalchemy import create_engine, event, text
+    from sqlalchemy.pool import NullPool
+
+    from bot.storage.db import _ping_psycopg
+
+    assert database.engine.dialect.do_ping is _ping_psycopg
+    opened = []
+    event.listen(database.engine, "connect", lambda *_: opened.append(1))
+    database.engine.dispose()
+    with database.engine.connect() as connection:
+        pid = connection.execute(text("SELECT pg_backend_pid()")).scalar()
+    with database.engine.connect() as connection:  # checked, kept
+        assert connection.execute(text("SELECT pg_backend_pid()")).scalar() == pid
+    assert len(opened) == 1
+    with create_engine(database.url, poolclass=NullPool).connect() as admin:
+        # Waits for the process to end (its own timeout, in ms), so the check meets it gone.
+        admin.execute(text("SELECT pg_terminate_backend(:pid, 5000)"), {"pid": pid})
+    with database.engine.connect() as connection:  # checked, found dropped, replaced
+        assert connection.execute(text("SELECT pg_backend_pid()")).scalar() != pid
+    assert len(opened) == 2
