@@ -25,10 +25,22 @@ def N_(message: str) -> str:
     return message
 
 
+# What `language_of` made of each value it met: a step asks it a dozen times, of the same
+# few values (None, "en", "cy").
+_language_of: dict[str | None, str] = {}
+
+
 def language_of(value: Any) -> str:
     """A supported language code from what a row or a context holds; English otherwise."""
+    if value is None or type(value) is str:
+        found = _language_of.get(value)
+        if found is not None:
+            return found
     code = str(value or "").strip().casefold()[:2]
-    return code if code in LANGUAGES else STAFF_LANGUAGE
+    code = code if code in LANGUAGES else STAFF_LANGUAGE
+    if (value is None or type(value) is str) and len(_language_of) < 64:
+        _language_of[value] = code
+    return code
 
 
 @lru_cache(maxsize=8)

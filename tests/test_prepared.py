@@ -183,6 +183,20 @@ def test_times_bound_one_after_another_are_each_stored_as_given(database):
     assert stored == [WHEN, later, WHEN, later, WHEN]
 
 
+def test_three_times_taking_turns_are_each_stored_as_given(database):
+    # It remembers two times: a third pushes the older out, and each is stored as itself.
+    times = [WHEN, WHEN + timedelta(hours=1), WHEN + timedelta(hours=2)]
+    given = [times[0], times[1], times[2], times[0], times[2], times[1], times[1], times[0]]
+    with database.session() as session:
+        ids = [
+            a_person(session.connection(), f"+4477009002{n:02d}", created_at=when)
+            for n, when in enumerate(given)
+        ]
+    with database.session() as session:
+        stored = [session.get(Participant, person_id).created_at for person_id in ids]
+    assert stored == given
+
+
 def test_a_unit_of_work_asks_its_connection_once_and_a_plain_session_every_time(database):
     from sqlalchemy.orm import Session
 

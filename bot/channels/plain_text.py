@@ -4,6 +4,7 @@ GSM-7 where we can, one message per step so nothing arrives out of order, answer
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from bot.engine import Ask, Inbound, Prompt, Reply, Say
 from bot.engine.keywords import classify
@@ -20,7 +21,26 @@ def question_text(prompt: Ask) -> str:
     return "\n".join(line for line in (prompt.retry, _question_only(prompt)) if line)
 
 
+# What `_question_only` made of each question, in each language, with its words and labels
+# as asked: the same for everyone a question is not a template for. Keyed by the question's
+# id() (a question, holding dicts, does not hash), with the question kept in the value: while
+# it is kept its id() cannot be another's.
+_ASKED: dict[tuple[int, str, str, tuple[tuple[str, str], ...]], tuple[Any, str]] = {}
+
+
 def _question_only(prompt: Ask) -> str:
+    key = (id(prompt.question), prompt.language, prompt.text, prompt.choices)
+    found = _ASKED.get(key)
+    if found is not None and found[0] is prompt.question:
+        return found[1]
+    text = _worded(prompt)
+    if len(_ASKED) >= 1024:
+        _ASKED.clear()
+    _ASKED[key] = (prompt.question, text)
+    return text
+
+
+def _worded(prompt: Ask) -> str:
     q = prompt.question
     lang = prompt.language
     lines = [prompt.text]

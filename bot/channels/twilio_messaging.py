@@ -50,7 +50,10 @@ class TwilioMessagingChannel(Channel):
         Advanced Opt-Out it sends `OptOutType` (STOP, START or HELP) for its own words,
         which may be any a Messaging Service is set up with. Passed on as it came; the writer
         decides what it means for the person."""
-        return ProviderKeyword.read(form.get("OptOutType"), body) or self.parse_stored(body)
+        # Asked with `in` first: most messages have no OptOutType, and werkzeug's form answers
+        # `get` of a missing key by raising (and catching) an HTTP exception it builds.
+        opt_out_type = form.get("OptOutType") if "OptOutType" in form else None
+        return ProviderKeyword.read(opt_out_type, body) or self.parse_stored(body)
 
     def fits(self, text: str) -> bool:
         """Whether one message may carry this much (a text: two SMS segments); a step that

@@ -80,12 +80,26 @@ def survey_of(version: SurveyVersion) -> Survey:
     )
 
 
-_by_version_id: dict[tuple[Any, int], Survey] = {}
+_by_version_id: dict[tuple[str, int], Survey] = {}
+# The last database URL seen and its key. A URL hashes by rendering itself as a string every
+# time, and a message asks `survey_for` once or twice: its engine's URL object is the same
+# one each time, so it is rendered once (the password kept: two databases differ by it).
+_url_key: list[tuple[Any, str]] = [(None, "")]
+
+
+def _database_key(url: Any) -> str:
+    last = _url_key[0]  # read and replaced whole, so threads sharing it never mix two
+    if last[0] is url:
+        return last[1]
+    key = url.render_as_string(hide_password=False)
+    _url_key[0] = (url, key)
+    return key
 
 
 def survey_for(session: Session, version_id: int) -> Survey:
     """The script a conversation uses. Stored versions never change, so each is read once."""
-    key = (session.get_bind().engine.url, version_id)  # bound to an engine or a connection
+    # Bound to an engine or a connection.
+    key = (_database_key(session.get_bind().engine.url), version_id)
     survey = _by_version_id.get(key)
     if survey is None:
         survey = survey_of(session.get(SurveyVersion, version_id))
@@ -111,7 +125,8 @@ def insert_inbound_once(session: Session, **values: Any) -> int | None:
     first to commit and then inserts nothing. The statement is built once per dialect: this is
     the webhook's hot path.
     """
-    dialect = session.get_bind().dialect.name
+    connection = connection_of(session)
+    dialect = connection.dialect.name
     statement = _insert_once.get(dialect)
     if statement is None:
         if dialect == "postgresql":
@@ -123,11 +138,14 @@ def insert_inbound_once(session: Session, **values: Any) -> int | None:
             .on_conflict_do_nothing(index_elements=["channel", "direction", "provider_id"])
             .returning(Message.__table__.c.id)
         )
-    row = {column: None for column in _INBOUND_COLUMNS}
-    row.update(direction="in", attempts=0, created_at=values.get("created_at") or utcnow())
-    row.update(values)
+    # One dict display (merged in C), not a comprehension and two updates.
+    row = {
+        **_INBOUND_DEFAULTS,
+        "created_at": values.get("created_at") or utcnow(),
+        **values,
+    }
     row["updated_at"] = row["created_at"]
-    found = statement.first(connection_of(session), row)
+    found = statement.first(connection, row)
     return found.id if found is not None else None
 
 
@@ -148,6 +166,7 @@ _INBOUND_COLUMNS = (
     "claimed_at",
     "sent_at",
 )
+_INBOUND_DEFAULTS = {**dict.fromkeys(_INBOUND_COLUMNS), "direction": "in", "attempts": 0}
 
 
 # --- people ------------------------------------------------------------------------------
@@ -738,6 +757,15 @@ def _conversation_row(
     }
 
 
+def _status_of(conv: Any) -> str:
+    """A conversation's status: a row read by `ACTIVE_LOCKED` (a named tuple without the
+    column) is active. Its fields are asked first: `getattr` with a default built (and
+    dropped) an AttributeError for every such row."""
+    if isinstance(conv, tuple):
+        return conv.status if "status" in conv._fields else engine.ACTIVE
+    return getattr(conv, "status", engine.ACTIVE)
+
+
 def write_step(
     session: Session,
     person: Any,
@@ -758,7 +786,7 @@ def write_step(
     # Set only when it changes: SQLite rewrites the entries of every index on `status` (two
     # here) whenever an UPDATE sets it, even to the value it holds. A row read by
     # `ACTIVE_LOCKED` is active.
-    if step.state.status != getattr(conv, "status", engine.ACTIVE):
+    if step.state.status != _status_of(conv):
         changes["status"] = step.state.status
     if step.state.status == engine.COMPLETED:
         changes["completed_at"] = now

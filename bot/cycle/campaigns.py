@@ -32,7 +32,7 @@ from bot.cycle.requests import CampaignError, CampaignRequest
 from bot.scripts.survey import Survey, SurveyError
 from bot.sending import pacing
 from bot.storage import contacts
-from bot.storage.db import Database
+from bot.storage.db import Database, connection_of
 from bot.storage.models import (
     Campaign,
     ContactPoint,
@@ -680,8 +680,11 @@ def promote_waiting(session: Session, participant_id: int, settings: Settings) -
     # What the caller changed (their conversation ended) is written first: a new conversation
     # for them below must not meet the old one still active.
     session.flush()
-    # Most people were waiting for nothing: one prebuilt statement says so (every survey's end).
-    found = _OLDEST_WAITING.first(session.connection(), {"participant_id": participant_id})
+    # Most people were waiting for nothing: one prebuilt statement says so (every survey's end),
+    # on the unit of work's connection: `session.connection()` made the ORM session join its
+    # transaction (bookkeeping that cost more than the statement), which only the ORM work
+    # below needs.
+    found = _OLDEST_WAITING.first(connection_of(session), {"participant_id": participant_id})
     if found is None:
         return []
     invitation = session.get(Invitation, found.id)  # locked by the statement above

@@ -111,6 +111,7 @@ class State:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> State:
+        unsure = data.get("unsure")  # mostly None: no ABC's isinstance asked of it
         return cls(
             question_id=data.get("question_id"),
             status=data.get("status", ACTIVE),
@@ -120,7 +121,7 @@ class State:
             picked=tuple(data.get("picked") or ()),
             stop_asked=bool(data.get("stop_asked")),
             thanked=bool(data.get("thanked")),
-            unsure=dict(data["unsure"]) if isinstance(data.get("unsure"), Mapping) else None,
+            unsure=dict(unsure) if unsure is not None and isinstance(unsure, Mapping) else None,
             kept=bool(data.get("kept")),
             unseen=data.get("unseen") or None,
         )
@@ -308,17 +309,21 @@ def ask(
     question = survey.question(question.id)
     # Most questions and labels are plain text, which `render` returns as written: the
     # context (every earlier answer worded for piping) is made only for a template.
-    templated = "{" in question.ask or any("{" in o.label for o in question.choices)
-    ctx = _ctx(context, survey, answered) if templated else {}
+    if question.templated:
+        ctx = _ctx(context, survey, answered)
+        text = templates.render(question.ask, ctx)
+        choices = tuple((o.value, templates.render(o.label, ctx)) for o in question.choices)
+    else:
+        text, choices = question.plain_words
     if retry is None and sorry is not None:
         retry = retry_text(sorry, expected, language)
     return Ask(
         question=question,
-        text=templates.render(question.ask, ctx),
-        number=survey.asked.index(question) + 1 if question in survey.asked else 0,
+        text=text,
+        number=survey.number(question),
         total=len(survey.asked),
         retry=retry,
-        choices=tuple((o.value, templates.render(o.label, ctx)) for o in question.choices),
+        choices=choices,
         sorry=sorry if sorry is not None else retry,
         expected=expected,
         picked=picked,
@@ -367,7 +372,7 @@ def did_you_mean(
     return Ask(
         question=confirm,
         text=words,
-        number=survey.asked.index(question) + 1 if question in survey.asked else 0,
+        number=survey.number(question),
         total=len(survey.asked),
         choices=tuple((o.value, o.label) for o in confirm.choices),
         language=language,
@@ -657,7 +662,11 @@ def _step(survey: Survey, state: State, inbound: Inbound, context: Mapping[str, 
     # For piping, wherever it is asked; in the script's language if it has none of theirs.
     context = {**_spoken_in(survey, context), "answered": state.answered}
     # Asked once: whatever comes next settles it, so the question is back in front of them.
-    asked_to_stop, state = state.stop_asked, replace(state, stop_asked=False)
+    # (The state is rebuilt only where it changes: `replace` is slow, and most replies find
+    # neither this nor `unsure` set.)
+    asked_to_stop = state.stop_asked
+    if asked_to_stop:
+        state = replace(state, stop_asked=False)
     if (
         asked_to_stop
         and isinstance(inbound, Reply)
@@ -672,7 +681,9 @@ def _step(survey: Survey, state: State, inbound: Inbound, context: Mapping[str, 
         return Step(state, (carry_on, ask(survey, question, context)))
     # We asked "Did you mean No?": a yes stores that answer, a no asks the question again
     # (as a miss, so nobody goes round for ever); anything else is read afresh.
-    pending, state = state.unsure, replace(state, unsure=None)
+    pending = state.unsure
+    if pending is not None:
+        state = replace(state, unsure=None)
     if pending is not None and isinstance(inbound, Reply):
         confirmed = parsing.yes_or_no(inbound.text)
         if confirmed == "yes":

@@ -48,13 +48,18 @@ _AROUND = {"it", "me", "this", "one"}
 _TAKE_AROUND = {"stop", "help", "skip", "repeat"}
 
 
+# Compiled once: every message is classified, and `re.sub(pattern, ...)` looks the pattern up
+# in re's cache each time.
+_NOT_A_WORD = re.compile(r"[^a-z/ ]")
+
+
 def classify(text: str) -> Command | None:
     """The command a whole message stands for, or None for an ordinary reply.
 
     Only a message that is the word itself counts (any case, stray spaces and punctuation, a
     leading `/` as Telegram sends it, "please"): "stop" is a command, "make the pain stop" is not.
     """
-    words = re.sub(r"[^a-z/ ]", " ", (text or "").casefold()).split()
+    words = _NOT_A_WORD.sub(" ", (text or "").casefold()).split()
     words = [w.lstrip("/") for w in words if w.lstrip("/") not in _POLITE]
     if words[:2] in (["stop", "all"], ["opt", "out"]):
         words = ["stopall" if words[0] == "stop" else "optout", *words[2:]]  # "STOP ALL"
@@ -166,9 +171,13 @@ _STOP_REQUEST_MAX_WORDS = 8
 _WHO_MAX_WORDS = 10
 
 
+_SPACES = re.compile(r"\s+")
+_PUNCTUATION = re.compile(r"[^\w\s]")
+
+
 def _plain(text: str) -> str:
     text = (text or "").casefold().replace("’", "'").replace("'", " ")
-    return re.sub(r"\s+", " ", re.sub(r"[^\w\s]", " ", text)).strip()
+    return _SPACES.sub(" ", _PUNCTUATION.sub(" ", text)).strip()
 
 
 def _only_emoji(text: str) -> bool:

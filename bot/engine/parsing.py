@@ -385,6 +385,15 @@ def _word_number(words: list[str]) -> float | None:
     return float(total + part)
 
 
+# `_as_number`'s patterns, compiled once: it reads every reply to a number or a scale, and
+# `re.sub(pattern, ...)` looks each pattern up in re's cache every time.
+_THOUSANDS_COMMA = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
+_TWO_NUMBERS = re.compile(r"\d\s*,\s*\d")
+_ONE_NUMBER = re.compile(
+    r"[^\d\-+.]*?([-+]?\d+(?:\.\d+)?)\s*\.?\s*(?:(?:/|out of|of)\s*\d+)?[^\d]*"
+)
+
+
 def _as_number(text: str) -> float | None:
     """A number written as digits or words, alone or in a short phrase ("about 3", "3 out of
     5", "5 stars", "seventy two"). Two numbers ("1,5", "1 or 2") are not one number."""
@@ -394,15 +403,14 @@ def _as_number(text: str) -> float | None:
     if _STARS.match(raw) and raw.strip().strip("*"):
         return float(sum(1 for ch in raw if ch in "\u2605\u2b50"))
     # "1,000" is a thousand; "1,5" or "1, 5" is two answers (or a decimal comma): not guessed.
-    if re.search(r"\d\s*,\s*\d", re.sub(r"(?<=\d),(?=\d{3}(?!\d))", "", raw)):
+    without_thousands = _THOUSANDS_COMMA.sub("", raw)
+    if _TWO_NUMBERS.search(without_thousands):
         return None
-    cleaned = re.sub(r"(?<=\d),(?=\d{3}(?!\d))", "", raw).replace(",", " ")
+    cleaned = without_thousands.replace(",", " ")
     words = simplify(text).split()
     if any(w in NEGATIONS for w in words):
         return None  # "not 5" is no answer we can store
-    match = re.fullmatch(
-        r"[^\d\-+.]*?([-+]?\d+(?:\.\d+)?)\s*\.?\s*(?:(?:/|out of|of)\s*\d+)?[^\d]*", cleaned
-    )
+    match = _ONE_NUMBER.fullmatch(cleaned)
     if match:
         number = float(match.group(1))
         if number != number or number in (float("inf"), float("-inf")):
@@ -434,9 +442,12 @@ def asks_age(question: Question) -> bool:
     return question.type == "number" and bool(AGE_WORDS & set(simplify(question.ask).split()))
 
 
+_GLUED = re.compile(r"(\d)([a-z])")
+
+
 def _words_apart(text: str) -> list[str]:
     """The reply's words, with a number's glued unit or hedge apart: "1hr", "80ish"."""
-    return re.sub(r"(\d)([a-z])", r"\1 \2", simplify(text)).split()
+    return _GLUED.sub(r"\1 \2", simplify(text)).split()
 
 
 MINUTES = next(unit for unit in UNITS if "minutes" in unit)
@@ -526,9 +537,12 @@ def _with_fraction(text: str) -> float | None:
     return whole + _FRACTION_VALUE.get(re.sub(r"\s+", " ", part), 0.75)
 
 
+_OUT_OF = re.compile(r"(?:out of|/)\s*(\d+)")
+
+
 def _out_of(text: str) -> float | None:
     """The N in "3 out of 10" or "3/10": the scale the person was thinking of."""
-    match = re.search(r"(?:out of|/)\s*(\d+)", (text or "").casefold())
+    match = _OUT_OF.search((text or "").casefold())
     if match:
         return float(match.group(1))
     words = simplify(text).split()
@@ -601,6 +615,10 @@ def _leftover(options: list[Option], said: str) -> list[str]:
     return rest.split()
 
 
+_A_STAR = re.compile(r"star|\u2605|\u2b50", re.IGNORECASE)
+_V = re.compile(r"\bv\b")
+
+
 def _pick(question: Question, text: str) -> Answer | Miss | None:
     """One option: by number, letter, label, value or synonym. A Miss when the reply names
     an option only to deny it, or names two."""
@@ -616,7 +634,7 @@ def _pick(question: Question, text: str) -> Answer | Miss | None:
         and number is not None
         and number.is_integer()
         and 1 <= number <= len(options)
-        and not re.search(r"star|\u2605|\u2b50", text or "", re.IGNORECASE)
+        and not _A_STAR.search(text or "")
         and out_of is None  # "2 out of 3" is a score too, not option 2
     ):
         opt = options[int(number) - 1]
@@ -625,7 +643,7 @@ def _pick(question: Question, text: str) -> Answer | Miss | None:
     if not said:
         return None
     if " " in said:
-        said = re.sub(r"\bv\b", "very", said)  # "v good"
+        said = _V.sub("very", said)  # "v good"
     for opt in options:
         if said in _names(opt) or _singular(said) in _names(opt):
             return Answer(opt.value, opt.label)
@@ -844,8 +862,11 @@ def best_first(question: Question) -> bool:
     return _polarity(low or "") > _polarity(high or "") and (low is not None or high is not None)
 
 
+_STARRED = re.compile(r"star|[\u2605\u2b50\u2606]|\d\s*\*", re.IGNORECASE)
+
+
 def _stars(text: str) -> bool:
-    return bool(re.search(r"star|[\u2605\u2b50\u2606]|\d\s*\*", text or "", re.IGNORECASE))
+    return bool(_STARRED.search(text or ""))
 
 
 def _format_number(number: float) -> str:

@@ -276,6 +276,19 @@ class Question:
         points = self.points
         return (*points, *self.extras) if points else ()
 
+    @cached_property
+    def templated(self) -> bool:
+        """Its words or an answer's label is a template (piping an earlier answer)."""
+        return "{" in self.ask or any("{" in o.label for o in self.choices)
+
+    @cached_property
+    def plain_words(self) -> tuple[str, tuple[tuple[str, str], ...]]:
+        """Its words and its answers' (value, label) as `templates.render` gives them when
+        none is a template (`templated` False): the same for everyone, so worked out once."""
+        return templates.render(self.ask, {}), tuple(
+            (o.value, templates.render(o.label, {})) for o in self.choices
+        )
+
 
 @dataclass(frozen=True)
 class Survey:
@@ -301,14 +314,41 @@ class Survey:
     def content_hash(self) -> str:
         return hashlib.sha256(self.source.encode("utf-8")).hexdigest()
 
+    # Asked for the waiting question on every reply (and again for the next one): found by
+    # id in a dict made once per survey, not by a walk along its questions.
+    @cached_property
+    def _positions(self) -> dict[str, int]:
+        positions: dict[str, int] = {}
+        for i, q in enumerate(self.questions):
+            positions.setdefault(q.id, i)  # the first, as a walk would find
+        return positions
+
+    @cached_property
+    def _asked_numbers(self) -> dict[str, int]:
+        numbers: dict[str, int] = {}
+        for n, q in enumerate(self.asked, start=1):
+            numbers.setdefault(q.id, n)
+        return numbers
+
     def question(self, question_id: str) -> Question:
-        for q in self.questions:
-            if q.id == question_id:
-                return q
-        raise KeyError(question_id)
+        i = self._positions.get(question_id)
+        if i is None:
+            raise KeyError(question_id)
+        return self.questions[i]
 
     def index(self, question_id: str) -> int:
-        return next(i for i, q in enumerate(self.questions) if q.id == question_id)
+        i = self._positions.get(question_id)
+        if i is None:
+            return next(i for i, q in enumerate(self.questions) if q.id == question_id)  # raises
+        return i
+
+    def number(self, question: Question) -> int:
+        """Its 1-based position among the questions that ask something ("Question 2 of 5"),
+        0 for one that asks nothing or is not this survey's."""
+        n = self._asked_numbers.get(question.id, 0)
+        if n and (self.asked[n - 1] is question or self.asked[n - 1] == question):
+            return n
+        return 0
 
     def in_language(self, language: str | None) -> Survey:
         """This survey in another language: its own translations, the service's words for

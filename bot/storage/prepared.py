@@ -51,6 +51,13 @@ class _Compiled:
     row: Any  # a namedtuple class for result rows, or None
     results: tuple[Processor, ...]
     processed_results: bool  # some column's values go through a processor
+    # `binds` taken apart for `_values`, which runs for every statement of every message:
+    # the values are looked up by one C-level `map` over names and defaults, and only the
+    # binds with a processor (times, JSON, booleans: a few of a dozen) go through Python.
+    defaults: tuple[Any, ...] = ()
+    processors: tuple[tuple[int, Callable[[Any], Any]], ...] = ()
+    # (position, processor) of the result columns that have one, for `_row`.
+    result_processors: tuple[tuple[int, Callable[[Any], Any]], ...] = ()
 
 
 # A time's bind processor, one per type and kind of database, shared by every statement: a
@@ -72,15 +79,25 @@ def _processor(type_: Any, dialect: Dialect) -> Processor:
 
 
 def _remembering(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    """`process`, remembering its last value (immutable: a datetime) and what it made of it.
-    The pair is read and replaced whole, so threads sharing it never mix two."""
-    last: list[tuple[Any, Any]] = [(_REQUIRED, None)]
+    """`process`, remembering its last two values (immutable: datetimes) and what it made of
+    them: a message's `now`, and the one other time its statements bind (a contact point's
+    `verified_at`, a person's `updated_at`), which came between its `now`s and made each of
+    them formatted again. Each pair is read and replaced whole, so threads sharing them never
+    mix two. None (a time not set: an inbound message's `sent_at`, `claimed_at`,
+    `send_after`) is stored as NULL without going through `process` or being remembered."""
+    last: list[tuple[Any, Any]] = [(_REQUIRED, None), (_REQUIRED, None)]
 
     def remembered(value: Any) -> Any:
+        if value is None:
+            return None
         seen = last[0]
         if seen[0] is value:
             return seen[1]
+        before = last[1]
+        if before[0] is value:
+            return before[1]
         made = process(value)
+        last[1] = seen
         last[0] = (value, made)
         return made
 
@@ -159,18 +176,26 @@ class Prepared:
             row,
             results,
             any(process is not None for process in results),
+            defaults=tuple(default for _name, _process, default in binds),
+            processors=tuple(
+                (i, process) for i, (_name, process, _d) in enumerate(binds) if process is not None
+            ),
+            result_processors=tuple(
+                (i, process) for i, process in enumerate(results) if process is not None
+            ),
         )
 
     @staticmethod
     def _values(compiled: _Compiled, params: Mapping[str, Any]) -> Any:
-        # Every message runs this for each of its statements: one pass, no dict merged.
-        values = []
-        for name, process, default in compiled.binds:
-            value = params.get(name, default)
-            if value is _REQUIRED:
-                missing = [n for n, _p, d in compiled.binds if params.get(n, d) is _REQUIRED]
+        # Every message runs this for each of its statements: no dict merged, and the lookups
+        # in one `map` (each name's value, else what the statement carries, else _REQUIRED).
+        values = list(map(params.get, compiled.names, compiled.defaults))
+        if _REQUIRED in values:  # `in` is true for the very object; found, it is checked
+            missing = [n for n, v in zip(compiled.names, values, strict=True) if v is _REQUIRED]
+            if missing:
                 raise KeyError(f"no value for {', '.join(missing)}")
-            values.append(process(value) if process is not None else value)  # None too
+        for i, process in compiled.processors:
+            values[i] = process(values[i])  # None too
         if compiled.positional:
             return tuple(values)
         return dict(zip(compiled.names, values, strict=True))
@@ -179,15 +204,28 @@ class Prepared:
         self, connection: Connection, params: Mapping[str, Any] | Sequence[Mapping[str, Any]]
     ) -> tuple[_Compiled, Any]:
         dialect = connection.dialect
-        if not isinstance(params, Mapping) and len(params) == 1:
+        # A dict first: `isinstance(..., Mapping)` is an ABC's check, in Python, each time.
+        one_row = type(params) is dict or isinstance(params, Mapping)
+        if not one_row and len(params) == 1:
             # One row (a reply, an answer): a plain execute. psycopg's executemany goes through
             # its pipeline mode, which for one row costs more than the row.
-            params = params[0]
-        if isinstance(params, Mapping):
-            compiled = self._for(dialect, params)
+            params, one_row = params[0], True
+        first = params if one_row else params[0]
+        # `_for`'s lookup, here: a Python call costs about as much as the lookup itself, and
+        # every statement of every message makes it.
+        compiled = self._by_order.get(
+            (
+                dialect.name,
+                dialect.driver,
+                dialect.paramstyle,
+                tuple(first) if self._by_keys else None,
+            )
+        )
+        if compiled is None:
+            compiled = self._for(dialect, first)
+        if one_row:
             one, many = self._values(compiled, params), None
         else:
-            compiled = self._for(dialect, params[0])
             one, many = None, [self._values(compiled, p) for p in params]
         cursor = _cursor(connection)
         try:
@@ -219,17 +257,23 @@ class Prepared:
         return [self._row(compiled, raw) for raw in cursor.fetchall()]
 
     def first(self, connection: Connection, params: Mapping[str, Any]) -> Record | None:
-        found = self.rows(connection, params)
-        return found[0] if found else None
+        compiled, cursor = self._execute(connection, params)
+        found = cursor.fetchall()  # all of them: the cursor is free for the next statement
+        return self._row(compiled, found[0]) if found else None
 
     @staticmethod
     def _row(compiled: _Compiled, raw: Sequence[Any]) -> Any:
+        # `tuple.__new__`, not the named tuple's `_make` (a Python classmethod that counts
+        # the values again): a row has its statement's columns.
         if not compiled.processed_results:
-            return compiled.row._make(raw)
-        return compiled.row._make(
-            process(value) if process is not None else value
-            for process, value in zip(compiled.results, raw, strict=True)
-        )
+            return _new_row(compiled.row, raw)
+        values = list(raw)
+        for i, process in compiled.result_processors:  # only the columns that have one
+            values[i] = process(values[i])
+        return _new_row(compiled.row, values)
+
+
+_new_row = tuple.__new__
 
 
 def driver_error(
@@ -260,12 +304,14 @@ def _cursor(connection: Connection) -> Any:
     Every statement's rows are fetched before the next runs, so one cursor serves them all;
     the connection a unit of work holds is used by one thread at a time."""
     pooled = connection.connection
-    driver = pooled.driver_connection
+    # Known by the pooled connection's own attribute (`driver_connection` is two properties
+    # deep, asked for every statement); for the synchronous drivers used here they are one.
+    dbapi = pooled.dbapi_connection
     kept = pooled.info.get(_CURSOR_KEY)
-    if kept is not None and kept[0] is driver:
+    if kept is not None and kept[0] is dbapi:
         return kept[1]
-    cursor = driver.cursor()
-    pooled.info[_CURSOR_KEY] = (driver, cursor)
+    cursor = pooled.driver_connection.cursor()
+    pooled.info[_CURSOR_KEY] = (dbapi, cursor)
     return cursor
 
 
