@@ -1,8 +1,9 @@
 """The second baseline: what a text costs with no application logic at all.
 
-The same webhook, form and Twilio signature check as involve's, then the database work the
-one writer does for an answer, on the same schema, as plain SQL on the driver (no SQLAlchemy,
-no engine step, no rendering): on PostgreSQL the pool's connection check, BEGIN, the person's
+The same webhook, form and Twilio signature check as involve's (its own function), then the
+database work the one writer does for an answer, on the same schema, as plain SQL on the driver
+(no SQLAlchemy, no engine step, no rendering): on PostgreSQL BEGIN (the pool's connection check
+too, as involve's), the person's
 row found by their contact point (locked; both created if new; when they last wrote moved on
 as involve moves it), their conversation (locked) and whether a message of theirs is
 waiting for a retry, the conversation's state, the answer, the inbound row under its provider
@@ -26,9 +27,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask import Flask, Response, abort, request
-from twilio.request_validator import RequestValidator
 
 from bot.storage.db import _Checkpoints, _WriterQueue
+from webhooks.signatures import signature_matches
 
 URL = os.environ["DATABASE_URL"]
 POSTGRES = URL.startswith("postgresql")
@@ -37,7 +38,7 @@ TWIML = f'<?xml version="1.0" encoding="UTF-8"?><Response><Message>{REPLY}</Mess
 STATE = json.dumps({"question_id": "useful", "status": "active", "misses": 0, "answered": {}})
 
 app = Flask(__name__)
-validator = RequestValidator(os.environ["TWILIO_AUTH_TOKEN"])
+TOKEN = os.environ["TWILIO_AUTH_TOKEN"]
 connections = threading.local()
 writers = None if POSTGRES else _WriterQueue(URL.split(":///", 1)[1])
 # As involve: SQLite's log copied back after the commit, outside the writers' turn.
@@ -124,8 +125,8 @@ def _store(db: Any, phone: str, sid: str, body: str) -> None:
     if not POSTGRES:
         now = now.isoformat(" ")  # as SQLAlchemy stores a time in SQLite
     cursor = db.cursor()
-    if POSTGRES:
-        cursor.execute("SELECT 1")  # the pool's check that the connection is alive
+    # On PostgreSQL the BEGIN is also the pool's check that the connection is alive, as
+    # involve's (`bot.storage.db._ping_psycopg`).
     cursor.execute("BEGIN" if POSTGRES else "BEGIN IMMEDIATE")
     try:
         _write(cursor, phone, sid, body, now)
@@ -159,7 +160,8 @@ def _write(cursor: Any, phone: str, sid: str, body: str, now: Any) -> None:
 def sms() -> Response:
     form = request.form
     url = os.environ["PUBLIC_BASE_URL"] + request.path
-    if not validator.validate(url, form, request.headers.get("X-Twilio-Signature", "")):
+    # involve's own check (the configured URL's form first, one HMAC when it matches).
+    if not signature_matches(TOKEN, url, form, request.headers.get("X-Twilio-Signature", "")):
         abort(403)
     db = _connection()
     if writers is None:
