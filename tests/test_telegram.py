@@ -420,7 +420,9 @@ def _point(database: Database, chat_id: int = CHAT) -> tuple[Any, Any, list[Any]
         ).one()
         person = session.get(Participant, point.participant_id)
         events = session.scalars(
-            select(ConsentEvent).where(ConsentEvent.participant_id == person.id)
+            select(ConsentEvent)
+            .where(ConsentEvent.participant_id == person.id)
+            .order_by(ConsentEvent.id)  # as they happened (a table's own order is no order)
         ).all()
         session.expunge_all()
         return point, person, events
