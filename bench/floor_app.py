@@ -7,9 +7,8 @@ too, as involve's), the person's
 row found by their contact point (locked; both created if new; when they last wrote moved on
 as involve moves it), their conversation (locked) and whether a message of theirs is
 waiting for a retry, the conversation's state, the answer, the inbound row under its provider
-id, the reply, COMMIT; on SQLite the same inside the same writers' turn, and the log copied
-back into the database after it, outside the turn, as involve does. It answers a fixed TwiML
-string.
+id, the reply, COMMIT; on SQLite the same inside the same writers' turn. It answers a fixed
+TwiML string.
 
 It does no more than involve for any text (less for a STOP, a survey's end or a newcomer), so
 `bench.webhooks` runs it beside involve: the ratio it reaches is the ceiling for any change to
@@ -28,7 +27,7 @@ from typing import Any
 
 from flask import Flask, Response, abort, request
 
-from bot.storage.db import _Checkpoints, _WriterQueue
+from bot.storage.db import _WriterQueue
 from webhooks.signatures import signature_matches
 
 URL = os.environ["DATABASE_URL"]
@@ -41,8 +40,6 @@ app = Flask(__name__)
 TOKEN = os.environ["TWILIO_AUTH_TOKEN"]
 connections = threading.local()
 writers = None if POSTGRES else _WriterQueue(URL.split(":///", 1)[1])
-# As involve: SQLite's log copied back after the commit, outside the writers' turn.
-checkpoints = None if POSTGRES else _Checkpoints(URL.split(":///", 1)[1])
 
 
 def _sql(statement: str) -> str:
@@ -112,9 +109,7 @@ def _connection() -> Any:
             found = sqlite3.connect(
                 URL.split(":///", 1)[1], isolation_level=None, check_same_thread=False
             )
-            pragmas = ("journal_mode=WAL", "wal_autocheckpoint=0", "synchronous=NORMAL")
-            limit = f"journal_size_limit={_Checkpoints.THRESHOLD // 2}"
-            for pragma in (*pragmas, limit, "foreign_keys=ON"):
+            for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON"):
                 found.execute(f"PRAGMA {pragma}")
         connections.db = found
     return found
@@ -169,6 +164,4 @@ def sms() -> Response:
     else:
         with writers.turn():
             _store(db, form["From"], form["MessageSid"], form["Body"])
-        if checkpoints is not None and checkpoints.due():
-            checkpoints.run_on(db)
     return Response(TWIML, mimetype="application/xml")

@@ -3,7 +3,7 @@
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import bindparam, create_engine, func, insert, inspect, select
+from sqlalchemy import bindparam, create_engine, func, insert, inspect, literal_column, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from bot.storage.db import connection_of
@@ -391,6 +391,42 @@ def test_a_commit_that_fails_raises_sqlalchemys_error_and_leaves_nothing_written
         assert a_person(connection_of(session), "+447700900002") is not None
 
 
+def test_a_failed_commit_after_sqlalchemy_work_ends_the_drivers_transaction_in_the_turn(
+    database,
+):
+    # SQLAlchemy's transaction was asked for (`session.execute`), then COMMIT failed: its
+    # rollback is bookkeeping only, so the driver's own must end the transaction (and with it
+    # SQLite's write lock) before the writers' turn goes to the next writer.
+    if database.engine.dialect.name != "sqlite":
+        pytest.skip("SQLite defers a foreign key to the commit when asked")
+    from contextlib import contextmanager
+
+    from sqlalchemy import text
+
+    held_past_turn = []
+    turn = database._writers.turn
+    driver = []
+
+    @contextmanager
+    def watched_turn():
+        try:
+            with turn():
+                yield
+        finally:
+            held_past_turn.append(driver[0].in_transaction)
+
+    database._writers.turn = watched_turn
+    consent = Prepared(insert(ConsentEvent.__table__))
+    with pytest.raises(IntegrityError), database.session() as session:
+        connection = connection_of(session)
+        driver.append(connection.connection.driver_connection)
+        driver[0].execute("PRAGMA defer_foreign_keys=ON")
+        session.execute(text("SELECT 1"))  # SQLAlchemy's transaction now joins the unit's
+        row = {"participant_id": 999999, "kind": "opt_out", "how": "sms", "at": WHEN}
+        consent.run(connection, {**row, "detail": None})  # no such person: fails at COMMIT
+    assert held_past_turn == [False]
+
+
 def test_sqlite_busy_at_the_units_begin_is_transient(database):
     # Another process's writer holds the database past the busy timeout: BEGIN IMMEDIATE,
     # sent on the driver, fails as SQLAlchemy's error that `is_transient` knows.
@@ -440,3 +476,38 @@ def test_the_pools_check_keeps_a_live_connection_and_replaces_a_dropped_one(data
     with database.engine.connect() as connection:  # checked, found dropped, replaced
         assert connection.execute(text("SELECT pg_backend_pid()")).scalar() != pid
     assert len(opened) == 2
+
+
+LITERAL_PERCENT = Prepared(
+    select(PEOPLE.c.id, literal_column("'%(external_id)s and 5%'").label("words")).where(
+        PEOPLE.c.external_id == bindparam("external_id")
+    )
+)
+
+
+def test_a_literal_percent_sign_is_sent_as_written(database):
+    # On psycopg the statement's %(name)s become %s; a literal "%(name)s" or "%" stays.
+    if database.engine.dialect.paramstyle != "pyformat":
+        pytest.skip("only psycopg's statements are rewritten here")
+    with database.session() as session:
+        person_id = a_person(session.connection(), external_id="+447700900123")
+        found = LITERAL_PERCENT.first(session.connection(), {"external_id": "+447700900123"})
+        assert found is not None and found.id == person_id
+        assert found.words == "%(external_id)s and 5%"
+
+
+def test_an_isolation_level_set_on_a_reused_connection_works(database):
+    # PostgreSQL's pool check begins the transaction at checkout; a caller that then asks for
+    # autocommit or read-only must get it on a reused connection as on a new one.
+    if database.engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL's pool check")
+    from sqlalchemy import text
+
+    engine = database.engine
+    for _ in range(3):  # new, then reused
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            assert connection.execute(text("SELECT 1")).scalar() == 1
+    for _ in range(3):
+        with engine.connect() as connection:
+            connection.execution_options(postgresql_readonly=True)
+            assert connection.execute(text("SHOW transaction_read_only")).scalar() == "on"

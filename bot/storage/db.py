@@ -67,14 +67,6 @@ def _sqlite_setup(engine: Engine) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        # SQLite would copy the log into the database inside whichever commit passes 1000
-        # pages: 3-5 ms, every 60-odd messages, with the writers' turn held, so every writer
-        # queued behind it waits too. The unit of work checkpoints after its commit instead,
-        # out of the turn (`_Checkpoints`).
-        cursor.execute("PRAGMA wal_autocheckpoint=0")
-        # The log file is reused from its start after a checkpoint, and cut back to this size
-        # then: so its size says how much was written since (`_Checkpoints.due`).
-        cursor.execute(f"PRAGMA journal_size_limit={_Checkpoints.THRESHOLD // 2}")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=15000")
@@ -119,7 +111,26 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         # query, which cost every webhook more CPU than its round trip, and psycopg then sent
         # BEGIN before the first statement, another round trip.
         engine.dialect.do_ping = _ping_psycopg  # type: ignore[method-assign]
+        event.listen(engine, "set_connection_execution_options", _before_session_options)
     return engine
+
+
+# Options psycopg can set only outside a transaction.
+_SESSION_OPTIONS = {"isolation_level", "postgresql_readonly", "postgresql_deferrable"}
+
+
+def _before_session_options(connection: Connection, options: dict[str, Any]) -> None:
+    """A reused connection comes out of the pool inside the BEGIN its check sent
+    (`_ping_psycopg`), with nothing of its user's in it yet: that empty transaction is ended
+    first, so an isolation level or read-only set on it works as on a new connection, not only
+    sometimes. Work already begun through SQLAlchemy is left alone (psycopg refuses loudly)."""
+    from psycopg import pq
+
+    if not _SESSION_OPTIONS & options.keys() or connection.in_transaction():
+        return
+    driver = connection.connection.driver_connection
+    if driver.pgconn.transaction_status == pq.TransactionStatus.INTRANS:
+        driver.rollback()
 
 
 def _ping_psycopg(dbapi_connection: Any) -> bool:
@@ -127,10 +138,10 @@ def _ping_psycopg(dbapi_connection: Any) -> bool:
     Run by libpq in C with the GIL released. What it sends is the BEGIN psycopg would send
     before the connection's first statement anyway: psycopg reads the transaction's status
     from libpq, sees it begun and sends no other, so the check costs no round trip of its
-    own. (A connection that goes unused costs a ROLLBACK when it goes back to the pool; and
-    autocommit or the isolation level cannot be changed on a checked-out connection any
-    more, inside a transaction: involve changes neither.) An empty query where psycopg would
-    not begin (autocommit, or already in a transaction)."""
+    own. (A connection that goes unused costs a ROLLBACK when it goes back to the pool; an
+    isolation level or read-only asked for on it ends that empty transaction first:
+    `_before_session_options`.) An empty query where psycopg would not begin (autocommit, or
+    already in a transaction)."""
     import psycopg  # only where PostgreSQL is used (SQLite needs no driver)
     from psycopg import pq
 
@@ -228,53 +239,16 @@ def _roll_back(connection: Connection) -> None:
         transaction = connection.get_transaction()
         if transaction is not None:
             transaction.rollback()
-        else:
+        # The driver's own too, always: after a failed COMMIT SQLAlchemy's transaction is
+        # inactive and its rollback is bookkeeping only, while the driver would still hold the
+        # transaction (on SQLite, the write lock, past the writers' turn). With none open the
+        # driver sends nothing.
+        if not (connection.invalidated or connection.closed):
             connection.connection.driver_connection.rollback()
     except Exception:
         log.warning("a unit of work could not roll back; its connection is dropped")
         if not connection.invalidated:
             connection.invalidate()
-
-
-class _Checkpoints:
-    """Copies SQLite's write-ahead log back into the database once it has grown past
-    SQLite's own threshold (1000 pages), after a commit and outside the writers' turn.
-
-    A PASSIVE checkpoint waits for nobody: writers go on appending to the log while it
-    copies, readers keep their snapshot, and what it cannot copy yet (frames a reader still
-    needs) is copied by a later one. One thread of the process checkpoints at a time; another
-    process checkpointing at the same moment makes this one a no-op (SQLite's own lock)."""
-
-    THRESHOLD = 1000 * 4096  # bytes of log, SQLite's default of 1000 pages of 4 KiB
-
-    def __init__(self, database_path: str):
-        self._log = database_path + "-wal"
-        self._busy = threading.Lock()
-
-    def due(self) -> bool:
-        try:
-            return os.stat(self._log).st_size >= self.THRESHOLD
-        except OSError:  # no log yet (nothing written since the last reset)
-            return False
-
-    def run(self, engine: Engine) -> None:
-        """A checkpoint on a connection of the engine's pool."""
-        pooled = engine.raw_connection()
-        try:
-            self.run_on(pooled.driver_connection)
-        finally:
-            pooled.close()
-
-    def run_on(self, driver_connection: Any) -> None:
-        """A checkpoint on this sqlite3 connection, in no transaction of its own."""
-        if not self._busy.acquire(blocking=False):
-            return  # another thread of this process is at it
-        try:
-            driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-        except Exception as exc:  # the data is safe in the log; the next commit tries again
-            log.warning("SQLite checkpoint failed (%s)", type(exc).__name__)
-        finally:
-            self._busy.release()
 
 
 Dispatcher = Callable[[str, Queued], None]  # (OUTBOX or INBOX, rows)
@@ -290,7 +264,6 @@ class Database:
         path = url.split(":///", 1)[-1] if url.startswith("sqlite") else ""
         on_disk = bool(path) and path != ":memory:"
         self._writers = _WriterQueue(path) if on_disk else None
-        self._checkpoints = _Checkpoints(path) if on_disk else None
         self._sqlite = url.startswith("sqlite")
         self._idle_sessions: list[Session] = []  # see _take_session
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
@@ -335,9 +308,6 @@ class Database:
                     _roll_back(connection)
                     raise
             pending = session.info.get(_AFTER_COMMIT_KEY)
-            if self._checkpoints is not None and self._checkpoints.due():
-                # Committed, out of the turn: on the unit's own connection, before it goes back.
-                self._checkpoints.run_on(connection.connection.driver_connection)
         finally:
             try:
                 self._put_back(session)

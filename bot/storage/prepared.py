@@ -36,7 +36,8 @@ _REQUIRED = object()  # no value of its own: the caller must give one
 
 # psycopg takes `%(name)s` (SQLAlchemy's style for it) or `%s`; named, it maps the caller's
 # dict onto positions again at every execution. Compiled once here into `%s` and a tuple.
-_NAMED = re.compile(r"%\(([^)]+)\)s")
+# A literal % is written %% (so a literal "%(x)s" is "%%(x)s"): read pair by pair, it is kept.
+_NAMED = re.compile(r"%%|%\(([^)]+)\)s")
 _CURSOR_KEY = "involve.cursor"
 
 
@@ -144,8 +145,9 @@ class Prepared:
         if positional:
             names = tuple(compiled.positiontup or ())
         elif dialect.paramstyle == "pyformat":
-            names = tuple(_NAMED.findall(sql))  # in order, a name used twice twice
-            sql, positional = _NAMED.sub("%s", sql), True
+            # In order, a name used twice twice; a literal %% left as it is.
+            names = tuple(m[1] for m in _NAMED.finditer(sql) if m[1] is not None)
+            sql, positional = _NAMED.sub(lambda m: m[0] if m[1] is None else "%s", sql), True
         else:
             names = tuple(dict.fromkeys(compiled.bind_names.values()))
         # Columns whose Python-side default SQLAlchemy would run: the caller must give them.
