@@ -173,28 +173,26 @@ def test_times_bound_one_after_another_are_each_stored_as_given(database):
     later = WHEN + timedelta(hours=1)
     elsewhere = WHEN.astimezone(timezone(timedelta(hours=5)))
     given = [WHEN, later, WHEN, later, elsewhere]
+    assert _stored_one_after_another(database, given) == [WHEN, later, WHEN, later, WHEN]
+
+
+def _stored_one_after_another(database, times):
+    """People created in one unit with these times, one after another; their times as read
+    back by the ORM."""
     with database.session() as session:
         ids = [
-            a_person(session.connection(), f"+4477009001{n:02d}", created_at=when)
-            for n, when in enumerate(given)
+            a_person(session.connection(), f"+44770090{n:04d}", created_at=when)
+            for n, when in enumerate(times)
         ]
     with database.session() as session:
-        stored = [session.get(Participant, person_id).created_at for person_id in ids]
-    assert stored == [WHEN, later, WHEN, later, WHEN]
+        return [session.get(Participant, person_id).created_at for person_id in ids]
 
 
 def test_three_times_taking_turns_are_each_stored_as_given(database):
     # It remembers two times: a third pushes the older out, and each is stored as itself.
     times = [WHEN, WHEN + timedelta(hours=1), WHEN + timedelta(hours=2)]
     given = [times[0], times[1], times[2], times[0], times[2], times[1], times[1], times[0]]
-    with database.session() as session:
-        ids = [
-            a_person(session.connection(), f"+4477009002{n:02d}", created_at=when)
-            for n, when in enumerate(given)
-        ]
-    with database.session() as session:
-        stored = [session.get(Participant, person_id).created_at for person_id in ids]
-    assert stored == given
+    assert _stored_one_after_another(database, given) == given
 
 
 def test_a_unit_of_work_asks_its_connection_once_and_a_plain_session_every_time(database):
