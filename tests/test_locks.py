@@ -111,7 +111,11 @@ def waits_or_ends(database, side: Side) -> None:
         side.join(0.5)  # SQLite: it waits for the writers' turn, or it has ended
         return
     deadline = time.monotonic() + WAIT
-    with create_engine(database.url, poolclass=NullPool).connect() as watcher:
+    # Each look in a transaction of its own: PostgreSQL keeps what pg_stat_activity showed
+    # for the rest of the transaction, so a side that began waiting after the first look was
+    # never seen (the test failed whenever the side was slower to get there than that look).
+    watching = create_engine(database.url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    with watching.connect() as watcher:
         while time.monotonic() < deadline and side.is_alive():
             waiting = watcher.exec_driver_sql(
                 "SELECT count(*) FROM pg_stat_activity"
