@@ -405,3 +405,81 @@ def test_a_connection_lost_while_a_text_is_handled_is_tried_again_at_once(
         assert session.scalar(select(Message.status).where(Message.provider_id == "SM-2")) == (
             "processed"
         )
+
+
+def _step_calls(monkeypatch) -> list[str]:
+    """The inputs the engine's step met, in order."""
+    from bot import engine
+
+    met, real = [], engine.step
+
+    def step(survey, state, inbound, context):
+        met.append(state.question_id)
+        return real(survey, state, inbound, context)
+
+    monkeypatch.setattr(engine, "step", step)
+    return met
+
+
+def test_a_reply_is_decided_before_the_writers_turn_and_written_in_it(
+    client, database, monkeypatch
+):
+    # Where writers take turns (SQLite's one at a time), the step for an answer is decided
+    # before the turn and only written in it: the engine runs once, outside.
+    if not database.writers_take_turns:
+        pytest.skip("PostgreSQL's writers lock one person's rows, not take turns")
+    say(client, "TITLE", "SM-1")
+    met = _step_calls(monkeypatch)
+    decided_in_the_turn = []
+    working = inbox._decide
+
+    def decide(*args, **kwargs):
+        decided_in_the_turn.append(len(met))
+        return working(*args, **kwargs)
+
+    monkeypatch.setattr(inbox, "_decide", decide)
+    assert say(client, "2", "SM-2") == [
+        "What made you choose it?\nOr reply SKIP to leave this one out."
+    ]
+    assert met == ["title"]
+    assert decided_in_the_turn == [1], "the turn took the step already decided"
+    with database.session() as session:
+        assert session.scalars(select(Answer.value)).all() == ["your-health"]
+
+
+def test_a_step_decided_before_the_turn_is_decided_again_if_their_other_text_came_first(
+    client, database, app_settings, monkeypatch
+):
+    # Their two texts arrive together: the second's step is decided (against "Which title?")
+    # while the first is being written. In its turn the rows have moved on to "What made you
+    # choose it?", so the step decided ahead is dropped and the text answers that question.
+    if not database.writers_take_turns:
+        pytest.skip("PostgreSQL's writers lock one person's rows, not take turns")
+    say(client, "TITLE", "SM-1")
+    db, keywords = runtime.database(), runtime.library().keywords()
+    planned = {}
+    real = inbox._Ahead.__call__
+
+    def ahead_then_their_first_text(self, connection):
+        real(self, connection)
+        planned[self.received.provider_id] = self.planned
+        if self.received.provider_id == "SM-second":
+            first = inbox.Received("sms", "2", Reply("2"), PHONE, "SM-first")
+            assert inbox.receive(db, app_settings, first, keywords=keywords).replies
+
+    monkeypatch.setattr(inbox._Ahead, "__call__", ahead_then_their_first_text)
+    met = _step_calls(monkeypatch)
+    second = inbox.Received("sms", "Short and clear", Reply("Short and clear"), PHONE, "SM-second")
+    outcome = inbox.receive(db, app_settings, second, keywords=keywords)
+    assert planned["SM-second"] is not None, "decided ahead, from the rows as they were"
+    assert planned["SM-second"].conv.state["question_id"] == "title"
+    assert met == ["title", "title", "why"], "decided ahead, the first text, decided again"
+    assert outcome.status == inbox.PROCESSED
+    assert outcome.replies == (
+        "How useful would this guide be to you?\nReply with a number from 1 (Not useful) to 5 (Very useful)",
+    )
+    with database.session() as session:
+        answers = session.execute(
+            select(Answer.question_id, Answer.value).order_by(Answer.id)
+        ).all()
+        assert [tuple(a) for a in answers] == [("title", "your-health"), ("why", "Short and clear")]

@@ -11,11 +11,12 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -252,6 +253,29 @@ def _roll_back(connection: Connection) -> None:
 
 
 Dispatcher = Callable[[str, Queued], None]  # (OUTBOX or INBOX, rows)
+T = TypeVar("T")
+
+GROUP_LIMIT = 8  # units committed together at most (`Database.together`)
+_UNIT_SAVEPOINT = "involve_unit"
+
+
+class _Member:
+    """One unit of work handed to `Database.together`, and what became of it."""
+
+    __slots__ = ("error", "finished", "lead", "pending", "result", "woken", "work")
+
+    def __init__(self, work: Callable[[Session], Any]):
+        self.work = work
+        self.woken = threading.Event()  # finished, or asked to lead
+        self.lead = False
+        self.finished = False
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.pending: dict[str, list[tuple[int, datetime | None]]] | None = None
+
+    def finish(self) -> None:
+        self.finished = True
+        self.woken.set()
 
 
 class Database:
@@ -264,6 +288,10 @@ class Database:
         path = url.split(":///", 1)[-1] if url.startswith("sqlite") else ""
         on_disk = bool(path) and path != ":memory:"
         self._writers = _WriterQueue(path) if on_disk else None
+        # `together`'s units waiting in this process, and whether a thread is committing them.
+        self._members: deque[_Member] = deque()
+        self._members_lock = threading.Lock()
+        self._leading = False
         self._sqlite = url.startswith("sqlite")
         self._idle_sessions: list[Session] = []  # see _take_session
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
@@ -271,10 +299,20 @@ class Database:
             self.engine.execution_options(sqlite_begin="DEFERRED"), expire_on_commit=False
         )
 
+    @property
+    def writers_take_turns(self) -> bool:
+        """Writers here wait for one another's whole unit of work (SQLite's one writer at a
+        time), so work done before the turn, not in it, lets the next writer in sooner."""
+        return self._writers is not None
+
     @contextmanager
-    def session(self) -> Iterator[Session]:
+    def session(self, ahead: Callable[[Connection], None] | None = None) -> Iterator[Session]:
         """A unit of work: committed on success, rolled back on any error; what it queued
-        for after the commit is dispatched once it has committed."""
+        for after the commit is dispatched once it has committed.
+
+        `ahead`, where writers take turns (`writers_take_turns`), is run first, on the unit's
+        connection, outside any transaction and before the turn: reads whose rows the unit
+        checks again inside it (`bot.conversations.inbox` decides a reply's step there)."""
         # The one writer runs its statements on the connection's driver (`connection_of`,
         # bot/storage/prepared.py), so the unit's transaction is the driver's: begun (SQLite:
         # BEGIN IMMEDIATE here; PostgreSQL: by the pool's check, `_ping_psycopg`) and committed
@@ -286,6 +324,8 @@ class Database:
         # lock; the ORM session is a kept one (`_UnitSession`), made ready outside the turn.
         turn = self._writers.turn() if self._writers is not None else nullcontext()
         connection = self.engine.connect()
+        if ahead is not None and self._writers is not None:
+            self._ahead(connection, ahead)
         session = self._take_session(connection)
         try:
             with turn:
@@ -316,6 +356,128 @@ class Database:
         if pending:
             for what, rows in pending.items():
                 self._dispatch(what, rows)
+
+    def together(
+        self, work: Callable[[Session], T], ahead: Callable[[Connection], None] | None = None
+    ) -> T:
+        """`work` as a unit of work of its own (`session`), its result returned once it is
+        committed. Where writers take turns (SQLite), the units this process's threads hand
+        in while one is being written are written after it in the same transaction, each in
+        a savepoint of its own, and committed together (at most GROUP_LIMIT): one commit, and
+        the pages they share written once, instead of one each. A unit that fails is rolled
+        back to its savepoint and its error raised to its own caller only; if the commit
+        fails, every unit in it sees that error, as each would have alone. `work` may run on
+        another thread (whichever is committing), so it must take all it needs as arguments
+        and keep nothing of the session."""
+        if self._writers is None:
+            with self.session(ahead=ahead) as session:
+                return work(session)
+        member = _Member(work)
+        connection = self.engine.connect()
+        if ahead is not None:
+            self._ahead(connection, ahead)
+        try:
+            with self._members_lock:
+                self._members.append(member)
+                lead = not self._leading  # none is committing: nobody else is waiting
+                self._leading = True
+            while True:
+                if lead:
+                    self._lead(connection, member)
+                if member.finished:
+                    break
+                member.woken.wait()
+                member.woken.clear()
+                lead = member.lead and not member.finished
+                member.lead = False
+        finally:
+            connection.close()
+        if member.error is not None:
+            raise member.error
+        if member.pending:
+            for what, rows in member.pending.items():
+                self._dispatch(what, rows)
+        return member.result  # type: ignore[no-any-return]
+
+    def _lead(self, connection: Connection, own: _Member) -> None:
+        """Write `own` and the units waiting behind it, in one transaction; then hand those
+        still waiting to the first of them (its caller is waiting anyway), or stop leading."""
+        assert self._writers is not None
+        with self._members_lock:
+            # First in line: nobody leads while any wait, so whoever is handed the lead, or
+            # found nobody leading, is at the front.
+            group = [self._members.popleft()]
+        assert group[0] is own
+        try:
+            with self._writers.turn():
+                try:
+                    _driver_call(connection, "BEGIN IMMEDIATE")
+                    self._write_member(connection, own)
+                    # Committed through SQLAlchemy's transaction, where a unit asked for one
+                    # (ORM work), as soon as that unit is written.
+                    while len(group) < GROUP_LIMIT and connection.get_transaction() is None:
+                        with self._members_lock:
+                            member = self._members.popleft() if self._members else None
+                        if member is None:
+                            break
+                        group.append(member)
+                        self._write_member(connection, member)
+                    transaction = connection.get_transaction()
+                    if transaction is not None:
+                        transaction.commit()
+                    else:
+                        _driver_call(connection, "COMMIT")
+                except BaseException:
+                    _roll_back(connection)
+                    raise
+        except BaseException as exc:
+            # Nothing of the group stands: each unit sees why, as it would have alone.
+            for member in group:
+                if member.error is None:
+                    member.error, member.result, member.pending = exc, None, None
+        finally:
+            with self._members_lock:
+                if self._members:
+                    self._members[0].lead = True
+                    self._members[0].woken.set()
+                else:
+                    self._leading = False
+            for member in group:
+                member.finish()
+
+    def _write_member(self, connection: Connection, member: _Member) -> None:
+        """One unit of a group, in a savepoint: kept, or rolled back alone."""
+        session = self._take_session(connection)
+        driver = connection.connection.driver_connection
+        driver.execute(f"SAVEPOINT {_UNIT_SAVEPOINT}")
+        try:
+            member.result = member.work(session)
+            if session.in_transaction():
+                session.commit()  # written; joined to the group's transaction, not committed
+            member.pending = session.info.get(_AFTER_COMMIT_KEY)
+            driver.execute(f"RELEASE {_UNIT_SAVEPOINT}")
+        except Exception as exc:
+            member.error = exc
+            if session.in_transaction():
+                session.close()
+            # Its statements undone, the others' kept. If even this fails, so does the group.
+            driver.execute(f"ROLLBACK TO {_UNIT_SAVEPOINT}")
+            driver.execute(f"RELEASE {_UNIT_SAVEPOINT}")
+        finally:
+            self._put_back(session)
+
+    @staticmethod
+    def _ahead(connection: Connection, ahead: Callable[[Connection], None]) -> None:
+        try:
+            ahead(connection)
+        except BaseException:
+            connection.close()
+            raise
+        driver = connection.connection.driver_connection
+        if driver.in_transaction:
+            # Reads only, each its own: anything left open ends before the turn, so the
+            # unit's BEGIN IMMEDIATE is the first statement of its transaction.
+            driver.rollback()
 
     def _take_session(self, connection: Connection) -> Session:
         # Making an ORM session and closing it cost a unit more than most units' ORM work
