@@ -7,7 +7,9 @@ too, as involve's), the person's
 row found by their contact point (locked; both created if new; when they last wrote moved on
 as involve moves it), their conversation (locked) and whether a message of theirs is
 waiting for a retry, the conversation's state, the answer, the inbound row under its provider
-id, the reply, COMMIT; on SQLite the same inside the same writers' turn. It answers a fixed
+id, the reply, COMMIT; on SQLite the same inside the same writers' turn, and grouped as
+involve groups its writes there (`Database.together`: the texts one process's threads hand in
+while one is written go in its transaction, a savepoint each, one COMMIT). It answers a fixed
 TwiML string.
 
 It does no more than involve for any text (less for a STOP, a survey's end or a newcomer), so
@@ -22,6 +24,7 @@ import json
 import os
 import re
 import threading
+from collections import deque
 from datetime import UTC, datetime
 from typing import Any
 
@@ -151,6 +154,88 @@ def _write(cursor: Any, phone: str, sid: str, body: str, now: Any) -> None:
     cursor.execute(REPLIED, (person_id, conversation_id, inbound_id, phone, REPLY, now, now, now))
 
 
+class _Text:
+    """One text handed in to be written with others (`_together`)."""
+
+    __slots__ = ("done", "error", "lead", "text", "woken")
+
+    def __init__(self, text: tuple[str, str, str]):
+        self.text, self.woken = text, threading.Event()
+        self.done, self.lead, self.error = False, False, None
+
+
+_waiting: deque[_Text] = deque()
+_waiting_lock = threading.Lock()
+_leading = [False]
+
+
+def _together(db: Any, text: tuple[str, str, str]) -> None:
+    """Involve's group commit on SQLite (`Database.together`), without the ORM: the texts
+    this process's threads hand in while one is written go in its transaction, a savepoint
+    each, one COMMIT; the thread that wrote them hands what is still waiting to the next."""
+    mine = _Text(text)
+    with _waiting_lock:
+        _waiting.append(mine)
+        lead = not _leading[0]
+        _leading[0] = True
+    while not mine.done:
+        if lead:
+            _lead(db)
+        else:
+            mine.woken.wait()
+            mine.woken.clear()
+            lead, mine.lead = mine.lead and not mine.done, False
+    if mine.error is not None:
+        raise mine.error
+
+
+def _lead(db: Any) -> None:
+    assert writers is not None
+    with _waiting_lock:
+        group = [_waiting.popleft()]  # this thread's own: first in line
+    cursor = db.cursor()
+    try:
+        with writers.turn():
+            cursor.execute("BEGIN IMMEDIATE")
+            try:
+                now = datetime.now(UTC).replace(tzinfo=None).isoformat(" ")
+                _write_in_savepoint(cursor, group[0], now)
+                while len(group) < 8:
+                    with _waiting_lock:
+                        text = _waiting.popleft() if _waiting else None
+                    if text is None:
+                        break
+                    group.append(text)
+                    _write_in_savepoint(cursor, text, now)
+                cursor.execute("COMMIT")
+            except BaseException:
+                cursor.execute("ROLLBACK")
+                raise
+    except BaseException as exc:
+        for text in group:
+            text.error = text.error or exc
+    finally:
+        with _waiting_lock:
+            if _waiting:
+                _waiting[0].lead = True
+                _waiting[0].woken.set()
+            else:
+                _leading[0] = False
+        for text in group:
+            text.done = True
+            text.woken.set()
+
+
+def _write_in_savepoint(cursor: Any, text: _Text, now: str) -> None:
+    cursor.execute("SAVEPOINT text")
+    try:
+        _write(cursor, *text.text, now)
+    except Exception as exc:
+        text.error = exc
+        cursor.execute("ROLLBACK TO text")
+    cursor.execute("RELEASE text")
+
+
 @app.post("/webhooks/twilio/sms")
 def sms() -> Response:
     form = request.form
@@ -162,6 +247,5 @@ def sms() -> Response:
     if writers is None:
         _store(db, form["From"], form["MessageSid"], form["Body"])
     else:
-        with writers.turn():
-            _store(db, form["From"], form["MessageSid"], form["Body"])
+        _together(db, (form["From"], form["MessageSid"], form["Body"]))
     return Response(TWIML, mimetype="application/xml")

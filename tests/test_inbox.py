@@ -483,3 +483,37 @@ def test_a_step_decided_before_the_turn_is_decided_again_if_their_other_text_cam
             select(Answer.question_id, Answer.value).order_by(Answer.id)
         ).all()
         assert [tuple(a) for a in answers] == [("title", "your-health"), ("why", "Short and clear")]
+
+
+def test_a_step_decided_before_the_turn_is_decided_again_if_their_row_changed_meanwhile(
+    client, database, app_settings, monkeypatch
+):
+    # Between the read before the turn and the turn, their row changes but their
+    # conversation does not (here: they stopped on another channel, which a carrier's
+    # opt-out does the same way): the step decided ahead is dropped, and they are told how
+    # to start again instead of having an answer stored.
+    if not database.writers_take_turns:
+        pytest.skip("PostgreSQL's writers lock one person's rows, not take turns")
+    from sqlalchemy import update
+
+    say(client, "TITLE", "SM-1")
+    db, keywords = runtime.database(), runtime.library().keywords()
+    planned = []
+    real = inbox._Ahead.__call__
+
+    def ahead_then_they_stop_elsewhere(self, connection):
+        real(self, connection)
+        planned.append(self.planned)
+        with database.session() as session:
+            session.execute(update(Participant).values(opted_out=True))
+
+    monkeypatch.setattr(inbox._Ahead, "__call__", ahead_then_they_stop_elsewhere)
+    outcome = inbox.receive(
+        db, app_settings, inbox.Received("sms", "2", Reply("2"), PHONE, "SM-2"), keywords=keywords
+    )
+    assert planned[0] is not None and planned[0].step.answers, "an answer, decided ahead"
+    assert outcome.replies == (
+        "You asked us not to contact you. Reply START if you would like to hear from us again.",
+    )
+    with database.session() as session:
+        assert session.scalars(select(Answer.value)).all() == []

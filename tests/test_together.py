@@ -139,6 +139,99 @@ def test_orm_work_in_a_group_is_committed_with_the_units_before_it(turns):
     assert people(turns) == ["+447700900001", "+447700900002"]
 
 
+def test_a_failed_orm_flush_undoes_the_group_and_the_others_are_told_to_try_again(turns):
+    # SQLAlchemy rolls the whole transaction back when a flush fails, savepoints and all:
+    # the unit before it did nothing wrong, so it gets an error worth an immediate retry
+    # (`receive()` tries again at once), not the other unit's.
+    from bot.storage.db import GroupRolledBack, is_transient
+
+    def taken_number(session):
+        session.add(Participant(external_id="+447700900001", tags=[]))
+        session.flush()
+
+    works = [lambda s: person(s, "+447700900001"), taken_number]
+    outcomes = Overlapping(turns, works).run()
+    assert isinstance(outcomes[0], GroupRolledBack) and is_transient(outcomes[0])
+    assert isinstance(outcomes[1], IntegrityError) and not is_transient(outcomes[1])
+    assert people(turns) == []
+    assert isinstance(turns.together(lambda s: person(s, "+447700900001")), int)  # again: fine
+
+
+class Interrupt(BaseException):
+    """As KeyboardInterrupt or a worker's SystemExit, without stopping pytest."""
+
+
+def test_an_interrupt_in_one_unit_is_raised_to_its_caller_only(turns):
+    from bot.storage.db import GroupRolledBack
+
+    def interrupted(session):
+        person(session, "+447700900099")
+        raise Interrupt
+
+    works = [lambda s: person(s, "+447700900001"), interrupted, lambda s: person(s, "+4477009002")]
+    together = Overlapping(turns, works)
+    together.hand_in = lambda n, work, hand_in=together.hand_in: _catching(
+        hand_in, n, work, together
+    )
+    outcomes = together.run()
+    assert isinstance(outcomes[1], Interrupt)
+    assert isinstance(outcomes[0], GroupRolledBack)  # written with it: undone, to try again
+    assert isinstance(outcomes[2], int)  # in the next group
+    assert people(turns) == ["+4477009002"]
+
+
+def _catching(hand_in, n, work, together):
+    try:
+        hand_in(n, work)
+    except Interrupt as exc:
+        together.outcomes[n] = exc
+
+
+def test_a_caller_interrupted_while_its_unit_waits_leaves_the_line(turns):
+    # Ctrl-C (here a signal's handler raising) while a unit waits behind another: it leaves
+    # the line, and the lead passes on, so later units are not left waiting for ever.
+    import signal
+
+    writing, go = threading.Event(), threading.Event()
+
+    def held(session):
+        session.add(Participant(external_id="+447700900001", tags=[]))
+        session.flush()  # ORM work: its group takes nobody behind it
+        writing.set()
+        assert go.wait(10)
+
+    first = threading.Thread(target=turns.together, args=(held,))
+    first.start()
+    assert writing.wait(10)
+
+    def interrupt():
+        deadline = time.monotonic() + 10
+        while not turns._members and time.monotonic() < deadline:
+            time.sleep(0.005)
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGUSR1)
+        time.sleep(0.05)
+        go.set()
+
+    def raise_interrupt(_signum, _frame):
+        raise Interrupt
+
+    previous = signal.signal(signal.SIGUSR1, raise_interrupt)
+    try:
+        threading.Thread(target=interrupt).start()
+        with pytest.raises(Interrupt):
+            turns.together(lambda s: person(s, "+447700900002"))
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+        go.set()
+    first.join(10)
+    assert not turns._members and not turns._leading
+    later = threading.Thread(target=turns.together, args=(lambda s: person(s, "+447700900003"),))
+    later.start()
+    later.join(10)
+    assert not later.is_alive(), "a later unit waited for a lead nobody held"
+    assert "+447700900003" in people(turns)
+
+
 def test_on_postgresql_each_unit_is_its_own(database):
     if database.writers_take_turns:
         pytest.skip("SQLite's writers take turns")

@@ -163,6 +163,8 @@ def is_transient(exc: BaseException) -> bool:
     a lost connection, SQLite busy. Worth retrying; anything else is a bug or bad data."""
     from sqlalchemy.exc import DBAPIError, OperationalError
 
+    if isinstance(exc, GroupRolledBack):
+        return True
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
     code = getattr(getattr(exc, "orig", None), "sqlstate", None)
@@ -257,6 +259,11 @@ T = TypeVar("T")
 
 GROUP_LIMIT = 8  # units committed together at most (`Database.together`)
 _UNIT_SAVEPOINT = "involve_unit"
+
+
+class GroupRolledBack(Exception):
+    """Another unit's failure undid the transaction this one was written in
+    (`Database.together`): nothing of it stands, and trying it again is safe."""
 
 
 class _Member:
@@ -365,31 +372,37 @@ class Database:
         in while one is being written are written after it in the same transaction, each in
         a savepoint of its own, and committed together (at most GROUP_LIMIT): one commit, and
         the pages they share written once, instead of one each. A unit that fails is rolled
-        back to its savepoint and its error raised to its own caller only; if the commit
-        fails, every unit in it sees that error, as each would have alone. `work` may run on
-        another thread (whichever is committing), so it must take all it needs as arguments
-        and keep nothing of the session."""
+        back to its savepoint and its error raised to its own caller only. If a unit's
+        failure undoes the whole transaction (SQLAlchemy rolls all of it back when an ORM
+        flush fails), the others get `GroupRolledBack`, which `is_transient` calls worth
+        trying again at once; if the commit itself fails, every unit in it gets that error,
+        as each would have alone. `work` may run on another thread (whichever is committing),
+        so it must take all it needs as arguments and keep nothing of the session."""
         if self._writers is None:
             with self.session(ahead=ahead) as session:
                 return work(session)
         member = _Member(work)
         connection = self.engine.connect()
-        if ahead is not None:
-            self._ahead(connection, ahead)
         try:
+            if ahead is not None:
+                self._ahead(connection, ahead)
             with self._members_lock:
                 self._members.append(member)
                 lead = not self._leading  # none is committing: nobody else is waiting
                 self._leading = True
-            while True:
-                if lead:
-                    self._lead(connection, member)
-                if member.finished:
-                    break
-                member.woken.wait()
-                member.woken.clear()
-                lead = member.lead and not member.finished
-                member.lead = False
+            try:
+                while True:
+                    if lead:
+                        self._lead(connection, member)
+                    if member.finished:
+                        break
+                    member.woken.wait()
+                    member.woken.clear()
+                    lead = member.lead and not member.finished
+                    member.lead = False
+            except BaseException:
+                self._leave(member)  # interrupted while waiting (Ctrl-C): out of the line
+                raise
         finally:
             connection.close()
         if member.error is not None:
@@ -398,6 +411,25 @@ class Database:
             for what, rows in member.pending.items():
                 self._dispatch(what, rows)
         return member.result  # type: ignore[no-any-return]
+
+    def _leave(self, member: _Member) -> None:
+        """A unit whose caller stopped waiting leaves the line; if it had been handed the
+        lead, the next one takes it, so nobody behind it waits for ever. (One already being
+        written is committed or not with its group: its caller will not know which.)"""
+        with self._members_lock:
+            if member in self._members:
+                self._members.remove(member)
+            if member.lead and not member.finished:
+                member.lead = False
+                self._hand_over()
+
+    def _hand_over(self) -> None:
+        # Under `_members_lock`.
+        if self._members:
+            self._members[0].lead = True
+            self._members[0].woken.set()
+        else:
+            self._leading = False
 
     def _lead(self, connection: Connection, own: _Member) -> None:
         """Write `own` and the units waiting behind it, in one transaction; then hand those
@@ -408,6 +440,7 @@ class Database:
             # found nobody leading, is at the front.
             group = [self._members.popleft()]
         assert group[0] is own
+        committing = False
         try:
             with self._writers.turn():
                 try:
@@ -422,6 +455,7 @@ class Database:
                             break
                         group.append(member)
                         self._write_member(connection, member)
+                    committing = True
                     transaction = connection.get_transaction()
                     if transaction is not None:
                         transaction.commit()
@@ -431,38 +465,46 @@ class Database:
                     _roll_back(connection)
                     raise
         except BaseException as exc:
-            # Nothing of the group stands: each unit sees why, as it would have alone.
+            # Nothing of the group stands. A failed BEGIN or COMMIT is everyone's, as it
+            # would have been alone; a unit that undid the transaction keeps its own error
+            # and the others, who did nothing wrong, are told to try again.
+            if committing or len(group) == 1:
+                shared: BaseException = exc
+            else:
+                shared = GroupRolledBack("another unit's failure undid this one's transaction")
             for member in group:
                 if member.error is None:
-                    member.error, member.result, member.pending = exc, None, None
+                    member.error = shared
+                member.result, member.pending = None, None
         finally:
             with self._members_lock:
-                if self._members:
-                    self._members[0].lead = True
-                    self._members[0].woken.set()
-                else:
-                    self._leading = False
+                self._hand_over()
             for member in group:
                 member.finish()
 
     def _write_member(self, connection: Connection, member: _Member) -> None:
-        """One unit of a group, in a savepoint: kept, or rolled back alone."""
+        """One unit of a group, in a savepoint: kept, or rolled back alone. Raises (after
+        noting the unit's own error) when the group's transaction cannot go on."""
         session = self._take_session(connection)
         driver = connection.connection.driver_connection
-        driver.execute(f"SAVEPOINT {_UNIT_SAVEPOINT}")
         try:
-            member.result = member.work(session)
-            if session.in_transaction():
-                session.commit()  # written; joined to the group's transaction, not committed
-            member.pending = session.info.get(_AFTER_COMMIT_KEY)
-            driver.execute(f"RELEASE {_UNIT_SAVEPOINT}")
-        except Exception as exc:
-            member.error = exc
-            if session.in_transaction():
-                session.close()
-            # Its statements undone, the others' kept. If even this fails, so does the group.
-            driver.execute(f"ROLLBACK TO {_UNIT_SAVEPOINT}")
-            driver.execute(f"RELEASE {_UNIT_SAVEPOINT}")
+            _driver_call(connection, f"SAVEPOINT {_UNIT_SAVEPOINT}")
+            try:
+                member.result = member.work(session)
+                if session.in_transaction():
+                    session.commit()  # written; joined to the group's transaction
+                member.pending = session.info.get(_AFTER_COMMIT_KEY)
+            except BaseException as exc:
+                member.error = exc
+                if session.in_transaction():
+                    session.close()
+                if not isinstance(exc, Exception) or not driver.in_transaction:
+                    # An interrupt, or a failed ORM flush (SQLAlchemy rolled the whole
+                    # transaction back): the group cannot go on.
+                    raise GroupRolledBack("the group's transaction was undone") from exc
+                # Its statements undone, the others' kept.
+                _driver_call(connection, f"ROLLBACK TO {_UNIT_SAVEPOINT}")
+            _driver_call(connection, f"RELEASE {_UNIT_SAVEPOINT}")
         finally:
             self._put_back(session)
 
@@ -470,14 +512,14 @@ class Database:
     def _ahead(connection: Connection, ahead: Callable[[Connection], None]) -> None:
         try:
             ahead(connection)
+            driver = connection.connection.driver_connection
+            if driver.in_transaction:
+                # Reads only, each its own: anything left open ends before the turn, so the
+                # unit's BEGIN IMMEDIATE is the first statement of its transaction.
+                driver.rollback()
         except BaseException:
             connection.close()
             raise
-        driver = connection.connection.driver_connection
-        if driver.in_transaction:
-            # Reads only, each its own: anything left open ends before the turn, so the
-            # unit's BEGIN IMMEDIATE is the first statement of its transaction.
-            driver.rollback()
 
     def _take_session(self, connection: Connection) -> Session:
         # Making an ORM session and closing it cost a unit more than most units' ORM work
