@@ -18,7 +18,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, insert, literal_column, select, update
+from sqlalchemy import bindparam, delete, insert, literal_column, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -74,8 +74,7 @@ def _parse_version(content_hash: str, source: str, path: str) -> Survey:
     return load_text(source, path)
 
 
-def survey_of(version: Any) -> Survey:
-    """The script of a stored version (a `SurveyVersion` or a row with its columns)."""
+def survey_of(version: SurveyVersion) -> Survey:
     return _parse_version(
         version.content_hash, version.source, f"{version.survey_id}@{version.content_hash[:8]}"
     )
@@ -104,31 +103,6 @@ def survey_for(session: Session, version_id: int) -> Survey:
     survey = _by_version_id.get(key)
     if survey is None:
         survey = survey_of(session.get(SurveyVersion, version_id))
-        if len(_by_version_id) > 1024:
-            _by_version_id.clear()
-        _by_version_id[key] = survey
-    return survey
-
-
-_VERSION = Prepared(
-    select(
-        SurveyVersion.__table__.c.survey_id,
-        SurveyVersion.__table__.c.content_hash,
-        SurveyVersion.__table__.c.source,
-    ).where(SurveyVersion.__table__.c.id == bindparam("version_id"))
-)
-
-
-def survey_on(connection: Connection, version_id: int) -> Survey | None:
-    """`survey_for` on a bare connection, for reads made outside any unit of work (where
-    writers take turns, before the turn: `inbox._Ahead`); None if there is no such version."""
-    key = (_database_key(connection.engine.url), version_id)
-    survey = _by_version_id.get(key)
-    if survey is None:
-        found = _VERSION.first(connection, {"version_id": version_id})
-        if found is None:
-            return None
-        survey = survey_of(found)
         if len(_by_version_id) > 1024:
             _by_version_id.clear()
         _by_version_id[key] = survey
@@ -350,13 +324,6 @@ def lock_person_at(
             row = _point_row(new_id, sibling, address, None, now, position)
             connection.execute(_insert_point_once(session), row)
     return _locked_sender(connection, where)
-
-
-def read_sender(connection: Connection, channel: str, address: str) -> Record | None:
-    """`lock_person_at`'s row for this contact point as it stands, or None, read outside any
-    transaction and locking nothing: only where writers take turns (SQLite, where a row
-    lock is the writers' turn itself), as a guess that the turn checks by reading it again."""
-    return _SENDER_LOCKED.first(connection, {"channel": channel, "address": address})
 
 
 def _locked_sender(connection: Any, where: dict[str, Any]) -> Record:

@@ -87,15 +87,14 @@ def receive(
     """Apply what a person sent; what to answer them with, inline."""
     now = now or utcnow()
     failure: BaseException | None = None
-    ahead = _Ahead(settings, received, now)
 
     def apply(session: Session) -> Outcome:
         # Perhaps on another thread, committed with other messages (`Database.together`).
-        return _handle(session, settings, received, now, keywords, True, planned=ahead.planned)
+        return _handle(session, settings, received, now, keywords, inline=True)
 
     for attempt in range(INLINE_TRIES):
         try:
-            return database.together(apply, ahead=ahead)
+            return database.together(apply)
         except _SeenBefore:
             return Outcome(DUPLICATE)
         except Exception as exc:
@@ -196,14 +195,11 @@ def _handle(
     keywords: Mapping[str, Survey] | None,
     inline: bool,
     inbound_id: int | None = None,
-    planned: _Planned | None = None,
 ) -> Outcome:
     """Apply one message in the caller's transaction. A new delivery (`inbound_id` None) is
     stored last, in one statement that skips a provider id seen before: a redelivery raises
     `_SeenBefore` and its transaction is rolled back, and a concurrent one waits on the
-    person's lock and then on that row, so either way it changes nothing. `planned`: its
-    step decided before the lock (`_Ahead`), used only if the rows read under the lock are
-    the ones it was decided from."""
+    person's lock and then on that row, so either way it changes nothing."""
     channel = channels.get(received.channel)
     if received.participant_id is not None:
         person = conversations.lock_person_row(session, received.participant_id)
@@ -239,7 +235,7 @@ def _handle(
         closed = conversations.survey_for(session, conv.survey_version_id)  # a late answer
     conv = conversations.unless_expired(session, conv, now)
     decided = _decide(
-        session, settings, person, conv, channel.name, received, now, keywords, closed, planned
+        session, settings, person, conv, channel.name, received, now, keywords, closed
     )
     conv = decided.conversation
     conversation_id = conv.id if conv is not None else None
@@ -274,7 +270,6 @@ def _handle(
         now,
         inline_reply,
         settings,
-        decided.bodies,
     )
     state = decided.state
     if state is None and conv is not None:
@@ -358,10 +353,8 @@ def _reply(
     now: datetime,
     inline: bool,
     settings: Settings,
-    bodies: list[str] | None = None,  # rendered already (`_Planned`)
 ) -> list[str]:
-    if bodies is None:
-        bodies = channel.render_replies(prompts, settings.org_name)
+    bodies = channel.render_replies(prompts, settings.org_name)
     if not bodies:
         return []
     if inline and address is not None and not channel.can_reply_inline(bodies):
@@ -418,7 +411,6 @@ class _Decided:
     conversation: Any  # the locked row, or the new `Conversation`; None if none
     finished: bool = False
     state: engine.State | None = None  # the conversation's state, where the step changed it
-    bodies: list[str] | None = None  # the prompts rendered for the channel, if they are
 
 
 def _decide(
@@ -431,20 +423,17 @@ def _decide(
     now: datetime,
     keywords: Mapping[str, Survey] | None,
     closed: Survey | None = None,
-    planned: _Planned | None = None,
 ) -> _Decided:
     """What this input means for the person and their conversation in progress (None if
     none; `closed` the survey whose conversation this input found a week idle), written as
-    it is decided. `planned`: the step decided before the writers' turn (`_Ahead`), taken
-    only if the rows read now are the ones it was decided from."""
-    if planned is not None and planned.person == person and planned.conv == conv:
-        # Nothing it was decided from has changed: the same rows give the same step.
-        done = _apply_step(session, person, conv, planned.survey, planned.step, channel, now)
-        return replace(done, bodies=planned.bodies)
+    it is decided."""
     org = settings.org_name
     context = conversations.context_for(person, org, settings.contact_phone)
-    current = None if conv is None else conversations.survey_for(session, conv.survey_version_id)
-    inbound, state = _reading(received.inbound, person, conv, current, channel, now)
+    inbound = _interpret(session, received.inbound, conv, person)
+    state = _state_now(conv, now, channel)
+    if state is not None and state.stop_asked:
+        # "Yes" to "Do you want us to stop all messages?" takes the one STOP path below.
+        inbound = engine.meaning(state, inbound)
     if inbound is Command.STOP:
         changed = conversations.record_consent(session, person, Consent.OPT_OUT, channel, now=now)
         if conv is not None:
@@ -465,7 +454,7 @@ def _decide(
             return _begin(session, person, survey, channel, now, org)
         prompts: tuple[Prompt, ...] = (engine.started_say(context),) if changed else ()
         if conv is not None:
-            assert current is not None
+            current = conversations.survey_for(session, conv.survey_version_id)
             piped = {**context, "answered": conv.state.get("answered") or {}}
             prompts += (engine.ask(current, current.question(conv.state["question_id"]), piped),)
             if conv.state.get("unseen"):
@@ -494,97 +483,15 @@ def _decide(
         if changes:
             conversations.set_person(session, person, **changes)
         return _Decided(ended.prompts, None)
-    assert state is not None and current is not None
-    step = engine.step(current, state, inbound, context)
-    return _apply_step(session, person, conv, current, step, channel, now)
-
-
-def _reading(
-    received: Interpret, person: Any, conv: Any, survey: Survey | None, channel: str, now: datetime
-) -> tuple[Inbound, engine.State | None]:
-    """What the input means, and the conversation's state as it meets it (None without one);
-    `survey` is the conversation's."""
-    inbound = _interpret(received, conv, person, survey)
-    state = _state_now(conv, now, channel)
-    if state is not None and state.stop_asked:
-        # "Yes" to "Do you want us to stop all messages?" takes the one STOP path.
-        inbound = engine.meaning(state, inbound)
-    return inbound, state
-
-
-def _apply_step(
-    session: Session,
-    person: Any,
-    conv: Any,
-    survey: Survey,
-    step: engine.Step,
-    channel: str,
-    now: datetime,
-) -> _Decided:
-    """Write what the engine's step decided for the conversation in progress."""
+    survey = conversations.survey_for(session, conv.survey_version_id)
+    assert state is not None
+    step = engine.step(survey, state, inbound, context)
     conversations.write_step(session, person, conv, step, channel, now)
     for kind in step.consent:
         conversations.record_consent(
             session, person, kind, channel, detail=f"survey {survey.id}", now=now
         )
     return _Decided(step.prompts, conv, finished=step.finished, state=step.state)
-
-
-@dataclass(frozen=True)
-class _Planned:
-    """A reply's step, decided before the writers' turn from the rows it read then."""
-
-    person: Any  # the person's row as `lock_person_at` reads it
-    conv: Any  # their conversation's as `_ACTIVE_AND_WAITING` reads it
-    survey: Survey
-    step: engine.Step
-    bodies: list[str]  # its prompts, rendered for the channel
-
-
-class _Ahead:
-    """Where writers take turns (SQLite: one at a time, for the whole unit of work), the
-    engine's step for a reply to the question in progress is decided before the turn, from
-    the person's and the conversation's rows read then; in the turn `_handle` reads them
-    again, as it always does, and uses the step only if they are the same, so the turn
-    holds only the reads and writes. Anything else (STOP, START, a keyword, someone new or
-    opted out, a conversation ended or idle too long, an earlier message waiting, a script
-    not read yet in this process) is decided in the turn, as is a step whose rows changed
-    in between (their other message came first)."""
-
-    def __init__(self, settings: Settings, received: Received, now: datetime):
-        self.settings, self.received, self.now = settings, received, now
-        self.planned: _Planned | None = None
-
-    def __call__(self, connection: Any) -> None:
-        self.planned = None
-        try:
-            self.planned = self._plan(connection)
-        except Exception:
-            # Decided again in the turn, where the same error meets the usual handling.
-            log.debug("a step could not be decided before the turn", exc_info=True)
-
-    def _plan(self, connection: Any) -> _Planned | None:
-        received, settings = self.received, self.settings
-        if received.participant_id is not None or received.address is None:
-            return None
-        channel = channels.get(received.channel)
-        person = conversations.read_sender(connection, channel.name, received.address)
-        if person is None or person.opted_out:
-            return None
-        where = {"participant_id": person.id, "channel": channel.name, "address": received.address}
-        conv = _ACTIVE_AND_WAITING.first(connection, where)
-        if conv is None or conv.waiting or engine.is_expired(conv.last_activity_at, self.now):
-            return None
-        survey = conversations.survey_on(connection, conv.survey_version_id)
-        if survey is None:
-            return None
-        inbound, state = _reading(received.inbound, person, conv, survey, channel.name, self.now)
-        if inbound is Command.STOP or inbound is Command.START or state is None:
-            return None
-        context = conversations.context_for(person, settings.org_name, settings.contact_phone)
-        step = engine.step(survey, state, inbound, context)
-        bodies = channel.render_replies(step.prompts, settings.org_name)
-        return _Planned(person, conv, survey, step, bodies)
 
 
 # How long after staff close a campaign its people are told so when they answer.
@@ -640,13 +547,14 @@ def _state_now(conv: Any, now: datetime, channel: str) -> engine.State | None:
     return state
 
 
-def _interpret(inbound: Interpret, conv: Any, person: Any, survey: Survey | None) -> Inbound:
+def _interpret(session: Session, inbound: Interpret, conv: Any, person: Any) -> Inbound:
     if isinstance(inbound, ProviderKeyword):
         return _provider_keyword(inbound, person)
     if not callable(inbound):
         return inbound
     question = None
-    if conv is not None and survey is not None and conv.state.get("question_id"):
+    if conv is not None and conv.state.get("question_id"):
+        survey = conversations.survey_for(session, conv.survey_version_id)
         question = survey.question(conv.state["question_id"])
     return inbound(question)
 

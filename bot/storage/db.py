@@ -309,17 +309,13 @@ class Database:
     @property
     def writers_take_turns(self) -> bool:
         """Writers here wait for one another's whole unit of work (SQLite's one writer at a
-        time), so work done before the turn, not in it, lets the next writer in sooner."""
+        time), and `together` commits the units that wait together."""
         return self._writers is not None
 
     @contextmanager
-    def session(self, ahead: Callable[[Connection], None] | None = None) -> Iterator[Session]:
+    def session(self) -> Iterator[Session]:
         """A unit of work: committed on success, rolled back on any error; what it queued
-        for after the commit is dispatched once it has committed.
-
-        `ahead`, where writers take turns (`writers_take_turns`), is run first, on the unit's
-        connection, outside any transaction and before the turn: reads whose rows the unit
-        checks again inside it (`bot.conversations.inbox` decides a reply's step there)."""
+        for after the commit is dispatched once it has committed."""
         # The one writer runs its statements on the connection's driver (`connection_of`,
         # bot/storage/prepared.py), so the unit's transaction is the driver's: begun (SQLite:
         # BEGIN IMMEDIATE here; PostgreSQL: by the pool's check, `_ping_psycopg`) and committed
@@ -331,8 +327,6 @@ class Database:
         # lock; the ORM session is a kept one (`_UnitSession`), made ready outside the turn.
         turn = self._writers.turn() if self._writers is not None else nullcontext()
         connection = self.engine.connect()
-        if ahead is not None and self._writers is not None:
-            self._ahead(connection, ahead)
         session = self._take_session(connection)
         try:
             with turn:
@@ -364,9 +358,7 @@ class Database:
             for what, rows in pending.items():
                 self._dispatch(what, rows)
 
-    def together(
-        self, work: Callable[[Session], T], ahead: Callable[[Connection], None] | None = None
-    ) -> T:
+    def together(self, work: Callable[[Session], T]) -> T:
         """`work` as a unit of work of its own (`session`), its result returned once it is
         committed. Where writers take turns (SQLite), the units this process's threads hand
         in while one is being written are written after it in the same transaction, each in
@@ -379,13 +371,11 @@ class Database:
         as each would have alone. `work` may run on another thread (whichever is committing),
         so it must take all it needs as arguments and keep nothing of the session."""
         if self._writers is None:
-            with self.session(ahead=ahead) as session:
+            with self.session() as session:
                 return work(session)
         member = _Member(work)
         connection = self.engine.connect()
         try:
-            if ahead is not None:
-                self._ahead(connection, ahead)
             with self._members_lock:
                 self._members.append(member)
                 lead = not self._leading  # none is committing: nobody else is waiting
@@ -507,19 +497,6 @@ class Database:
             _driver_call(connection, f"RELEASE {_UNIT_SAVEPOINT}")
         finally:
             self._put_back(session)
-
-    @staticmethod
-    def _ahead(connection: Connection, ahead: Callable[[Connection], None]) -> None:
-        try:
-            ahead(connection)
-            driver = connection.connection.driver_connection
-            if driver.in_transaction:
-                # Reads only, each its own: anything left open ends before the turn, so the
-                # unit's BEGIN IMMEDIATE is the first statement of its transaction.
-                driver.rollback()
-        except BaseException:
-            connection.close()
-            raise
 
     def _take_session(self, connection: Connection) -> Session:
         # Making an ORM session and closing it cost a unit more than most units' ORM work
