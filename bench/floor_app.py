@@ -209,7 +209,8 @@ def _lead(db: Any) -> None:
                     _write_in_savepoint(cursor, text, now)
                 cursor.execute("COMMIT")
             except BaseException:
-                cursor.execute("ROLLBACK")
+                if db.in_transaction:  # SQLite may have rolled it back itself
+                    cursor.execute("ROLLBACK")
                 raise
     except BaseException as exc:
         for text in group:

@@ -161,8 +161,11 @@ class Interrupt(BaseException):
     """As KeyboardInterrupt or a worker's SystemExit, without stopping pytest."""
 
 
-def test_an_interrupt_in_one_unit_is_raised_to_its_caller_only(turns):
-    from bot.storage.db import GroupRolledBack
+def test_an_interrupt_is_the_writing_threads_own_and_the_others_try_again(turns):
+    # Ctrl-C or a worker's SystemExit lands on whichever thread is writing the group, while
+    # it runs someone else's unit: it is that thread's caller who is stopped. The unit it
+    # was running did nothing wrong and, like the rest of the group, is told to try again.
+    from bot.storage.db import GroupRolledBack, is_transient
 
     def interrupted(session):
         person(session, "+447700900099")
@@ -174,10 +177,11 @@ def test_an_interrupt_in_one_unit_is_raised_to_its_caller_only(turns):
         hand_in, n, work, together
     )
     outcomes = together.run()
-    assert isinstance(outcomes[1], Interrupt)
-    assert isinstance(outcomes[0], GroupRolledBack)  # written with it: undone, to try again
+    assert isinstance(outcomes[0], Interrupt)  # the writing thread's own caller
+    assert isinstance(outcomes[1], GroupRolledBack) and is_transient(outcomes[1])
     assert isinstance(outcomes[2], int)  # in the next group
     assert people(turns) == ["+4477009002"]
+    assert not turns._members and not turns._leading
 
 
 def _catching(hand_in, n, work, together):
@@ -230,6 +234,41 @@ def test_a_caller_interrupted_while_its_unit_waits_leaves_the_line(turns):
     later.join(10)
     assert not later.is_alive(), "a later unit waited for a lead nobody held"
     assert "+447700900003" in people(turns)
+
+
+def test_a_unit_interrupted_as_it_takes_the_lead_passes_it_on(turns, monkeypatch):
+    # Handed the lead, the unit's thread is stopped before it takes itself out of the line:
+    # the lead goes to the next one behind it, which is written, and later units still are.
+    real_lead = turns._lead
+    stopped = []
+
+    def lead(connection, own):
+        if own.work.__name__ == "second" and not stopped:
+            stopped.append(own)
+            raise Interrupt
+        return real_lead(connection, own)
+
+    monkeypatch.setattr(turns, "_lead", lead)
+
+    def second(session):
+        return person(session, "+447700900002")
+
+    def with_the_orm(session):
+        session.add(Participant(external_id="+447700900001", tags=[]))
+        session.flush()  # ORM work ends its group: the next unit is handed the lead
+
+    works = [with_the_orm, second, lambda s: person(s, "+447700900003")]
+    together = Overlapping(turns, works)
+    together.unit = lambda n, work, unit=together.unit: second if n == 1 else unit(n, work)
+    together.hand_in = lambda n, work, hand_in=together.hand_in: _catching(
+        hand_in, n, work, together
+    )
+    outcomes = together.run()
+    assert stopped and isinstance(outcomes[1], Interrupt)
+    assert isinstance(outcomes[2], int), outcomes
+    assert not turns._members and not turns._leading
+    assert isinstance(turns.together(lambda s: person(s, "+447700900004")), int)
+    assert people(turns) == ["+447700900001", "+447700900003", "+447700900004"]
 
 
 def test_on_postgresql_each_unit_is_its_own(database):

@@ -99,7 +99,7 @@ def receive(
             return Outcome(DUPLICATE)
         except Exception as exc:
             failure = exc
-            if not is_transient(exc):
+            if not is_transient(exc) or attempt + 1 == INLINE_TRIES:
                 break
             time.sleep(0.02 * 2**attempt * random.uniform(0.5, 1.5))
     log.warning(

@@ -378,7 +378,10 @@ class Database:
         try:
             with self._members_lock:
                 self._members.append(member)
-                lead = not self._leading  # none is committing: nobody else is waiting
+                # Nobody leading: nobody else waits, and this one leads. `lead` stays set
+                # until `_lead` takes it out of the line, so an interrupt before then hands
+                # the lead on (`_leave`) instead of losing it.
+                lead = member.lead = not self._leading
                 self._leading = True
             try:
                 while True:
@@ -389,7 +392,6 @@ class Database:
                     member.woken.wait()
                     member.woken.clear()
                     lead = member.lead and not member.finished
-                    member.lead = False
             except BaseException:
                 self._leave(member)  # interrupted while waiting (Ctrl-C): out of the line
                 raise
@@ -425,13 +427,15 @@ class Database:
         """Write `own` and the units waiting behind it, in one transaction; then hand those
         still waiting to the first of them (its caller is waiting anyway), or stop leading."""
         assert self._writers is not None
-        with self._members_lock:
-            # First in line: nobody leads while any wait, so whoever is handed the lead, or
-            # found nobody leading, is at the front.
-            group = [self._members.popleft()]
-        assert group[0] is own
-        committing = False
+        group: list[_Member] = []
+        committing = committed = False
         try:
+            with self._members_lock:
+                # First in line: nobody leads while any wait, so whoever is handed the lead,
+                # or found nobody leading, is at the front.
+                group.append(self._members.popleft())
+                own.lead = False
+            assert group[0] is own
             with self._writers.turn():
                 try:
                     _driver_call(connection, "BEGIN IMMEDIATE")
@@ -451,26 +455,64 @@ class Database:
                         transaction.commit()
                     else:
                         _driver_call(connection, "COMMIT")
+                    committed = True
                 except BaseException:
-                    _roll_back(connection)
+                    if not committed:
+                        _roll_back(connection)
                     raise
         except BaseException as exc:
-            # Nothing of the group stands. A failed BEGIN or COMMIT is everyone's, as it
-            # would have been alone; a unit that undid the transaction keeps its own error
-            # and the others, who did nothing wrong, are told to try again.
-            if committing or len(group) == 1:
-                shared: BaseException = exc
-            else:
-                shared = GroupRolledBack("another unit's failure undid this one's transaction")
-            for member in group:
-                if member.error is None:
-                    member.error = shared
-                member.result, member.pending = None, None
+            self._failed(group, own, exc, committing, committed)
         finally:
-            with self._members_lock:
-                self._hand_over()
+            try:
+                with self._members_lock:
+                    if not group and own in self._members:
+                        self._members.remove(own)  # stopped before it took itself out
+                    self._hand_over()
+            finally:
+                for member in group or [own]:
+                    member.finish()
+
+    @staticmethod
+    def _failed(
+        group: list[_Member],
+        own: _Member,
+        exc: BaseException,
+        committing: bool,
+        committed: bool,
+    ) -> None:
+        """Who learns what, when a group's transaction failed (or this thread was stopped).
+
+        An interrupt (KeyboardInterrupt, SystemExit: not an `Exception`) is this thread's,
+        whichever unit it was running: it goes to this thread's own caller only. The others'
+        work stands if it was committed; if it was not, they are told to try again; if the
+        COMMIT was under way, nobody can say, and they get an error that is not worth an
+        immediate retry (the writer then keeps the message, and finds it stored already if
+        it was). Otherwise nothing of the group stands: a failed BEGIN or COMMIT is
+        everyone's, as it would have been alone, and a unit that undid the transaction keeps
+        its own error while the others, who did nothing wrong, are told to try again."""
+        if not isinstance(exc, Exception):
+            own.error = exc
             for member in group:
-                member.finish()
+                if member is own or committed:
+                    continue
+                member.result, member.pending = None, None
+                member.error = (
+                    RuntimeError("interrupted while committing: whether it was written is unknown")
+                    if committing
+                    else GroupRolledBack("interrupted before its group was committed")
+                )
+            return
+        if committed:
+            return  # a failure after the commit: what was written stands
+        shared: BaseException
+        if committing or len(group) == 1:
+            shared = exc
+        else:
+            shared = GroupRolledBack("another unit's failure undid this one's transaction")
+        for member in group:
+            if member.error is None:
+                member.error = shared
+            member.result, member.pending = None, None
 
     def _write_member(self, connection: Connection, member: _Member) -> None:
         """One unit of a group, in a savepoint: kept, or rolled back alone. Raises (after
@@ -485,12 +527,14 @@ class Database:
                     session.commit()  # written; joined to the group's transaction
                 member.pending = session.info.get(_AFTER_COMMIT_KEY)
             except BaseException as exc:
+                if not isinstance(exc, Exception):
+                    raise  # an interrupt: this thread's, not the unit's (`_failed`)
                 member.error = exc
                 if session.in_transaction():
                     session.close()
-                if not isinstance(exc, Exception) or not driver.in_transaction:
-                    # An interrupt, or a failed ORM flush (SQLAlchemy rolled the whole
-                    # transaction back): the group cannot go on.
+                if not driver.in_transaction:
+                    # A failed ORM flush (SQLAlchemy rolled the whole transaction back):
+                    # the group cannot go on.
                     raise GroupRolledBack("the group's transaction was undone") from exc
                 # Its statements undone, the others' kept.
                 _driver_call(connection, f"ROLLBACK TO {_UNIT_SAVEPOINT}")
