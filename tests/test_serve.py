@@ -2,12 +2,14 @@
 
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -21,9 +23,23 @@ pytestmark = pytest.mark.slow
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port below the kernel's ephemeral range. A port the kernel hands out for
+    port 0 (what this used to return) could be handed out again, before `serve` bound it,
+    to another server asking for any port: the demo's stand-ins, the fakes, a parallel
+    test. `/healthz` then answered from that server (seen once, as a health check without
+    `channels`). Ports below the range are never handed out that way."""
+    low = 32768
+    with contextlib.suppress(OSError, ValueError):
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for _ in range(200):
+        port = random.randrange(max(1024, low - 12000), low)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # in use
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 def _serve_env(tmp_path, base: str) -> dict[str, str]:
