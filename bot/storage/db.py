@@ -515,8 +515,10 @@ class Database:
             member.result, member.pending = None, None
 
     def _write_member(self, connection: Connection, member: _Member) -> None:
-        """One unit of a group, in a savepoint: kept, or rolled back alone. Raises (after
-        noting the unit's own error) when the group's transaction cannot go on."""
+        """One unit of a group, in a savepoint: kept, or rolled back alone. Raises when the
+        group's transaction cannot go on: `GroupRolledBack` after noting the unit's own error
+        (its failure undid the transaction), or an interrupt as it is (`_failed` gives it to
+        this thread's own caller)."""
         session = self._take_session(connection)
         driver = connection.connection.driver_connection
         try:
